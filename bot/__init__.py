@@ -1,0 +1,1 @@
+"""recbot: the domain and the plumbing."""

@@ -1,0 +1,228 @@
+"""Client of Agora's custom recording configuration API: signed, retried, typed errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from pydantic import ValidationError
+
+from bot.models import RecordingConfig, Target
+from bot.signing import sign
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class AgoraError(Exception):
+    """An Agora call failed; `upstream_message` is what Agora said, if anything."""
+
+    status: int | None = None
+
+    def __init__(self, upstream_message: str = "", status: int | None = None) -> None:
+        self.upstream_message = upstream_message
+        if status is not None:
+            self.status = status
+        super().__init__(f"Agora API error {self.status}: {upstream_message}")
+
+    def user_message(self) -> str:
+        """What a person should read, and what they can do about it."""
+        return f"Agora answered {self.status}: {self.upstream_message or 'no detail given'}."
+
+
+class AgoraBadRequest(AgoraError):
+    status = 400
+
+    def user_message(self) -> str:
+        return f"Agora refused the request as invalid: {self.upstream_message or 'no detail given'}."
+
+
+class AgoraUnauthorized(AgoraError):
+    status = 401
+
+    def user_message(self) -> str:
+        return (
+            "Agora rejected recbot's credentials: AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET "
+            "are wrong or revoked. Ask whoever runs recbot to fix them (`python -m bot doctor` checks)."
+        )
+
+
+class AgoraNotFound(AgoraError):
+    status = 404
+
+    def user_message(self) -> str:
+        return (
+            "No such entry point in that App ID and region. Check the entry point's name "
+            "(case-sensitive), the region (cn, ap, na, eu) and `--app`."
+        )
+
+
+class AgoraRateLimited(AgoraError):
+    status = 429
+
+    def user_message(self) -> str:
+        return "Agora is rate-limiting recbot right now. Nothing was changed; try again in a minute."
+
+
+class AgoraUnavailable(AgoraError):
+    """5xx after retries, timeouts, connection failures, unreadable answers."""
+
+    def user_message(self) -> str:
+        return (
+            "Agora is not answering properly right now "
+            f"({self.upstream_message or 'no detail'}). Nothing was changed; try again later."
+        )
+
+
+_BY_STATUS: dict[int, type[AgoraError]] = {
+    400: AgoraBadRequest,
+    401: AgoraUnauthorized,
+    404: AgoraNotFound,
+    429: AgoraRateLimited,
+}
+
+
+def config_path(target: Target) -> str:
+    """The resource path, each parameter percent-encoded as one segment."""
+    app, ep, region = (quote(part, safe="") for part in (target.app_id, target.entry_point, target.region))
+    return f"/v1/projects/{app}/fls/entry_points/{ep}/settings/record/custom/regions/{region}"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _upstream_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:300] if message else (response.reason or "")
+
+
+class AgoraClient:
+    """GET and PATCH of one entry point's custom recording configuration.
+
+    One keep-alive session; 429, 5xx and connection errors are retried with
+    exponential backoff (Retry-After honoured). PATCH sets absolute values, so
+    retrying it is safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        customer_id: str,
+        customer_secret: str,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._host = urlsplit(self._base).netloc
+        self._customer_id = customer_id
+        self._customer_secret = customer_secret
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"AgoraClient(base_url={self._base!r}, customer_id={self._customer_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def get_config(self, target: Target) -> RecordingConfig:
+        """The live configuration of `target`."""
+        data = self._call("GET", target, None)
+        try:
+            return RecordingConfig.model_validate(data)
+        except ValidationError as exc:
+            raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
+
+    def set_config(self, target: Target, change: RecordingConfig) -> None:
+        """PATCH `change` (only the parts that are set) onto `target`."""
+        self._call("PATCH", target, change.wire_json())
+
+    def _call(self, method: str, target: Target, payload: dict[str, Any] | None) -> Any:
+        path = config_path(target)
+        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        for attempt in range(self._max_retries + 1):
+            last = attempt == self._max_retries
+            try:
+                response = self._send(method, path, body)
+            except requests.RequestException as exc:
+                reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                log.warning("agora %s %s %s (attempt %d)", method, target.describe(), reason, attempt + 1)
+                if last:
+                    raise AgoraUnavailable(reason) from None
+                self._sleep(self._backoff(attempt, None))
+                continue
+            if response.status_code == 200:
+                return self._json(response)
+            log.warning(
+                "agora %s %s answered %d (attempt %d)", method, target.describe(), response.status_code, attempt + 1
+            )
+            if response.status_code in RETRY_STATUSES and not last:
+                self._sleep(self._backoff(attempt, _retry_after(response)))
+                continue
+            error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
+            raise error(_upstream_message(response), response.status_code)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, body: bytes) -> requests.Response:
+        headers = sign(
+            customer_id=self._customer_id,
+            customer_secret=self._customer_secret,
+            host=self._host,
+            method=method,
+            path=path,
+            body=body,
+        )
+        if body:
+            headers["content-type"] = "application/json"
+        return self._session.request(
+            method, self._base + path, data=body or None, headers=headers, timeout=self._timeout
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        # Jitter spreads retries from several bot processes; not security-relevant.
+        delay = self._backoff_base * (2**attempt) * (1 + random.random() / 2)  # noqa: S311
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, self._max_backoff)
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise AgoraUnavailable("answer was not JSON") from None

@@ -1,0 +1,63 @@
+"""The composition root: settings -> services -> Bolt app with every listener."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot.agora import AgoraClient
+from bot.changes import ChangeService
+from bot.seal import Sealer, resolve_seal_key
+from bot.services import Services
+from bot.settings import Settings
+from bot.store import Store
+from handlers import register
+
+log = logging.getLogger(__name__)
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk."""
+    return WebClient(
+        token=settings.SLACK_BOT_TOKEN.get_secret_value(),
+        base_url=settings.SLACK_API_URL,
+        timeout=10,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+def agora_client(settings: Settings) -> AgoraClient:
+    return AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+    )
+
+
+def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
+    """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
+    agora = agora or agora_client(settings)
+    sealer = Sealer(
+        resolve_seal_key(
+            settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None,
+            settings.DATABASE_URL,
+        )
+    )
+    changes = ChangeService(agora, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
+    store = Store(settings.DATABASE_URL)
+    return Services(settings=settings, agora=agora, sealer=sealer, store=store, changes=changes)
+
+
+def create_app(services: Services) -> App:
+    """A Bolt app with every listener registered. Listeners run after the ack."""
+    settings = services.settings
+    app = App(
+        client=slack_client(settings),
+        signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
+        process_before_response=False,
+    )
+    register(app, services)
+    return app

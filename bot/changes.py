@@ -1,0 +1,143 @@
+"""Changing a configuration: what changed, the policy, and the direct apply."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.agora import AgoraClient, AgoraError
+from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the form asks for; `storage` None leaves storage as it is."""
+
+    mp4: bool
+    hls: bool
+    storage: StorageConfig | None = None
+
+
+def build_patch(live: RecordingConfig, proposal: Proposal) -> RecordingConfig:
+    """Only what differs from `live`: a formats-only change has no storageConfig."""
+    patch = RecordingConfig()
+    if proposal.mp4 != live.mp4:
+        patch.mp4_config = FormatConfig(enabled=proposal.mp4)
+    if proposal.hls != live.hls:
+        patch.hls_config = FormatConfig(enabled=proposal.hls)
+    if proposal.storage is not None and _storage_wire(live.storage_config) != _storage_wire(proposal.storage):
+        patch.storage_config = proposal.storage
+    return patch
+
+
+def expected_after(live: RecordingConfig, patch: RecordingConfig) -> RecordingConfig:
+    """The config Agora should hold once `patch` is applied to `live`."""
+    return RecordingConfig(
+        mp4_config=patch.mp4_config or live.mp4_config,
+        hls_config=patch.hls_config or live.hls_config,
+        storage_config=patch.storage_config or live.storage_config,
+    )
+
+
+def is_empty(patch: RecordingConfig) -> bool:
+    return patch.mp4_config is None and patch.hls_config is None and patch.storage_config is None
+
+
+def carries_secrets(patch: RecordingConfig) -> bool:
+    return patch.storage_config is not None
+
+
+def matches(expected: RecordingConfig, actual: RecordingConfig) -> bool:
+    """Whether a read-back shows the change took effect."""
+    return (
+        expected.mp4 == actual.mp4
+        and expected.hls == actual.hls
+        and _storage_wire(expected.storage_config) == _storage_wire(actual.storage_config)
+    )
+
+
+def _storage_wire(storage: StorageConfig | None) -> object:
+    return None if storage is None else RecordingConfig(storage_config=storage).wire_json()
+
+
+OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a submitted change ended, with a safe diff and words for the requester."""
+
+    kind: OutcomeKind
+    message: str
+    changes: list[FieldChange] = field(default_factory=list)
+
+
+class ChangeService:
+    """Applies secret-free changes directly; routes the rest to approval."""
+
+    def __init__(self, agora: AgoraClient, digest_key: bytes, approval_for: str = "secrets") -> None:
+        self._agora = agora
+        self._digest_key = digest_key
+        self._approval_for = approval_for
+
+    def digest(self, config: RecordingConfig) -> str:
+        return config.digest(self._digest_key)
+
+    def needs_approval(self, patch: RecordingConfig) -> bool:
+        return self._approval_for == "all" or carries_secrets(patch)
+
+    def submit(self, target: Target, form_digest: str, proposal: Proposal, requester: str) -> Outcome:
+        """Check the form is not stale, then apply, or refuse what needs approval."""
+        try:
+            live = self._agora.get_config(target)
+        except AgoraError as exc:
+            return Outcome("failed", exc.user_message())
+        if self.digest(live) != form_digest:
+            return Outcome(
+                "stale",
+                "The configuration changed since you opened the form, so nothing was applied. "
+                "Reopen it with `/recording set` to start from the current values.",
+            )
+        patch = build_patch(live, proposal)
+        if is_empty(patch):
+            return Outcome("no_change", "Nothing differs from the current configuration; nothing was sent.")
+        after = expected_after(live, patch)
+        changes = diff(live, after)
+        if self.needs_approval(patch):
+            return Outcome(
+                "needs_approval",
+                "This change carries storage credentials, so it needs a second person's approval, "
+                "and the approval workflow is not available yet. Nothing was sent.",
+                changes,
+            )
+        return self.apply(target, live, patch, requester)
+
+    def apply(self, target: Target, live: RecordingConfig, patch: RecordingConfig, actor: str) -> Outcome:
+        """PATCH once (the client retries), read back, and report before -> after."""
+        after = expected_after(live, patch)
+        changes = diff(live, after)
+        try:
+            self._agora.set_config(target, patch)
+        except AgoraError as exc:
+            return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
+        try:
+            confirmed = self._agora.get_config(target)
+        except AgoraError as exc:
+            return Outcome(
+                "failed",
+                f"Agora accepted the change, but reading it back failed: {exc.user_message()} "
+                "Check it with `/recording get`.",
+                changes,
+            )
+        if not matches(after, confirmed):
+            return Outcome(
+                "failed",
+                "Agora accepted the change, but the configuration read back differs from it. "
+                "Check it with `/recording get`.",
+                changes,
+            )
+        log.info("applied change to %s for %s: %s", target.describe(), actor, [c.label for c in changes])
+        return Outcome("applied", "Change applied and confirmed by reading it back.", changes)

@@ -1,0 +1,74 @@
+"""Parsing of the `/recording` command text into a typed command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from bot.catalog import API_REGIONS
+from bot.models import Target
+
+Verb = Literal["get", "set", "history", "pending", "help"]
+TARGETED: tuple[Verb, ...] = ("get", "set", "history")
+
+USAGE = (
+    "*Usage*\n"
+    "• `/recording get <entry_point> [region] [--app APPID]`: show an entry point's recording configuration\n"
+    "• `/recording set <entry_point> [region] [--app APPID]`: change it in a form\n"
+    "• `/recording history <entry_point> [region] [--app APPID]`: the latest changes\n"
+    "• `/recording pending`: open change requests\n"
+    "• `/recording help`: this text\n"
+    f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
+)
+
+
+class UsageError(ValueError):
+    """The command text is not valid; the message says what is."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: Verb
+    target: Target | None = None
+
+
+def parse_command(text: str, *, default_app: str, default_region: str) -> Command:
+    """Parse `/recording` text; raise UsageError with a clear message if invalid."""
+    words = text.split()
+    if not words or words[0].lower() == "help":
+        return Command("help")
+    verb, args = words[0].lower(), words[1:]
+    if verb == "pending":
+        if args:
+            raise UsageError("`/recording pending` takes no arguments.")
+        return Command("pending")
+    if verb not in TARGETED:
+        raise UsageError(f"Unknown subcommand `{verb[:40]}`.")
+    app_id, positional = default_app, []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--app":
+            if i + 1 >= len(args):
+                raise UsageError("`--app` needs an App ID after it.")
+            app_id, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--app="):
+            app_id = arg.removeprefix("--app=")
+        elif arg.startswith("--"):
+            raise UsageError(f"Unknown option `{arg[:40]}`; the only option is `--app APPID`.")
+        else:
+            positional.append(arg)
+        i += 1
+    if not positional:
+        raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live na`.")
+    if len(positional) > 2:
+        raise UsageError(f"Too many arguments: `/recording {verb} <entry_point> [region] [--app APPID]`.")
+    region = positional[1] if len(positional) == 2 else default_region
+    try:
+        target = Target(app_id=app_id, entry_point=positional[0], region=region)
+    except ValidationError as exc:
+        raise UsageError(" ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    return Command(verb, target)  # type: ignore[arg-type]

@@ -1,0 +1,204 @@
+"""Payload shapes of the Agora recording API and the bot's own domain values.
+
+Pydantic models are the single source of truth: the client sends and parses
+them, the handlers render them, validation errors come from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from bot.catalog import API_REGIONS, Vendor, region_label, vendor_choices, vendor_info
+
+MAX_NAME_LENGTH = 128
+MAX_BUCKET_LENGTH = 255
+MAX_KEY_LENGTH = 512
+REVEAL = {"reveal_secrets": True}
+
+
+def fingerprint(value: SecretStr | str | None) -> str:
+    """Show a credential as its last 4 characters, never more than a quarter of it."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not raw:
+        return "not set"
+    shown = min(4, len(raw) // 4)
+    return f"...{raw[-shown:]}" if shown else "...(short)"
+
+
+def check_path_segment(value: str, what: str) -> str:
+    """Refuse what could change which URL a path parameter reaches."""
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if value in (".", ".."):
+        raise ValueError(f"{what} must not be '.' or '..'")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError(f"{what} must not contain spaces or control characters")
+    return value
+
+
+class Target(BaseModel):
+    """Which entry point's configuration: (App ID, entry point, API region)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str
+    entry_point: str
+    region: str
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, v: str) -> str:
+        return check_path_segment(v, "App ID")
+
+    @field_validator("entry_point")
+    @classmethod
+    def _entry_point(cls, v: str) -> str:
+        return check_path_segment(v, "Entry point")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v not in API_REGIONS:
+            raise ValueError(f"Region must be one of {', '.join(API_REGIONS)}, not {v[:16]!r}")
+        return v
+
+    def describe(self) -> str:
+        return f"{self.entry_point} ({self.region}, app {self.app_id})"
+
+
+class _CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class FormatConfig(_CamelModel):
+    enabled: bool = False
+
+
+class StorageConfig(_CamelModel):
+    """Where recordings go. Keys are SecretStr: no repr, log or error shows them."""
+
+    vendor: Vendor
+    region: int = 0
+    bucket: str = Field(min_length=1, max_length=MAX_BUCKET_LENGTH)
+    access_key: SecretStr = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    secret_key: SecretStr = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+
+    @field_validator("vendor", mode="before")
+    @classmethod
+    def _vendor(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or v not in tuple(Vendor):
+            raise ValueError(f"Vendor must be one of: {vendor_choices()}")
+        return v
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in v):
+            raise ValueError("Bucket must not contain spaces or control characters")
+        return v
+
+    @model_validator(mode="after")
+    def _region_belongs_to_vendor(self) -> StorageConfig:
+        info = vendor_info(self.vendor)
+        if not info.has_regions:
+            self.region = 0  # Agora ignores region for this vendor and expects 0
+        elif info.region(self.region) is None:
+            codes = ", ".join(f"{r.code} {r.name}" for r in info.regions)
+            raise ValueError(f"Region {self.region} is not one of {info.name}'s: {codes}")
+        return self
+
+    @field_serializer("access_key", "secret_key")
+    def _keys(self, v: SecretStr, info: SerializationInfo) -> str:
+        revealed = isinstance(info.context, dict) and info.context.get("reveal_secrets")
+        return v.get_secret_value() if revealed else str(v)
+
+
+class RecordingConfig(_CamelModel):
+    """The custom recording configuration of one entry point (GET and PATCH body)."""
+
+    mp4_config: FormatConfig | None = None
+    hls_config: FormatConfig | None = None
+    storage_config: StorageConfig | None = None
+
+    @property
+    def mp4(self) -> bool:
+        return bool(self.mp4_config and self.mp4_config.enabled)
+
+    @property
+    def hls(self) -> bool:
+        return bool(self.hls_config and self.hls_config.enabled)
+
+    def wire_json(self) -> dict[str, Any]:
+        """The body Agora expects, secrets included: only for the HTTP request."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, context=REVEAL)
+
+    def digest(self, key: bytes) -> str:
+        """Keyed hash of the whole config, secrets included, to spot any change
+        without keeping or revealing the values (HMAC, so it cannot be guessed)."""
+        canonical = json.dumps(self.wire_json(), sort_keys=True, separators=(",", ":"))
+        return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One line of a diff, already safe to show: keys appear as fingerprints."""
+
+    label: str
+    before: str
+    after: str
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def describe_storage(storage: StorageConfig | None) -> dict[str, str]:
+    """The displayable fields of a storage config, keys masked."""
+    if storage is None:
+        return {"vendor": "not set", "region": "not set", "bucket": "not set"}
+    return {
+        "vendor": vendor_info(storage.vendor).name,
+        "region": region_label(storage.vendor, storage.region),
+        "bucket": storage.bucket,
+    }
+
+
+def diff(before: RecordingConfig, after: RecordingConfig) -> list[FieldChange]:
+    """Field-by-field changes from `before` to `after`, safe to display."""
+    changes = []
+    if before.mp4 != after.mp4:
+        changes.append(FieldChange("MP4 recording", _on_off(before.mp4), _on_off(after.mp4)))
+    if before.hls != after.hls:
+        changes.append(FieldChange("HLS recording", _on_off(before.hls), _on_off(after.hls)))
+    old, new = before.storage_config, after.storage_config
+    if new is not None:
+        old_view, new_view = describe_storage(old), describe_storage(new)
+        for field in ("vendor", "region", "bucket"):
+            if old_view[field] != new_view[field]:
+                changes.append(FieldChange(field.capitalize(), old_view[field], new_view[field]))
+        old_access = old.access_key if old else None
+        if old_access is None or old_access.get_secret_value() != new.access_key.get_secret_value():
+            changes.append(FieldChange("Access key", fingerprint(old_access), fingerprint(new.access_key)))
+        old_secret = old.secret_key.get_secret_value() if old else None
+        if old_secret != new.secret_key.get_secret_value():
+            changes.append(FieldChange("Secret key", "set" if old_secret else "not set", "changed"))
+    return changes

@@ -1,0 +1,72 @@
+"""Sealing of secrets at rest (Fernet) and the key they are sealed with."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+
+class SealError(Exception):
+    """The seal key is missing, invalid, or does not open a sealed value."""
+
+
+class Sealer:
+    """Encrypts secrets for the store; derives the key that digests configs."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except (ValueError, TypeError):
+            raise SealError("RECBOT_SEAL_KEY is not a valid Fernet key (44 url-safe base64 characters)") from None
+        self.digest_key = hmac.new(key, b"recbot config digest", hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "Sealer(<key hidden>)"
+
+    def seal(self, plaintext: str) -> bytes:
+        return self._fernet.encrypt(plaintext.encode())
+
+    def unseal(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(token).decode()
+        except InvalidToken:
+            raise SealError("a sealed secret could not be opened: was RECBOT_SEAL_KEY changed?") from None
+
+
+def key_file_for(database_url: str) -> Path | None:
+    """Where the generated key lives: beside a SQLite database file, else nowhere."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database + ".key")
+
+
+def resolve_seal_key(configured: str | None, database_url: str) -> bytes:
+    """The configured key, or on the embedded SQLite default one generated
+    once into a 0600 file beside the database (logged, never printed)."""
+    if configured:
+        return configured.encode()
+    path = key_file_for(database_url)
+    if path is None:
+        raise SealError(
+            "RECBOT_SEAL_KEY is required with a shared database: generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'` "
+            "and give every bot process the same value"
+        )
+    if path.exists():
+        return path.read_bytes().strip()
+    key = Fernet.generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    log.warning("generated a new seal key in %s (mode 0600); back it up with the database", path)
+    return key

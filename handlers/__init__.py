@@ -1,0 +1,14 @@
+"""Slack listeners, grouped by kind; `register` wires them all into a Bolt app."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.services import Services
+from handlers import actions, commands, views
+
+
+def register(app: App, services: Services) -> None:
+    commands.register(app, services)
+    actions.register(app, services)
+    views.register(app, services)

@@ -1,0 +1,1 @@
+"""Block Kit, one module per surface."""

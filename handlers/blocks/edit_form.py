@@ -1,0 +1,378 @@
+"""The `/recording set` modal: loading view, form, result view, and reading its state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.catalog import CATALOG, vendor_info
+from bot.changes import Outcome, Proposal
+from bot.models import (
+    MAX_BUCKET_LENGTH,
+    MAX_KEY_LENGTH,
+    RecordingConfig,
+    StorageConfig,
+    Target,
+    describe_storage,
+    fingerprint,
+)
+from handlers.blocks.messages import escape
+
+CALLBACK_EDIT = "recording_edit"
+TITLE = "Recording settings"
+
+BLOCK_CURRENT = "current_config"
+BLOCK_FORMATS = "formats"
+ACTION_FORMATS = "formats_checkboxes"
+BLOCK_CHANGE_STORAGE = "change_storage"
+ACTION_CHANGE_STORAGE = "change_storage_checkbox"
+BLOCK_VENDOR = "storage_vendor"
+ACTION_VENDOR = "vendor_select"
+BLOCK_REGION = "storage_region"
+ACTION_REGION = "region_select"
+BLOCK_BUCKET = "storage_bucket"
+ACTION_BUCKET = "bucket_input"
+BLOCK_ACCESS_KEY = "storage_access_key"
+ACTION_ACCESS_KEY = "access_key_input"
+BLOCK_SECRET_KEY = "storage_secret_key"  # noqa: S105 - a block id, not a secret
+ACTION_SECRET_KEY = "secret_key_input"  # noqa: S105 - an action id, not a secret
+
+MP4, HLS, CHANGE = "mp4", "hls", "change"
+
+
+@dataclass(frozen=True)
+class FormMetadata:
+    """All the modal remembers: the target and a keyed digest of the config
+    the form was built from. No config values, no secrets."""
+
+    target: Target
+    digest: str
+
+    def dump(self) -> str:
+        t = self.target
+        return json.dumps({"app": t.app_id, "ep": t.entry_point, "region": t.region, "digest": self.digest})
+
+    @classmethod
+    def load(cls, raw: str) -> FormMetadata:
+        """Raise ValueError on anything that is not metadata this bot wrote."""
+        try:
+            data = json.loads(raw)
+            target = Target(app_id=data["app"], entry_point=data["ep"], region=data["region"])
+            digest = data["digest"]
+        except (TypeError, KeyError, ValueError, ValidationError):
+            raise ValueError("the form's metadata is not valid") from None
+        if not isinstance(digest, str) or len(digest) != 32:
+            raise ValueError("the form's metadata is not valid")
+        return cls(target, digest)
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """What the form holds (as typed, unvalidated)."""
+
+    mp4: bool = False
+    hls: bool = False
+    change_storage: bool = False
+    vendor: int | None = None
+    region: int | None = None
+    bucket: str = ""
+    access_key: str = ""
+    secret_key: str = ""
+
+    @classmethod
+    def from_config(cls, config: RecordingConfig) -> FormValues:
+        storage = config.storage_config
+        return cls(
+            mp4=config.mp4,
+            hls=config.hls,
+            vendor=int(storage.vendor) if storage else None,
+            region=storage.region if storage else None,
+            bucket=storage.bucket if storage else "",
+        )
+
+
+def _text(text: str, kind: str = "plain_text") -> dict[str, Any]:
+    return {"type": kind, "text": text}
+
+
+def _option(text: str, value: str) -> dict[str, Any]:
+    return {"text": _text(text[:75]), "value": value}
+
+
+def _modal(blocks: list[dict[str, Any]], metadata: str = "", submit: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": CALLBACK_EDIT,
+        "title": _text(TITLE),
+        "close": _text("Close"),
+        "blocks": blocks,
+        "private_metadata": metadata,
+    }
+    if submit:
+        view["submit"] = _text("Review and apply")
+    return view
+
+
+def loading_view(target: Target) -> dict[str, Any]:
+    """Opened at once, before any Agora call, while the trigger_id is fresh."""
+    return _modal(
+        [
+            {
+                "type": "section",
+                "text": _text(
+                    f":hourglass_flowing_sand: Reading the configuration of *{escape(target.describe())}*…", "mrkdwn"
+                ),
+            }
+        ]
+    )
+
+
+def message_view(text: str) -> dict[str, Any]:
+    """A modal that only says something (an error, a result)."""
+    return _modal([{"type": "section", "text": _text(text[:3000], "mrkdwn")}])
+
+
+def current_block(target: Target, config: RecordingConfig) -> dict[str, Any]:
+    shown = describe_storage(config.storage_config)
+    access = fingerprint(config.storage_config.access_key if config.storage_config else None)
+    return {
+        "type": "context",
+        "block_id": BLOCK_CURRENT,
+        "elements": [
+            _text(
+                f"*{escape(target.describe())}* now: MP4 {'on' if config.mp4 else 'off'}, "
+                f"HLS {'on' if config.hls else 'off'}; {shown['vendor']}, {shown['region']}, "
+                f"bucket {escape(shown['bucket'])}, access key {access}",
+                "mrkdwn",
+            )
+        ],
+    }
+
+
+def current_block_unknown() -> dict[str, Any]:
+    return {
+        "type": "context",
+        "block_id": BLOCK_CURRENT,
+        "elements": [_text("Current configuration: see `/recording get`.")],
+    }
+
+
+def form_view(metadata: FormMetadata, values: FormValues, current: dict[str, Any]) -> dict[str, Any]:
+    """The edit form. Inputs keep stable block and action ids, so what the user
+    typed survives each `views.update`."""
+    format_options = [_option("MP4 recording", MP4), _option("HLS recording", HLS)]
+    chosen_formats = [
+        o for o in format_options if (o["value"] == MP4 and values.mp4) or (o["value"] == HLS and values.hls)
+    ]
+    formats: dict[str, Any] = {"type": "checkboxes", "action_id": ACTION_FORMATS, "options": format_options}
+    if chosen_formats:
+        formats["initial_options"] = chosen_formats
+    change_option = _option("Change storage (vendor, region, bucket, keys)", CHANGE)
+    change: dict[str, Any] = {"type": "checkboxes", "action_id": ACTION_CHANGE_STORAGE, "options": [change_option]}
+    if values.change_storage:
+        change["initial_options"] = [change_option]
+
+    vendor_options = [
+        _option(f"{info.name} ({info.vendor.value})", str(info.vendor.value)) for info in CATALOG.values()
+    ]
+    vendor_select: dict[str, Any] = {"type": "static_select", "action_id": ACTION_VENDOR, "options": vendor_options}
+    if values.vendor is not None and values.vendor in CATALOG:
+        vendor_select["initial_option"] = vendor_options[list(CATALOG).index(values.vendor)]
+
+    blocks: list[dict[str, Any]] = [
+        current,
+        {
+            "type": "input",
+            "block_id": BLOCK_FORMATS,
+            "optional": True,
+            "label": _text("Record these formats"),
+            "element": formats,
+        },
+        {"type": "divider"},
+        {
+            "type": "input",
+            "block_id": BLOCK_CHANGE_STORAGE,
+            "optional": True,
+            "label": _text("Storage"),
+            "hint": _text("Leave unticked to keep storage exactly as it is; then no credentials are sent."),
+            "element": change,
+        },
+        {
+            "type": "input",
+            "block_id": BLOCK_VENDOR,
+            "optional": True,
+            "dispatch_action": True,
+            "label": _text("Vendor"),
+            "element": vendor_select,
+        },
+        _region_block(values),
+        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", values.bucket, MAX_BUCKET_LENGTH),
+        _plain_input(
+            BLOCK_ACCESS_KEY,
+            ACTION_ACCESS_KEY,
+            "Access key",
+            values.access_key,
+            MAX_KEY_LENGTH,
+            hint="Agora suggests a write-only access key for the bucket.",
+        ),
+        _plain_input(
+            BLOCK_SECRET_KEY,
+            ACTION_SECRET_KEY,
+            "Secret key",
+            values.secret_key,
+            MAX_KEY_LENGTH,
+            hint="Slack cannot mask this field: type it where nobody reads over your shoulder, and use a "
+            "write-only key. It is sent only after approval and never shown again.",
+        ),
+    ]
+    return _modal(blocks, metadata.dump(), submit=True)
+
+
+def _region_block(values: FormValues) -> dict[str, Any]:
+    if values.vendor is None or values.vendor not in CATALOG:
+        return {"type": "context", "block_id": BLOCK_REGION, "elements": [_text("Choose a vendor to see its regions.")]}
+    info = vendor_info(values.vendor)
+    if not info.has_regions:
+        return {
+            "type": "context",
+            "block_id": BLOCK_REGION,
+            "elements": [_text(f"Region does not apply to {info.name}; Agora ignores it.")],
+        }
+    options = [_option(f"{r.name} ({r.code})", str(r.code)) for r in info.regions]
+    select: dict[str, Any] = {
+        # The action id names the vendor, so a region picked for another vendor never carries over.
+        "type": "static_select",
+        "action_id": f"{ACTION_REGION}_{info.vendor.value}",
+        "options": options,
+    }
+    chosen = info.region(values.region) if values.region is not None else None
+    if chosen is not None:
+        select["initial_option"] = options[info.regions.index(chosen)]
+    return {
+        "type": "input",
+        "block_id": BLOCK_REGION,
+        "optional": True,
+        "label": _text(f"{info.name} region"),
+        "element": select,
+    }
+
+
+def _plain_input(
+    block_id: str, action_id: str, label: str, initial: str, max_length: int, hint: str | None = None
+) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": action_id, "max_length": max_length}
+    if initial:
+        element["initial_value"] = initial
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "optional": True,
+        "label": _text(label),
+        "element": element,
+    }
+    if hint:
+        block["hint"] = _text(hint)
+    return block
+
+
+def read_values(state: Any) -> FormValues:
+    """The form's values from `view.state.values`; anything malformed reads as empty."""
+    values = state.get("values") if isinstance(state, dict) else None
+    values = values if isinstance(values, dict) else {}
+
+    def action(block_id: str) -> dict[str, Any]:
+        block = values.get(block_id)
+        if not isinstance(block, dict) or not block:
+            return {}
+        first = next(iter(block.values()))
+        return first if isinstance(first, dict) else {}
+
+    def checked(block_id: str) -> set[str]:
+        options = action(block_id).get("selected_options")
+        if not isinstance(options, list):
+            return set()
+        return {o.get("value") for o in options if isinstance(o, dict)}
+
+    def selected_int(block_id: str) -> int | None:
+        option = action(block_id).get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 4 else None
+
+    def text(block_id: str) -> str:
+        value = action(block_id).get("value")
+        return value.strip() if isinstance(value, str) else ""
+
+    formats = checked(BLOCK_FORMATS)
+    return FormValues(
+        mp4=MP4 in formats,
+        hls=HLS in formats,
+        change_storage=CHANGE in checked(BLOCK_CHANGE_STORAGE),
+        vendor=selected_int(BLOCK_VENDOR),
+        region=selected_int(BLOCK_REGION),
+        bucket=text(BLOCK_BUCKET),
+        access_key=text(BLOCK_ACCESS_KEY),
+        secret_key=text(BLOCK_SECRET_KEY),
+    )
+
+
+_FIELD_BLOCKS = {
+    "vendor": BLOCK_VENDOR,
+    "region": BLOCK_REGION,
+    "bucket": BLOCK_BUCKET,
+    "access_key": BLOCK_ACCESS_KEY,
+    "secret_key": BLOCK_SECRET_KEY,
+}
+_REQUIRED = {
+    BLOCK_VENDOR: "Choose a vendor.",
+    BLOCK_BUCKET: "Enter the bucket name.",
+    BLOCK_ACCESS_KEY: "Enter the access key.",
+    BLOCK_SECRET_KEY: "Enter the secret key.",
+}
+
+
+def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
+    """A Proposal, or errors keyed by block_id that say what is valid."""
+    if not values.change_storage:
+        return Proposal(mp4=values.mp4, hls=values.hls), {}
+    errors = {}
+    for block_id, raw in (
+        (BLOCK_VENDOR, values.vendor),
+        (BLOCK_BUCKET, values.bucket),
+        (BLOCK_ACCESS_KEY, values.access_key),
+        (BLOCK_SECRET_KEY, values.secret_key),
+    ):
+        if raw in (None, ""):
+            errors[block_id] = _REQUIRED[block_id] + " All storage fields are required when changing storage."
+    vendor_has_regions = values.vendor in CATALOG and vendor_info(values.vendor).has_regions
+    if vendor_has_regions and values.region is None:
+        errors[BLOCK_REGION] = f"Choose one of {vendor_info(values.vendor).name}'s regions."
+    if errors:
+        return None, errors
+    try:
+        storage = StorageConfig(
+            vendor=values.vendor,
+            region=values.region or 0,
+            bucket=values.bucket,
+            access_key=values.access_key,
+            secret_key=values.secret_key,
+        )
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "region"
+            block_id = _FIELD_BLOCKS.get(field, BLOCK_REGION)
+            errors.setdefault(block_id, error["msg"].removeprefix("Value error, ")[:300])
+        return None, errors
+    return Proposal(mp4=values.mp4, hls=values.hls, storage=storage), {}
+
+
+def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
+    """The modal after submit: what happened, and the change before -> after."""
+    icon = {"applied": ":white_check_mark:", "no_change": ":information_source:"}.get(outcome.kind, ":x:")
+    if outcome.kind == "needs_approval":
+        icon = ":lock:"
+    lines = [f"{icon} *{escape(target.describe())}*: {outcome.message}"]
+    lines += [f"• {c.label}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
+    return message_view("\n".join(lines))

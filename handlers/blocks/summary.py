@@ -1,0 +1,70 @@
+"""The `/recording get` summary of one entry point's configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.catalog import API_REGIONS, geography_mismatch, region_label
+from bot.models import RecordingConfig, Target, describe_storage, fingerprint
+from handlers.blocks.messages import escape
+
+BLOCK_TITLE = "summary_title"
+BLOCK_FIELDS = "summary_fields"
+BLOCK_WARNING = "summary_warning"
+
+
+def _on_off(value: bool) -> str:
+    return ":large_green_circle: on" if value else ":white_circle: off"
+
+
+def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
+    """Formats, storage and masked keys; a warning when the bucket's region
+    is outside the API region's geography."""
+    storage = config.storage_config
+    shown = describe_storage(storage)
+    fields = [
+        f"*MP4 recording*\n{_on_off(config.mp4)}",
+        f"*HLS recording*\n{_on_off(config.hls)}",
+        f"*Storage vendor*\n{shown['vendor']}",
+        f"*Storage region*\n{shown['region']}",
+        f"*Bucket*\n{escape(shown['bucket'])}",
+        f"*Access key*\n{fingerprint(storage.access_key if storage else None)}",
+        f"*Secret key*\n{'set' if storage and storage.secret_key.get_secret_value() else 'not set'}",
+    ]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "block_id": BLOCK_TITLE,
+            "text": {
+                "type": "mrkdwn",
+                "text": f"*Recording configuration of `{escape(target.entry_point)}`*\n"
+                f"API region `{target.region}` ({API_REGIONS[target.region]}), App ID `{escape(target.app_id)}`",
+            },
+        },
+        {
+            "type": "section",
+            "block_id": BLOCK_FIELDS,
+            "fields": [{"type": "mrkdwn", "text": f} for f in fields],
+        },
+    ]
+    if storage and geography_mismatch(target.region, storage.vendor, storage.region):
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": BLOCK_WARNING,
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f":warning: The bucket's region {region_label(storage.vendor, storage.region)} "
+                        f"is outside {API_REGIONS[target.region]} (API region `{target.region}`). "
+                        "Agora advises storage in the same geography for reliable uploads.",
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+def summary_text(target: Target) -> str:
+    """Notification fallback text."""
+    return f"Recording configuration of {target.entry_point} ({target.region})"

@@ -1,0 +1,72 @@
+"""The `/recording` slash command: ack at once, then parse and answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.agora import AgoraError
+from bot.commands import Command, UsageError, parse_command
+from bot.services import Services
+from handlers.blocks import edit_form, messages, summary
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, services: Services) -> None:
+    settings = services.settings
+
+    @app.command("/recording")
+    def recording(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        try:
+            parsed = parse_command(
+                command.get("text") or "",
+                default_app=settings.AGORA_APP_ID,
+                default_region=settings.AGORA_DEFAULT_REGION,
+            )
+        except UsageError as exc:
+            respond(blocks=messages.usage(str(exc)), text=str(exc), response_type="ephemeral")
+            return
+        if parsed.verb == "get":
+            show_config(parsed, services, respond)
+        elif parsed.verb == "set":
+            open_edit_form(parsed, command["trigger_id"], services, client)
+        else:
+            respond(blocks=messages.usage(), text="recbot usage", response_type="ephemeral")
+
+
+def show_config(parsed: Command, services: Services, respond: Respond) -> None:
+    """Read the live config and answer the user alone with its summary."""
+    assert parsed.target is not None
+    try:
+        config = services.agora.get_config(parsed.target)
+    except AgoraError as exc:
+        respond(blocks=messages.error(exc.user_message()), text=exc.user_message(), response_type="ephemeral")
+        return
+    respond(
+        blocks=summary.summary(parsed.target, config),
+        text=summary.summary_text(parsed.target),
+        response_type="ephemeral",
+    )
+
+
+def open_edit_form(parsed: Command, trigger_id: str, services: Services, client: WebClient) -> None:
+    """Open a loading modal while the trigger is fresh, then fill it from the live config."""
+    assert parsed.target is not None
+    target = parsed.target
+    opened = client.views_open(trigger_id=trigger_id, view=edit_form.loading_view(target))
+    view = opened["view"]
+    try:
+        config = services.agora.get_config(target)
+    except AgoraError as exc:
+        new_view = edit_form.message_view(f":x: {exc.user_message()}")
+    else:
+        metadata = edit_form.FormMetadata(target, services.changes.digest(config))
+        new_view = edit_form.form_view(
+            metadata, edit_form.FormValues.from_config(config), edit_form.current_block(target, config)
+        )
+    client.views_update(view_id=view["id"], hash=view["hash"], view=new_view)

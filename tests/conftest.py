@@ -1,0 +1,97 @@
+"""Fixtures: the two upstream fakes on 127.0.0.1, settings pointing at them,
+and the bot running in HTTP mode, driven with signed Slack requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.agora import AgoraClient
+from bot.settings import Settings, load_settings
+from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.agora import AgoraEmulator
+from tests.fakes.slack import FakeSlack
+
+BOT_TOKEN = "xoxb-test-0000-fake"
+SIGNING_SECRET = "test-signing-secret-fake"
+CUSTOMER_ID = "cust-id-fake"
+CUSTOMER_SECRET = "CUSTOMER-SECRET-9f8e7d"
+APP_ID = "APPID01"
+ACCESS_KEY = "AKIAFAKEACCESS1234"
+SECRET_KEY = "SECRETKEY-zyx-987-ultra"
+
+LIVE_CONFIG: dict[str, Any] = {
+    "mp4Config": {"enabled": True},
+    "hlsConfig": {"enabled": False},
+    "storageConfig": {
+        "vendor": 1,
+        "region": 0,
+        "bucket": "rec-bucket",
+        "accessKey": ACCESS_KEY,
+        "secretKey": SECRET_KEY,
+    },
+}
+
+
+@pytest.fixture
+def agora() -> Iterator[AgoraEmulator]:
+    emulator = AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
+    emulator.put(APP_ID, "live", "na", LIVE_CONFIG)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(BOT_TOKEN).start()
+    yield fake
+    fake.stop()
+    assert not fake.problems, f"Slack would have rejected: {fake.problems}"
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path, slack: FakeSlack, agora: AgoraEmulator) -> dict[str, Any]:
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "AGORA_CUSTOMER_ID": CUSTOMER_ID,
+        "AGORA_CUSTOMER_SECRET": CUSTOMER_SECRET,
+        "AGORA_API_URL": agora.url,
+        "AGORA_APP_ID": APP_ID,
+        "AGORA_DEFAULT_REGION": "na",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}",
+        "RECBOT_APPROVERS": "UBOB,UCAROL",
+        "RECBOT_APPROVAL_CHANNEL": "CAPPROVE",
+    }
+
+
+@pytest.fixture
+def settings(settings_overrides: dict[str, Any]) -> Settings:
+    return load_settings(_env_file=None, **settings_overrides)
+
+
+def fast_agora(settings: Settings) -> AgoraClient:
+    """The real client, with backoff short enough for tests."""
+    return AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        backoff_base=0.01,
+        read_timeout=5,
+    )
+
+
+@pytest.fixture
+def bot(settings: Settings) -> Iterator[RunningBot]:
+    running = start_bot(settings, fast_agora(settings))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def driver(bot: RunningBot, slack: FakeSlack) -> SlackDriver:
+    return SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())

@@ -1,0 +1,117 @@
+"""Drives the bot through its real HTTP entry with signed Slack requests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from bot.app import build_services, create_app
+from bot.server import make_http_server
+from bot.services import Services
+
+
+def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class RunningBot:
+    """The bot's HTTP mode on waitress, on an ephemeral 127.0.0.1 port."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.app = create_app(services)
+        self.server = make_http_server(self.app, services.health, "127.0.0.1", 0, threads=8)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.close()
+        self._thread.join(timeout=5)
+        self.services.close()
+
+
+@dataclass
+class SlackDriver:
+    """Plays Slack: sends signed commands and interactions to the bot."""
+
+    bot_url: str
+    signing_secret: str
+    response_url: str
+    team_id: str = "T1"
+
+    def post(
+        self,
+        body: bytes,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> requests.Response:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature if signature is not None else slack_signature(self.signing_secret, ts, body),
+        }
+        return requests.post(self.bot_url + "/slack/events", data=body, headers=headers, timeout=10)
+
+    def command(self, text: str, *, user: str = "UALICE", channel: str = "CRUN", **kw: Any) -> requests.Response:
+        form = {
+            "command": "/recording",
+            "text": text,
+            "user_id": user,
+            "user_name": user.lower(),
+            "channel_id": channel,
+            "team_id": self.team_id,
+            "response_url": self.response_url,
+            "trigger_id": f"trigger-{time.monotonic_ns()}",
+            "api_app_id": "A1",
+        }
+        return self.post(urlencode(form).encode(), **kw)
+
+    def interaction(self, payload: dict[str, Any]) -> requests.Response:
+        payload = {"team": {"id": self.team_id}, "api_app_id": "A1", "token": "legacy", **payload}
+        return self.post(urlencode({"payload": json.dumps(payload)}).encode())
+
+    def block_action(
+        self,
+        user: str,
+        action: dict[str, Any],
+        *,
+        view: dict[str, Any] | None = None,
+        message: dict[str, Any] | None = None,
+        channel: str = "CAPPROVE",
+    ) -> requests.Response:
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "actions": [action],
+            "trigger_id": f"trigger-{time.monotonic_ns()}",
+        }
+        if view is not None:
+            payload["view"] = view
+            payload["container"] = {"type": "view", "view_id": view.get("id")}
+        if message is not None:
+            payload["message"] = message
+            payload["channel"] = {"id": channel}
+            payload["container"] = {"type": "message", "message_ts": message.get("ts"), "channel_id": channel}
+            payload["response_url"] = self.response_url
+        return self.interaction(payload)
+
+    def submit(self, user: str, view: dict[str, Any], state: dict[str, Any]) -> requests.Response:
+        submitted = {**view, "state": {"values": state}}
+        return self.interaction({"type": "view_submission", "user": {"id": user}, "view": submitted})
+
+
+def start_bot(settings: Any, agora_client: Any) -> RunningBot:
+    return RunningBot(build_services(settings, agora=agora_client))

@@ -1,0 +1,207 @@
+"""An emulator of Agora's custom recording configuration API on 127.0.0.1.
+
+It checks what the real API checks (HMAC signature and digest, path, region,
+vendor/region, body) from its own copy of the documented tables, so a mistake
+in the bot's catalog or signing shows up here, and it can inject faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes.http import LoopbackServer
+
+PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/regions/([^/]+)$")
+AUTH = re.compile(
+    r'^hmac username="([^"]*)", algorithm="hmac-sha256", headers="host date request-line digest", signature="([^"]*)"$'
+)
+# The documented region codes of each vendor (agora-recording-api.md); None: region ignored.
+VENDOR_REGIONS: dict[int, set[int] | None] = {
+    0: set(range(5)),
+    1: set(range(26)) - {17, 23},
+    2: set(range(23)),
+    3: set(range(20)),
+    4: set(range(10)),
+    5: None,
+    6: None,
+    7: set(range(16)),
+    8: set(range(8)),
+}
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+    at: float = 0.0
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Fault:
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = "Internal Server Error"
+    delay: float = 0.0
+    method: str | None = None
+
+
+class AgoraEmulator:
+    def __init__(self, customer_id: str, customer_secret: str) -> None:
+        self.customer_id = customer_id
+        self.customer_secret = customer_secret
+        self.configs: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.received: list[Received] = []
+        self.faults: list[Fault] = []
+        self.get_delay = 0.0
+        self._lock = threading.Lock()
+        self._server = LoopbackServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def start(self) -> AgoraEmulator:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    # what tests use
+    def put(self, app: str, entry_point: str, region: str, config: dict[str, Any]) -> None:
+        with self._lock:
+            self.configs[(app, entry_point, region)] = copy.deepcopy(config)
+
+    def config(self, app: str, entry_point: str, region: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self.configs[(app, entry_point, region)])
+
+    def inject(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def calls(self, method: str | None = None) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if method is None or r.method == method]
+
+    # the API
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        record = Received(method, path, headers, body, at=time.monotonic())
+        with self._lock:
+            self.received.append(record)
+            fault = next((f for f in self.faults if f.method in (None, method)), None)
+            if fault:
+                self.faults.remove(fault)
+        if method == "GET" and self.get_delay:
+            time.sleep(self.get_delay)
+        if fault:
+            time.sleep(fault.delay)
+            status, out_headers, out = fault.status, fault.headers, {"message": fault.message}
+        else:
+            status, out_headers, out = self._serve(method, path, headers, body)
+        record.status = status
+        return status, {"Content-Type": "application/json", **out_headers}, json.dumps(out).encode()
+
+    def _serve(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        problem = self._authenticate(method, path, headers, body)
+        if problem:
+            return 401, {}, {"message": f"Invalid authentication credentials ({problem})"}
+        match = PATH.match(path)
+        if not match:
+            return 404, {}, {"message": "invalid URI"}
+        app, entry_point, region = (unquote(part) for part in match.groups())
+        if not app or not entry_point:
+            return 400, {}, {"message": "appid and entry_point must not be empty"}
+        if region not in ("cn", "ap", "na", "eu"):
+            return 400, {}, {"message": "invalid region"}
+        key = (app, entry_point, region)
+        with self._lock:
+            if key not in self.configs:
+                return 404, {}, {"message": "entry point not found"}
+            if method == "GET":
+                return 200, {}, copy.deepcopy(self.configs[key])
+            if method != "PATCH":
+                return 404, {}, {"message": "invalid URI"}
+            try:
+                change = json.loads(body)
+            except ValueError:
+                return 400, {}, {"message": "body is not JSON"}
+            problem = self._check_body(change, has_storage="storageConfig" in self.configs[key])
+            if problem:
+                return 400, {}, {"message": problem}
+            self.configs[key].update(copy.deepcopy(change))
+            return 200, {}, {}
+
+    def _authenticate(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
+        if headers.get("host") != self.host:
+            return "host header"
+        date = headers.get("date", "")
+        try:
+            sent = datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+        except ValueError:
+            return "date header"
+        if abs((datetime.now(UTC) - sent).total_seconds()) > 300:
+            return "stale date"
+        digest = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+        if headers.get("digest") != digest:
+            return "digest"
+        match = AUTH.match(headers.get("authorization", ""))
+        if not match or match.group(1) != self.customer_id:
+            return "authorization header"
+        signing = f"host: {headers['host']}\ndate: {date}\n{method} {path} HTTP/1.1\ndigest: {digest}"
+        expected = base64.b64encode(
+            hmac.new(self.customer_secret.encode(), signing.encode(), hashlib.sha256).digest()
+        ).decode()
+        if not hmac.compare_digest(expected, match.group(2)):
+            return "signature"
+        if body and headers.get("content-type") != "application/json":
+            return "content-type"
+        return None
+
+    @staticmethod
+    def _check_body(change: Any, has_storage: bool) -> str | None:
+        if not isinstance(change, dict) or set(change) - {"mp4Config", "hlsConfig", "storageConfig"}:
+            return "body must be an object of mp4Config, hlsConfig, storageConfig"
+        for name in ("mp4Config", "hlsConfig"):
+            if name in change and not (
+                isinstance(change[name], dict) and isinstance(change[name].get("enabled"), bool)
+            ):
+                return f"{name}.enabled must be a bool"
+        if "storageConfig" not in change:
+            return None if has_storage else "storageConfig is required the first time"
+        storage = change["storageConfig"]
+        if not isinstance(storage, dict):
+            return "storageConfig must be an object"
+        vendor = storage.get("vendor")
+        if type(vendor) is not int or vendor not in VENDOR_REGIONS:
+            return "invalid vendor"
+        regions = VENDOR_REGIONS[vendor]
+        if regions is not None and storage.get("region") not in regions:
+            return "invalid region for vendor"
+        for name in ("bucket", "accessKey", "secretKey"):
+            if not isinstance(storage.get(name), str) or not storage[name]:
+                return f"storageConfig.{name} is required"
+        return None

@@ -1,0 +1,161 @@
+"""A fake of the Slack Web API on 127.0.0.1 that records every call, serves
+`response_url` posts, and fails the test where real Slack would reject a view
+or message (see blockkit.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from tests.fakes.blockkit import message_problems, view_problems
+from tests.fakes.http import LoopbackServer
+
+MESSAGE_METHODS = {"chat.postMessage", "chat.postEphemeral", "chat.update", "response_url"}
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    token: str | None = None
+
+
+class FakeSlack:
+    def __init__(self, bot_token: str) -> None:
+        self.bot_token = bot_token
+        self.calls: list[Call] = []
+        self.problems: list[str] = []
+        self.usergroups: dict[str, list[str]] = {}
+        self.socket_url: str | None = None
+        self.rate_limits: dict[str, list[int]] = {}
+        self._views: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Condition()
+        self._server = LoopbackServer(self._handle)
+
+    @property
+    def api_url(self) -> str:
+        return self._server.url + "/api/"
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self._server.url}/response/{name}"
+
+    def start(self) -> FakeSlack:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` with 429 and Retry-After."""
+        self.rate_limits.setdefault(method, []).extend([retry_after] * times)
+
+    def of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(
+        self, method: str, count: int = 1, timeout: float = 10.0, where: Callable[[Call], bool] | None = None
+    ) -> list[Call]:
+        """Block until `count` matching calls arrived; fail the test otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                found = [c for c in self.calls if c.method == method and (where is None or where(c))]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"expected {count} {method} call(s), got {len(found)}: {[c.method for c in self.calls]}"
+                    )
+                self._lock.wait(left)
+
+    def payload_text(self) -> str:
+        """Everything the bot sent to Slack, as one string, for leak checks."""
+        with self._lock:
+            return "\n".join(json.dumps(c.params, sort_keys=True) for c in self.calls)
+
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/response/"):
+            params = json.loads(body or b"{}")
+            api = "response_url"
+        elif path.startswith("/api/"):
+            api = path.removeprefix("/api/").split("?")[0]
+            if headers.get("content-type", "").startswith("application/json"):
+                params = json.loads(body or b"{}")
+            else:
+                params = dict(parse_qsl(body.decode()))
+                for key in ("view", "blocks", "attachments"):
+                    if isinstance(params.get(key), str):
+                        params[key] = json.loads(params[key])
+        else:
+            return 404, {}, b"not found"
+        token = headers.get("authorization", "").removeprefix("Bearer ") or params.get("token")
+        with self._lock:
+            pending = self.rate_limits.get(api)
+            if pending:
+                retry_after = pending.pop(0)
+                self.calls.append(Call(api + ":rate_limited", params, token))
+                self._lock.notify_all()
+                return (
+                    429,
+                    {"Retry-After": str(retry_after), "Content-Type": "application/json"},
+                    b'{"ok":false,"error":"ratelimited"}',
+                )
+            answer = self._answer(api, params, token)
+            self.calls.append(Call(api, params, token))
+            self._lock.notify_all()
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+
+    def _answer(self, api: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if api != "response_url" and api != "apps.connections.open" and token != self.bot_token:
+            return {"ok": False, "error": "invalid_auth"}
+        if api in MESSAGE_METHODS:
+            problems = message_problems(params)
+            if problems:
+                self.problems.extend(f"{api}: {p}" for p in problems)
+                return {"ok": False, "error": "invalid_blocks"}
+        if api in ("views.open", "views.update", "views.push"):
+            problems = view_problems(params.get("view") or {})
+            if problems:
+                self.problems.extend(f"{api}: {p}" for p in problems)
+                return {"ok": False, "error": "invalid_arguments"}
+        if api == "auth.test":
+            return {"ok": True, "user_id": "UBOT", "user": "recbot", "team": "Test", "team_id": "T1", "bot_id": "B1"}
+        if api == "apps.connections.open":
+            return {"ok": True, "url": self.socket_url}
+        if api == "views.open":
+            view_id = f"V{next(self._ids)}"
+            self._views[view_id] = {**params["view"], "id": view_id, "hash": f"h{next(self._ids)}"}
+            return {"ok": True, "view": self._views[view_id]}
+        if api == "views.update":
+            view_id = params.get("view_id", "")
+            if view_id not in self._views:
+                return {"ok": False, "error": "not_found"}
+            if params.get("hash") and params["hash"] != self._views[view_id]["hash"]:
+                return {"ok": False, "error": "hash_conflict"}
+            self._views[view_id] = {**params["view"], "id": view_id, "hash": f"h{next(self._ids)}"}
+            return {"ok": True, "view": self._views[view_id]}
+        if api in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or f"{time.time():.6f}"
+            return {"ok": True, "channel": params.get("channel"), "ts": ts}
+        if api == "usergroups.users.list":
+            group = params.get("usergroup")
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": self.usergroups[group]}
+        return {"ok": True}
+
+    def view(self, view_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._views[view_id]

@@ -1,0 +1,153 @@
+"""The Agora client against the emulator, and its signing, for all inputs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.agora import (
+    AgoraBadRequest,
+    AgoraClient,
+    AgoraNotFound,
+    AgoraRateLimited,
+    AgoraUnauthorized,
+    AgoraUnavailable,
+    config_path,
+)
+from bot.models import FormatConfig, RecordingConfig, Target
+from bot.signing import body_digest, sign, signing_string
+from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
+from tests.fakes.agora import AgoraEmulator, Fault
+
+LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(agora: AgoraEmulator, sleeps: list[float]) -> AgoraClient:
+    return AgoraClient(
+        base_url=agora.url,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        read_timeout=1,
+        sleep=sleeps.append,
+    )
+
+
+def test_get_parses_config(client: AgoraClient) -> None:
+    config = client.get_config(LIVE)
+    assert config.mp4 and not config.hls
+    assert config.storage_config is not None and config.storage_config.bucket == "rec-bucket"
+
+
+def test_patch_sends_signed_json_body(client: AgoraClient, agora: AgoraEmulator) -> None:
+    client.set_config(LIVE, RecordingConfig(hls_config=FormatConfig(enabled=True)))
+    (patch,) = agora.calls("PATCH")
+    assert patch.status == 200 and patch.json() == {"hlsConfig": {"enabled": True}}
+    assert patch.headers["content-type"] == "application/json"
+    assert agora.config(APP_ID, "live", "na")["hlsConfig"] == {"enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, AgoraBadRequest), (401, AgoraUnauthorized), (404, AgoraNotFound)],
+)
+def test_client_errors_are_typed_and_not_retried(client, agora, status, error) -> None:
+    agora.inject(Fault(status, message="upstream says no"))
+    with pytest.raises(error) as caught:
+        client.get_config(LIVE)
+    assert caught.value.upstream_message == "upstream says no"
+    assert len(agora.calls()) == 1
+
+
+def test_429_honours_retry_after(client, agora, sleeps) -> None:
+    agora.inject(Fault(429, {"Retry-After": "7"}, "slow down"))
+    client.get_config(LIVE)
+    assert [c.status for c in agora.calls()] == [429, 200]
+    assert sleeps == [7.0]
+
+
+def test_backoff_grows_exponentially_and_stops_after_three_retries(client, agora, sleeps) -> None:
+    agora.inject(*[Fault(503)] * 4)
+    with pytest.raises(AgoraUnavailable):
+        client.get_config(LIVE)
+    assert len(agora.calls()) == 4 and len(sleeps) == 3
+    assert sleeps[0] < sleeps[1] < sleeps[2]
+
+
+def test_rate_limit_persisting_is_typed(client, agora) -> None:
+    agora.inject(*[Fault(429, {"Retry-After": "0"})] * 4)
+    with pytest.raises(AgoraRateLimited):
+        client.get_config(LIVE)
+
+
+def test_patch_is_retried_too(client, agora) -> None:
+    agora.inject(Fault(502, method="PATCH"))
+    client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
+    assert [c.status for c in agora.calls("PATCH")] == [502, 200]
+
+
+def test_read_timeout_is_retried_then_unavailable(client, agora) -> None:
+    agora.inject(*[Fault(200, delay=1.5)] * 4)
+    with pytest.raises(AgoraUnavailable, match="timed out"):
+        client.get_config(LIVE)
+    assert len(agora.calls()) == 4
+
+
+def test_connection_refused_is_unavailable(sleeps) -> None:
+    dead = AgoraClient(base_url="http://127.0.0.1:9", customer_id="c", customer_secret="s", sleep=sleeps.append)
+    with pytest.raises(AgoraUnavailable, match="connection failed"):
+        dead.get_config(LIVE)
+    assert len(sleeps) == 3
+
+
+def test_errors_never_carry_the_customer_secret(client, agora) -> None:
+    agora.customer_secret = "different"
+    with pytest.raises(AgoraUnauthorized) as caught:
+        client.get_config(LIVE)
+    assert CUSTOMER_SECRET not in str(caught.value) + caught.value.user_message() + repr(client)
+
+
+def test_unexpected_answer_is_unavailable_without_echoing_it(client, agora) -> None:
+    agora.put(APP_ID, "live", "na", {"storageConfig": {"vendor": 42, "accessKey": SECRET_KEY}})
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.get_config(LIVE)
+    assert SECRET_KEY not in str(caught.value)
+
+
+segment = st.text(min_size=1, max_size=128).filter(
+    lambda s: s not in (".", "..") and not any(c.isspace() or not c.isprintable() for c in s)
+)
+
+
+@given(app=segment, entry_point=segment, region=st.sampled_from(["cn", "ap", "na", "eu"]))
+def test_path_parameters_are_single_segments(app: str, entry_point: str, region: str) -> None:
+    path = config_path(Target(app_id=app, entry_point=entry_point, region=region))
+    parts = path.split("/")
+    assert len(parts) == 12 and parts[:3] == ["", "v1", "projects"]
+    assert (unquote(parts[3]), unquote(parts[6]), parts[11]) == (app, entry_point, region)
+    assert "?" not in path and "#" not in path
+
+
+@given(body=st.binary(max_size=300), path=st.text(min_size=1, max_size=50), secret=st.text(min_size=1, max_size=40))
+def test_signature_is_hmac_of_documented_signing_string(body: bytes, path: str, secret: str) -> None:
+    headers = sign(customer_id="cid", customer_secret=secret, host="h:1", method="PATCH", path=path, body=body)
+    assert headers["digest"] == "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+    message = signing_string("h:1", headers["date"], "PATCH", path, headers["digest"])
+    assert message == f"host: h:1\ndate: {headers['date']}\nPATCH {path} HTTP/1.1\ndigest: {headers['digest']}"
+    expected = base64.b64encode(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+    assert headers["authorization"].endswith(f'signature="{expected}"')
+
+
+def test_empty_body_digest_is_hash_of_nothing() -> None:
+    assert body_digest(b"") == "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="

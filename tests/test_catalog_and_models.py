@@ -1,0 +1,109 @@
+"""The catalog, the models and masking, for all inputs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr, ValidationError
+
+from bot.catalog import CATALOG, Vendor, geography_mismatch, vendor_info
+from bot.models import RecordingConfig, StorageConfig, Target, fingerprint
+from tests.fakes.agora import VENDOR_REGIONS
+
+vendors = st.sampled_from(list(Vendor))
+
+
+def test_catalog_matches_the_documented_tables() -> None:
+    """The emulator's independent copy of the API document agrees with the catalog."""
+    for vendor, codes in VENDOR_REGIONS.items():
+        info = vendor_info(vendor)
+        assert ({r.code for r in info.regions} or None) == codes, info.name
+    assert len(CATALOG) == 9
+
+
+def test_catalog_entries_are_well_formed() -> None:
+    for info in CATALOG.values():
+        codes = [r.code for r in info.regions]
+        assert len(codes) == len(set(codes)) <= 100  # one Slack select holds 100 options
+        assert all(r.geography in (None, "cn", "ap", "na", "eu") for r in info.regions)
+
+
+@given(vendor=vendors, region=st.integers(min_value=-5, max_value=40))
+def test_storage_region_valid_exactly_when_in_vendor_table(vendor: Vendor, region: int) -> None:
+    info = vendor_info(vendor)
+    fields = {"vendor": int(vendor), "region": region, "bucket": "b", "accessKey": "a" * 8, "secretKey": "s" * 8}
+    if not info.has_regions:
+        assert StorageConfig.model_validate(fields).region == 0  # Azure, Google: always send 0
+    elif info.region(region) is not None:
+        assert StorageConfig.model_validate(fields).region == region
+    else:
+        with pytest.raises(ValidationError, match=info.name):
+            StorageConfig.model_validate(fields)
+
+
+@given(vendor=st.integers().filter(lambda v: v not in range(9)) | st.booleans())
+def test_unknown_vendor_refused_with_the_list(vendor: int) -> None:
+    with pytest.raises(ValidationError, match="8 Baidu AI Cloud"):
+        StorageConfig.model_validate({"vendor": vendor, "bucket": "b", "accessKey": "a", "secretKey": "s"})
+
+
+@given(secret=st.text(min_size=1, max_size=200))
+def test_fingerprint_shows_at_most_four_chars_and_a_quarter(secret: str) -> None:
+    shown = fingerprint(secret).removeprefix("...")
+    if shown != "(short)":
+        assert len(shown) <= 4 and len(shown) <= len(secret) // 4
+        assert secret.endswith(shown)
+
+
+@given(
+    access=st.text(min_size=12, max_size=60).filter(str.strip),
+    secret=st.text(min_size=12, max_size=60).filter(str.strip),
+)
+def test_keys_never_in_repr_str_or_plain_dump(access: str, secret: str) -> None:
+    storage = StorageConfig(vendor=Vendor.GOOGLE, bucket="b", access_key=access, secret_key=secret)
+    config = RecordingConfig(storage_config=storage)
+    for shown in (repr(config), str(config), config.model_dump_json(), str(config.model_dump())):
+        assert access not in shown and secret not in shown
+    assert config.wire_json()["storageConfig"]["secretKey"] == secret  # only the wire form reveals
+
+
+def test_wire_json_uses_camel_case_and_omits_unset_parts() -> None:
+    config = RecordingConfig.model_validate({"hlsConfig": {"enabled": True}})
+    assert config.wire_json() == {"hlsConfig": {"enabled": True}}
+
+
+@given(st.text(max_size=200))
+def test_target_refuses_what_could_escape_a_path_segment(entry_point: str) -> None:
+    bad = (
+        entry_point in ("", ".", "..")
+        or len(entry_point) > 128
+        or any(ch.isspace() or ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in entry_point)
+    )
+    try:
+        Target(app_id="A", entry_point=entry_point, region="na")
+    except ValidationError:
+        return
+    assert not bad
+
+
+def test_geography() -> None:
+    assert not geography_mismatch("na", Vendor.AMAZON_S3, 0)
+    assert geography_mismatch("na", Vendor.AMAZON_S3, 7)
+    assert not geography_mismatch("eu", Vendor.AZURE, 0)  # no region, nothing to compare
+    assert geography_mismatch("cn", Vendor.HUAWEI, 10)  # South America is in no API region
+
+
+def test_digest_changes_with_any_field_and_depends_on_key() -> None:
+    base = RecordingConfig.model_validate(
+        {
+            "mp4Config": {"enabled": True},
+            "storageConfig": {"vendor": 1, "region": 0, "bucket": "b", "accessKey": "a", "secretKey": "s"},
+        }
+    )
+    assert base.storage_config is not None
+    storage = base.storage_config.model_copy(update={"secret_key": SecretStr("s2")})
+    changed_secret = base.model_copy(update={"storage_config": storage})
+    assert base.digest(b"k") == base.model_copy(deep=True).digest(b"k")
+    assert base.digest(b"k") != changed_secret.digest(b"k")
+    assert base.digest(b"k") != base.digest(b"other")

@@ -1,0 +1,126 @@
+"""`/recording get` end to end: signed request in, signed GET to Agora, summary out."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY
+from tests.fakes.agora import AgoraEmulator, Fault
+from tests.fakes.slack import FakeSlack
+
+CONFIG_PATH = f"/v1/projects/{APP_ID}/fls/entry_points/live/settings/record/custom/regions/na"
+
+
+def answer_text(slack: FakeSlack) -> str:
+    (reply,) = slack.wait_for("response_url")
+    assert reply.params.get("response_type") == "ephemeral"
+    return json.dumps(reply.params)
+
+
+def test_get_shows_summary_from_one_signed_get(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    response = driver.command("get live na")
+    assert response.status_code == 200
+    text = answer_text(slack)
+    (call,) = agora.calls()
+    assert (call.method, call.path, call.status) == ("GET", CONFIG_PATH, 200)
+    assert call.headers["authorization"].startswith('hmac username="cust-id-fake"')
+    for expected in (
+        "MP4 recording",
+        "on",
+        "HLS recording",
+        "off",
+        "Amazon S3",
+        "US_EAST_1 (0)",
+        "rec-bucket",
+        "...1234",
+        "set",
+    ):
+        assert expected in text
+    assert ACCESS_KEY not in slack.payload_text()
+    assert SECRET_KEY not in slack.payload_text()
+    assert CUSTOMER_SECRET not in slack.payload_text()
+
+
+def test_region_defaults_and_app_flag(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.put("OTHERAPP", "live", "eu", {"mp4Config": {"enabled": False}})
+    driver.command("get live --app OTHERAPP eu")
+    text = answer_text(slack)
+    assert "not set" in text and "OTHERAPP" in text
+    assert agora.calls()[0].path == "/v1/projects/OTHERAPP/fls/entry_points/live/settings/record/custom/regions/eu"
+
+
+def test_geography_mismatch_warns(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    eu_bucket = {**agora.config(APP_ID, "live", "na")}
+    eu_bucket["storageConfig"] = {**eu_bucket["storageConfig"], "region": 7}
+    agora.put(APP_ID, "live", "na", eu_bucket)
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "EU_CENTRAL_1" in text and "outside North America" in text
+
+
+def test_no_warning_when_geography_matches(driver, slack: FakeSlack) -> None:
+    driver.command("get live na")
+    assert "outside" not in answer_text(slack)
+
+
+def test_bad_region_names_valid_ones_and_calls_nothing(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    driver.command("get live xx")
+    text = answer_text(slack)
+    assert all(code in text for code in ("cn", "ap", "na", "eu"))
+    assert agora.calls() == []
+
+
+def test_traversal_entry_point_stays_one_segment(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    driver.command("get a/../b na")
+    text = answer_text(slack)
+    (call,) = agora.calls()
+    assert call.path == f"/v1/projects/{APP_ID}/fls/entry_points/a%2F..%2Fb/settings/record/custom/regions/na"
+    assert call.status == 404 and "No such entry point" in text
+
+
+def test_help_and_unknown_subcommand_show_usage(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    driver.command("help")
+    driver.command("frobnicate live")
+    replies = slack.wait_for("response_url", count=2)
+    assert all("/recording get <entry_point>" in json.dumps(r.params) for r in replies)
+    assert "Unknown subcommand" in json.dumps(replies[1].params)
+    assert agora.calls() == []
+
+
+def test_unauthorized_says_credentials_are_wrong(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.customer_secret = "rotated-elsewhere"
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "AGORA_CUSTOMER_ID" in text and "wrong" in text
+    assert len(agora.calls()) == 1  # 401 is not retried
+
+
+def test_not_found_says_no_such_entry_point(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    driver.command("get nosuch na")
+    assert "No such entry point" in answer_text(slack)
+
+
+def test_rate_limited_then_ok_is_retried(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.inject(Fault(429, {"Retry-After": "0"}, "Too Many Requests"))
+    driver.command("get live na")
+    assert "rec-bucket" in answer_text(slack)
+    assert [c.status for c in agora.calls()] == [429, 200]
+
+
+def test_server_error_then_ok_is_retried(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.inject(Fault(500))
+    driver.command("get live na")
+    assert "rec-bucket" in answer_text(slack)
+    assert [c.status for c in agora.calls()] == [500, 200]
+
+
+def test_persistent_gateway_timeout_gives_up_after_three_retries(
+    driver, slack: FakeSlack, agora: AgoraEmulator
+) -> None:
+    agora.inject(*[Fault(504, message="Gateway Timeout")] * 4)
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "try again later" in text
+    assert [c.status for c in agora.calls()] == [504] * 4
+    driver.command("get live na")  # the bot keeps serving
+    assert "rec-bucket" in json.dumps(slack.wait_for("response_url", count=2)[1].params)

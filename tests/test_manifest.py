@@ -1,0 +1,37 @@
+"""`app.yaml` against Slack's app-manifest schema, and against what the bot uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "tests/data/slack_manifest.schema.v1.json").read_text())
+
+
+def manifest() -> dict:
+    return yaml.safe_load((ROOT / "app.yaml").read_text())
+
+
+def test_manifest_validates_against_schema() -> None:
+    jsonschema.validate(manifest(), SCHEMA)
+
+
+def test_schema_is_strict_enough_to_catch_mistakes() -> None:
+    broken = manifest()
+    broken["features"]["slash_commands"][0]["command"] = "recording"  # no leading slash
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMA)
+
+
+def test_manifest_declares_what_the_bot_needs_and_no_more() -> None:
+    data = manifest()
+    assert [c["command"] for c in data["features"]["slash_commands"]] == ["/recording"]
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
+    assert data["settings"]["interactivity"]["is_enabled"] is True
+    assert data["settings"]["socket_mode_enabled"] is True
+    assert "bot_user" in data["features"]

@@ -1,0 +1,92 @@
+"""Socket Mode end to end: `apps.connections.open` points at a local WebSocket
+server that plays Slack, sends a slash command envelope and reads the ack."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.server import ServerConnection, serve
+
+from bot.app import build_services, create_app
+from bot.server import socket_mode_handler
+from tests.conftest import fast_agora
+from tests.fakes.agora import AgoraEmulator
+from tests.fakes.slack import FakeSlack
+
+APP_TOKEN = "xapp-test-fake"
+
+
+class SocketSlack:
+    """Sends one envelope per connection and collects what the bot answers."""
+
+    def __init__(self, envelope: dict[str, Any]) -> None:
+        self.envelope = envelope
+        self.acks: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._server = serve(self._session, "127.0.0.1", 0)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.socket.getsockname()[:2]
+        return f"ws://{host}:{port}/link"
+
+    def _session(self, ws: ServerConnection) -> None:
+        ws.send(json.dumps({"type": "hello", "num_connections": 1}))
+        ws.send(json.dumps(self.envelope))
+        try:
+            for message in ws:
+                self.acks.put(json.loads(message))
+        except Exception:  # noqa: BLE001, S110 - the bot hanging up ends the session
+            pass
+
+    def __enter__(self) -> SocketSlack:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture
+def socket_settings(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+    from bot.settings import load_settings
+
+    yield load_settings(_env_file=None, SLACK_APP_TOKEN=APP_TOKEN, **settings_overrides)
+
+
+def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    envelope = {
+        "envelope_id": "env-1",
+        "type": "slash_commands",
+        "accepts_response_payload": True,
+        "payload": {
+            "command": "/recording",
+            "text": "get live na",
+            "user_id": "UALICE",
+            "channel_id": "CRUN",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "trigger_id": "trigger-socket",
+            "response_url": slack.response_url("socket"),
+        },
+    }
+    services = build_services(socket_settings, agora=fast_agora(socket_settings))
+    with SocketSlack(envelope) as ws_slack:
+        slack.socket_url = ws_slack.url
+        handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
+        handler.connect()
+        try:
+            ack = ws_slack.acks.get(timeout=10)
+            (reply,) = slack.wait_for("response_url")
+        finally:
+            handler.close()
+            services.close()
+    assert ack["envelope_id"] == "env-1"
+    assert slack.of("apps.connections.open")[0].token == APP_TOKEN
+    assert "rec-bucket" in json.dumps(reply.params)
+    assert [c.path.endswith("/entry_points/live/settings/record/custom/regions/na") for c in agora.calls()] == [True]
