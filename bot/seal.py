@@ -27,9 +27,17 @@ class Sealer:
         except (ValueError, TypeError):
             raise SealError("RECBOT_SEAL_KEY is not a valid Fernet key (44 url-safe base64 characters)") from None
         self.digest_key = hmac.new(key, b"recbot config digest", hashlib.sha256).digest()
+        self._tag_key = hmac.new(key, b"recbot payload tag", hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return "Sealer(<key hidden>)"
+
+    def tag(self, text: str) -> str:
+        """A MAC of `text`, so values that round-trip through Slack cannot be forged."""
+        return hmac.new(self._tag_key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def verify(self, text: str, tag: str) -> bool:
+        return hmac.compare_digest(self.tag(text), tag)
 
     def seal(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())

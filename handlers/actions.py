@@ -21,7 +21,7 @@ def register(app: App, services: Services) -> None:
         ack()
         view = body.get("view") or {}
         try:
-            metadata = edit_form.FormMetadata.load(view.get("private_metadata", ""))
+            metadata = edit_form.FormMetadata.load(view.get("private_metadata"), services.sealer)
         except ValueError:
             log.warning("vendor select on a view without valid metadata; ignored")
             return
@@ -31,5 +31,7 @@ def register(app: App, services: Services) -> None:
             edit_form.current_block_unknown(),
         )
         client.views_update(
-            view_id=view["id"], hash=view.get("hash"), view=edit_form.form_view(metadata, values, current)
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=edit_form.form_view(metadata, services.sealer, values, current),
         )

@@ -67,6 +67,6 @@ def open_edit_form(parsed: Command, trigger_id: str, services: Services, client:
     else:
         metadata = edit_form.FormMetadata(target, services.changes.digest(config))
         new_view = edit_form.form_view(
-            metadata, edit_form.FormValues.from_config(config), edit_form.current_block(target, config)
+            metadata, services.sealer, edit_form.FormValues.from_config(config), edit_form.current_block(target, config)
         )
     client.views_update(view_id=view["id"], hash=view["hash"], view=new_view)

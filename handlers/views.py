@@ -19,7 +19,7 @@ def register(app: App, services: Services) -> None:
     def edit_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         """Validate before acking (errors go back on the form), then apply after the ack."""
         try:
-            metadata = edit_form.FormMetadata.load(view.get("private_metadata", ""))
+            metadata = edit_form.FormMetadata.load(view.get("private_metadata"), services.sealer)
         except ValueError:
             ack(
                 response_action="update",

@@ -19,6 +19,7 @@ from bot.models import (
     describe_storage,
     fingerprint,
 )
+from bot.seal import Sealer
 from handlers.blocks.messages import escape
 
 CALLBACK_EDIT = "recording_edit"
@@ -46,27 +47,32 @@ MP4, HLS, CHANGE = "mp4", "hls", "change"
 @dataclass(frozen=True)
 class FormMetadata:
     """All the modal remembers: the target and a keyed digest of the config
-    the form was built from. No config values, no secrets."""
+    the form was built from, tagged so it cannot be forged. No config values, no secrets."""
 
     target: Target
     digest: str
 
-    def dump(self) -> str:
-        t = self.target
-        return json.dumps({"app": t.app_id, "ep": t.entry_point, "region": t.region, "digest": self.digest})
+    def _fields(self) -> list[str]:
+        return [self.target.app_id, self.target.entry_point, self.target.region, self.digest]
+
+    def dump(self, sealer: Sealer) -> str:
+        fields = self._fields()
+        return json.dumps(
+            dict(zip(("app", "ep", "region", "digest"), fields, strict=True)) | {"tag": sealer.tag(json.dumps(fields))}
+        )
 
     @classmethod
-    def load(cls, raw: str) -> FormMetadata:
+    def load(cls, raw: Any, sealer: Sealer) -> FormMetadata:
         """Raise ValueError on anything that is not metadata this bot wrote."""
         try:
             data = json.loads(raw)
-            target = Target(app_id=data["app"], entry_point=data["ep"], region=data["region"])
-            digest = data["digest"]
-        except (TypeError, KeyError, ValueError, ValidationError):
-            raise ValueError("the form's metadata is not valid") from None
-        if not isinstance(digest, str) or len(digest) != 32:
+            metadata = cls(Target(app_id=data["app"], entry_point=data["ep"], region=data["region"]), data["digest"])
+            genuine = sealer.verify(json.dumps(metadata._fields()), data["tag"])
+        except (TypeError, KeyError, ValueError, ValidationError, AttributeError):
+            genuine = False
+        if not genuine:
             raise ValueError("the form's metadata is not valid")
-        return cls(target, digest)
+        return metadata
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,7 @@ def current_block_unknown() -> dict[str, Any]:
     }
 
 
-def form_view(metadata: FormMetadata, values: FormValues, current: dict[str, Any]) -> dict[str, Any]:
+def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, current: dict[str, Any]) -> dict[str, Any]:
     """The edit form. Inputs keep stable block and action ids, so what the user
     typed survives each `views.update`."""
     format_options = [_option("MP4 recording", MP4), _option("HLS recording", HLS)]
@@ -228,7 +234,7 @@ def form_view(metadata: FormMetadata, values: FormValues, current: dict[str, Any
             "write-only key. It is sent only after approval and never shown again.",
         ),
     ]
-    return _modal(blocks, metadata.dump(), submit=True)
+    return _modal(blocks, metadata.dump(sealer), submit=True)
 
 
 def _region_block(values: FormValues) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +24,7 @@ class Call:
     method: str
     params: dict[str, Any]
     token: str | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 class FakeSlack:
@@ -81,7 +82,7 @@ class FakeSlack:
     def payload_text(self) -> str:
         """Everything the bot sent to Slack, as one string, for leak checks."""
         with self._lock:
-            return "\n".join(json.dumps(c.params, sort_keys=True) for c in self.calls)
+            return "\n".join(json.dumps(c.params, sort_keys=True, ensure_ascii=False) for c in self.calls)
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
