@@ -8,15 +8,21 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from bot.access import Audience
 from bot.agora import AgoraClient
+from bot.approvals import ApprovalService
+from bot.background import Periodic
 from bot.changes import ChangeService
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import Store
 from handlers import register
+from handlers.notify import Notifier
 
 log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 30.0
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -40,15 +46,28 @@ def agora_client(settings: Settings) -> AgoraClient:
 def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
     agora = agora or agora_client(settings)
-    sealer = Sealer(
-        resolve_seal_key(
-            settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None,
-            settings.DATABASE_URL,
-        )
-    )
-    changes = ChangeService(agora, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
+    seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = Store(settings.DATABASE_URL)
-    return Services(settings=settings, agora=agora, sealer=sealer, store=store, changes=changes)
+    changes = ChangeService(agora, store, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
+    approvals = ApprovalService(
+        store=store,
+        sealer=sealer,
+        agora=agora,
+        changes=changes,
+        ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
+        required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
+    )
+    return Services(
+        settings=settings,
+        agora=agora,
+        sealer=sealer,
+        store=store,
+        changes=changes,
+        approvals=approvals,
+        approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
+        requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
+    )
 
 
 def create_app(services: Services) -> App:
@@ -61,3 +80,16 @@ def create_app(services: Services) -> App:
     )
     register(app, services)
     return app
+
+
+def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Periodic:
+    """Finish what a previous process left open, then sweep expired requests."""
+    notifier = Notifier(app.client, services)
+    for row in services.approvals.recover():
+        notifier.request_ended(row)
+
+    def sweep() -> None:
+        for row in services.approvals.expire_due():
+            notifier.request_ended(row)
+
+    return Periodic(sweep_seconds, sweep, "expiry-sweep").start()

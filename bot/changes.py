@@ -1,13 +1,17 @@
-"""Changing a configuration: what changed, the policy, and the direct apply."""
+"""Changing a configuration: what changed, the policy, and applying it."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot.agora import AgoraClient, AgoraError
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
+from bot.store import RequestRow, Store
+
+if TYPE_CHECKING:
+    from bot.approvals import ApprovalService
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def _storage_wire(storage: StorageConfig | None) -> object:
     return None if storage is None else RecordingConfig(storage_config=storage).wire_json()
 
 
-OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "failed"]
+OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refused", "failed"]
 
 
 @dataclass(frozen=True)
@@ -73,15 +77,51 @@ class Outcome:
     kind: OutcomeKind
     message: str
     changes: list[FieldChange] = field(default_factory=list)
+    request: RequestRow | None = None
+
+
+STALE_MESSAGE = (
+    "The configuration changed since you opened the form, so nothing was applied. "
+    "Reopen it with `/recording set` to start from the current values."
+)
+
+
+def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patch: RecordingConfig) -> Outcome:
+    """PATCH once (the client retries), read back, and report before -> after."""
+    after = expected_after(live, patch)
+    changes = diff(live, after)
+    try:
+        agora.set_config(target, patch)
+    except AgoraError as exc:
+        return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
+    try:
+        confirmed = agora.get_config(target)
+    except AgoraError as exc:
+        return Outcome(
+            "failed",
+            f"Agora accepted the change, but reading it back failed: {exc.user_message()} "
+            "Check it with `/recording get`.",
+            changes,
+        )
+    if not matches(after, confirmed):
+        return Outcome(
+            "failed",
+            "Agora accepted the change, but the configuration read back differs from it. "
+            "Check it with `/recording get`.",
+            changes,
+        )
+    return Outcome("applied", "Change applied and confirmed by reading it back.", changes)
 
 
 class ChangeService:
-    """Applies secret-free changes directly; routes the rest to approval."""
+    """Applies secret-free changes directly; sends the rest to approval."""
 
-    def __init__(self, agora: AgoraClient, digest_key: bytes, approval_for: str = "secrets") -> None:
+    def __init__(self, agora: AgoraClient, store: Store, digest_key: bytes, approval_for: str = "secrets") -> None:
         self._agora = agora
+        self._store = store
         self._digest_key = digest_key
         self._approval_for = approval_for
+        self.approvals: ApprovalService | None = None
 
     def digest(self, config: RecordingConfig) -> str:
         return config.digest(self._digest_key)
@@ -90,54 +130,22 @@ class ChangeService:
         return self._approval_for == "all" or carries_secrets(patch)
 
     def submit(self, target: Target, form_digest: str, proposal: Proposal, requester: str) -> Outcome:
-        """Check the form is not stale, then apply, or refuse what needs approval."""
+        """Check the form is not stale, then apply directly or open a request."""
         try:
             live = self._agora.get_config(target)
         except AgoraError as exc:
             return Outcome("failed", exc.user_message())
         if self.digest(live) != form_digest:
-            return Outcome(
-                "stale",
-                "The configuration changed since you opened the form, so nothing was applied. "
-                "Reopen it with `/recording set` to start from the current values.",
-            )
+            return Outcome("stale", STALE_MESSAGE)
         patch = build_patch(live, proposal)
         if is_empty(patch):
             return Outcome("no_change", "Nothing differs from the current configuration; nothing was sent.")
-        after = expected_after(live, patch)
-        changes = diff(live, after)
         if self.needs_approval(patch):
-            return Outcome(
-                "needs_approval",
-                "This change carries storage credentials, so it needs a second person's approval, "
-                "and the approval workflow is not available yet. Nothing was sent.",
-                changes,
-            )
-        return self.apply(target, live, patch, requester)
-
-    def apply(self, target: Target, live: RecordingConfig, patch: RecordingConfig, actor: str) -> Outcome:
-        """PATCH once (the client retries), read back, and report before -> after."""
-        after = expected_after(live, patch)
-        changes = diff(live, after)
-        try:
-            self._agora.set_config(target, patch)
-        except AgoraError as exc:
-            return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
-        try:
-            confirmed = self._agora.get_config(target)
-        except AgoraError as exc:
-            return Outcome(
-                "failed",
-                f"Agora accepted the change, but reading it back failed: {exc.user_message()} "
-                "Check it with `/recording get`.",
-                changes,
-            )
-        if not matches(after, confirmed):
-            return Outcome(
-                "failed",
-                "Agora accepted the change, but the configuration read back differs from it. "
-                "Check it with `/recording get`.",
-                changes,
-            )
-        log.info("applied change to %s for %s: %s", target.describe(), actor, [c.label for c in changes])
-        return Outcome("applied", "Change applied and confirmed by reading it back.", changes)
+            if self.approvals is None:
+                return Outcome("refused", "This change needs approval, and no approval workflow is set up.")
+            return self.approvals.open(target, live, patch, requester)
+        outcome = apply_change(self._agora, target, live, patch)
+        event = "direct_change" if outcome.kind == "applied" else "failed"
+        self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
+        log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)
+        return outcome

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.access import Audience
 from bot.agora import AgoraClient
+from bot.approvals import ApprovalService
 from bot.changes import ChangeService
 from bot.seal import Sealer
 from bot.settings import Settings
@@ -21,6 +23,13 @@ class Services:
     sealer: Sealer
     store: Store
     changes: ChangeService
+    approvals: ApprovalService
+    approvers: Audience
+    requesters: Audience
+
+    def channel_allowed(self, channel_id: str) -> bool:
+        allowed = self.settings.RECBOT_ALLOWED_CHANNELS
+        return not allowed or channel_id in allowed
 
     def health(self) -> dict[str, Any]:
         """What `/healthz` reports: whether the database answers."""

@@ -1,10 +1,14 @@
-"""The embedded store (SQLite by default, PostgreSQL through the same URL):
-schema, migrations, change requests and the audit trail."""
+"""The store (SQLite by default, PostgreSQL through the same URL): schema,
+migrations, change requests with compare-and-set transitions, and the audit log."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -19,12 +23,21 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
+    insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bot.models import FieldChange, Target
 
 log = logging.getLogger(__name__)
+
+OPEN_STATES = ("pending", "approved", "applying")
+ENDED_STATES = ("applied", "failed", "rejected", "expired", "cancelled", "stale")
 
 metadata = MetaData()
 
@@ -45,12 +58,10 @@ change_requests = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("base_digest", String(64), nullable=False),
-    Column("patch_public", Text, nullable=False),
+    # The patch with its keys, Fernet-sealed; NULL as soon as the request ends.
+    Column("sealed_patch", LargeBinary),
     Column("changes", Text, nullable=False),
-    Column("sealed_access_key", LargeBinary),
-    Column("sealed_secret_key", LargeBinary),
-    Column("card_channel", String(32)),
-    Column("card_ts", String(32)),
+    Column("cards", Text, nullable=False, default="[]"),
     Column("decided_by", String(32)),
     Column("reason", Text),
     Column("result", Text),
@@ -87,10 +98,76 @@ def _v1(conn: Connection) -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CardRef:
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A change request as stored; `sealed_patch` is ciphertext, or None once ended."""
+
+    id: str
+    target: Target
+    state: str
+    requester: str
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    base_digest: str
+    sealed_patch: bytes | None
+    changes: list[FieldChange]
+    cards: list[CardRef]
+    approvers: list[str]
+    decided_by: str | None
+    reason: str | None
+    result: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    event: str
+    actor: str
+    target: Target
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+class TargetBusy(Exception):
+    """Another request for the same target is open."""
+
+    def __init__(self, holder: RequestRow) -> None:
+        self.holder = holder
+        super().__init__(f"request {holder.id} is open for {holder.target.describe()}")
+
+
+def _open_key(target: Target) -> str:
+    return json.dumps([target.app_id, target.entry_point, target.region])
+
+
+def _changes_json(changes: Iterable[FieldChange]) -> str:
+    return json.dumps([[c.label, c.before, c.after] for c in changes])
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -100,7 +177,7 @@ def make_engine(database_url: str) -> Engine:
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
     engine = create_engine(database_url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
     return engine
 
 
@@ -118,11 +195,12 @@ def migrate(engine: Engine) -> int:
             step(conn)
             conn.execute(schema_version.update().values(version=version))
             log.info("database schema migrated to version %d", version)
-        return len(MIGRATIONS)
+    return len(MIGRATIONS)
 
 
 class Store:
-    """Owns the engine; created (and migrated) on first start."""
+    """Persistence of change requests and audit events. Every state change is
+    one conditional UPDATE, so concurrent clicks and processes cannot both win."""
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
@@ -134,3 +212,178 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # change requests
+    def create_request(
+        self,
+        *,
+        request_id: str,
+        target: Target,
+        requester: str,
+        expires_at: datetime,
+        base_digest: str,
+        sealed_patch: bytes,
+        changes: list[FieldChange],
+    ) -> RequestRow:
+        """Insert a pending request, or raise TargetBusy naming the open one."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(change_requests).values(
+                        id=request_id,
+                        app_id=target.app_id,
+                        entry_point=target.entry_point,
+                        region=target.region,
+                        open_target=_open_key(target),
+                        state="pending",
+                        requester=requester,
+                        created_at=now,
+                        expires_at=expires_at,
+                        updated_at=now,
+                        base_digest=base_digest,
+                        sealed_patch=sealed_patch,
+                        changes=_changes_json(changes),
+                        cards="[]",
+                    )
+                )
+        except IntegrityError:
+            holder = self._open_for(target)
+            if holder is None:  # it ended in between; the caller may try again
+                raise
+            raise TargetBusy(holder) from None
+        row = self.get(request_id)
+        assert row is not None
+        return row
+
+    def get(self, request_id: str) -> RequestRow | None:
+        with self.engine.connect() as conn:
+            rows = self._rows(conn, change_requests.c.id == request_id)
+        return rows[0] if rows else None
+
+    def _open_for(self, target: Target) -> RequestRow | None:
+        with self.engine.connect() as conn:
+            rows = self._rows(conn, change_requests.c.open_target == _open_key(target))
+        return rows[0] if rows else None
+
+    def open_requests(self) -> list[RequestRow]:
+        with self.engine.connect() as conn:
+            return self._rows(conn, change_requests.c.state.in_(OPEN_STATES))
+
+    def in_state(self, *states: str) -> list[RequestRow]:
+        with self.engine.connect() as conn:
+            return self._rows(conn, change_requests.c.state.in_(states))
+
+    def due_for_expiry(self, now: datetime) -> list[RequestRow]:
+        with self.engine.connect() as conn:
+            return self._rows(conn, (change_requests.c.state == "pending") & (change_requests.c.expires_at <= now))
+
+    def transition(self, request_id: str, from_states: tuple[str, ...], to_state: str, **fields: Any) -> bool:
+        """Compare-and-set: move to `to_state` only if now in `from_states`.
+        Ending a request frees its target and deletes its sealed secrets."""
+        values: dict[str, Any] = {"state": to_state, "updated_at": utcnow(), **fields}
+        if to_state in ENDED_STATES:
+            values.update(open_target=None, sealed_patch=None)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id, change_requests.c.state.in_(from_states))
+                .values(**values)
+            )
+        return done.rowcount == 1
+
+    def set_cards(self, request_id: str, cards: list[CardRef]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id)
+                .values(cards=json.dumps([[c.channel, c.ts] for c in cards]))
+            )
+
+    def add_approval(self, request_id: str, approver: str) -> int:
+        """Record one approver's approval (idempotent); the number of distinct approvers."""
+        with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(approvals).values(request_id=request_id, approver=approver, at=utcnow()))
+            except IntegrityError:
+                pass  # this approver already approved: a double click
+            return conn.execute(
+                select(func.count()).select_from(approvals).where(approvals.c.request_id == request_id)
+            ).scalar_one()
+
+    def _rows(self, conn: Connection, where: Any) -> list[RequestRow]:
+        c = change_requests.c
+        found = conn.execute(select(change_requests).where(where).order_by(c.created_at)).mappings().all()
+        approved_by: dict[str, list[str]] = {}
+        if found:
+            for request_id, approver in conn.execute(
+                select(approvals.c.request_id, approvals.c.approver)
+                .where(approvals.c.request_id.in_([r["id"] for r in found]))
+                .order_by(approvals.c.at)
+            ):
+                approved_by.setdefault(request_id, []).append(approver)
+        return [
+            RequestRow(
+                id=r["id"],
+                target=Target(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+                state=r["state"],
+                requester=r["requester"],
+                created_at=_aware(r["created_at"]),
+                expires_at=_aware(r["expires_at"]),
+                updated_at=_aware(r["updated_at"]),
+                base_digest=r["base_digest"],
+                sealed_patch=r["sealed_patch"],
+                changes=[FieldChange(*c) for c in json.loads(r["changes"])],
+                cards=[CardRef(*c) for c in json.loads(r["cards"])],
+                approvers=approved_by.get(r["id"], []),
+                decided_by=r["decided_by"],
+                reason=r["reason"],
+                result=r["result"],
+            )
+            for r in found
+        ]
+
+    # audit trail: append only
+    def audit(
+        self,
+        event_name: str,
+        actor: str,
+        target: Target,
+        *,
+        request_id: str | None = None,
+        changes: list[FieldChange] | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Append one event; `changes` must already be safe (keys as fingerprints)."""
+        detail: dict[str, Any] = {"changes": json.loads(_changes_json(changes or []))}
+        if note:
+            detail["note"] = note
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(audit_events).values(
+                    at=utcnow(),
+                    event=event_name,
+                    actor=actor,
+                    app_id=target.app_id,
+                    entry_point=target.entry_point,
+                    region=target.region,
+                    request_id=request_id,
+                    detail=json.dumps(detail),
+                )
+            )
+
+    def history(self, target: Target, limit: int = 20) -> list[AuditEvent]:
+        """The latest `limit` events of a target, newest first."""
+        a = audit_events.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_events)
+                .where(a.app_id == target.app_id, a.entry_point == target.entry_point, a.region == target.region)
+                .order_by(a.id.desc())
+                .limit(limit)
+            ).mappings()
+            return [
+                AuditEvent(_aware(r["at"]), r["event"], r["actor"], target, r["request_id"], json.loads(r["detail"]))
+                for r in rows
+            ]

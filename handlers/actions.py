@@ -1,15 +1,18 @@
-"""Interactive components: the edit form's vendor select."""
+"""Interactive components: the edit form's vendor select and the approval card's buttons."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.approvals import Refused
 from bot.services import Services
-from handlers.blocks import edit_form
+from bot.store import RequestRow
+from handlers.blocks import approval_card, edit_form
+from handlers.notify import GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ def register(app: App, services: Services) -> None:
             return
         values = edit_form.read_values(view.get("state"))
         current = next(
-            (b for b in view.get("blocks", []) if b.get("block_id") == edit_form.BLOCK_CURRENT),
+            (b for b in view.get("blocks", []) if isinstance(b, dict) and b.get("block_id") == edit_form.BLOCK_CURRENT),
             edit_form.current_block_unknown(),
         )
         client.views_update(
@@ -35,3 +38,77 @@ def register(app: App, services: Services) -> None:
             hash=view.get("hash"),
             view=edit_form.form_view(metadata, services.sealer, values, current),
         )
+
+    @app.action(approval_card.ACTION_APPROVE)
+    def approve(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        user = body["user"]["id"]
+        request_id = _genuine_request(body, services)
+        if request_id is None:
+            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
+            return
+        is_approver = services.approvers.includes(user, GroupLookup(client))
+        try:
+            row = services.approvals.approve(request_id, user, is_approver=is_approver)
+        except Refused as refusal:
+            tell(respond, str(refusal))
+            return
+        _after_decision(row, Notifier(client, services), respond)
+
+    @app.action(approval_card.ACTION_REJECT)
+    def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """Ask for a reason first; the rejection happens when the reason is submitted."""
+        ack()
+        request_id = _genuine_request(body, services)
+        if request_id is None:
+            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
+            return
+        try:
+            row = services.approvals.get(request_id)
+        except Refused as refusal:
+            tell(respond, str(refusal))
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
+
+    @app.action(approval_card.ACTION_CANCEL)
+    def cancel(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        request_id = _genuine_request(body, services)
+        if request_id is None:
+            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
+            return
+        try:
+            row = services.approvals.cancel(request_id, body["user"]["id"])
+        except Refused as refusal:
+            tell(respond, str(refusal))
+            return
+        _after_decision(row, Notifier(client, services), respond)
+
+
+def _genuine_request(body: dict[str, Any], services: Services) -> str | None:
+    """The request id of a genuine button on that request's own card, else None."""
+    actions = body.get("actions") or [{}]
+    request_id = approval_card.read_button_value(actions[0].get("value"), services.sealer)
+    if request_id is None:
+        return None
+    container = body.get("container") or {}
+    row = services.store.get(request_id)
+    if row is None:
+        return None
+    on_its_card = any(
+        ref.ts == container.get("message_ts") and ref.channel == container.get("channel_id") for ref in row.cards
+    )
+    return request_id if on_its_card else None
+
+
+def _after_decision(row: RequestRow, notifier: Notifier, respond: Respond) -> None:
+    if row.is_open:
+        notifier.refresh_cards(row)
+        tell(respond, f"Noted. Request `{row.id}` is {row.state}.")
+    else:
+        notifier.request_ended(row)
+
+
+def tell(respond: Respond, text: str) -> None:
+    """Answer the person who clicked, alone, leaving the card as it is."""
+    respond(text=text, response_type="ephemeral", replace_original=False)

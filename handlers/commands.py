@@ -1,4 +1,4 @@
-"""The `/recording` slash command: ack at once, then parse and answer."""
+"""The `/recording` slash command: ack at once, then check access, parse and answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from slack_sdk import WebClient
 from bot.agora import AgoraError
 from bot.commands import Command, UsageError, parse_command
 from bot.services import Services
-from handlers.blocks import edit_form, messages, summary
+from handlers.blocks import edit_form, messages, requests, summary
+from handlers.notify import GroupLookup
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,14 @@ def register(app: App, services: Services) -> None:
     @app.command("/recording")
     def recording(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
+        if not services.channel_allowed(command.get("channel_id", "")):
+            reply(
+                respond,
+                messages.error(
+                    "recbot does not answer in this channel; use one of the channels in RECBOT_ALLOWED_CHANNELS."
+                ),
+            )
+            return
         try:
             parsed = parse_command(
                 command.get("text") or "",
@@ -29,14 +38,34 @@ def register(app: App, services: Services) -> None:
                 default_region=settings.AGORA_DEFAULT_REGION,
             )
         except UsageError as exc:
-            respond(blocks=messages.usage(str(exc)), text=str(exc), response_type="ephemeral")
+            reply(respond, messages.usage(str(exc)))
             return
         if parsed.verb == "get":
             show_config(parsed, services, respond)
         elif parsed.verb == "set":
+            if not services.requesters.includes(command.get("user_id", ""), GroupLookup(client)):
+                reply(
+                    respond,
+                    messages.error(
+                        "You are not in RECBOT_REQUESTERS, so you cannot change "
+                        "recording configurations. Ask whoever runs recbot."
+                    ),
+                )
+                return
             open_edit_form(parsed, command["trigger_id"], services, client)
+        elif parsed.verb == "history":
+            assert parsed.target is not None
+            reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
+        elif parsed.verb == "pending":
+            reply(respond, requests.pending(services.approvals.open_requests()))
         else:
-            respond(blocks=messages.usage(), text="recbot usage", response_type="ephemeral")
+            reply(respond, messages.usage())
+
+
+def reply(respond: Respond, blocks: list[dict[str, Any]]) -> None:
+    """Answer the person who typed the command, and nobody else."""
+    fallback = blocks[0]["text"]["text"][:300] if blocks and "text" in blocks[0] else "recbot"
+    respond(blocks=blocks, text=fallback, response_type="ephemeral")
 
 
 def show_config(parsed: Command, services: Services, respond: Respond) -> None:
@@ -45,7 +74,7 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     try:
         config = services.agora.get_config(parsed.target)
     except AgoraError as exc:
-        respond(blocks=messages.error(exc.user_message()), text=exc.user_message(), response_type="ephemeral")
+        reply(respond, messages.error(exc.user_message()))
         return
     respond(
         blocks=summary.summary(parsed.target, config),

@@ -1,4 +1,4 @@
-"""View submissions: the edit form."""
+"""View submissions: the edit form and the reject reason."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.approvals import Refused
 from bot.services import Services
-from handlers.blocks import edit_form
+from handlers.blocks import approval_card, edit_form
+from handlers.notify import GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
+
+INVALID_FORM = ":x: This form is not valid any more. Reopen it with `/recording set`."
 
 
 def register(app: App, services: Services) -> None:
@@ -21,19 +25,40 @@ def register(app: App, services: Services) -> None:
         try:
             metadata = edit_form.FormMetadata.load(view.get("private_metadata"), services.sealer)
         except ValueError:
-            ack(
-                response_action="update",
-                view=edit_form.message_view(":x: This form is not valid any more. Reopen it with `/recording set`."),
-            )
+            ack(response_action="update", view=edit_form.message_view(INVALID_FORM))
+            return
+        requester = body["user"]["id"]
+        if not services.requesters.includes(requester, GroupLookup(client)):
+            ack(response_action="update", view=edit_form.message_view(":x: You are not in RECBOT_REQUESTERS."))
             return
         proposal, errors = edit_form.to_proposal(edit_form.read_values(view.get("state")))
         if errors or proposal is None:
             ack(response_action="errors", errors=errors)
             return
-        ack(
-            response_action="update",
-            view=edit_form.message_view(":hourglass_flowing_sand: Checking the live configuration and applying…"),
-        )
-        requester = body["user"]["id"]
+        ack(response_action="update", view=edit_form.message_view(edit_form.WORKING))
         outcome = services.changes.submit(metadata.target, metadata.digest, proposal, requester)
         client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
+        if outcome.request is not None:
+            Notifier(client, services).post_cards(outcome.request)
+
+    @app.view(approval_card.CALLBACK_REJECT)
+    def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        request_id = approval_card.read_button_value(view.get("private_metadata"), services.sealer)
+        values = edit_form.read_text(view.get("state"), approval_card.BLOCK_REASON)
+        if request_id is None:
+            ack(
+                response_action="update", view=edit_form.message_view(":x: This form is not genuine; nothing was done.")
+            )
+            return
+        if not values:
+            ack(response_action="errors", errors={approval_card.BLOCK_REASON: "Say why, so the requester can fix it."})
+            return
+        user = body["user"]["id"]
+        is_approver = services.approvers.includes(user, GroupLookup(client))
+        try:
+            row = services.approvals.reject(request_id, user, values, is_approver=is_approver)
+        except Refused as refusal:
+            ack(response_action="update", view=edit_form.message_view(f":x: {refusal}"))
+            return
+        ack()
+        Notifier(client, services).request_ended(row)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from bot.app import build_services, create_app
+from bot.app import build_services, create_app, start_background
 from bot.server import make_http_server
 from bot.services import Services
 
@@ -26,15 +26,26 @@ def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
 class RunningBot:
     """The bot's HTTP mode on waitress, on an ephemeral 127.0.0.1 port."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, sweep_seconds: float = 0.1) -> None:
         self.services = services
         self.app = create_app(services)
+        self.sweeper = start_background(self.app, services, sweep_seconds)
         self.server = make_http_server(self.app, services.health, "127.0.0.1", 0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self._closing:  # closing the socket under waitress's select loop ends it this way
+                raise
+
     def stop(self) -> None:
+        self.sweeper.stop()
+        self._closing = True
         self.server.close()
         self._thread.join(timeout=5)
         self.services.close()

@@ -42,6 +42,7 @@ BLOCK_SECRET_KEY = "storage_secret_key"  # noqa: S105 - a block id, not a secret
 ACTION_SECRET_KEY = "secret_key_input"  # noqa: S105 - an action id, not a secret
 
 MP4, HLS, CHANGE = "mp4", "hls", "change"
+WORKING = ":hourglass_flowing_sand: Checking the live configuration and applying…"
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,15 @@ def _plain_input(
     return block
 
 
+def read_text(state: Any, block_id: str) -> str:
+    """The stripped text of a block's one input, or '' if absent or malformed."""
+    values = state.get("values") if isinstance(state, dict) else None
+    block = values.get(block_id) if isinstance(values, dict) else None
+    action = next(iter(block.values()), None) if isinstance(block, dict) else None
+    value = action.get("value") if isinstance(action, dict) else None
+    return value.strip() if isinstance(value, str) else ""
+
+
 def read_values(state: Any) -> FormValues:
     """The form's values from `view.state.values`; anything malformed reads as empty."""
     values = state.get("values") if isinstance(state, dict) else None
@@ -307,10 +317,6 @@ def read_values(state: Any) -> FormValues:
         value = option.get("value") if isinstance(option, dict) else None
         return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 4 else None
 
-    def text(block_id: str) -> str:
-        value = action(block_id).get("value")
-        return value.strip() if isinstance(value, str) else ""
-
     formats = checked(BLOCK_FORMATS)
     return FormValues(
         mp4=MP4 in formats,
@@ -318,9 +324,9 @@ def read_values(state: Any) -> FormValues:
         change_storage=CHANGE in checked(BLOCK_CHANGE_STORAGE),
         vendor=selected_int(BLOCK_VENDOR),
         region=selected_int(BLOCK_REGION),
-        bucket=text(BLOCK_BUCKET),
-        access_key=text(BLOCK_ACCESS_KEY),
-        secret_key=text(BLOCK_SECRET_KEY),
+        bucket=read_text(state, BLOCK_BUCKET),
+        access_key=read_text(state, BLOCK_ACCESS_KEY),
+        secret_key=read_text(state, BLOCK_SECRET_KEY),
     )
 
 
@@ -376,9 +382,9 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
 
 def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     """The modal after submit: what happened, and the change before -> after."""
-    icon = {"applied": ":white_check_mark:", "no_change": ":information_source:"}.get(outcome.kind, ":x:")
-    if outcome.kind == "needs_approval":
-        icon = ":lock:"
+    icon = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}.get(
+        outcome.kind, ":x:"
+    )
     lines = [f"{icon} *{escape(target.describe())}*: {outcome.message}"]
     lines += [f"• {c.label}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
     return message_view("\n".join(lines))

@@ -1,0 +1,32 @@
+"""A periodic task on a daemon thread, stopped cleanly on shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    def __init__(self, interval: float, task: Callable[[], None], name: str) -> None:
+        self._interval = interval
+        self._task = task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Periodic:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._task()
+            except Exception:  # a failed sweep must not end the sweeper
+                log.exception("%s failed; retrying in %.0f s", self._thread.name, self._interval)

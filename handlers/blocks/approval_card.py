@@ -1,0 +1,171 @@
+"""The approval card, the reject-reason modal, and the requester's notice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.seal import Sealer
+from bot.store import RequestRow
+from handlers.blocks.messages import escape
+
+ACTION_APPROVE = "request_approve"
+ACTION_REJECT = "request_reject"
+ACTION_CANCEL = "request_cancel"
+BLOCK_SUMMARY = "request_summary"
+BLOCK_DIFF = "request_diff"
+BLOCK_STATUS = "request_status"
+BLOCK_BUTTONS = "request_buttons"
+
+CALLBACK_REJECT = "request_reject_reason"
+BLOCK_REASON = "reject_reason"
+ACTION_REASON = "reject_reason_input"
+MAX_REASON = 500
+
+OUTCOME_ICONS = {
+    "applied": ":white_check_mark:",
+    "failed": ":x:",
+    "rejected": ":no_entry:",
+    "expired": ":hourglass:",
+    "cancelled": ":leftwards_arrow_with_hook:",
+    "stale": ":warning:",
+}
+
+
+def button_value(row: RequestRow, sealer: Sealer) -> str:
+    """The request id with a MAC, so a forged id is refused."""
+    return f"{row.id}.{sealer.tag('button:' + row.id)}"
+
+
+def read_button_value(value: Any, sealer: Sealer) -> str | None:
+    """The request id a genuine button carries, or None."""
+    if not isinstance(value, str) or value.count(".") != 1:
+        return None
+    request_id, tag = value.split(".")
+    return request_id if sealer.verify("button:" + request_id, tag) else None
+
+
+def _when(row_time: Any) -> str:
+    return f"<!date^{int(row_time.timestamp())}^{{date_short_pretty}} {{time}}|{row_time:%Y-%m-%d %H:%M} UTC>"
+
+
+def diff_text(row: RequestRow) -> str:
+    lines = [f"• {escape(c.label)}: {escape(c.before)} → {escape(c.after)}" for c in row.changes]
+    return "\n".join(lines) or "• (no field changes)"
+
+
+def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]:
+    """The card approvers see: who, what, the safe diff, and the decision."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "block_id": BLOCK_SUMMARY,
+            "text": {
+                "type": "mrkdwn",
+                "text": f"*Recording change request* `{row.id}`\n<@{row.requester}> asks to change "
+                f"*{escape(row.target.describe())}*",
+            },
+        },
+        {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
+    ]
+    if row.state == "pending":
+        approved = ", ".join(f"<@{u}>" for u in row.approvers) or "nobody yet"
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": BLOCK_STATUS,
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"Approvals: {len(row.approvers)} of {required} ({approved}). "
+                        f"Expires {_when(row.expires_at)}. The requester cannot approve.",
+                    }
+                ],
+            }
+        )
+        value = button_value(row, sealer)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": BLOCK_BUTTONS,
+                "elements": [
+                    _button("Approve", ACTION_APPROVE, value, "primary"),
+                    _button("Reject", ACTION_REJECT, value, "danger"),
+                    _button("Cancel (requester)", ACTION_CANCEL, value, None),
+                ],
+            }
+        )
+    else:
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": BLOCK_STATUS,
+                "elements": [{"type": "mrkdwn", "text": outcome_line(row)[:3000]}],
+            }
+        )
+    return blocks
+
+
+def outcome_line(row: RequestRow) -> str:
+    icon = OUTCOME_ICONS.get(row.state, ":hourglass_flowing_sand:")
+    who = f" by <@{row.decided_by}>" if row.decided_by else ""
+    detail = f": {escape(row.result)}" if row.result else ""
+    return f"{icon} *{row.state.capitalize()}*{who}, {_when(row.updated_at)}{detail}"
+
+
+def card_text(row: RequestRow) -> str:
+    return f"Recording change request {row.id} for {row.target.entry_point} ({row.target.region}): {row.state}"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text},
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def requester_notice(row: RequestRow) -> list[dict[str, Any]]:
+    """What the requester is told when their request ends."""
+    return [
+        {
+            "type": "section",
+            "block_id": BLOCK_SUMMARY,
+            "text": {
+                "type": "mrkdwn",
+                "text": f"Your change request `{row.id}` for *{escape(row.target.describe())}*:\n{outcome_line(row)}",
+            },
+        },
+        {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
+    ]
+
+
+def reject_modal(row: RequestRow, sealer: Sealer) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": CALLBACK_REJECT,
+        "title": {"type": "plain_text", "text": "Reject change"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Back"},
+        "private_metadata": button_value(row, sealer),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"Reject request `{row.id}` for *{escape(row.target.describe())}*?"},
+            },
+            {
+                "type": "input",
+                "block_id": BLOCK_REASON,
+                "label": {"type": "plain_text", "text": "Reason (the requester sees it)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ACTION_REASON,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
+            },
+        ],
+    }

@@ -1,0 +1,47 @@
+"""`/recording history` and `/recording pending` listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.models import Target
+from bot.store import AuditEvent, RequestRow
+from handlers.blocks.messages import escape, text_blocks
+
+
+def history(target: Target, events: list[AuditEvent]) -> list[dict[str, Any]]:
+    if not events:
+        return text_blocks(f"No recorded changes for *{escape(target.describe())}*.")
+    lines = [f"*Latest {len(events)} events for {escape(target.describe())}*"]
+    for event in events:
+        changes = "; ".join(f"{escape(c[0])}: {escape(c[1])} → {escape(c[2])}" for c in event.detail.get("changes", []))
+        request = f" `{event.request_id}`" if event.request_id else ""
+        lines.append(
+            f"• {event.at:%Y-%m-%d %H:%M} UTC *{event.event.replace('_', ' ')}*{request} by <@{event.actor}>"
+            + (f": {changes}" if changes else "")
+        )
+    return _chunked(lines)
+
+
+def pending(rows: list[RequestRow]) -> list[dict[str, Any]]:
+    if not rows:
+        return text_blocks("No open change requests.")
+    lines = [f"*{len(rows)} open change request(s)*"]
+    for row in rows:
+        lines.append(
+            f"• `{row.id}` *{escape(row.target.describe())}* by <@{row.requester}>, {row.state}, "
+            f"{len(row.approvers)} approval(s), expires {row.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+    return _chunked(lines)
+
+
+def _chunked(lines: list[str]) -> list[dict[str, Any]]:
+    """Section blocks of at most 3000 characters each."""
+    blocks: list[dict[str, Any]] = []
+    chunk = ""
+    for line in lines:
+        if len(chunk) + len(line) + 1 > 3000:
+            blocks += text_blocks(chunk)
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line[:3000]
+    return (blocks + text_blocks(chunk))[:50]
