@@ -37,9 +37,9 @@ def register(app: App, services: Services) -> None:
             return
         ack(response_action="update", view=edit_form.message_view(edit_form.WORKING))
         outcome = services.changes.submit(metadata.target, metadata.digest, proposal, requester)
-        client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
         if outcome.request is not None:
             Notifier(client, services).post_cards(outcome.request)
+        client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
 
     @app.view(approval_card.CALLBACK_REJECT)
     def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

@@ -3,6 +3,8 @@ and the bot running in HTTP mode, driven with signed Slack requests."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,26 @@ def bot(settings: Settings) -> Iterator[RunningBot]:
 @pytest.fixture
 def driver(bot: RunningBot, slack: FakeSlack) -> SlackDriver:
     return SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+
+
+POSTGRES_URL = os.environ.get("RECBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the local PostgreSQL, dropped afterwards."""
+    import psycopg
+
+    schema = f"recbot_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()

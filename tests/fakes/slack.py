@@ -114,6 +114,8 @@ class FakeSlack:
                     b'{"ok":false,"error":"ratelimited"}',
                 )
             answer = self._answer(api, params, token)
+            if api == "chat.postMessage" and answer.get("ok"):
+                params = {**params, "_ts": answer["ts"]}  # where the posted message now lives
             self.calls.append(Call(api, params, token))
             self._lock.notify_all()
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
@@ -148,7 +150,7 @@ class FakeSlack:
             self._views[view_id] = {**params["view"], "id": view_id, "hash": f"h{next(self._ids)}"}
             return {"ok": True, "view": self._views[view_id]}
         if api in ("chat.postMessage", "chat.update"):
-            ts = params.get("ts") or f"{time.time():.6f}"
+            ts = params.get("ts") or f"{int(time.time())}.{next(self._ids):06d}"
             return {"ok": True, "channel": params.get("channel"), "ts": ts}
         if api == "usergroups.users.list":
             group = params.get("usergroup")

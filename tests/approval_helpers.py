@@ -1,0 +1,45 @@
+"""Helpers to drive a change request through the Slack fake."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from handlers.blocks import approval_card as card
+from tests.driver import SlackDriver
+from tests.fakes.slack import Call, FakeSlack
+from tests.test_change_flow import final_view_text, open_form, state
+
+NEW_ACCESS = "NEWACCESSKEY-9876"
+NEW_SECRET = "NEW-SECRET-VALUE-qwerty-42"
+
+
+def request_storage_change(driver: SlackDriver, slack: FakeSlack, user: str = "UALICE") -> Call:
+    """Submit a storage change with keys; return the posted approval card."""
+    view = open_form(driver, slack)
+    driver.submit(
+        user,
+        view,
+        state(change=True, vendor=7, region=0, bucket="hw-bucket", access=NEW_ACCESS, secret=NEW_SECRET),
+    )
+    assert "approval" in final_view_text(slack)
+    (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")
+    return posted
+
+
+def button(posted: Call, action_id: str) -> dict[str, Any]:
+    elements = next(b for b in posted.params["blocks"] if b.get("block_id") == card.BLOCK_BUTTONS)["elements"]
+    return next(e for e in elements if e["action_id"] == action_id)
+
+
+def click(driver: SlackDriver, posted: Call, user: str, action_id: str, value: str | None = None) -> None:
+    action = dict(button(posted, action_id))
+    if value is not None:
+        action["value"] = value
+    ts = posted.params.get("ts") or posted.params["_ts"]
+    message = {"ts": ts, "blocks": posted.params["blocks"]}
+    assert driver.block_action(user, action, message=message, channel=posted.params["channel"]).status_code == 200
+
+
+def text_of(call: Call) -> str:
+    return json.dumps(call.params, ensure_ascii=False)

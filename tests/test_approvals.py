@@ -1,0 +1,292 @@
+"""The approval workflow end to end: two-person rule, sealed secrets,
+exactly-once apply, expiry, restarts, audit trail, who may ask."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.store import change_requests
+from handlers.blocks import approval_card as card
+from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, button, click, request_storage_change, text_of
+from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
+from tests.driver import SlackDriver, start_bot
+from tests.test_change_flow import final_view_text, open_form, state
+
+
+def ended_card(slack, posted) -> str:
+    (updated,) = slack.wait_for(
+        "chat.update", where=lambda c: c.params["ts"] == posted.params["_ts"] and card.BLOCK_BUTTONS not in text_of(c)
+    )
+    return text_of(updated)
+
+
+def requester_notice(slack, user: str = "UALICE") -> str:
+    (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == user)
+    return text_of(notice)
+
+
+def ephemeral_replies(slack, count: int = 1) -> list[str]:
+    return [text_of(c) for c in slack.wait_for("response_url", count=count)]
+
+
+def test_storage_change_posts_card_and_sends_nothing_and_leaks_nothing(
+    driver, slack, agora, bot, settings, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    posted = request_storage_change(driver, slack)
+    assert agora.calls("PATCH") == []
+    text = text_of(posted)
+    assert "<@UALICE>" in text and "Huawei Cloud" in text and "CN_North_1" in text
+    assert "...1234 → ...9876" in text and "Secret key: set → changed" in text
+    assert "Approve" in text and "Reject" in text and "Expires" in text
+    everything = slack.payload_text() + "\n".join(r.getMessage() for r in caplog.records)
+    for secret in (NEW_SECRET, NEW_ACCESS, SECRET_KEY, ACCESS_KEY):
+        assert secret not in everything
+    database = Path(settings.DATABASE_URL.removeprefix("sqlite:///"))
+    raw = database.read_bytes()
+    for secret in (NEW_SECRET, NEW_ACCESS, SECRET_KEY, ACCESS_KEY):
+        assert secret.encode() not in raw
+    key_file = Path(str(database) + ".key")
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+
+def test_requester_and_non_approver_are_refused(driver, slack, agora) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UALICE", card.ACTION_APPROVE)
+    click(driver, posted, "UMALLORY", card.ACTION_APPROVE)
+    first, second = ephemeral_replies(slack, 2)
+    assert "cannot approve your own" in first
+    assert "Only the approvers" in second
+    assert agora.calls("PATCH") == []
+
+
+def test_approval_applies_once_with_both_keys_and_tells_everyone(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    outcome = ended_card(slack, posted)
+    assert "Applied" in outcome and "<@UBOB>" in outcome
+    assert "Applied" in requester_notice(slack)
+    (patch,) = agora.calls("PATCH")
+    assert patch.json() == {
+        "storageConfig": {
+            "vendor": 7,
+            "region": 0,
+            "bucket": "hw-bucket",
+            "accessKey": NEW_ACCESS,
+            "secretKey": NEW_SECRET,
+        }
+    }
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["secretKey"] == NEW_SECRET
+    click(driver, posted, "UCAROL", card.ACTION_APPROVE)  # a late click on the old card
+    assert "already applied" in ephemeral_replies(slack)[0]
+    assert len(agora.calls("PATCH")) == 1
+    (row,) = bot.services.store.in_state("applied")
+    assert row.sealed_patch is None
+
+
+def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UBOB", card.ACTION_REJECT)
+    (opened,) = slack.wait_for("views.open", count=2)[1:]
+    modal = {**opened.params["view"], "id": "VREJECT"}
+    empty = driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "  "}}}).json()
+    assert empty["response_action"] == "errors" and card.BLOCK_REASON in empty["errors"]
+    driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "wrong bucket"}}})
+    assert "Rejected" in ended_card(slack, posted) and "wrong bucket" in requester_notice(slack)
+    assert agora.calls("PATCH") == []
+    (row,) = bot.services.store.in_state("rejected")
+    assert row.sealed_patch is None and row.decided_by == "UBOB"
+
+
+def test_requester_can_cancel_but_nobody_else(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UBOB", card.ACTION_CANCEL)
+    assert "Only the requester" in ephemeral_replies(slack)[0]
+    click(driver, posted, "UALICE", card.ACTION_CANCEL)
+    assert "Cancelled" in ended_card(slack, posted) and "Cancelled" in requester_notice(slack)
+    assert agora.calls("PATCH") == []
+    assert bot.services.store.in_state("cancelled")[0].sealed_patch is None
+
+
+def test_stale_request_sends_nothing(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    changed = agora.config(APP_ID, "live", "na")
+    changed["hlsConfig"] = {"enabled": True}
+    agora.put(APP_ID, "live", "na", changed)
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    assert "Stale" in ended_card(slack, posted) and "changed after the request" in requester_notice(slack)
+    assert agora.calls("PATCH") == []
+    assert bot.services.store.in_state("stale")[0].sealed_patch is None
+
+
+def test_second_request_for_the_same_target_is_refused_with_the_holder(driver, slack, agora) -> None:
+    request_storage_change(driver, slack)
+    driver.command("set live na", user="UDAVE")
+    view = slack.wait_for("views.update", count=3)[2]
+    view = slack.view(view.params["view_id"])
+    driver.submit("UDAVE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+    text = final_view_text(slack, count=4)
+    assert "<@UALICE> already has an open request" in text and "since" in text
+    assert len(slack.of("chat.postMessage")) == 1
+
+
+def test_forged_button_values_are_refused(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    request_id = button(posted, card.ACTION_APPROVE)["value"].split(".")[0]
+    click(driver, posted, "UBOB", card.ACTION_APPROVE, value=f"{request_id}.{'0' * 32}")
+    click(driver, posted, "UBOB", card.ACTION_APPROVE, value="somebody-elses-id")
+    replies = ephemeral_replies(slack, 2)
+    assert all("not a genuine" in r for r in replies)
+    assert agora.calls("PATCH") == []
+    assert bot.services.store.open_requests()[0].approvers == []
+
+
+def test_history_and_pending_show_events_without_secrets(driver, slack, agora) -> None:
+    posted = request_storage_change(driver, slack)
+    driver.command("pending")
+    pending = ephemeral_replies(slack)[0]
+    assert "live" in pending and "<@UALICE>" in pending and "pending" in pending
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    ended_card(slack, posted)
+    driver.command("history live na")
+    history = ephemeral_replies(slack, 2)[1]
+    for event in ("requested", "approved", "applied"):
+        assert event in history
+    assert "...9876" in history
+    for secret in (NEW_SECRET, NEW_ACCESS):
+        assert secret not in slack.payload_text()
+
+
+def test_direct_change_is_audited(driver, slack, agora) -> None:
+    view = open_form(driver, slack)
+    driver.submit("UALICE", view, state(mp4=True, hls=True))
+    final_view_text(slack)
+    driver.command("history live")
+    history = ephemeral_replies(slack)[0]
+    assert "direct change" in history and "HLS recording: off → on" in history
+
+
+class TestExpiry:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_REQUEST_TTL_SECONDS": "1"}
+
+    def test_expired_request_is_swept_and_cannot_be_approved(self, driver, slack, agora, bot) -> None:
+        posted = request_storage_change(driver, slack)
+        assert "Expired" in ended_card(slack, posted)
+        assert "Expired" in requester_notice(slack)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        assert "already expired" in ephemeral_replies(slack)[0]
+        assert agora.calls("PATCH") == []
+        assert bot.services.store.in_state("expired")[0].sealed_patch is None
+
+
+class TestTwoApprovals:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_REQUIRED_APPROVALS": "2", "RECBOT_APPROVERS": "UBOB,S0APPROVERS"}
+
+    def test_two_distinct_approvers_are_needed(self, driver, slack, agora) -> None:
+        slack.usergroups["S0APPROVERS"] = ["UCAROL", "UDAVE"]
+        posted = request_storage_change(driver, slack)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        replies = ephemeral_replies(slack, 2)
+        assert all("pending" in r for r in replies)
+        assert agora.calls("PATCH") == []
+        updated = slack.wait_for("chat.update")[0]
+        assert "Approvals: 1 of 2" in text_of(updated)
+        click(driver, posted, "UCAROL", card.ACTION_APPROVE)  # a member of the user group
+        assert "Applied" in ended_card(slack, posted)
+        assert len(agora.calls("PATCH")) == 1
+        assert slack.of("usergroups.users.list")
+
+
+class TestWhoMayAsk:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_REQUESTERS": "UALICE", "RECBOT_ALLOWED_CHANNELS": "CRUN"}
+
+    def test_outsiders_and_other_channels_are_refused(self, driver, slack, agora) -> None:
+        driver.command("set live na", user="UMALLORY")
+        driver.command("get live na", channel="CELSEWHERE")
+        first, second = ephemeral_replies(slack, 2)
+        assert "not in RECBOT_REQUESTERS" in first
+        assert "does not answer in this channel" in second
+        assert slack.of("views.open") == [] and agora.calls() == []
+
+    def test_a_listed_requester_in_an_allowed_channel_may(self, driver, slack) -> None:
+        driver.command("set live na", user="UALICE", channel="CRUN")
+        slack.wait_for("views.update")
+
+
+class TestApproversByDirectMessage:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_CHANNEL": "", "RECBOT_APPROVERS": "UBOB,UALICE,S0OPS"}
+
+    def test_each_approver_but_the_requester_gets_the_card(self, driver, slack) -> None:
+        slack.usergroups["S0OPS"] = ["UCAROL", "UBOB"]
+        view = open_form(driver, slack)
+        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+        final_view_text(slack)
+        cards = slack.wait_for("chat.postMessage", count=2)
+        assert sorted(c.params["channel"] for c in cards) == ["UBOB", "UCAROL"]
+
+
+def test_pending_request_survives_a_restart_and_applies_once(settings, slack, agora) -> None:
+    first = start_bot(settings, fast_agora(settings))
+    try:
+        posted = request_storage_change(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack)
+    finally:
+        first.stop()
+    second = start_bot(settings, fast_agora(settings))
+    try:
+        click(SlackDriver(second.url, SIGNING_SECRET, slack.response_url()), posted, "UBOB", card.ACTION_APPROVE)
+        assert "Applied" in ended_card(slack, posted)
+        assert len(agora.calls("PATCH")) == 1
+    finally:
+        second.stop()
+
+
+def test_request_interrupted_while_applying_is_reconciled_not_resent(settings, slack, agora) -> None:
+    first = start_bot(settings, fast_agora(settings))
+    try:
+        request_storage_change(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack)
+        (row,) = first.services.store.open_requests()
+        # Simulate a crash after the PATCH reached Agora but before the outcome was stored.
+        assert first.services.store.transition(row.id, ("pending",), "applying")
+        live = agora.config(APP_ID, "live", "na")
+        live["storageConfig"] = {
+            "vendor": 7,
+            "region": 0,
+            "bucket": "hw-bucket",
+            "accessKey": NEW_ACCESS,
+            "secretKey": NEW_SECRET,
+        }
+        agora.put(APP_ID, "live", "na", live)
+    finally:
+        first.stop()
+    second = start_bot(settings, fast_agora(settings))
+    try:
+        assert "Applied" in requester_notice(slack) and "after a restart" in requester_notice(slack)
+        assert agora.calls("PATCH") == []
+        assert second.services.store.get(row.id).state == "applied"
+    finally:
+        second.stop()
+
+
+def test_database_rows_hold_no_plaintext(driver, slack, bot) -> None:
+    request_storage_change(driver, slack)
+    with bot.services.store.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(change_requests.select()).mappings()]
+    dumped = json.dumps(rows, default=repr)
+    assert NEW_SECRET not in dumped and NEW_ACCESS not in dumped
+    assert rows[0]["sealed_patch"]  # sealed, not absent: the request is still pending

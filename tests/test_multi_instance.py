@@ -1,0 +1,44 @@
+"""Two bot processes' worth of instances on one PostgreSQL: 20 concurrent
+Approve clicks apply the change exactly once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.settings import load_settings
+from handlers.blocks import approval_card as card
+from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, click, request_storage_change
+from tests.conftest import SIGNING_SECRET, fast_agora
+from tests.driver import SlackDriver, start_bot
+
+
+@pytest.fixture
+def shared_settings(settings_overrides: dict[str, Any], postgres_url: str) -> Any:
+    return load_settings(
+        _env_file=None,
+        **{**settings_overrides, "DATABASE_URL": postgres_url, "RECBOT_SEAL_KEY": Fernet.generate_key().decode()},
+    )
+
+
+def test_twenty_concurrent_approvals_across_two_instances_patch_once(shared_settings, slack, agora) -> None:
+    bots = [start_bot(shared_settings, fast_agora(shared_settings)) for _ in range(2)]
+    try:
+        drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
+        posted = request_storage_change(drivers[0], slack)
+        approvers = ["UBOB", "UCAROL"]
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda i: click(drivers[i % 2], posted, approvers[i % 2], card.ACTION_APPROVE), range(20)))
+        slack.wait_for("chat.update", where=lambda c: "Applied" in str(c.params))
+        (patch,) = agora.calls("PATCH")
+        storage = patch.json()["storageConfig"]
+        assert (storage["accessKey"], storage["secretKey"]) == (NEW_ACCESS, NEW_SECRET)
+        (row,) = bots[1].services.store.in_state("applied")
+        assert row.sealed_patch is None
+        assert len([c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]) == 1
+    finally:
+        for bot in bots:
+            bot.stop()
