@@ -6,13 +6,23 @@ import argparse
 import logging
 import sys
 
+from slack_sdk.errors import SlackApiError
+
 from bot.app import build_services, create_app
 from bot.doctor import print_report, run_checks
+from bot.logs import configure_logging
 from bot.seal import SealError
-from bot.server import make_http_server, socket_mode_handler
-from bot.settings import SettingsError, load_settings
+from bot.server import serve_http, serve_socket_mode
+from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("bot")
+
+
+def known_secrets(settings: Settings) -> list[str]:
+    """Values the redaction filter removes from every log line."""
+    values = [settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET, settings.AGORA_CUSTOMER_SECRET]
+    values += [v for v in (settings.SLACK_APP_TOKEN, settings.RECBOT_SEAL_KEY) if v is not None]
+    return [v.get_secret_value() for v in values]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("text")
 
     if args.command == "doctor":
         return print_report(run_checks())
@@ -33,19 +43,22 @@ def main(argv: list[str] | None = None) -> int:
                 "recbot cannot start; fix these settings:\n  - SLACK_APP_TOKEN is missing "
                 "(Socket Mode needs an App-Level Token, xapp-..., with connections:write; or run with --http)"
             )
+        configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
         services = build_services(settings)
     except (SettingsError, SealError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = create_app(services)
+    try:
+        app = create_app(services)  # Bolt checks the bot token with auth.test here
+    except (SlackApiError, OSError) as exc:
+        detail = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        print(f"recbot cannot start: Slack's auth.test failed ({detail}). Run `./run doctor`.", file=sys.stderr)
+        services.close()
+        return 2
     if args.http:
-        server = make_http_server(app, services.health, args.host, args.port)
-        log.info("recbot serving HTTP on %s:%d (POST /slack/events, GET /healthz)", args.host, args.port)
-        server.run()
+        serve_http(app, services, args.host, args.port)
     else:
-        assert settings.SLACK_APP_TOKEN is not None
-        log.info("recbot connecting in Socket Mode")
-        socket_mode_handler(app, settings.SLACK_APP_TOKEN.get_secret_value(), settings.SLACK_API_URL).start()
+        serve_socket_mode(app, services)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -13,6 +14,7 @@ from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
 from bot.background import Periodic
 from bot.changes import ChangeService
+from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
@@ -77,7 +79,19 @@ def create_app(services: Services) -> App:
         client=slack_client(settings),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
         process_before_response=False,
+        listener_executor=ContextExecutor(max_workers=16, thread_name_prefix="listener"),
     )
+
+    @app.middleware
+    def tag_request(next: Callable[[], None]) -> None:
+        request_id.set(new_request_id())
+        next()
+
+    @app.error
+    def log_error(error: Exception) -> None:
+        # The payload is not logged: it may hold what a user typed into the secret key field.
+        log.error("listener failed: %s", type(error).__name__)
+
     register(app, services)
     return app
 

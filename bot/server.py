@@ -1,10 +1,12 @@
 """Serving the Bolt app: HTTP mode on waitress (a multi-threaded production
-WSGI server) with `/healthz`, or Socket Mode."""
+WSGI server) with `/healthz`, or Socket Mode; both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +15,9 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from waitress.server import create_server
+
+from bot.app import start_background
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +58,53 @@ def make_http_server(app: App, health: HealthCheck, host: str, port: int, thread
 def socket_mode_handler(app: App, app_token: str, api_url: str) -> SocketModeHandler:
     """Socket Mode over the WebSocket URL that `apps.connections.open` returns."""
     return SocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    log.info("received signal %d; finishing in-flight work", signum)
+    raise _Stop
+
+
+def _finish(app: App, services: Services, sweeper: Any) -> None:
+    """Let listeners that already acked finish (an approval being applied), then close the store."""
+    sweeper.stop()
+    app.listener_runner.listener_executor.shutdown(wait=True)
+    services.close()
+    log.info("recbot stopped cleanly")
+
+
+def serve_http(app: App, services: Services, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
+    server = make_http_server(app, services.health, host, port)
+    sweeper = start_background(app, services)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    log.info("recbot serving HTTP on %s:%s (POST %s, GET /healthz)", host, server.effective_port, EVENTS_PATH)
+    try:
+        server.run()
+    except _Stop:
+        pass
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
+        _finish(app, services, sweeper)
+
+
+def serve_socket_mode(app: App, services: Services) -> None:
+    """Hold a Socket Mode connection until SIGTERM or SIGINT."""
+    token = services.settings.SLACK_APP_TOKEN
+    assert token is not None
+    handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
+    sweeper = start_background(app, services)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    handler.connect()
+    log.info("recbot connected in Socket Mode")
+    stopping.wait()
+    handler.close()
+    _finish(app, services, sweeper)

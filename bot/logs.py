@@ -1,0 +1,91 @@
+"""Logging: text or one JSON object per line, a request id on every record,
+and a redaction filter as the last line of defence against leaked secrets."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+REDACTED = "[redacted]"
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Shapes of secrets we may not know the value of: Slack tokens and key fields in JSON or form bodies.
+SECRET_PATTERNS = (
+    re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
+    re.compile(r"xapp-[A-Za-z0-9-]+"),
+    re.compile(r'("?(?:secret_?key|access_?key|secretKey|accessKey)"?\s*[:=]\s*"?)[^",}\s&]+', re.IGNORECASE),
+)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class RedactingFilter(logging.Filter):
+    """Replace known secret values and secret-shaped strings in every record."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in SECRET_PATTERNS:
+            text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string must not lose the record
+            message = f"{record.msg} {record.args}"
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = self.scrub(message), None
+        record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(log_format: str, secrets: Iterable[str] = (), level: int = logging.INFO) -> RedactingFilter:
+    """Route every record through the redaction filter into one stderr handler."""
+    redactor = RedactingFilter(secrets)
+    handler = logging.StreamHandler()
+    handler.addFilter(redactor)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    return redactor
+
+
+class ContextExecutor(ThreadPoolExecutor):
+    """A thread pool that runs each task in the submitter's context, so the
+    request id set when a Slack request arrived follows the listener after the ack."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)
