@@ -69,7 +69,7 @@ def test_http_mode_json_logs_and_clean_sigterm(settings_overrides, slack, agora,
             lines.append(line)
             found = re.search(r"serving HTTP on 127\.0\.0\.1:(\d+)", line)
             port = int(found.group(1)) if found else None
-        assert port, "".join(lines + [process.stderr.read()[-3000:]]) if process.poll() is not None else lines
+        assert port, "".join([*lines, process.stderr.read()[-3000:]]) if process.poll() is not None else lines
         agora.inject(Fault(500, method="GET"))
         driver = SlackDriver(f"http://127.0.0.1:{port}", SIGNING_SECRET, slack.response_url())
         assert driver.command("get live na").status_code == 200
