@@ -42,6 +42,10 @@ def fingerprint(value: SecretStr | str | None) -> str:
     return f"...{raw[-shown:]}" if shown else "...(short)"
 
 
+def _has_space_or_control(text: str) -> bool:
+    return any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in text)
+
+
 def check_path_segment(value: str, what: str) -> str:
     """Refuse what could change which URL a path parameter reaches."""
     if not value:
@@ -50,7 +54,7 @@ def check_path_segment(value: str, what: str) -> str:
         raise ValueError(f"{what} must not be '.' or '..'")
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters")
-    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value):
+    if _has_space_or_control(value):
         raise ValueError(f"{what} must not contain spaces or control characters")
     return value
 
@@ -86,7 +90,10 @@ class Target(BaseModel):
 
 
 class _CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # hide_input_in_errors: a ValidationError's text must never carry a key someone typed.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", hide_input_in_errors=True
+    )
 
 
 class FormatConfig(_CamelModel):
@@ -112,8 +119,15 @@ class StorageConfig(_CamelModel):
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str) -> str:
-        if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in v):
+        if _has_space_or_control(v):
             raise ValueError("Bucket must not contain spaces or control characters")
+        return v
+
+    @field_validator("access_key", "secret_key")
+    @classmethod
+    def _key(cls, v: SecretStr) -> SecretStr:
+        if _has_space_or_control(v.get_secret_value()):
+            raise ValueError("Keys must not contain spaces or control characters; paste the key alone")
         return v
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ WSGI server) with `/healthz`, or Socket Mode; both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import signal
@@ -14,9 +15,11 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 from waitress.server import create_server
 
 from bot.app import start_background
+from bot.inbound import check_request
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -27,26 +30,41 @@ MAX_BODY_BYTES = 1 << 20  # Slack payloads are a few KB; refuse anything huge be
 HealthCheck = Callable[[], dict[str, Any]]
 
 
-def wsgi_app(app: App, health: HealthCheck) -> Callable[..., Iterable[bytes]]:
-    """POST /slack/events to Bolt (which checks the signature), GET /healthz to `health`."""
+def _json(start_response: Callable[..., Any], status: str, content: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(content).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def wsgi_app(app: App, health: HealthCheck, signing_secret: str) -> Callable[..., Iterable[bytes]]:
+    """POST /slack/events to Bolt once signed and well-formed, GET /healthz to `health`."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
+    verifier = SignatureVerifier(signing_secret)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == "/healthz" and method == "GET":
             report = health()
-            status = "200 OK" if report.get("ok") else "503 Service Unavailable"
-            body = json.dumps(report).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
+            return _json(start_response, "200 OK" if report.get("ok") else "503 Service Unavailable", report)
+        if path == EVENTS_PATH and method == "POST":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+            refused = check_request(body, headers, verifier)
+            if refused:
+                status, reason = refused
+                return _json(
+                    start_response, f"{status} {'Unauthorized' if status == 401 else 'Bad Request'}", {"error": reason}
+                )
+            environ["wsgi.input"] = io.BytesIO(body)
         return slack(environ, start_response)
 
     return application
 
 
-def make_http_server(app: App, health: HealthCheck, host: str, port: int, threads: int = 16) -> Any:
+def make_http_server(app: App, services: Services, host: str, port: int, threads: int = 16) -> Any:
     """A waitress server, not yet running: call `.run()`, stop with `.close()`."""
     return create_server(
-        wsgi_app(app, health),
+        wsgi_app(app, services.health, services.settings.SLACK_SIGNING_SECRET.get_secret_value()),
         host=host,
         port=port,
         threads=threads,
@@ -79,7 +97,7 @@ def _finish(app: App, services: Services, sweeper: Any) -> None:
 
 def serve_http(app: App, services: Services, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
-    server = make_http_server(app, services.health, host, port)
+    server = make_http_server(app, services, host, port)
     sweeper = start_background(app, services)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)

@@ -28,7 +28,11 @@ def register(app: App, services: Services) -> None:
         except ValueError:
             log.warning("vendor select on a view without valid metadata; ignored")
             return
-        values = edit_form.read_values(view.get("state"))
+        try:
+            values = edit_form.read_values(view.get("state"))
+        except edit_form.MalformedForm:
+            log.warning("vendor select on a view with unreadable state; ignored")
+            return
         current = next(
             (b for b in view.get("blocks", []) if isinstance(b, dict) and b.get("block_id") == edit_form.BLOCK_CURRENT),
             edit_form.current_block_unknown(),

@@ -31,7 +31,12 @@ def register(app: App, services: Services) -> None:
         if not services.requesters.includes(requester, GroupLookup(client)):
             ack(response_action="update", view=edit_form.message_view(":x: You are not in RECBOT_REQUESTERS."))
             return
-        proposal, errors = edit_form.to_proposal(edit_form.read_values(view.get("state")))
+        try:
+            values = edit_form.read_values(view.get("state"))
+        except edit_form.MalformedForm:
+            ack(response_action="update", view=edit_form.message_view(edit_form.UNREADABLE))
+            return
+        proposal, errors = edit_form.to_proposal(values)
         if errors or proposal is None:
             ack(response_action="errors", errors=errors)
             return

@@ -32,9 +32,13 @@ def button(posted: Call, action_id: str) -> dict[str, Any]:
     return next(e for e in elements if e["action_id"] == action_id)
 
 
-def click(driver: SlackDriver, posted: Call, user: str, action_id: str, value: str | None = None) -> None:
+KEEP = object()
+
+
+def click(driver: SlackDriver, posted: Call, user: str, action_id: str, value: Any = KEEP) -> None:
+    """Click a button of a posted card; `value` replaces the button's own (forgeries)."""
     action = dict(button(posted, action_id))
-    if value is not None:
+    if value is not KEEP:
         action["value"] = value
     ts = posted.params.get("ts") or posted.params["_ts"]
     message = {"ts": ts, "blocks": posted.params["blocks"]}

@@ -30,7 +30,7 @@ class RunningBot:
         self.services = services
         self.app = create_app(services)
         self.sweeper = start_background(self.app, services, sweep_seconds)
-        self.server = make_http_server(self.app, services.health, "127.0.0.1", 0, threads=8)
+        self.server = make_http_server(self.app, services, "127.0.0.1", 0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self._closing = False
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -56,10 +56,21 @@ def test_fingerprint_shows_at_most_four_chars_and_a_quarter(secret: str) -> None
         assert secret.endswith(shown)
 
 
-@given(
-    access=st.text(min_size=12, max_size=60).filter(str.strip),
-    secret=st.text(min_size=12, max_size=60).filter(str.strip),
-)
+key_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")),
+    min_size=12,
+    max_size=60,
+).filter(lambda s: not any(c.isspace() for c in s))
+
+
+@given(key=key_text, junk=st.sampled_from([" ", "\n", "\t", "\x00", "\u200b"]))
+def test_keys_with_spaces_or_control_characters_are_refused_without_echo(key: str, junk: str) -> None:
+    with pytest.raises(ValidationError, match="Keys must not contain") as caught:
+        StorageConfig(vendor=Vendor.GOOGLE, bucket="b", access_key=key, secret_key=key[:6] + junk + key[6:])
+    assert key[6:] not in str(caught.value)
+
+
+@given(access=key_text, secret=key_text)
 def test_keys_never_in_repr_str_or_plain_dump(access: str, secret: str) -> None:
     storage = StorageConfig(vendor=Vendor.GOOGLE, bucket="b", access_key=access, secret_key=secret)
     config = RecordingConfig(storage_config=storage)

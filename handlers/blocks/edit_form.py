@@ -294,8 +294,18 @@ def read_text(state: Any, block_id: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+class MalformedForm(ValueError):
+    """The submitted state is not one this form produces; nothing may be changed."""
+
+
+UNREADABLE = ":x: This form could not be read, so nothing was changed. Reopen it with `/recording set`."
+
+
 def read_values(state: Any) -> FormValues:
-    """The form's values from `view.state.values`; anything malformed reads as empty."""
+    """The form's values from `view.state.values`. Optional fields that are
+    malformed read as empty (validation then names them); a missing or
+    malformed formats or storage switch raises MalformedForm, because reading
+    it as "off" would turn recording off."""
     values = state.get("values") if isinstance(state, dict) else None
     values = values if isinstance(values, dict) else {}
 
@@ -308,9 +318,9 @@ def read_values(state: Any) -> FormValues:
 
     def checked(block_id: str) -> set[str]:
         options = action(block_id).get("selected_options")
-        if not isinstance(options, list):
-            return set()
-        return {o.get("value") for o in options if isinstance(o, dict)}
+        if not isinstance(options, list) or not all(isinstance(o, dict) for o in options):
+            raise MalformedForm(block_id)
+        return {o.get("value") for o in options}
 
     def selected_int(block_id: str) -> int | None:
         option = action(block_id).get("selected_option")

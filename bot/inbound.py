@@ -1,0 +1,82 @@
+"""What a Slack request must be before Bolt sees it: signed, UTF-8, and of a
+shape recbot handles. Bolt's own parsing raises on malformed payloads, so they
+are answered here with 400 instead of a crash."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from slack_sdk.signature import SignatureVerifier
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SlashCommand(_Loose):
+    command: Literal["/recording"]
+    user_id: str = Field(min_length=1, max_length=32)
+    channel_id: str = Field(default="", max_length=32)
+    trigger_id: str = Field(min_length=1, max_length=256)
+    response_url: str = Field(pattern=r"^https?://", max_length=2000)
+    text: str = Field(default="", max_length=40000)
+
+
+class User(_Loose):
+    id: str = Field(min_length=1, max_length=32)
+
+
+class View(_Loose):
+    id: str = Field(min_length=1, max_length=64)
+    type: str
+    callback_id: str = Field(max_length=255)
+    private_metadata: str = Field(default="", max_length=3000)
+    state: dict[str, Any] = Field(default_factory=dict)
+
+
+class Action(_Loose):
+    action_id: str = Field(min_length=1, max_length=255)
+
+
+class BlockActions(_Loose):
+    type: Literal["block_actions"]
+    user: User
+    actions: list[Action] = Field(min_length=1, max_length=10)
+    view: View | None = None
+    container: dict[str, Any] = Field(default_factory=dict)
+
+
+class ViewSubmission(_Loose):
+    type: Literal["view_submission"]
+    user: User
+    view: View
+
+
+class Interaction(BaseModel):
+    payload: BlockActions | ViewSubmission = Field(discriminator="type")
+
+
+def check_request(body: bytes, headers: dict[str, str], verifier: SignatureVerifier) -> tuple[int, str] | None:
+    """None if Bolt may handle the request, else (status, reason)."""
+    try:
+        text = body.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return 400, "body is not UTF-8"
+    if not verifier.is_valid_request(text, headers):
+        return 401, "invalid signature"
+    try:
+        form = parse_qs(text, strict_parsing=bool(text), errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return 400, "body is not a form"
+    fields = {key: values[0] for key, values in form.items()}
+    try:
+        if "payload" in fields:
+            Interaction(payload=json.loads(fields["payload"]))
+        else:
+            SlashCommand.model_validate(fields)
+    except (ValueError, ValidationError):
+        return 400, "not a payload recbot handles"
+    return None

@@ -1,0 +1,202 @@
+"""Every input surface fed hostile input: a clear answer, no crash, no
+upstream call and no change in the store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from bot.store import audit_events, change_requests
+from handlers.blocks import approval_card as card
+from handlers.blocks import edit_form as form
+from tests.approval_helpers import click, request_storage_change, text_of
+from tests.test_change_flow import open_form, state
+
+
+def store_counts(bot) -> tuple[int, int]:
+    with bot.services.store.engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(change_requests)).scalar_one(),
+            conn.execute(select(func.count()).select_from(audit_events)).scalar_one(),
+        )
+
+
+@pytest.fixture
+def unchanged(bot, agora):
+    """Asserts, after the test, that nothing reached Agora and the store is as before."""
+    before, calls = store_counts(bot), len(agora.calls())
+    yield
+    assert store_counts(bot) == before
+    assert len(agora.calls()) == calls
+    assert requests.get(bot.url + "/healthz", timeout=5).json()["ok"]  # still serving
+
+
+COMMAND_TEXTS = [
+    "get",
+    "   ",
+    "get live xx",
+    "get live NA",
+    "get " + "a" * 5000,
+    "get live na --app",
+    "get live na --app ..",
+    "get . na",
+    "get .. na",
+    "get live\x00 na",
+    "get live\u202e na",
+    "get live\x1b[31m na",
+    "set",
+    "set live na --frob",
+    "history live na extra",
+    "pending now",
+    "frobnicate " * 500,
+]
+
+
+@pytest.mark.parametrize("text", COMMAND_TEXTS)
+def test_hostile_command_text_gets_usage_and_calls_nothing(driver, slack, unchanged, text) -> None:
+    assert driver.command(text).status_code == 200
+    (reply,) = slack.wait_for("response_url")
+    assert reply.params["response_type"] == "ephemeral"
+    assert "Usage" in text_of(reply) or "must" in text_of(reply)
+    assert slack.of("views.open") == []
+
+
+def test_mention_injection_in_names_is_escaped(driver, slack, agora) -> None:
+    driver.command("get <!channel> na")
+    reply = text_of(slack.wait_for("response_url")[0])
+    assert "<!channel>" not in reply
+
+
+def form_state(**overrides: Any) -> dict[str, Any]:
+    values = state(change=True, vendor=1, region=0, bucket="b", access="AKIA1234", secret="S3CRET")
+    for block, action_value in overrides.items():
+        block_id = getattr(form, block)
+        if action_value is None:
+            values.pop(block_id)
+        else:
+            values[block_id] = action_value
+    return values
+
+
+HOSTILE_FORMS = [
+    form_state(BLOCK_BUCKET={form.ACTION_BUCKET: {"value": "b" * 300}}),
+    form_state(BLOCK_ACCESS_KEY={form.ACTION_ACCESS_KEY: {"value": "A" * 600}}),
+    form_state(BLOCK_SECRET_KEY={form.ACTION_SECRET_KEY: {"value": "two words"}}),
+    form_state(BLOCK_BUCKET={form.ACTION_BUCKET: {"value": "bad\x00bucket"}}),
+    form_state(BLOCK_VENDOR={form.ACTION_VENDOR: {"selected_option": {"value": "99"}}}),
+    form_state(BLOCK_VENDOR={form.ACTION_VENDOR: {"selected_option": {"value": "-1"}}}),
+    form_state(BLOCK_VENDOR={form.ACTION_VENDOR: {"selected_option": ["1"]}}),
+    form_state(BLOCK_REGION={"region_select_1": {"selected_option": {"value": "9999"}}}),
+    form_state(BLOCK_REGION={"region_select_1": {"selected_option": {"value": "17"}}}),
+    form_state(BLOCK_BUCKET={form.ACTION_BUCKET: {"value": 12}}),
+    form_state(BLOCK_FORMATS=None),
+    form_state(BLOCK_CHANGE_STORAGE=None),
+    form_state(BLOCK_FORMATS={form.ACTION_FORMATS: {"selected_options": "mp4"}}),
+    form_state(BLOCK_FORMATS={}),
+]
+
+
+@pytest.mark.parametrize("values", HOSTILE_FORMS)
+def test_hostile_form_fields_are_refused_on_the_form(driver, slack, bot, agora, values) -> None:
+    view = open_form(driver, slack)
+    before, calls = store_counts(bot), len(agora.calls())
+    answer = driver.submit("UALICE", view, values)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["response_action"] in ("errors", "update")
+    if body["response_action"] == "errors":
+        assert body["errors"] and all(body["errors"].values())
+    else:
+        assert "nothing was changed" in json.dumps(body["view"])
+    assert store_counts(bot) == before and len(agora.calls()) == calls
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "",
+        "not json",
+        "[1,2]",
+        '{"app": "A"}',
+        "x" * 2999,
+        json.dumps({"app": 1, "ep": 2, "region": 3, "digest": 4, "tag": 5}),
+    ],
+)
+def test_forged_private_metadata_is_refused(driver, slack, unchanged, metadata) -> None:
+    view = {"id": "V1", "type": "modal", "callback_id": form.CALLBACK_EDIT, "private_metadata": metadata, "blocks": []}
+    body = driver.submit("UALICE", view, form_state()).json()
+    assert body["response_action"] == "update" and "not valid" in json.dumps(body["view"])
+    driver.block_action(
+        "UALICE",
+        {"action_id": form.ACTION_VENDOR, "selected_option": {"value": "7"}},
+        view={**view, "state": {"values": {}}},
+    )
+    assert slack.of("views.update") == []
+
+
+@pytest.mark.parametrize("value", ["", "no-dot", "a.b.c", "deadbeef." + "0" * 32, None, 42])
+def test_forged_button_values_are_refused(driver, slack, bot, agora, value) -> None:
+    posted = request_storage_change(driver, slack)
+    before, calls = store_counts(bot), len(agora.calls())
+    click(driver, posted, "UBOB", card.ACTION_APPROVE, value=value)
+    assert "not a genuine" in text_of(slack.wait_for("response_url")[0])
+    assert store_counts(bot) == before and len(agora.calls()) == calls
+
+
+def test_genuine_button_on_another_card_is_refused(driver, slack, bot, agora) -> None:
+    posted = request_storage_change(driver, slack)
+    moved = type(posted)(posted.method, {**posted.params, "_ts": "999.000001"})
+    click(driver, moved, "UBOB", card.ACTION_APPROVE)
+    assert "not a genuine" in text_of(slack.wait_for("response_url")[0])
+    assert agora.calls("PATCH") == []
+
+
+def signed_raw(driver, body: bytes, content_type: str = "application/x-www-form-urlencoded") -> requests.Response:
+    return driver.post(body, content_type=content_type)
+
+
+MALFORMED_BODIES = [
+    b"payload=not-json",
+    b"payload=%5B1%2C2%5D",
+    urlencode({"payload": json.dumps({"type": "block_actions"})}).encode(),
+    urlencode({"payload": json.dumps({"type": "block_actions", "user": {"id": "U1"}, "actions": []})}).encode(),
+    urlencode({"payload": json.dumps({"type": "view_submission", "user": {"id": "U1"}})}).encode(),
+    urlencode(
+        {
+            "payload": json.dumps(
+                {"type": "view_submission", "user": {"id": "U1"}, "view": {"callback_id": form.CALLBACK_EDIT}}
+            )
+        }
+    ).encode(),
+    urlencode({"payload": json.dumps({"type": "shortcut", "callback_id": "x", "user": {"id": "U1"}})}).encode(),
+    urlencode({"payload": json.dumps({"type": "message_action", "callback_id": "x"})}).encode(),
+    urlencode({"payload": json.dumps({"type": "block_suggestion", "action_id": "x"})}).encode(),
+    urlencode({"payload": json.dumps({"type": "view_closed", "view": {"callback_id": form.CALLBACK_EDIT}})}).encode(),
+    urlencode({"payload": json.dumps({"type": "something_new"})}).encode(),
+    b"command=%2Frecording&text=get+li",
+    b"command=%2Frecording",
+    b"\xff\xfe\x00garbage\x80\x81",
+    b"payload=" + b"%FF%FE" * 10,
+    b'{"type": "event_callback", "event": {"type": "app_mention"}}',
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES)
+def test_malformed_payloads_get_a_4xx_or_an_ack_and_change_nothing(driver, slack, unchanged, body) -> None:
+    answer = signed_raw(driver, body)
+    assert answer.status_code < 500, answer.text
+
+
+def test_oversized_body_is_refused_before_parsing(driver, unchanged) -> None:
+    answer = signed_raw(driver, b"payload=" + b"x" * (2 << 20))
+    assert answer.status_code == 413
+
+
+def test_json_content_type_garbage(driver, unchanged) -> None:
+    assert signed_raw(driver, b"{not json", content_type="application/json").status_code < 500
