@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from bot.agora import AgoraClient, AgoraError
+from bot.agora import AgoraClient, AgoraError, AgoraUnavailable
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
 from bot.store import RequestRow, Store
 
@@ -92,6 +92,9 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
     changes = diff(live, after)
     try:
         agora.set_config(target, patch)
+    except AgoraUnavailable as exc:
+        # A PATCH that timed out may still have landed: the read-back below decides.
+        log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
     except AgoraError as exc:
         return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
     try:
@@ -106,8 +109,8 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
     if not matches(after, confirmed):
         return Outcome(
             "failed",
-            "Agora accepted the change, but the configuration read back differs from it. "
-            "Check it with `/recording get`.",
+            "The change is not in effect: the configuration read back from Agora differs from it. "
+            "Check it with `/recording get` and try again.",
             changes,
         )
     return Outcome("applied", "Change applied and confirmed by reading it back.", changes)

@@ -15,11 +15,12 @@ from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
 
 
-def open_form(driver: SlackDriver, slack: FakeSlack, text: str = "set live na") -> dict[str, Any]:
+def open_form(driver: SlackDriver, slack: FakeSlack, text: str = "set live na", user: str = "UALICE") -> dict[str, Any]:
     """Run the command; return the form view as Slack now holds it."""
-    assert driver.command(text).status_code == 200
-    slack.wait_for("views.open")
-    (update,) = slack.wait_for("views.update")
+    opened, updated = len(slack.of("views.open")), len(slack.of("views.update"))
+    assert driver.command(text, user=user).status_code == 200
+    slack.wait_for("views.open", count=opened + 1)
+    update = slack.wait_for("views.update", count=updated + 1)[updated]
     return slack.view(update.params["view_id"])
 
 

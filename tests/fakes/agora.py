@@ -60,6 +60,7 @@ class Fault:
     message: str = "Internal Server Error"
     delay: float = 0.0
     method: str | None = None
+    lands: bool = False  # serve the request for real, then answer late: the answer is lost
 
 
 class AgoraEmulator:
@@ -117,7 +118,10 @@ class AgoraEmulator:
                 self.faults.remove(fault)
         if method == "GET" and self.get_delay:
             time.sleep(self.get_delay)
-        if fault:
+        if fault and fault.lands:
+            status, out_headers, out = self._serve(method, path, headers, body)
+            time.sleep(fault.delay)
+        elif fault:
             time.sleep(fault.delay)
             status, out_headers, out = fault.status, fault.headers, {"message": fault.message}
         else:

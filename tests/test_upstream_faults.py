@@ -1,0 +1,63 @@
+"""Upstream faults: Slack's rate limits are retried by slack_sdk; an approved
+change never ends silently, whatever Agora does."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.agora import AgoraClient
+from handlers.blocks import approval_card as card
+from tests.approval_helpers import click, request_storage_change, text_of
+from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SIGNING_SECRET
+from tests.driver import SlackDriver, start_bot
+from tests.fakes.agora import Fault
+
+
+def test_slack_429_on_chat_post_message_is_retried_and_delivered(driver, slack, agora) -> None:
+    slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+    posted = request_storage_change(driver, slack)
+    assert [c.method for c in slack.calls if c.method.startswith("chat.postMessage")][:2] == [
+        "chat.postMessage:rate_limited",
+        "chat.postMessage",
+    ]
+    assert posted.params["channel"] == "CAPPROVE"
+
+
+@pytest.fixture
+def impatient_bot(settings):
+    """A bot whose Agora client gives up on a silent PATCH quickly."""
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        read_timeout=0.3,
+        backoff_base=0.01,
+    )
+    bot = start_bot(settings, client)
+    yield bot
+    bot.stop()
+
+
+def test_approved_change_whose_patch_always_times_out_ends_failed_and_told(impatient_bot, slack, agora) -> None:
+    driver = SlackDriver(impatient_bot.url, SIGNING_SECRET, slack.response_url())
+    posted = request_storage_change(driver, slack)
+    agora.inject(*[Fault(200, delay=0.6, method="PATCH")] * 4)
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    (ended,) = slack.wait_for("chat.update", where=lambda c: "Failed" in text_of(c))
+    assert card.BLOCK_BUTTONS not in text_of(ended) and "not in effect" in text_of(ended)
+    (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+    assert "Failed" in text_of(notice)
+    assert len(agora.calls("PATCH")) == 4  # the first try and three retries, then given up
+    (row,) = impatient_bot.services.store.in_state("failed")
+    assert row.sealed_patch is None
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "rec-bucket"
+
+
+def test_patch_that_landed_despite_timeouts_ends_applied(impatient_bot, slack, agora) -> None:
+    driver = SlackDriver(impatient_bot.url, SIGNING_SECRET, slack.response_url())
+    posted = request_storage_change(driver, slack)
+    agora.inject(*[Fault(lands=True, delay=0.6, method="PATCH")] * 4)
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    (ended,) = slack.wait_for("chat.update", where=lambda c: card.BLOCK_BUTTONS not in text_of(c))
+    assert "Applied" in text_of(ended)
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "hw-bucket"
