@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
 from pydantic import ValidationError
 
 from bot.models import RecordingConfig, Target
@@ -151,6 +152,8 @@ class AgoraClient:
         self._max_backoff = max_backoff
         self._sleep = sleep
         self._session = requests.Session()
+        # One pooled connection per concurrent listener, so keep-alive survives bursts.
+        self._session.mount(self._base, requests.adapters.HTTPAdapter(pool_maxsize=64))
 
     def __repr__(self) -> str:
         return f"AgoraClient(base_url={self._base!r}, customer_id={self._customer_id!r})"

@@ -25,6 +25,9 @@ from handlers.notify import Notifier
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 30.0
+# Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
+# leave no thread free to ack the next command or open the next modal.
+LISTENER_THREADS = 64
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -79,7 +82,7 @@ def create_app(services: Services) -> App:
         client=slack_client(settings),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
         process_before_response=False,
-        listener_executor=ContextExecutor(max_workers=16, thread_name_prefix="listener"),
+        listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
     @app.middleware

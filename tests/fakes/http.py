@@ -15,6 +15,9 @@ class LoopbackServer:
     def __init__(self, handle: Handler) -> None:
         class _Request(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; without this, Nagle's algorithm
+            # and the client's delayed ACK add ~40 ms to every answer.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
