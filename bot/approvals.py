@@ -93,7 +93,8 @@ class ApprovalService:
             raise Refused("That change request does not exist.")
         return row
 
-    def _pending(self, request_id: str) -> RequestRow:
+    def pending_request(self, request_id: str) -> RequestRow:
+        """The request if it can still be decided; otherwise Refused, saying why."""
         row = self.get(request_id)
         if row.state != "pending":
             raise Refused(f"That request is already {row.state}.")
@@ -104,7 +105,7 @@ class ApprovalService:
 
     def approve(self, request_id: str, user: str, *, is_approver: bool) -> RequestRow:
         """Count one approval; the last one needed applies the change, once."""
-        row = self._pending(request_id)
+        row = self.pending_request(request_id)
         if user == row.requester:
             raise Refused("You cannot approve your own request; another approver must.")
         if not is_approver:
@@ -143,7 +144,7 @@ class ApprovalService:
         return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
 
     def reject(self, request_id: str, user: str, reason: str, *, is_approver: bool) -> RequestRow:
-        row = self._pending(request_id)
+        row = self.pending_request(request_id)
         if user == row.requester:
             raise Refused("To withdraw your own request, use Cancel.")
         if not is_approver:
@@ -151,7 +152,7 @@ class ApprovalService:
         return self._end(row, "rejected", ("pending",), user, reason, decided_by=user, reason=reason)
 
     def cancel(self, request_id: str, user: str) -> RequestRow:
-        row = self._pending(request_id)
+        row = self.pending_request(request_id)
         if user != row.requester:
             raise Refused("Only the requester can cancel a request.")
         return self._end(row, "cancelled", ("pending",), user, "Cancelled by the requester.", decided_by=user)

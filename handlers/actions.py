@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -47,46 +48,43 @@ def register(app: App, services: Services) -> None:
     def approve(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         user = body["user"]["id"]
-        request_id = _genuine_request(body, services)
-        if request_id is None:
-            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
-            return
         is_approver = services.approvers.includes(user, GroupLookup(client))
-        try:
-            row = services.approvals.approve(request_id, user, is_approver=is_approver)
-        except Refused as refusal:
-            tell(respond, str(refusal))
-            return
-        _after_decision(row, Notifier(client, services), respond)
+        row = _decide(
+            body, respond, services, lambda rid: services.approvals.approve(rid, user, is_approver=is_approver)
+        )
+        if row is not None:
+            _after_decision(row, Notifier(client, services), respond)
 
     @app.action(approval_card.ACTION_REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """Ask for a reason first; the rejection happens when the reason is submitted."""
         ack()
-        request_id = _genuine_request(body, services)
-        if request_id is None:
-            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
-            return
-        try:
-            row = services.approvals.get(request_id)
-        except Refused as refusal:
-            tell(respond, str(refusal))
-            return
-        client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
+        row = _decide(body, respond, services, services.approvals.pending_request)
+        if row is not None:
+            client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
 
     @app.action(approval_card.ACTION_CANCEL)
     def cancel(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
-        request_id = _genuine_request(body, services)
-        if request_id is None:
-            tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
-            return
-        try:
-            row = services.approvals.cancel(request_id, body["user"]["id"])
-        except Refused as refusal:
-            tell(respond, str(refusal))
-            return
-        _after_decision(row, Notifier(client, services), respond)
+        user = body["user"]["id"]
+        row = _decide(body, respond, services, lambda rid: services.approvals.cancel(rid, user))
+        if row is not None:
+            _after_decision(row, Notifier(client, services), respond)
+
+
+def _decide(
+    body: dict[str, Any], respond: Respond, services: Services, decision: Callable[[str], RequestRow]
+) -> RequestRow | None:
+    """Run `decision` on the request a genuine button names; refusals go to the clicker alone."""
+    request_id = _genuine_request(body, services)
+    if request_id is None:
+        tell(respond, "That button is not a genuine recbot approval button; nothing was done.")
+        return None
+    try:
+        return decision(request_id)
+    except Refused as refusal:
+        tell(respond, str(refusal))
+        return None
 
 
 def _genuine_request(body: dict[str, Any], services: Services) -> str | None:

@@ -67,29 +67,26 @@ def test_doctor_names_the_failing_part(settings, agora) -> None:
     assert print_report(list(checks.values())) == 1
 
 
-def test_doctor_command_exits_nonzero_on_missing_settings(tmp_path) -> None:
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` with none of recbot's settings in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "doctor"],
-        cwd=tmp_path,
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_doctor_command_exits_nonzero_on_missing_settings(tmp_path) -> None:
+    done = run_cli(["doctor"], tmp_path)
     assert done.returncode == 1
     assert "[FAIL] Settings" in done.stdout and "SLACK_BOT_TOKEN is missing" in done.stdout
 
 
 def test_run_refuses_to_start_without_settings(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot"],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli([], tmp_path)
     assert done.returncode == 2
     assert "AGORA_CUSTOMER_SECRET is missing" in done.stderr
