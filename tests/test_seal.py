@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.seal import SealError, Sealer, resolve_seal_key
+from bot.seal import Sealer, SealError, resolve_seal_key
 
 SEALER = Sealer(Fernet.generate_key())
 
