@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.agora import AgoraError
 from bot.commands import Command, UsageError, parse_command
@@ -52,7 +53,7 @@ def register(app: App, services: Services) -> None:
                     ),
                 )
                 return
-            open_edit_form(parsed, command["trigger_id"], services, client)
+            open_edit_form(parsed, command["trigger_id"], services, client, respond)
         elif parsed.verb == "history":
             assert parsed.target is not None
             reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
@@ -83,11 +84,16 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     )
 
 
-def open_edit_form(parsed: Command, trigger_id: str, services: Services, client: WebClient) -> None:
+def open_edit_form(parsed: Command, trigger_id: str, services: Services, client: WebClient, respond: Respond) -> None:
     """Open a loading modal while the trigger is fresh, then fill it from the live config."""
     assert parsed.target is not None
     target = parsed.target
-    opened = client.views_open(trigger_id=trigger_id, view=edit_form.loading_view(target))
+    try:
+        opened = client.views_open(trigger_id=trigger_id, view=edit_form.loading_view(target))
+    except SlackApiError as exc:
+        log.warning("views.open failed: %s", exc.response.get("error"))
+        reply(respond, messages.error("Slack did not open the form (it may have taken too long). Try again."))
+        return
     view = opened["view"]
     try:
         config = services.agora.get_config(target)

@@ -95,6 +95,14 @@ def test_form_never_carries_keys_and_metadata_only_target_and_digest(driver, sla
     assert "cannot mask" in hint and "write-only" in hint
 
 
+def test_expired_trigger_is_explained_and_agora_is_not_asked(driver, slack, agora) -> None:
+    slack.errors["views.open"] = "expired_trigger_id"
+    driver.command("set live na")
+    (reply,) = slack.wait_for("response_url")
+    assert "did not open the form" in json.dumps(reply.params)
+    assert agora.calls() == []
+
+
 def test_read_failure_is_explained_in_the_modal(driver, slack, agora) -> None:
     driver.command("set nosuch na")
     (update,) = slack.wait_for("views.update")

@@ -35,6 +35,7 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.socket_url: str | None = None
         self.rate_limits: dict[str, list[int]] = {}
+        self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
         self._views: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
@@ -133,6 +134,8 @@ class FakeSlack:
             if problems:
                 self.problems.extend(f"{api}: {p}" for p in problems)
                 return {"ok": False, "error": "invalid_arguments"}
+        if api in self.errors:
+            return {"ok": False, "error": self.errors[api]}
         if api == "auth.test":
             return {"ok": True, "user_id": "UBOT", "user": "recbot", "team": "Test", "team_id": "T1", "bot_id": "B1"}
         if api == "apps.connections.open":
