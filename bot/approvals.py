@@ -23,6 +23,9 @@ from bot.store import CardRef, RequestRow, Store, TargetBusy, utcnow
 log = logging.getLogger(__name__)
 
 
+EXPIRED = "Expired before it was approved."
+
+
 class Refused(Exception):
     """An action is not allowed; the message is for the person who tried, alone."""
 
@@ -110,8 +113,8 @@ class ApprovalService:
             raise Refused("You cannot approve your own request; another approver must.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can approve changes.")
-        count = self._store.add_approval(row.id, user)
-        if user not in row.approvers:
+        added, count = self._store.add_approval(row.id, user)
+        if added:
             self._store.audit("approved", user, row.target, request_id=row.id, changes=row.changes)
         if count < self.required_approvals:
             return self.get(row.id)
@@ -158,15 +161,14 @@ class ApprovalService:
         return self._end(row, "cancelled", ("pending",), user, "Cancelled by the requester.", decided_by=user)
 
     def expire(self, row: RequestRow) -> RequestRow:
-        return self._end(row, "expired", ("pending",), "recbot", "Expired before it was approved.")
+        return self._end(row, "expired", ("pending",), "recbot", EXPIRED)
 
     def expire_due(self) -> list[RequestRow]:
         """The periodic sweep: end every pending request past its expiry."""
         ended = []
         for row in self._store.due_for_expiry(self._clock()):
-            after = self.expire(row)
-            if after.state == "expired" and after.updated_at >= row.updated_at:
-                ended.append(after)
+            if self._try_end(row, "expired", ("pending",), "recbot", EXPIRED):
+                ended.append(self.get(row.id))  # only the process that expired it tells people
         return ended
 
     def recover(self) -> list[RequestRow]:
@@ -194,11 +196,19 @@ class ApprovalService:
     def _end(
         self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: object
     ) -> RequestRow:
-        """End a request (secrets purged by the store) and record it, once."""
-        if self._store.transition(row.id, from_states, state, result=note, **fields):
-            self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
-            log.info("change request %s %s", row.id, state)
+        """End a request (secrets purged by the store) and record it, once; the row as it now is."""
+        self._try_end(row, state, from_states, actor, note, **fields)
         return self.get(row.id)
+
+    def _try_end(
+        self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: object
+    ) -> bool:
+        """Whether this call ended the request (another click or process may have first)."""
+        if not self._store.transition(row.id, from_states, state, result=note, **fields):
+            return False
+        self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
+        log.info("change request %s %s", row.id, state)
+        return True
 
 
 def _contains(live: RecordingConfig, patch: RecordingConfig) -> bool:

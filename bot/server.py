@@ -87,7 +87,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def _finish(app: App, services: Services, sweeper: Any) -> None:
+def finish(app: App, services: Services, sweeper: Any) -> None:
     """Let listeners that already acked finish (an approval being applied), then close the store."""
     sweeper.stop()
     app.listener_runner.listener_executor.shutdown(wait=True)
@@ -109,7 +109,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     finally:
         server.close()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
-        _finish(app, services, sweeper)
+        finish(app, services, sweeper)
 
 
 def serve_socket_mode(app: App, services: Services) -> None:
@@ -125,4 +125,4 @@ def serve_socket_mode(app: App, services: Services) -> None:
     log.info("recbot connected in Socket Mode")
     stopping.wait()
     handler.close()
-    _finish(app, services, sweeper)
+    finish(app, services, sweeper)

@@ -300,17 +300,20 @@ class Store:
                 .values(cards=json.dumps([[c.channel, c.ts] for c in cards]))
             )
 
-    def add_approval(self, request_id: str, approver: str) -> int:
-        """Record one approver's approval (idempotent); the number of distinct approvers."""
+    def add_approval(self, request_id: str, approver: str) -> tuple[bool, int]:
+        """Record one approver's approval; whether it is new (not a double click),
+        and the number of distinct approvers."""
         with self.engine.begin() as conn:
             try:
                 with conn.begin_nested():
                     conn.execute(insert(approvals).values(request_id=request_id, approver=approver, at=utcnow()))
+                added = True
             except IntegrityError:
-                pass  # this approver already approved: a double click
-            return conn.execute(
+                added = False
+            count = conn.execute(
                 select(func.count()).select_from(approvals).where(approvals.c.request_id == request_id)
             ).scalar_one()
+        return added, count
 
     def _rows(self, conn: Connection, where: Any) -> list[RequestRow]:
         c = change_requests.c

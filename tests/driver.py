@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import requests
 
 from bot.app import build_services, create_app, start_background
-from bot.server import make_http_server
+from bot.server import finish, make_http_server
 from bot.services import Services
 
 
@@ -44,11 +44,11 @@ class RunningBot:
                 raise
 
     def stop(self) -> None:
-        self.sweeper.stop()
+        """As on SIGTERM: stop accepting, then let acked listeners finish."""
         self._closing = True
         self.server.close()
         self._thread.join(timeout=5)
-        self.services.close()
+        finish(self.app, self.services, self.sweeper)
 
 
 @dataclass

@@ -39,6 +39,10 @@ def test_twenty_concurrent_approvals_across_two_instances_patch_once(shared_sett
         (row,) = bots[1].services.store.in_state("applied")
         assert row.sealed_patch is None
         assert len([c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]) == 1
+        events = [(e.event, e.actor) for e in bots[0].services.store.history(row.target)]
+        assert events.count(("applied", "UBOB")) + events.count(("applied", "UCAROL")) == 1
+        assert sorted(e for e in events if e[0] == "approved") <= [("approved", "UBOB"), ("approved", "UCAROL")]
+        assert len([e for e in events if e[0] == "approved"]) == len({e for e in events if e[0] == "approved"})
     finally:
         for bot in bots:
             bot.stop()

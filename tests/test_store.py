@@ -79,9 +79,9 @@ def test_concurrent_transitions_have_one_winner(store: Store) -> None:
 
 def test_approvals_count_distinct_approvers(store: Store) -> None:
     new_request(store)
-    assert store.add_approval("r1", "UBOB") == 1
-    assert store.add_approval("r1", "UBOB") == 1
-    assert store.add_approval("r1", "UCAROL") == 2
+    assert store.add_approval("r1", "UBOB") == (True, 1)
+    assert store.add_approval("r1", "UBOB") == (False, 1)
+    assert store.add_approval("r1", "UCAROL") == (True, 2)
     assert store.get("r1").approvers == ["UBOB", "UCAROL"]
 
 
