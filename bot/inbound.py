@@ -73,10 +73,24 @@ def check_request(body: bytes, headers: dict[str, str], verifier: SignatureVerif
         return 400, "body is not a form"
     fields = {key: values[0] for key, values in form.items()}
     try:
-        if "payload" in fields:
-            Interaction(payload=json.loads(fields["payload"]))
-        else:
-            SlashCommand.model_validate(fields)
-    except (ValueError, ValidationError):
+        payload = json.loads(fields["payload"]) if "payload" in fields else None
+    except ValueError:
+        return 400, "payload is not JSON"
+    kind = "interactive" if "payload" in fields else "slash_commands"
+    if not is_handled(kind, payload if payload is not None else fields):
         return 400, "not a payload recbot handles"
     return None
+
+
+def is_handled(kind: str, payload: Any) -> bool:
+    """Whether a payload of this Socket Mode envelope type (or HTTP request) is one recbot handles."""
+    try:
+        if kind == "interactive":
+            Interaction(payload=payload)
+        elif kind == "slash_commands":
+            SlashCommand.model_validate(payload)
+        else:
+            return False
+    except ValidationError:
+        return False
+    return True

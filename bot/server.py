@@ -16,10 +16,13 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.client import BaseSocketModeClient as SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.server import create_server
 
 from bot.app import start_background
-from bot.inbound import check_request
+from bot.inbound import check_request, is_handled
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,21 @@ def make_http_server(app: App, services: Services, host: str, port: int, threads
     )
 
 
+class GuardedSocketModeHandler(SocketModeHandler):
+    """Acks and drops envelopes of a shape recbot does not handle instead of
+    letting Bolt's parsing raise on them, as the HTTP gate does."""
+
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        if not is_handled(req.type, req.payload):
+            log.warning("dropped a Socket Mode envelope recbot does not handle (type %s)", req.type)
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        super().handle(client, req)
+
+
 def socket_mode_handler(app: App, app_token: str, api_url: str) -> SocketModeHandler:
     """Socket Mode over the WebSocket URL that `apps.connections.open` returns."""
-    return SocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
+    return GuardedSocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
 
 
 class _Stop(Exception):

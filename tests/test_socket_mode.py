@@ -24,8 +24,8 @@ APP_TOKEN = "xapp-test-fake"
 class SocketSlack:
     """Sends one envelope per connection and collects what the bot answers."""
 
-    def __init__(self, envelope: dict[str, Any]) -> None:
-        self.envelope = envelope
+    def __init__(self, *envelopes: dict[str, Any]) -> None:
+        self.envelopes = envelopes
         self.acks: queue.Queue[dict[str, Any]] = queue.Queue()
         self._server = serve(self._session, "127.0.0.1", 0)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -37,7 +37,8 @@ class SocketSlack:
 
     def _session(self, ws: ServerConnection) -> None:
         ws.send(json.dumps({"type": "hello", "num_connections": 1}))
-        ws.send(json.dumps(self.envelope))
+        for envelope in self.envelopes:
+            ws.send(json.dumps(envelope))
         try:
             for message in ws:
                 self.acks.put(json.loads(message))
@@ -76,17 +77,23 @@ def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora
         },
     }
     services = build_services(socket_settings, agora=fast_agora(socket_settings))
-    with SocketSlack(envelope) as ws_slack:
+    malformed = {
+        "envelope_id": "env-0",
+        "type": "interactive",
+        "accepts_response_payload": False,
+        "payload": {"type": "view_submission", "user": {"id": "UALICE"}, "view": {"callback_id": "x"}},
+    }
+    with SocketSlack(malformed, envelope) as ws_slack:
         slack.socket_url = ws_slack.url
         handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
         handler.connect()
         try:
-            ack = ws_slack.acks.get(timeout=10)
+            acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
             (reply,) = slack.wait_for("response_url")
         finally:
             handler.close()
             services.close()
-    assert ack["envelope_id"] == "env-1"
+    assert sorted(acks) == ["env-0", "env-1"]  # the malformed one is acked and dropped, not crashed on
     assert slack.of("apps.connections.open")[0].token == APP_TOKEN
     assert "rec-bucket" in json.dumps(reply.params)
     assert [c.path.endswith("/entry_points/live/settings/record/custom/regions/na") for c in agora.calls()] == [True]
