@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -25,6 +26,8 @@ from handlers.notify import Notifier
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 30.0
+# Longer than one apply can take: 4 attempts of (connect + read timeout) plus backoff, twice over.
+SHARED_ORPHAN_AGE = timedelta(minutes=5)
 # Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
 # leave no thread free to ack the next command or open the next modal.
 LISTENER_THREADS = 64
@@ -99,14 +102,20 @@ def create_app(services: Services) -> App:
     return app
 
 
+def orphan_age(services: Services) -> timedelta:
+    """How long an approved or applying request must sit untouched before this
+    process takes it over. The embedded SQLite has one process, so at once;
+    a shared database may have another process applying it right now."""
+    return timedelta(0) if services.store.engine.dialect.name == "sqlite" else SHARED_ORPHAN_AGE
+
+
 def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Periodic:
-    """Finish what a previous process left open, then sweep expired requests."""
+    """Finish what a stopped process left open, then sweep: expiries and orphans."""
     notifier = Notifier(app.client, services)
-    for row in services.approvals.recover():
-        notifier.request_ended(row)
 
     def sweep() -> None:
-        for row in services.approvals.expire_due():
+        for row in services.approvals.recover(orphan_age(services)) + services.approvals.expire_due():
             notifier.request_ended(row)
 
+    sweep()
     return Periodic(sweep_seconds, sweep, "expiry-sweep").start()

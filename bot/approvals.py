@@ -102,8 +102,8 @@ class ApprovalService:
         if row.state != "pending":
             raise Refused(f"That request is already {row.state}.")
         if self._clock() >= row.expires_at:
-            self.expire(row)
-            raise Refused("That request has expired and can no longer be approved.")
+            # The sweep marks it expired and tells everyone; refusing is enough here.
+            raise Refused("That request has expired and can no longer be decided.")
         return row
 
     def approve(self, request_id: str, user: str, *, is_approver: bool) -> RequestRow:
@@ -160,9 +160,6 @@ class ApprovalService:
             raise Refused("Only the requester can cancel a request.")
         return self._end(row, "cancelled", ("pending",), user, "Cancelled by the requester.", decided_by=user)
 
-    def expire(self, row: RequestRow) -> RequestRow:
-        return self._end(row, "expired", ("pending",), "recbot", EXPIRED)
-
     def expire_due(self) -> list[RequestRow]:
         """The periodic sweep: end every pending request past its expiry."""
         ended = []
@@ -171,13 +168,16 @@ class ApprovalService:
                 ended.append(self.get(row.id))  # only the process that expired it tells people
         return ended
 
-    def recover(self) -> list[RequestRow]:
-        """At start: finish approved requests; reconcile ones interrupted while
-        applying against the live config, never sending them again."""
-        ended = [self.apply(row.id) for row in self._store.in_state("approved")]
-        for row in self._store.in_state("applying"):
+    def recover(self, untouched_for: timedelta) -> list[RequestRow]:
+        """Finish approved requests and reconcile ones left applying against the
+        live config, never sending them again. Only rows untouched for
+        `untouched_for` count as orphaned: with a shared database another
+        process may be applying them right now."""
+        before = self._clock() - untouched_for
+        ended = [self.apply(row.id) for row in self._store.in_state("approved", updated_before=before)]
+        for row in self._store.in_state("applying", updated_before=before):
             ended.append(self._reconcile(row))
-        return ended
+        return [row for row in ended if not row.is_open]
 
     def _reconcile(self, row: RequestRow) -> RequestRow:
         assert row.sealed_patch is not None

@@ -270,9 +270,12 @@ class Store:
         with self.engine.connect() as conn:
             return self._rows(conn, change_requests.c.state.in_(OPEN_STATES))
 
-    def in_state(self, *states: str) -> list[RequestRow]:
+    def in_state(self, *states: str, updated_before: datetime | None = None) -> list[RequestRow]:
+        where = change_requests.c.state.in_(states)
+        if updated_before is not None:
+            where &= change_requests.c.updated_at <= updated_before
         with self.engine.connect() as conn:
-            return self._rows(conn, change_requests.c.state.in_(states))
+            return self._rows(conn, where)
 
     def due_for_expiry(self, now: datetime) -> list[RequestRow]:
         with self.engine.connect() as conn:

@@ -4,11 +4,13 @@ Approve clicks apply the change exactly once."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.app import SHARED_ORPHAN_AGE, orphan_age
 from bot.settings import load_settings
 from handlers.blocks import approval_card as card
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, click, request_storage_change
@@ -46,3 +48,22 @@ def test_twenty_concurrent_approvals_across_two_instances_patch_once(shared_sett
     finally:
         for bot in bots:
             bot.stop()
+
+
+def test_a_starting_instance_leaves_another_instances_apply_alone(shared_settings, slack, agora) -> None:
+    first = start_bot(shared_settings, fast_agora(shared_settings))
+    try:
+        request_storage_change(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack)
+        (row,) = first.services.store.open_requests()
+        assert first.services.store.transition(row.id, ("pending",), "applying")  # first is applying it now
+        second = start_bot(shared_settings, fast_agora(shared_settings))
+        try:
+            assert second.services.store.get(row.id).state == "applying"  # not taken over at start
+            assert orphan_age(second.services) == SHARED_ORPHAN_AGE
+            (ended,) = second.services.approvals.recover(timedelta(0))  # once it is old enough
+            assert ended.state == "failed" and "not sent again" in (ended.result or "")
+            assert agora.calls("PATCH") == []
+        finally:
+            second.stop()
+    finally:
+        first.stop()
