@@ -26,8 +26,8 @@ from handlers.notify import Notifier
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 30.0
-# Longer than one apply can take: 4 attempts of (connect + read timeout) plus backoff, twice over.
-SHARED_ORPHAN_AGE = timedelta(minutes=5)
+# Longer than one apply can take (4 attempts of connect + read timeout, plus backoff), with room to spare.
+ORPHAN_AGE = timedelta(minutes=5)
 # Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
 # leave no thread free to ack the next command or open the next modal.
 LISTENER_THREADS = 64
@@ -102,20 +102,21 @@ def create_app(services: Services) -> App:
     return app
 
 
-def orphan_age(services: Services) -> timedelta:
-    """How long an approved or applying request must sit untouched before this
-    process takes it over. The embedded SQLite has one process, so at once;
-    a shared database may have another process applying it right now."""
-    return timedelta(0) if services.store.engine.dialect.name == "sqlite" else SHARED_ORPHAN_AGE
+def orphan_age_at_start(services: Services) -> timedelta:
+    """How long an approved or applying request must sit untouched before a
+    starting process takes it over: at once on the embedded SQLite (one
+    process, so nobody else is applying it); later on a shared database,
+    where another process may be applying it right now."""
+    return timedelta(0) if services.store.engine.dialect.name == "sqlite" else ORPHAN_AGE
 
 
 def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Periodic:
-    """Finish what a stopped process left open, then sweep: expiries and orphans."""
+    """Finish what a stopped process left open, then sweep expiries and orphans."""
     notifier = Notifier(app.client, services)
 
-    def sweep() -> None:
-        for row in services.approvals.recover(orphan_age(services)) + services.approvals.expire_due():
+    def sweep(orphan_age: timedelta = ORPHAN_AGE) -> None:
+        for row in services.approvals.recover(orphan_age) + services.approvals.expire_due():
             notifier.request_ended(row)
 
-    sweep()
+    sweep(orphan_age_at_start(services))
     return Periodic(sweep_seconds, sweep, "expiry-sweep").start()

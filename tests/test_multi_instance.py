@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import SHARED_ORPHAN_AGE, orphan_age
+from bot.app import ORPHAN_AGE, orphan_age_at_start
 from bot.settings import load_settings
 from handlers.blocks import approval_card as card
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, click, request_storage_change
@@ -59,7 +59,7 @@ def test_a_starting_instance_leaves_another_instances_apply_alone(shared_setting
         second = start_bot(shared_settings, fast_agora(shared_settings))
         try:
             assert second.services.store.get(row.id).state == "applying"  # not taken over at start
-            assert orphan_age(second.services) == SHARED_ORPHAN_AGE
+            assert orphan_age_at_start(second.services) == ORPHAN_AGE
             (ended,) = second.services.approvals.recover(timedelta(0))  # once it is old enough
             assert ended.state == "failed" and "not sent again" in (ended.result or "")
             assert agora.calls("PATCH") == []
