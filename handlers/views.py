@@ -49,19 +49,19 @@ def register(app: App, services: Services) -> None:
     @app.view(approval_card.CALLBACK_REJECT)
     def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         request_id = approval_card.read_button_value(view.get("private_metadata"), services.sealer)
-        values = edit_form.read_text(view.get("state"), approval_card.BLOCK_REASON)
+        reason = edit_form.read_text(view.get("state"), approval_card.BLOCK_REASON)
         if request_id is None:
             ack(
                 response_action="update", view=edit_form.message_view(":x: This form is not genuine; nothing was done.")
             )
             return
-        if not values:
+        if not reason:
             ack(response_action="errors", errors={approval_card.BLOCK_REASON: "Say why, so the requester can fix it."})
             return
         user = body["user"]["id"]
         is_approver = services.approvers.includes(user, GroupLookup(client))
         try:
-            row = services.approvals.reject(request_id, user, values, is_approver=is_approver)
+            row = services.approvals.reject(request_id, user, reason, is_approver=is_approver)
         except Refused as refusal:
             ack(response_action="update", view=edit_form.message_view(f":x: {refusal}"))
             return
