@@ -23,6 +23,16 @@ def test_slack_429_on_chat_post_message_is_retried_and_delivered(driver, slack, 
     assert posted.params["channel"] == "CAPPROVE"
 
 
+def test_slack_connection_drop_is_retried_and_delivered(driver, slack, agora) -> None:
+    slack.hang_ups["chat.postMessage"] = 1
+    posted = request_storage_change(driver, slack)
+    assert [c.method for c in slack.calls if c.method.startswith("chat.postMessage")][:2] == [
+        "chat.postMessage:dropped",
+        "chat.postMessage",
+    ]
+    assert posted.params["channel"] == "CAPPROVE"
+
+
 @pytest.fixture
 def impatient_bot(settings):
     """A bot whose Agora client gives up on a silent PATCH quickly."""

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+HANG_UP = 0  # a status for `handle` to return: close the connection without an answer
 Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
 
 
@@ -24,6 +25,9 @@ class LoopbackServer:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, out_headers, out = handle(self.command, self.path, headers, body)
+                if status == HANG_UP:
+                    self.close_connection = True  # answer nothing: the client sees the connection drop
+                    return
                 self.send_response(status)
                 for name, value in out_headers.items():
                     self.send_header(name, value)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.fakes.blockkit import message_problems, view_problems
-from tests.fakes.http import LoopbackServer
+from tests.fakes.http import HANG_UP, LoopbackServer
 
 MESSAGE_METHODS = {"chat.postMessage", "chat.postEphemeral", "chat.update", "response_url"}
 
@@ -36,6 +36,7 @@ class FakeSlack:
         self.socket_url: str | None = None
         self.rate_limits: dict[str, list[int]] = {}
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
+        self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
         self._views: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
@@ -104,6 +105,10 @@ class FakeSlack:
             return 404, {}, b"not found"
         token = headers.get("authorization", "").removeprefix("Bearer ") or params.get("token")
         with self._lock:
+            if self.hang_ups.get(api):
+                self.hang_ups[api] -= 1
+                self.calls.append(Call(api + ":dropped", params, token))
+                return HANG_UP, {}, b""
             pending = self.rate_limits.get(api)
             if pending:
                 retry_after = pending.pop(0)
