@@ -22,6 +22,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.server import create_server
 
 from bot.app import start_background
+from bot.background import Periodic
 from bot.inbound import check_request, is_handled
 from bot.services import Services
 
@@ -102,7 +103,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def finish(app: App, services: Services, sweeper: Any) -> None:
+def finish(app: App, services: Services, sweeper: Periodic) -> None:
     """Let listeners that already acked finish (an approval being applied), then close the store."""
     sweeper.stop()
     app.listener_runner.listener_executor.shutdown(wait=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bot.seal import Sealer
@@ -44,8 +45,9 @@ def read_button_value(value: Any, sealer: Sealer) -> str | None:
     return request_id if sealer.verify("button:" + request_id, tag) else None
 
 
-def _when(row_time: Any) -> str:
-    return f"<!date^{int(row_time.timestamp())}^{{date_short_pretty}} {{time}}|{row_time:%Y-%m-%d %H:%M} UTC>"
+def _when(moment: datetime) -> str:
+    """A time Slack shows in each reader's own time zone, UTC as the fallback."""
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
 
 
 def diff_text(row: RequestRow) -> str:
