@@ -53,13 +53,27 @@ def _database(settings: Settings) -> Check:
     return Check("Database", True, "reachable, schema up to date")
 
 
+def _approvals(settings: Settings) -> Check:
+    if not settings.RECBOT_APPROVERS:
+        return Check("Approvals", False, "RECBOT_APPROVERS is empty: storage changes could never be approved")
+    where = settings.RECBOT_APPROVAL_CHANNEL or "each approver directly"
+    count, needed = len(settings.RECBOT_APPROVERS), settings.RECBOT_REQUIRED_APPROVALS
+    return Check("Approvals", True, f"{count} approver ID(s), {needed} needed, cards to {where}")
+
+
 def run_checks(load: Callable[[], Settings] = load_settings) -> list[Check]:
     """Settings first; the rest only if the settings are usable."""
     try:
         settings = load()
     except SettingsError as exc:
         return [Check("Settings", False, str(exc))]
-    return [Check("Settings", True, "all present and valid"), _slack(settings), _agora(settings), _database(settings)]
+    return [
+        Check("Settings", True, "all present and valid"),
+        _approvals(settings),
+        _slack(settings),
+        _agora(settings),
+        _database(settings),
+    ]
 
 
 def print_report(checks: list[Check]) -> int:

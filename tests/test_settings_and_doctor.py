@@ -51,6 +51,7 @@ def test_doctor_all_green(settings, slack, agora, capsys) -> None:
     checks = run_checks(lambda: settings)
     assert [(c.name, c.ok) for c in checks] == [
         ("Settings", True),
+        ("Approvals", True),
         ("Slack", True),
         ("Agora", True),
         ("Database", True),
@@ -78,6 +79,12 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def test_doctor_fails_when_nobody_can_approve(settings_overrides, slack, agora) -> None:
+    lonely = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_APPROVERS": ""})
+    checks = {c.name: c for c in run_checks(lambda: lonely)}
+    assert not checks["Approvals"].ok and "could never be approved" in checks["Approvals"].detail
 
 
 def test_doctor_command_exits_nonzero_on_missing_settings(tmp_path) -> None:
