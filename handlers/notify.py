@@ -48,6 +48,9 @@ class Notifier:
                 continue
             cards.append(CardRef(posted["channel"], posted["ts"]))
         self._services.approvals.attach_cards(row.id, cards)
+        now = self._services.approvals.get(row.id)
+        if not now.is_open:  # it ended (expired) while the cards were being posted
+            self.refresh_cards(now)
         if not cards:
             self.tell(
                 row.requester,
