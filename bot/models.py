@@ -106,8 +106,10 @@ class StorageConfig(_CamelModel):
     vendor: Vendor
     region: int = 0
     bucket: str = Field(min_length=1, max_length=MAX_BUCKET_LENGTH)
-    access_key: SecretStr = Field(min_length=1, max_length=MAX_KEY_LENGTH)
-    secret_key: SecretStr = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    # Optional because a read may leave them out (the API document shows them in
+    # GET answers, but a deployment may mask them); the form requires both on a change.
+    access_key: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
+    secret_key: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
 
     @field_validator("vendor", mode="before")
     @classmethod
@@ -125,8 +127,8 @@ class StorageConfig(_CamelModel):
 
     @field_validator("access_key", "secret_key")
     @classmethod
-    def _key(cls, v: SecretStr) -> SecretStr:
-        if _has_space_or_control(v.get_secret_value()):
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and _has_space_or_control(v.get_secret_value()):
             raise ValueError("Keys must not contain spaces or control characters; paste the key alone")
         return v
 
@@ -141,9 +143,9 @@ class StorageConfig(_CamelModel):
         return self
 
     @field_serializer("access_key", "secret_key")
-    def _keys(self, v: SecretStr, info: SerializationInfo) -> str:
+    def _keys(self, v: SecretStr | None, info: SerializationInfo) -> str | None:
         revealed = isinstance(info.context, dict) and info.context.get("reveal_secrets")
-        return v.get_secret_value() if revealed else str(v)
+        return v if v is None else v.get_secret_value() if revealed else str(v)
 
 
 class RecordingConfig(_CamelModel):
@@ -181,6 +183,14 @@ class FieldChange:
     after: str
 
 
+def _reveal(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def is_set(value: SecretStr | None) -> bool:
+    return bool(value and value.get_secret_value())
+
+
 def _on_off(value: bool) -> str:
     return "on" if value else "off"
 
@@ -209,10 +219,12 @@ def diff(before: RecordingConfig, after: RecordingConfig) -> list[FieldChange]:
         for field in ("vendor", "region", "bucket"):
             if old_view[field] != new_view[field]:
                 changes.append(FieldChange(field.capitalize(), old_view[field], new_view[field]))
-        old_access = old.access_key if old else None
-        if old_access is None or old_access.get_secret_value() != new.access_key.get_secret_value():
-            changes.append(FieldChange("Access key", fingerprint(old_access), fingerprint(new.access_key)))
-        old_secret = old.secret_key.get_secret_value() if old else None
-        if old_secret != new.secret_key.get_secret_value():
-            changes.append(FieldChange("Secret key", "set" if old_secret else "not set", "changed"))
+        old_access, new_access = _reveal(old.access_key if old else None), _reveal(new.access_key)
+        if old_access != new_access:
+            changes.append(FieldChange("Access key", fingerprint(old_access), fingerprint(new_access)))
+        old_secret, new_secret = _reveal(old.secret_key if old else None), _reveal(new.secret_key)
+        if old_secret != new_secret:
+            changes.append(
+                FieldChange("Secret key", "set" if old_secret else "not set", "changed" if new_secret else "not set")
+            )
     return changes

@@ -49,6 +49,15 @@ def test_region_defaults_and_app_flag(driver, slack: FakeSlack, agora: AgoraEmul
     assert agora.calls()[0].path == "/v1/projects/OTHERAPP/fls/entry_points/live/settings/record/custom/regions/eu"
 
 
+def test_a_read_without_keys_still_shows_the_rest(driver, slack, agora) -> None:
+    config = agora.config(APP_ID, "live", "na")
+    del config["storageConfig"]["accessKey"], config["storageConfig"]["secretKey"]
+    agora.put(APP_ID, "live", "na", config)
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "rec-bucket" in text and text.count("not set") == 2
+
+
 def test_geography_mismatch_warns(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
     eu_bucket = {**agora.config(APP_ID, "live", "na")}
     eu_bucket["storageConfig"] = {**eu_bucket["storageConfig"], "region": 7}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.catalog import API_REGIONS, geography_mismatch, region_label
-from bot.models import RecordingConfig, Target, describe_storage, fingerprint
+from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
 from handlers.blocks.messages import escape
 
 BLOCK_TITLE = "summary_title"
@@ -29,7 +29,7 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
         f"*Storage region*\n{shown['region']}",
         f"*Bucket*\n{escape(shown['bucket'])}",
         f"*Access key*\n{fingerprint(storage.access_key if storage else None)}",
-        f"*Secret key*\n{'set' if storage and storage.secret_key.get_secret_value() else 'not set'}",
+        f"*Secret key*\n{'set' if storage and is_set(storage.secret_key) else 'not set'}",
     ]
     blocks: list[dict[str, Any]] = [
         {
