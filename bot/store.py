@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     DateTime,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
     func,
@@ -271,9 +273,9 @@ class Store:
             return self._rows(conn, change_requests.c.state.in_(OPEN_STATES))
 
     def in_state(self, *states: str, updated_before: datetime | None = None) -> list[RequestRow]:
-        where = change_requests.c.state.in_(states)
+        where: ColumnElement[bool] = change_requests.c.state.in_(states)
         if updated_before is not None:
-            where &= change_requests.c.updated_at <= updated_before
+            where = and_(where, change_requests.c.updated_at <= updated_before)
         with self.engine.connect() as conn:
             return self._rows(conn, where)
 

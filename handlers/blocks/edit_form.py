@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.catalog import CATALOG, vendor_info
+from bot.catalog import CATALOG, Vendor, vendor_info
 from bot.changes import Outcome, Proposal
 from bot.models import (
     MAX_BUCKET_LENGTH,
@@ -187,7 +187,7 @@ def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, curren
     ]
     vendor_select: dict[str, Any] = {"type": "static_select", "action_id": ACTION_VENDOR, "options": vendor_options}
     if values.vendor is not None and values.vendor in CATALOG:
-        vendor_select["initial_option"] = vendor_options[list(CATALOG).index(values.vendor)]
+        vendor_select["initial_option"] = vendor_options[list(CATALOG).index(Vendor(values.vendor))]
 
     blocks: list[dict[str, Any]] = [
         current,
@@ -368,18 +368,20 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
     ):
         if raw in (None, ""):
             errors[block_id] = _REQUIRED[block_id] + " All storage fields are required when changing storage."
-    vendor_has_regions = values.vendor in CATALOG and vendor_info(values.vendor).has_regions
-    if vendor_has_regions and values.region is None:
-        errors[BLOCK_REGION] = f"Choose one of {vendor_info(values.vendor).name}'s regions."
+    info = vendor_info(values.vendor) if values.vendor is not None and values.vendor in CATALOG else None
+    if info and info.has_regions and values.region is None:
+        errors[BLOCK_REGION] = f"Choose one of {info.name}'s regions."
     if errors:
         return None, errors
     try:
-        storage = StorageConfig(
-            vendor=values.vendor,
-            region=values.region or 0,
-            bucket=values.bucket,
-            access_key=values.access_key,
-            secret_key=values.secret_key,
+        storage = StorageConfig.model_validate(
+            {
+                "vendor": values.vendor,
+                "region": values.region or 0,
+                "bucket": values.bucket,
+                "access_key": values.access_key,
+                "secret_key": values.secret_key,
+            }
         )
     except ValidationError as exc:
         for error in exc.errors(include_input=False):
