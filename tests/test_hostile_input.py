@@ -15,6 +15,7 @@ from bot.store import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import click, request_storage_change, text_of
+from tests.conftest import APP_ID, LIVE_CONFIG
 from tests.test_change_flow import open_form, state
 
 
@@ -67,9 +68,22 @@ def test_hostile_command_text_gets_usage_and_calls_nothing(driver, slack, unchan
 
 
 def test_mention_injection_in_names_is_escaped(driver, slack, agora) -> None:
+    agora.put(
+        APP_ID,
+        "<!channel>",
+        "na",
+        {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "bucket": "<@U1>"}},
+    )
     driver.command("get <!channel> na")
     reply = text_of(slack.wait_for("response_url")[0])
-    assert "<!channel>" not in reply
+    assert "&lt;!channel&gt;" in reply and "&lt;@U1&gt;" in reply  # shown, but inert
+    assert "<!channel>" not in reply and "<@U1>" not in reply
+    view = open_form(driver, slack, text="set <!channel> na")
+    driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+    (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")
+    assert "&lt;!channel&gt;" in text_of(posted)
+    rendered = [{**c.params, "view": {**c.params.get("view", {}), "private_metadata": ""}} for c in slack.calls]
+    assert "<!channel>" not in json.dumps(rendered)  # private_metadata alone keeps the name: Slack never shows it
 
 
 def form_state(**overrides: Any) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def outcome_line(row: RequestRow) -> str:
 
 
 def card_text(row: RequestRow) -> str:
-    return f"Recording change request {row.id} for {row.target.entry_point} ({row.target.region}): {row.state}"
+    return f"Recording change request {row.id} for {escape(row.target.entry_point)} ({row.target.region}): {row.state}"
 
 
 def _button(text: str, action_id: str, value: str, style: str | None) -> dict[str, Any]:

@@ -67,4 +67,4 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
 
 def summary_text(target: Target) -> str:
     """Notification fallback text."""
-    return f"Recording configuration of {target.entry_point} ({target.region})"
+    return f"Recording configuration of {escape(target.entry_point)} ({target.region})"
