@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,18 +86,19 @@ def test_wire_json_uses_camel_case_and_omits_unset_parts() -> None:
     assert config.wire_json() == {"hlsConfig": {"enabled": True}}
 
 
-@given(st.text(max_size=200))
-def test_target_refuses_what_could_escape_a_path_segment(entry_point: str) -> None:
+@given(st.text(max_size=200) | st.sampled_from(["", ".", "..", "live", "a/../b", "x" * 129, "a\tb", "a\u200bb"]))
+def test_target_refuses_exactly_what_could_escape_a_path_segment(entry_point: str) -> None:
     bad = (
         entry_point in ("", ".", "..")
         or len(entry_point) > 128
-        or any(ch.isspace() or ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in entry_point)
+        or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in entry_point)
     )
     try:
         Target(app_id="A", entry_point=entry_point, region="na")
     except ValidationError:
-        return
-    assert not bad
+        assert bad, f"{entry_point!r} is a harmless name and was refused"
+    else:
+        assert not bad, f"{entry_point!r} was accepted"
 
 
 def test_geography() -> None:
