@@ -57,15 +57,15 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = Store(settings.DATABASE_URL)
-    changes = ChangeService(agora, store, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
     approvals = ApprovalService(
         store=store,
         sealer=sealer,
         agora=agora,
-        changes=changes,
+        digest_key=sealer.digest_key,
         ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
     )
+    changes = ChangeService(agora, store, approvals, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
     return Services(
         settings=settings,
         agora=agora,
@@ -85,6 +85,9 @@ def create_app(services: Services) -> App:
         client=slack_client(settings),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
         process_before_response=False,
+        # The HTTP gate (bot/inbound.py) verifies every signature before Bolt sees the request;
+        # Socket Mode requests arrive over the app-token-authenticated WebSocket.
+        request_verification_enabled=False,
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.agora import AgoraClient, AgoraError
-from bot.changes import ChangeService, Outcome, apply_change, expected_after, matches
+from bot.changes import Outcome, apply_change, expected_after, matches
 from bot.models import RecordingConfig, Target, diff
 from bot.seal import Sealer
 from bot.store import CardRef, RequestRow, Store, TargetBusy, utcnow
@@ -37,7 +37,7 @@ class ApprovalService:
         store: Store,
         sealer: Sealer,
         agora: AgoraClient,
-        changes: ChangeService,
+        digest_key: bytes,
         ttl_seconds: int,
         required_approvals: int,
         clock: Callable[[], datetime] = utcnow,
@@ -45,11 +45,10 @@ class ApprovalService:
         self._store = store
         self._sealer = sealer
         self._agora = agora
-        self._changes = changes
+        self._digest_key = digest_key
         self._ttl = timedelta(seconds=ttl_seconds)
         self.required_approvals = required_approvals
         self._clock = clock
-        changes.approvals = self
 
     def open(self, target: Target, live: RecordingConfig, patch: RecordingConfig, requester: str) -> Outcome:
         """Open a pending request; its keys are sealed, its diff is safe to show."""
@@ -60,7 +59,7 @@ class ApprovalService:
                 target=target,
                 requester=requester,
                 expires_at=self._clock() + self._ttl,
-                base_digest=self._changes.digest(live),
+                base_digest=live.digest(self._digest_key),
                 sealed_patch=self._sealer.seal(json.dumps(patch.wire_json())),
                 changes=safe_diff,
             )
@@ -133,7 +132,7 @@ class ApprovalService:
             live = self._agora.get_config(row.target)
         except AgoraError as exc:
             return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc.user_message()}")
-        if self._changes.digest(live) != row.base_digest:
+        if live.digest(self._digest_key) != row.base_digest:
             return self._end(
                 row,
                 "stale",

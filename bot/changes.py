@@ -90,11 +90,13 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
     """PATCH once (the client retries), read back, and report before -> after."""
     after = expected_after(live, patch)
     changes = diff(live, after)
+    acknowledged = "Agora accepted the change"
     try:
         agora.set_config(target, patch)
     except AgoraUnavailable as exc:
         # A PATCH that timed out may still have landed: the read-back below decides.
         log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
+        acknowledged = "Agora did not answer the change, so it may or may not have landed"
     except AgoraError as exc:
         return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
     try:
@@ -102,8 +104,7 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
     except AgoraError as exc:
         return Outcome(
             "failed",
-            f"Agora accepted the change, but reading it back failed: {exc.user_message()} "
-            "Check it with `/recording get`.",
+            f"{acknowledged}, and reading it back failed: {exc.user_message()} Check it with `/recording get`.",
             changes,
         )
     if not matches(after, confirmed):
@@ -119,12 +120,19 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
 class ChangeService:
     """Applies secret-free changes directly; sends the rest to approval."""
 
-    def __init__(self, agora: AgoraClient, store: Store, digest_key: bytes, approval_for: str = "secrets") -> None:
+    def __init__(
+        self,
+        agora: AgoraClient,
+        store: Store,
+        approvals: ApprovalService,
+        digest_key: bytes,
+        approval_for: str = "secrets",
+    ) -> None:
         self._agora = agora
         self._store = store
+        self._approvals = approvals
         self._digest_key = digest_key
         self._approval_for = approval_for
-        self.approvals: ApprovalService | None = None
 
     def digest(self, config: RecordingConfig) -> str:
         return config.digest(self._digest_key)
@@ -144,9 +152,7 @@ class ChangeService:
         if is_empty(patch):
             return Outcome("no_change", "Nothing differs from the current configuration; nothing was sent.")
         if self.needs_approval(patch):
-            if self.approvals is None:
-                return Outcome("refused", "This change needs approval, and no approval workflow is set up.")
-            return self.approvals.open(target, live, patch, requester)
+            return self._approvals.open(target, live, patch, requester)
         outcome = apply_change(self._agora, target, live, patch)
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
