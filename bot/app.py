@@ -19,7 +19,7 @@ from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import RequestRow, Store
 from handlers import register
 from handlers.notify import Notifier
 
@@ -113,13 +113,26 @@ def orphan_age_at_start(services: Services) -> timedelta:
     return timedelta(0) if services.store.engine.dialect.name == "sqlite" else ORPHAN_AGE
 
 
+def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN_AGE) -> None:
+    """Recover orphaned requests, then expire due ones; each step guarded, so
+    neither a failure of the other nor a bad row stops it. Only requests this
+    call ended are announced."""
+    steps: list[tuple[str, Callable[[], list[RequestRow]]]] = [
+        ("recovery", lambda: services.approvals.recover(orphan_age)),
+        ("expiry", services.approvals.expire_due),
+    ]
+    for name, step in steps:
+        try:
+            ended = step()
+        except Exception:
+            log.exception("the %s sweep failed; it runs again at the next sweep", name)
+            continue
+        for row in ended:
+            notifier.request_ended(row)
+
+
 def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Periodic:
     """Finish what a stopped process left open, then sweep expiries and orphans."""
     notifier = Notifier(app.client, services)
-
-    def sweep(orphan_age: timedelta = ORPHAN_AGE) -> None:
-        for row in services.approvals.recover(orphan_age) + services.approvals.expire_due():
-            notifier.request_ended(row)
-
-    sweep(orphan_age_at_start(services))
-    return Periodic(sweep_seconds, sweep, "expiry-sweep").start()
+    sweep(services, notifier, orphan_age_at_start(services))
+    return Periodic(sweep_seconds, lambda: sweep(services, notifier), "expiry-sweep").start()

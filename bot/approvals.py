@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.agora import AgoraClient, AgoraError
 from bot.changes import Outcome, apply_change, expected_after, matches
 from bot.models import RecordingConfig, Target, diff
-from bot.seal import Sealer
-from bot.store import CardRef, RequestRow, Store, TargetBusy, utcnow
+from bot.seal import Sealer, SealError
+from bot.store import CardRef, RequestRow, Store, TargetBusy, Vote, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +29,35 @@ EXPIRED = "Expired before it was approved."
 
 
 class Refused(Exception):
-    """An action is not allowed; the message is for the person who tried, alone."""
+    """An action is not allowed, or another click or process made it first;
+    the message is for the person who tried, alone."""
+
+
+class Unreadable(Exception):
+    """A request's stored change cannot be read; it can only be ended as failed."""
+
+
+def already(row: RequestRow) -> str:
+    """Why a request can no longer be decided, for whoever clicked too late."""
+    by = f" by <@{row.decided_by}>" if row.decided_by else ""
+    if row.state in ("approved", "applying"):
+        return f"Request `{row.id}` was already approved{by} and is being applied."
+    if row.state == "applied":
+        return f"Request `{row.id}` was already applied (approved{by})."
+    if row.state == "rejected":
+        return f"Request `{row.id}` was already rejected{by}."
+    if row.state == "cancelled":
+        return f"Request `{row.id}` was already cancelled by the requester."
+    if row.state == "expired":
+        return f"Request `{row.id}` has already expired."
+    return f"Request `{row.id}` has already ended ({row.state})."
 
 
 class ApprovalService:
+    """Every move returns the request as this call left it, or None (or
+    Refused, for a person's click) when another click or process made it first:
+    only the caller that made a move tells people about it."""
+
     def __init__(
         self,
         *,
@@ -99,35 +126,41 @@ class ApprovalService:
         """The request if it can still be decided; otherwise Refused, saying why."""
         row = self.get(request_id)
         if row.state != "pending":
-            raise Refused(f"That request is already {row.state}.")
+            raise Refused(already(row))
         if self._clock() >= row.expires_at:
             # The sweep marks it expired and tells everyone; refusing is enough here.
             raise Refused("That request has expired and can no longer be decided.")
         return row
 
     def approve(self, request_id: str, user: str, *, is_approver: bool) -> RequestRow:
-        """Count one approval; the last one needed applies the change, once."""
+        """Count one approval; the last one needed applies the change, once.
+        The request as this click left it; Refused if it changed nothing."""
         row = self.pending_request(request_id)
         if user == row.requester:
             raise Refused("You cannot approve your own request; another approver must.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can approve changes.")
-        added, count = self._store.add_approval(row.id, user)
-        if added:
-            self._store.audit("approved", user, row.target, request_id=row.id, changes=row.changes)
-        if count < self.required_approvals:
+        vote = self._store.add_approval(row.id, user, now=self._clock(), required=self.required_approvals)
+        if vote is Vote.CLOSED:
+            now = self.get(row.id)
+            raise Refused(already(now) if now.state != "pending" else "That request has expired.")
+        if vote is Vote.REPEAT:
+            raise Refused(f"You have already approved request `{row.id}`; it needs another approver.")
+        self._store.audit("approved", user, row.target, request_id=row.id, changes=row.changes)
+        if vote is Vote.COUNTED:
             return self.get(row.id)
-        if not self._store.transition(row.id, ("pending",), "approved", decided_by=user):
-            return self.get(row.id)  # another click or process got there first
-        return self.apply(row.id)
+        return self.apply(row.id) or self.get(row.id)
 
-    def apply(self, request_id: str) -> RequestRow:
-        """Claim an approved request and apply it: stale check, PATCH, read back."""
+    def apply(self, request_id: str) -> RequestRow | None:
+        """Claim an approved request and apply it: stale check, PATCH, read back.
+        None if another process claimed it first."""
         if not self._store.transition(request_id, ("approved",), "applying"):
-            return self.get(request_id)
+            return None
         row = self.get(request_id)
-        assert row.sealed_patch is not None
-        patch = RecordingConfig.model_validate(json.loads(self._sealer.unseal(row.sealed_patch)))
+        try:
+            patch = self._patch(row)
+        except Unreadable as exc:
+            return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc} Nothing was sent to Agora.")
         try:
             live = self._agora.get_config(row.target)
         except AgoraError as exc:
@@ -151,36 +184,52 @@ class ApprovalService:
             raise Refused("To withdraw your own request, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
-        return self._end(row, "rejected", ("pending",), user, reason, decided_by=user, reason=reason)
+        return self._decide(row, "rejected", user, reason, reason=reason)
 
     def cancel(self, request_id: str, user: str) -> RequestRow:
         row = self.pending_request(request_id)
         if user != row.requester:
             raise Refused("Only the requester can cancel a request.")
-        return self._end(row, "cancelled", ("pending",), user, "Cancelled by the requester.", decided_by=user)
+        return self._decide(row, "cancelled", user, "Cancelled by the requester.")
+
+    def _decide(self, row: RequestRow, state: str, user: str, note: str, **fields: object) -> RequestRow:
+        """End a pending, unexpired request by a person's decision; Refused if it was too late."""
+        ended = self._end(row, state, ("pending",), user, note, unexpired_at=self._clock(), decided_by=user, **fields)
+        if ended is None:
+            now = self.get(row.id)
+            raise Refused(already(now) if now.state != "pending" else "That request has expired.")
+        return ended
 
     def expire_due(self) -> list[RequestRow]:
-        """The periodic sweep: end every pending request past its expiry."""
+        """The periodic sweep: end every pending request past its expiry; the
+        ones this call ended. A row that fails is logged and skipped."""
         ended = []
         for row in self._store.due_for_expiry(self._clock()):
-            if self._try_end(row, "expired", ("pending",), "recbot", EXPIRED):
-                ended.append(self.get(row.id))  # only the process that expired it tells people
+            with _each_row(row):
+                if expired := self._end(row, "expired", ("pending",), "recbot", EXPIRED):
+                    ended.append(expired)
         return ended
 
     def recover(self, untouched_for: timedelta) -> list[RequestRow]:
         """Finish approved requests and reconcile ones left applying against the
-        live config, never sending them again. Only rows untouched for
-        `untouched_for` count as orphaned: with a shared database another
-        process may be applying them right now."""
+        live config, never sending them again; the ones this call ended. Only
+        rows untouched for `untouched_for` count as orphaned: with a shared
+        database another process may be applying them right now."""
         before = self._clock() - untouched_for
-        ended = [self.apply(row.id) for row in self._store.in_state("approved", updated_before=before)]
-        for row in self._store.in_state("applying", updated_before=before):
-            ended.append(self._reconcile(row))
-        return [row for row in ended if not row.is_open]
+        ended = []
+        for row in self._store.in_state("approved", "applying", updated_before=before):
+            with _each_row(row):
+                done = self.apply(row.id) if row.state == "approved" else self._reconcile(row)
+                if done is not None and not done.is_open:
+                    ended.append(done)
+        return ended
 
-    def _reconcile(self, row: RequestRow) -> RequestRow:
-        assert row.sealed_patch is not None
-        patch = RecordingConfig.model_validate(json.loads(self._sealer.unseal(row.sealed_patch)))
+    def _reconcile(self, row: RequestRow) -> RequestRow | None:
+        try:
+            patch = self._patch(row)
+        except Unreadable as exc:
+            message = f"Interrupted while applying, and {exc} So whether it is in effect is unknown"
+            return self._end(row, "failed", ("applying",), "recbot", message + ": check it with `/recording get`.")
         try:
             live = self._agora.get_config(row.target)
         except AgoraError as exc:
@@ -192,22 +241,42 @@ class ApprovalService:
             row, "failed", ("applying",), "recbot", "Interrupted while applying and not in effect; not sent again."
         )
 
-    def _end(
-        self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: object
-    ) -> RequestRow:
-        """End a request (secrets purged by the store) and record it, once; the row as it now is."""
-        self._try_end(row, state, from_states, actor, note, **fields)
-        return self.get(row.id)
+    def _patch(self, row: RequestRow) -> RecordingConfig:
+        """The sealed change, opened in memory only; Unreadable says why not."""
+        if row.problem:
+            raise Unreadable(f"the request could not be read: {row.problem}.")
+        if row.sealed_patch is None:
+            raise Unreadable("its sealed keys are missing.")
+        try:
+            opened = self._sealer.unseal(row.sealed_patch)
+        except SealError:
+            raise Unreadable(
+                "its keys were sealed with another RECBOT_SEAL_KEY than this recbot has (was the key changed?)."
+            ) from None
+        try:
+            return RecordingConfig.model_validate(json.loads(opened))
+        except ValueError:  # ValidationError included; neither message is kept, both could quote a key
+            raise Unreadable("its sealed change is not a configuration this recbot can read.") from None
 
-    def _try_end(
-        self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: object
-    ) -> bool:
-        """Whether this call ended the request (another click or process may have first)."""
+    def _end(
+        self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: Any
+    ) -> RequestRow | None:
+        """End a request (secrets purged by the store) and record it: the row as
+        it now is, or None if another click or process ended it first."""
         if not self._store.transition(row.id, from_states, state, result=note, **fields):
-            return False
+            return None
         self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
         log.info("change request %s %s", row.id, state)
-        return True
+        return self.get(row.id)
+
+
+@contextmanager
+def _each_row(row: RequestRow) -> Iterator[None]:
+    """One row of a sweep: its failure is logged, and the sweep goes on with the next."""
+    try:
+        yield
+    except Exception:
+        log.exception("the sweep could not handle request %s; going on with the next", row.id)
 
 
 def _contains(live: RecordingConfig, patch: RecordingConfig) -> bool:

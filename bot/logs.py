@@ -7,6 +7,7 @@ import contextvars
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -84,8 +85,32 @@ def configure_logging(log_format: str, secrets: Iterable[str] = (), level: int =
 
 class ContextExecutor(ThreadPoolExecutor):
     """A thread pool that runs each task in the submitter's context, so the
-    request id set when a Slack request arrived follows the listener after the ack."""
+    request id set when a Slack request arrived follows the listener after the ack.
+    It counts the tasks in flight, so a caller can wait until all acked work is done."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         context = contextvars.copy_context()
-        return super().submit(context.run, fn, *args, **kwargs)
+        with self._idle:
+            self._in_flight += 1
+        try:
+            future = super().submit(context.run, fn, *args, **kwargs)
+        except BaseException:
+            self._done()
+            raise
+        future.add_done_callback(lambda _: self._done())
+        return future
+
+    def _done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no task is queued or running; False if `timeout` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)

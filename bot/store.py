@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -67,6 +69,8 @@ change_requests = Table(
     Column("decided_by", String(32)),
     Column("reason", Text),
     Column("result", Text),
+    # Bumped by every change a person could see on the card (schema version 2).
+    Column("version", Integer, nullable=False, server_default="0"),
 )
 
 approvals = Table(
@@ -96,8 +100,14 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[change_requests, approvals, audit_events])
 
 
+def _v2(conn: Connection) -> None:
+    # _v1 creates tables from the current definitions, so a fresh database has the column already.
+    if "version" not in {c["name"] for c in inspect(conn).get_columns("change_requests")}:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN version INTEGER NOT NULL DEFAULT 0"))
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 
 
 def utcnow() -> datetime:
@@ -117,7 +127,9 @@ class CardRef:
 
 @dataclass(frozen=True)
 class RequestRow:
-    """A change request as stored; `sealed_patch` is ciphertext, or None once ended."""
+    """A change request as stored; `sealed_patch` is ciphertext, or None once ended.
+    `version` grows with every change of what its card shows; `problem` says why
+    a row's stored fields could not be read (it can then only be failed)."""
 
     id: str
     target: Target
@@ -134,10 +146,21 @@ class RequestRow:
     decided_by: str | None
     reason: str | None
     result: str | None
+    version: int = 0
+    problem: str | None = None
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+
+class Vote(Enum):
+    """What one approval did."""
+
+    CLOSED = "the request is no longer pending, or has expired"
+    REPEAT = "this approver had already approved"
+    COUNTED = "counted; more approvals are needed"
+    COMPLETED = "counted, and it was the last one needed: the request is now approved"
 
 
 @dataclass(frozen=True)
@@ -164,6 +187,42 @@ def _open_key(target: Target) -> str:
 
 def _changes_json(changes: Iterable[FieldChange]) -> str:
     return json.dumps([[c.label, c.before, c.after] for c in changes])
+
+
+def _request_row(r: Any, approvers: list[str]) -> RequestRow:
+    """A stored row as a RequestRow. Fields that cannot be read (a damaged row,
+    or one an older or newer recbot wrote) do not raise: the row says so in
+    `problem`, so a sweep can end it and go on with the next."""
+    problem = None
+    try:
+        target = Target(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"])
+        changes = [FieldChange(*c) for c in json.loads(r["changes"])]
+    except (ValueError, TypeError) as exc:
+        target = Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"])
+        changes, problem = [], f"its stored target or changes could not be read ({type(exc).__name__})"
+    try:
+        cards = [CardRef(*c) for c in json.loads(r["cards"])]
+    except (ValueError, TypeError) as exc:
+        cards, problem = [], problem or f"its stored card places could not be read ({type(exc).__name__})"
+    return RequestRow(
+        id=r["id"],
+        target=target,
+        state=r["state"],
+        requester=r["requester"],
+        created_at=_aware(r["created_at"]),
+        expires_at=_aware(r["expires_at"]),
+        updated_at=_aware(r["updated_at"]),
+        base_digest=r["base_digest"],
+        sealed_patch=r["sealed_patch"],
+        changes=changes,
+        cards=cards,
+        approvers=approvers,
+        decided_by=r["decided_by"],
+        reason=r["reason"],
+        result=r["result"],
+        version=r["version"],
+        problem=problem,
+    )
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -283,18 +342,27 @@ class Store:
         with self.engine.connect() as conn:
             return self._rows(conn, (change_requests.c.state == "pending") & (change_requests.c.expires_at <= now))
 
-    def transition(self, request_id: str, from_states: tuple[str, ...], to_state: str, **fields: Any) -> bool:
-        """Compare-and-set: move to `to_state` only if now in `from_states`.
+    def transition(
+        self,
+        request_id: str,
+        from_states: tuple[str, ...],
+        to_state: str,
+        *,
+        unexpired_at: datetime | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set: move to `to_state` only if now in `from_states` (and,
+        with `unexpired_at`, not expired by then). Whether this call made the move.
         Ending a request frees its target and deletes its sealed secrets."""
-        values: dict[str, Any] = {"state": to_state, "updated_at": utcnow(), **fields}
+        c = change_requests.c
+        values: dict[str, Any] = {"state": to_state, "updated_at": utcnow(), "version": c.version + 1, **fields}
         if to_state in ENDED_STATES:
             values.update(open_target=None, sealed_patch=None)
+        where = [c.id == request_id, c.state.in_(from_states)]
+        if unexpired_at is not None:
+            where.append(c.expires_at > unexpired_at)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(change_requests)
-                .where(change_requests.c.id == request_id, change_requests.c.state.in_(from_states))
-                .values(**values)
-            )
+            done = conn.execute(update(change_requests).where(*where).values(**values))
         return done.rowcount == 1
 
     def set_cards(self, request_id: str, cards: list[CardRef]) -> None:
@@ -305,20 +373,33 @@ class Store:
                 .values(cards=json.dumps([[c.channel, c.ts] for c in cards]))
             )
 
-    def add_approval(self, request_id: str, approver: str) -> tuple[bool, int]:
-        """Record one approver's approval; whether it is new (not a double click),
-        and the number of distinct approvers."""
-        with self.engine.begin() as conn:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(approvals).values(request_id=request_id, approver=approver, at=utcnow()))
-                added = True
-            except IntegrityError:
-                added = False
-            count = conn.execute(
-                select(func.count()).select_from(approvals).where(approvals.c.request_id == request_id)
-            ).scalar_one()
-        return added, count
+    def add_approval(self, request_id: str, approver: str, *, now: datetime, required: int) -> Vote:
+        """Count one approver's approval of a pending, unexpired request, and
+        approve the request in the same transaction when it was the last one
+        needed, so exactly one approval completes it whatever runs at once."""
+        c = change_requests.c
+        try:
+            with self.engine.begin() as conn:
+                # Locks the row (PostgreSQL) or the database (SQLite) until commit: approvals queue here.
+                claimed = conn.execute(
+                    update(change_requests)
+                    .where(c.id == request_id, c.state == "pending", c.expires_at > now)
+                    .values(version=c.version + 1, updated_at=utcnow())
+                )
+                if claimed.rowcount != 1:
+                    return Vote.CLOSED
+                conn.execute(insert(approvals).values(request_id=request_id, approver=approver, at=utcnow()))
+                count = conn.execute(
+                    select(func.count()).select_from(approvals).where(approvals.c.request_id == request_id)
+                ).scalar_one()
+                if count < required:
+                    return Vote.COUNTED
+                conn.execute(
+                    update(change_requests).where(c.id == request_id).values(state="approved", decided_by=approver)
+                )
+                return Vote.COMPLETED
+        except IntegrityError:  # the primary key (request, approver): a repeat; the whole transaction rolled back
+            return Vote.REPEAT
 
     def _rows(self, conn: Connection, where: Any) -> list[RequestRow]:
         c = change_requests.c
@@ -331,26 +412,7 @@ class Store:
                 .order_by(approvals.c.at)
             ):
                 approved_by.setdefault(request_id, []).append(approver)
-        return [
-            RequestRow(
-                id=r["id"],
-                target=Target(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
-                state=r["state"],
-                requester=r["requester"],
-                created_at=_aware(r["created_at"]),
-                expires_at=_aware(r["expires_at"]),
-                updated_at=_aware(r["updated_at"]),
-                base_digest=r["base_digest"],
-                sealed_patch=r["sealed_patch"],
-                changes=[FieldChange(*c) for c in json.loads(r["changes"])],
-                cards=[CardRef(*c) for c in json.loads(r["cards"])],
-                approvers=approved_by.get(r["id"], []),
-                decided_by=r["decided_by"],
-                reason=r["reason"],
-                result=r["result"],
-            )
-            for r in found
-        ]
+        return [_request_row(r, approved_by.get(r["id"], [])) for r in found]
 
     # audit trail: append only
     def audit(

@@ -104,9 +104,10 @@ def _genuine_request(body: dict[str, Any], services: Services) -> str | None:
 
 
 def _after_decision(row: RequestRow, notifier: Notifier, respond: Respond) -> None:
+    """Announce a move this click made (a click that made none was refused and told)."""
     if row.is_open:
-        notifier.refresh_cards(row)
-        tell(respond, f"Noted. Request `{row.id}` is {row.state}.")
+        notifier.refresh_cards(row.id)
+        tell(respond, f"Noted. Request `{row.id}` is {row.state}: {notifier.approvals_line(row)}.")
     else:
         notifier.request_ended(row)
 

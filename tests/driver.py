@@ -43,6 +43,10 @@ class RunningBot:
             if not self._closing:  # closing the socket under waitress's select loop ends it this way
                 raise
 
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every acked listener has finished, so "nothing happened" can be asserted."""
+        assert self.app.listener_runner.listener_executor.wait_idle(timeout), "listeners still running"
+
     def stop(self) -> None:
         """As on SIGTERM: stop accepting, then let acked listeners finish."""
         self._closing = True
@@ -124,5 +128,5 @@ class SlackDriver:
         return self.interaction({"type": "view_submission", "user": {"id": user}, "view": submitted})
 
 
-def start_bot(settings: Any, agora_client: Any) -> RunningBot:
-    return RunningBot(build_services(settings, agora=agora_client))
+def start_bot(settings: Any, agora_client: Any, sweep_seconds: float = 0.1) -> RunningBot:
+    return RunningBot(build_services(settings, agora=agora_client), sweep_seconds)

@@ -7,9 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.models import FieldChange, Target
-from bot.store import CardRef, Store, TargetBusy, utcnow
+from bot.store import CardRef, Store, TargetBusy, Vote, change_requests, schema_version, utcnow
 
 TARGET = Target(app_id="A", entry_point="live", region="na")
 CHANGES = [FieldChange("Access key", "...1234", "...9876")]
@@ -77,12 +78,61 @@ def test_concurrent_transitions_have_one_winner(store: Store) -> None:
     assert wins.count(True) == 1
 
 
-def test_approvals_count_distinct_approvers(store: Store) -> None:
+def vote(store: Store, approver: str, required: int = 2, request_id: str = "r1") -> Vote:
+    return store.add_approval(request_id, approver, now=utcnow(), required=required)
+
+
+def test_approvals_count_distinct_approvers_and_the_last_one_approves(store: Store) -> None:
     new_request(store)
-    assert store.add_approval("r1", "UBOB") == (True, 1)
-    assert store.add_approval("r1", "UBOB") == (False, 1)
-    assert store.add_approval("r1", "UCAROL") == (True, 2)
+    assert vote(store, "UBOB") is Vote.COUNTED
+    assert vote(store, "UBOB") is Vote.REPEAT
+    assert store.get("r1").state == "pending"
+    assert vote(store, "UCAROL") is Vote.COMPLETED
+    row = store.get("r1")
+    assert (row.state, row.decided_by, row.approvers) == ("approved", "UCAROL", ["UBOB", "UCAROL"])
+    assert vote(store, "UDAVE") is Vote.CLOSED  # no longer pending: not counted
     assert store.get("r1").approvers == ["UBOB", "UCAROL"]
+
+
+def test_an_expired_request_takes_no_approval_and_no_decision(store: Store) -> None:
+    new_request(store)
+    later = utcnow() + timedelta(hours=2)
+    assert store.add_approval("r1", "UBOB", now=later, required=1) is Vote.CLOSED
+    assert not store.transition("r1", ("pending",), "rejected", unexpired_at=later)
+    assert store.get("r1").state == "pending" and store.get("r1").approvers == []
+
+
+def test_concurrent_votes_complete_the_request_once(store: Store) -> None:
+    for round_no in range(10):
+        request_id = f"race{round_no}"
+        new_request(store, request_id, target=Target(app_id="A", entry_point=f"ep{round_no}", region="na"))
+        voters = [f"U{i % 4}" for i in range(20)]
+        with ThreadPoolExecutor(10) as pool:
+            votes = list(pool.map(lambda u, r=request_id: vote(store, u, 3, r), voters))
+        assert votes.count(Vote.COMPLETED) == 1, votes
+        assert votes.count(Vote.COUNTED) == 2, votes
+        assert len(store.get(request_id).approvers) == 3
+
+
+def test_every_move_bumps_the_version_and_a_refused_one_does_not(store: Store) -> None:
+    first = new_request(store).version
+    vote(store, "UBOB")
+    counted = store.get("r1").version
+    vote(store, "UBOB")  # a repeat changes nothing
+    assert store.get("r1").version == counted > first
+    assert not store.transition("r1", ("approved",), "applying")
+    assert store.get("r1").version == counted
+    assert store.transition("r1", ("pending",), "rejected")
+    assert store.get("r1").version == counted + 1
+
+
+def test_a_row_with_unreadable_fields_is_read_with_its_problem(store: Store) -> None:
+    new_request(store)
+    with store.engine.begin() as conn:
+        conn.execute(change_requests.update().values(changes="{not json", cards="[[1]]"))
+    (row,) = store.open_requests()
+    assert row.id == "r1" and row.problem and "changes" in row.problem
+    assert row.changes == [] and row.cards == [] and row.requester == "UALICE"
 
 
 def test_cards_and_queries(store: Store) -> None:
@@ -107,3 +157,18 @@ def test_migrations_are_idempotent(store: Store) -> None:
     url = store.engine.url.render_as_string(hide_password=False)
     Store(url.replace("postgresql+psycopg", "postgresql")).close()
     new_request(store)
+
+
+def test_a_version_1_database_is_upgraded_in_place(store: Store) -> None:
+    new_request(store)
+    with store.engine.begin() as conn:  # as recbot's first release left it
+        conn.execute(text("ALTER TABLE change_requests DROP COLUMN version"))
+        conn.execute(schema_version.update().values(version=1))
+    url = store.engine.url.render_as_string(hide_password=False)
+    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        assert upgraded.get("r1").version == 0
+        assert upgraded.transition("r1", ("pending",), "cancelled")
+        assert upgraded.get("r1").version == 1
+    finally:
+        upgraded.close()

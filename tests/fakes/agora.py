@@ -102,6 +102,11 @@ class AgoraEmulator:
         with self._lock:
             self.faults.extend(faults)
 
+    def clear(self) -> None:
+        """Forget the requests so far (between rounds of a repeated test)."""
+        with self._lock:
+            self.received.clear()
+
     def calls(self, method: str | None = None) -> list[Received]:
         with self._lock:
             return [r for r in self.received if method is None or r.method == method]

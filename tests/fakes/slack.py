@@ -38,6 +38,7 @@ class FakeSlack:
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
         self._views: dict[str, dict[str, Any]] = {}
+        self._messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> as Slack now shows it
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server = LoopbackServer(self._handle)
@@ -80,6 +81,16 @@ class FakeSlack:
                         f"expected {count} {method} call(s), got {len(found)}: {[c.method for c in self.calls]}"
                     )
                 self._lock.wait(left)
+
+    def clear(self) -> None:
+        """Forget the calls so far (between rounds of a repeated test); views and messages stay."""
+        with self._lock:
+            self.calls.clear()
+
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        """A posted message as Slack shows it now: the last update wins, as in Slack."""
+        with self._lock:
+            return self._messages[(channel, ts)]
 
     def payload_text(self) -> str:
         """Everything the bot sent to Slack, as one string, for leak checks."""
@@ -157,9 +168,16 @@ class FakeSlack:
                 return {"ok": False, "error": "hash_conflict"}
             self._views[view_id] = {**params["view"], "id": view_id, "hash": f"h{next(self._ids)}"}
             return {"ok": True, "view": self._views[view_id]}
-        if api in ("chat.postMessage", "chat.update"):
-            ts = params.get("ts") or f"{int(time.time())}.{next(self._ids):06d}"
+        if api == "chat.postMessage":
+            ts = f"{int(time.time())}.{next(self._ids):06d}"
+            self._messages[(params.get("channel", ""), ts)] = params
             return {"ok": True, "channel": params.get("channel"), "ts": ts}
+        if api == "chat.update":
+            key = (params.get("channel", ""), params.get("ts", ""))
+            if key not in self._messages:
+                return {"ok": False, "error": "message_not_found"}
+            self._messages[key] = params
+            return {"ok": True, "channel": key[0], "ts": key[1]}
         if api == "usergroups.users.list":
             group = params.get("usergroup")
             if group not in self.usergroups:
