@@ -114,7 +114,7 @@ def test_read_failure_is_explained_in_the_modal(driver, slack, agora) -> None:
 )
 def test_choosing_a_vendor_shows_exactly_its_regions(driver, slack, vendor, present, absent) -> None:
     view = open_form(driver, slack)
-    typed = state(change=True, vendor=vendor, bucket="typed-bucket", access="typed-access")
+    typed = state(change=True, vendor=vendor, bucket="typed-bucket", access="typed-access", secret="typed-secret")
     driver.block_action(
         "UALICE",
         {"action_id": form.ACTION_VENDOR, "block_id": form.BLOCK_VENDOR, "selected_option": {"value": str(vendor)}},
@@ -128,6 +128,14 @@ def test_choosing_a_vendor_shows_exactly_its_regions(driver, slack, vendor, pres
     assert update.params["hash"] == view["hash"]
     assert blocks[form.BLOCK_BUCKET]["element"]["initial_value"] == "typed-bucket"  # what was typed survives
     assert blocks[form.BLOCK_BUCKET]["element"]["action_id"] == form.ACTION_BUCKET
+    for block_id, action_id in (
+        (form.BLOCK_ACCESS_KEY, form.ACTION_ACCESS_KEY),
+        (form.BLOCK_SECRET_KEY, form.ACTION_SECRET_KEY),
+    ):
+        # Slack keeps the typed keys because the ids stay; they are never sent back
+        assert blocks[block_id]["element"]["action_id"] == action_id
+        assert "initial_value" not in blocks[block_id]["element"]
+    assert "typed-secret" not in json.dumps(update.params) and "typed-access" not in json.dumps(update.params)
     assert update.params["view"]["private_metadata"] == view["private_metadata"]
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.settings import load_settings
 from bot.store import audit_events, change_requests
 from handlers.blocks import approval_card as card
+from handlers.blocks import edit_form as form
 from tests.approval_helpers import click, text_of
 from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
@@ -25,6 +26,7 @@ SECRETS = {
     "rejected": ("LEAKCANARY-ACCESS-BBBB2222", "LEAKCANARY-SECRET-rejected-yy"),
     "expired": ("LEAKCANARY-ACCESS-CCCC3333", "LEAKCANARY-SECRET-expired-xx"),
     "refused": ("LEAKCANARY-ACCESS-DDDD4444", "LEAKCANARY-SECRET with space"),
+    "typed": ("LEAKCANARY-ACCESS-EEEE5555", "LEAKCANARY-SECRET-typed-ww"),
 }
 
 
@@ -53,6 +55,16 @@ def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog,
         view = open_form(driver, slack)
         driver.submit("UALICE", view, state(mp4=True, hls=True))
         assert "applied" in final_view_text(slack)
+        # a vendor chosen after the keys were typed: the form is updated without them
+        view = open_form(driver, slack)
+        typed = state(change=True, vendor=1, bucket="b", access=SECRETS["typed"][0], secret=SECRETS["typed"][1])
+        updates = len(slack.of("views.update"))
+        driver.block_action(
+            "UALICE",
+            {"action_id": form.ACTION_VENDOR, "block_id": form.BLOCK_VENDOR, "selected_option": {"value": "7"}},
+            view={**view, "state": {"values": typed}},
+        )
+        assert "Huawei" in text_of(slack.wait_for("views.update", count=updates + 1)[-1])
         # a hostile key is refused on the form without being echoed
         view = open_form(driver, slack)
         refused = driver.submit(

@@ -169,7 +169,7 @@ def current_block_unknown() -> dict[str, Any]:
 
 def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, current: dict[str, Any]) -> dict[str, Any]:
     """The edit form. Inputs keep stable block and action ids, so what the user
-    typed survives each `views.update`."""
+    typed survives each `views.update`; the typed keys are never sent back."""
     format_options = [_option("MP4 recording", MP4), _option("HLS recording", HLS)]
     chosen_formats = [
         o for o in format_options if (o["value"] == MP4 and values.mp4) or (o["value"] == HLS and values.hls)
@@ -216,12 +216,13 @@ def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, curren
             "element": vendor_select,
         },
         _region_block(values),
-        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", values.bucket, MAX_BUCKET_LENGTH),
+        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", MAX_BUCKET_LENGTH, initial=values.bucket),
+        # The keys never get an initial value: Slack keeps what was typed across
+        # `views.update` (same block and action ids), so typed keys never travel back.
         _plain_input(
             BLOCK_ACCESS_KEY,
             ACTION_ACCESS_KEY,
             "Access key",
-            values.access_key,
             MAX_KEY_LENGTH,
             hint="Agora suggests a write-only access key for the bucket.",
         ),
@@ -229,7 +230,6 @@ def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, curren
             BLOCK_SECRET_KEY,
             ACTION_SECRET_KEY,
             "Secret key",
-            values.secret_key,
             MAX_KEY_LENGTH,
             hint="Slack cannot mask this field: type it where nobody reads over your shoulder, and use a "
             "write-only key. It is sent only after approval and never shown again.",
@@ -268,7 +268,7 @@ def _region_block(values: FormValues) -> dict[str, Any]:
 
 
 def _plain_input(
-    block_id: str, action_id: str, label: str, initial: str, max_length: int, hint: str | None = None
+    block_id: str, action_id: str, label: str, max_length: int, *, initial: str = "", hint: str | None = None
 ) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": action_id, "max_length": max_length}
     if initial:
