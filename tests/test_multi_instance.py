@@ -3,7 +3,6 @@ exactly once, and people see exactly one outcome."""
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from cryptography.fernet import Fernet
 from bot.app import ORPHAN_AGE, orphan_age_at_start
 from bot.settings import load_settings
 from handlers.blocks import approval_card as card
-from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, click, request_storage_change, text_of
+from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 
@@ -29,15 +28,6 @@ def shared_settings(settings_overrides: dict[str, Any], postgres_url: str) -> An
 
 ROUNDS = 20
 CLICKS = 20
-
-
-def card_shown(slack, posted) -> str:
-    """The approval card as Slack shows it now (the last write wins)."""
-    return text_of_params(slack.message(posted.params["channel"], posted.params["_ts"]))
-
-
-def text_of_params(params: dict[str, Any]) -> str:
-    return json.dumps(params, ensure_ascii=False)
 
 
 def test_twenty_clicks_over_two_instances_apply_and_announce_once(shared_settings, slack, agora) -> None:
