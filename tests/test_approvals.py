@@ -7,16 +7,18 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.store import change_requests
+from bot.store import change_requests, utcnow
 from handlers.blocks import approval_card as card
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, button, click, request_storage_change, text_of
 from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
-from tests.driver import SlackDriver, start_bot
+from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.test_change_flow import final_view_text, open_form, state
 
 
@@ -41,6 +43,7 @@ def test_storage_change_posts_card_and_sends_nothing_and_leaks_nothing(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     posted = request_storage_change(driver, slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     text = text_of(posted)
     assert "<@UALICE>" in text and "Huawei Cloud" in text and "CN_North_1" in text
@@ -57,13 +60,14 @@ def test_storage_change_posts_card_and_sends_nothing_and_leaks_nothing(
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
 
 
-def test_requester_and_non_approver_are_refused(driver, slack, agora) -> None:
+def test_requester_and_non_approver_are_refused(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
     click(driver, posted, "UALICE", card.ACTION_APPROVE)
     click(driver, posted, "UMALLORY", card.ACTION_APPROVE)
     first, second = ephemeral_replies(slack, 2)
     assert "cannot approve your own" in first
     assert "Only the approvers" in second
+    bot.drain()
     assert agora.calls("PATCH") == []
 
 
@@ -100,6 +104,7 @@ def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -
     assert empty["response_action"] == "errors" and card.BLOCK_REASON in empty["errors"]
     driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "wrong bucket"}}})
     assert "Rejected" in ended_card(slack, posted) and "wrong bucket" in requester_notice(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     (row,) = bot.services.store.in_state("rejected")
     assert row.sealed_patch is None and row.decided_by == "UBOB"
@@ -111,6 +116,7 @@ def test_requester_can_cancel_but_nobody_else(driver, slack, agora, bot) -> None
     assert "Only the requester" in ephemeral_replies(slack)[0]
     click(driver, posted, "UALICE", card.ACTION_CANCEL)
     assert "Cancelled" in ended_card(slack, posted) and "Cancelled" in requester_notice(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     assert bot.services.store.in_state("cancelled")[0].sealed_patch is None
 
@@ -122,6 +128,7 @@ def test_stale_request_sends_nothing(driver, slack, agora, bot) -> None:
     agora.put(APP_ID, "live", "na", changed)
     click(driver, posted, "UBOB", card.ACTION_APPROVE)
     assert "Stale" in ended_card(slack, posted) and "changed after the request" in requester_notice(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     assert bot.services.store.in_state("stale")[0].sealed_patch is None
 
@@ -144,6 +151,7 @@ def test_forged_button_values_are_refused(driver, slack, agora, bot) -> None:
     click(driver, posted, "UBOB", card.ACTION_APPROVE, value="somebody-elses-id")
     replies = ephemeral_replies(slack, 2)
     assert all("not a genuine" in r for r in replies)
+    bot.drain()
     assert agora.calls("PATCH") == []
     assert bot.services.store.open_requests()[0].approvers == []
 
@@ -184,6 +192,7 @@ class TestExpiry:
         assert "Expired" in requester_notice(slack)
         click(driver, posted, "UBOB", card.ACTION_APPROVE)
         assert "already expired" in ephemeral_replies(slack)[0]
+        bot.drain()
         assert agora.calls("PATCH") == []
         assert bot.services.store.in_state("expired")[0].sealed_patch is None
 
@@ -215,12 +224,13 @@ class TestWhoMayAsk:
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
         return {**settings_overrides, "RECBOT_REQUESTERS": "UALICE", "RECBOT_ALLOWED_CHANNELS": "CRUN"}
 
-    def test_outsiders_and_other_channels_are_refused(self, driver, slack, agora) -> None:
+    def test_outsiders_and_other_channels_are_refused(self, driver, slack, agora, bot) -> None:
         driver.command("set live na", user="UMALLORY")
         driver.command("get live na", channel="CELSEWHERE")
         first, second = ephemeral_replies(slack, 2)
         assert "not in RECBOT_REQUESTERS" in first
         assert "does not answer in this channel" in second
+        bot.drain()
         assert slack.of("views.open") == [] and agora.calls() == []
 
     def test_a_listed_requester_in_an_allowed_channel_may(self, driver, slack) -> None:
@@ -291,3 +301,72 @@ def test_database_rows_hold_no_plaintext(driver, slack, bot) -> None:
     dumped = json.dumps(rows, default=repr)
     assert NEW_SECRET not in dumped and NEW_ACCESS not in dumped
     assert rows[0]["sealed_patch"]  # sealed, not absent: the request is still pending
+
+
+class TestExpiredButNotYetSwept:
+    @pytest.fixture
+    def bot(self, settings) -> Iterator[RunningBot]:
+        running = start_bot(settings, fast_agora(settings), sweep_seconds=3600)  # the sweep never comes
+        yield running
+        running.stop()
+
+    def test_every_button_is_refused_and_nothing_is_sent(self, driver, slack, agora, bot) -> None:
+        posted = request_storage_change(driver, slack)
+        with bot.services.store.engine.begin() as conn:
+            conn.execute(change_requests.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        click(driver, posted, "UBOB", card.ACTION_REJECT)
+        click(driver, posted, "UALICE", card.ACTION_CANCEL)
+        assert all("expired" in reply for reply in ephemeral_replies(slack, 3))
+        bot.drain()
+        assert agora.calls("PATCH") == [] and slack.of("chat.update") == []
+        assert len(slack.of("views.open")) == 1  # the edit form's; no reject-reason modal
+        (row,) = bot.services.store.open_requests()
+        assert row.state == "pending" and row.approvers == []
+
+
+class TestRequesterIsAnApprover:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVERS": "UALICE,UBOB"}
+
+    def test_they_cannot_approve_their_own_request(self, driver, slack, agora, bot) -> None:
+        posted = request_storage_change(driver, slack)
+        click(driver, posted, "UALICE", card.ACTION_APPROVE)
+        assert "cannot approve your own" in ephemeral_replies(slack)[0]
+        bot.drain()
+        assert agora.calls("PATCH") == [] and slack.of("chat.update") == []
+        assert bot.services.store.open_requests()[0].approvers == []
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)  # the other listed approver can
+        assert "Applied" in ended_card(slack, posted)
+
+
+class TestGroupLookupFails:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVERS": "S0OPS"}
+
+    def test_a_member_is_denied_while_the_group_cannot_be_read(self, driver, slack, agora, bot) -> None:
+        slack.usergroups["S0OPS"] = ["UBOB"]
+        posted = request_storage_change(driver, slack)
+        slack.errors["usergroups.users.list"] = "internal_error"
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        assert "Only the approvers" in ephemeral_replies(slack)[0]
+        bot.drain()
+        assert agora.calls("PATCH") == [] and bot.services.store.open_requests()[0].approvers == []
+        del slack.errors["usergroups.users.list"]
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)  # the same click, once the group can be read
+        assert "Applied" in ended_card(slack, posted)
+
+
+def test_an_apply_that_loses_the_claim_sends_nothing_and_announces_nothing(driver, slack, agora, bot) -> None:
+    request_storage_change(driver, slack)
+    (row,) = bot.services.store.open_requests()
+    assert bot.services.store.transition(row.id, ("pending",), "approved", decided_by="UBOB")
+    assert bot.services.store.transition(row.id, ("approved",), "applying")  # another process claimed it
+    updates = len(slack.of("chat.update"))
+    assert bot.services.approvals.apply(row.id) is None
+    assert bot.services.approvals.recover(timedelta(hours=1)) == []  # not orphaned yet: left alone
+    bot.drain()
+    assert agora.calls("PATCH") == [] and len(slack.of("chat.update")) == updates
+    assert bot.services.store.get(row.id).state == "applying"

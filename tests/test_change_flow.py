@@ -95,11 +95,12 @@ def test_form_never_carries_keys_and_metadata_only_target_and_digest(driver, sla
     assert "cannot mask" in hint and "write-only" in hint
 
 
-def test_expired_trigger_is_explained_and_agora_is_not_asked(driver, slack, agora) -> None:
+def test_expired_trigger_is_explained_and_agora_is_not_asked(driver, slack, agora, bot) -> None:
     slack.errors["views.open"] = "expired_trigger_id"
     driver.command("set live na")
     (reply,) = slack.wait_for("response_url")
     assert "did not open the form" in json.dumps(reply.params)
+    bot.drain()
     assert agora.calls() == []
 
 
@@ -162,10 +163,11 @@ def test_hls_on_with_storage_untouched_patches_once_without_storage(driver, slac
     assert len(agora.calls("GET")) == 3  # form, stale check, read-back
 
 
-def test_submit_without_change_sends_nothing(driver, slack, agora) -> None:
+def test_submit_without_change_sends_nothing(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     driver.submit("UALICE", view, state(mp4=True, hls=False))
     assert "Nothing differs" in final_view_text(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
 
 
@@ -183,7 +185,7 @@ def test_submit_without_change_sends_nothing(driver, slack, agora) -> None:
         ({"vendor": 1, "region": 0, "bucket": "has space", "access": "AK", "secret": "SK"}, {form.BLOCK_BUCKET}),
     ],
 )
-def test_invalid_storage_gets_errors_on_the_right_blocks_and_no_call(driver, slack, agora, fields, blocks) -> None:
+def test_invalid_storage_gets_errors_on_the_right_blocks_and_no_call(driver, slack, agora, fields, blocks, bot) -> None:
     view = open_form(driver, slack)
     calls_before = len(agora.calls())
     answer = driver.submit("UALICE", view, state(change=True, **fields))
@@ -191,6 +193,7 @@ def test_invalid_storage_gets_errors_on_the_right_blocks_and_no_call(driver, sla
     assert body["response_action"] == "errors"
     assert set(body["errors"]) == blocks
     assert all(body["errors"].values())
+    bot.drain()
     assert len(agora.calls()) == calls_before
 
 
@@ -202,35 +205,38 @@ def test_region_error_names_the_vendors_regions(driver, slack) -> None:
     assert "Huawei Cloud" in body["errors"][form.BLOCK_REGION] and "CN_North_1" in body["errors"][form.BLOCK_REGION]
 
 
-def test_storage_change_with_keys_is_not_applied_directly(driver, slack, agora) -> None:
+def test_storage_change_with_keys_is_not_applied_directly(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     driver.submit(
         "UALICE", view, state(change=True, vendor=7, region=0, bucket="hw", access="NEWACCESS9876", secret="NEWSECRET")
     )
     text = final_view_text(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     assert "approval" in text
     assert "NEWSECRET" not in slack.payload_text() and "NEWACCESS9876" not in slack.payload_text()
 
 
-def test_config_changed_out_of_band_is_not_overwritten(driver, slack, agora) -> None:
+def test_config_changed_out_of_band_is_not_overwritten(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     changed = agora.config(APP_ID, "live", "na")
     changed["mp4Config"] = {"enabled": False}
     agora.put(APP_ID, "live", "na", changed)
     driver.submit("UALICE", view, state(mp4=True, hls=True))
     assert "changed since you opened the form" in final_view_text(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
     assert agora.config(APP_ID, "live", "na")["mp4Config"] == {"enabled": False}
 
 
-def test_keys_rotated_out_of_band_also_make_the_form_stale(driver, slack, agora) -> None:
+def test_keys_rotated_out_of_band_also_make_the_form_stale(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     rotated = agora.config(APP_ID, "live", "na")
     rotated["storageConfig"]["secretKey"] = "rotated-by-someone-else"
     agora.put(APP_ID, "live", "na", rotated)
     driver.submit("UALICE", view, state(mp4=False))
     assert "changed since you opened the form" in final_view_text(slack)
+    bot.drain()
     assert agora.calls("PATCH") == []
 
 
@@ -241,13 +247,14 @@ def test_failed_patch_is_reported(driver, slack, agora) -> None:
     assert "not applied" in final_view_text(slack) and "bad body" in final_view_text(slack)
 
 
-def test_tampered_metadata_is_refused(driver, slack, agora) -> None:
+def test_tampered_metadata_is_refused(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     metadata = json.loads(view["private_metadata"])
     forged = {**view, "private_metadata": json.dumps({**metadata, "ep": "other"})}
     calls_before = len(agora.calls())
     body = driver.submit("UALICE", forged, state(mp4=False)).json()
     assert body["response_action"] == "update" and "not valid" in json.dumps(body["view"])
+    bot.drain()
     assert len(agora.calls()) == calls_before
 
 
@@ -261,8 +268,9 @@ class TestApprovalForAll:
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
         return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
 
-    def test_formats_only_change_is_not_applied_directly(self, driver, slack, agora) -> None:
+    def test_formats_only_change_is_not_applied_directly(self, driver, slack, agora, bot) -> None:
         view = open_form(driver, slack)
         driver.submit("UALICE", view, state(mp4=True, hls=True))
         final_view_text(slack)
+        bot.drain()
         assert agora.calls("PATCH") == []

@@ -72,10 +72,11 @@ def test_no_warning_when_geography_matches(driver, slack: FakeSlack) -> None:
     assert "outside" not in answer_text(slack)
 
 
-def test_bad_region_names_valid_ones_and_calls_nothing(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+def test_bad_region_names_valid_ones_and_calls_nothing(driver, slack: FakeSlack, agora: AgoraEmulator, bot) -> None:
     driver.command("get live xx")
     text = answer_text(slack)
     assert all(code in text for code in ("cn", "ap", "na", "eu"))
+    bot.drain()
     assert agora.calls() == []
 
 
@@ -87,12 +88,13 @@ def test_traversal_entry_point_stays_one_segment(driver, slack: FakeSlack, agora
     assert call.status == 404 and "No such entry point" in text
 
 
-def test_help_and_unknown_subcommand_show_usage(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+def test_help_and_unknown_subcommand_show_usage(driver, slack: FakeSlack, agora: AgoraEmulator, bot) -> None:
     driver.command("help")
     driver.command("frobnicate live")
     replies = slack.wait_for("response_url", count=2)
     assert all("/recording get <entry_point>" in json.dumps(r.params) for r in replies)
     assert "Unknown subcommand" in json.dumps(replies[1].params)
+    bot.drain()
     assert agora.calls() == []
 
 

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import ORPHAN_AGE, orphan_age_at_start
+from bot.app import ORPHAN_AGE, orphan_age_at_start, sweep
+from bot.models import Target
 from bot.settings import load_settings
+from bot.store import ENDED_STATES, change_requests, utcnow
 from handlers.blocks import approval_card as card
+from handlers.notify import Notifier
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
@@ -89,3 +92,105 @@ def test_a_starting_instance_leaves_another_instances_apply_alone(shared_setting
             second.stop()
     finally:
         first.stop()
+
+
+def test_the_apply_claim_has_one_winner_across_instances(shared_settings, slack, agora) -> None:
+    bots = [start_bot(shared_settings, fast_agora(shared_settings)) for _ in range(2)]
+    driver = SlackDriver(bots[0].url, SIGNING_SECRET, slack.response_url())
+    store = bots[0].services.store
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for round_no in range(ROUNDS):
+                agora.put(APP_ID, "live", "na", LIVE_CONFIG)
+                agora.clear()
+                request_storage_change(driver, slack)
+                (row,) = store.open_requests()
+                assert store.transition(row.id, ("pending",), "approved", decided_by="UBOB")
+                results = list(pool.map(lambda b, r=row.id: b.services.approvals.apply(r), bots))
+                winners = [r for r in results if r is not None]
+                assert len(winners) == 1 and winners[0].state == "applied", f"round {round_no}: {results}"
+                assert len(agora.calls("PATCH")) == 1, f"round {round_no}"
+    finally:
+        for bot in bots:
+            bot.stop()
+
+
+def test_approve_reject_and_cancel_at_once_end_the_request_one_way(shared_settings, slack, agora) -> None:
+    """Each round the approver approves, another rejects and the requester
+    cancels, at once, on both instances: one outcome, told once, everywhere."""
+    bots = [start_bot(shared_settings, fast_agora(shared_settings)) for _ in range(2)]
+    drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
+    store = bots[0].services.store
+    outcomes = set()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            for round_no in range(ROUNDS):
+                agora.put(APP_ID, "live", "na", LIVE_CONFIG)
+                slack.clear()
+                agora.clear()
+                posted = request_storage_change(drivers[round_no % 2], slack)
+                click(drivers[0], posted, "UCAROL", card.ACTION_REJECT)
+                (opened,) = slack.wait_for("views.open", count=2)[1:]
+                modal = {**opened.params["view"], "id": "VREJECT"}
+                jobs = [(move, drivers[i % 2]) for i, move in enumerate(["approve", "reject", "cancel"] * 2)]
+                list(pool.map(lambda job, p=posted, m=modal: decide(job[0], job[1], p, m), jobs))
+                for bot in bots:
+                    bot.drain()
+                where = f"round {round_no}"
+                (row,) = [r for r in store.in_state(*ENDED_STATES) if r.cards[0].ts == posted.params["_ts"]]
+                outcomes.add(row.state)
+                assert len(agora.calls("PATCH")) == (1 if row.state == "applied" else 0), where
+                dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
+                assert len(dms) == 1 and row.state.capitalize() in dms[0], f"{where}: {row.state} {dms}"
+                shown = card_shown(slack, posted)
+                assert row.state.capitalize() in shown and card.BLOCK_BUTTONS not in shown, f"{where}: {row.state}"
+                events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+                assert [e for e in events if e in ENDED_STATES] == [row.state], f"{where}: {events}"
+    finally:
+        for bot in bots:
+            bot.stop()
+    assert outcomes <= {"applied", "rejected", "cancelled"}
+
+
+def decide(move: str, driver: SlackDriver, posted: Any, reject_modal: dict[str, Any]) -> None:
+    if move == "approve":
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    elif move == "reject":
+        reason = {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "not this bucket"}}}
+        assert driver.submit("UCAROL", reject_modal, reason).status_code == 200
+    else:
+        click(driver, posted, "UALICE", card.ACTION_CANCEL)
+
+
+def test_two_sweepers_expire_each_request_once(shared_settings, slack, agora) -> None:
+    bots = [start_bot(shared_settings, fast_agora(shared_settings), sweep_seconds=3600) for _ in range(2)]
+    driver = SlackDriver(bots[0].url, SIGNING_SECRET, slack.response_url())
+    store = bots[0].services.store
+    entry_points = [f"ep{i}" for i in range(10)]
+    for entry_point in entry_points:
+        agora.put(APP_ID, entry_point, "na", LIVE_CONFIG)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for round_no in range(3):
+                slack.clear()
+                cards = [request_storage_change(driver, slack, entry_point=e) for e in entry_points]
+                with store.engine.begin() as conn:
+                    conn.execute(change_requests.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+                sweeps = [(b, Notifier(b.app.client, b.services)) for b in bots] * 2
+                list(pool.map(lambda job: sweep(job[0].services, job[1]), sweeps))
+                for posted in cards:
+                    where = f"round {round_no}, card {posted.params['_ts']}"
+                    assert "Expired" in card_shown(slack, posted), where
+                    writes = [c for c in slack.of("chat.update") if c.params["ts"] == posted.params["_ts"]]
+                    assert len(writes) == 1, where
+                dms = [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
+                assert len(dms) == len(entry_points) and all("Expired" in text_of(d) for d in dms)
+                expired = [e for t in entry_points for e in store.history(target(t), 100) if e.event == "expired"]
+                assert len(expired) == len(entry_points) * (round_no + 1)
+    finally:
+        for bot in bots:
+            bot.stop()
+
+
+def target(entry_point: str) -> Target:
+    return Target(app_id=APP_ID, entry_point=entry_point, region="na")
