@@ -1,4 +1,4 @@
-"""`python -m bot [--http [--port N]]` runs recbot; `python -m bot doctor` checks the setup."""
+"""`python -m bot [--http] [--host H] [--port N]` runs recbot; `python -m bot doctor` checks a start first."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import argparse
 import logging
 import sys
 
-from slack_sdk.errors import SlackApiError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import build_services, create_app
-from bot.doctor import print_report, run_checks
+from bot.doctor import doctor
 from bot.logs import configure_logging
 from bot.seal import SealError
-from bot.server import serve_http, serve_socket_mode
-from bot.settings import Settings, SettingsError, load_settings
+from bot.server import StartupError, serve_http, serve_socket_mode, socket_mode_url, verify_bot_token
+from bot.services import Services
+from bot.settings import Mode, Settings, SettingsError, load_settings
 
 log = logging.getLogger("bot")
 
@@ -25,40 +27,67 @@ def known_secrets(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="recbot, the recording chat-ops bot")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./run", description="recbot, the recording chat-ops bot")
     parser.add_argument("command", nargs="?", choices=["run", "doctor"], default="run")
     parser.add_argument("--http", action="store_true", help="serve HTTP (POST /slack/events) instead of Socket Mode")
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=3000)
-    args = parser.parse_args(argv)
-    configure_logging("text")
+    parser.add_argument("--host", default="0.0.0.0", help="HTTP mode: the address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=3000, help="HTTP mode: the port to listen on (default 3000)")
+    return parser.parse_args(argv)
 
-    if args.command == "doctor":
-        return print_report(run_checks())
+
+def open_services(settings: Settings) -> Services:
+    """The services, or StartupError naming what the seal key or database lacks."""
     try:
-        settings = load_settings()
-        if not args.http and settings.SLACK_APP_TOKEN is None:
-            raise SettingsError(
-                "recbot cannot start; fix these settings:\n  - SLACK_APP_TOKEN is missing "
-                "(Socket Mode needs an App-Level Token, xapp-..., with connections:write; or run with --http)"
-            )
-        configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
-        services = build_services(settings)
-    except (SettingsError, SealError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return build_services(settings)
+    except SealError as exc:
+        raise StartupError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        where = make_url(settings.DATABASE_URL).render_as_string(hide_password=True)
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise StartupError(
+            f"cannot use the database at {where} ({reason}): check DATABASE_URL and that the server is running"
+        ) from None
+
+
+def start(mode: Mode, host: str, port: int) -> None:
+    """Start and serve until stopped; StartupError says why a start is impossible.
+    Slack's tokens are checked before anything is created on disk."""
     try:
-        app = create_app(services)  # Bolt checks the bot token with auth.test here
-    except (SlackApiError, OSError) as exc:
-        detail = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
-        print(f"recbot cannot start: Slack's auth.test failed ({detail}). Run `./run doctor`.", file=sys.stderr)
+        settings = load_settings(mode)
+    except SettingsError as exc:
+        raise StartupError("\n".join(exc.problems)) from None
+    configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
+    verify_bot_token(settings)
+    socket_url = None
+    if mode == "socket":
+        assert settings.SLACK_APP_TOKEN is not None
+        socket_url = socket_mode_url(settings.SLACK_APP_TOKEN.get_secret_value(), settings.SLACK_API_URL)
+    services = open_services(settings)
+    try:
+        app = create_app(services)
+        if socket_url is None:
+            serve_http(app, services, host, port)
+        else:
+            serve_socket_mode(app, services, socket_url)
+    except StartupError:
         services.close()
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode: Mode = "http" if args.http else "socket"
+    if args.command == "doctor":
+        logging.disable(logging.CRITICAL)  # the checklist is the output; no log line may interleave
+        return doctor(mode, args.host, args.port, sys.stdout)
+    configure_logging("text")
+    try:
+        start(mode, args.host, args.port)
+    except StartupError as exc:
+        for line in str(exc).splitlines():
+            print(f"recbot cannot start: {line}", file=sys.stderr)
         return 2
-    if args.http:
-        serve_http(app, services, args.host, args.port)
-    else:
-        serve_socket_mode(app, services)
     return 0
 
 

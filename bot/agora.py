@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import requests.adapters
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.models import RecordingConfig, Target
 from bot.signing import sign
@@ -92,10 +92,29 @@ _BY_STATUS: dict[int, type[AgoraError]] = {
 }
 
 
+def entry_points_path(app_id: str) -> str:
+    """The list of an app's entry points, the App ID percent-encoded as one segment."""
+    return f"/v1/projects/{quote(app_id, safe='')}/fls/entry_points"
+
+
 def config_path(target: Target) -> str:
     """The resource path, each parameter percent-encoded as one segment."""
-    app, ep, region = (quote(part, safe="") for part in (target.app_id, target.entry_point, target.region))
-    return f"/v1/projects/{app}/fls/entry_points/{ep}/settings/record/custom/regions/{region}"
+    ep, region = (quote(part, safe="") for part in (target.entry_point, target.region))
+    return f"{entry_points_path(target.app_id)}/{ep}/settings/record/custom/regions/{region}"
+
+
+class EntryPoint(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1)
+
+
+class EntryPointList(BaseModel):
+    """The answer of `GET /v1/projects/{appid}/fls/entry_points`."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    entry_points: list[EntryPoint] = Field(default_factory=list, alias="entryPointList")
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -122,7 +141,8 @@ def _upstream_message(response: requests.Response) -> str:
 
 
 class AgoraClient:
-    """GET and PATCH of one entry point's custom recording configuration.
+    """GET and PATCH of one entry point's custom recording configuration, and
+    the list of an app's entry points.
 
     One keep-alive session; 429, 5xx and connection errors are retried with
     exponential backoff (Retry-After honoured). PATCH sets absolute values, so
@@ -161,9 +181,17 @@ class AgoraClient:
     def close(self) -> None:
         self._session.close()
 
+    def list_entry_points(self, app_id: str) -> list[str]:
+        """The names of every entry point of `app_id`."""
+        data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None)
+        try:
+            return [entry.name for entry in EntryPointList.model_validate(data).entry_points]
+        except ValidationError as exc:
+            raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
+
     def get_config(self, target: Target) -> RecordingConfig:
         """The live configuration of `target`."""
-        data = self._call("GET", target, None)
+        data = self._call("GET", config_path(target), target.describe(), None)
         try:
             return RecordingConfig.model_validate(data)
         except ValidationError as exc:
@@ -171,10 +199,9 @@ class AgoraClient:
 
     def set_config(self, target: Target, change: RecordingConfig) -> None:
         """PATCH `change` (only the parts that are set) onto `target`."""
-        self._call("PATCH", target, change.wire_json())
+        self._call("PATCH", config_path(target), target.describe(), change.wire_json())
 
-    def _call(self, method: str, target: Target, payload: dict[str, Any] | None) -> Any:
-        path = config_path(target)
+    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries
@@ -182,16 +209,14 @@ class AgoraClient:
                 response = self._send(method, path, body)
             except requests.RequestException as exc:
                 reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                log.warning("agora %s %s %s (attempt %d)", method, target.describe(), reason, attempt + 1)
+                log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 if last:
                     raise AgoraUnavailable(reason) from None
                 self._sleep(self._backoff(attempt, None))
                 continue
             if response.status_code == 200:
                 return self._json(response)
-            log.warning(
-                "agora %s %s answered %d (attempt %d)", method, target.describe(), response.status_code, attempt + 1
-            )
+            log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
             if response.status_code in RETRY_STATUSES and not last:
                 self._sleep(self._backoff(attempt, _retry_after(response)))
                 continue

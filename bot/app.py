@@ -85,6 +85,8 @@ def create_app(services: Services) -> App:
         client=slack_client(settings),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
         process_before_response=False,
+        # A start checks the bot token itself first (bot/server.py), before anything is created.
+        token_verification_enabled=False,
         # The HTTP gate (bot/inbound.py) verifies every signature before Bolt sees the request;
         # Socket Mode requests arrive over the app-token-authenticated WebSocket.
         request_verification_enabled=False,

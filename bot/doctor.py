@@ -1,83 +1,267 @@
-"""`python -m bot doctor`: the first thing a new user runs."""
+"""`python -m bot doctor [--http]`: checks what a start in that mode needs,
+changing nothing. Checks run at once, each bounded, and are printed as they
+finish; the exit code is 1 if any failed."""
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TextIO
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from bot.agora import AgoraError
-from bot.app import agora_client, slack_client
-from bot.models import Target
-from bot.settings import Settings, SettingsError, load_settings
-from bot.store import Store
+from bot.access import is_group
+from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.seal import key_file_for
+from bot.server import EVENTS_PATH
+from bot.settings import Mode, Settings, SettingsError, load_settings
+from bot.store import LATEST_VERSION, make_engine, schema_version_of
+
+# Each upstream call gives up after this; the doctor as a whole after DEADLINE.
+CHECK_TIMEOUT = 3
+DEADLINE = 4.0
+SHOWN_ENTRY_POINTS = 5
+
+Status = Literal["ok", "warn", "FAIL"]
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool
+    status: Status
     detail: str
 
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAIL"
 
-def _slack(settings: Settings) -> Check:
+    def line(self) -> str:
+        return f"[{self.status}]".ljust(7) + f"{self.name}: {self.detail}"
+
+
+def _slack(token: str, settings: Settings) -> WebClient:
+    """A client that answers within CHECK_TIMEOUT and retries nothing."""
+    return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=CHECK_TIMEOUT, retry_handlers=[])
+
+
+def _slack_failure(exc: Exception, settings: Settings) -> str:
+    if isinstance(exc, SlackApiError):
+        return f"Slack said {exc.response.get('error')}"
+    return f"no answer from {settings.SLACK_API_URL} ({type(exc).__name__})"
+
+
+SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)
+
+
+def check_bot_token(settings: Settings) -> Check:
     try:
-        answer = slack_client(settings).auth_test()
-    except SlackApiError as exc:
-        return Check("Slack", False, f"auth.test said {exc.response.get('error')}: check SLACK_BOT_TOKEN")
-    except (SlackClientError, OSError) as exc:
-        return Check("Slack", False, f"cannot reach {settings.SLACK_API_URL}: {type(exc).__name__}")
-    return Check("Slack", True, f"bot {answer.get('user')} in workspace {answer.get('team')}")
+        answer = _slack(settings.SLACK_BOT_TOKEN.get_secret_value(), settings).auth_test()
+    except SLACK_FAILURES as exc:
+        return Check("Slack bot token", "FAIL", f"{_slack_failure(exc, settings)}: check SLACK_BOT_TOKEN")
+    return Check("Slack bot token", "ok", f"bot {answer.get('user')} in workspace {answer.get('team')}")
 
 
-def _agora(settings: Settings) -> Check:
-    client = agora_client(settings)
-    target = Target(app_id=settings.AGORA_APP_ID, entry_point="live", region=settings.AGORA_DEFAULT_REGION)
+def check_app_token(settings: Settings) -> Check:
+    """Socket Mode: the App-Level Token opens a connection URL (nothing connects to it)."""
+    assert settings.SLACK_APP_TOKEN is not None
     try:
-        client.get_config(target)
+        _slack(settings.SLACK_APP_TOKEN.get_secret_value(), settings).apps_connections_open(
+            app_token=settings.SLACK_APP_TOKEN.get_secret_value()
+        )
+    except SLACK_FAILURES as exc:
+        return Check(
+            "Slack Socket Mode",
+            "FAIL",
+            f"{_slack_failure(exc, settings)}: SLACK_APP_TOKEN must be an App-Level Token with "
+            "connections:write (Basic Information > App-Level Tokens), and Socket Mode must be on",
+        )
+    return Check("Slack Socket Mode", "ok", "the app token opens a Socket Mode connection")
+
+
+def check_request_url(host: str, port: int) -> Check:
+    return Check(
+        "Slack HTTP mode",
+        "ok",
+        f"recbot will listen on http://{host}:{port}{EVENTS_PATH}; Slack must reach it as "
+        f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL and Interactivity's Request URL",
+    )
+
+
+def check_agora(settings: Settings) -> Check:
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        connect_timeout=CHECK_TIMEOUT,
+        read_timeout=CHECK_TIMEOUT,
+        max_retries=0,
+    )
+    app = settings.AGORA_APP_ID
+    try:
+        names = client.list_entry_points(app)
+    except AgoraNotFound:
+        return Check("Agora", "FAIL", f"App ID {app} was not found: check AGORA_APP_ID (Agora Console > Projects)")
     except AgoraError as exc:
-        return Check("Agora", False, exc.user_message())
+        return Check("Agora", "FAIL", exc.user_message())
     finally:
         client.close()
-    return Check("Agora", True, f"read entry point live in {target.region} of App ID {target.app_id}")
+    if not names:
+        return Check("Agora", "warn", f"App ID {app} has no entry points yet: create one in Agora Console")
+    shown = ", ".join(names[:SHOWN_ENTRY_POINTS]) + (
+        f" and {len(names) - SHOWN_ENTRY_POINTS} more" if len(names) > SHOWN_ENTRY_POINTS else ""
+    )
+    return Check("Agora", "ok", f"{len(names)} entry point(s) in App ID {app}: {shown}")
 
 
-def _database(settings: Settings) -> Check:
+def check_database(settings: Settings) -> Check:
+    """Reads the schema version; creates no file and applies no migration."""
+    url = make_url(settings.DATABASE_URL)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        key = key_file_for(settings.DATABASE_URL)
+        if not path.exists():
+            folder = path.resolve().parent
+            if not folder.is_dir():
+                return Check("Database", "FAIL", f"folder {folder} does not exist: create it or change DATABASE_URL")
+            return Check("Database", "ok", f"{path} does not exist yet; the first start creates it and its seal key")
+        if settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists():
+            return Check(
+                "Database",
+                "FAIL",
+                f"{path} exists but its seal key {key} does not: restore the key from its backup, "
+                "or open requests cannot be applied",
+            )
+    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT)
     try:
-        store = Store(settings.DATABASE_URL)
-        store.ping()
-        store.close()
-    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
-        return Check("Database", False, f"{type(exc).__name__}: check DATABASE_URL")
-    return Check("Database", True, "reachable, schema up to date")
+        current = schema_version_of(engine)
+    except SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        return Check("Database", "FAIL", f"cannot use {shown} ({reason}): check DATABASE_URL and that it is running")
+    finally:
+        engine.dispose()
+    if current > LATEST_VERSION:
+        return Check("Database", "FAIL", f"schema version {current} is newer than this recbot's ({LATEST_VERSION})")
+    pending = LATEST_VERSION - current
+    todo = f"{pending} migration(s) will be applied at start" if pending else "up to date"
+    return Check("Database", "ok", f"{shown}: schema version {current} of {LATEST_VERSION}, {todo}")
 
 
-def _approvals(settings: Settings) -> Check:
-    if not settings.RECBOT_APPROVERS:
-        return Check("Approvals", False, "RECBOT_APPROVERS is empty: storage changes could never be approved")
-    where = settings.RECBOT_APPROVAL_CHANNEL or "each approver directly"
-    count, needed = len(settings.RECBOT_APPROVERS), settings.RECBOT_REQUIRED_APPROVALS
-    return Check("Approvals", True, f"{count} approver ID(s), {needed} needed, cards to {where}")
+def check_approvers(settings: Settings) -> Check:
+    ids, needed = settings.RECBOT_APPROVERS, settings.RECBOT_REQUIRED_APPROVALS
+    if not ids:
+        return Check("Approvers", "FAIL", "RECBOT_APPROVERS is empty: storage changes could never be approved")
+    people = {i for i in ids if not is_group(i)}
+    unreadable = []
+    client = _slack(settings.SLACK_BOT_TOKEN.get_secret_value(), settings)
+    for group in filter(is_group, ids):
+        try:
+            people |= set(client.usergroups_users_list(usergroup=group)["users"])
+        except SLACK_FAILURES as exc:
+            unreadable.append(f"{group} ({_slack_failure(exc, settings)})")
+    groups = f"; could not read group(s) {', '.join(unreadable)}" if unreadable else ""
+    count = f"{len(people)} approver(s) with groups counted as their members, {needed} needed"
+    if len(people) < needed:
+        return Check("Approvers", "FAIL", f"{count}: no storage change could get enough approvals{groups}")
+    if unreadable:
+        return Check("Approvers", "warn", count + groups)
+    if len(people) == needed:
+        return Check("Approvers", "warn", f"{count}: an approver's own request can never get enough approvals")
+    return Check("Approvers", "ok", count)
 
 
-def run_checks(load: Callable[[], Settings] = load_settings) -> list[Check]:
-    """Settings first; the rest only if the settings are usable."""
+def check_approval_channel(settings: Settings) -> Check:
+    channel = settings.RECBOT_APPROVAL_CHANNEL
+    if not channel:
+        return Check("Approval channel", "ok", "unset: each approver gets the cards as a direct message")
     try:
-        settings = load()
-    except SettingsError as exc:
-        return [Check("Settings", False, str(exc))]
+        info = _slack(settings.SLACK_BOT_TOKEN.get_secret_value(), settings).conversations_info(channel=channel)
+    except SLACK_FAILURES as exc:
+        return Check(
+            "Approval channel",
+            "warn",
+            f"could not check {channel} ({_slack_failure(exc, settings)}): if it is private, invite the bot; "
+            "the check needs the channels:read and groups:read scopes",
+        )
+    if not info["channel"].get("is_member"):
+        return Check(
+            "Approval channel", "warn", f"the bot is not in {channel}: cards cannot be posted until `/invite @recbot`"
+        )
+    return Check("Approval channel", "ok", f"the bot is in {channel}")
+
+
+def checks_for(settings: Settings, mode: Mode, host: str, port: int) -> list[tuple[str, Callable[[], Check]]]:
+    slack_mode = ("Slack Socket Mode", lambda: check_app_token(settings))
+    if mode == "http":
+        slack_mode = ("Slack HTTP mode", lambda: check_request_url(host, port))
     return [
-        Check("Settings", True, "all present and valid"),
-        _approvals(settings),
-        _slack(settings),
-        _agora(settings),
-        _database(settings),
+        ("Slack bot token", lambda: check_bot_token(settings)),
+        slack_mode,
+        ("Agora", lambda: check_agora(settings)),
+        ("Database", lambda: check_database(settings)),
+        ("Approvers", lambda: check_approvers(settings)),
+        ("Approval channel", lambda: check_approval_channel(settings)),
     ]
 
 
-def print_report(checks: list[Check]) -> int:
-    """Print the checklist; the exit code is 1 if anything failed."""
-    for check in checks:
-        print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
-    return 0 if all(c.ok for c in checks) else 1
+def run_checks(
+    checks: list[tuple[str, Callable[[], Check]]], on_result: Callable[[Check], None], deadline: float = DEADLINE
+) -> list[Check]:
+    """Run every check at once on daemon threads (a hung one cannot hold up
+    the exit); report each as it finishes, and any still running at the
+    deadline as failed."""
+    results: queue.Queue[Check] = queue.Queue()
+
+    def run(name: str, check: Callable[[], Check]) -> None:
+        try:
+            results.put(check())
+        except Exception as exc:  # noqa: BLE001 - a check's crash is its finding
+            results.put(Check(name, "FAIL", f"the check itself failed ({type(exc).__name__})"))
+
+    for name, check in checks:
+        threading.Thread(target=run, args=(name, check), name=f"doctor-{name}", daemon=True).start()
+    done: list[Check] = []
+    ends = time.monotonic() + deadline
+    while len(done) < len(checks):
+        try:
+            result = results.get(timeout=max(0.0, ends - time.monotonic()))
+        except queue.Empty:
+            break
+        done.append(result)
+        on_result(result)
+    for name, _check in checks:
+        if name not in {c.name for c in done}:
+            silent = Check(name, "FAIL", f"no answer within {deadline:.0f} s")
+            done.append(silent)
+            on_result(silent)
+    return done
+
+
+def doctor(mode: Mode, host: str, port: int, out: TextIO, load: Callable[[Mode], Settings] = load_settings) -> int:
+    """Print the live checklist for a start in `mode`; 1 if anything failed."""
+    how = "HTTP mode" if mode == "http" else "Socket Mode"
+    print(f"recbot doctor: checking what `./run{' --http' if mode == 'http' else ''}` ({how}) needs", file=out)
+
+    def show(check: Check) -> None:
+        print(check.line(), file=out, flush=True)
+
+    try:
+        settings = load(mode)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            show(Check("Settings", "FAIL", problem))
+        print("Fix the settings above (in .env or the environment), then run the doctor again.", file=out)
+        return 1
+    show(Check("Settings", "ok", "all present and valid"))
+    results = run_checks(checks_for(settings, mode, host, port), show)
+    failed = sum(c.failed for c in results)
+    warned = sum(c.status == "warn" for c in results)
+    print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)
+    return 1 if failed else 0

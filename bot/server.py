@@ -3,6 +3,7 @@ WSGI server) with `/healthz`, or Socket Mode; both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -15,16 +16,18 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.builtin.client import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.server import create_server
 
-from bot.app import start_background
+from bot.app import slack_client, start_background
 from bot.background import Periodic
 from bot.inbound import check_request, is_handled
 from bot.services import Services
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,10 @@ def socket_mode_handler(app: App, app_token: str, api_url: str) -> SocketModeHan
     return GuardedSocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
 
 
+class StartupError(Exception):
+    """recbot cannot start; the message is one line: what is wrong and how to fix it."""
+
+
 class _Stop(Exception):
     pass
 
@@ -113,7 +120,12 @@ def finish(app: App, services: Services, sweeper: Periodic) -> None:
 
 def serve_http(app: App, services: Services, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
-    server = make_http_server(app, services, host, port)
+    try:
+        server = make_http_server(app, services, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use: stop what uses it, or pass --port") from None
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     sweeper = start_background(app, services)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -128,11 +140,42 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         finish(app, services, sweeper)
 
 
-def serve_socket_mode(app: App, services: Services) -> None:
-    """Hold a Socket Mode connection until SIGTERM or SIGINT."""
+def verify_bot_token(settings: Settings) -> None:
+    """auth.test with the bot token, or StartupError saying why Slack refused it."""
+    try:
+        slack_client(settings).auth_test()
+    except SlackApiError as exc:
+        raise StartupError(
+            f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}): copy the Bot User OAuth Token "
+            "(xoxb-...) from OAuth & Permissions, after installing the app to the workspace"
+        ) from None
+    except (SlackClientError, OSError) as exc:
+        raise StartupError(
+            f"cannot reach Slack at {settings.SLACK_API_URL} ({type(exc).__name__}): check the network"
+        ) from None
+
+
+def socket_mode_url(app_token: str, api_url: str) -> str:
+    """The WebSocket URL of a new Socket Mode connection, or StartupError saying why Slack refused."""
+    client = WebClient(token=app_token, base_url=api_url, timeout=10)
+    try:
+        return client.apps_connections_open(app_token=app_token)["url"]
+    except SlackApiError as exc:
+        raise StartupError(
+            f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}): generate an App-Level Token with "
+            "connections:write under Basic Information > App-Level Tokens, and turn Socket Mode on"
+        ) from None
+    except (SlackClientError, OSError) as exc:
+        raise StartupError(f"cannot reach Slack at {api_url} ({type(exc).__name__}): check the network") from None
+
+
+def serve_socket_mode(app: App, services: Services, url: str) -> None:
+    """Hold a Socket Mode connection, opened at `url` (from socket_mode_url), until SIGTERM or SIGINT."""
     token = services.settings.SLACK_APP_TOKEN
     assert token is not None
     handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
+    # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
+    handler.client.wss_uri = url
     sweeper = start_background(app, services)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -232,14 +232,27 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(database_url: str, connect_timeout: int = 10) -> Engine:
     """An engine for `DATABASE_URL`; `postgresql://` uses psycopg 3."""
+    connect_args: dict[str, Any] = {}
     if database_url.startswith(("postgresql://", "postgres://")):
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
-    engine = create_engine(database_url, pool_pre_ping=True)
+        connect_args["connect_timeout"] = connect_timeout
+    engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _enable_sqlite_pragmas)
     return engine
+
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def schema_version_of(engine: Engine) -> int:
+    """The schema version a database is at (0: none yet), changing nothing."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("schema_version"):
+            return 0
+        return conn.execute(select(schema_version.c.version)).scalar() or 0
 
 
 def migrate(engine: Engine) -> int:

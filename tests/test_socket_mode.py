@@ -4,9 +4,14 @@ server that plays Slack, sends a slash command envelope and reads the ack."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +24,7 @@ from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import FakeSlack
 
 APP_TOKEN = "xapp-test-fake"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class SocketSlack:
@@ -60,8 +66,8 @@ def socket_settings(settings_overrides: dict[str, Any]) -> Iterator[Any]:
     yield load_settings(_env_file=None, SLACK_APP_TOKEN=APP_TOKEN, **settings_overrides)
 
 
-def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora: AgoraEmulator) -> None:
-    envelope = {
+def get_command(slack: FakeSlack) -> dict[str, Any]:
+    return {
         "envelope_id": "env-1",
         "type": "slash_commands",
         "accepts_response_payload": True,
@@ -76,6 +82,10 @@ def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora
             "response_url": slack.response_url("socket"),
         },
     }
+
+
+def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    envelope = get_command(slack)
     services = build_services(socket_settings, agora=fast_agora(socket_settings))
     malformed = {
         "envelope_id": "env-0",
@@ -97,3 +107,27 @@ def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora
     assert slack.of("apps.connections.open")[0].token == APP_TOKEN
     assert "rec-bucket" in json.dumps(reply.params)
     assert [c.path.endswith("/entry_points/live/settings/record/custom/regions/na") for c in agora.calls()] == [True]
+
+
+def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slack, agora, tmp_path) -> None:
+    """`./run` as a user starts it: tokens checked, one connection URL asked for, a command answered."""
+    slack.app_token = APP_TOKEN
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
+    env |= {k: str(v) for k, v in settings_overrides.items()} | {"SLACK_APP_TOKEN": APP_TOKEN, "PYTHONPATH": str(ROOT)}
+    with SocketSlack(get_command(slack)) as ws_slack:
+        slack.socket_url = ws_slack.url
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert ws_slack.acks.get(timeout=30)["envelope_id"] == "env-1"
+            (reply,) = slack.wait_for("response_url", timeout=30)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, stderr
+    assert "rec-bucket" in json.dumps(reply.params)
+    assert [c.token for c in slack.of("apps.connections.open")] == [APP_TOKEN]
+    assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from tests.fakes.http import LoopbackServer
 
+LIST_PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points$")
 PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/regions/([^/]+)$")
 AUTH = re.compile(
     r'^hmac username="([^"]*)", algorithm="hmac-sha256", headers="host date request-line digest", signature="([^"]*)"$'
@@ -71,6 +72,7 @@ class AgoraEmulator:
         self.received: list[Received] = []
         self.faults: list[Fault] = []
         self.get_delay = 0.0
+        self.unknown_apps: set[str] = set()  # App IDs the list call answers 404 for
         self._lock = threading.Lock()
         self._server = LoopbackServer(self._handle)
 
@@ -138,6 +140,9 @@ class AgoraEmulator:
         problem = self._authenticate(method, path, headers, body)
         if problem:
             return 401, {}, {"message": f"Invalid authentication credentials ({problem})"}
+        listing = LIST_PATH.match(path)
+        if listing and method == "GET":
+            return self._list(unquote(listing.group(1)))
         match = PATH.match(path)
         if not match:
             return 404, {}, {"message": "invalid URI"}
@@ -163,6 +168,13 @@ class AgoraEmulator:
                 return 400, {}, {"message": problem}
             self.configs[key].update(copy.deepcopy(change))
             return 200, {}, {}
+
+    def _list(self, app: str) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            names = sorted({ep for (a, ep, _region) in self.configs if a == app})
+        if app in self.unknown_apps:
+            return 404, {}, {"message": "project not found"}
+        return 200, {}, {"entryPointList": [{"name": name} for name in names]}
 
     def _authenticate(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
         if headers.get("host") != self.host:

@@ -34,6 +34,8 @@ class FakeSlack:
         self.problems: list[str] = []
         self.usergroups: dict[str, list[str]] = {}
         self.socket_url: str | None = None
+        self.app_token: str | None = None  # when set, apps.connections.open accepts only this token
+        self.channels: dict[str, bool] = {}  # channel ID -> whether the bot is a member
         self.rate_limits: dict[str, list[int]] = {}
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
@@ -138,7 +140,10 @@ class FakeSlack:
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
     def _answer(self, api: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
-        if api != "response_url" and api != "apps.connections.open" and token != self.bot_token:
+        if api == "apps.connections.open":
+            if self.app_token is not None and token != self.app_token:
+                return {"ok": False, "error": "invalid_auth"}
+        elif api != "response_url" and token != self.bot_token:
             return {"ok": False, "error": "invalid_auth"}
         if api in MESSAGE_METHODS:
             problems = message_problems(params)
@@ -178,6 +183,11 @@ class FakeSlack:
                 return {"ok": False, "error": "message_not_found"}
             self._messages[key] = params
             return {"ok": True, "channel": key[0], "ts": key[1]}
+        if api == "conversations.info":
+            channel = params.get("channel", "")
+            if channel not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": True, "channel": {"id": channel, "is_member": self.channels[channel]}}
         if api == "usergroups.users.list":
             group = params.get("usergroup")
             if group not in self.usergroups:

@@ -1,0 +1,174 @@
+"""The doctor checks what a start needs, per mode, concurrently and bounded,
+changes nothing, and exits non-zero on any failure."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from bot.doctor import doctor
+from bot.seal import resolve_seal_key
+from bot.settings import load_settings
+from bot.store import Store, schema_version
+from tests.conftest import APP_ID
+from tests.fakes.http import SilentServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_doctor(overrides: dict[str, Any], mode: str = "http") -> tuple[int, dict[str, str]]:
+    """The exit code and each check's line by name."""
+    out = io.StringIO()
+    code = doctor(mode, "127.0.0.1", 3000, out, load=lambda m: load_settings(m, _env_file=None, **overrides))
+    lines = out.getvalue().splitlines()
+    checks = {}
+    for line in lines[1:-1]:
+        status, _, rest = line.partition("]")
+        checks[rest.strip().split(":")[0]] = status.strip("[ ") + ":" + rest.split(":", 1)[1]
+    return code, checks
+
+
+@pytest.fixture
+def approvers_seen(slack) -> None:
+    slack.channels["CAPPROVE"] = True
+
+
+def test_all_green_in_http_mode_and_nothing_is_created(settings_overrides, slack, agora, approvers_seen) -> None:
+    agora.put(APP_ID, "backup", "eu", {})
+    code, checks = run_doctor(settings_overrides)
+    assert code == 0, checks
+    assert all(line.startswith("ok:") for line in checks.values()), checks
+    assert "2 entry point(s) in App ID APPID01: backup, live" in checks["Agora"]
+    assert "does not exist yet" in checks["Database"]
+    assert "/slack/events" in checks["Slack HTTP mode"] and "Interactivity" in checks["Slack HTTP mode"]
+    assert "2 approver(s)" in checks["Approvers"] and "the bot is in CAPPROVE" in checks["Approval channel"]
+    database = Path(settings_overrides["DATABASE_URL"].removeprefix("sqlite:///"))
+    assert not database.exists() and not Path(f"{database}.key").exists()
+    assert [c.method for c in agora.calls()] == ["GET"] and agora.calls()[0].path.endswith("/fls/entry_points")
+
+
+def test_socket_mode_checks_the_app_token_with_slack(settings_overrides, slack, agora, approvers_seen) -> None:
+    slack.app_token = "xapp-1-right"
+    code, checks = run_doctor({**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-right"}, mode="socket")
+    assert code == 0 and checks["Slack Socket Mode"].startswith("ok:")
+    code, checks = run_doctor({**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-wrong"}, mode="socket")
+    assert (
+        code == 1
+        and "invalid_auth" in checks["Slack Socket Mode"]
+        and "connections:write" in checks["Slack Socket Mode"]
+    )
+
+
+def test_settings_problems_are_the_same_list_as_at_start(settings_overrides) -> None:
+    out = io.StringIO()
+    overrides = {**settings_overrides, "SLACK_BOT_TOKEN": "xapp-in-the-wrong-place"}
+    code = doctor("socket", "127.0.0.1", 3000, out, load=lambda m: load_settings(m, _env_file=None, **overrides))
+    failed = [line for line in out.getvalue().splitlines() if line.startswith("[FAIL]")]
+    assert code == 1 and len(failed) == 2
+    assert "SLACK_BOT_TOKEN holds an App-Level Token" in failed[0] and "SLACK_APP_TOKEN is missing" in failed[1]
+    assert "xapp-in-the-wrong-place" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "says"),
+    [
+        ({"customer_secret": "rotated"}, "FAIL", "AGORA_CUSTOMER_SECRET"),
+        ({"unknown_apps": {APP_ID}}, "FAIL", "App ID APPID01 was not found"),
+        ({"configs": {}}, "warn", "has no entry points yet"),
+    ],
+)
+def test_agora_findings(settings_overrides, slack, agora, approvers_seen, change, status, says) -> None:
+    for name, value in change.items():
+        setattr(agora, name, value)
+    code, checks = run_doctor(settings_overrides)
+    assert checks["Agora"].startswith(status) and says in checks["Agora"]
+    assert code == (1 if status == "FAIL" else 0)
+
+
+def test_database_reports_pending_migrations_without_applying_them(settings_overrides, slack, agora) -> None:
+    store = Store(settings_overrides["DATABASE_URL"])
+    with store.engine.begin() as conn:
+        conn.execute(schema_version.update().values(version=1))
+        conn.execute(text("ALTER TABLE change_requests DROP COLUMN version"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and "exists but its seal key" in checks["Database"] and "backup" in checks["Database"]
+    resolve_seal_key(None, settings_overrides["DATABASE_URL"])
+    _, checks = run_doctor(settings_overrides)
+    assert "schema version 1 of 2, 1 migration(s) will be applied at start" in checks["Database"]
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 1  # still
+    store.close()
+
+
+def test_an_unreachable_postgresql_fails(settings_overrides, slack, agora, unused_port) -> None:
+    overrides = {
+        **settings_overrides,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{unused_port}/test",
+        "RECBOT_SEAL_KEY": Fernet.generate_key().decode(),
+    }
+    code, checks = run_doctor(overrides)
+    assert code == 1 and checks["Database"].startswith("FAIL") and "OperationalError" in checks["Database"]
+
+
+def test_groups_count_as_their_members(settings_overrides, slack, agora, approvers_seen) -> None:
+    slack.usergroups["S0OPS"] = ["UBOB"]
+    too_few = {**settings_overrides, "RECBOT_APPROVERS": "S0OPS", "RECBOT_REQUIRED_APPROVALS": "2"}
+    code, checks = run_doctor(too_few)
+    assert code == 1 and "1 approver(s) with groups counted as their members, 2 needed" in checks["Approvers"]
+    slack.usergroups["S0OPS"] = ["UBOB", "UCAROL", "UDAVE"]
+    code, checks = run_doctor(too_few)
+    assert code == 0 and checks["Approvers"].startswith("ok: 3 approver(s)")
+
+
+def test_a_bot_outside_the_approval_channel_is_a_warning(settings_overrides, slack, agora) -> None:
+    slack.channels["CAPPROVE"] = False
+    code, checks = run_doctor(settings_overrides)
+    assert (
+        code == 0 and checks["Approval channel"].startswith("warn") and "/invite @recbot" in checks["Approval channel"]
+    )
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` in `cwd` with `env` and none of recbot's settings from this process."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env={**base, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_doctor_against_silent_upstreams_finishes_quickly_and_quietly(settings_overrides, tmp_path) -> None:
+    silent = SilentServer().start()
+    try:
+        env = {k: str(v) for k, v in settings_overrides.items()}
+        env.update(SLACK_API_URL=silent.url + "/api/", AGORA_API_URL=silent.url)
+        began = time.monotonic()
+        done = cli(["doctor", "--http"], tmp_path, env)
+        took = time.monotonic() - began
+    finally:
+        silent.stop()
+    assert done.returncode == 1 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("recbot doctor") and "failed" in lines[-1]
+    assert all(line.startswith(("[ok]", "[warn]", "[FAIL]")) for line in lines[1:-1]), lines  # no log noise
+    assert any(line.startswith("[FAIL] Agora") for line in lines) and any("Slack bot token" in line for line in lines)
+    assert took < 15, f"doctor took {took:.1f} s against a silent upstream"  # generous: it takes about 4.5 s
+
+
+def test_doctor_without_settings_exits_1_and_names_them(tmp_path) -> None:
+    done = cli(["doctor"], tmp_path, {})
+    assert done.returncode == 1
+    assert "[FAIL] Settings: SLACK_BOT_TOKEN is missing" in done.stdout and "SLACK_APP_TOKEN is missing" in done.stdout

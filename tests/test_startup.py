@@ -1,0 +1,94 @@
+"""Every way a start can fail: a real `python -m bot` process, exit code 2,
+one line on stderr saying what is wrong and how to fix it, no traceback and
+no value of any setting."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.conftest import BOT_TOKEN, CUSTOMER_SECRET, SIGNING_SECRET
+from tests.test_doctor import cli
+
+APP_TOKEN = "xapp-1-A01-right-token"
+
+
+@pytest.fixture
+def env(settings_overrides: dict[str, Any], slack) -> dict[str, str]:
+    slack.app_token = APP_TOKEN
+    return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
+
+
+def refused(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """The failure lines of a start that must be refused."""
+    done = cli(args, cwd, env, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    lines = [line for line in done.stderr.splitlines() if line.startswith("recbot cannot start: ")]
+    assert lines, done.stderr
+    for secret in (BOT_TOKEN, SIGNING_SECRET, CUSTOMER_SECRET, APP_TOKEN, DB_PASSWORD, *env.values()):
+        if len(secret) > 8 and not secret.startswith(("http://", "sqlite:", "postgresql:")):
+            assert secret not in done.stderr, f"a setting's value was printed: {secret}"
+    return lines
+
+
+DB_PASSWORD = "db-password-not-to-print"
+SHARED = "postgresql://postgres:" + DB_PASSWORD + "@127.0.0.1:{port}/test"
+
+
+@pytest.mark.parametrize(
+    ("args", "change", "says"),
+    [
+        ([], {"SLACK_APP_TOKEN": None}, ["SLACK_APP_TOKEN is missing", "--http"]),
+        ([], {"SLACK_APP_TOKEN": "xoxb-2-bot-token-in-the-app-slot"}, ["belongs in SLACK_BOT_TOKEN"]),
+        ([], {"SLACK_BOT_TOKEN": "xapp-2-app-token-in-the-bot-slot"}, ["belongs in SLACK_APP_TOKEN"]),
+        (["--http"], {"DATABASE_URL": "postgresql://postgres@127.0.0.1/test"}, ["RECBOT_SEAL_KEY is required"]),
+        (["--http"], {"DATABASE_URL": "mysql://root@127.0.0.1/recbot"}, ["DATABASE_URL must start with sqlite:///"]),
+        ([], {"SLACK_APP_TOKEN": "xapp-1-A01-wrong-token"}, ["Slack rejected SLACK_APP_TOKEN (invalid_auth)"]),
+        ([], {"SLACK_BOT_TOKEN": "xoxb-wrong-bot-token"}, ["Slack rejected SLACK_BOT_TOKEN (invalid_auth)"]),
+        (
+            ["--http"],
+            {"DATABASE_URL": SHARED, "RECBOT_SEAL_KEY": Fernet.generate_key().decode()},
+            ["cannot use the database at postgresql://postgres:***@127.0.0.1:", "check DATABASE_URL"],
+        ),
+    ],
+    ids=[
+        "no-app-token",
+        "bot-token-as-app-token",
+        "app-token-as-bot-token",
+        "shared-db-without-seal-key",
+        "mysql-url",
+        "app-token-rejected",
+        "bot-token-rejected",
+        "postgresql-unreachable",
+    ],
+)
+def test_a_start_that_cannot_work_says_why_in_one_line(env, tmp_path, unused_port, args, change, says) -> None:
+    for name, value in change.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value.format(port=unused_port)
+    (line,) = refused(args, env, tmp_path)
+    assert all(part in line for part in says), line
+    if "database" not in line:  # refused before the store or its seal key was created
+        assert not (tmp_path / "recbot.db").exists() and not (tmp_path / "recbot.db.key").exists()
+
+
+def test_several_setting_problems_are_one_list(env, tmp_path) -> None:
+    env.pop("SLACK_APP_TOKEN")
+    env["RECBOT_APPROVERS"] = "bob"
+    lines = refused([], env, tmp_path)
+    assert len(lines) == 2 and "SLACK_APP_TOKEN is missing" in lines[0] and "RECBOT_APPROVERS" in lines[1]
+    assert not (tmp_path / "recbot.db").exists()  # refused before anything was created
+
+
+def test_a_port_in_use_is_named(env, tmp_path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        (line,) = refused(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path)
+    assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
