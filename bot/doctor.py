@@ -18,15 +18,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
 from bot.seal import key_file_for
 from bot.server import EVENTS_PATH
 from bot.settings import Mode, Settings, SettingsError, load_settings
 from bot.store import LATEST_VERSION, make_engine, schema_version_of
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
-CHECK_TIMEOUT = 3
-DEADLINE = 4.0
+CHECK_TIMEOUT = 2
+DEADLINE = 3.0
 SHOWN_ENTRY_POINTS = 5
 
 Status = Literal["ok", "warn", "FAIL"]
@@ -51,10 +51,11 @@ def _slack(token: str, settings: Settings) -> WebClient:
     return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=CHECK_TIMEOUT, retry_handlers=[])
 
 
-def _slack_failure(exc: Exception, settings: Settings) -> str:
+def _slack_failure(exc: Exception, settings: Settings, fix: str) -> str:
+    """What went wrong, and what to fix: the setting when Slack answered, the network when it did not."""
     if isinstance(exc, SlackApiError):
-        return f"Slack said {exc.response.get('error')}"
-    return f"no answer from {settings.SLACK_API_URL} ({type(exc).__name__})"
+        return f"Slack said {exc.response.get('error')}: {fix}"
+    return f"no answer from {settings.SLACK_API_URL} ({type(exc).__name__}): check the network and SLACK_API_URL"
 
 
 SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)
@@ -64,7 +65,7 @@ def check_bot_token(settings: Settings) -> Check:
     try:
         answer = _slack(settings.SLACK_BOT_TOKEN.get_secret_value(), settings).auth_test()
     except SLACK_FAILURES as exc:
-        return Check("Slack bot token", "FAIL", f"{_slack_failure(exc, settings)}: check SLACK_BOT_TOKEN")
+        return Check("Slack bot token", "FAIL", _slack_failure(exc, settings, "check SLACK_BOT_TOKEN"))
     return Check("Slack bot token", "ok", f"bot {answer.get('user')} in workspace {answer.get('team')}")
 
 
@@ -79,8 +80,12 @@ def check_app_token(settings: Settings) -> Check:
         return Check(
             "Slack Socket Mode",
             "FAIL",
-            f"{_slack_failure(exc, settings)}: SLACK_APP_TOKEN must be an App-Level Token with "
-            "connections:write (Basic Information > App-Level Tokens), and Socket Mode must be on",
+            _slack_failure(
+                exc,
+                settings,
+                "SLACK_APP_TOKEN must be an App-Level Token with connections:write "
+                "(Basic Information > App-Level Tokens), and Socket Mode must be on",
+            ),
         )
     return Check("Slack Socket Mode", "ok", "the app token opens a Socket Mode connection")
 
@@ -108,6 +113,13 @@ def check_agora(settings: Settings) -> Check:
         names = client.list_entry_points(app)
     except AgoraNotFound:
         return Check("Agora", "FAIL", f"App ID {app} was not found: check AGORA_APP_ID (Agora Console > Projects)")
+    except AgoraUnavailable as exc:
+        return Check(
+            "Agora",
+            "FAIL",
+            f"no proper answer from {settings.AGORA_API_URL} ({exc.upstream_message}): "
+            "check the network and AGORA_API_URL",
+        )
     except AgoraError as exc:
         return Check("Agora", "FAIL", exc.user_message())
     finally:
@@ -165,9 +177,10 @@ def check_approvers(settings: Settings) -> Check:
         try:
             people |= set(client.usergroups_users_list(usergroup=group)["users"])
         except SLACK_FAILURES as exc:
-            unreadable.append(f"{group} ({_slack_failure(exc, settings)})")
+            unreadable.append(f"{group} ({_slack_failure(exc, settings, 'check the usergroups:read scope')})")
     groups = f"; could not read group(s) {', '.join(unreadable)}" if unreadable else ""
-    count = f"{len(people)} approver(s) with groups counted as their members, {needed} needed"
+    grouped = " with groups counted as their members" if any(map(is_group, ids)) else ""
+    count = f"{len(people)} approver(s){grouped}, {needed} needed"
     if len(people) < needed:
         return Check("Approvers", "FAIL", f"{count}: no storage change could get enough approvals{groups}")
     if unreadable:
@@ -187,8 +200,13 @@ def check_approval_channel(settings: Settings) -> Check:
         return Check(
             "Approval channel",
             "warn",
-            f"could not check {channel} ({_slack_failure(exc, settings)}): if it is private, invite the bot; "
-            "the check needs the channels:read and groups:read scopes",
+            f"could not check {channel}: "
+            + _slack_failure(
+                exc,
+                settings,
+                "it may be private without the bot in it (invite it), or the app lacks "
+                "the channels:read and groups:read scopes (reinstall it from app.yaml)",
+            ),
         )
     if not info["channel"].get("is_member"):
         return Check(

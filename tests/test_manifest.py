@@ -31,7 +31,28 @@ def test_schema_is_strict_enough_to_catch_mistakes() -> None:
 def test_manifest_declares_what_the_bot_needs_and_no_more() -> None:
     data = manifest()
     assert [c["command"] for c in data["features"]["slash_commands"]] == ["/recording"]
-    assert set(data["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
+    assert set(data["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "usergroups:read",
+        "channels:read",
+        "groups:read",
+    }
     assert data["settings"]["interactivity"]["is_enabled"] is True
     assert data["settings"]["socket_mode_enabled"] is True
     assert "bot_user" in data["features"]
+
+
+def test_the_http_mode_edit_the_readme_describes_is_valid() -> None:
+    edited = manifest()
+    edited["settings"]["socket_mode_enabled"] = False
+    edited["features"]["slash_commands"][0]["url"] = "https://recbot.example.com/slack/events"
+    edited["settings"]["interactivity"]["request_url"] = "https://recbot.example.com/slack/events"
+    jsonschema.validate(edited, SCHEMA)
+    readme = (ROOT / "README.md").read_text()
+    assert "`url: https://YOUR-HOST/slack/events`" in readme
+    assert "`request_url: https://YOUR-HOST/slack/events`" in readme
+    wrong = manifest()
+    wrong["features"]["slash_commands"][0]["request_url"] = "https://recbot.example.com/slack/events"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, SCHEMA)  # the old README's edit
