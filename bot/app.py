@@ -16,6 +16,7 @@ from bot.approvals import ApprovalService
 from bot.background import Periodic
 from bot.changes import ChangeService
 from bot.logs import ContextExecutor, new_request_id, request_id
+from bot.probe import Prober
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
@@ -57,6 +58,12 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = Store(settings.DATABASE_URL)
+    prober = Prober(
+        settings.RECBOT_STORAGE_PROBE,
+        s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
+        azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
+        timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
+    )
     approvals = ApprovalService(
         store=store,
         sealer=sealer,
@@ -64,8 +71,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         digest_key=sealer.digest_key,
         ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
+        prober=prober,
     )
-    changes = ChangeService(agora, store, approvals, sealer.digest_key, settings.RECBOT_APPROVAL_FOR)
+    changes = ChangeService(agora, store, approvals, sealer.digest_key, prober, settings.RECBOT_APPROVAL_FOR)
     return Services(
         settings=settings,
         agora=agora,
@@ -75,6 +83,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvals=approvals,
         approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
         requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
+        prober=prober,
     )
 
 

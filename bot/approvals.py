@@ -19,8 +19,9 @@ from typing import Any
 from bot.agora import AgoraClient, AgoraError
 from bot.changes import Outcome, apply_change, expected_after, matches
 from bot.models import RecordingConfig, Target, diff
+from bot.probe import Prober
 from bot.seal import Sealer, SealError
-from bot.store import CardRef, RequestRow, Store, TargetBusy, Vote, utcnow
+from bot.store import CardRef, ProbeNote, RequestRow, Store, TargetBusy, Vote, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class ApprovalService:
         digest_key: bytes,
         ttl_seconds: int,
         required_approvals: int,
+        prober: Prober,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
@@ -75,10 +77,13 @@ class ApprovalService:
         self._digest_key = digest_key
         self._ttl = timedelta(seconds=ttl_seconds)
         self.required_approvals = required_approvals
+        self._prober = prober
         self._clock = clock
 
-    def open(self, target: Target, live: RecordingConfig, patch: RecordingConfig, requester: str) -> Outcome:
-        """Open a pending request; its keys are sealed, its diff is safe to show."""
+    def open(
+        self, target: Target, live: RecordingConfig, patch: RecordingConfig, requester: str, probe: ProbeNote | None
+    ) -> Outcome:
+        """Open a pending request; its keys are sealed, its diff and probe note are safe to show."""
         safe_diff = diff(live, expected_after(live, patch))
         try:
             row = self._store.create_request(
@@ -89,6 +94,7 @@ class ApprovalService:
                 base_digest=live.digest(self._digest_key),
                 sealed_patch=self._sealer.seal(json.dumps(patch.wire_json())),
                 changes=safe_diff,
+                probe=probe,
             )
         except TargetBusy as busy:
             holder = busy.holder
@@ -161,6 +167,18 @@ class ApprovalService:
             patch = self._patch(row)
         except Unreadable as exc:
             return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc} Nothing was sent to Agora.")
+        if patch.storage_config is not None and self._prober.enabled:
+            # Keys can be revoked or a bucket deleted while a request waits: check again, last thing before the PATCH.
+            probe = self._prober.probe(patch.storage_config)
+            if probe.verdict == "refused" and self._prober.blocks:
+                return self._end(
+                    row,
+                    "failed",
+                    ("applying",),
+                    "recbot",
+                    f"Not applied: the storage check just before applying failed ({probe.summary()}). "
+                    "Nothing was sent to Agora.",
+                )
         try:
             live = self._agora.get_config(row.target)
         except AgoraError as exc:

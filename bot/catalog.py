@@ -29,11 +29,16 @@ class Vendor(IntEnum):
 @dataclass(frozen=True)
 class StorageRegion:
     """One storage region of one vendor; `geography` is the API region it sits
-    in (cn, ap, na, eu), or None where no API region covers it."""
+    in (cn, ap, na, eu), or None where no API region covers it; `s3_region` is
+    the vendor's own region id (S3 signing region and endpoint host part);
+    `host`, where set, is the endpoint host when it does not follow the
+    vendor's template."""
 
     code: int
     name: str
     geography: str | None
+    s3_region: str = ""
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class VendorInfo:
     vendor: Vendor
     name: str
     regions: tuple[StorageRegion, ...]
+    # The storage endpoint: `{region}` is the region's s3_region; for Azure `{account}` is the account name.
+    host_template: str = ""
+    # Path-style addressing (https://host/bucket/key) instead of virtual-host (https://bucket.host/key).
+    path_style: bool = False
 
     @property
     def has_regions(self) -> bool:
@@ -50,13 +59,23 @@ class VendorInfo:
     def region(self, code: int) -> StorageRegion | None:
         return next((r for r in self.regions if r.code == code), None)
 
+    def endpoint(self, region_code: int) -> tuple[str, str]:
+        """(host, signing region) of the storage endpoint for a region of this vendor."""
+        found = self.region(region_code)
+        if found is None:
+            return self.host_template, "us-east-1"  # region-less vendors sign as S3's default region
+        return found.host or self.host_template.format(region=found.s3_region), found.s3_region
+
 
 def _regions(spec: str) -> tuple[StorageRegion, ...]:
-    """Parse 'code name... geo' lines; geo '-' means outside cn/ap/na/eu."""
+    """Parse 'code name... geo s3_region [host]' lines; geo '-' means outside
+    cn/ap/na/eu; a last field with a dot is the host, when not the template's."""
     out = []
     for line in spec.strip().splitlines():
-        code, *words, geo = line.split()
-        out.append(StorageRegion(int(code), " ".join(words), None if geo == "-" else geo))
+        fields = line.split("#")[0].split()
+        host = fields.pop() if "." in fields[-1] else None
+        code, *words, geo, s3_region = fields
+        out.append(StorageRegion(int(code), " ".join(words), None if geo == "-" else geo, s3_region, host))
     return tuple(out)
 
 
@@ -67,151 +86,164 @@ CATALOG: dict[Vendor, VendorInfo] = {
             Vendor.QINIU,
             "Qiniu Cloud",
             _regions("""
-                0 East China cn
-                1 North China cn
-                2 South China cn
-                3 North America na
-                4 Southeast Asia ap
+                0 East China cn cn-east-1
+                1 North China cn cn-north-1
+                2 South China cn cn-south-1
+                3 North America na us-north-1
+                4 Southeast Asia ap ap-southeast-1
             """),
+            # S3 hosts not confirmed by a public list (its upload hosts up-z0/z1/z2/na0/as0 were)
+            host_template="s3.{region}.qiniucs.com",
         ),
         VendorInfo(
             Vendor.AMAZON_S3,
             "Amazon S3",
             _regions("""
-                0 US_EAST_1 na
-                1 US_EAST_2 na
-                2 US_WEST_1 na
-                3 US_WEST_2 na
-                4 EU_WEST_1 eu
-                5 EU_WEST_2 eu
-                6 EU_WEST_3 eu
-                7 EU_CENTRAL_1 eu
-                8 AP_SOUTHEAST_1 ap
-                9 AP_SOUTHEAST_2 ap
-                10 AP_NORTHEAST_1 ap
-                11 AP_NORTHEAST_2 ap
-                12 SA_EAST_1 -
-                13 CA_CENTRAL_1 na
-                14 AP_SOUTH_1 ap
-                15 CN_NORTH_1 cn
-                16 CN_NORTHWEST_1 cn
-                18 AF_SOUTH_1 -
-                19 AP_EAST_1 ap
-                20 AP_NORTHEAST_3 ap
-                21 EU_NORTH_1 eu
-                22 ME_SOUTH_1 -
-                24 AP_SOUTHEAST_3 ap
-                25 EU_SOUTH_1 eu
+                0 US_EAST_1 na us-east-1
+                1 US_EAST_2 na us-east-2
+                2 US_WEST_1 na us-west-1
+                3 US_WEST_2 na us-west-2
+                4 EU_WEST_1 eu eu-west-1
+                5 EU_WEST_2 eu eu-west-2
+                6 EU_WEST_3 eu eu-west-3
+                7 EU_CENTRAL_1 eu eu-central-1
+                8 AP_SOUTHEAST_1 ap ap-southeast-1
+                9 AP_SOUTHEAST_2 ap ap-southeast-2
+                10 AP_NORTHEAST_1 ap ap-northeast-1
+                11 AP_NORTHEAST_2 ap ap-northeast-2
+                12 SA_EAST_1 - sa-east-1
+                13 CA_CENTRAL_1 na ca-central-1
+                14 AP_SOUTH_1 ap ap-south-1
+                15 CN_NORTH_1 cn cn-north-1 s3.cn-north-1.amazonaws.com.cn
+                16 CN_NORTHWEST_1 cn cn-northwest-1 s3.cn-northwest-1.amazonaws.com.cn
+                18 AF_SOUTH_1 - af-south-1
+                19 AP_EAST_1 ap ap-east-1
+                20 AP_NORTHEAST_3 ap ap-northeast-3
+                21 EU_NORTH_1 eu eu-north-1
+                22 ME_SOUTH_1 - me-south-1
+                24 AP_SOUTHEAST_3 ap ap-southeast-3
+                25 EU_SOUTH_1 eu eu-south-1
             """),
+            # confirmed: AWS's regional endpoint table (China: .amazonaws.com.cn)
+            host_template="s3.{region}.amazonaws.com",
         ),
         VendorInfo(
             Vendor.ALIBABA,
             "Alibaba Cloud",
             _regions("""
-                0 CN_Hangzhou cn
-                1 CN_Shanghai cn
-                2 CN_Qingdao cn
-                3 CN_Beijing cn
-                4 CN_Zhangjiakou cn
-                5 CN_Huhehaote cn
-                6 CN_Shenzhen cn
-                7 CN_Hongkong ap
-                8 US_West_1 na
-                9 US_East_1 na
-                10 AP_Southeast_1 ap
-                11 AP_Southeast_2 ap
-                12 AP_Southeast_3 ap
-                13 AP_Southeast_5 ap
-                14 AP_Northeast_1 ap
-                15 AP_South_1 ap
-                16 EU_Central_1 eu
-                17 EU_West_1 eu
-                18 EU_East_1 eu
-                19 AP_Southeast_6 ap
-                20 CN_Heyuan cn
-                21 CN_Guangzhou cn
-                22 CN_Chengdu cn
+                0 CN_Hangzhou cn cn-hangzhou
+                1 CN_Shanghai cn cn-shanghai
+                2 CN_Qingdao cn cn-qingdao
+                3 CN_Beijing cn cn-beijing
+                4 CN_Zhangjiakou cn cn-zhangjiakou
+                5 CN_Huhehaote cn cn-huhehaote
+                6 CN_Shenzhen cn cn-shenzhen
+                7 CN_Hongkong ap cn-hongkong
+                8 US_West_1 na us-west-1
+                9 US_East_1 na us-east-1
+                10 AP_Southeast_1 ap ap-southeast-1
+                11 AP_Southeast_2 ap ap-southeast-2
+                12 AP_Southeast_3 ap ap-southeast-3
+                13 AP_Southeast_5 ap ap-southeast-5
+                14 AP_Northeast_1 ap ap-northeast-1
+                15 AP_South_1 ap ap-south-1
+                16 EU_Central_1 eu eu-central-1
+                17 EU_West_1 eu eu-west-1
+                18 EU_East_1 eu me-east-1  # Agora's EU_East_1: OSS has no eu-east-1; me-east-1 (Dubai) assumed
+                19 AP_Southeast_6 ap ap-southeast-6
+                20 CN_Heyuan cn cn-heyuan
+                21 CN_Guangzhou cn cn-guangzhou
+                22 CN_Chengdu cn cn-chengdu
             """),
+            # confirmed: OSS regions-and-endpoints table (S3-compatible on the same hosts)
+            host_template="oss-{region}.aliyuncs.com",
         ),
         VendorInfo(
             Vendor.TENCENT,
             "Tencent Cloud",
             _regions("""
-                0 AP_Beijing_1 cn
-                1 AP_Beijing cn
-                2 AP_Shanghai cn
-                3 AP_Guangzhou cn
-                4 AP_Chengdu cn
-                5 AP_Chongqing cn
-                6 AP_Shenzhen_FSI cn
-                7 AP_Shanghai_FSI cn
-                8 AP_Beijing_FSI cn
-                9 AP_Hongkong ap
-                10 AP_Singapore ap
-                11 AP_Mumbai ap
-                12 AP_Seoul ap
-                13 AP_Bangkok ap
-                14 AP_Tokyo ap
-                15 NA_Siliconvalley na
-                16 NA_Ashburn na
-                17 NA_Toronto na
-                18 EU_Frankfurt eu
-                19 EU_Moscow eu
+                0 AP_Beijing_1 cn ap-beijing-1
+                1 AP_Beijing cn ap-beijing
+                2 AP_Shanghai cn ap-shanghai
+                3 AP_Guangzhou cn ap-guangzhou
+                4 AP_Chengdu cn ap-chengdu
+                5 AP_Chongqing cn ap-chongqing
+                6 AP_Shenzhen_FSI cn ap-shenzhen-fsi
+                7 AP_Shanghai_FSI cn ap-shanghai-fsi
+                8 AP_Beijing_FSI cn ap-beijing-fsi
+                9 AP_Hongkong ap ap-hongkong
+                10 AP_Singapore ap ap-singapore
+                11 AP_Mumbai ap ap-mumbai
+                12 AP_Seoul ap ap-seoul
+                13 AP_Bangkok ap ap-bangkok
+                14 AP_Tokyo ap ap-tokyo
+                15 NA_Siliconvalley na na-siliconvalley
+                16 NA_Ashburn na na-ashburn
+                17 NA_Toronto na na-toronto
+                18 EU_Frankfurt eu eu-frankfurt
+                19 EU_Moscow eu eu-moscow
             """),
+            # COS's documented pattern; rows not each confirmed by a list reached here
+            host_template="cos.{region}.myqcloud.com",
         ),
         VendorInfo(
             Vendor.KINGSOFT,
             "Kingsoft Cloud",
             _regions("""
-                0 CN_Hangzhou cn
-                1 CN_Shanghai cn
-                2 CN_Qingdao cn
-                3 CN_Beijing cn
-                4 CN_Guangzhou cn
-                5 CN_Hongkong ap
-                6 JR_Beijing cn
-                7 JR_Shanghai cn
-                8 NA_Russia_1 eu
-                9 NA_Singapore_1 ap
+                0 CN_Hangzhou cn cn-hangzhou ks3-cn-hangzhou.ksyuncs.com  # not confirmed
+                1 CN_Shanghai cn cn-shanghai ks3-cn-shanghai.ksyuncs.com
+                2 CN_Qingdao cn cn-qingdao ks3-cn-qingdao.ksyuncs.com  # not confirmed
+                3 CN_Beijing cn cn-beijing ks3-cn-beijing.ksyuncs.com
+                4 CN_Guangzhou cn cn-guangzhou ks3-cn-guangzhou.ksyuncs.com
+                5 CN_Hongkong ap cn-hk-1 ks3-cn-hk-1.ksyuncs.com
+                6 JR_Beijing cn jr-beijing ks3-jr-beijing.ksyuncs.com  # not confirmed
+                7 JR_Shanghai cn jr-shanghai ks3-jr-shanghai.ksyuncs.com  # not confirmed
+                8 NA_Russia_1 eu rus ks3-rus.ksyuncs.com  # not confirmed
+                9 NA_Singapore_1 ap sgp ks3-sgp.ksyuncs.com  # not confirmed
             """),
+            # pattern ks3-cn-<region>.ksyuncs.com seen in Kingsoft's SDK samples
         ),
-        VendorInfo(Vendor.AZURE, "Microsoft Azure", ()),
-        VendorInfo(Vendor.GOOGLE, "Google Cloud", ()),
+        VendorInfo(Vendor.AZURE, "Microsoft Azure", (), host_template="{account}.blob.core.windows.net"),
+        VendorInfo(Vendor.GOOGLE, "Google Cloud", (), host_template="storage.googleapis.com", path_style=True),
         VendorInfo(
             Vendor.HUAWEI,
             "Huawei Cloud",
             _regions("""
-                0 CN_North_1 cn
-                1 CN_North_4 cn
-                2 CN_East_2 cn
-                3 CN_East_3 cn
-                4 CN_South_1 cn
-                5 CN_Southwest_2 cn
-                6 AP_Southeast_1 ap
-                7 AP_Southeast_2 ap
-                8 AP_Southeast_3 ap
-                9 AF_South_1 -
-                10 SA_Argentina_1 -
-                11 SA_Peru_1 -
-                12 NA_Mexico_1 na
-                13 SA_Brazil_1 -
-                14 LA_South_2 -
-                15 SA_Chile_1 -
+                0 CN_North_1 cn cn-north-1
+                1 CN_North_4 cn cn-north-4
+                2 CN_East_2 cn cn-east-2
+                3 CN_East_3 cn cn-east-3
+                4 CN_South_1 cn cn-south-1
+                5 CN_Southwest_2 cn cn-southwest-2
+                6 AP_Southeast_1 ap ap-southeast-1
+                7 AP_Southeast_2 ap ap-southeast-2
+                8 AP_Southeast_3 ap ap-southeast-3
+                9 AF_South_1 - af-south-1
+                10 SA_Argentina_1 - sa-argentina-1  # not confirmed
+                11 SA_Peru_1 - sa-peru-1  # not confirmed
+                12 NA_Mexico_1 na na-mexico-1  # not confirmed
+                13 SA_Brazil_1 - sa-brazil-1  # not confirmed
+                14 LA_South_2 - la-south-2  # not confirmed
+                15 SA_Chile_1 - sa-chile-1  # not confirmed
             """),
+            # confirmed: Huawei's OBS endpoint list (af-south-1, cn-north-1/4, cn-east-2 ...)
+            host_template="obs.{region}.myhuaweicloud.com",
         ),
         VendorInfo(
             Vendor.BAIDU,
             "Baidu AI Cloud",
             _regions("""
-                0 Beijing cn
-                1 Baoding cn
-                2 Suzhou cn
-                3 Guangzhou cn
-                4 Hongkong ap
-                5 Singapore ap
-                6 Wuhan cn
-                7 Shanghai cn
+                0 Beijing cn bj
+                1 Baoding cn bd
+                2 Suzhou cn su
+                3 Guangzhou cn gz
+                4 Hongkong ap hkg
+                5 Singapore ap sin  # not confirmed
+                6 Wuhan cn fwh
+                7 Shanghai cn fsh  # not confirmed
             """),
+            # bj/gz/su.bcebos.com confirmed; the s3. prefix is BOS's S3-compatible host
+            host_template="s3.{region}.bcebos.com",
         ),
     )
 }

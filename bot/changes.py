@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.agora import AgoraClient, AgoraError, AgoraUnavailable
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
-from bot.store import RequestRow, Store
+from bot.probe import Prober
+from bot.store import ProbeNote, RequestRow, Store
 
 if TYPE_CHECKING:
     from bot.approvals import ApprovalService
@@ -67,17 +68,19 @@ def _storage_wire(storage: StorageConfig | None) -> object:
     return None if storage is None else RecordingConfig(storage_config=storage).wire_json()
 
 
-OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refused", "failed"]
+OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refused", "failed", "storage_refused"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a submitted change ended, with a safe diff and words for the requester."""
+    """How a submitted change ended, with a safe diff and words for the requester;
+    `field` names the form field a storage refusal concerns."""
 
     kind: OutcomeKind
     message: str
     changes: list[FieldChange] = field(default_factory=list)
     request: RequestRow | None = None
+    field: str | None = None
 
 
 STALE_MESSAGE = (
@@ -126,12 +129,14 @@ class ChangeService:
         store: Store,
         approvals: ApprovalService,
         digest_key: bytes,
+        prober: Prober,
         approval_for: str = "secrets",
     ) -> None:
         self._agora = agora
         self._store = store
         self._approvals = approvals
         self._digest_key = digest_key
+        self._prober = prober
         self._approval_for = approval_for
 
     def digest(self, config: RecordingConfig) -> str:
@@ -151,8 +156,18 @@ class ChangeService:
         patch = build_patch(live, proposal)
         if is_empty(patch):
             return Outcome("no_change", "Nothing differs from the current configuration; nothing was sent.")
+        probe = None
+        if patch.storage_config is not None and self._prober.enabled:
+            result = self._prober.probe(patch.storage_config)
+            if result.verdict == "refused" and self._prober.blocks:
+                return Outcome(
+                    "storage_refused",
+                    f"The storage check failed, so nothing was stored or sent: {result.summary()}.",
+                    field=result.field,
+                )
+            probe = ProbeNote(result.verdict, result.summary())
         if self.needs_approval(patch):
-            return self._approvals.open(target, live, patch, requester)
+            return self._approvals.open(target, live, patch, requester, probe)
         outcome = apply_change(self._agora, target, live, patch)
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)

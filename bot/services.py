@@ -11,6 +11,7 @@ from bot.access import Audience
 from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
 from bot.changes import ChangeService
+from bot.probe import Prober
 from bot.seal import Sealer
 from bot.settings import Settings
 from bot.store import Store
@@ -26,6 +27,7 @@ class Services:
     approvals: ApprovalService
     approvers: Audience
     requesters: Audience
+    prober: Prober
 
     def channel_allowed(self, channel_id: str) -> bool:
         allowed = self.settings.RECBOT_ALLOWED_CHANNELS

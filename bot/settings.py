@@ -29,6 +29,7 @@ HOW_TO_FIX: dict[str, str] = {
     "RECBOT_ALLOWED_CHANNELS": "comma-separated Slack channel IDs (C..., G..., D...), or unset",
     "RECBOT_APPROVAL_CHANNEL": "a Slack channel ID (C... or G...), or unset to send cards to each approver",
     "DATABASE_URL": "sqlite:///path/to/recbot.db, or postgresql://user@host:5432/db",
+    "RECBOT_STORAGE_PROBE": "require (a refused probe stops the change), warn, or off",
     "RECBOT_SEAL_KEY": "a key from `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
     "print(Fernet.generate_key().decode())'`, the same in every recbot process",
 }
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     # Validated even when unset: a shared database needs one (see _seal_key).
     RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
     RECBOT_LOG_FORMAT: Literal["text", "json"] = "text"
+    RECBOT_STORAGE_PROBE: Literal["require", "warn", "off"] = "require"
+    RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=30)
+    # Tests and air-gapped sites: one S3-compatible server, one Azure Blob server, for every vendor and region.
+    RECBOT_STORAGE_ENDPOINT_OVERRIDE: str | None = None
+    RECBOT_AZURE_ENDPOINT_OVERRIDE: str | None = None
 
     @field_validator("SLACK_BOT_TOKEN")
     @classmethod
@@ -126,9 +132,13 @@ class Settings(BaseSettings):
     def _app_id(cls, v: str) -> str:
         return check_path_segment(v, "App ID")
 
-    @field_validator("SLACK_API_URL", "AGORA_API_URL")
+    @field_validator(
+        "SLACK_API_URL", "AGORA_API_URL", "RECBOT_STORAGE_ENDPOINT_OVERRIDE", "RECBOT_AZURE_ENDPOINT_OVERRIDE"
+    )
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
         if not v.startswith(("https://", "http://")):
             raise ValueError("must be an http(s):// URL")
         return v

@@ -71,6 +71,8 @@ change_requests = Table(
     Column("result", Text),
     # Bumped by every change a person could see on the card (schema version 2).
     Column("version", Integer, nullable=False, server_default="0"),
+    # What the storage probe found when the request was made, safe to show (schema version 3).
+    Column("probe", Text),
 )
 
 approvals = Table(
@@ -106,8 +108,13 @@ def _v2(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE change_requests ADD COLUMN version INTEGER NOT NULL DEFAULT 0"))
 
 
+def _v3(conn: Connection) -> None:
+    if "probe" not in {c["name"] for c in inspect(conn).get_columns("change_requests")}:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN probe TEXT"))
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 
 
 def utcnow() -> datetime:
@@ -148,10 +155,19 @@ class RequestRow:
     result: str | None
     version: int = 0
     problem: str | None = None
+    probe: ProbeNote | None = None
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class ProbeNote:
+    """The storage probe's verdict (ok, refused, unreachable) and its summary, as stored."""
+
+    verdict: str
+    summary: str
 
 
 class Vote(Enum):
@@ -204,6 +220,10 @@ def _request_row(r: Any, approvers: list[str]) -> RequestRow:
         cards = [CardRef(*c) for c in json.loads(r["cards"])]
     except (ValueError, TypeError) as exc:
         cards, problem = [], problem or f"its stored card places could not be read ({type(exc).__name__})"
+    try:
+        probe = ProbeNote(*json.loads(r["probe"])) if r["probe"] else None
+    except (ValueError, TypeError):
+        probe = None  # only shown on the card; losing it loses nothing else
     return RequestRow(
         id=r["id"],
         target=target,
@@ -222,6 +242,7 @@ def _request_row(r: Any, approvers: list[str]) -> RequestRow:
         result=r["result"],
         version=r["version"],
         problem=problem,
+        probe=probe,
     )
 
 
@@ -298,6 +319,7 @@ class Store:
         base_digest: str,
         sealed_patch: bytes,
         changes: list[FieldChange],
+        probe: ProbeNote | None = None,
     ) -> RequestRow:
         """Insert a pending request, or raise TargetBusy naming the open one."""
         now = utcnow()
@@ -319,6 +341,7 @@ class Store:
                         sealed_patch=sealed_patch,
                         changes=_changes_json(changes),
                         cards="[]",
+                        probe=json.dumps([probe.verdict, probe.summary]) if probe else None,
                     )
                 )
         except IntegrityError:

@@ -42,6 +42,18 @@ def register(app: App, services: Services) -> None:
             return
         ack(response_action="update", view=edit_form.message_view(edit_form.WORKING))
         outcome = services.changes.submit(metadata.target, metadata.digest, proposal, requester)
+        if outcome.kind == "storage_refused":
+            current = next(
+                (
+                    b
+                    for b in view.get("blocks", [])
+                    if isinstance(b, dict) and b.get("block_id") == edit_form.BLOCK_CURRENT
+                ),
+                edit_form.current_block_unknown(),
+            )
+            again = edit_form.storage_refused_view(metadata, services.sealer, values, current, outcome)
+            client.views_update(view_id=view["id"], view=again)
+            return
         if outcome.request is not None:
             Notifier(client, services).post_cards(outcome.request)
         client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))

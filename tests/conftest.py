@@ -25,6 +25,8 @@ APP_ID = "APPID01"
 ACCESS_KEY = "AKIAFAKEACCESS1234"
 SECRET_KEY = "SECRETKEY-zyx-987-ultra"
 
+DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+
 LIVE_CONFIG: dict[str, Any] = {
     "mp4Config": {"enabled": True},
     "hlsConfig": {"enabled": False},
@@ -68,6 +70,11 @@ def settings_overrides(tmp_path: Path, slack: FakeSlack, agora: AgoraEmulator) -
         "DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}",
         "RECBOT_APPROVERS": "UBOB,UCAROL",
         "RECBOT_APPROVAL_CHANNEL": "CAPPROVE",
+        # The storage probe is tested in its own files; here it is off, and were it on,
+        # it could only reach a dead loopback port: tests never talk to a real vendor.
+        "RECBOT_STORAGE_PROBE": "off",
+        "RECBOT_STORAGE_ENDPOINT_OVERRIDE": DEAD_ENDPOINT,
+        "RECBOT_AZURE_ENDPOINT_OVERRIDE": DEAD_ENDPOINT,
     }
 
 
@@ -130,3 +137,6 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+from tests.storage_servers import azurite, moto_s3  # noqa: E402, F401 - session fixtures of real storage servers

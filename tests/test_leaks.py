@@ -27,6 +27,7 @@ SECRETS = {
     "expired": ("LEAKCANARY-ACCESS-CCCC3333", "LEAKCANARY-SECRET-expired-xx"),
     "refused": ("LEAKCANARY-ACCESS-DDDD4444", "LEAKCANARY-SECRET with space"),
     "typed": ("LEAKCANARY-ACCESS-EEEE5555", "LEAKCANARY-SECRET-typed-ww"),
+    "probed": ("LEAKCANARY-ACCESS-FFFF6666", "LEAKCANARY-SECRET-probed-vv"),
 }
 
 
@@ -38,7 +39,7 @@ def request(driver: SlackDriver, slack, user: str, keys: tuple[str, str]) -> Non
     slack.wait_for("views.update", count=updated + 1)
 
 
-def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog, tmp_path) -> None:
+def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog, tmp_path, moto_s3) -> None:
     caplog.set_level(logging.DEBUG)
     settings = load_settings(_env_file=None, **settings_overrides)
     bot = start_bot(settings, fast_agora(settings))
@@ -102,6 +103,20 @@ def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog,
     try:
         request(driver, slack, "UCAROL", SECRETS["expired"])
         slack.wait_for("chat.update", where=lambda c: "Expired" in text_of(c))
+    finally:
+        bot.stop()
+    # the storage probe, on, against a real S3 server that refuses these keys
+    probing = load_settings(
+        _env_file=None,
+        **{**settings_overrides, "RECBOT_STORAGE_PROBE": "require", "RECBOT_STORAGE_ENDPOINT_OVERRIDE": moto_s3.url},
+    )
+    bot = start_bot(probing, fast_agora(probing))
+    driver = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+    try:
+        request(driver, slack, "UALICE", SECRETS["probed"])
+        assert "InvalidAccessKeyId" in text_of(
+            slack.wait_for("views.update", where=lambda c: "refused" in text_of(c))[0]
+        )
         with bot.services.store.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(select(change_requests)).mappings()]
             rows += [dict(r) for r in conn.execute(select(audit_events)).mappings()]

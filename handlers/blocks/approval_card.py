@@ -15,6 +15,8 @@ ACTION_CANCEL = "request_cancel"
 BLOCK_SUMMARY = "request_summary"
 BLOCK_DIFF = "request_diff"
 BLOCK_STATUS = "request_status"
+BLOCK_PROBE = "request_storage_check"
+PROBE_ICONS = {"ok": ":white_check_mark:", "refused": ":x:", "unreachable": ":warning:"}
 BLOCK_BUTTONS = "request_buttons"
 
 CALLBACK_REJECT = "request_reject_reason"
@@ -69,6 +71,11 @@ def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]
         },
         {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
     ]
+    if row.probe is not None:
+        line = f"{PROBE_ICONS.get(row.probe.verdict, ':warning:')} Storage check: {escape(row.probe.summary)}"
+        blocks.append(
+            {"type": "context", "block_id": BLOCK_PROBE, "elements": [{"type": "mrkdwn", "text": line[:3000]}]}
+        )
     if row.state == "pending":
         approved = ", ".join(f"<@{u}>" for u in row.approvers) or "nobody yet"
         blocks.append(

@@ -42,7 +42,17 @@ BLOCK_SECRET_KEY = "storage_secret_key"  # noqa: S105 - a block id, not a secret
 ACTION_SECRET_KEY = "secret_key_input"  # noqa: S105 - an action id, not a secret
 
 MP4, HLS, CHANGE = "mp4", "hls", "change"
-WORKING = ":hourglass_flowing_sand: Checking the live configuration and applying…"
+WORKING = (
+    ":hourglass_flowing_sand: Checking the live configuration, and for a storage change the bucket and keys "
+    "(a small test object is written, read back and deleted)…"
+)
+# The form field a storage refusal concerns -> the block it is shown under.
+FIELD_BLOCKS = {
+    "bucket": BLOCK_BUCKET,
+    "access_key": BLOCK_ACCESS_KEY,
+    "secret_key": BLOCK_SECRET_KEY,
+    "region": BLOCK_REGION,
+}
 
 
 @dataclass(frozen=True)
@@ -167,9 +177,16 @@ def current_block_unknown() -> dict[str, Any]:
     }
 
 
-def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, current: dict[str, Any]) -> dict[str, Any]:
+def form_view(
+    metadata: FormMetadata,
+    sealer: Sealer,
+    values: FormValues,
+    current: dict[str, Any],
+    problems: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The edit form. Inputs keep stable block and action ids, so what the user
-    typed survives each `views.update`; the typed keys are never sent back."""
+    typed survives each `views.update`; the typed keys are never sent back.
+    `problems` (block id -> text) are shown under those blocks."""
     format_options = [_option("MP4 recording", MP4), _option("HLS recording", HLS)]
     chosen_formats = [
         o for o in format_options if (o["value"] == MP4 and values.mp4) or (o["value"] == HLS and values.hls)
@@ -235,7 +252,25 @@ def form_view(metadata: FormMetadata, sealer: Sealer, values: FormValues, curren
             "write-only key. It is sent only after approval and never shown again.",
         ),
     ]
+    for block_id, text in (problems or {}).items():
+        at = next(i for i, block in enumerate(blocks) if block.get("block_id") == block_id)
+        note = {
+            "type": "context",
+            "block_id": f"{block_id}_problem",
+            "elements": [_text(f":x: {text}"[:3000], "mrkdwn")],
+        }
+        blocks.insert(at + 1, note)
     return _modal(blocks, metadata.dump(sealer), submit=True)
+
+
+def storage_refused_view(
+    metadata: FormMetadata, sealer: Sealer, values: FormValues, current: dict[str, Any], outcome: Outcome
+) -> dict[str, Any]:
+    """The form again after the storage check refused it: what was typed, but the keys
+    (never sent back to Slack), with the refusal under the field it concerns."""
+    block_id = FIELD_BLOCKS.get(outcome.field or "", BLOCK_BUCKET)
+    text = f"{outcome.message} Fix it and type both keys again."
+    return form_view(metadata, sealer, values, current, {block_id: text})
 
 
 def _region_block(values: FormValues) -> dict[str, Any]:
@@ -399,4 +434,6 @@ def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     )
     lines = [f"{icon} *{escape(target.describe())}*: {outcome.message}"]
     lines += [f"• {c.label}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
+    if outcome.request is not None and outcome.request.probe is not None:
+        lines.append(f"Storage check: {escape(outcome.request.probe.summary)}")
     return message_view("\n".join(lines))
