@@ -168,9 +168,9 @@ CATALOG: dict[Vendor, VendorInfo] = {
                 3 AP_Guangzhou cn ap-guangzhou
                 4 AP_Chengdu cn ap-chengdu
                 5 AP_Chongqing cn ap-chongqing
-                6 AP_Shenzhen_FSI cn ap-shenzhen-fsi
-                7 AP_Shanghai_FSI cn ap-shanghai-fsi
-                8 AP_Beijing_FSI cn ap-beijing-fsi
+                6 AP_Shenzhen_FSI cn ap-shenzhen-fsi  # not confirmed
+                7 AP_Shanghai_FSI cn ap-shanghai-fsi  # not confirmed
+                8 AP_Beijing_FSI cn ap-beijing-fsi  # not confirmed
                 9 AP_Hongkong ap ap-hongkong
                 10 AP_Singapore ap ap-singapore
                 11 AP_Mumbai ap ap-mumbai
@@ -179,11 +179,11 @@ CATALOG: dict[Vendor, VendorInfo] = {
                 14 AP_Tokyo ap ap-tokyo
                 15 NA_Siliconvalley na na-siliconvalley
                 16 NA_Ashburn na na-ashburn
-                17 NA_Toronto na na-toronto
+                17 NA_Toronto na na-toronto  # not confirmed
                 18 EU_Frankfurt eu eu-frankfurt
-                19 EU_Moscow eu eu-moscow
+                19 EU_Moscow eu eu-moscow  # not confirmed
             """),
-            # COS's documented pattern; rows not each confirmed by a list reached here
+            # confirmed: COS's region table (<bucket-appid>.cos.<region>.myqcloud.com); rows marked otherwise
             host_template="cos.{region}.myqcloud.com",
         ),
         VendorInfo(

@@ -9,6 +9,7 @@ import base64
 import binascii
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -125,6 +126,10 @@ class Prober:
         self._s3_endpoint = s3_endpoint.rstrip("/") if s3_endpoint else None
         self._azure_endpoint = azure_endpoint.rstrip("/") if azure_endpoint else None
         self._timeout = timeout
+        # One session keeps the loaded service models (building them is ~100 ms of CPU per client);
+        # a session is not thread-safe, so clients are made under a lock. Clients themselves are.
+        self._session = boto3.session.Session()
+        self._session_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -185,24 +190,25 @@ class Prober:
         url = self._s3_endpoint or f"https://{host}"
         if self._s3_endpoint:
             region = "us-east-1"  # one local server stands in for every vendor and region
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=url,
-            region_name=region,
-            aws_access_key_id=storage.access_key.get_secret_value(),  # type: ignore[union-attr]
-            aws_secret_access_key=storage.secret_key.get_secret_value(),  # type: ignore[union-attr]
-            config=Config(
-                signature_version="s3v4",
-                # A local override serves every bucket under one host; real vendors want virtual hosts.
-                s3={"addressing_style": "path" if self._s3_endpoint or info.path_style else "virtual"},
-                connect_timeout=self._timeout,
-                read_timeout=self._timeout,
-                retries={"max_attempts": 1, "mode": "standard"},
-                # S3-compatible vendors refuse the newer default checksum headers.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        with self._session_lock:
+            client = self._session.client(
+                "s3",
+                endpoint_url=url,
+                region_name=region,
+                aws_access_key_id=storage.access_key.get_secret_value(),  # type: ignore[union-attr]
+                aws_secret_access_key=storage.secret_key.get_secret_value(),  # type: ignore[union-attr]
+                config=Config(
+                    signature_version="s3v4",
+                    # A local override serves every bucket under one host; real vendors want virtual hosts.
+                    s3={"addressing_style": "path" if self._s3_endpoint or info.path_style else "virtual"},
+                    connect_timeout=self._timeout,
+                    read_timeout=self._timeout,
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    # S3-compatible vendors refuse the newer default checksum headers.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
         bucket = storage.bucket
 
         def call(method: Any, **kwargs: Any) -> Any:
