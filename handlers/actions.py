@@ -34,14 +34,10 @@ def register(app: App, services: Services) -> None:
         except edit_form.MalformedForm:
             log.warning("vendor select on a view with unreadable state; ignored")
             return
-        current = next(
-            (b for b in view.get("blocks", []) if isinstance(b, dict) and b.get("block_id") == edit_form.BLOCK_CURRENT),
-            edit_form.current_block_unknown(),
-        )
         client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
-            view=edit_form.form_view(metadata, services.sealer, values, current),
+            view=edit_form.form_view(metadata, services.sealer, values, edit_form.current_block_of(view)),
         )
 
     @app.action(approval_card.ACTION_APPROVE)

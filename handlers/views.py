@@ -43,14 +43,7 @@ def register(app: App, services: Services) -> None:
         ack(response_action="update", view=edit_form.message_view(edit_form.WORKING))
         outcome = services.changes.submit(metadata.target, metadata.digest, proposal, requester)
         if outcome.kind == "storage_refused":
-            current = next(
-                (
-                    b
-                    for b in view.get("blocks", [])
-                    if isinstance(b, dict) and b.get("block_id") == edit_form.BLOCK_CURRENT
-                ),
-                edit_form.current_block_unknown(),
-            )
+            current = edit_form.current_block_of(view)
             again = edit_form.storage_refused_view(metadata, services.sealer, values, current, outcome)
             client.views_update(view_id=view["id"], view=again)
             return

@@ -169,8 +169,11 @@ def current_block(target: Target, config: RecordingConfig) -> dict[str, Any]:
     }
 
 
-def current_block_unknown() -> dict[str, Any]:
-    return {
+def current_block_of(view: dict[str, Any]) -> dict[str, Any]:
+    """The "now:" line of a form Slack sent back, to show it again unchanged."""
+    blocks = view.get("blocks") or []
+    found = next((b for b in blocks if isinstance(b, dict) and b.get("block_id") == BLOCK_CURRENT), None)
+    return found or {
         "type": "context",
         "block_id": BLOCK_CURRENT,
         "elements": [_text("Current configuration: see `/recording get`.")],
