@@ -17,6 +17,7 @@ import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.models import RecordingConfig, Target
+from bot.ratelimit import TokenBucket
 from bot.signing import sign
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ class AgoraClient:
 
     One keep-alive session; 429, 5xx and connection errors are retried with
     exponential backoff (Retry-After honoured). PATCH sets absolute values, so
-    retrying it is safe.
+    retrying it is safe. With a `limiter`, every call waits for its token, and a
+    429 pauses the limiter for every thread.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class AgoraClient:
         backoff_base: float = 0.5,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: TokenBucket | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
@@ -171,6 +174,7 @@ class AgoraClient:
         self._backoff_base = backoff_base
         self._max_backoff = max_backoff
         self._sleep = sleep
+        self._limiter = limiter
         self._session = requests.Session()
         # One pooled connection per concurrent listener, so keep-alive survives bursts.
         self._session.mount(self._base, requests.adapters.HTTPAdapter(pool_maxsize=64))
@@ -217,7 +221,12 @@ class AgoraClient:
             if response.status_code == 200:
                 return self._json(response)
             log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
-            if response.status_code in RETRY_STATUSES and not last:
+            if response.status_code == 429 and self._limiter is not None:
+                # Every thread of the process slows down, not only this call's retry.
+                self._limiter.pause(self._backoff(attempt, _retry_after(response)))
+                if not last:
+                    continue
+            elif response.status_code in RETRY_STATUSES and not last:
                 self._sleep(self._backoff(attempt, _retry_after(response)))
                 continue
             error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
@@ -225,6 +234,8 @@ class AgoraClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, body: bytes) -> requests.Response:
+        if self._limiter is not None:
+            self._limiter.acquire()
         headers = sign(
             customer_id=self._customer_id,
             customer_secret=self._customer_secret,

@@ -17,6 +17,7 @@ from bot.background import Periodic
 from bot.changes import ChangeService
 from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.probe import Prober
+from bot.ratelimit import TokenBucket
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
@@ -45,10 +46,12 @@ def slack_client(settings: Settings) -> WebClient:
 
 
 def agora_client(settings: Settings) -> AgoraClient:
+    """The one Agora client of the process, every call under one AGORA_RATE_LIMIT bucket."""
     return AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        limiter=TokenBucket(settings.AGORA_RATE_LIMIT),
     )
 
 

@@ -24,6 +24,7 @@ HOW_TO_FIX: dict[str, str] = {
     "AGORA_CUSTOMER_SECRET": "the Customer Secret from Agora Console > RESTful API",
     "AGORA_APP_ID": "the App ID of your Agora project (Agora Console > Projects)",
     "AGORA_DEFAULT_REGION": "one of cn, ap, na, eu",
+    "AGORA_RATE_LIMIT": "Agora calls per second for this process (Agora allows about 50 per account)",
     "RECBOT_APPROVERS": "comma-separated Slack user IDs (U..., W...) and user-group IDs (S...)",
     "RECBOT_REQUESTERS": "comma-separated Slack user IDs (U..., W...) and user-group IDs (S...), or unset",
     "RECBOT_ALLOWED_CHANNELS": "comma-separated Slack channel IDs (C..., G..., D...), or unset",
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     AGORA_API_URL: str = "https://api.agora.io"
     AGORA_APP_ID: str
     AGORA_DEFAULT_REGION: Literal["cn", "ap", "na", "eu"] = "na"
+    # Agora allows about 50 requests per second per account; with several recbot processes, split it.
+    AGORA_RATE_LIMIT: float = Field(default=40.0, gt=0, le=1000)
     RECBOT_APPROVERS: SlackIds = ()
     RECBOT_REQUESTERS: SlackIds = ()
     RECBOT_ALLOWED_CHANNELS: SlackIds = ()

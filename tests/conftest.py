@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.agora import AgoraClient
+from bot.ratelimit import TokenBucket
 from bot.settings import Settings, load_settings
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator
@@ -91,6 +92,7 @@ def fast_agora(settings: Settings) -> AgoraClient:
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
         backoff_base=0.01,
         read_timeout=5,
+        limiter=TokenBucket(settings.AGORA_RATE_LIMIT),
     )
 
 

@@ -73,6 +73,8 @@ class AgoraEmulator:
         self.faults: list[Fault] = []
         self.get_delay = 0.0
         self.unknown_apps: set[str] = set()  # App IDs the list call answers 404 for
+        self.per_second_limit: int | None = None  # like Agora: 429 above this many requests in any second
+        self.rate_limited = 0
         self._lock = threading.Lock()
         self._server = LoopbackServer(self._handle)
 
@@ -120,6 +122,12 @@ class AgoraEmulator:
         record = Received(method, path, headers, body, at=time.monotonic())
         with self._lock:
             self.received.append(record)
+            if self.per_second_limit is not None:
+                recent = [r for r in self.received if r.status != 429 and record.at - r.at < 1.0]
+                if len(recent) > self.per_second_limit:
+                    self.rate_limited += 1
+                    record.status = 429
+                    return 429, {"Retry-After": "1"}, b'{"message": "Too Many Requests"}'
             fault = next((f for f in self.faults if f.method in (None, method)), None)
             if fault:
                 self.faults.remove(fault)

@@ -1,0 +1,55 @@
+"""One token bucket for every Agora call of the process: Agora allows about 50
+requests per second per account, and a fleet scan must not take them all."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    """`rate` calls per second, shared by every thread. Each call reserves the
+    next token under a lock and then sleeps until it exists, so waiting costs no
+    CPU and callers are served in order. The burst is a tenth of a second's
+    worth, so no one-second window ever holds more than `rate` plus that."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = max(1.0, rate / 10)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = self.capacity
+        self._last = clock()  # tokens accrue from here; in the future while paused
+
+    def reserve(self) -> float:
+        """Take the next token; how long to wait before using it."""
+        with self._lock:
+            now = self._clock()
+            if now > self._last:
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+            self._tokens -= 1
+            ready = self._last + max(0.0, -self._tokens) / self.rate
+        return max(0.0, ready - now)
+
+    def acquire(self) -> None:
+        """Wait for a token (the caller then makes one call)."""
+        delay = self.reserve()
+        if delay > 0:
+            self._sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Agora said 429: no token until `seconds` from now, and none saved up."""
+        with self._lock:
+            self._last = max(self._last, self._clock() + seconds)
+            self._tokens = min(self._tokens, 0.0)

@@ -1,0 +1,123 @@
+"""The one Agora rate limiter: a rule for every arrival pattern, thread-safe,
+paused by a 429 for every thread, and under Agora's 50 per second end to end."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.agora import AgoraClient, AgoraError
+from bot.models import Target
+from bot.ratelimit import TokenBucket
+from tests.conftest import APP_ID, fast_agora
+from tests.fakes.agora import Fault
+
+
+class FakeTime:
+    """A clock that only moves when told; sleeps are recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=200),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.2), min_size=1, max_size=300),
+)
+def test_no_one_second_window_holds_more_than_rate_plus_burst(rate: float, gaps: list[float]) -> None:
+    time = FakeTime()
+    bucket = TokenBucket(rate, clock=time.clock, sleep=time.sleep)
+    granted = []
+    for gap in gaps:
+        time.now += gap
+        granted.append(time.now + bucket.reserve())
+    assert granted == sorted(granted)  # served in order of arrival
+    for i, start in enumerate(granted):
+        in_window = sum(1 for t in granted[i:] if t < start + 1.0 - 1e-9)
+        assert in_window <= rate + bucket.capacity + 1e-6
+
+
+def test_concurrent_callers_each_get_their_own_token() -> None:
+    time = FakeTime()  # frozen: every reservation must queue behind the others
+    bucket = TokenBucket(40, clock=time.clock, sleep=time.sleep)
+    with ThreadPoolExecutor(8) as pool:
+        delays = sorted(pool.map(lambda _: bucket.reserve(), range(400)))
+    expected = sorted(max(0.0, (k + 1 - bucket.capacity) / 40) for k in range(400))
+    assert delays == expected
+
+
+def test_a_429_pause_holds_every_caller_and_saves_no_burst() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(10, clock=time.clock, sleep=time.sleep)
+    bucket.pause(2.0)
+    assert bucket.reserve() >= 2.0
+    time.now = 10.0  # long after: the bucket refilled to its burst, no more
+    assert [bucket.reserve() for _ in range(int(bucket.capacity))] == [0.0] * int(bucket.capacity)
+    assert bucket.reserve() > 0
+
+
+def test_a_scan_at_the_default_rate_gets_no_429_from_a_50_per_second_agora(settings, agora) -> None:
+    agora.per_second_limit = 50
+    for i in range(80):
+        agora.put(APP_ID, f"ep{i}", "na", {"mp4Config": {"enabled": True}})
+    client = fast_agora(settings)  # AGORA_RATE_LIMIT's default, 40
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            configs = list(pool.map(lambda i: read_or_none(client, f"ep{i}"), range(80)))
+    finally:
+        client.close()
+    assert len(configs) == 80 and all(c is not None and c.mp4 for c in configs)
+    assert agora.rate_limited == 0
+
+
+def test_without_the_limiter_the_same_scan_is_refused(settings, agora) -> None:
+    """The control: the emulator does refuse a burst, so the test above could fail."""
+    agora.per_second_limit = 50
+    for i in range(80):
+        agora.put(APP_ID, f"ep{i}", "na", {})
+    unlimited = client_for(settings, max_retries=0)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: read_or_none(unlimited, f"ep{i}"), range(80)))
+    finally:
+        unlimited.close()
+    assert agora.rate_limited > 0
+
+
+def test_a_429_slows_every_thread_of_the_process(settings, agora) -> None:
+    slept: list[float] = []
+    bucket = TokenBucket(40, sleep=slept.append)
+    agora.inject(Fault(429, headers={"Retry-After": "3"}, method="GET"))
+    client = client_for(settings, limiter=bucket, sleep=slept.append)
+    try:
+        client.get_config(Target(app_id=APP_ID, entry_point="live", region="na"))  # a 429, then served
+        others_wait = bucket.reserve()  # another thread's next call
+    finally:
+        client.close()
+    assert max(slept) >= 2.9  # the retry waited for Retry-After...
+    assert others_wait >= 2.5  # ...and so does every other caller of the process
+
+
+def client_for(settings, **options) -> AgoraClient:
+    return AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        **options,
+    )
+
+
+def read_or_none(client: AgoraClient, entry_point: str) -> object:
+    try:
+        return client.get_config(Target(app_id=APP_ID, entry_point=entry_point, region="na"))
+    except AgoraError:  # the 429s are what this control counts
+        return None
