@@ -18,7 +18,13 @@ import boto3
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 
 from bot.catalog import Vendor, vendor_info
 from bot.models import StorageConfig, fingerprint
@@ -220,6 +226,8 @@ class Prober:
                 if code in S3_REFUSALS or 400 <= status < 500:
                     raise _Refused(code if code != "404" else "NoSuchBucket", S3_REFUSALS.get(code)) from None
                 raise _Unreachable(f"{code}, HTTP {status}") from None
+            except ParamValidationError:  # boto3 refuses the bucket name before sending anything
+                raise _Refused("InvalidBucketName", "bucket") from None
             except (ConnectTimeoutError, ReadTimeoutError):
                 raise _Unreachable("timed out") from None
             except BotoCoreError as exc:

@@ -71,6 +71,13 @@ def test_definite_refusals_name_the_field(s3, writer, bucket, keys, code, field)
     assert secret not in result.summary() and access not in result.summary()
 
 
+def test_a_bucket_name_the_sdk_refuses_is_a_bucket_refusal(s3, writer) -> None:
+    result = Prober(s3_endpoint=s3.url).probe(
+        storage(Vendor.AMAZON_S3, "bad/bucket:name", writer.access, writer.secret)
+    )
+    assert (result.verdict, result.code, result.field) == ("refused", "InvalidBucketName", "bucket")
+
+
 def test_write_only_keys_pass_and_the_object_left_is_named(s3) -> None:
     keys = s3.user("write-only", "s3:PutObject", "s3:GetObject")
     result = Prober(s3_endpoint=s3.url).probe(storage(Vendor.HUAWEI, "probe-bucket", keys.access, keys.secret))
