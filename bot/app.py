@@ -15,6 +15,7 @@ from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
 from bot.background import Periodic
 from bot.changes import ChangeService
+from bot.fleet import Fleet
 from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.probe import Prober
 from bot.ratelimit import TokenBucket
@@ -87,6 +88,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
         requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
         prober=prober,
+        fleet=Fleet(agora),
     )
 
 

@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import ValidationError
 
 from bot.catalog import API_REGIONS
-from bot.models import Target
+from bot.models import Target, check_path_segment
 
-Verb = Literal["get", "set", "history", "pending", "help"]
+Verb = Literal["get", "set", "history", "pending", "list", "help"]
 TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
@@ -18,6 +18,7 @@ USAGE = (
     "• `/recording get <entry_point> [region] [--app APPID]`: show an entry point's recording configuration\n"
     "• `/recording set <entry_point> [region] [--app APPID]`: change it in a form\n"
     "• `/recording history <entry_point> [region] [--app APPID]`: the latest changes\n"
+    "• `/recording list [region|all] [--app APPID]`: every entry point of the app at a glance\n"
     "• `/recording pending`: open change requests\n"
     "• `/recording help`: this text\n"
     f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
@@ -32,6 +33,8 @@ class UsageError(ValueError):
 class Command:
     verb: Verb
     target: Target | None = None
+    app_id: str | None = None  # list: the app whose fleet to show
+    regions: tuple[str, ...] = ()  # list: the API regions to read
 
 
 def parse_command(text: str, *, default_app: str, default_region: str) -> Command:
@@ -44,8 +47,38 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         if args:
             raise UsageError("`/recording pending` takes no arguments.")
         return Command("pending")
-    if verb not in TARGETED:
+    if verb not in (*TARGETED, "list"):
         raise UsageError(f"Unknown subcommand `{verb[:40]}`.")
+    app_id, positional = _options(args, default_app)
+    if verb == "list":
+        return _list_command(positional, app_id, default_region)
+    if not positional:
+        raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live na`.")
+    if len(positional) > 2:
+        raise UsageError(f"Too many arguments: `/recording {verb} <entry_point> [region] [--app APPID]`.")
+    region = positional[1] if len(positional) == 2 else default_region
+    try:
+        target = Target(app_id=app_id, entry_point=positional[0], region=region)
+    except ValidationError as exc:
+        raise UsageError(" ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    return Command(verb, target)  # type: ignore[arg-type]
+
+
+def _list_command(positional: list[str], app_id: str, default_region: str) -> Command:
+    if len(positional) > 1:
+        raise UsageError("Too many arguments: `/recording list [region|all] [--app APPID]`.")
+    asked = positional[0] if positional else default_region
+    if asked != "all" and asked not in API_REGIONS:
+        raise UsageError(f"Region must be one of {', '.join(API_REGIONS)} or `all`, not `{asked[:16]}`.")
+    try:
+        check_path_segment(app_id, "App ID")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Command("list", app_id=app_id, regions=tuple(API_REGIONS) if asked == "all" else (asked,))
+
+
+def _options(args: list[str], default_app: str) -> tuple[str, list[str]]:
+    """The App ID (`--app`) and the positional arguments."""
     app_id, positional = default_app, []
     i = 0
     while i < len(args):
@@ -62,13 +95,4 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         else:
             positional.append(arg)
         i += 1
-    if not positional:
-        raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live na`.")
-    if len(positional) > 2:
-        raise UsageError(f"Too many arguments: `/recording {verb} <entry_point> [region] [--app APPID]`.")
-    region = positional[1] if len(positional) == 2 else default_region
-    try:
-        target = Target(app_id=app_id, entry_point=positional[0], region=region)
-    except ValidationError as exc:
-        raise UsageError(" ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    return Command(verb, target)  # type: ignore[arg-type]
+    return app_id, positional

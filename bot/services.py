@@ -11,6 +11,7 @@ from bot.access import Audience
 from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
 from bot.changes import ChangeService
+from bot.fleet import Fleet
 from bot.probe import Prober
 from bot.seal import Sealer
 from bot.settings import Settings
@@ -28,6 +29,7 @@ class Services:
     approvers: Audience
     requesters: Audience
     prober: Prober
+    fleet: Fleet
 
     def channel_allowed(self, channel_id: str) -> bool:
         allowed = self.settings.RECBOT_ALLOWED_CHANNELS

@@ -11,4 +11,5 @@ from handlers import actions, commands, views
 def register(app: App, services: Services) -> None:
     commands.register(app, services)
     actions.register(app, services)
+    actions.register_fleet(app, services)
     views.register(app, services)

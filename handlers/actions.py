@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +11,11 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.approvals import Refused
+from bot.commands import Command
 from bot.services import Services
 from bot.store import RequestRow
-from handlers.blocks import approval_card, edit_form
+from handlers.blocks import approval_card, edit_form, fleet
+from handlers.commands import open_edit_form, replace, show_config
 from handlers.notify import GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,39 @@ def register(app: App, services: Services) -> None:
         row = _decide(body, respond, services, lambda rid: services.approvals.cancel(rid, user))
         if row is not None:
             _after_decision(row, Notifier(client, services), respond)
+
+
+def register_fleet(app: App, services: Services) -> None:
+    @app.action(re.compile(f"^{fleet.ACTION_PAGE}_"))
+    def page(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        parts = fleet.read_value((body.get("actions") or [{}])[0].get("value"), services.sealer, 2)
+        scan = services.fleet.kept(parts[0]) if parts else None
+        if parts is None or scan is None:
+            tell(respond, "This list has expired; run `/recording list` again.")
+            return
+        replace(respond, fleet.page(scan, int(parts[1]), services.sealer), fleet.page_text(scan))
+
+    @app.action(fleet.ACTION_ROW)
+    def row_chosen(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """Get or Change on a row: what `/recording get|set` does for that entry point."""
+        ack()
+        option = (body.get("actions") or [{}])[0].get("selected_option") or {}
+        parts = fleet.read_value(option.get("value"), services.sealer, 3)
+        scan = services.fleet.kept(parts[1]) if parts else None
+        rows = fleet.shown_rows(scan) if scan else []
+        index = int(parts[2]) if parts and parts[2].isdigit() else -1
+        target = rows[index].target if 0 <= index < len(rows) else None
+        if parts is None or target is None:
+            tell(respond, "This list has expired; run `/recording list` again.")
+            return
+        parsed = Command(parts[0], target)  # type: ignore[arg-type]
+        if parts[0] == fleet.GET:
+            show_config(parsed, services, respond)
+        elif services.requesters.includes(body["user"]["id"], GroupLookup(client)):
+            open_edit_form(parsed, body["trigger_id"], services, client, respond)
+        else:
+            tell(respond, "You are not in RECBOT_REQUESTERS, so you cannot change recording configurations.")
 
 
 def _decide(

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.agora import AgoraError
 from bot.commands import Command, UsageError, parse_command
 from bot.services import Services
-from handlers.blocks import edit_form, messages, requests, summary
+from handlers.blocks import edit_form, fleet, messages, requests, summary
 from handlers.notify import GroupLookup
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def register(app: App, services: Services) -> None:
             reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
         elif parsed.verb == "pending":
             reply(respond, requests.pending(services.approvals.open_requests()))
+        elif parsed.verb == "list":
+            list_fleet(parsed, services, respond)
         else:
             reply(respond, messages.usage())
 
@@ -67,6 +69,32 @@ def reply(respond: Respond, blocks: list[dict[str, Any]]) -> None:
     """Answer the person who typed the command, and nobody else."""
     fallback = blocks[0]["text"]["text"][:300] if blocks and "text" in blocks[0] else "recbot"
     respond(blocks=blocks, text=fallback, response_type="ephemeral")
+
+
+def list_fleet(parsed: Command, services: Services, respond: Respond) -> None:
+    """Answer at once, then replace that message with the first page of the table."""
+    assert parsed.app_id is not None
+    app_id = parsed.app_id
+    reply(
+        respond,
+        messages.text_blocks(
+            f":hourglass_flowing_sand: Listing the entry points of App ID `{messages.escape(app_id)}`…"
+        ),
+    )
+    try:
+        names = services.fleet.entry_points(app_id)
+    except AgoraError as exc:
+        replace(respond, messages.error(exc.user_message()))
+        return
+    replace(respond, messages.text_blocks(fleet.progress(app_id, len(names), parsed.regions)))
+    scan = services.fleet.scan(app_id, names, parsed.regions)
+    replace(respond, fleet.page(scan, 0, services.sealer), fleet.page_text(scan))
+
+
+def replace(respond: Respond, blocks: list[dict[str, Any]], text: str | None = None) -> None:
+    """Replace the message this command answered with (the user's alone)."""
+    fallback = text or (blocks[0]["text"]["text"][:300] if blocks and "text" in blocks[0] else "recbot")
+    respond(blocks=blocks, text=fallback, response_type="ephemeral", replace_original=True)
 
 
 def show_config(parsed: Command, services: Services, respond: Respond) -> None:

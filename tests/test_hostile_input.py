@@ -55,6 +55,9 @@ COMMAND_TEXTS = [
     "set live na --frob",
     "history live na extra",
     "pending now",
+    "list mars",
+    "list na eu",
+    "list all --app ..",
     "frobnicate " * 500,
 ]
 

@@ -62,6 +62,7 @@ class Fault:
     delay: float = 0.0
     method: str | None = None
     lands: bool = False  # serve the request for real, then answer late: the answer is lost
+    path: str | None = None  # only requests whose path contains this
 
 
 class AgoraEmulator:
@@ -128,7 +129,9 @@ class AgoraEmulator:
                     self.rate_limited += 1
                     record.status = 429
                     return 429, {"Retry-After": "1"}, b'{"message": "Too Many Requests"}'
-            fault = next((f for f in self.faults if f.method in (None, method)), None)
+            fault = next(
+                (f for f in self.faults if f.method in (None, method) and (f.path is None or f.path in path)), None
+            )
             if fault:
                 self.faults.remove(fault)
         if method == "GET" and self.get_delay:

@@ -1,0 +1,102 @@
+"""The fleet: every entry point of an app, read in each region asked, at once
+but within the process's Agora rate limit."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.catalog import geography_mismatch
+from bot.models import RecordingConfig, Target
+
+# Reads in flight at once; the rate limiter, not this, sets the pace.
+SCAN_WORKERS = 8
+KEPT_SCANS = 32
+SCAN_TTL_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One entry point in one region: its config, or why there is none."""
+
+    name: str
+    region: str
+    target: Target | None  # None: a name recbot cannot address as one path segment
+    config: RecordingConfig | None = None
+    missing: bool = False  # Agora has no configuration for it in this region
+    error: str | None = None
+
+    def warnings(self) -> list[str]:
+        if self.error:
+            return [f"read failed: {self.error}"]
+        if self.config is None or self.missing:
+            return []
+        storage = self.config.storage_config
+        if storage is None:
+            return ["no storage configured"] if (self.config.mp4 or self.config.hls) else []
+        if geography_mismatch(self.region, storage.vendor, storage.region):
+            return [f"bucket region outside {self.region}"]
+        return []
+
+
+@dataclass(frozen=True)
+class Scan:
+    id: str
+    app_id: str
+    regions: tuple[str, ...]
+    rows: tuple[FleetRow, ...]
+    at: float
+
+
+def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRow:
+    try:
+        target = Target(app_id=app_id, entry_point=name, region=region)
+    except ValidationError:
+        return FleetRow(name, region, None, error="its name is not one recbot can address")
+    try:
+        return FleetRow(name, region, target, config=agora.get_config(target))
+    except AgoraNotFound:
+        return FleetRow(name, region, target, missing=True)
+    except AgoraError as exc:
+        return FleetRow(name, region, target, error=f"Agora answered {exc.status or 'nothing usable'}")
+
+
+class Fleet:
+    """Scans an app's entry points and keeps the last few scans, so paging
+    through a big fleet does not read it all again."""
+
+    def __init__(self, agora: AgoraClient) -> None:
+        self._agora = agora
+        self._scans: OrderedDict[str, Scan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def entry_points(self, app_id: str) -> list[str]:
+        """The names of the app's entry points (AgoraError if they cannot be listed)."""
+        return self._agora.list_entry_points(app_id)
+
+    def scan(self, app_id: str, names: list[str], regions: tuple[str, ...]) -> Scan:
+        """Read every (entry point, region) concurrently, in a stable order."""
+        pairs = [(name, region) for name in sorted(names) for region in regions]
+        with ThreadPoolExecutor(SCAN_WORKERS, thread_name_prefix="fleet") as pool:
+            rows = tuple(pool.map(lambda pair: read_row(self._agora, app_id, *pair), pairs))
+        scan = Scan(secrets.token_hex(6), app_id, regions, rows, time.monotonic())
+        with self._lock:
+            self._scans[scan.id] = scan
+            while len(self._scans) > KEPT_SCANS:
+                self._scans.popitem(last=False)
+        return scan
+
+    def kept(self, scan_id: str) -> Scan | None:
+        """A recent scan of this process, or None (expired, or made by another instance)."""
+        with self._lock:
+            scan = self._scans.get(scan_id)
+        if scan is None or time.monotonic() - scan.at > SCAN_TTL_SECONDS:
+            return None
+        return scan

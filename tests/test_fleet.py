@@ -1,0 +1,136 @@
+"""`/recording list`: every entry point at a glance, a page at a time, read
+within the rate limit, with Get and Change on each row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from handlers.blocks import fleet
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY
+from tests.fakes.agora import Fault
+
+EU_BUCKET = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "region": 4}}  # Amazon EU_WEST_1
+
+
+def listing(driver, slack, bot, text: str = "list") -> list[dict[str, Any]]:
+    """Run the command; the messages it answered with, in order (the last is the table)."""
+    driver.command(text)
+    bot.drain()
+    return [c.params for c in slack.of("response_url")]
+
+
+def rows_of(table: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in table["blocks"] if b.get("block_id") not in (fleet.BLOCK_HEADER, fleet.BLOCK_PAGES)]
+
+
+def test_one_region_shows_every_entry_point_masked_and_warned(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "eu-bucket", "na", EU_BUCKET)
+    agora.put(APP_ID, "no-storage", "na", {"mp4Config": {"enabled": True}})
+    first, progress, table = listing(driver, slack, bot)
+    assert "Listing the entry points" in text_of_params(first) and "replace_original" not in first
+    assert "Reading 3 entry point(s) x 1 region(s)" in text_of_params(progress) and progress["replace_original"]
+    assert table["replace_original"] and table["response_type"] == "ephemeral"
+    text = text_of_params(table)
+    assert "3 entry point(s) x 1 region(s) (na), 2 with warnings" in text and "Page 1 of 1" in text
+    assert "bucket region outside na" in text and "no storage configured" in text
+    assert "...1234" in text and ACCESS_KEY not in text and SECRET_KEY not in text
+    assert fleet.BLOCK_PAGES not in text  # one page: no Next or Previous
+
+
+def test_an_empty_fleet_says_so(driver, slack, agora, bot) -> None:
+    agora.configs.clear()
+    table = listing(driver, slack, bot)[-1]
+    assert "0 entry point(s)" in text_of_params(table) and "No entry points to show" in text_of_params(table)
+
+
+def test_one_failing_region_among_many_is_marked_and_the_rest_is_read(driver, slack, agora, bot) -> None:
+    for region in ("cn", "ap", "eu"):
+        agora.put(APP_ID, "live", region, LIVE_CONFIG)
+    agora.inject(*[Fault(503, path="/regions/eu") for _ in range(4)])  # every attempt of the eu read
+    table = listing(driver, slack, bot, "list all")[-1]
+    rows = [text_of_params(r) for r in rows_of(table)]
+    assert len(rows) == 4
+    assert [("read failed" in r) for r in rows] == [False, False, False, True]  # cn ap na eu, in order
+    assert "(eu) :x: read failed: Agora answered 503" in rows[3]
+
+
+def test_odd_names_are_shown_inert_and_without_actions(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "<!channel>", "na", LIVE_CONFIG)
+    agora.put(APP_ID, "has space", "na", LIVE_CONFIG)
+    table = listing(driver, slack, bot)[-1]
+    text = text_of_params(table)
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text
+    (spaced,) = [r for r in rows_of(table) if "has space" in text_of_params(r)]
+    assert "not one recbot can address" in text_of_params(spaced) and "accessory" not in spaced
+
+
+def test_a_429_storm_is_ridden_out_without_failed_reads(driver, slack, agora, bot) -> None:
+    for i in range(30):
+        agora.put(APP_ID, f"ep{i:02}", "na", LIVE_CONFIG)
+    agora.inject(*[Fault(429, headers={"Retry-After": "1"}, method="GET", path="/regions/") for _ in range(10)])
+    table = listing(driver, slack, bot)[-1]
+    assert "read failed" not in text_of_params(table) and "31 entry point(s)" in text_of_params(table)
+
+
+def test_pages_break_at_the_page_size_and_turn_both_ways(driver, slack, agora, bot) -> None:
+    for i in range(fleet.PAGE_SIZE - 1):  # with live: exactly one page
+        agora.put(APP_ID, f"ep{i:02}", "na", LIVE_CONFIG)
+    table = listing(driver, slack, bot)[-1]
+    assert len(rows_of(table)) == fleet.PAGE_SIZE and fleet.BLOCK_PAGES not in text_of_params(table)
+    agora.put(APP_ID, "zz-one-more", "na", LIVE_CONFIG)
+    slack.clear()
+    first = listing(driver, slack, bot)[-1]
+    assert "Page 1 of 2" in text_of_params(first) and [b["text"]["text"] for b in buttons(first)] == ["Next"]
+    slack.clear()
+    click_page(driver, bot, first, "Next")
+    second = slack.of("response_url")[-1].params
+    assert "Page 2 of 2" in text_of_params(second) and second["replace_original"]
+    assert len(rows_of(second)) == 1 and "zz-one-more" in text_of_params(second)
+    assert [b["text"]["text"] for b in buttons(second)] == ["Previous"]
+    slack.clear()
+    click_page(driver, bot, second, "Previous")
+    assert "Page 1 of 2" in text_of_params(slack.of("response_url")[-1].params)
+
+
+def test_get_and_change_on_a_row(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "backup", "na", EU_BUCKET)
+    table = listing(driver, slack, bot)[-1]
+    (row,) = [r for r in rows_of(table) if "backup" in text_of_params(r)]
+    get, change = row["accessory"]["options"]
+    slack.clear()
+    choose(driver, bot, row, get)
+    (answer,) = slack.of("response_url")
+    assert "Recording configuration of `backup`" in text_of_params(answer.params)
+    choose(driver, bot, row, change)
+    (opened,) = slack.of("views.open")
+    updated = slack.wait_for("views.update")[0]
+    assert "backup" in json.dumps(opened.params["view"]) and "backup" in json.dumps(updated.params["view"])
+
+
+def test_a_forged_row_value_is_refused(driver, slack, agora, bot) -> None:
+    table = listing(driver, slack, bot)[-1]
+    row = rows_of(table)[0]
+    slack.clear()
+    choose(driver, bot, row, {**row["accessory"]["options"][0], "value": "get.abc.0." + "0" * 32})
+    assert "expired" in text_of_params(slack.of("response_url")[0].params)
+
+
+def buttons(table: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(b for b in table["blocks"] if b.get("block_id") == fleet.BLOCK_PAGES)["elements"]
+
+
+def click_page(driver, bot, table: dict[str, Any], label: str) -> None:
+    (button,) = [b for b in buttons(table) if b["text"]["text"] == label]
+    driver.block_action("UALICE", button, message={"ts": "1.000001", "blocks": table["blocks"]}, channel="CRUN")
+    bot.drain()
+
+
+def choose(driver, bot, row: dict[str, Any], option: dict[str, Any]) -> None:
+    action = {"action_id": fleet.ACTION_ROW, "type": "overflow", "selected_option": option}
+    driver.block_action("UALICE", action, message={"ts": "1.000001", "blocks": [row]}, channel="CRUN")
+    bot.drain()
+
+
+def text_of_params(params: dict[str, Any]) -> str:
+    return json.dumps(params, ensure_ascii=False)
