@@ -1,0 +1,76 @@
+"""`/recording list all` over 200 entry points x 4 regions against an Agora
+emulator that answers 429 above 50 requests per second, with an interactive
+`/recording get` issued while the scan runs. Run by hand:
+
+    .venv/bin/python -m bench.fleet_scan [--entry-points 200] [--rate 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bot.settings import load_settings
+from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET, fast_agora
+from tests.driver import SlackDriver, start_bot
+from tests.fakes.agora import AgoraEmulator
+from tests.fakes.slack import FakeSlack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entry-points", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=40.0)
+    args = parser.parse_args()
+    slack, agora = FakeSlack(BOT_TOKEN).start(), AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
+    agora.per_second_limit = 50
+    for i in range(args.entry_points - 1):
+        for region in ("cn", "ap", "na", "eu"):
+            agora.put(APP_ID, f"ep{i:03}", region, LIVE_CONFIG)
+    for region in ("cn", "ap", "na", "eu"):
+        agora.put(APP_ID, "live", region, LIVE_CONFIG)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings(
+            _env_file=None,
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.api_url,
+            AGORA_CUSTOMER_ID=CUSTOMER_ID,
+            AGORA_CUSTOMER_SECRET=CUSTOMER_SECRET,
+            AGORA_API_URL=agora.url,
+            AGORA_APP_ID=APP_ID,
+            AGORA_RATE_LIMIT=str(args.rate),
+            DATABASE_URL=f"sqlite:///{Path(folder) / 'bench.db'}",
+        )
+        bot = start_bot(settings, fast_agora(settings))
+        scanner = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url("scan"))
+        asker = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url("get"))
+        try:
+            began = time.monotonic()
+            scanner.command("list all")
+            threading.Timer(3.0, lambda: asker.command("get live na", user="UBOB")).start()
+            table = slack.wait_for("response_url", timeout=600, where=lambda c: "Page 1 of" in str(c.params))[0]
+            asked = slack.wait_for(
+                "response_url", where=lambda c: "Recording configuration of `live`" in str(c.params)
+            )[0]
+        finally:
+            bot.stop()
+    reads = [r for r in agora.calls("GET") if "/regions/" in r.path]
+    scan_reads = [r for r in reads if r.at >= began]
+    span = scan_reads[-1].at - scan_reads[0].at
+    get_asked = began + 3.0
+    print(f"entry points x regions: {args.entry_points} x 4 = {args.entry_points * 4} reads, rate {args.rate}/s")
+    print(f"reads sent: {len(reads)}, 429s received: {agora.rate_limited}")
+    achieved = len(scan_reads) / span
+    print(f"calls per second achieved: {achieved:.1f} ({achieved / args.rate:.0%} of the rate)")
+    print(f"command -> full table: {table.at - began:.1f} s")
+    print(f"interactive get during the scan: answered {asked.at - get_asked:.2f} s after it was issued")
+    slack.stop()
+    agora.stop()
+
+
+if __name__ == "__main__":
+    main()
