@@ -3,6 +3,8 @@ but within the process's Agora rate limit."""
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import threading
 import time
@@ -14,7 +16,7 @@ from pydantic import ValidationError
 
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
-from bot.models import RecordingConfig, Target
+from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
 
 # Reads in flight at once; the rate limiter, not this, sets the pace.
 SCAN_WORKERS = 8
@@ -100,3 +102,51 @@ class Fleet:
         if scan is None or time.monotonic() - scan.at > SCAN_TTL_SECONDS:
             return None
         return scan
+
+
+CSV_COLUMNS = (
+    "entry_point",
+    "region",
+    "mp4",
+    "hls",
+    "vendor",
+    "storage_region",
+    "bucket",
+    "access_key",
+    "secret_key",
+    "status",
+    "warnings",
+)
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet must not run a name as a formula: lead =, +, -, @ with a quote."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def to_csv(scan: Scan) -> str:
+    """The whole scan, one line per entry point and region; keys masked as everywhere else."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in scan.rows:
+        config, storage = row.config, row.config.storage_config if row.config else None
+        shown = describe_storage(storage)
+        status = "read failed" if row.error else "no configuration" if row.missing else "ok"
+        writer.writerow(
+            _cell(value)
+            for value in (
+                row.name,
+                row.region,
+                ("on" if config.mp4 else "off") if config else "",
+                ("on" if config.hls else "off") if config else "",
+                shown["vendor"] if config else "",
+                shown["region"] if config else "",
+                shown["bucket"] if config else "",
+                fingerprint(storage.access_key if storage else None) if config else "",
+                ("set" if storage and is_set(storage.secret_key) else "not set") if config else "",
+                status,
+                "; ".join(row.warnings()),
+            )
+        )
+    return out.getvalue()

@@ -12,11 +12,12 @@ from slack_sdk import WebClient
 
 from bot.approvals import Refused
 from bot.commands import Command
+from bot.fleet import to_csv
 from bot.services import Services
 from bot.store import RequestRow
 from handlers.blocks import approval_card, edit_form, fleet
 from handlers.commands import open_edit_form, replace, show_config
-from handlers.notify import GroupLookup, Notifier
+from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,31 @@ def register_fleet(app: App, services: Services) -> None:
             tell(respond, "This list has expired; run `/recording list` again.")
             return
         replace(respond, fleet.page(scan, int(parts[1]), services.sealer), fleet.page_text(scan))
+
+    @app.action(fleet.ACTION_CSV)
+    def download_csv(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """The whole table as a CSV file, into the user's direct messages with the bot (the user's alone)."""
+        ack()
+        parts = fleet.read_value((body.get("actions") or [{}])[0].get("value"), services.sealer, 1)
+        scan = services.fleet.kept(parts[0]) if parts else None
+        if parts is None or scan is None:
+            tell(respond, "This list has expired; run `/recording list` again.")
+            return
+        user = body["user"]["id"]
+        try:
+            dm = client.conversations_open(users=user)["channel"]["id"]
+            client.files_upload_v2(
+                channel=dm,
+                content=to_csv(scan),
+                filename=f"recording-configs-{scan.app_id}.csv",
+                title=f"Recording configurations of App ID {scan.app_id}",
+                initial_comment="The list you asked for; keys are masked, as in Slack.",
+            )
+        except SLACK_FAILURES as exc:
+            log.error("could not send the fleet CSV: %s", type(exc).__name__)
+            tell(respond, "Slack did not take the file; try again in a minute.")
+            return
+        tell(respond, "Sent: the CSV is in your direct messages with recbot.")
 
     @app.action(fleet.ACTION_ROW)
     def row_chosen(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:

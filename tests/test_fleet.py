@@ -35,7 +35,7 @@ def test_one_region_shows_every_entry_point_masked_and_warned(driver, slack, ago
     assert "3 entry point(s) x 1 region(s) (na), 2 with warnings" in text and "Page 1 of 1" in text
     assert "bucket region outside na" in text and "no storage configured" in text
     assert "...1234" in text and ACCESS_KEY not in text and SECRET_KEY not in text
-    assert fleet.BLOCK_PAGES not in text  # one page: no Next or Previous
+    assert labels(table) == ["Download CSV"]  # one page: no Next or Previous
 
 
 def test_an_empty_fleet_says_so(driver, slack, agora, bot) -> None:
@@ -77,17 +77,17 @@ def test_pages_break_at_the_page_size_and_turn_both_ways(driver, slack, agora, b
     for i in range(fleet.PAGE_SIZE - 1):  # with live: exactly one page
         agora.put(APP_ID, f"ep{i:02}", "na", LIVE_CONFIG)
     table = listing(driver, slack, bot)[-1]
-    assert len(rows_of(table)) == fleet.PAGE_SIZE and fleet.BLOCK_PAGES not in text_of_params(table)
+    assert len(rows_of(table)) == fleet.PAGE_SIZE and labels(table) == ["Download CSV"]
     agora.put(APP_ID, "zz-one-more", "na", LIVE_CONFIG)
     slack.clear()
     first = listing(driver, slack, bot)[-1]
-    assert "Page 1 of 2" in text_of_params(first) and [b["text"]["text"] for b in buttons(first)] == ["Next"]
+    assert "Page 1 of 2" in text_of_params(first) and labels(first) == ["Download CSV", "Next"]
     slack.clear()
     click_page(driver, bot, first, "Next")
     second = slack.of("response_url")[-1].params
     assert "Page 2 of 2" in text_of_params(second) and second["replace_original"]
     assert len(rows_of(second)) == 1 and "zz-one-more" in text_of_params(second)
-    assert [b["text"]["text"] for b in buttons(second)] == ["Previous"]
+    assert labels(second) == ["Download CSV", "Previous"]
     slack.clear()
     click_page(driver, bot, second, "Previous")
     assert "Page 1 of 2" in text_of_params(slack.of("response_url")[-1].params)
@@ -114,6 +114,26 @@ def test_a_forged_row_value_is_refused(driver, slack, agora, bot) -> None:
     slack.clear()
     choose(driver, bot, row, {**row["accessory"]["options"][0], "value": "get.abc.0." + "0" * 32})
     assert "expired" in text_of_params(slack.of("response_url")[0].params)
+
+
+def labels(table: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in buttons(table)]
+
+
+def test_the_csv_goes_to_the_users_direct_messages_masked(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "=HYPERLINK(1)", "na", EU_BUCKET)
+    table = listing(driver, slack, bot)[-1]
+    slack.clear()
+    click_page(driver, bot, table, "Download CSV")
+    (opened,) = slack.of("conversations.open")
+    assert opened.params["users"] == "UALICE"
+    (done,) = slack.of("files.completeUploadExternal")
+    (sent,) = [f for f in slack.files.values() if f.get("channel") == done.params["channel_id"]]
+    lines = sent["content"].splitlines()
+    assert lines[0].startswith("entry_point,region,mp4,hls,vendor") and len(lines) == 3
+    assert "'=HYPERLINK(1),na,on,off,Amazon S3,EU_WEST_1 (4),rec-bucket,...1234,set,ok" in sent["content"]
+    assert ACCESS_KEY not in sent["content"] and SECRET_KEY not in sent["content"]
+    assert "in your direct messages" in text_of_params(slack.of("response_url")[-1].params)
 
 
 def buttons(table: dict[str, Any]) -> list[dict[str, Any]]:

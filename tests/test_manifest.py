@@ -37,6 +37,8 @@ def test_manifest_declares_what_the_bot_needs_and_no_more() -> None:
         "usergroups:read",
         "channels:read",
         "groups:read",
+        "files:write",
+        "im:write",
     }
     assert data["settings"]["interactivity"]["is_enabled"] is True
     assert data["settings"]["socket_mode_enabled"] is True

@@ -15,6 +15,7 @@ BLOCK_HEADER = "fleet_header"
 BLOCK_PAGES = "fleet_pages"
 ACTION_PAGE = "fleet_page"
 ACTION_ROW = "fleet_row"
+ACTION_CSV = "fleet_csv"
 GET, SET = "get", "set"
 
 
@@ -106,13 +107,19 @@ def page(scan: Scan, number: int, sealer: Sealer) -> list[dict[str, Any]]:
                 ],
             }
         blocks.append(block)
-    buttons = []
+    buttons = [
+        {
+            "type": "button",
+            "action_id": ACTION_CSV,
+            "text": {"type": "plain_text", "text": "Download CSV"},
+            "value": _value(sealer, scan.id),
+        }
+    ]
     if number > 0:
         buttons.append(_page_button("Previous", scan, number - 1, sealer))
     if number < pages - 1:
         buttons.append(_page_button("Next", scan, number + 1, sealer))
-    if buttons:
-        blocks.append({"type": "actions", "block_id": BLOCK_PAGES, "elements": buttons})
+    blocks.append({"type": "actions", "block_id": BLOCK_PAGES, "elements": buttons})
     return blocks
 
 

@@ -41,6 +41,7 @@ class FakeSlack:
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
         self._views: dict[str, dict[str, Any]] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> as Slack now shows it
+        self.files: dict[str, dict[str, Any]] = {}  # file id -> {"content", "channel", ...} once completed
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server = LoopbackServer(self._handle)
@@ -102,6 +103,11 @@ class FakeSlack:
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/upload/"):  # step 2 of files.uploadV2: the bytes, to the URL step 1 gave
+            with self._lock:
+                self.files.setdefault(path.removeprefix("/upload/"), {})["content"] = body.decode()
+                self.calls.append(Call("upload", {"path": path}))
+            return 200, {}, b"OK"
         if path.startswith("/response/"):
             params = json.loads(body or b"{}")
             api = "response_url"
@@ -183,6 +189,17 @@ class FakeSlack:
                 return {"ok": False, "error": "message_not_found"}
             self._messages[key] = params
             return {"ok": True, "channel": key[0], "ts": key[1]}
+        if api == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(params.get("users", "")).removeprefix("U")}}
+        if api == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ids)}"
+            self.files[file_id] = {"filename": params.get("filename")}
+            return {"ok": True, "file_id": file_id, "upload_url": f"{self._server.url}/upload/{file_id}"}
+        if api == "files.completeUploadExternal":
+            listed = json.loads(params["files"]) if isinstance(params.get("files"), str) else params.get("files", [])
+            for item in listed:
+                self.files.setdefault(item["id"], {}).update(channel=params.get("channel_id"), title=item.get("title"))
+            return {"ok": True, "files": [{"id": item["id"]} for item in listed]}
         if api == "conversations.info":
             channel = params.get("channel", "")
             if channel not in self.channels:
