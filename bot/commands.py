@@ -15,8 +15,8 @@ TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
     "*Usage*\n"
-    "• `/recording get <entry_point> [region] [--app APPID]`: show an entry point's recording configuration\n"
-    "• `/recording set <entry_point> [region] [--app APPID]`: change it in a form\n"
+    "• `/recording get [<entry_point> [region]] [--app APPID]`: show an entry point's recording configuration\n"
+    "• `/recording set [<entry_point> [region]] [--app APPID]`: change it in a form (no entry point: pick one)\n"
     "• `/recording history <entry_point> [region] [--app APPID]`: the latest changes\n"
     "• `/recording list [region|all] [--app APPID]`: every entry point of the app at a glance\n"
     "• `/recording pending`: open change requests\n"
@@ -52,6 +52,12 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
     app_id, positional = _options(args, default_app)
     if verb == "list":
         return _list_command(positional, app_id, default_region)
+    if not positional and verb in ("get", "set"):
+        try:
+            check_path_segment(app_id, "App ID")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return Command("get" if verb == "get" else "set", app_id=app_id)  # no entry point: picked, not typed
     if not positional:
         raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live na`.")
     if len(positional) > 2:

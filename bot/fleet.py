@@ -22,6 +22,8 @@ from bot.models import RecordingConfig, Target, describe_storage, fingerprint, i
 SCAN_WORKERS = 8
 KEPT_SCANS = 32
 SCAN_TTL_SECONDS = 600.0
+# The picker asks on every keystroke: the list is read at most this often per app.
+NAMES_TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,24 @@ class Fleet:
     def __init__(self, agora: AgoraClient) -> None:
         self._agora = agora
         self._scans: OrderedDict[str, Scan] = OrderedDict()
+        self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
     def entry_points(self, app_id: str) -> list[str]:
         """The names of the app's entry points (AgoraError if they cannot be listed)."""
-        return self._agora.list_entry_points(app_id)
+        names = self._agora.list_entry_points(app_id)
+        with self._lock:
+            self._names[app_id] = (time.monotonic(), names)
+        return names
+
+    def matching(self, app_id: str, typed: str, limit: int = 100) -> list[str]:
+        """Entry point names containing `typed` (any case), from a list at most NAMES_TTL_SECONDS old."""
+        with self._lock:
+            cached = self._names.get(app_id)
+        fresh = cached is not None and time.monotonic() - cached[0] < NAMES_TTL_SECONDS
+        names = cached[1] if fresh and cached else self.entry_points(app_id)
+        wanted = typed.strip().lower()
+        return sorted(name for name in names if wanted in name.lower())[:limit]
 
     def scan(self, app_id: str, names: list[str], regions: tuple[str, ...]) -> Scan:
         """Read every (entry point, region) concurrently, in a stable order."""

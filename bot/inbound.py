@@ -55,8 +55,18 @@ class ViewSubmission(_Loose):
     view: View
 
 
+class BlockSuggestion(_Loose):
+    """An external select asking for its options (what the user typed is `value`)."""
+
+    type: Literal["block_suggestion"]
+    user: User
+    action_id: str = Field(min_length=1, max_length=255)
+    block_id: str = Field(min_length=1, max_length=255)
+    value: str = Field(default="", max_length=200)
+
+
 class Interaction(BaseModel):
-    payload: BlockActions | ViewSubmission = Field(discriminator="type")
+    payload: BlockActions | ViewSubmission | BlockSuggestion = Field(discriminator="type")
 
 
 def check_request(body: bytes, headers: dict[str, str], verifier: SignatureVerifier) -> tuple[int, str] | None:

@@ -12,4 +12,5 @@ def register(app: App, services: Services) -> None:
     commands.register(app, services)
     actions.register(app, services)
     actions.register_fleet(app, services)
+    actions.register_picker(app, services)
     views.register(app, services)

@@ -7,16 +7,19 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.agora import AgoraError
 from bot.approvals import Refused
 from bot.commands import Command
 from bot.fleet import to_csv
+from bot.models import Target
 from bot.services import Services
 from bot.store import RequestRow
-from handlers.blocks import approval_card, edit_form, fleet
-from handlers.commands import open_edit_form, replace, show_config
+from handlers.blocks import approval_card, edit_form, fleet, picker
+from handlers.commands import fill_edit_form, open_edit_form, replace, show_config
 from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,49 @@ def register_fleet(app: App, services: Services) -> None:
             open_edit_form(parsed, body["trigger_id"], services, client, respond)
         else:
             tell(respond, "You are not in RECBOT_REQUESTERS, so you cannot change recording configurations.")
+
+
+def register_picker(app: App, services: Services) -> None:
+    @app.options(picker.ACTION_ENTRY_POINT)
+    def entry_point_options(ack: Ack, body: dict[str, Any]) -> None:
+        """The app's entry points containing what was typed (the list is cached briefly)."""
+        picked = picker.read_block_id(body.get("block_id"), services.sealer)
+        if picked is None:
+            ack(options=[])
+            return
+        try:
+            names = services.fleet.matching(picked[1], str(body.get("value") or ""))
+        except AgoraError as exc:
+            log.warning("could not list entry points for the picker: %s", type(exc).__name__)
+            names = []
+        ack(options=picker.options(names))
+
+    @app.action(picker.ACTION_REGION)
+    def region_picked(ack: Ack) -> None:
+        ack()  # read from the state when the entry point is chosen
+
+    @app.action(picker.ACTION_ENTRY_POINT)
+    def entry_point_picked(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        action = (body.get("actions") or [{}])[0]
+        picked = picker.read_block_id(action.get("block_id"), services.sealer)
+        name = str((action.get("selected_option") or {}).get("value") or "")
+        view = body.get("view") or {}
+        state = view.get("state") if view else body.get("state")
+        region = picker.chosen_region(state, str(action.get("block_id")), services.settings.AGORA_DEFAULT_REGION)
+        try:
+            target = Target(app_id=picked[1], entry_point=name, region=region) if picked else None
+        except ValidationError:
+            target = None
+        if picked is None or target is None:
+            if body.get("response_url"):  # a message; a modal has no response_url to answer through
+                tell(respond, "That choice could not be read; run `/recording get` or `/recording set` again.")
+            log.warning("an entry-point choice that is not genuine or not readable was ignored")
+            return
+        if picked[0] == "get":
+            show_config(Command("get", target), services, respond)
+        else:
+            fill_edit_form(view, target, services, client)
 
 
 def _decide(

@@ -11,8 +11,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.agora import AgoraError
 from bot.commands import Command, UsageError, parse_command
+from bot.models import Target
 from bot.services import Services
-from handlers.blocks import edit_form, fleet, messages, requests, summary
+from handlers.blocks import edit_form, fleet, messages, picker, requests, summary
 from handlers.notify import GroupLookup
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,11 @@ def register(app: App, services: Services) -> None:
         except UsageError as exc:
             reply(respond, messages.usage(str(exc)))
             return
-        if parsed.verb == "get":
+        if parsed.verb == "get" and parsed.target is None:
+            assert parsed.app_id is not None
+            blocks = picker.picker_blocks("get", parsed.app_id, settings.AGORA_DEFAULT_REGION, services.sealer)
+            respond(blocks=blocks, text="Choose an entry point", response_type="ephemeral")
+        elif parsed.verb == "get":
             show_config(parsed, services, respond)
         elif parsed.verb == "set":
             if not services.requesters.includes(command.get("user_id", ""), GroupLookup(client)):
@@ -53,7 +58,11 @@ def register(app: App, services: Services) -> None:
                     ),
                 )
                 return
-            open_edit_form(parsed, command["trigger_id"], services, client, respond)
+            if parsed.target is None:
+                assert parsed.app_id is not None
+                open_picker(parsed.app_id, command["trigger_id"], services, client, respond)
+            else:
+                open_edit_form(parsed, command["trigger_id"], services, client, respond)
         elif parsed.verb == "history":
             assert parsed.target is not None
             reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
@@ -112,17 +121,30 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     )
 
 
+def open_picker(app_id: str, trigger_id: str, services: Services, client: WebClient, respond: Respond) -> None:
+    """`/recording set` without an entry point: a modal to pick one; choosing fills in the form."""
+    view = picker.picker_modal(app_id, services.settings.AGORA_DEFAULT_REGION, services.sealer)
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.warning("views.open failed: %s", exc.response.get("error"))
+        reply(respond, messages.error("Slack did not open the form (it may have taken too long). Try again."))
+
+
 def open_edit_form(parsed: Command, trigger_id: str, services: Services, client: WebClient, respond: Respond) -> None:
     """Open a loading modal while the trigger is fresh, then fill it from the live config."""
     assert parsed.target is not None
-    target = parsed.target
     try:
-        opened = client.views_open(trigger_id=trigger_id, view=edit_form.loading_view(target))
+        opened = client.views_open(trigger_id=trigger_id, view=edit_form.loading_view(parsed.target))
     except SlackApiError as exc:
         log.warning("views.open failed: %s", exc.response.get("error"))
         reply(respond, messages.error("Slack did not open the form (it may have taken too long). Try again."))
         return
-    view = opened["view"]
+    fill_edit_form(opened["view"], parsed.target, services, client)
+
+
+def fill_edit_form(view: dict[str, Any], target: Target, services: Services, client: WebClient) -> None:
+    """Turn an open modal (loading, or the picker) into the edit form, from the live config."""
     try:
         config = services.agora.get_config(target)
     except AgoraError as exc:
@@ -132,4 +154,4 @@ def open_edit_form(parsed: Command, trigger_id: str, services: Services, client:
         new_view = edit_form.form_view(
             metadata, services.sealer, edit_form.FormValues.from_config(config), edit_form.current_block(target, config)
         )
-    client.views_update(view_id=view["id"], hash=view["hash"], view=new_view)
+    client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)

@@ -39,7 +39,6 @@ def unchanged(bot, agora):
 
 
 COMMAND_TEXTS = [
-    "get",
     "   ",
     "get live xx",
     "get live NA",
@@ -51,7 +50,6 @@ COMMAND_TEXTS = [
     "get live\x00 na",
     "get live\u202e na",
     "get live\x1b[31m na",
-    "set",
     "set live na --frob",
     "history live na extra",
     "pending now",

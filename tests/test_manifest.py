@@ -50,10 +50,12 @@ def test_the_http_mode_edit_the_readme_describes_is_valid() -> None:
     edited["settings"]["socket_mode_enabled"] = False
     edited["features"]["slash_commands"][0]["url"] = "https://recbot.example.com/slack/events"
     edited["settings"]["interactivity"]["request_url"] = "https://recbot.example.com/slack/events"
+    edited["settings"]["interactivity"]["message_menu_options_url"] = "https://recbot.example.com/slack/events"
     jsonschema.validate(edited, SCHEMA)
     readme = (ROOT / "README.md").read_text()
     assert "`url: https://YOUR-HOST/slack/events`" in readme
     assert "`request_url: https://YOUR-HOST/slack/events`" in readme
+    assert "`message_menu_options_url: https://YOUR-HOST/slack/events`" in readme
     wrong = manifest()
     wrong["features"]["slash_commands"][0]["request_url"] = "https://recbot.example.com/slack/events"
     with pytest.raises(jsonschema.ValidationError):

@@ -141,6 +141,8 @@ class FakeSlack:
             answer = self._answer(api, params, token)
             if api == "chat.postMessage" and answer.get("ok"):
                 params = {**params, "_ts": answer["ts"]}  # where the posted message now lives
+            if api == "views.open" and answer.get("ok"):
+                params = {**params, "_view_id": answer["view"]["id"]}  # the view it opened
             self.calls.append(Call(api, params, token))
             self._lock.notify_all()
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
