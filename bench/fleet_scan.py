@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from bot.settings import load_settings
+from bench.common import bench_settings
 from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator
@@ -33,18 +33,7 @@ def main() -> None:
     for region in ("cn", "ap", "na", "eu"):
         agora.put(APP_ID, "live", region, LIVE_CONFIG)
     with tempfile.TemporaryDirectory() as folder:
-        settings = load_settings(
-            _env_file=None,
-            SLACK_BOT_TOKEN=BOT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.api_url,
-            AGORA_CUSTOMER_ID=CUSTOMER_ID,
-            AGORA_CUSTOMER_SECRET=CUSTOMER_SECRET,
-            AGORA_API_URL=agora.url,
-            AGORA_APP_ID=APP_ID,
-            AGORA_RATE_LIMIT=str(args.rate),
-            DATABASE_URL=f"sqlite:///{Path(folder) / 'bench.db'}",
-        )
+        settings = bench_settings(slack, agora, Path(folder) / "bench.db", AGORA_RATE_LIMIT=str(args.rate))
         bot = start_bot(settings, fast_agora(settings))
         scanner = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url("scan"))
         asker = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url("get"))

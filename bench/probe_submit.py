@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.settings import load_settings
+from bench.common import bench_settings
 from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator
@@ -26,16 +26,10 @@ def run(
     probe: str, rounds: int, slack: FakeSlack, agora: AgoraEmulator, moto: MotoS3, folder: Path
 ) -> dict[str, list[float]]:
     keys = moto.user(f"bench-{probe}", "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
-    settings = load_settings(
-        _env_file=None,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        AGORA_CUSTOMER_ID=CUSTOMER_ID,
-        AGORA_CUSTOMER_SECRET=CUSTOMER_SECRET,
-        AGORA_API_URL=agora.url,
-        AGORA_APP_ID=APP_ID,
-        DATABASE_URL=f"sqlite:///{folder / f'{probe}.db'}",
+    settings = bench_settings(
+        slack,
+        agora,
+        folder / f"{probe}.db",
         RECBOT_APPROVERS="UBOB",
         RECBOT_APPROVAL_CHANNEL="CAPPROVE",
         RECBOT_STORAGE_PROBE=probe,
