@@ -18,7 +18,8 @@ from bot.agora import AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
 
-# Reads in flight at once; the rate limiter, not this, sets the pace.
+# Reads in flight at once; the rate limiter sets the pace. Few, because granted
+# but unsent reads can reach Agora together after a stall (see TokenBucket).
 SCAN_WORKERS = 8
 KEPT_SCANS = 32
 SCAN_TTL_SECONDS = 600.0

@@ -11,8 +11,11 @@ from collections.abc import Callable
 class TokenBucket:
     """`rate` calls per second, shared by every thread. Each call reserves the
     next token under a lock and then sleeps until it exists, so waiting costs no
-    CPU and callers are served in order. The burst is a tenth of a second's
-    worth, so no one-second window ever holds more than `rate` plus that."""
+    CPU and callers are served in order. The burst is a twentieth of a
+    second's worth: grants in any one-second window never exceed `rate` plus
+    that, and what Agora sees in a window can exceed it only by the calls
+    already granted but not yet sent (a stalled process sends them together),
+    so the fleet's readers are kept few (at 40/s: 40 + 2 + 8 = 50)."""
 
     def __init__(
         self,
@@ -24,7 +27,7 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = max(1.0, rate / 10)
+        self.capacity = max(1.0, rate / 20)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
