@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from bot.agora import AgoraError
 from bot.approvals import Refused
 from bot.commands import Command
-from bot.fleet import to_csv
+from bot.fleet import Scan, to_csv
 from bot.models import Target
 from bot.services import Services
 from bot.store import RequestRow
@@ -75,26 +75,36 @@ def register(app: App, services: Services) -> None:
             _after_decision(row, Notifier(client, services), respond)
 
 
+EXPIRED_LIST = "This list has expired; run `/recording list` again."
+
+
+def _kept_scan(value: Any, services: Services, parts: int, scan_at: int = 0) -> tuple[list[str], Scan] | None:
+    """The fields of a genuine fleet value and the scan it names, if this process still keeps it."""
+    fields = fleet.read_value(value, services.sealer, parts)
+    scan = services.fleet.kept(fields[scan_at]) if fields else None
+    return (fields, scan) if fields and scan else None
+
+
 def register_fleet(app: App, services: Services) -> None:
     @app.action(re.compile(f"^{fleet.ACTION_PAGE}_"))
     def page(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        parts = fleet.read_value((body.get("actions") or [{}])[0].get("value"), services.sealer, 2)
-        scan = services.fleet.kept(parts[0]) if parts else None
-        if parts is None or scan is None:
-            tell(respond, "This list has expired; run `/recording list` again.")
+        found = _kept_scan((body.get("actions") or [{}])[0].get("value"), services, 2)
+        if found is None:
+            tell(respond, EXPIRED_LIST)
             return
-        replace(respond, fleet.page(scan, int(parts[1]), services.sealer), fleet.page_text(scan))
+        (_, number), scan = found
+        replace(respond, fleet.page(scan, int(number), services.sealer), fleet.page_text(scan))
 
     @app.action(fleet.ACTION_CSV)
     def download_csv(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """The whole table as a CSV file, into the user's direct messages with the bot (the user's alone)."""
         ack()
-        parts = fleet.read_value((body.get("actions") or [{}])[0].get("value"), services.sealer, 1)
-        scan = services.fleet.kept(parts[0]) if parts else None
-        if parts is None or scan is None:
-            tell(respond, "This list has expired; run `/recording list` again.")
+        found = _kept_scan((body.get("actions") or [{}])[0].get("value"), services, 1)
+        if found is None:
+            tell(respond, EXPIRED_LIST)
             return
+        scan = found[1]
         user = body["user"]["id"]
         try:
             dm = client.conversations_open(users=user)["channel"]["id"]
@@ -116,13 +126,12 @@ def register_fleet(app: App, services: Services) -> None:
         """Get or Change on a row: what `/recording get|set` does for that entry point."""
         ack()
         option = (body.get("actions") or [{}])[0].get("selected_option") or {}
-        parts = fleet.read_value(option.get("value"), services.sealer, 3)
-        scan = services.fleet.kept(parts[1]) if parts else None
-        rows = fleet.shown_rows(scan) if scan else []
+        found = _kept_scan(option.get("value"), services, 3, scan_at=1)
+        parts, rows = (found[0], fleet.shown_rows(found[1])) if found else ([], [])
         index = int(parts[2]) if parts and parts[2].isdigit() else -1
         target = rows[index].target if 0 <= index < len(rows) else None
-        if parts is None or target is None:
-            tell(respond, "This list has expired; run `/recording list` again.")
+        if target is None:
+            tell(respond, EXPIRED_LIST)
             return
         parsed = Command(parts[0], target)  # type: ignore[arg-type]
         if parts[0] == fleet.GET:
