@@ -13,8 +13,9 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from bot.access import Audience
 from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
-from bot.background import Periodic
+from bot.background import Background, Periodic
 from bot.changes import ChangeService
+from bot.drift import DriftWatch
 from bot.fleet import Fleet
 from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.probe import Prober
@@ -68,6 +69,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
         timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
     )
+    drift = DriftWatch(
+        store, agora, sealer.digest_key, app_id=settings.AGORA_APP_ID, watch_all=settings.RECBOT_DRIFT_ALL
+    )
     approvals = ApprovalService(
         store=store,
         sealer=sealer,
@@ -76,8 +80,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
         prober=prober,
+        watch=drift,
     )
-    changes = ChangeService(agora, store, approvals, sealer.digest_key, prober, settings.RECBOT_APPROVAL_FOR)
+    changes = ChangeService(agora, store, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR)
     return Services(
         settings=settings,
         agora=agora,
@@ -89,6 +94,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
         prober=prober,
         fleet=Fleet(agora),
+        drift=drift,
     )
 
 
@@ -147,8 +153,22 @@ def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN
             notifier.request_ended(row)
 
 
-def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Periodic:
-    """Finish what a stopped process left open, then sweep expiries and orphans."""
+def watch_pass(services: Services, notifier: Notifier) -> None:
+    """One drift watch pass (if no other process runs one); announce what it did."""
+    for move in services.drift.run():
+        if move.kind == "opened":
+            notifier.post_alert(move.alert)
+        else:
+            notifier.refresh_alert(move.alert.id)
+
+
+def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Background:
+    """Finish what a stopped process left open, then sweep expiries and orphans,
+    and watch for changes made outside recbot unless RECBOT_DRIFT_INTERVAL_SECONDS is 0."""
     notifier = Notifier(app.client, services)
     sweep(services, notifier, orphan_age_at_start(services))
-    return Periodic(sweep_seconds, lambda: sweep(services, notifier), "expiry-sweep").start()
+    tasks = [Periodic(sweep_seconds, lambda: sweep(services, notifier), "expiry-sweep").start()]
+    interval = services.settings.RECBOT_DRIFT_INTERVAL_SECONDS
+    if interval > 0:
+        tasks.append(Periodic(interval, lambda: watch_pass(services, notifier), "drift-watch").start())
+    return Background(tasks)

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.agora import AgoraClient, AgoraError
 from bot.changes import Outcome, apply_change, expected_after, matches
+from bot.drift import DriftWatch
 from bot.models import RecordingConfig, Target, diff
 from bot.probe import Prober
 from bot.seal import Sealer, SealError
@@ -69,8 +70,10 @@ class ApprovalService:
         ttl_seconds: int,
         required_approvals: int,
         prober: Prober,
+        watch: DriftWatch,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._watch = watch
         self._store = store
         self._sealer = sealer
         self._agora = agora
@@ -192,7 +195,7 @@ class ApprovalService:
                 "The live configuration changed after the request was made, so nothing was sent. "
                 "Make a new request from the current configuration.",
             )
-        outcome = apply_change(self._agora, row.target, live, patch)
+        outcome = apply_change(self._agora, row.target, live, patch, self._watch)
         state = "applied" if outcome.kind == "applied" else "failed"
         return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
 
@@ -254,6 +257,7 @@ class ApprovalService:
             message = f"Interrupted while applying; the live state could not be read ({exc.user_message()})."
             return self._end(row, "failed", ("applying",), "recbot", message + " Check it with `/recording get`.")
         if _contains(live, patch):
+            self._watch.applied(row.target, live)
             return self._end(row, "applied", ("applying",), "recbot", "Applied (confirmed after a restart).")
         return self._end(
             row, "failed", ("applying",), "recbot", "Interrupted while applying and not in effect; not sent again."

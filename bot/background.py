@@ -1,4 +1,4 @@
-"""A periodic task on a daemon thread, stopped cleanly on shutdown."""
+"""Periodic tasks on daemon threads, stopped cleanly on shutdown."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ class Periodic:
                 self._task()
             except Exception:  # a failed sweep must not end the sweeper
                 log.exception("%s failed; retrying in %.0f s", self._thread.name, self._interval)
+
+
+class Background:
+    """The periodic tasks of one process, stopped together."""
+
+    def __init__(self, tasks: list[Periodic]) -> None:
+        self.tasks = tasks
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.stop()

@@ -13,6 +13,7 @@ from bot.store import ProbeNote, RequestRow, Store
 
 if TYPE_CHECKING:
     from bot.approvals import ApprovalService
+    from bot.drift import DriftWatch
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,15 @@ STALE_MESSAGE = (
 )
 
 
-def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patch: RecordingConfig) -> Outcome:
-    """PATCH once (the client retries), read back, and report before -> after."""
+def apply_change(
+    agora: AgoraClient, target: Target, live: RecordingConfig, patch: RecordingConfig, watch: DriftWatch
+) -> Outcome:
+    """PATCH once (the client retries), read back, and report before -> after.
+    The drift watch is told first what the change will leave, then what it left."""
     after = expected_after(live, patch)
     changes = diff(live, after)
     acknowledged = "Agora accepted the change"
+    watch.expect(target, after)
     try:
         agora.set_config(target, patch)
     except AgoraUnavailable as exc:
@@ -117,6 +122,7 @@ def apply_change(agora: AgoraClient, target: Target, live: RecordingConfig, patc
             "Check it with `/recording get` and try again.",
             changes,
         )
+    watch.applied(target, confirmed)
     return Outcome("applied", "Change applied and confirmed by reading it back.", changes)
 
 
@@ -130,8 +136,10 @@ class ChangeService:
         approvals: ApprovalService,
         digest_key: bytes,
         prober: Prober,
+        watch: DriftWatch,
         approval_for: str = "secrets",
     ) -> None:
+        self._watch = watch
         self._agora = agora
         self._store = store
         self._approvals = approvals
@@ -168,7 +176,7 @@ class ChangeService:
             probe = ProbeNote(result.verdict, result.summary())
         if self.needs_approval(patch):
             return self._approvals.open(target, live, patch, requester, probe)
-        outcome = apply_change(self._agora, target, live, patch)
+        outcome = apply_change(self._agora, target, live, patch, self._watch)
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)

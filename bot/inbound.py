@@ -1,6 +1,7 @@
 """What a Slack request must be before Bolt sees it: signed, UTF-8, and of a
-shape recbot handles. Bolt's own parsing raises on malformed payloads, so they
-are answered here with 400 instead of a crash."""
+shape recbot handles (commands, interactions, Events API events). Bolt's own
+parsing raises on malformed payloads, so they are answered here with 400
+instead of a crash."""
 
 from __future__ import annotations
 
@@ -69,6 +70,32 @@ class Interaction(BaseModel):
     payload: BlockActions | ViewSubmission | BlockSuggestion = Field(discriminator="type")
 
 
+class HomeOpened(_Loose):
+    """Someone opened recbot's App Home (its Home or Messages tab)."""
+
+    type: Literal["app_home_opened"]
+    user: str = Field(min_length=1, max_length=32)
+    tab: str = Field(default="home", max_length=32)
+
+
+class EventCallback(_Loose):
+    """An Events API event; recbot subscribes to `app_home_opened` only."""
+
+    type: Literal["event_callback"]
+    event: HomeOpened
+
+
+class UrlVerification(_Loose):
+    """Slack checking the Request URL when it is saved: answered with the challenge."""
+
+    type: Literal["url_verification"]
+    challenge: str = Field(min_length=1, max_length=500)
+
+
+class EventsRequest(BaseModel):
+    payload: EventCallback | UrlVerification = Field(discriminator="type")
+
+
 def check_request(body: bytes, headers: dict[str, str], verifier: SignatureVerifier) -> tuple[int, str] | None:
     """None if Bolt may handle the request, else (status, reason)."""
     try:
@@ -77,6 +104,12 @@ def check_request(body: bytes, headers: dict[str, str], verifier: SignatureVerif
         return 400, "body is not UTF-8"
     if not verifier.is_valid_request(text, headers):
         return 401, "invalid signature"
+    if headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return 400, "body is not JSON"
+        return None if is_handled("events", event) else (400, "not an event recbot handles")
     try:
         form = parse_qs(text, strict_parsing=bool(text), errors="strict")
     except (UnicodeDecodeError, ValueError):
@@ -99,6 +132,10 @@ def is_handled(kind: str, payload: Any) -> bool:
             Interaction(payload=payload)
         elif kind == "slash_commands":
             SlashCommand.model_validate(payload)
+        elif kind == "events_api":  # Socket Mode: Slack checked the Request URL, so only events come
+            EventCallback.model_validate(payload)
+        elif kind == "events":  # HTTP: the Events API, its URL check included
+            EventsRequest(payload=payload)
         else:
             return False
     except ValidationError:

@@ -24,7 +24,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.server import create_server
 
 from bot.app import slack_client, start_background
-from bot.background import Periodic
+from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.services import Services
 from bot.settings import Settings
@@ -56,6 +56,7 @@ def wsgi_app(app: App, health: HealthCheck, signing_secret: str) -> Callable[...
         if path == EVENTS_PATH and method == "POST":
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+            headers["content-type"] = environ.get("CONTENT_TYPE", "")
             refused = check_request(body, headers, verifier)
             if refused:
                 status, reason = refused
@@ -110,7 +111,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def finish(app: App, services: Services, sweeper: Periodic) -> None:
+def finish(app: App, services: Services, sweeper: Background) -> None:
     """Let listeners that already acked finish (an approval being applied), then close the store."""
     sweeper.stop()
     app.listener_runner.listener_executor.shutdown(wait=True)

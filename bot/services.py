@@ -11,7 +11,9 @@ from bot.access import Audience
 from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
 from bot.changes import ChangeService
+from bot.drift import DriftWatch
 from bot.fleet import Fleet
+from bot.models import RecordingConfig, Target
 from bot.probe import Prober
 from bot.seal import Sealer
 from bot.settings import Settings
@@ -30,6 +32,13 @@ class Services:
     requesters: Audience
     prober: Prober
     fleet: Fleet
+    drift: DriftWatch
+
+    def read_config(self, target: Target) -> RecordingConfig:
+        """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
+        config = self.agora.get_config(target)
+        self.drift.saw(target, config)
+        return config
 
     def channel_allowed(self, channel_id: str) -> bool:
         allowed = self.settings.RECBOT_ALLOWED_CHANNELS

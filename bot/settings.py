@@ -31,6 +31,8 @@ HOW_TO_FIX: dict[str, str] = {
     "RECBOT_APPROVAL_CHANNEL": "a Slack channel ID (C... or G...), or unset to send cards to each approver",
     "DATABASE_URL": "sqlite:///path/to/recbot.db, or postgresql://user@host:5432/db",
     "RECBOT_STORAGE_PROBE": "require (a refused probe stops the change), warn, or off",
+    "RECBOT_DRIFT_INTERVAL_SECONDS": "seconds between drift watch passes (0 turns the watch off)",
+    "RECBOT_DRIFT_ALL": "true or false",
     "RECBOT_SEAL_KEY": "a key from `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
     "print(Fernet.generate_key().decode())'`, the same in every recbot process",
 }
@@ -81,6 +83,10 @@ class Settings(BaseSettings):
     # Tests and air-gapped sites: one S3-compatible server, one Azure Blob server, for every vendor and region.
     RECBOT_STORAGE_ENDPOINT_OVERRIDE: str | None = None
     RECBOT_AZURE_ENDPOINT_OVERRIDE: str | None = None
+    # How often the drift watch reads what recbot remembers again; 0 turns it off.
+    RECBOT_DRIFT_INTERVAL_SECONDS: float = Field(default=300.0, ge=0, le=86400)
+    # Also watch every entry point of AGORA_APP_ID the list call returns, in every API region.
+    RECBOT_DRIFT_ALL: bool = False
 
     @field_validator("SLACK_BOT_TOKEN")
     @classmethod

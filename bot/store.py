@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -37,6 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.models import FieldChange, Target
+from bot.observation import Observation
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,49 @@ audit_events = Table(
 )
 
 
+# What recbot last read or applied per target, to see changes made outside it (schema version 4).
+observed_configs = Table(
+    "observed_configs",
+    metadata,
+    Column("app_id", String(128), primary_key=True),
+    Column("entry_point", String(128), primary_key=True),
+    Column("region", String(2), primary_key=True),
+    Column("baseline", Text, nullable=False),
+    # What a change recbot is applying right now will leave, so the watch does not call it drift.
+    Column("expected", Text),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+drift_alerts = Table(
+    "drift_alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app_id", String(128), nullable=False),
+    Column("entry_point", String(128), nullable=False),
+    Column("region", String(2), nullable=False),
+    # Set while the alert is open, NULL once it ends: one open alert per target.
+    Column("open_target", String(300), unique=True),
+    Column("state", String(16), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("before", Text, nullable=False),
+    Column("after", Text, nullable=False),
+    Column("changes", Text, nullable=False),
+    Column("cards", Text, nullable=False, default="[]"),
+    Column("decided_by", String(32)),
+    Column("note", Text),
+    Column("version", Integer, nullable=False, server_default="0"),
+)
+
+# Who has opened recbot's App Home, so a change refreshes only homes someone looks at.
+home_viewers = Table(
+    "home_viewers",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[change_requests, approvals, audit_events])
 
@@ -113,8 +159,12 @@ def _v3(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE change_requests ADD COLUMN probe TEXT"))
 
 
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[observed_configs, drift_alerts, home_viewers])
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 
 
 def utcnow() -> datetime:
@@ -189,6 +239,32 @@ class AuditEvent:
     detail: dict[str, Any]
 
 
+ALERT_STATES = ("open", "acknowledged", "resolved", "superseded")
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """A change seen outside recbot: what recbot last saw (`before`), what is
+    live (`after`), the safe diff, and where its cards are."""
+
+    id: str
+    target: Target
+    state: str
+    detected_at: datetime
+    updated_at: datetime
+    before: Observation
+    after: Observation
+    changes: list[FieldChange]
+    cards: list[CardRef]
+    decided_by: str | None
+    note: str | None
+    version: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+
 class TargetBusy(Exception):
     """Another request for the same target is open."""
 
@@ -203,6 +279,28 @@ def _open_key(target: Target) -> str:
 
 def _changes_json(changes: Iterable[FieldChange]) -> str:
     return json.dumps([[c.label, c.before, c.after] for c in changes])
+
+
+def _where_target(table: Table, target: Target) -> ColumnElement[bool]:
+    c = table.c
+    return and_(c.app_id == target.app_id, c.entry_point == target.entry_point, c.region == target.region)
+
+
+def _alert_row(r: Any) -> AlertRow:
+    return AlertRow(
+        id=r["id"],
+        target=Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+        state=r["state"],
+        detected_at=_aware(r["detected_at"]),
+        updated_at=_aware(r["updated_at"]),
+        before=Observation.from_json(r["before"]),
+        after=Observation.from_json(r["after"]),
+        changes=[FieldChange(*c) for c in json.loads(r["changes"])],
+        cards=[CardRef(*c) for c in json.loads(r["cards"])],
+        decided_by=r["decided_by"],
+        note=r["note"],
+        version=r["version"],
+    )
 
 
 def _request_row(r: Any, approvers: list[str]) -> RequestRow:
@@ -300,6 +398,7 @@ class Store:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
         migrate(self.engine)
+        self._watch_lock = threading.Lock()  # the watch lock of the embedded SQLite's one process
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -493,3 +592,212 @@ class Store:
                 AuditEvent(_aware(r["at"]), r["event"], r["actor"], target, r["request_id"], json.loads(r["detail"]))
                 for r in rows
             ]
+
+    def latest_events(self, limit: int = 10) -> list[AuditEvent]:
+        """The latest `limit` events of every target, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)).mappings()
+            return [
+                AuditEvent(
+                    _aware(r["at"]),
+                    r["event"],
+                    r["actor"],
+                    Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+                    r["request_id"],
+                    json.loads(r["detail"]),
+                )
+                for r in rows
+            ]
+
+    # observations: what recbot last read or applied per target
+    def observed(self, target: Target) -> tuple[Observation, Observation | None] | None:
+        """The remembered baseline of `target` and what an apply in progress expects, or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(observed_configs).where(_where_target(observed_configs, target))).mappings().first()
+        if r is None:
+            return None
+        expected = Observation.from_json(r["expected"]) if r["expected"] else None
+        return Observation.from_json(r["baseline"]), expected
+
+    def observed_targets(self) -> list[Target]:
+        c = observed_configs.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.app_id, c.entry_point, c.region).order_by(c.app_id, c.entry_point, c.region))
+            return [Target.model_construct(app_id=a, entry_point=e, region=r) for a, e, r in rows]
+
+    def remember(self, target: Target, observation: Observation) -> bool:
+        """Start remembering `target` as `observation`, unless it already is remembered."""
+        if self.observed(target) is not None:
+            return False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(observed_configs).values(
+                        app_id=target.app_id,
+                        entry_point=target.entry_point,
+                        region=target.region,
+                        baseline=observation.to_json(),
+                        seen_at=utcnow(),
+                    )
+                )
+        except IntegrityError:  # remembered by another call in between
+            return False
+        return True
+
+    def record(self, target: Target, observation: Observation) -> None:
+        """`observation` is now what recbot last saw of `target`; nothing is expected any more."""
+        values = {"baseline": observation.to_json(), "expected": None, "seen_at": utcnow()}
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(observed_configs).where(_where_target(observed_configs, target)).values(**values)
+            )
+        if done.rowcount == 0 and not self.remember(target, observation):
+            self.record(target, observation)  # remembered by another call in between: overwrite it
+
+    def expect(self, target: Target, observation: Observation) -> None:
+        """A change recbot is about to apply will leave `observation` (targets not remembered need nothing)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(observed_configs)
+                .where(_where_target(observed_configs, target))
+                .values(expected=observation.to_json())
+            )
+
+    @contextmanager
+    def watch_lock(self) -> Iterator[bool]:
+        """Whether this caller holds the one drift watch of every process on this
+        database: a PostgreSQL advisory lock held on its own connection for the
+        run, or on the embedded SQLite (one process) a lock of this process."""
+        if self.engine.dialect.name != "postgresql":
+            held = self._watch_lock.acquire(blocking=False)
+            try:
+                yield held
+            finally:
+                if held:
+                    self._watch_lock.release()
+            return
+        with self.engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(4242002)")).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text("SELECT pg_advisory_unlock(4242002)"))
+                    conn.commit()
+
+    # drift alerts
+    def create_alert(
+        self, alert_id: str, target: Target, before: Observation, after: Observation, changes: list[FieldChange]
+    ) -> tuple[AlertRow, AlertRow | None] | None:
+        """Open an alert for `target`, superseding an open one that saw something else;
+        (the new alert, the superseded one), or None if one open for `after` exists."""
+        c = drift_alerts.c
+        now = utcnow()
+        key = _open_key(target)
+        o = observed_configs.c
+        try:
+            with self.engine.begin() as conn:
+                # In the transaction: an acknowledgement or a change recbot applied meanwhile explains it.
+                seen = conn.execute(select(o.baseline, o.expected).where(_where_target(observed_configs, target)))
+                remembered = seen.first()
+                if remembered is None or remembered.baseline != before.to_json():
+                    return None
+                if remembered.expected == after.to_json():
+                    return None
+                old = conn.execute(select(c.id, c.after).where(c.open_target == key)).first()
+                if old is not None and old.after == after.to_json():
+                    return None
+                if old is not None:
+                    conn.execute(
+                        update(drift_alerts)
+                        .where(c.id == old.id, c.state == "open")
+                        .values(
+                            state="superseded",
+                            open_target=None,
+                            updated_at=now,
+                            version=c.version + 1,
+                            note="It changed again; see the newer alert.",
+                        )
+                    )
+                conn.execute(
+                    insert(drift_alerts).values(
+                        id=alert_id,
+                        app_id=target.app_id,
+                        entry_point=target.entry_point,
+                        region=target.region,
+                        open_target=key,
+                        state="open",
+                        detected_at=now,
+                        updated_at=now,
+                        before=before.to_json(),
+                        after=after.to_json(),
+                        changes=_changes_json(changes),
+                        cards="[]",
+                    )
+                )
+        except IntegrityError:  # another watcher opened one first
+            return None
+        created = self.alert(alert_id)
+        assert created is not None
+        return created, self.alert(old.id) if old is not None else None
+
+    def alert(self, alert_id: str) -> AlertRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(drift_alerts).where(drift_alerts.c.id == alert_id)).mappings().first()
+        return _alert_row(r) if r is not None else None
+
+    def open_alerts(self) -> list[AlertRow]:
+        c = drift_alerts.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(drift_alerts).where(c.state == "open").order_by(c.detected_at)).mappings()
+            return [_alert_row(r) for r in rows]
+
+    def open_alert_for(self, target: Target) -> AlertRow | None:
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(select(drift_alerts).where(drift_alerts.c.open_target == _open_key(target)))
+                .mappings()
+                .first()
+            )
+        return _alert_row(r) if r is not None else None
+
+    def end_alert(self, alert_id: str, to_state: str, *, baseline: Observation | None = None, **fields: Any) -> bool:
+        """Compare-and-set: end an open alert, and with `baseline` make it what recbot
+        last saw of the target, in the same transaction; whether this call ended it."""
+        c = drift_alerts.c
+        values = {"state": to_state, "open_target": None, "updated_at": utcnow(), "version": c.version + 1, **fields}
+        with self.engine.begin() as conn:
+            done = conn.execute(update(drift_alerts).where(c.id == alert_id, c.state == "open").values(**values))
+            if done.rowcount == 1 and baseline is not None:
+                ended = conn.execute(select(c.app_id, c.entry_point, c.region).where(c.id == alert_id)).one()
+                target = Target.model_construct(app_id=ended[0], entry_point=ended[1], region=ended[2])
+                conn.execute(
+                    update(observed_configs)
+                    .where(_where_target(observed_configs, target))
+                    .values(baseline=baseline.to_json(), expected=None, seen_at=utcnow())
+                )
+        return done.rowcount == 1
+
+    def set_alert_cards(self, alert_id: str, cards: list[CardRef]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(drift_alerts)
+                .where(drift_alerts.c.id == alert_id)
+                .values(cards=json.dumps([[c.channel, c.ts] for c in cards]))
+            )
+
+    # App Home
+    def add_home_viewer(self, user: str) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(home_viewers).where(home_viewers.c.user_id == user).values(opened_at=utcnow()))
+            if done.rowcount == 0:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(home_viewers).values(user_id=user, opened_at=utcnow()))
+                except IntegrityError:
+                    pass  # added by another process in between; either way it is there
+
+    def home_viewers(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(home_viewers.c.user_id).order_by(home_viewers.c.user_id))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, commands, views
+from handlers import actions, commands, events, views
 
 
 def register(app: App, services: Services) -> None:
@@ -13,4 +13,7 @@ def register(app: App, services: Services) -> None:
     actions.register(app, services)
     actions.register_fleet(app, services)
     actions.register_picker(app, services)
+    actions.register_drift(app, services)
+    actions.register_home(app, services)
+    events.register(app, services)
     views.register(app, services)

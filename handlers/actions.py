@@ -1,4 +1,5 @@
-"""Interactive components: the edit form's vendor select and the approval card's buttons."""
+"""Interactive components: the edit form's vendor select, the approval card's
+and the drift alert's buttons, the fleet table, the picker, the App Home's buttons."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from slack_sdk import WebClient
 from bot.agora import AgoraError
 from bot.approvals import Refused
 from bot.commands import Command
+from bot.drift import AlertClosed
 from bot.fleet import Scan, to_csv
 from bot.models import Target
 from bot.services import Services
 from bot.store import RequestRow
-from handlers.blocks import approval_card, edit_form, fleet, picker
+from handlers.blocks import approval_card, drift_card, edit_form, fleet, home, picker
 from handlers.commands import fill_edit_form, open_edit_form, replace, show_config
 from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
 
@@ -183,6 +185,94 @@ def register_picker(app: App, services: Services) -> None:
             show_config(Command("get", target), services, respond)
         else:
             fill_edit_form(view, target, services, client)
+
+
+def register_drift(app: App, services: Services) -> None:
+    @app.action(drift_card.ACTION_ACKNOWLEDGE)
+    def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """An approver accepts a change made outside recbot: it becomes what recbot compares with."""
+        ack()
+        alert_id = _genuine_alert(body, services)
+        if alert_id is None:
+            tell(respond, "That button is not a genuine recbot alert button; nothing was done.")
+            return
+        user = body["user"]["id"]
+        if not services.approvers.includes(user, GroupLookup(client)):
+            tell(respond, "Only the approvers named in RECBOT_APPROVERS can acknowledge a change made outside recbot.")
+            return
+        try:
+            services.drift.acknowledge(alert_id, user)
+        except AlertClosed as closed:
+            tell(respond, str(closed))
+            return
+        Notifier(client, services).refresh_alert(alert_id)
+
+    @app.action(drift_card.ACTION_REVERT)
+    def revert(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """The form, filled with what recbot saw before the change; submitting it takes the normal path."""
+        ack()
+        alert_id = _genuine_alert(body, services)
+        if alert_id is None:
+            tell(respond, "That button is not a genuine recbot alert button; nothing was done.")
+            return
+        if not services.requesters.includes(body["user"]["id"], GroupLookup(client)):
+            tell(respond, "You are not in RECBOT_REQUESTERS, so you cannot change recording configurations.")
+            return
+        try:
+            alert = services.drift.open_alert(alert_id)
+        except AlertClosed as closed:
+            tell(respond, str(closed))
+            return
+        parsed = Command("set", alert.target)
+        open_edit_form(parsed, body["trigger_id"], services, client, respond, revert_to=alert.before)
+
+
+def _genuine_alert(body: dict[str, Any], services: Services) -> str | None:
+    """The alert id of a genuine button on that alert's own card, else None."""
+    alert_id = drift_card.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+    alert = services.store.alert(alert_id) if alert_id else None
+    container = body.get("container") or {}
+    on_its_card = alert is not None and any(
+        ref.ts == container.get("message_ts") and ref.channel == container.get("channel_id") for ref in alert.cards
+    )
+    return alert_id if on_its_card else None
+
+
+def register_home(app: App, services: Services) -> None:
+    @app.action(home.ACTION_APPROVE)
+    def approve_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Approve from the App Home; the answer is a line at the top of the home, which has no reply thread."""
+        ack()
+        user = body["user"]["id"]
+        notifier = Notifier(client, services)
+        request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+        if request_id is None:
+            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.")
+            return
+        is_approver = services.approvers.includes(user, GroupLookup(client))
+        try:
+            row = services.approvals.approve(request_id, user, is_approver=is_approver)
+        except Refused as refusal:
+            notifier.publish_home(user, str(refusal))
+            return
+        if row.is_open:
+            notifier.refresh_cards(row.id)
+        else:
+            notifier.request_ended(row)
+        notifier.publish_home(user, f"You approved request {row.id}; it is {row.state}.")
+
+    @app.action(home.ACTION_REJECT)
+    def reject_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Ask for a reason, as on the card; the rejection happens when it is submitted."""
+        ack()
+        user = body["user"]["id"]
+        request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+        try:
+            row = services.approvals.pending_request(request_id or "")
+        except Refused as refusal:
+            Notifier(client, services).publish_home(user, str(refusal))
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
 
 
 def _decide(

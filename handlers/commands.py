@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.agora import AgoraError
 from bot.commands import Command, UsageError, parse_command
 from bot.models import Target
+from bot.observation import Observation
 from bot.services import Services
 from handlers.blocks import edit_form, fleet, messages, picker, requests, summary
 from handlers.notify import GroupLookup
@@ -110,7 +111,7 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     """Read the live config and answer the user alone with its summary."""
     assert parsed.target is not None
     try:
-        config = services.agora.get_config(parsed.target)
+        config = services.read_config(parsed.target)
     except AgoraError as exc:
         reply(respond, messages.error(exc.user_message()))
         return
@@ -131,7 +132,14 @@ def open_picker(app_id: str, trigger_id: str, services: Services, client: WebCli
         reply(respond, messages.error("Slack did not open the form (it may have taken too long). Try again."))
 
 
-def open_edit_form(parsed: Command, trigger_id: str, services: Services, client: WebClient, respond: Respond) -> None:
+def open_edit_form(
+    parsed: Command,
+    trigger_id: str,
+    services: Services,
+    client: WebClient,
+    respond: Respond,
+    revert_to: Observation | None = None,
+) -> None:
     """Open a loading modal while the trigger is fresh, then fill it from the live config."""
     assert parsed.target is not None
     try:
@@ -140,18 +148,24 @@ def open_edit_form(parsed: Command, trigger_id: str, services: Services, client:
         log.warning("views.open failed: %s", exc.response.get("error"))
         reply(respond, messages.error("Slack did not open the form (it may have taken too long). Try again."))
         return
-    fill_edit_form(opened["view"], parsed.target, services, client)
+    fill_edit_form(opened["view"], parsed.target, services, client, revert_to)
 
 
-def fill_edit_form(view: dict[str, Any], target: Target, services: Services, client: WebClient) -> None:
-    """Turn an open modal (loading, or the picker) into the edit form, from the live config."""
+def fill_edit_form(
+    view: dict[str, Any], target: Target, services: Services, client: WebClient, revert_to: Observation | None = None
+) -> None:
+    """Turn an open modal (loading, or the picker) into the edit form, from the
+    live config; with `revert_to`, filled with those previous values instead."""
     try:
-        config = services.agora.get_config(target)
+        config = services.read_config(target)
     except AgoraError as exc:
         new_view = edit_form.message_view(f":x: {exc.user_message()}")
     else:
         metadata = edit_form.FormMetadata(target, services.changes.digest(config))
-        new_view = edit_form.form_view(
-            metadata, services.sealer, edit_form.FormValues.from_config(config), edit_form.current_block(target, config)
+        values = (
+            edit_form.FormValues.from_config(config)
+            if revert_to is None
+            else edit_form.FormValues.reverting_to(revert_to, services.drift.observe(config))
         )
+        new_view = edit_form.form_view(metadata, services.sealer, values, edit_form.current_block(target, config))
     client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)

@@ -1,4 +1,5 @@
-"""Telling people about change requests: cards, in-place updates, the requester's notice."""
+"""Telling people: approval cards and drift alerts (posted, then updated in
+place), the requester's notice, and the App Home of whoever looks at it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.services import Services
-from bot.store import CardRef, RequestRow
-from handlers.blocks import approval_card
+from bot.store import AlertRow, CardRef, RequestRow
+from handlers.blocks import approval_card, drift_card, home
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +40,28 @@ class Notifier:
         self._client = client
         self._services = services
 
-    def post_cards(self, row: RequestRow) -> None:
-        """To the approval channel, or to each approver directly when none is set."""
+    def _destinations(self, but: str | None = None) -> list[str]:
+        """The approval channel, or each approver directly (but `but`) when none is set."""
         settings = self._services.settings
         if settings.RECBOT_APPROVAL_CHANNEL:
-            channels = [settings.RECBOT_APPROVAL_CHANNEL]
-        else:
-            channels = [u for u in self._services.approvers.users(GroupLookup(self._client)) if u != row.requester]
+            return [settings.RECBOT_APPROVAL_CHANNEL]
+        return [u for u in self._services.approvers.users(GroupLookup(self._client)) if u != but]
+
+    def _post(self, channels: list[str], text: str, blocks: list[dict], what: str) -> list[CardRef]:
         cards = []
         for channel in channels:
             try:
-                posted = self._client.chat_postMessage(
-                    channel=channel, text=approval_card.card_text(row), blocks=self._card(row)
-                )
+                posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks)
             except SLACK_FAILURES as exc:
-                log.error("could not post the card of request %s to %s: %s", row.id, channel, _why(exc))
+                log.error("could not post the card of %s to %s: %s", what, channel, _why(exc))
                 continue
             cards.append(CardRef(posted["channel"], posted["ts"]))
+        return cards
+
+    def post_cards(self, row: RequestRow) -> None:
+        """To the approval channel, or to each approver directly when none is set."""
+        channels = self._destinations(but=row.requester)
+        cards = self._post(channels, approval_card.card_text(row), self._card(row), f"request {row.id}")
         self._services.approvals.attach_cards(row.id, cards)
         # Whoever moved the request while the cards were being posted found no cards to update.
         self.refresh_cards(row.id, shown=row.version)
@@ -68,7 +74,12 @@ class Notifier:
 
     def refresh_cards(self, request_id: str, shown: int | None = None) -> None:
         """Write every card from the request as it is at write time, and again
-        if it moved meanwhile, so the last write Slack keeps is the latest state."""
+        if it moved meanwhile, so the last write Slack keeps is the latest state;
+        then the homes of the people the request concerns."""
+        self._write_cards(request_id, shown)
+        self.refresh_homes(self._services.approvals.get(request_id))
+
+    def _write_cards(self, request_id: str, shown: int | None) -> None:
         for _ in range(MAX_CARD_PASSES):
             row = self._services.approvals.get(request_id)
             if row.version == shown:
@@ -92,6 +103,59 @@ class Notifier:
             )
         except SLACK_FAILURES as exc:
             log.error("could not tell the requester of %s: %s", row.id, _why(exc))
+
+    def post_alert(self, alert: AlertRow) -> None:
+        """A change seen outside recbot, to where approval cards go; posted by whoever opened the alert."""
+        text, blocks = drift_card.card_text(alert), drift_card.card(alert, self._services.sealer)
+        cards = self._post(self._destinations(), text, blocks, f"drift alert {alert.id}")
+        self._services.store.set_alert_cards(alert.id, cards)
+        self.refresh_alert(alert.id, shown=alert.version)
+
+    def refresh_alert(self, alert_id: str, shown: int | None = None) -> None:
+        """Write the alert's cards from its row as it is now, until it stops moving; then every home."""
+        for _ in range(MAX_CARD_PASSES):
+            alert = self._services.store.alert(alert_id)
+            if alert is None or alert.version == shown:
+                break
+            for ref in alert.cards:
+                try:
+                    self._client.chat_update(
+                        channel=ref.channel,
+                        ts=ref.ts,
+                        text=drift_card.card_text(alert),
+                        blocks=drift_card.card(alert, self._services.sealer),
+                    )
+                except SLACK_FAILURES as exc:
+                    log.error("could not update a card of drift alert %s: %s", alert_id, _why(exc))
+            shown = alert.version
+        self.refresh_homes()
+
+    def refresh_homes(self, row: RequestRow | None = None) -> None:
+        """Publish again the home of everyone who opened it and whom `row` concerns
+        (its requester, approvers, decider); with no row, everyone's."""
+        lookup = GroupLookup(self._client)
+        for user in self._services.store.home_viewers():
+            concerned = row is None or user in (row.requester, row.decided_by, *row.approvers)
+            if concerned or self._services.approvers.includes(user, lookup):  # what waits for them changed
+                self.publish_home(user)
+
+    def publish_home(self, user: str, notice: str | None = None) -> None:
+        """The App Home of `user` as it is now (approvers also see what waits for them)."""
+        services = self._services
+        is_approver = services.approvers.includes(user, GroupLookup(self._client))
+        rows = services.approvals.open_requests()
+        waiting = [r for r in rows if r.state == "pending" and r.requester != user and user not in r.approvers]
+        content = home.HomeContent(
+            waiting=waiting if is_approver else None,
+            own=[r for r in rows if r.requester == user],
+            alerts=services.store.open_alerts(),
+            latest=services.store.latest_events(10),
+            required=services.approvals.required_approvals,
+        )
+        try:
+            self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice))
+        except SLACK_FAILURES as exc:
+            log.error("could not publish the home of %s: %s", user, _why(exc))
 
     def tell(self, user: str, text: str) -> None:
         try:

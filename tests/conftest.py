@@ -76,6 +76,8 @@ def settings_overrides(tmp_path: Path, slack: FakeSlack, agora: AgoraEmulator) -
         "RECBOT_STORAGE_PROBE": "off",
         "RECBOT_STORAGE_ENDPOINT_OVERRIDE": DEAD_ENDPOINT,
         "RECBOT_AZURE_ENDPOINT_OVERRIDE": DEAD_ENDPOINT,
+        # The drift watch runs only in the tests about it (tests/test_drift.py).
+        "RECBOT_DRIFT_INTERVAL_SECONDS": "0",
     }
 
 

@@ -123,6 +123,22 @@ class SlackDriver:
             payload["response_url"] = self.response_url
         return self.interaction(payload)
 
+    def event(self, event: dict[str, Any], **kw: Any) -> requests.Response:
+        """An Events API delivery of `event`, as Slack posts it (JSON)."""
+        envelope = {
+            "token": "legacy",
+            "team_id": self.team_id,
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": f"Ev{time.monotonic_ns()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        return self.post(json.dumps(envelope).encode(), content_type="application/json", **kw)
+
+    def home_opened(self, user: str, tab: str = "home") -> requests.Response:
+        return self.event({"type": "app_home_opened", "user": user, "channel": "D" + user[1:], "tab": tab})
+
     def submit(self, user: str, view: dict[str, Any], state: dict[str, Any]) -> requests.Response:
         submitted = {**view, "state": {"values": state}}
         return self.interaction({"type": "view_submission", "user": {"id": user}, "view": submitted})

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.models import FieldChange, Target
+from bot.observation import Observation
 from bot.store import CardRef, Store, TargetBusy, Vote, change_requests, schema_version, utcnow
 
 TARGET = Target(app_id="A", entry_point="live", region="na")
@@ -172,3 +173,74 @@ def test_a_version_1_database_is_upgraded_in_place(store: Store) -> None:
         assert upgraded.get("r1").version == 1
     finally:
         upgraded.close()
+
+
+def _obs(bucket: str, keys: str = "k1") -> Observation:
+    return Observation(mp4=True, hls=False, vendor=1, storage_region=0, bucket=bucket, keys_digest=keys)
+
+
+def test_remember_keeps_the_first_baseline_and_record_replaces_it(store: Store) -> None:
+    assert store.remember(TARGET, _obs("one"))
+    assert not store.remember(TARGET, _obs("two"))  # a later read does not hide a change
+    assert store.observed(TARGET) == (_obs("one"), None)
+    store.expect(TARGET, _obs("three"))
+    assert store.observed(TARGET) == (_obs("one"), _obs("three"))
+    store.record(TARGET, _obs("three"))
+    assert store.observed(TARGET) == (_obs("three"), None)
+    assert store.observed_targets() == [TARGET]
+
+
+def test_one_open_alert_per_target_and_a_new_one_supersedes_it(store: Store) -> None:
+    store.remember(TARGET, _obs("one"))
+    first, superseded = store.create_alert("a1", TARGET, _obs("one"), _obs("two"), CHANGES)
+    assert first.is_open and superseded is None
+    assert store.create_alert("a2", TARGET, _obs("one"), _obs("two"), CHANGES) is None  # the same change again
+    second, old = store.create_alert("a3", TARGET, _obs("one"), _obs("three"), CHANGES)
+    assert old is not None and old.id == "a1" and old.state == "superseded"
+    assert [a.id for a in store.open_alerts()] == ["a3"] and store.open_alert_for(TARGET).id == second.id
+
+
+def test_an_alert_is_not_opened_once_the_baseline_moved_or_recbot_expects_the_change(store: Store) -> None:
+    store.remember(TARGET, _obs("one"))
+    store.expect(TARGET, _obs("two"))
+    assert store.create_alert("a1", TARGET, _obs("one"), _obs("two"), CHANGES) is None  # recbot is applying it
+    store.record(TARGET, _obs("two"))
+    assert store.create_alert("a2", TARGET, _obs("one"), _obs("three"), CHANGES) is None  # read before it moved
+    assert store.open_alerts() == []
+
+
+def test_ending_an_alert_is_a_compare_and_set_that_can_set_the_baseline(store: Store) -> None:
+    store.remember(TARGET, _obs("one"))
+    store.create_alert("a1", TARGET, _obs("one"), _obs("two"), CHANGES)
+    with ThreadPoolExecutor(8) as pool:
+        won = list(
+            pool.map(
+                lambda u: store.end_alert("a1", "acknowledged", baseline=_obs("two"), decided_by=u),
+                [f"U{i}" for i in range(8)],
+            )
+        )
+    assert won.count(True) == 1
+    assert store.alert("a1").state == "acknowledged" and store.observed(TARGET) == (_obs("two"), None)
+
+
+def test_the_watch_lock_has_one_holder(store: Store) -> None:
+    with store.watch_lock() as first:
+        other = (
+            Store(store.engine.url.render_as_string(hide_password=False))
+            if store.engine.dialect.name == "postgresql"
+            else store
+        )
+        try:
+            with other.watch_lock() as second:
+                assert first and not second
+        finally:
+            if other is not store:
+                other.close()
+    with store.watch_lock() as again:
+        assert again
+
+
+def test_home_viewers_are_remembered_once(store: Store) -> None:
+    for user in ("UB", "UA", "UB"):
+        store.add_home_viewer(user)
+    assert store.home_viewers() == ["UA", "UB"]

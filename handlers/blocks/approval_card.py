@@ -47,7 +47,7 @@ def read_button_value(value: Any, sealer: Sealer) -> str | None:
     return request_id if sealer.verify("button:" + request_id, tag) else None
 
 
-def _when(moment: datetime) -> str:
+def when(moment: datetime) -> str:
     """A time Slack shows in each reader's own time zone, UTC as the fallback."""
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
 
@@ -86,7 +86,7 @@ def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]
                     {
                         "type": "mrkdwn",
                         "text": f"Approvals: {len(row.approvers)} of {required} ({approved}). "
-                        f"Expires {_when(row.expires_at)}. The requester cannot approve.",
+                        f"Expires {when(row.expires_at)}. The requester cannot approve.",
                     }
                 ],
             }
@@ -118,7 +118,7 @@ def outcome_line(row: RequestRow) -> str:
     icon = OUTCOME_ICONS.get(row.state, ":hourglass_flowing_sand:")
     who = f" by <@{row.decided_by}>" if row.decided_by else ""
     detail = f": {escape(row.result)}" if row.result else ""
-    return f"{icon} *{row.state.capitalize()}*{who}, {_when(row.updated_at)}{detail}"
+    return f"{icon} *{row.state.capitalize()}*{who}, {when(row.updated_at)}{detail}"
 
 
 def card_text(row: RequestRow) -> str:

@@ -19,6 +19,7 @@ from bot.models import (
     describe_storage,
     fingerprint,
 )
+from bot.observation import Observation
 from bot.seal import Sealer
 from handlers.blocks.messages import escape
 
@@ -108,6 +109,23 @@ class FormValues:
             vendor=int(storage.vendor) if storage else None,
             region=storage.region if storage else None,
             bucket=storage.bucket if storage else "",
+        )
+
+    @classmethod
+    def reverting_to(cls, previous: Observation, live: Observation) -> FormValues:
+        """The form of a revert: the previous non-secret values, storage ticked when
+        it differs (its keys must then be typed again); no previous storage, none changed."""
+        storage_differs = previous.vendor is not None and (
+            (previous.vendor, previous.storage_region, previous.bucket, previous.keys_digest)
+            != (live.vendor, live.storage_region, live.bucket, live.keys_digest)
+        )
+        return cls(
+            mp4=previous.mp4,
+            hls=previous.hls,
+            change_storage=storage_differs,
+            vendor=previous.vendor,
+            region=previous.storage_region,
+            bucket=previous.bucket or "",
         )
 
 

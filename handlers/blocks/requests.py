@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.drift import OUTSIDE
 from bot.models import Target
 from bot.store import AuditEvent, RequestRow
 from handlers.blocks.messages import escape, text_blocks
@@ -13,14 +14,31 @@ def history(target: Target, events: list[AuditEvent]) -> list[dict[str, Any]]:
     if not events:
         return text_blocks(f"No recorded changes for *{escape(target.describe())}*.")
     lines = [f"*Latest {len(events)} events for {escape(target.describe())}*"]
-    for event in events:
-        changes = "; ".join(f"{escape(c[0])}: {escape(c[1])} → {escape(c[2])}" for c in event.detail.get("changes", []))
-        request = f" `{event.request_id}`" if event.request_id else ""
-        lines.append(
-            f"• {event.at:%Y-%m-%d %H:%M} UTC *{event.event.replace('_', ' ')}*{request} by <@{event.actor}>"
-            + (f": {changes}" if changes else "")
-        )
+    lines += [f"• {event_line(event)}" for event in events]
     return _chunked(lines)
+
+
+EVENT_NAMES = {
+    "changed_outside": "changed outside recbot",
+    "drift_acknowledged": "outside change acknowledged",
+    "drift_resolved": "outside change resolved",
+}
+
+
+def _actor(actor: str) -> str:
+    if actor == OUTSIDE:
+        return "someone outside recbot (Agora Console or the API)"
+    return "recbot" if actor == "recbot" else f"<@{actor}>"
+
+
+def event_line(event: AuditEvent) -> str:
+    """One audit event: when, what, which request, who, and the safe diff."""
+    changes = "; ".join(f"{escape(c[0])}: {escape(c[1])} → {escape(c[2])}" for c in event.detail.get("changes", []))
+    request = f" `{event.request_id}`" if event.request_id else ""
+    name = EVENT_NAMES.get(event.event, event.event.replace("_", " "))
+    return f"{event.at:%Y-%m-%d %H:%M} UTC *{name}*{request} by {_actor(event.actor)}" + (
+        f": {changes}" if changes else ""
+    )
 
 
 def pending(rows: list[RequestRow]) -> list[dict[str, Any]]:

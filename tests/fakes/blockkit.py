@@ -61,9 +61,14 @@ def view_problems(view: dict[str, Any]) -> list[str]:
         View(**view).validate_json()
     except Exception as exc:  # noqa: BLE001
         problems.append(f"view: {exc}")
-    title = view.get("title", {}).get("text", "")
-    if not 0 < len(title) <= 24:
-        problems.append("view: title must be 1 to 24 characters")
+    if view.get("type") == "home":
+        for field in ("title", "submit", "close"):
+            if field in view:
+                problems.append(f"view: a home tab has no {field}")
+    else:
+        title = view.get("title", {}).get("text", "")
+        if not 0 < len(title) <= 24:
+            problems.append("view: title must be 1 to 24 characters")
     for button in ("submit", "close"):
         if button in view and len(view[button].get("text", "")) > 24:
             problems.append(f"view: {button} over 24 characters")

@@ -40,6 +40,7 @@ class FakeSlack:
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
         self._views: dict[str, dict[str, Any]] = {}
+        self._homes: dict[str, dict[str, Any]] = {}  # user -> the App Home view Slack shows them now
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> as Slack now shows it
         self.files: dict[str, dict[str, Any]] = {}  # file id -> {"content", "channel", ...} once completed
         self._ids = itertools.count(1)
@@ -158,7 +159,7 @@ class FakeSlack:
             if problems:
                 self.problems.extend(f"{api}: {p}" for p in problems)
                 return {"ok": False, "error": "invalid_blocks"}
-        if api in ("views.open", "views.update", "views.push"):
+        if api in ("views.open", "views.update", "views.push", "views.publish"):
             problems = view_problems(params.get("view") or {})
             if problems:
                 self.problems.extend(f"{api}: {p}" for p in problems)
@@ -181,6 +182,12 @@ class FakeSlack:
                 return {"ok": False, "error": "hash_conflict"}
             self._views[view_id] = {**params["view"], "id": view_id, "hash": f"h{next(self._ids)}"}
             return {"ok": True, "view": self._views[view_id]}
+        if api == "views.publish":
+            user = params.get("user_id", "")
+            if not user.startswith(("U", "W")):
+                return {"ok": False, "error": "invalid_arguments"}
+            self._homes[user] = params["view"]
+            return {"ok": True, "view": {**params["view"], "id": f"V{next(self._ids)}"}}
         if api == "chat.postMessage":
             ts = f"{int(time.time())}.{next(self._ids):06d}"
             self._messages[(params.get("channel", ""), ts)] = params
@@ -217,3 +224,8 @@ class FakeSlack:
     def view(self, view_id: str) -> dict[str, Any]:
         with self._lock:
             return self._views[view_id]
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The App Home a user sees now (the last views.publish wins), or None."""
+        with self._lock:
+            return self._homes.get(user)

@@ -1,0 +1,200 @@
+"""The drift watch: configurations changed outside recbot (Agora Console, a
+script) bypass the two-person rule, so recbot reads what it remembers again
+and raises an alert when the live configuration differs and recbot did not
+make the change. One watch runs at a time across every process."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.catalog import API_REGIONS
+from bot.models import RecordingConfig, Target
+from bot.observation import Observation, changes_between, observe
+from bot.store import AlertRow, Store
+
+log = logging.getLogger(__name__)
+
+# Reads in flight at once; the shared rate limiter sets the pace, as for the fleet.
+WATCH_WORKERS = 8
+OUTSIDE = "outside"  # the audit actor of a change nobody in recbot made
+
+
+class AlertClosed(Exception):
+    """The alert was already acknowledged or resolved; the message says by whom or how."""
+
+
+@dataclass(frozen=True)
+class AlertMove:
+    """Something one watch pass did to an alert, for whoever announces it."""
+
+    kind: Literal["opened", "ended"]
+    alert: AlertRow
+
+
+def already_closed(alert: AlertRow) -> str:
+    if alert.state == "acknowledged":
+        return f"That change was already acknowledged by <@{alert.decided_by}>."
+    if alert.state == "superseded":
+        return "That alert was replaced by a newer one: the configuration changed again."
+    return f"That alert is closed: {alert.note or alert.state}."
+
+
+class DriftWatch:
+    """Remembers what recbot read or applied, and compares the live state with it."""
+
+    def __init__(
+        self, store: Store, agora: AgoraClient, digest_key: bytes, *, app_id: str, watch_all: bool = False
+    ) -> None:
+        self._store = store
+        self._agora = agora
+        self._key = digest_key
+        self._app_id = app_id
+        self._watch_all = watch_all
+        self._passes = 0
+        self._passes_lock = threading.Condition()
+
+    def observe(self, config: RecordingConfig) -> Observation:
+        return observe(config, self._key)
+
+    def saw(self, target: Target, config: RecordingConfig) -> None:
+        """A read by recbot: remember the target if it is new. A known target keeps
+        its baseline, so a read does not hide a change made outside recbot."""
+        self._store.remember(target, self.observe(config))
+
+    def expect(self, target: Target, config: RecordingConfig) -> None:
+        """recbot is about to PATCH `target` towards `config`: that is no drift."""
+        self._store.expect(target, self.observe(config))
+
+    def applied(self, target: Target, config: RecordingConfig) -> None:
+        """What recbot read back after its own change is the new baseline."""
+        self._store.record(target, self.observe(config))
+
+    def acknowledge(self, alert_id: str, user: str) -> AlertRow:
+        """Accept the outside change: it becomes the baseline. AlertClosed if it was too late."""
+        alert = self._alert(alert_id)
+        note = "Acknowledged: the change stays, and is now what recbot compares with."
+        if not self._store.end_alert(alert_id, "acknowledged", baseline=alert.after, decided_by=user, note=note):
+            raise AlertClosed(already_closed(self._alert(alert_id)))
+        self._store.audit("drift_acknowledged", user, alert.target, changes=alert.changes)
+        log.info("drift alert %s acknowledged by %s", alert_id, user)
+        return self._alert(alert_id)
+
+    def open_alert(self, alert_id: str) -> AlertRow:
+        """An alert that can still be acted on, or AlertClosed."""
+        alert = self._alert(alert_id)
+        if not alert.is_open:
+            raise AlertClosed(already_closed(alert))
+        return alert
+
+    def _alert(self, alert_id: str) -> AlertRow:
+        alert = self._store.alert(alert_id)
+        if alert is None:
+            raise AlertClosed("That alert does not exist.")
+        return alert
+
+    @property
+    def passes(self) -> int:
+        """How many watch passes this process has completed (tests wait on it)."""
+        with self._passes_lock:
+            return self._passes
+
+    def wait_passes(self, count: int, timeout: float = 30.0) -> bool:
+        with self._passes_lock:
+            return self._passes_lock.wait_for(lambda: self._passes >= count, timeout)
+
+    def run(self) -> list[AlertMove]:
+        """One watch pass, if no other process is running one; the alert moves it made."""
+        moves: list[AlertMove] = []
+        with self._store.watch_lock() as held:
+            if held:
+                targets = self._targets()
+                with ThreadPoolExecutor(WATCH_WORKERS, thread_name_prefix="drift") as pool:
+                    for found in pool.map(self._check, targets):
+                        moves += found
+        with self._passes_lock:
+            self._passes += 1
+            self._passes_lock.notify_all()
+        return moves
+
+    def _targets(self) -> list[Target]:
+        targets = self._store.observed_targets()
+        if self._watch_all:
+            try:
+                names = self._agora.list_entry_points(self._app_id)
+            except AgoraError as exc:
+                log.warning("the drift watch could not list entry points (%s); watching the remembered ones", exc)
+                names = []
+            targets += _addressable(self._app_id, names)
+        return list(dict.fromkeys(targets))
+
+    def _check(self, target: Target) -> list[AlertMove]:
+        try:
+            return self._compare(target)
+        except Exception:  # one target's failure must not end the pass
+            log.exception("the drift watch could not check %s", target.describe())
+            return []
+
+    def _compare(self, target: Target) -> list[AlertMove]:
+        remembered = self._store.observed(target)
+        try:
+            live = self.observe(self._agora.get_config(target))
+        except AgoraNotFound:
+            return []  # nothing configured there (or it was deleted): nothing to compare
+        except AgoraError as exc:
+            # A failed read says nothing about the configuration: not drift.
+            log.warning("the drift watch could not read %s: %s", target.describe(), exc.user_message())
+            return []
+        if remembered is None:
+            self._store.remember(target, live)
+            return []
+        baseline, expected = remembered
+        if live == baseline or live == expected:
+            if live == expected:
+                self._store.record(target, live)  # recbot's own change, read before it recorded it
+            return self._resolve(target)
+        if any(r.target == target and r.state in ("approved", "applying") for r in self._store.open_requests()):
+            return []  # recbot is applying a change right now; the next pass sees how it ended
+        found = self._store.open_alert_for(target)
+        if found is not None and found.after == live:
+            return []
+        made = self._store.create_alert(secrets.token_hex(8), target, baseline, live, changes_between(baseline, live))
+        if made is None:
+            return []
+        alert, superseded = made
+        self._store.audit(
+            "changed_outside", OUTSIDE, target, changes=alert.changes, note="Changed outside recbot (drift watch)."
+        )
+        log.warning("%s was changed outside recbot (alert %s)", target.describe(), alert.id)
+        moves = [AlertMove("opened", alert)]
+        return moves + ([AlertMove("ended", superseded)] if superseded else [])
+
+    def _resolve(self, target: Target) -> list[AlertMove]:
+        """The live configuration is what recbot last saw again: an open alert is over."""
+        found = self._store.open_alert_for(target)
+        note = "Resolved: the live configuration matches what recbot last saw or applied again."
+        if found is None or not self._store.end_alert(found.id, "resolved", note=note):
+            return []
+        self._store.audit("drift_resolved", "recbot", target, changes=found.changes, note=note)
+        ended = self._store.alert(found.id)
+        return [AlertMove("ended", ended)] if ended else []
+
+
+def _addressable(app_id: str, names: Iterable[str]) -> list[Target]:
+    """Every (entry point, API region) of the list that recbot can address."""
+    targets = []
+    for name in names:
+        for region in API_REGIONS:
+            try:
+                targets.append(Target(app_id=app_id, entry_point=name, region=region))
+            except ValidationError:
+                break  # a name that is not one path segment: not addressable in any region
+    return targets

@@ -1,0 +1,136 @@
+"""recbot's App Home: what waits for an approver, a person's own requests,
+open drift alerts and the latest changes, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.seal import Sealer
+from bot.store import AlertRow, AuditEvent, RequestRow
+from handlers.blocks import approval_card, drift_card
+from handlers.blocks.messages import escape
+from handlers.blocks.requests import event_line
+
+ACTION_APPROVE = "home_approve"
+ACTION_REJECT = "home_reject"
+BLOCK_NOTICE = "home_notice"
+BLOCK_WAITING = "home_waiting"
+BLOCK_OWN = "home_own"
+BLOCK_ALERTS = "home_alerts"
+BLOCK_LATEST = "home_latest"
+WAITING_PREFIX = "home_request_"
+# A home tab holds at most 100 blocks; three per waiting request, the rest for the other parts.
+MAX_WAITING = 25
+MAX_LINES = 15
+
+
+@dataclass(frozen=True)
+class HomeContent:
+    """Everything one person's home shows; `waiting` is None for someone who is not an approver."""
+
+    waiting: list[RequestRow] | None
+    own: list[RequestRow]
+    alerts: list[AlertRow]
+    latest: list[AuditEvent]
+    required: int
+
+
+def _section(block_id: str, text: str) -> dict[str, Any]:
+    return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
+
+
+def _listing(block_id: str, lines: list[str], empty: str) -> dict[str, Any]:
+    shown = lines[:MAX_LINES] + ([f"…and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else [])
+    return _section(block_id, "\n".join(shown) if shown else empty)
+
+
+def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]:
+    value = approval_card.button_value(row, sealer)
+    return [
+        _section(
+            f"{WAITING_PREFIX}{row.id}",
+            f"`{row.id}` *{escape(row.target.describe())}* from <@{row.requester}>, "
+            f"{len(row.approvers)} of {required} approvals, expires {approval_card.when(row.expires_at)}\n"
+            + approval_card.diff_text(row),
+        ),
+        {
+            "type": "actions",
+            "block_id": f"{WAITING_PREFIX}{row.id}_buttons",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ACTION_APPROVE,
+                    "text": {"type": "plain_text", "text": "Approve"},
+                    "value": value,
+                    "style": "primary",
+                },
+                {
+                    "type": "button",
+                    "action_id": ACTION_REJECT,
+                    "text": {"type": "plain_text", "text": "Reject"},
+                    "value": value,
+                    "style": "danger",
+                },
+            ],
+        },
+        {"type": "divider"},
+    ]
+
+
+def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -> dict[str, Any]:
+    """The home tab of one person."""
+    blocks: list[dict[str, Any]] = []
+    if notice:
+        blocks.append(_section(BLOCK_NOTICE, f":information_source: {escape(notice)}"))
+    if content.waiting is not None:
+        blocks.append(_header(f"Waiting for your approval ({len(content.waiting)})"))
+        for row in content.waiting[:MAX_WAITING]:
+            blocks += _waiting_blocks(row, sealer, content.required)
+        if not content.waiting:
+            blocks.append(_section(BLOCK_WAITING, "Nothing waits for you."))
+        elif len(content.waiting) > MAX_WAITING:
+            more = len(content.waiting) - MAX_WAITING
+            blocks.append(_section(BLOCK_WAITING, f"…and {more} more: see `/recording pending`."))
+    blocks.append(_header("Your open requests"))
+    blocks.append(
+        _listing(
+            BLOCK_OWN,
+            [
+                f"• `{r.id}` *{escape(r.target.describe())}*: {r.state}, {len(r.approvers)} of "
+                f"{content.required} approvals"
+                for r in content.own
+            ],
+            "You have no open requests.",
+        )
+    )
+    blocks.append(_header("Changed outside recbot"))
+    blocks.append(
+        _listing(
+            BLOCK_ALERTS,
+            [
+                f"• *{escape(a.target.describe())}*, seen {approval_card.when(a.detected_at)}: "
+                + "; ".join(line.removeprefix("• ") for line in drift_card.diff_lines(a))
+                for a in content.alerts
+            ],
+            "No open drift alerts.",
+        )
+    )
+    blocks.append(_header("Latest changes"))
+    blocks.append(
+        _listing(
+            BLOCK_LATEST,
+            [f"• *{escape(e.target.describe())}* " + event_line(e) for e in content.latest],
+            "Nothing recorded yet.",
+        )
+    )
+    return {"type": "home", "blocks": blocks}
+
+
+def read_button_value(value: Any, sealer: Sealer) -> str | None:
+    """The request id of a genuine home button (the same MAC as the approval card's)."""
+    return approval_card.read_button_value(value, sealer)
