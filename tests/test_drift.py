@@ -1,0 +1,259 @@
+"""The drift watch end to end: a change made outside recbot is announced once,
+with Acknowledge and Revert; recbot's own changes and failed reads are not drift."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from bot.settings import load_settings
+from handlers.blocks import approval_card
+from handlers.blocks import drift_card as card
+from handlers.blocks import edit_form as form
+from tests.approval_helpers import card_shown, click, text_of
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
+from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.agora import AgoraEmulator, Fault
+from tests.fakes.slack import Call, FakeSlack
+from tests.test_change_flow import final_view_text, open_form, state
+
+CONSOLE_SECRET = "CONSOLE-TYPED-SECRET-4242"
+OUTSIDE_CHANGE: dict[str, Any] = {
+    **copy.deepcopy(LIVE_CONFIG),
+    "hlsConfig": {"enabled": True},
+    "storageConfig": {**LIVE_CONFIG["storageConfig"], "bucket": "console-bucket", "secretKey": CONSOLE_SECRET},
+}
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0.05"}
+
+
+def is_alert(call: Call) -> bool:
+    return call.params.get("channel") == "CAPPROVE" and call.params.get("text", "").startswith("Changed outside recbot")
+
+
+def settle(bot: RunningBot, passes: int = 3) -> None:
+    """Let `passes` whole watch passes run after now, and what they started finish."""
+    assert bot.services.drift.wait_passes(bot.services.drift.passes + passes)
+    bot.drain()
+
+
+def remember(driver: SlackDriver, slack: FakeSlack, bot: RunningBot) -> None:
+    """A `/recording get`: the first read of a target makes recbot remember it."""
+    answered = len(slack.of("response_url"))
+    driver.command("get live na")
+    slack.wait_for("response_url", count=answered + 1)
+    settle(bot)
+
+
+def wait_alert(slack: FakeSlack, bot: RunningBot, count: int = 1) -> Call:
+    """The `count`th alert card, once the pass that posted it has recorded where it is."""
+    posted = slack.wait_for("chat.postMessage", count=count, where=is_alert)[count - 1]
+    settle(bot, passes=2)  # passes run one after another: the next one starts after the posting
+    return posted
+
+
+def replies(slack: FakeSlack, after: int) -> list[str]:
+    return [text_of(c) for c in slack.of("response_url")[after:]]
+
+
+def alerts(slack: FakeSlack) -> list[Call]:
+    return [c for c in slack.of("chat.postMessage") if is_alert(c)]
+
+
+def click_alert(driver: SlackDriver, posted: Call, user: str, action_id: str) -> None:
+    buttons = next(b for b in posted.params["blocks"] if b.get("block_id") == card.BLOCK_BUTTONS)["elements"]
+    action = next(e for e in buttons if e["action_id"] == action_id)
+    message = {"ts": posted.params["_ts"], "blocks": posted.params["blocks"]}
+    assert driver.block_action(user, action, message=message, channel=posted.params["channel"]).status_code == 200
+
+
+def test_a_change_outside_recbot_is_announced_once_masked_and_in_history(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    assert alerts(slack) == []
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    posted = wait_alert(slack, bot)
+    settle(bot, passes=5)
+    assert len(alerts(slack)) == 1  # seen on every pass, announced once
+    shown = card_shown(slack, posted)
+    assert "HLS recording: off → on" in shown and "Bucket: rec-bucket → console-bucket" in shown
+    assert "Storage keys: changed" in shown and card.BLOCK_BUTTONS in shown
+    assert CONSOLE_SECRET not in slack.payload_text() and SECRET_KEY not in slack.payload_text()
+    assert ACCESS_KEY not in slack.payload_text()
+    events = bot.services.store.history(bot.services.store.observed_targets()[0])
+    assert [e.event for e in events].count("changed_outside") == 1
+    answered = len(slack.of("response_url"))
+    driver.command("history live na")
+    (reply,) = slack.wait_for("response_url", count=answered + 1)[answered:]
+    assert "changed outside recbot" in text_of(reply) and "console-bucket" in text_of(reply)
+    assert agora.calls("PATCH") == []
+
+
+def test_the_keys_alone_changed_says_so_and_nothing_else(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    keys_only = copy.deepcopy(LIVE_CONFIG)
+    keys_only["storageConfig"]["accessKey"] = "AKIAROTATEDOUTSIDE99"
+    agora.put(APP_ID, "live", "na", keys_only)
+    posted = wait_alert(slack, bot)
+    shown = card_shown(slack, posted)
+    assert "Storage keys: changed" in shown and "Bucket" not in shown and "AKIAROTATEDOUTSIDE99" not in shown
+
+
+def test_no_alert_for_changes_recbot_applied(driver, slack, agora, bot) -> None:
+    """Direct changes and approved ones, while the watch reads every 50 ms: never drift."""
+    remember(driver, slack, bot)
+    for round_no in range(5):
+        view = open_form(driver, slack)
+        driver.submit("UALICE", view, state(mp4=False))
+        assert "applied" in final_view_text(slack), f"round {round_no}"
+        view = open_form(driver, slack)
+        keys = {"access": f"AKIAROUND{round_no}XXXX", "secret": f"SECRET-ROUND-{round_no}-abcdef"}
+        driver.submit("UALICE", view, state(mp4=True, change=True, vendor=7, region=0, bucket="hw-bucket", **keys))
+        assert "approval" in final_view_text(slack, count=4)  # the card is posted and recorded
+        (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE")
+        click(driver, posted, "UBOB", approval_card.ACTION_APPROVE)
+        slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Applied" in text_of(c))
+        settle(bot)
+        assert alerts(slack) == [], f"round {round_no}"
+        slack.clear()
+    assert len(agora.calls("PATCH")) == 10
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["secretKey"] == "SECRET-ROUND-4-abcdef"
+    assert bot.services.store.open_alerts() == []
+
+
+def test_a_failed_read_is_not_drift(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    (target,) = bot.services.store.observed_targets()
+    before = bot.services.store.observed(target)
+    faults = [Fault(503, method="GET"), Fault(401, method="GET"), Fault(429, method="GET"), Fault(404, method="GET")]
+    agora.inject(*[copy.copy(f) for f in faults for _ in range(3)])
+    for _ in range(60):
+        if not agora.faults:
+            break
+        settle(bot, passes=1)
+    assert agora.faults == []  # every fault was served to the watch
+    assert alerts(slack) == [] and bot.services.store.observed(target) == before
+    settle(bot)
+    assert alerts(slack) == []
+
+
+def test_acknowledge_is_for_approvers_records_who_and_ends_the_alert(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    posted = wait_alert(slack, bot)
+    click_alert(driver, posted, "UALICE", card.ACTION_ACKNOWLEDGE)
+    slack.wait_for("response_url", count=2)
+    assert "Only the approvers" in replies(slack, 1)[0] and card.BLOCK_BUTTONS in card_shown(slack, posted)
+    click_alert(driver, posted, "UBOB", card.ACTION_ACKNOWLEDGE)
+    slack.wait_for("chat.update", where=lambda c: c.params["ts"] == posted.params["_ts"])
+    settle(bot, passes=5)
+    shown = card_shown(slack, posted)
+    assert "Acknowledged" in shown and "<@UBOB>" in shown and card.BLOCK_BUTTONS not in shown
+    assert len(alerts(slack)) == 1  # the acknowledged change is the new normal
+    click_alert(driver, posted, "UCAROL", card.ACTION_ACKNOWLEDGE)
+    slack.wait_for("response_url", count=3)
+    assert "already acknowledged by <@UBOB>" in replies(slack, 2)[0]
+    (target,) = bot.services.store.observed_targets()
+    events = [(e.event, e.actor) for e in bot.services.store.history(target)]
+    assert ("drift_acknowledged", "UBOB") in events
+
+
+def test_revert_fills_the_form_with_the_previous_values_and_goes_through_approval(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    posted = wait_alert(slack, bot)
+    click_alert(driver, posted, "UALICE", card.ACTION_REVERT)
+    slack.wait_for("views.open")
+    (update,) = slack.wait_for("views.update")
+    view = slack.view(update.params["view_id"])
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert blocks[form.BLOCK_BUCKET]["element"]["initial_value"] == "rec-bucket"  # before the outside change
+    assert [o["value"] for o in blocks[form.BLOCK_FORMATS]["element"]["initial_options"]] == [form.MP4]
+    assert blocks[form.BLOCK_CHANGE_STORAGE]["element"]["initial_options"][0]["value"] == form.CHANGE
+    assert blocks[form.BLOCK_VENDOR]["element"]["initial_option"]["value"] == "1"
+    for key_block in (form.BLOCK_ACCESS_KEY, form.BLOCK_SECRET_KEY):
+        assert "initial_value" not in blocks[key_block]["element"]  # keys are typed again
+    assert "console-bucket" in json.dumps(blocks[form.BLOCK_CURRENT])  # the form starts from what is live
+    driver.submit(
+        "UALICE",
+        view,
+        state(
+            mp4=True,
+            hls=False,
+            change=True,
+            vendor=1,
+            region=0,
+            bucket="rec-bucket",
+            access=ACCESS_KEY,
+            secret=SECRET_KEY,
+        ),
+    )
+    assert "approval" in final_view_text(slack, count=2)  # the card is posted and recorded
+    (request_card,) = slack.wait_for(
+        "chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE" and not is_alert(c)
+    )
+    assert agora.calls("PATCH") == []  # not before a second person approves
+    click(driver, request_card, "UBOB", approval_card.ACTION_APPROVE)
+    slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Applied" in text_of(c))
+    assert agora.config(APP_ID, "live", "na") == LIVE_CONFIG
+    settle(bot)
+    shown = card_shown(slack, posted)
+    assert "Resolved" in shown and card.BLOCK_BUTTONS not in shown
+    assert len(alerts(slack)) == 1 and len(agora.calls("PATCH")) == 1
+
+
+def test_a_second_outside_change_supersedes_the_open_alert(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    first = wait_alert(slack, bot)
+    again = copy.deepcopy(OUTSIDE_CHANGE)
+    again["mp4Config"] = {"enabled": False}
+    agora.put(APP_ID, "live", "na", again)
+    second = wait_alert(slack, bot, count=2)
+    settle(bot)
+    assert "Superseded" in card_shown(slack, first) and card.BLOCK_BUTTONS not in card_shown(slack, first)
+    assert "MP4 recording: on → off" in card_shown(slack, second)  # still against what recbot last saw
+    assert len(bot.services.store.open_alerts()) == 1
+
+
+def test_a_forged_alert_button_does_nothing(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    posted = wait_alert(slack, bot)
+    forged = copy.deepcopy(posted)
+    buttons = next(b for b in forged.params["blocks"] if b.get("block_id") == card.BLOCK_BUTTONS)["elements"]
+    for button in buttons:
+        button["value"] = button["value"].split(".")[0] + ".forged"
+    click_alert(driver, forged, "UBOB", card.ACTION_ACKNOWLEDGE)
+    slack.wait_for("response_url", count=2)
+    assert "not a genuine" in replies(slack, 1)[0]
+    assert bot.services.store.open_alerts() != []
+
+
+def test_drift_all_watches_every_listed_entry_point_in_every_region(settings_overrides, slack, agora) -> None:
+    settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_DRIFT_ALL": "true"})
+    agora.put(APP_ID, "backup", "eu", LIVE_CONFIG)  # never read through recbot
+    bot = start_bot(settings, fast_agora(settings))
+    try:
+        settle(bot)
+        remembered = {(t.entry_point, t.region) for t in bot.services.store.observed_targets()}
+        assert remembered == {("live", "na"), ("backup", "eu")}
+        agora.put(APP_ID, "backup", "eu", OUTSIDE_CHANGE)
+        posted = wait_alert(slack, bot)
+        assert "backup (eu" in card_shown(slack, posted)
+    finally:
+        bot.stop()
+
+
+def test_the_watch_is_off_at_zero(settings_overrides, slack, agora: AgoraEmulator) -> None:
+    settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"})
+    bot = start_bot(settings, fast_agora(settings))
+    try:
+        assert [t.name for t in bot.sweeper.tasks] == ["expiry-sweep"]
+    finally:
+        bot.stop()
