@@ -194,3 +194,63 @@ def test_two_sweepers_expire_each_request_once(shared_settings, slack, agora) ->
 
 def target(entry_point: str) -> Target:
     return Target(app_id=APP_ID, entry_point=entry_point, region="na")
+
+
+DRIFT_ROUNDS = 10
+WATCHED = [f"ep{i}" for i in range(5)]
+
+
+def test_two_watching_instances_announce_each_outside_change_once(shared_settings, slack, agora) -> None:
+    """Both instances watch every 20 ms. Each round five entry points change
+    outside recbot at once; each change must get exactly one alert card, one
+    audit event, and, when both approvers acknowledge it on both instances at
+    once, one acknowledgement; Agora only ever gets reads."""
+    from tests.test_drift import click_alert, is_alert, replies, settle
+
+    settings = shared_settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.02})
+    for entry_point in WATCHED:
+        agora.put(APP_ID, entry_point, "na", LIVE_CONFIG)
+    bots = [start_bot(settings, fast_agora(settings)) for _ in range(2)]
+    drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
+    store = bots[0].services.store
+    for entry_point in WATCHED:
+        bots[0].services.read_config(target(entry_point))  # as a /recording get does: remembered
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for round_no in range(DRIFT_ROUNDS):
+                where = f"round {round_no}"
+                slack.clear()
+                for entry_point in WATCHED:
+                    changed = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"]}}
+                    changed["storageConfig"]["bucket"] = f"console-{round_no}"
+                    agora.put(APP_ID, entry_point, "na", changed)
+                slack.wait_for("chat.postMessage", count=len(WATCHED), where=is_alert)
+                for bot in bots:
+                    settle(bot, passes=3)
+                cards = [c for c in slack.of("chat.postMessage") if is_alert(c)]
+                assert sorted(c.params["text"].split(": ")[1].split(" ")[0] for c in cards) == WATCHED, where
+                for entry_point in WATCHED:
+                    events = [e.event for e in store.history(target(entry_point), 100)]
+                    assert events.count("changed_outside") == round_no + 1, f"{where}: {events}"
+                clicks = [
+                    (posted, drivers[i % 2], ["UBOB", "UCAROL"][i // 2 % 2]) for posted in cards for i in range(4)
+                ]
+                list(pool.map(lambda c: click_alert(c[1], c[0], c[2], "drift_acknowledge"), clicks))
+                for bot in bots:
+                    bot.drain()
+                told = replies(slack, 0)
+                assert len(told) == len(cards) * 3 and all("already acknowledged" in t for t in told), where
+                for posted in cards:
+                    assert "Acknowledged" in card_shown(slack, posted), where
+                for bot in bots:
+                    settle(bot, passes=3)
+                assert len([c for c in slack.of("chat.postMessage") if is_alert(c)]) == len(WATCHED), where
+                assert store.open_alerts() == [], where
+                acknowledged = [
+                    e for t in WATCHED for e in store.history(target(t), 100) if e.event == "drift_acknowledged"
+                ]
+                assert len(acknowledged) == len(WATCHED) * (round_no + 1), where
+    finally:
+        for bot in bots:
+            bot.stop()
+    assert agora.calls("PATCH") == []
