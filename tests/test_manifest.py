@@ -43,6 +43,8 @@ def test_manifest_declares_what_the_bot_needs_and_no_more() -> None:
     assert data["settings"]["interactivity"]["is_enabled"] is True
     assert data["settings"]["socket_mode_enabled"] is True
     assert "bot_user" in data["features"]
+    assert data["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert data["features"]["app_home"]["home_tab_enabled"] is True
 
 
 def test_the_http_mode_edit_the_readme_describes_is_valid() -> None:
@@ -51,11 +53,13 @@ def test_the_http_mode_edit_the_readme_describes_is_valid() -> None:
     edited["features"]["slash_commands"][0]["url"] = "https://recbot.example.com/slack/events"
     edited["settings"]["interactivity"]["request_url"] = "https://recbot.example.com/slack/events"
     edited["settings"]["interactivity"]["message_menu_options_url"] = "https://recbot.example.com/slack/events"
+    edited["settings"]["event_subscriptions"]["request_url"] = "https://recbot.example.com/slack/events"
     jsonschema.validate(edited, SCHEMA)
     readme = (ROOT / "README.md").read_text()
     assert "`url: https://YOUR-HOST/slack/events`" in readme
     assert "`request_url: https://YOUR-HOST/slack/events`" in readme
     assert "`message_menu_options_url: https://YOUR-HOST/slack/events`" in readme
+    assert "`event_subscriptions.request_url: https://YOUR-HOST/slack/events`" in readme
     wrong = manifest()
     wrong["features"]["slash_commands"][0]["request_url"] = "https://recbot.example.com/slack/events"
     with pytest.raises(jsonschema.ValidationError):

@@ -12,6 +12,7 @@ from handlers.blocks import approval_card, drift_card
 from handlers.blocks.messages import escape
 from handlers.blocks.requests import event_line
 
+CALLBACK_HOME = "recbot_home"
 ACTION_APPROVE = "home_approve"
 ACTION_REJECT = "home_reject"
 BLOCK_NOTICE = "home_notice"
@@ -128,7 +129,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -
             "Nothing recorded yet.",
         )
     )
-    return {"type": "home", "blocks": blocks}
+    return {"type": "home", "callback_id": CALLBACK_HOME, "blocks": blocks}
 
 
 def read_button_value(value: Any, sealer: Sealer) -> str | None:

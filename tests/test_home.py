@@ -1,0 +1,189 @@
+"""The App Home: per role, its buttons, its refreshes, and the Events API gate it arrives through."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from handlers.blocks import approval_card
+from handlers.blocks import home as home_blocks
+from tests.approval_helpers import card_shown, request_storage_change, text_of
+from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
+from tests.driver import SlackDriver, slack_signature
+from tests.fakes.slack import FakeSlack
+from tests.test_drift import remember, wait_alert
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0.05"}
+
+
+def open_home(driver: SlackDriver, slack: FakeSlack, user: str) -> dict[str, Any]:
+    """Open the Home tab as `user`; the view Slack then shows them."""
+    published = len([c for c in slack.of("views.publish") if c.params["user_id"] == user])
+    assert driver.home_opened(user).status_code == 200
+    slack.wait_for("views.publish", count=published + 1, where=lambda c: c.params["user_id"] == user)
+    return slack.home(user)
+
+
+def shown(view: dict[str, Any] | None) -> str:
+    return json.dumps(view, ensure_ascii=False)
+
+
+def home_button(view: dict[str, Any], request_id: str, action_id: str) -> dict[str, Any]:
+    block = next(b for b in view["blocks"] if b.get("block_id") == f"{home_blocks.WAITING_PREFIX}{request_id}_buttons")
+    return next(e for e in block["elements"] if e["action_id"] == action_id)
+
+
+def click_home(driver: SlackDriver, slack: FakeSlack, user: str, action: dict[str, Any]) -> None:
+    view = {**slack.home(user), "id": "VHOME", "state": {"values": {}}}
+    assert driver.block_action(user, action, view=view).status_code == 200
+
+
+def published_to(slack: FakeSlack, user: str) -> int:
+    return len([c for c in slack.of("views.publish") if c.params["user_id"] == user])
+
+
+def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
+    remember(driver, slack, bot)
+    outside = copy.deepcopy(LIVE_CONFIG)
+    outside["hlsConfig"] = {"enabled": True}
+    agora.put(APP_ID, "live", "na", outside)
+    wait_alert(slack, bot)
+    agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
+    posted = request_storage_change(driver, slack, entry_point="ep2")
+    (row,) = bot.services.store.open_requests()
+
+    approver = open_home(driver, slack, "UBOB")
+    assert "Waiting for your approval (1)" in shown(approver)
+    assert home_button(approver, row.id, home_blocks.ACTION_APPROVE)["value"] == approval_card.button_value(
+        row, bot.services.sealer
+    )
+    assert "You have no open requests" in shown(approver)
+
+    requester = open_home(driver, slack, "UALICE")
+    assert "Waiting for your approval" not in shown(requester) and home_blocks.ACTION_APPROVE not in shown(requester)
+    own = next(b for b in requester["blocks"] if b.get("block_id") == home_blocks.BLOCK_OWN)
+    assert row.id in shown(own) and "ep2" in shown(own)
+
+    for view in (approver, requester, open_home(driver, slack, "UDAVE")):
+        alerts = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS)
+        assert "live (na" in shown(alerts) and "HLS recording: off → on" in shown(alerts)
+        latest = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_LATEST)
+        assert "requested" in shown(latest) and "changed outside recbot" in shown(latest)
+    assert "NEW-SECRET" not in slack.payload_text() and posted is not None
+
+
+def test_approve_from_home_applies_once_and_refreshes_the_homes_concerned(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    (row,) = bot.services.store.open_requests()
+    open_home(driver, slack, "UALICE")
+    bob = open_home(driver, slack, "UBOB")
+    approve = home_button(bob, row.id, home_blocks.ACTION_APPROVE)
+    alice_before = published_to(slack, "UALICE")
+    click_home(driver, slack, "UBOB", approve)
+    slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Applied" in text_of(c))
+    bot.drain()
+    assert len(agora.calls("PATCH")) == 1
+    assert "Applied" in card_shown(slack, posted)
+    bob_now = shown(slack.home("UBOB"))
+    assert "You approved request" in bob_now and f"{home_blocks.WAITING_PREFIX}{row.id}" not in bob_now
+    assert published_to(slack, "UALICE") > alice_before  # her request changed: her home was drawn again
+    assert "You have no open requests" in shown(slack.home("UALICE")) and "applied" in shown(slack.home("UALICE"))
+    click_home(driver, slack, "UBOB", approve)  # the same button again, from the stale home
+    bot.drain()
+    assert "already applied" in shown(slack.home("UBOB")) and len(agora.calls("PATCH")) == 1
+
+
+def test_a_new_request_refreshes_an_approvers_open_home(driver, slack, agora, bot) -> None:
+    assert "Nothing waits for you" in shown(open_home(driver, slack, "UCAROL"))
+    request_storage_change(driver, slack)
+    bot.drain()
+    assert "Waiting for your approval (1)" in shown(slack.home("UCAROL"))
+    assert slack.home("UDAVE") is None  # homes nobody opened are not drawn
+
+
+def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, bot) -> None:
+    request_storage_change(driver, slack, user="UBOB")  # an approver's own request
+    (row,) = bot.services.store.open_requests()
+    bob = open_home(driver, slack, "UBOB")
+    assert "Nothing waits for you" in shown(bob)  # not his own
+    own_button = {
+        "action_id": home_blocks.ACTION_APPROVE,
+        "type": "button",
+        "value": approval_card.button_value(row, bot.services.sealer),
+    }
+    click_home(driver, slack, "UBOB", own_button)
+    bot.drain()
+    assert "cannot approve your own request" in shown(slack.home("UBOB"))
+    click_home(driver, slack, "UBOB", {**own_button, "value": f"{row.id}.forged"})
+    bot.drain()
+    assert "not a genuine recbot button" in shown(slack.home("UBOB"))
+    assert agora.calls("PATCH") == [] and bot.services.store.get(row.id).state == "pending"
+
+
+def test_reject_from_home_asks_for_a_reason_then_rejects(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    (row,) = bot.services.store.open_requests()
+    bob = open_home(driver, slack, "UBOB")
+    opened = len(slack.of("views.open"))
+    click_home(driver, slack, "UBOB", home_button(bob, row.id, home_blocks.ACTION_REJECT))
+    modal = slack.wait_for("views.open", count=opened + 1)[opened]
+    assert modal.params["view"]["callback_id"] == approval_card.CALLBACK_REJECT
+    reason = {approval_card.BLOCK_REASON: {approval_card.ACTION_REASON: {"value": "wrong bucket"}}}
+    assert driver.submit("UBOB", {**modal.params["view"], "id": modal.params["_view_id"]}, reason).status_code == 200
+    slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Rejected" in text_of(c))
+    bot.drain()
+    assert "Rejected" in card_shown(slack, posted) and "Nothing waits for you" in shown(slack.home("UBOB"))
+    assert agora.calls("PATCH") == []
+
+
+def test_the_messages_tab_draws_nothing(driver, slack, bot) -> None:
+    assert driver.home_opened("UBOB", tab="messages").status_code == 200
+    bot.drain()
+    assert slack.of("views.publish") == []
+
+
+def test_events_are_refused_unsigned_or_malformed_and_the_url_check_is_answered(driver, slack, agora, bot) -> None:
+    def signed(body: bytes) -> requests.Response:
+        return driver.post(body, content_type="application/json")
+
+    home = {"type": "app_home_opened", "user": "UBOB", "tab": "home"}
+    envelope = {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event": home}
+    body = json.dumps(envelope).encode()
+    stale = int(time.time()) - 600
+    refused = {
+        "unsigned": driver.post(body, signature="", content_type="application/json"),
+        "forged": driver.post(body, signature="v0=" + "0" * 64, content_type="application/json"),
+        "stale": driver.post(
+            body,
+            timestamp=stale,
+            signature=slack_signature(SIGNING_SECRET, str(stale), body),
+            content_type="application/json",
+        ),
+        "not JSON": signed(b"{not json"),
+        "not an object": signed(b"[1, 2]"),
+        "no user": signed(json.dumps({**envelope, "event": {"type": "app_home_opened"}}).encode()),
+        "other event": signed(json.dumps({**envelope, "event": {"type": "message", "user": "UBOB"}}).encode()),
+        "no challenge": signed(json.dumps({"type": "url_verification"}).encode()),
+    }
+    assert {name: r.status_code for name, r in refused.items()} == {
+        "unsigned": 401,
+        "forged": 401,
+        "stale": 401,
+        "not JSON": 400,
+        "not an object": 400,
+        "no user": 400,
+        "other event": 400,
+        "no challenge": 400,
+    }
+    check = signed(json.dumps({"type": "url_verification", "token": "legacy", "challenge": "c-123"}).encode())
+    assert check.status_code == 200 and "c-123" in check.text
+    bot.drain()
+    assert slack.of("views.publish") == [] and agora.calls() == []
