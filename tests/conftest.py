@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bot.agora import AgoraClient
 from bot.ratelimit import TokenBucket
@@ -25,6 +26,11 @@ CUSTOMER_SECRET = "CUSTOMER-SECRET-9f8e7d"
 APP_ID = "APPID01"
 ACCESS_KEY = "AKIAFAKEACCESS1234"
 SECRET_KEY = "SECRETKEY-zyx-987-ultra"
+
+# No deadline: a per-example time limit is a wall-clock assertion, and a cold first run
+# (imports, .pyc compilation) trips it on a fresh machine.
+hypothesis_settings.register_profile("recbot", deadline=None)
+hypothesis_settings.load_profile("recbot")
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
 
