@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import API_REGIONS
 from bot.models import RecordingConfig, Target
-from bot.observation import Observation, changes_between, observe
+from bot.observation import Observation, changes_between, observe, under_key_of
 from bot.store import AlertRow, Store
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,10 @@ class DriftWatch:
             self._store.remember(target, live)
             return []
         baseline, expected = remembered
+        if under_key_of(baseline, live) != baseline:
+            baseline = under_key_of(baseline, live)
+            if expected is None:  # kept under the current key from now on
+                self._store.record(target, baseline)
         if live == baseline or live == expected:
             if live == expected:
                 self._store.record(target, live)  # recbot's own change, read before it recorded it

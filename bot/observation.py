@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from bot.catalog import region_label, vendor_info
 from bot.models import FieldChange, RecordingConfig
@@ -37,11 +37,23 @@ class Observation:
 
 
 def keys_digest(access_key: str | None, secret_key: str | None, key: bytes) -> str:
-    """HMAC of both keys: equal digests mean equal keys, and the digest cannot be guessed back."""
+    """HMAC of both keys: equal digests mean equal keys, and the digest cannot be guessed back.
+    It starts with an id of `key`, so a digest made under another key is recognised as such."""
     if access_key is None and secret_key is None:
         return ""
     joined = json.dumps([access_key, secret_key])
-    return hmac.new(key, b"recbot keys\0" + joined.encode(), hashlib.sha256).hexdigest()[:32]
+    key_id = hmac.new(key, b"recbot digest key id", hashlib.sha256).hexdigest()[:8]
+    return key_id + ":" + hmac.new(key, b"recbot keys\0" + joined.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def under_key_of(remembered: Observation, live: Observation) -> Observation:
+    """`remembered`, with `live`'s keys digest if its own was made under another digest key
+    (the seal key was replaced): that digest can no longer be compared, so the keys count as unchanged."""
+    if not remembered.keys_digest or not live.keys_digest:
+        return remembered
+    if remembered.keys_digest.partition(":")[0] == live.keys_digest.partition(":")[0]:
+        return remembered
+    return replace(remembered, keys_digest=live.keys_digest)
 
 
 def observe(config: RecordingConfig, key: bytes) -> Observation:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from handlers.blocks import approval_card
 from handlers.blocks import drift_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import card_shown, click, text_of
-from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import Call, FakeSlack
@@ -92,6 +94,34 @@ def test_a_change_outside_recbot_is_announced_once_masked_and_in_history(driver,
     (reply,) = slack.wait_for("response_url", count=answered + 1)[answered:]
     assert "changed outside recbot" in text_of(reply) and "console-bucket" in text_of(reply)
     assert agora.calls("PATCH") == []
+
+
+def test_no_key_of_either_side_reaches_slack_logs_or_the_database(driver, slack, agora, bot, caplog) -> None:
+    """Remember, drift, acknowledge, drift again, open the revert form: then scan every surface."""
+    caplog.set_level(logging.DEBUG)
+    remember(driver, slack, bot)
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    click_alert(driver, wait_alert(slack, bot), "UBOB", card.ACTION_ACKNOWLEDGE)
+    slack.wait_for("chat.update")
+    rotated = copy.deepcopy(OUTSIDE_CHANGE)
+    rotated["storageConfig"]["accessKey"] = "AKIA-CONSOLE-ROTATED-77"
+    agora.put(APP_ID, "live", "na", rotated)
+    click_alert(driver, wait_alert(slack, bot, count=2), "UALICE", card.ACTION_REVERT)
+    slack.wait_for("views.update")
+    driver.command("history live na")
+    slack.wait_for("response_url", count=2)
+    bot.drain()
+    logs = "\n".join(
+        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "") for r in caplog.records
+    )
+    database = Path(bot.services.settings.DATABASE_URL.removeprefix("sqlite:///")).read_bytes()
+    for secret in (CONSOLE_SECRET, SECRET_KEY, ACCESS_KEY, "AKIA-CONSOLE-ROTATED-77"):
+        assert secret not in slack.payload_text(), f"{secret!r} reached Slack"
+        assert secret not in logs, f"{secret!r} reached the logs"
+        assert secret.encode() not in database, f"{secret!r} is in the database file"
+    (target,) = bot.services.store.observed_targets()
+    events = [e.event for e in bot.services.store.history(target)]
+    assert events.count("changed_outside") == 2 and "drift_acknowledged" in events  # the scans saw every step
 
 
 def test_the_keys_alone_changed_says_so_and_nothing_else(driver, slack, agora, bot) -> None:
@@ -255,5 +285,31 @@ def test_the_watch_is_off_at_zero(settings_overrides, slack, agora: AgoraEmulato
     bot = start_bot(settings, fast_agora(settings))
     try:
         assert [t.name for t in bot.sweeper.tasks] == ["expiry-sweep"]
+    finally:
+        bot.stop()
+
+
+def test_a_new_seal_key_is_not_a_key_change_but_later_changes_still_are(settings_overrides, slack, agora) -> None:
+    """The keys digest is keyed by the seal key: after it is replaced, recbot re-learns the keys quietly."""
+    from cryptography.fernet import Fernet
+
+    def started(seal_key: bytes) -> tuple[RunningBot, SlackDriver]:
+        settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_SEAL_KEY": seal_key.decode()})
+        bot = start_bot(settings, fast_agora(settings))
+        return bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+
+    bot, driver = started(Fernet.generate_key())
+    try:
+        remember(driver, slack, bot)
+    finally:
+        bot.stop()
+    bot, driver = started(Fernet.generate_key())
+    try:
+        settle(bot, passes=5)
+        assert alerts(slack) == []
+        rotated = copy.deepcopy(LIVE_CONFIG)
+        rotated["storageConfig"]["secretKey"] = CONSOLE_SECRET
+        agora.put(APP_ID, "live", "na", rotated)
+        assert "Storage keys: changed" in card_shown(slack, wait_alert(slack, bot))
     finally:
         bot.stop()

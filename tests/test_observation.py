@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.catalog import CATALOG
 from bot.models import RecordingConfig
-from bot.observation import Observation, changes_between, observe
+from bot.observation import Observation, changes_between, observe, under_key_of
 
 KEY = b"k" * 32
 # A "#" prefix keeps a key from being a chance substring of the stored JSON's own field names
@@ -79,3 +79,20 @@ def test_from_json_refuses_what_to_json_did_not_write() -> None:
 
     with pytest.raises(ValueError):
         Observation.from_json('{"mp4": true}')
+
+
+with_storage = configs().filter(lambda config: config.storage_config is not None)
+
+
+@given(with_storage, with_storage)
+def test_a_digest_made_under_another_key_never_counts_as_a_key_change(a: RecordingConfig, b: RecordingConfig) -> None:
+    """After the seal key is replaced the old digests say nothing; the other fields still do."""
+    remembered, live = observe(a, b"old" * 11), observe(b, KEY)
+    labels = [change.label for change in changes_between(under_key_of(remembered, live), live)]
+    assert labels == [change.label for change in changes_between(remembered, live) if change.label != "Storage keys"]
+
+
+@given(configs(), configs())
+def test_under_the_same_key_the_remembered_digest_is_kept(a: RecordingConfig, b: RecordingConfig) -> None:
+    remembered, live = observe(a, KEY), observe(b, KEY)
+    assert under_key_of(remembered, live) == remembered

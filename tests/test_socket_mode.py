@@ -1,5 +1,5 @@
 """Socket Mode end to end: `apps.connections.open` points at a local WebSocket
-server that plays Slack, sends a slash command envelope and reads the ack."""
+server that plays Slack, sends slash command and Events API envelopes and reads the acks."""
 
 from __future__ import annotations
 
@@ -107,6 +107,39 @@ def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora
     assert slack.of("apps.connections.open")[0].token == APP_TOKEN
     assert "rec-bucket" in json.dumps(reply.params)
     assert [c.path.endswith("/entry_points/live/settings/record/custom/regions/na") for c in agora.calls()] == [True]
+
+
+def test_app_home_opened_over_socket_mode_publishes_the_home(socket_settings, slack: FakeSlack, agora) -> None:
+    """The same gate as HTTP: a malformed events_api envelope is acked and dropped, a real one served."""
+    event = {"type": "app_home_opened", "user": "UALICE", "channel": "DALICE", "tab": "home"}
+    malformed = {
+        "envelope_id": "env-bad",
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "payload": {"type": "event_callback", "event": {"type": "app_home_opened", "tab": "home"}},
+    }
+    opened = {
+        "envelope_id": "env-home",
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "payload": {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event": event},
+    }
+    services = build_services(socket_settings, agora=fast_agora(socket_settings))
+    with SocketSlack(malformed, opened) as ws_slack:
+        slack.socket_url = ws_slack.url
+        handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
+        handler.connect()
+        try:
+            acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
+            (published,) = slack.wait_for("views.publish")
+        finally:
+            handler.close()
+            services.close()
+    assert sorted(acks) == ["env-bad", "env-home"]
+    assert published.params["user_id"] == "UALICE"
+    home = slack.home("UALICE")
+    assert home is not None and home["type"] == "home"
+    assert agora.calls() == []  # the home is built from recbot's own store, not a read of Agora
 
 
 def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slack, agora, tmp_path) -> None:
