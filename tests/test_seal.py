@@ -29,6 +29,22 @@ def test_tags_verify_only_their_own_text(text: str, other: str) -> None:
     assert SEALER.verify(other, SEALER.tag(text)) == (other == text)
 
 
+purposes = st.sampled_from(["button", "drift", "pick", "fleet"])
+
+
+@given(purposes, purposes, st.text(max_size=100), st.text(max_size=100))
+def test_a_signed_value_reads_back_only_for_its_purpose_and_text(
+    purpose: str, other_purpose: str, text: str, forged: str
+) -> None:
+    value = SEALER.signed(purpose, text)
+    assert SEALER.read_signed(purpose, value) == text
+    assert SEALER.read_signed(other_purpose, value) == (text if other_purpose == purpose else None)
+    tag = value.rpartition(".")[2]
+    assert SEALER.read_signed(purpose, f"{forged}.{tag}") == (text if forged == text else None)
+    assert SEALER.read_signed(purpose, text) is None  # no tag: not genuine
+    assert SEALER.read_signed(purpose, None) is None
+
+
 def test_another_key_cannot_open_or_verify() -> None:
     other = Sealer(Fernet.generate_key())
     with pytest.raises(SealError, match="RECBOT_SEAL_KEY"):

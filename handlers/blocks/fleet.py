@@ -31,16 +31,14 @@ def page_count(scan: Scan) -> int:
 
 
 def _value(sealer: Sealer, *parts: str) -> str:
-    text = ".".join(parts)
-    return f"{text}.{sealer.tag('fleet:' + text)}"
+    return sealer.signed("fleet", ".".join(parts))
 
 
 def read_value(value: Any, sealer: Sealer, parts: int) -> list[str] | None:
     """The parts of a genuine fleet button or option value, or None."""
-    if not isinstance(value, str) or value.count(".") != parts:
-        return None
-    *fields, tag = value.split(".")
-    return fields if sealer.verify("fleet:" + ".".join(fields), tag) else None
+    text = sealer.read_signed("fleet", value)
+    fields = text.split(".") if text is not None else []
+    return fields if len(fields) == parts else None
 
 
 def progress(app_id: str, names: int, regions: tuple[str, ...]) -> str:

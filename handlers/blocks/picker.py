@@ -18,17 +18,16 @@ CALLBACK_PICK = "recording_pick"
 
 def block_id(verb: str, app_id: str, sealer: Sealer) -> str:
     """`pick.<verb>.<app>.<tag>`: what the options and the choice need, unforgeable."""
-    text = f"{verb}.{app_id}"
-    return f"{BLOCK_PICK}.{text}.{sealer.tag('pick:' + text)}"
+    return f"{BLOCK_PICK}." + sealer.signed("pick", f"{verb}.{app_id}")
 
 
 def read_block_id(value: Any, sealer: Sealer) -> tuple[str, str] | None:
     """(verb, app id) of a genuine picker block id, or None."""
     if not isinstance(value, str) or not value.startswith(BLOCK_PICK + "."):
         return None
-    text, _, tag = value.removeprefix(BLOCK_PICK + ".").rpartition(".")
-    verb, _, app_id = text.partition(".")
-    if verb not in ("get", "set") or not app_id or not sealer.verify("pick:" + text, tag):
+    text = sealer.read_signed("pick", value.removeprefix(BLOCK_PICK + "."))
+    verb, _, app_id = (text or "").partition(".")
+    if verb not in ("get", "set") or not app_id:
         return None
     return verb, app_id
 
