@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.settings import Settings, load_settings
-from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, SIGNING_SECRET
+from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET
 from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import FakeSlack
 
@@ -24,3 +24,14 @@ def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path, **ext
         DATABASE_URL=f"sqlite:///{database}",
         **extra,
     )
+
+
+def fleet_fakes(entry_points: int) -> tuple[FakeSlack, AgoraEmulator]:
+    """Started fakes; Agora holds `live` and `entry_points - 1` others (`ep001`...) in all
+    four regions, and answers 429 above 50 requests in any second, as Agora does."""
+    slack, agora = FakeSlack(BOT_TOKEN).start(), AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
+    agora.per_second_limit = 50
+    for i in range(entry_points):
+        for region in ("cn", "ap", "na", "eu"):
+            agora.put(APP_ID, "live" if i == 0 else f"ep{i:03}", region, LIVE_CONFIG)
+    return slack, agora

@@ -14,13 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import bench_settings
-from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET, fast_agora
+from bench.common import bench_settings, fleet_fakes
+from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
-from tests.fakes.agora import AgoraEmulator
-from tests.fakes.slack import FakeSlack
-
-REGIONS = ("cn", "ap", "na", "eu")
 
 
 def main() -> None:
@@ -28,11 +24,7 @@ def main() -> None:
     parser.add_argument("--entry-points", type=int, default=200)
     parser.add_argument("--rate", type=float, default=40.0)
     args = parser.parse_args()
-    slack, agora = FakeSlack(BOT_TOKEN).start(), AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
-    agora.per_second_limit = 50
-    for i in range(args.entry_points):
-        for region in REGIONS:
-            agora.put(APP_ID, "live" if i == 0 else f"ep{i:03}", region, LIVE_CONFIG)
+    slack, agora = fleet_fakes(args.entry_points)
     with tempfile.TemporaryDirectory() as folder:
         settings = bench_settings(
             slack,

@@ -13,11 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import bench_settings
-from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET, fast_agora
+from bench.common import bench_settings, fleet_fakes
+from tests.conftest import SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
-from tests.fakes.agora import AgoraEmulator
-from tests.fakes.slack import FakeSlack
 
 
 def main() -> None:
@@ -25,13 +23,7 @@ def main() -> None:
     parser.add_argument("--entry-points", type=int, default=200)
     parser.add_argument("--rate", type=float, default=40.0)
     args = parser.parse_args()
-    slack, agora = FakeSlack(BOT_TOKEN).start(), AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
-    agora.per_second_limit = 50
-    for i in range(args.entry_points - 1):
-        for region in ("cn", "ap", "na", "eu"):
-            agora.put(APP_ID, f"ep{i:03}", region, LIVE_CONFIG)
-    for region in ("cn", "ap", "na", "eu"):
-        agora.put(APP_ID, "live", region, LIVE_CONFIG)
+    slack, agora = fleet_fakes(args.entry_points)
     with tempfile.TemporaryDirectory() as folder:
         settings = bench_settings(slack, agora, Path(folder) / "bench.db", AGORA_RATE_LIMIT=str(args.rate))
         bot = start_bot(settings, fast_agora(settings))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,21 @@ def socket_settings(settings_overrides: dict[str, Any]) -> Iterator[Any]:
     yield load_settings(_env_file=None, SLACK_APP_TOKEN=APP_TOKEN, **settings_overrides)
 
 
+@contextmanager
+def connected(settings: Any, slack: FakeSlack, *envelopes: dict[str, Any]) -> Iterator[SocketSlack]:
+    """recbot connected over Socket Mode to a SocketSlack that sends `envelopes`; closed after."""
+    services = build_services(settings, agora=fast_agora(settings))
+    with SocketSlack(*envelopes) as ws_slack:
+        slack.socket_url = ws_slack.url
+        handler = socket_mode_handler(create_app(services), APP_TOKEN, settings.SLACK_API_URL)
+        handler.connect()
+        try:
+            yield ws_slack
+        finally:
+            handler.close()
+            services.close()
+
+
 def get_command(slack: FakeSlack) -> dict[str, Any]:
     return {
         "envelope_id": "env-1",
@@ -86,23 +102,15 @@ def get_command(slack: FakeSlack) -> dict[str, Any]:
 
 def test_slash_command_over_socket_mode(socket_settings, slack: FakeSlack, agora: AgoraEmulator) -> None:
     envelope = get_command(slack)
-    services = build_services(socket_settings, agora=fast_agora(socket_settings))
     malformed = {
         "envelope_id": "env-0",
         "type": "interactive",
         "accepts_response_payload": False,
         "payload": {"type": "view_submission", "user": {"id": "UALICE"}, "view": {"callback_id": "x"}},
     }
-    with SocketSlack(malformed, envelope) as ws_slack:
-        slack.socket_url = ws_slack.url
-        handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
-        handler.connect()
-        try:
-            acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
-            (reply,) = slack.wait_for("response_url")
-        finally:
-            handler.close()
-            services.close()
+    with connected(socket_settings, slack, malformed, envelope) as ws_slack:
+        acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
+        (reply,) = slack.wait_for("response_url")
     assert sorted(acks) == ["env-0", "env-1"]  # the malformed one is acked and dropped, not crashed on
     assert slack.of("apps.connections.open")[0].token == APP_TOKEN
     assert "rec-bucket" in json.dumps(reply.params)
@@ -124,17 +132,9 @@ def test_app_home_opened_over_socket_mode_publishes_the_home(socket_settings, sl
         "accepts_response_payload": False,
         "payload": {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event": event},
     }
-    services = build_services(socket_settings, agora=fast_agora(socket_settings))
-    with SocketSlack(malformed, opened) as ws_slack:
-        slack.socket_url = ws_slack.url
-        handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
-        handler.connect()
-        try:
-            acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
-            (published,) = slack.wait_for("views.publish")
-        finally:
-            handler.close()
-            services.close()
+    with connected(socket_settings, slack, malformed, opened) as ws_slack:
+        acks = [ws_slack.acks.get(timeout=10)["envelope_id"] for _ in range(2)]
+        (published,) = slack.wait_for("views.publish")
     assert sorted(acks) == ["env-bad", "env-home"]
     assert published.params["user_id"] == "UALICE"
     home = slack.home("UALICE")
