@@ -88,7 +88,8 @@ def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog,
             1
         ]
         click(driver, card_call, "UBOB", card.ACTION_REJECT)
-        modal = {**slack.wait_for("views.open", count=5)[-1].params["view"], "id": "VREJ"}
+        (asked,) = slack.wait_for("views.open", where=lambda c: c.params["view"]["callback_id"] == card.CALLBACK_REJECT)
+        modal = {**asked.params["view"], "id": "VREJ"}
         driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "no"}}})
         slack.wait_for("chat.update", where=lambda c: "Rejected" in text_of(c))
         driver.command("history live na")
