@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from bot.settings import Settings, load_settings
@@ -35,3 +36,11 @@ def fleet_fakes(entry_points: int) -> tuple[FakeSlack, AgoraEmulator]:
         for region in ("cn", "ap", "na", "eu"):
             agora.put(APP_ID, "live" if i == 0 else f"ep{i:03}", region, LIVE_CONFIG)
     return slack, agora
+
+
+def fleet_arguments() -> argparse.Namespace:
+    """`--entry-points` (default 200) and `--rate` (`AGORA_RATE_LIMIT`, default 40) of the fleet benches."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entry-points", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=40.0)
+    return parser.parse_args()

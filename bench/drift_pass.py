@@ -8,22 +8,18 @@ a `/recording get` waits while a pass runs. Run by hand:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import bench_settings, fleet_fakes
+from bench.common import bench_settings, fleet_arguments, fleet_fakes
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--entry-points", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=40.0)
-    args = parser.parse_args()
+    args = fleet_arguments()
     slack, agora = fleet_fakes(args.entry_points)
     with tempfile.TemporaryDirectory() as folder:
         settings = bench_settings(

@@ -7,22 +7,18 @@ emulator that answers 429 above 50 requests per second, with an interactive
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.common import bench_settings, fleet_fakes
+from bench.common import bench_settings, fleet_arguments, fleet_fakes
 from tests.conftest import SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--entry-points", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=40.0)
-    args = parser.parse_args()
+    args = fleet_arguments()
     slack, agora = fleet_fakes(args.entry_points)
     with tempfile.TemporaryDirectory() as folder:
         settings = bench_settings(slack, agora, Path(folder) / "bench.db", AGORA_RATE_LIMIT=str(args.rate))
