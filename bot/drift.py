@@ -157,8 +157,9 @@ class DriftWatch:
             self._store.remember(target, live)
             return []
         baseline, expected = remembered
-        if under_key_of(baseline, live) != baseline:
-            baseline = under_key_of(baseline, live)
+        rekeyed = under_key_of(baseline, live)
+        if rekeyed != baseline:
+            baseline = rekeyed
             if expected is None:  # kept under the current key from now on
                 self._store.record(target, baseline)
         if live == baseline or live == expected:
