@@ -14,18 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import boto3
-from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
-from azure.storage.blob import BlobServiceClient
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    ParamValidationError,
-    ReadTimeoutError,
-)
-
 from bot.catalog import Vendor, vendor_info
 from bot.models import StorageConfig, fingerprint
 
@@ -134,7 +122,8 @@ class Prober:
         self._timeout = timeout
         # One session keeps the loaded service models (building them is ~100 ms of CPU per client);
         # a session is not thread-safe, so clients are made under a lock. Clients themselves are.
-        self._session = boto3.session.Session()
+        # It is made at the first check: the SDKs are imported only then (see _s3).
+        self._session: Any = None
         self._session_lock = threading.Lock()
 
     @property
@@ -191,12 +180,26 @@ class Prober:
         return result
 
     def _s3(self, storage: StorageConfig, name: str) -> tuple[str, list[tuple[Any, Any]]]:
+        # Imported here, not at start: boto3 and botocore are tens of thousands of objects
+        # that every full garbage collection would walk, slowing every ack of a bot that never probes.
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            ParamValidationError,
+            ReadTimeoutError,
+        )
+
         info = vendor_info(storage.vendor)
         host, region = info.endpoint(storage.region)
         url = self._s3_endpoint or f"https://{host}"
         if self._s3_endpoint:
             region = "us-east-1"  # one local server stands in for every vendor and region
         with self._session_lock:
+            if self._session is None:
+                self._session = boto3.session.Session()
             client = self._session.client(
                 "s3",
                 endpoint_url=url,
@@ -245,6 +248,9 @@ class Prober:
         ]
 
     def _azure(self, storage: StorageConfig, name: str) -> tuple[str, list[tuple[Any, Any]]]:
+        from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
+        from azure.storage.blob import BlobServiceClient
+
         account = storage.access_key.get_secret_value()  # type: ignore[union-attr]
         url = (
             f"{self._azure_endpoint}/{account}" if self._azure_endpoint else f"https://{account}.blob.core.windows.net"
