@@ -1,24 +1,34 @@
-"""Ack latency of recbot against a bare Bolt app, and command -> views.open.
+"""Ack latency and time to answer of recbot against two peers, and command -> views.open.
 
-    .venv/bin/python -m bench.ack_latency [--requests 2000] [--concurrency 10] [--batch 100] [--opens 30]
+    .venv/bin/python -m bench.ack_latency [--requests 2000] [--concurrency 10] [--batch 100]
+                                          [--command "get live na"] [--paced 10,50] [--opens 30]
 
-Four processes on 127.0.0.1: this client; the Slack fake and the Agora
-emulator (`bench.processes fakes`, Agora answering at once); recbot as it runs
-in production (`python -m bot --http`); and a bare Bolt app that only acks
-(`bench.processes bare`), both on waitress. Signed `/recording get live na`
-commands go to both apps in alternating batches, so drift of the machine hits
-both alike. Latency runs from sending a request to reading its HTTP response:
-Slack's view of the ack. recbot's work after the ack (the Agora read, the
-response_url post) runs meanwhile and is part of what it costs.
+Processes on 127.0.0.1: this client; the Slack fake and the Agora emulator
+(`bench.processes fakes`, Agora answering at once); recbot as it runs in
+production (`python -m bot --http`, waitress), its `AGORA_RATE_LIMIT` opened to
+1000 so the limiter is not what is measured; and two peers: a Bolt app that
+only acks (`bench.processes bare`, the floor) and a plain Bolt app doing the
+same job as recbot's `get` (`bench.processes plain`: signed Agora GET, answer on
+response_url, written as Bolt's docs write one). Signed commands go to each in
+alternating batches, so drift of the machine hits all alike.
 
-The views.open timing uses a second recbot whose Agora emulator delays every
-GET by 2.5 s, and measures from sending `/recording set` to the Slack fake
-receiving `views.open` (both on the system-wide monotonic clock).
+- ack: from sending a request to reading its HTTP response (Slack's view of the ack);
+- answer: from sending it to the Slack fake receiving the post on its response_url
+  (both on the system-wide monotonic clock).
+
+`--paced` sends `get live na` at fixed rates to a recbot with the default
+`AGORA_RATE_LIMIT` (40/s) for 10 s each, and reports how long answers queue
+behind the limiter and how many were answered "Agora is busy".
+
+The views.open timing uses a recbot whose Agora emulator delays every GET by
+2.5 s, and measures from sending `/recording set` to the Slack fake receiving
+`views.open`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -27,6 +37,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -35,6 +46,7 @@ from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, SIGN
 from tests.driver import SlackDriver
 
 ROOT = Path(__file__).resolve().parent.parent
+_names = itertools.count()
 
 
 def free_port() -> int:
@@ -43,9 +55,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
+def wait_until_up(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {process.returncode}")
         try:
             requests.post(url + "/slack/events", timeout=1)
             return
@@ -54,123 +68,250 @@ def wait_until_up(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_recbot(workdir: Path, name: str, slack_url: str, agora_url: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
-    env |= {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack_url,
-        "AGORA_CUSTOMER_ID": CUSTOMER_ID,
-        "AGORA_CUSTOMER_SECRET": CUSTOMER_SECRET,
-        "AGORA_API_URL": agora_url,
-        "AGORA_APP_ID": APP_ID,
-        "DATABASE_URL": f"sqlite:///{workdir / name}.db",
-        "RECBOT_APPROVERS": "UBOB",
-        "PYTHONPATH": str(ROOT),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--http", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=workdir,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url)
-    return process, url
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def timed(driver: SlackDriver, text: str) -> float:
-    start = time.perf_counter()
-    response = driver.command(text)
-    elapsed = time.perf_counter() - start
+@dataclass
+class Contender:
+    """One app under measurement; `answers` is False for the ack-only app."""
+
+    name: str
+    url: str
+    answers: bool = True
+    pid: int = 0
+
+
+@dataclass
+class Samples:
+    acks: list[float] = field(default_factory=list)
+    sent: dict[str, float] = field(default_factory=dict)  # response name -> when its command was sent
+    answers: list[float] = field(default_factory=list)
+    busy: int = 0  # answers that said Agora is busy (the limiter refused to wait longer)
+
+
+class Processes:
+    """The fakes, recbots and peers of one run, on 127.0.0.1; stopped together."""
+
+    def __init__(self, entry_points: int = 1) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="recbot-bench-"))
+        self._children: list[subprocess.Popen] = []
+        fakes = self._spawn(
+            [sys.executable, "-m", "bench.processes", "fakes", str(entry_points)], stdout=subprocess.PIPE, text=True
+        )
+        urls = json.loads(fakes.stdout.readline())  # type: ignore[union-attr]
+        self.slack_url: str = urls["slack"]
+        self.agora_url: str = urls["agora"]
+        self.slow_agora_url: str = urls["slow_agora"]
+        self.base = self.slack_url.removesuffix("/api/")
+
+    def _spawn(self, argv: list[str], **kwargs: object) -> subprocess.Popen:
+        process = subprocess.Popen(argv, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+        self._children.append(process)
+        return process
+
+    def recbot(
+        self, name: str, *, root: Path = ROOT, python: str = sys.executable, slow: bool = False, **env: str
+    ) -> Contender:
+        """`python -m bot --http` from the checkout at `root`, its own SQLite store; `env` on top."""
+        port = free_port()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
+        clean |= {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": self.slack_url,
+            "AGORA_CUSTOMER_ID": CUSTOMER_ID,
+            "AGORA_CUSTOMER_SECRET": CUSTOMER_SECRET,
+            "AGORA_API_URL": self.slow_agora_url if slow else self.agora_url,
+            "AGORA_APP_ID": APP_ID,
+            "DATABASE_URL": f"sqlite:///{self.workdir / name}.db",
+            "RECBOT_APPROVERS": "UBOB",
+            "PYTHONPATH": str(root),
+            **env,
+        }
+        argv = [python, "-m", "bot", "--http", "--host", "127.0.0.1", "--port", str(port)]
+        process = subprocess.Popen(argv, env=clean, cwd=self.workdir, stderr=subprocess.DEVNULL)
+        self._children.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, process)
+        return Contender(name, url, pid=process.pid)
+
+    def peer(self, kind: str) -> Contender:
+        """`bare` (acks only) or `plain` (the same job as recbot's get, as Bolt's docs write it)."""
+        port = free_port()
+        extra = [self.agora_url] if kind == "plain" else []
+        process = self._spawn(
+            [sys.executable, "-m", "bench.processes", kind, str(port), self.slack_url, *extra],
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, process)
+        return Contender(f"{kind} bolt", url, answers=kind == "plain", pid=process.pid)
+
+    def answers(self) -> dict[str, tuple[float, str]]:
+        return requests.get(self.base + "/_answers", timeout=30).json()
+
+    def close(self) -> None:
+        for child in self._children:
+            child.terminate()
+        for child in self._children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def send_command(contender: Contender, processes: Processes, command: str, samples: Samples) -> None:
+    name = f"{contender.name.replace(' ', '_')}-{next(_names)}"
+    driver = SlackDriver(contender.url, SIGNING_SECRET, f"{processes.base}/response/{name}")
+    sent = time.monotonic()
+    response = driver.command(command)
+    samples.acks.append(time.monotonic() - sent)
     if response.status_code != 200:
-        raise SystemExit(f"unexpected status {response.status_code}: {response.text[:200]}")
-    return elapsed
+        raise SystemExit(f"{contender.name}: unexpected status {response.status_code}: {response.text[:200]}")
+    if contender.answers:
+        samples.sent[name] = sent
 
 
-def run_batches(
-    drivers: dict[str, SlackDriver], command: str, total: int, concurrency: int, batch: int
-) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {name: [] for name in drivers}
+def collect_answers(processes: Processes, samples: dict[str, Samples], timeout: float = 60.0) -> None:
+    """Wait for every answer, then turn arrival times into answer latencies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived = processes.answers()
+        missing = sum(name not in arrived for s in samples.values() for name in s.sent)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if missing:
+        print(f"  ({missing} answers never arrived)")
+    for s in samples.values():
+        for name, sent in s.sent.items():
+            if name in arrived:
+                at, text = arrived[name]
+                s.answers.append(at - sent)
+                s.busy += "busy" in text.lower()
+
+
+def measure(
+    processes: Processes, contenders: list[Contender], command: str, total: int, concurrency: int, batch: int
+) -> dict[str, Samples]:
+    """`total` commands per contender, in alternating batches of `batch` at `concurrency`."""
+    samples = {c.name: Samples() for c in contenders}
     with ThreadPoolExecutor(concurrency) as pool:
         for _ in range(max(1, total // batch)):
-            for name, driver in drivers.items():
-                samples[name] += pool.map(lambda _, d=driver: timed(d, command), range(batch))
+            for contender in contenders:
+                list(
+                    pool.map(lambda _, c=contender: send_command(c, processes, command, samples[c.name]), range(batch))
+                )
+    collect_answers(processes, samples)
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def warm_up(processes: Processes, contenders: list[Contender], command: str, concurrency: int, batch: int) -> None:
+    measure(processes, contenders, command, batch * 2, concurrency, batch)
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:7.2f}"
+
+
+def report(samples: dict[str, Samples]) -> None:
+    print(f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11}")
+    for name, s in samples.items():
+        answer = f"{ms(percentile(s.answers, 0.5)):>11} {ms(percentile(s.answers, 0.99)):>11}" if s.answers else ""
+        print(f"  {name:16} {ms(percentile(s.acks, 0.5)):>9} {ms(percentile(s.acks, 0.99)):>9} {answer}")
+
+
+def ratios(ours: Samples, bare: Samples, plain: Samples) -> tuple[float, float, float]:
+    """(ack p99 / bare's, ack p99 / plain's, answer p99 / plain's): the figures the targets are set on."""
+    return (
+        percentile(ours.acks, 0.99) / percentile(bare.acks, 0.99),
+        percentile(ours.acks, 0.99) / percentile(plain.acks, 0.99),
+        percentile(ours.answers, 0.99) / percentile(plain.answers, 0.99),
+    )
+
+
+def paced(processes: Processes, contender: Contender, rate: float, seconds: float) -> Samples:
+    """`get live na` at `rate` per second for `seconds`, whatever the answers do (an open loop)."""
+    samples = Samples()
+    count = int(rate * seconds)
+    with ThreadPoolExecutor(64) as pool:
+        start = time.monotonic()
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send_command, contender, processes, "get live na", samples)
+    collect_answers(processes, {contender.name: samples})
+    return samples
+
+
+def views_open(processes: Processes, runs: int) -> list[float]:
+    """`/recording set` -> views.open, with Agora's GET delayed 2.5 s."""
+    slow = processes.recbot("slow", slow=True)
+    driver = SlackDriver(slow.url, SIGNING_SECRET, f"{processes.base}/response/slow")
+    opened_url = processes.base + "/_opened"
+    times = []
+    for _ in range(runs):
+        before = len(requests.get(opened_url, timeout=5).json())
+        sent = time.monotonic()
+        driver.command("set live na")
+        while len(arrivals := requests.get(opened_url, timeout=5).json()) == before:
+            time.sleep(0.005)
+        times.append(arrivals[before] - sent)
+    return times
+
+
+def arguments(description: str | None = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="commands per app")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--opens", type=int, default=30, help="/recording set runs for the views.open timing")
     parser.add_argument("--command", default="get live na", help="the /recording text to send (try: help)")
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
+    parser.add_argument("--paced", default="10,50", help="rates (commands/s) for the limiter queue; empty: skip")
+    parser.add_argument("--opens", type=int, default=30, help="/recording set runs for the views.open timing")
     args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="recbot-bench-"))
-    children: list[subprocess.Popen] = []
+    processes = Processes()
     try:
-        fakes = subprocess.Popen(
-            [sys.executable, "-m", "bench.processes", "fakes"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-        children.append(fakes)
-        urls = json.loads(fakes.stdout.readline())
-        slack_url = urls["slack"]
-        response_url = slack_url.replace("/api/", "/response/bench")
-        recbot, recbot_url = start_recbot(workdir, "recbot", slack_url, urls["agora"])
-        slow_recbot, slow_url = start_recbot(workdir, "slow", slack_url, urls["slow_agora"])
-        children += [recbot, slow_recbot]
-        bare_port = free_port()
-        children.append(
-            subprocess.Popen([sys.executable, "-m", "bench.processes", "bare", str(bare_port), slack_url], cwd=ROOT)
-        )
-        bare_url = f"http://127.0.0.1:{bare_port}"
-        wait_until_up(bare_url)
-        drivers = {
-            "recbot": SlackDriver(recbot_url, SIGNING_SECRET, response_url),
-            "bare bolt": SlackDriver(bare_url, SIGNING_SECRET, response_url),
-        }
-        run_batches(drivers, args.command, args.batch * 2, args.concurrency, args.batch)  # warm-up, not counted
-        samples = run_batches(drivers, args.command, args.requests, args.concurrency, args.batch)
-        print(
-            f"ack latency: {args.requests} signed `/recording {args.command}` per app, concurrency {args.concurrency}"
-        )
-        for name, values in samples.items():
-            p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
-            print(f"  {name:9}  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-        ours, bare = samples["recbot"], samples["bare bolt"]
-        print(
-            f"  ratio      p50 {percentile(ours, 0.5) / percentile(bare, 0.5):6.2f}     "
-            f"p99 {percentile(ours, 0.99) / percentile(bare, 0.99):6.2f}"
-        )
-
-        slow = SlackDriver(slow_url, SIGNING_SECRET, response_url)
-        opened_url = slack_url.replace("/api/", "/_opened")
-        open_times = []
-        for _ in range(args.opens):
-            before = len(requests.get(opened_url, timeout=5).json())
-            sent = time.monotonic()
-            slow.command("set live na")
-            while len(arrivals := requests.get(opened_url, timeout=5).json()) == before:
-                time.sleep(0.005)
-            open_times.append(arrivals[before] - sent)
-        print(f"command -> views.open, `/recording set` with Agora's GET delayed 2.5 s, {args.opens} runs")
-        print(
-            f"  p50 {percentile(open_times, 0.5) * 1000:6.2f} ms  p99 {percentile(open_times, 0.99) * 1000:6.2f} ms  "
-            f"max {max(open_times) * 1000:6.2f} ms"
-        )
+        contenders = [
+            processes.recbot("recbot", AGORA_RATE_LIMIT="1000"),
+            processes.peer("bare"),
+            processes.peer("plain"),
+        ]
+        warm_up(processes, contenders, args.command, args.concurrency, args.batch)
+        samples = measure(processes, contenders, args.command, args.requests, args.concurrency, args.batch)
+        print(f"{args.requests} signed `/recording {args.command}` per app, concurrency {args.concurrency}")
+        report(samples)
+        if samples["recbot"].answers:
+            to_bare, to_plain, answer_to_plain = ratios(samples["recbot"], samples["bare bolt"], samples["plain bolt"])
+            print(
+                f"  recbot ack p99 / bare {to_bare:.2f}, / plain {to_plain:.2f}; "
+                f"answer p99 / plain {answer_to_plain:.2f}"
+            )
+        if args.paced:
+            limited = processes.recbot("limited")  # the default AGORA_RATE_LIMIT
+            for rate in (float(r) for r in args.paced.split(",")):
+                s = paced(processes, limited, rate, 10.0)
+                print(
+                    f"default AGORA_RATE_LIMIT, {rate:g} commands/s for 10 s: "
+                    f"answer p50 {ms(percentile(s.answers, 0.5))} ms, p99 {ms(percentile(s.answers, 0.99))} ms, "
+                    f"max {ms(max(s.answers))} ms, "
+                    f"{s.busy} of {len(s.answers)} answered 'busy'"
+                )
+        if args.opens:
+            times = views_open(processes, args.opens)
+            print(f"command -> views.open, `/recording set` with Agora's GET delayed 2.5 s, {args.opens} runs")
+            print(
+                f"  p50 {ms(percentile(times, 0.5))} ms  p99 {ms(percentile(times, 0.99))} ms  max {ms(max(times))} ms"
+            )
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.wait(timeout=30)
+        processes.close()
 
 
 if __name__ == "__main__":

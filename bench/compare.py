@@ -1,0 +1,87 @@
+"""The ack bench for the working tree and a git ref, in one run, side by side.
+
+    .venv/bin/python -m bench.compare REF [--runs 3] [--requests 2000] [--concurrency 10] [--batch 100]
+
+Run it before landing any change to imports, the request path, the server or
+the store's hot queries, with REF the last landed commit (e.g. `origin/main`
+or `HEAD~3`): a figure that got worse is a bug.
+
+REF is checked out into a temporary worktree; it runs on this venv when its
+requirements files equal the working tree's, else on a venv of its own made
+there with scripts/venv.sh. Both recbots (limiter opened, as in
+bench.ack_latency), the ack-only Bolt app and the plain same-job Bolt app get
+alternating batches of signed `/recording get live na`; each run prints both
+builds' figures and their ratios to the two peers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.ack_latency import ROOT, Processes, arguments, measure, ratios, report, warm_up
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def python_for(tree: Path) -> str:
+    """This venv's python when `tree` pins the same requirements, else a venv made in `tree`."""
+    same = all(
+        (tree / name).read_bytes() == (ROOT / name).read_bytes()
+        for name in ("requirements.txt", "requirements-dev.txt")
+        if (ROOT / name).exists() and (tree / name).exists()
+    )
+    if same:
+        return sys.executable
+    print(f"{tree.name}: its requirements differ; making its own venv (once per run)", flush=True)
+    subprocess.run(["bash", "-c", "source scripts/venv.sh requirements-dev.txt"], cwd=tree, check=True)
+    return str(tree / ".venv" / "bin" / "python")
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("ref", help="a commit, branch or tag to compare the working tree with")
+    parser.add_argument("--runs", type=int, default=3, help="measurements, each alternating all four apps")
+    args = parser.parse_args()
+    commit = git("rev-parse", "--verify", args.ref + "^{commit}")
+    label = f"{args.ref} ({commit[:8]})"
+    scratch = Path(tempfile.mkdtemp(prefix="recbot-compare-"))
+    tree = scratch / "ref"
+    git("worktree", "add", "--detach", str(tree), commit)
+    processes = Processes()
+    try:
+        python = python_for(tree)
+        work = processes.recbot("work", AGORA_RATE_LIMIT="1000")
+        base = processes.recbot("ref", root=tree, python=python, AGORA_RATE_LIMIT="1000")
+        bare, plain = processes.peer("bare"), processes.peer("plain")
+        contenders = [work, base, bare, plain]
+        warm_up(processes, contenders, args.command, args.concurrency, args.batch)
+        print(
+            f"working tree vs {label}: {args.requests} `/recording {args.command}` per app and run, "
+            f"concurrency {args.concurrency}, alternating batches of {args.batch}"
+        )
+        rows = []
+        for run in range(1, args.runs + 1):
+            samples = measure(processes, contenders, args.command, args.requests, args.concurrency, args.batch)
+            print(f"run {run}")
+            report(samples)
+            ours = ratios(samples["work"], samples["bare bolt"], samples["plain bolt"])
+            theirs = ratios(samples["ref"], samples["bare bolt"], samples["plain bolt"])
+            rows.append((ours, theirs))
+        print(f"\n{'':30} {'working tree':>20} {label:>28}")
+        names = ("ack p99 / bare bolt", "ack p99 / plain bolt", "answer p99 / plain bolt")
+        for i, name in enumerate(names):
+            mine = ", ".join(f"{r[0][i]:.2f}" for r in rows)
+            ref = ", ".join(f"{r[1][i]:.2f}" for r in rows)
+            print(f"  {name:28} {mine:>20} {ref:>28}")
+    finally:
+        processes.close()
+        git("worktree", "remove", "--force", str(tree))
+
+
+if __name__ == "__main__":
+    main()
