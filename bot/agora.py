@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -178,6 +179,11 @@ class AgoraClient:
         self._session = requests.Session()
         # One pooled connection per concurrent listener, so keep-alive survives bursts.
         self._session.mount(self._base, requests.adapters.HTTPAdapter(pool_maxsize=64))
+        # Proxy and CA-bundle variables are read once, here: with trust_env, requests
+        # scans the whole environment on every call (a quarter of a `get`'s CPU).
+        self._session.proxies = requests.utils.get_environ_proxies(self._base)
+        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._session.trust_env = False
 
     def __repr__(self) -> str:
         return f"AgoraClient(base_url={self._base!r}, customer_id={self._customer_id!r})"

@@ -61,6 +61,8 @@ class DriftWatch:
         self._watch_all = watch_all
         self._passes = 0
         self._passes_lock = threading.Condition()
+        # Targets known to be remembered: rows are never deleted, so a `get` of one needs no query.
+        self._remembered: set[Target] = set()
 
     def observe(self, config: RecordingConfig) -> Observation:
         return observe(config, self._key)
@@ -68,7 +70,9 @@ class DriftWatch:
     def saw(self, target: Target, config: RecordingConfig) -> None:
         """A read by recbot: remember the target if it is new. A known target keeps
         its baseline, so a read does not hide a change made outside recbot."""
-        self._store.remember(target, self.observe(config))
+        if target not in self._remembered:
+            self._store.remember(target, self.observe(config))
+            self._remembered.add(target)
 
     def expect(self, target: Target, config: RecordingConfig) -> None:
         """recbot is about to PATCH `target` towards `config`: that is no drift."""
