@@ -23,6 +23,9 @@ from bot.signing import sign
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A person's call waits at most this long for the rate limiter, then is refused
+# (AgoraBusy): a scan or a 429 pause must not leave a command hanging silently.
+INTERACTIVE_WAIT_SECONDS = 5.0
 
 
 class AgoraError(Exception):
@@ -73,6 +76,13 @@ class AgoraRateLimited(AgoraError):
 
     def user_message(self) -> str:
         return "Agora is rate-limiting recbot right now. Nothing was changed; try again in a minute."
+
+
+class AgoraBusy(AgoraError):
+    """The rate limiter would have made a person's call wait too long: nothing was sent."""
+
+    def user_message(self) -> str:
+        return "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
 
 
 class AgoraUnavailable(AgoraError):
@@ -148,7 +158,9 @@ class AgoraClient:
     One keep-alive session; 429, 5xx and connection errors are retried with
     exponential backoff (Retry-After honoured). PATCH sets absolute values, so
     retrying it is safe. With a `limiter`, every call waits for its token, and a
-    429 pauses the limiter for every thread.
+    429 pauses the limiter for every thread. `wait_limit` bounds that wait: a
+    person's call (the default) is refused with AgoraBusy rather than kept
+    waiting; background work passes None and waits as long as it takes.
     """
 
     def __init__(
@@ -185,30 +197,36 @@ class AgoraClient:
     def close(self) -> None:
         self._session.close()
 
-    def list_entry_points(self, app_id: str) -> list[str]:
+    def list_entry_points(self, app_id: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of every entry point of `app_id`."""
-        data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None)
+        data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None, wait_limit)
         try:
             return [entry.name for entry in EntryPointList.model_validate(data).entry_points]
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
 
-    def get_config(self, target: Target) -> RecordingConfig:
+    def get_config(self, target: Target, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> RecordingConfig:
         """The live configuration of `target`."""
-        data = self._call("GET", config_path(target), target.describe(), None)
+        data = self._call("GET", config_path(target), target.describe(), None, wait_limit)
         try:
             return RecordingConfig.model_validate(data)
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
 
-    def set_config(self, target: Target, change: RecordingConfig) -> None:
+    def set_config(
+        self, target: Target, change: RecordingConfig, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS
+    ) -> None:
         """PATCH `change` (only the parts that are set) onto `target`."""
-        self._call("PATCH", config_path(target), target.describe(), change.wire_json())
+        self._call("PATCH", config_path(target), target.describe(), change.wire_json(), wait_limit)
 
-    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None) -> Any:
+    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None, wait_limit: float | None) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        uncertain: AgoraError | None = None  # an earlier attempt that may have reached Agora and landed
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries
+            if self._limiter is not None and not self._limiter.acquire(wait_limit):
+                # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
+                raise uncertain or AgoraBusy("recbot's rate limit would have kept this call waiting")
             try:
                 response = self._send(method, path, body)
             except requests.RequestException as exc:
@@ -216,26 +234,28 @@ class AgoraClient:
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 if last:
                     raise AgoraUnavailable(reason) from None
+                uncertain = AgoraUnavailable(reason)
                 self._sleep(self._backoff(attempt, None))
                 continue
             if response.status_code == 200:
                 return self._json(response)
             log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
+            retry_after = _retry_after(response)
             if response.status_code == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
-                self._limiter.pause(self._backoff(attempt, _retry_after(response)))
+                self._limiter.pause(self._backoff(attempt, retry_after))
                 if not last:
                     continue
             elif response.status_code in RETRY_STATUSES and not last:
-                self._sleep(self._backoff(attempt, _retry_after(response)))
+                if response.status_code != 429:
+                    uncertain = AgoraUnavailable(_upstream_message(response), response.status_code)
+                self._sleep(self._backoff(attempt, retry_after))
                 continue
             error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
             raise error(_upstream_message(response), response.status_code)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, body: bytes) -> requests.Response:
-        if self._limiter is not None:
-            self._limiter.acquire()
         headers = sign(
             customer_id=self._customer_id,
             customer_secret=self._customer_secret,

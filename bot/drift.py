@@ -129,7 +129,7 @@ class DriftWatch:
         targets = self._store.observed_targets()
         if self._watch_all:
             try:
-                names = self._agora.list_entry_points(self._app_id)
+                names = self._agora.list_entry_points(self._app_id, wait_limit=None)
             except AgoraError as exc:
                 log.warning("the drift watch could not list entry points (%s); watching the remembered ones", exc)
                 names = []
@@ -146,7 +146,7 @@ class DriftWatch:
     def _compare(self, target: Target) -> list[AlertMove]:
         remembered = self._store.observed(target)
         try:
-            live = self.observe(self._agora.get_config(target))
+            live = self.observe(self._agora.get_config(target, wait_limit=None))  # background: waits its turn
         except AgoraNotFound:
             return []  # nothing configured there (or it was deleted): nothing to compare
         except AgoraError as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
 
@@ -25,6 +25,8 @@ KEPT_SCANS = 32
 SCAN_TTL_SECONDS = 600.0
 # The picker asks on every keystroke: the list is read at most this often per app.
 NAMES_TTL_SECONDS = 30.0
+# Slack drops an options answer after 3 s, so the picker's list waits less for the limiter.
+PICKER_WAIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRo
     except ValidationError:
         return FleetRow(name, region, None, error="its name is not one recbot can address")
     try:
-        return FleetRow(name, region, target, config=agora.get_config(target))
+        # A scan is background work: its readers wait for the limiter as long as it takes.
+        return FleetRow(name, region, target, config=agora.get_config(target, wait_limit=None))
     except AgoraNotFound:
         return FleetRow(name, region, target, missing=True)
     except AgoraError as exc:
@@ -83,9 +86,9 @@ class Fleet:
         self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def entry_points(self, app_id: str) -> list[str]:
+    def entry_points(self, app_id: str, wait_limit: float = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of the app's entry points (AgoraError if they cannot be listed)."""
-        names = self._agora.list_entry_points(app_id)
+        names = self._agora.list_entry_points(app_id, wait_limit=wait_limit)
         with self._lock:
             self._names[app_id] = (time.monotonic(), names)
         return names
@@ -95,7 +98,7 @@ class Fleet:
         with self._lock:
             cached = self._names.get(app_id)
         fresh = cached is not None and time.monotonic() - cached[0] < NAMES_TTL_SECONDS
-        names = cached[1] if fresh and cached else self.entry_points(app_id)
+        names = cached[1] if fresh and cached else self.entry_points(app_id, PICKER_WAIT_SECONDS)
         wanted = typed.strip().lower()
         return sorted(name for name in names if wanted in name.lower())[:limit]
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.agora import (
     AgoraBadRequest,
+    AgoraBusy,
     AgoraClient,
     AgoraNotFound,
     AgoraRateLimited,
@@ -21,6 +22,7 @@ from bot.agora import (
     config_path,
 )
 from bot.models import FormatConfig, RecordingConfig, Target
+from bot.ratelimit import TokenBucket
 from bot.signing import body_digest, sign, signing_string
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
 from tests.fakes.agora import AgoraEmulator, Fault
@@ -151,3 +153,66 @@ def test_signature_is_hmac_of_documented_signing_string(body: bytes, path: str, 
 
 def test_empty_body_digest_is_hash_of_nothing() -> None:
     assert body_digest(b"") == "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+
+def limited_client(agora: AgoraEmulator, limiter: TokenBucket) -> AgoraClient:
+    return AgoraClient(
+        base_url=agora.url,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        backoff_base=0.01,
+        sleep=lambda _seconds: None,
+        limiter=limiter,
+    )
+
+
+def never_sleeps(seconds: float) -> None:
+    pytest.fail(f"a person's call slept {seconds} s on the limiter")
+
+
+def test_during_a_long_429_pause_a_persons_calls_are_refused_and_send_nothing(agora) -> None:
+    limiter = TokenBucket(40, clock=lambda: 0.0, sleep=never_sleeps)
+    client = limited_client(agora, limiter)
+    limiter.pause(60)  # another thread's 429 said: a minute
+    for call in (
+        lambda: client.get_config(LIVE),
+        lambda: client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False))),
+        lambda: client.list_entry_points(APP_ID),
+    ):
+        with pytest.raises(AgoraBusy) as caught:
+            call()
+        assert caught.value.user_message() == (
+            "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+        )
+    assert agora.calls() == []
+
+
+def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> None:
+    slept: list[float] = []
+    limiter = TokenBucket(0.1, clock=lambda: 0.0, sleep=slept.append)  # the next token is 10 s away
+    client = limited_client(agora, limiter)
+    client.get_config(LIVE)  # the one saved token
+    with pytest.raises(AgoraBusy):
+        client.get_config(LIVE)
+    assert slept == [] and len(agora.calls()) == 1
+    client.get_config(LIVE, wait_limit=None)  # a scan's or the drift watch's read: waits its turn
+    assert slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
+
+
+def test_a_retry_refused_after_a_429_is_busy(agora) -> None:
+    client = limited_client(agora, TokenBucket(40, clock=lambda: 0.0, sleep=never_sleeps))
+    agora.inject(Fault(429, {"Retry-After": "60"}, method="GET"))
+    with pytest.raises(AgoraBusy):
+        client.get_config(LIVE)
+    assert [c.status for c in agora.calls()] == [429]  # Agora did nothing with it: nothing changed
+
+
+def test_a_patch_retry_refused_after_a_502_may_have_landed(agora) -> None:
+    """A 502 PATCH may have reached Agora: the caller must hear "unavailable"
+    (the change is read back), not "busy" (nothing was sent)."""
+    client = limited_client(agora, TokenBucket(0.1, clock=lambda: 0.0, sleep=never_sleeps))
+    agora.inject(Fault(502, method="PATCH"))
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
+    assert caught.value.status == 502
+    assert [c.status for c in agora.calls("PATCH")] == [502]
