@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -128,18 +129,21 @@ class EntryPointList(BaseModel):
     entry_points: list[EntryPoint] = Field(default_factory=list, alias="entryPointList")
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After in seconds from now: delay-seconds, or an HTTP-date (always
+    GMT, so a date without a zone, as asctime's form, is GMT too)."""
+    value = (value or "").strip()
     if not value:
         return None
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+        return float(value)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _upstream_message(response: requests.Response) -> str:
@@ -240,7 +244,7 @@ class AgoraClient:
             if response.status_code == 200:
                 return self._json(response)
             log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
-            retry_after = _retry_after(response)
+            retry_after = _retry_after(response.headers.get("Retry-After"))
             if response.status_code == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
                 self._limiter.pause(self._backoff(attempt, retry_after))
