@@ -72,6 +72,16 @@ class AgoraNotFound(AgoraError):
         )
 
 
+class AgoraUnknownApp(AgoraNotFound):
+    """The list of an app's entry points answered 404: Agora has no such App ID."""
+
+    def user_message(self) -> str:
+        return (
+            "Unknown App ID: Agora has no project with that App ID. Check `--app` (or AGORA_APP_ID) "
+            "against Agora Console -> Projects; App IDs are case-sensitive."
+        )
+
+
 class AgoraRateLimited(AgoraError):
     status = 429
 
@@ -203,7 +213,10 @@ class AgoraClient:
 
     def list_entry_points(self, app_id: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of every entry point of `app_id`."""
-        data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None, wait_limit)
+        try:
+            data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None, wait_limit)
+        except AgoraNotFound as exc:
+            raise AgoraUnknownApp(exc.upstream_message) from None
         try:
             return [entry.name for entry in EntryPointList.model_validate(data).entry_points]
         except ValidationError as exc:

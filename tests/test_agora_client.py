@@ -22,6 +22,7 @@ from bot.agora import (
     AgoraRateLimited,
     AgoraUnauthorized,
     AgoraUnavailable,
+    AgoraUnknownApp,
     _retry_after,
     config_path,
 )
@@ -287,3 +288,11 @@ def test_retry_after_seconds_and_nonsense() -> None:
     assert [_retry_after(v, now=NOW) for v in (None, "", "soon", "-5", "1e3", "Wed, 32 Oct 2015 07:28:00 GMT")] == [
         None
     ] * 6
+
+
+def test_an_unknown_app_id_is_not_an_unknown_entry_point(client, agora) -> None:
+    agora.unknown_apps.add("NOSUCHAPP")
+    with pytest.raises(AgoraUnknownApp) as caught:
+        client.list_entry_points("NOSUCHAPP")
+    assert "Unknown App ID" in caught.value.user_message()
+    assert "entry point" not in caught.value.user_message()

@@ -154,3 +154,10 @@ def choose(driver, bot, row: dict[str, Any], option: dict[str, Any]) -> None:
 
 def text_of_params(params: dict[str, Any]) -> str:
     return json.dumps(params, ensure_ascii=False)
+
+
+def test_an_unknown_app_id_is_named_as_such(driver, slack, agora, bot) -> None:
+    agora.unknown_apps.add("nosuchapp")
+    answer = text_of_params(listing(driver, slack, bot, "list all --app nosuchapp")[-1])
+    assert "Unknown App ID" in answer and "No such entry point" not in answer
+    assert [c.path for c in agora.calls()] == ["/v1/projects/nosuchapp/fls/entry_points"]  # nothing read after it
