@@ -27,6 +27,8 @@ SCAN_TTL_SECONDS = 600.0
 NAMES_TTL_SECONDS = 30.0
 # Slack drops an options answer after 3 s, so the picker's list waits less for the limiter.
 PICKER_WAIT_SECONDS = 1.0
+# What makes a spreadsheet run a cell as a formula, first or after leading spaces.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,9 @@ CSV_COLUMNS = (
 
 
 def _cell(value: str) -> str:
-    """A spreadsheet must not run a name as a formula: lead =, +, -, @ with a quote."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """A spreadsheet must not run a value as a formula: one that starts with
+    =, +, -, @, tab or CR, even after spaces, is led with a quote."""
+    return "'" + value if value[:1] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS else value
 
 
 def to_csv(scan: Scan) -> str:
