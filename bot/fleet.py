@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -82,8 +83,9 @@ class Fleet:
     """Scans an app's entry points and keeps the last few scans, so paging
     through a big fleet does not read it all again."""
 
-    def __init__(self, agora: AgoraClient) -> None:
+    def __init__(self, agora: AgoraClient, clock: Callable[[], float] = time.monotonic) -> None:
         self._agora = agora
+        self._clock = clock
         self._scans: OrderedDict[str, Scan] = OrderedDict()
         self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
@@ -92,14 +94,14 @@ class Fleet:
         """The names of the app's entry points (AgoraError if they cannot be listed)."""
         names = self._agora.list_entry_points(app_id, wait_limit=wait_limit)
         with self._lock:
-            self._names[app_id] = (time.monotonic(), names)
+            self._names[app_id] = (self._clock(), names)
         return names
 
     def matching(self, app_id: str, typed: str, limit: int = 100) -> list[str]:
         """Entry point names containing `typed` (any case), from a list at most NAMES_TTL_SECONDS old."""
         with self._lock:
             cached = self._names.get(app_id)
-        fresh = cached is not None and time.monotonic() - cached[0] < NAMES_TTL_SECONDS
+        fresh = cached is not None and self._clock() - cached[0] < NAMES_TTL_SECONDS
         names = cached[1] if fresh and cached else self.entry_points(app_id, PICKER_WAIT_SECONDS)
         wanted = typed.strip().lower()
         return sorted(name for name in names if wanted in name.lower())[:limit]
@@ -109,7 +111,7 @@ class Fleet:
         pairs = [(name, region) for name in sorted(names) for region in regions]
         with ThreadPoolExecutor(SCAN_WORKERS, thread_name_prefix="fleet") as pool:
             rows = tuple(pool.map(lambda pair: read_row(self._agora, app_id, *pair), pairs))
-        scan = Scan(secrets.token_hex(6), app_id, regions, rows, time.monotonic())
+        scan = Scan(secrets.token_hex(6), app_id, regions, rows, self._clock())
         with self._lock:
             self._scans[scan.id] = scan
             while len(self._scans) > KEPT_SCANS:
@@ -120,7 +122,7 @@ class Fleet:
         """A recent scan of this process, or None (expired, or made by another instance)."""
         with self._lock:
             scan = self._scans.get(scan_id)
-        if scan is None or time.monotonic() - scan.at > SCAN_TTL_SECONDS:
+        if scan is None or self._clock() - scan.at > SCAN_TTL_SECONDS:
             return None
         return scan
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from bot import fleet as fleet_scan
 from bot.catalog import Vendor
-from bot.fleet import FORMULA_LEADS, FleetRow, Scan, to_csv
+from bot.fleet import FORMULA_LEADS, KEPT_SCANS, SCAN_TTL_SECONDS, Fleet, FleetRow, Scan, to_csv
 from bot.models import FormatConfig, RecordingConfig, StorageConfig
 from handlers.blocks import fleet
-from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
 from tests.fakes.agora import Fault
 
 EU_BUCKET = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "region": 4}}  # Amazon EU_WEST_1
@@ -209,3 +209,27 @@ def test_every_kind_of_formula_lead_is_quoted_in_names_and_buckets() -> None:
     lines = csv_cells(to_csv(Scan("s", APP_ID, ("na",), rows, 0.0)))[1:]
     column = fleet_scan.CSV_COLUMNS.index("bucket")
     assert [(line[0], line[column]) for line in lines] == [("'" + value, "'" + value) for value in leads]
+
+
+def test_the_scan_cache_evicts_the_oldest_first_and_serves_nothing_past_its_ttl(settings, agora) -> None:
+    now = [1000.0]
+    client = fast_agora(settings)
+    kept = Fleet(client, clock=lambda: now[0])
+    try:
+        scans = []
+        for _ in range(KEPT_SCANS + 1):
+            scans.append(kept.scan(APP_ID, [], ("na",)))
+            now[0] += 1.0
+        assert kept.kept(scans[0].id) is None  # the oldest went first...
+        assert [kept.kept(s.id) for s in scans[1:]] == scans[1:]  # ...and only it
+        kept.kept(scans[1].id)  # being read does not make a scan younger
+        kept.scan(APP_ID, [], ("na",))
+        assert kept.kept(scans[1].id) is None and kept.kept(scans[2].id) == scans[2]
+        newest = scans[-1]
+        now[0] = newest.at + SCAN_TTL_SECONDS
+        assert kept.kept(newest.id) == newest  # at the limit: still served
+        now[0] += 0.001
+        assert kept.kept(newest.id) is None  # past it: run the command again
+    finally:
+        client.close()
+    assert agora.calls() == []
