@@ -61,6 +61,7 @@ class DriftWatch:
         self._watch_all = watch_all
         self._passes = 0
         self._passes_lock = threading.Condition()
+        self._stopping = threading.Event()
 
     def observe(self, config: RecordingConfig) -> Observation:
         return observe(config, self._key)
@@ -125,6 +126,10 @@ class DriftWatch:
             self._passes_lock.notify_all()
         return moves
 
+    def stop(self) -> None:
+        """Shutting down: a pass under way ends after the reads in flight, before the store closes under it."""
+        self._stopping.set()
+
     def _targets(self) -> list[Target]:
         targets = self._store.observed_targets()
         if self._watch_all:
@@ -137,6 +142,8 @@ class DriftWatch:
         return list(dict.fromkeys(targets))
 
     def _check(self, target: Target) -> list[AlertMove]:
+        if self._stopping.is_set():
+            return []
         try:
             return self._compare(target)
         except Exception:  # one target's failure must not end the pass
