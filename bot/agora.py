@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +25,9 @@ from bot.signing import sign
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A person's call waits at most this long for the rate limiter, then is refused
+# (AgoraBusy): a scan or a 429 pause must not leave a command hanging silently.
+INTERACTIVE_WAIT_SECONDS = 5.0
 
 
 class AgoraError(Exception):
@@ -69,11 +73,28 @@ class AgoraNotFound(AgoraError):
         )
 
 
+class AgoraUnknownApp(AgoraNotFound):
+    """The list of an app's entry points answered 404: Agora has no such App ID."""
+
+    def user_message(self) -> str:
+        return (
+            "Unknown App ID: Agora has no project with that App ID. Check `--app` (or AGORA_APP_ID) "
+            "against Agora Console -> Projects; App IDs are case-sensitive."
+        )
+
+
 class AgoraRateLimited(AgoraError):
     status = 429
 
     def user_message(self) -> str:
         return "Agora is rate-limiting recbot right now. Nothing was changed; try again in a minute."
+
+
+class AgoraBusy(AgoraError):
+    """The rate limiter would have made a person's call wait too long: nothing was sent."""
+
+    def user_message(self) -> str:
+        return "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
 
 
 class AgoraUnavailable(AgoraError):
@@ -119,18 +140,21 @@ class EntryPointList(BaseModel):
     entry_points: list[EntryPoint] = Field(default_factory=list, alias="entryPointList")
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After in seconds from now: delay-seconds, or an HTTP-date (always
+    GMT, so a date without a zone, as asctime's form, is GMT too)."""
+    value = (value or "").strip()
     if not value:
         return None
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+        return float(value)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _upstream_message(response: requests.Response) -> str:
@@ -149,7 +173,9 @@ class AgoraClient:
     One keep-alive session; 429, 5xx and connection errors are retried with
     exponential backoff (Retry-After honoured). PATCH sets absolute values, so
     retrying it is safe. With a `limiter`, every call waits for its token, and a
-    429 pauses the limiter for every thread.
+    429 pauses the limiter for every thread. `wait_limit` bounds that wait: a
+    person's call (the default) is refused with AgoraBusy rather than kept
+    waiting; background work passes None and waits as long as it takes.
     """
 
     def __init__(
@@ -191,30 +217,39 @@ class AgoraClient:
     def close(self) -> None:
         self._session.close()
 
-    def list_entry_points(self, app_id: str) -> list[str]:
+    def list_entry_points(self, app_id: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of every entry point of `app_id`."""
-        data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None)
+        try:
+            data = self._call("GET", entry_points_path(app_id), f"entry points of {app_id}", None, wait_limit)
+        except AgoraNotFound as exc:
+            raise AgoraUnknownApp(exc.upstream_message) from None
         try:
             return [entry.name for entry in EntryPointList.model_validate(data).entry_points]
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
 
-    def get_config(self, target: Target) -> RecordingConfig:
+    def get_config(self, target: Target, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> RecordingConfig:
         """The live configuration of `target`."""
-        data = self._call("GET", config_path(target), target.describe(), None)
+        data = self._call("GET", config_path(target), target.describe(), None, wait_limit)
         try:
             return RecordingConfig.model_validate(data)
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
 
-    def set_config(self, target: Target, change: RecordingConfig) -> None:
+    def set_config(
+        self, target: Target, change: RecordingConfig, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS
+    ) -> None:
         """PATCH `change` (only the parts that are set) onto `target`."""
-        self._call("PATCH", config_path(target), target.describe(), change.wire_json())
+        self._call("PATCH", config_path(target), target.describe(), change.wire_json(), wait_limit)
 
-    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None) -> Any:
+    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None, wait_limit: float | None) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        uncertain: AgoraError | None = None  # an earlier attempt that may have reached Agora and landed
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries
+            if self._limiter is not None and not self._limiter.acquire(wait_limit):
+                # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
+                raise uncertain or AgoraBusy("recbot's rate limit would have kept this call waiting")
             try:
                 response = self._send(method, path, body)
             except requests.RequestException as exc:
@@ -222,26 +257,28 @@ class AgoraClient:
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 if last:
                     raise AgoraUnavailable(reason) from None
+                uncertain = AgoraUnavailable(reason)
                 self._sleep(self._backoff(attempt, None))
                 continue
             if response.status_code == 200:
                 return self._json(response)
             log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
+            retry_after = _retry_after(response.headers.get("Retry-After"))
             if response.status_code == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
-                self._limiter.pause(self._backoff(attempt, _retry_after(response)))
+                self._limiter.pause(self._backoff(attempt, retry_after))
                 if not last:
                     continue
             elif response.status_code in RETRY_STATUSES and not last:
-                self._sleep(self._backoff(attempt, _retry_after(response)))
+                if response.status_code != 429:
+                    uncertain = AgoraUnavailable(_upstream_message(response), response.status_code)
+                self._sleep(self._backoff(attempt, retry_after))
                 continue
             error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
             raise error(_upstream_message(response), response.status_code)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, body: bytes) -> requests.Response:
-        if self._limiter is not None:
-            self._limiter.acquire()
         headers = sign(
             customer_id=self._customer_id,
             customer_secret=self._customer_secret,

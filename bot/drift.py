@@ -63,6 +63,7 @@ class DriftWatch:
         self._passes_lock = threading.Condition()
         # Targets known to be remembered: rows are never deleted, so a `get` of one needs no query.
         self._remembered: set[Target] = set()
+        self._stopping = threading.Event()
 
     def observe(self, config: RecordingConfig) -> Observation:
         return observe(config, self._key)
@@ -129,11 +130,15 @@ class DriftWatch:
             self._passes_lock.notify_all()
         return moves
 
+    def stop(self) -> None:
+        """Shutting down: a pass under way ends after the reads in flight, before the store closes under it."""
+        self._stopping.set()
+
     def _targets(self) -> list[Target]:
         targets = self._store.observed_targets()
         if self._watch_all:
             try:
-                names = self._agora.list_entry_points(self._app_id)
+                names = self._agora.list_entry_points(self._app_id, wait_limit=None)
             except AgoraError as exc:
                 log.warning("the drift watch could not list entry points (%s); watching the remembered ones", exc)
                 names = []
@@ -141,6 +146,8 @@ class DriftWatch:
         return list(dict.fromkeys(targets))
 
     def _check(self, target: Target) -> list[AlertMove]:
+        if self._stopping.is_set():
+            return []
         try:
             return self._compare(target)
         except Exception:  # one target's failure must not end the pass
@@ -150,7 +157,7 @@ class DriftWatch:
     def _compare(self, target: Target) -> list[AlertMove]:
         remembered = self._store.observed(target)
         try:
-            live = self.observe(self._agora.get_config(target))
+            live = self.observe(self._agora.get_config(target, wait_limit=None))  # background: waits its turn
         except AgoraNotFound:
             return []  # nothing configured there (or it was deleted): nothing to compare
         except AgoraError as exc:

@@ -9,12 +9,13 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound
+from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
 
@@ -25,6 +26,10 @@ KEPT_SCANS = 32
 SCAN_TTL_SECONDS = 600.0
 # The picker asks on every keystroke: the list is read at most this often per app.
 NAMES_TTL_SECONDS = 30.0
+# Slack drops an options answer after 3 s, so the picker's list waits less for the limiter.
+PICKER_WAIT_SECONDS = 1.0
+# What makes a spreadsheet run a cell as a formula, first or after leading spaces.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRo
     except ValidationError:
         return FleetRow(name, region, None, error="its name is not one recbot can address")
     try:
-        return FleetRow(name, region, target, config=agora.get_config(target))
+        # A scan is background work: its readers wait for the limiter as long as it takes.
+        return FleetRow(name, region, target, config=agora.get_config(target, wait_limit=None))
     except AgoraNotFound:
         return FleetRow(name, region, target, missing=True)
     except AgoraError as exc:
@@ -77,25 +83,26 @@ class Fleet:
     """Scans an app's entry points and keeps the last few scans, so paging
     through a big fleet does not read it all again."""
 
-    def __init__(self, agora: AgoraClient) -> None:
+    def __init__(self, agora: AgoraClient, clock: Callable[[], float] = time.monotonic) -> None:
         self._agora = agora
+        self._clock = clock
         self._scans: OrderedDict[str, Scan] = OrderedDict()
         self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def entry_points(self, app_id: str) -> list[str]:
+    def entry_points(self, app_id: str, wait_limit: float = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of the app's entry points (AgoraError if they cannot be listed)."""
-        names = self._agora.list_entry_points(app_id)
+        names = self._agora.list_entry_points(app_id, wait_limit=wait_limit)
         with self._lock:
-            self._names[app_id] = (time.monotonic(), names)
+            self._names[app_id] = (self._clock(), names)
         return names
 
     def matching(self, app_id: str, typed: str, limit: int = 100) -> list[str]:
         """Entry point names containing `typed` (any case), from a list at most NAMES_TTL_SECONDS old."""
         with self._lock:
             cached = self._names.get(app_id)
-        fresh = cached is not None and time.monotonic() - cached[0] < NAMES_TTL_SECONDS
-        names = cached[1] if fresh and cached else self.entry_points(app_id)
+        fresh = cached is not None and self._clock() - cached[0] < NAMES_TTL_SECONDS
+        names = cached[1] if fresh and cached else self.entry_points(app_id, PICKER_WAIT_SECONDS)
         wanted = typed.strip().lower()
         return sorted(name for name in names if wanted in name.lower())[:limit]
 
@@ -104,7 +111,7 @@ class Fleet:
         pairs = [(name, region) for name in sorted(names) for region in regions]
         with ThreadPoolExecutor(SCAN_WORKERS, thread_name_prefix="fleet") as pool:
             rows = tuple(pool.map(lambda pair: read_row(self._agora, app_id, *pair), pairs))
-        scan = Scan(secrets.token_hex(6), app_id, regions, rows, time.monotonic())
+        scan = Scan(secrets.token_hex(6), app_id, regions, rows, self._clock())
         with self._lock:
             self._scans[scan.id] = scan
             while len(self._scans) > KEPT_SCANS:
@@ -115,7 +122,7 @@ class Fleet:
         """A recent scan of this process, or None (expired, or made by another instance)."""
         with self._lock:
             scan = self._scans.get(scan_id)
-        if scan is None or time.monotonic() - scan.at > SCAN_TTL_SECONDS:
+        if scan is None or self._clock() - scan.at > SCAN_TTL_SECONDS:
             return None
         return scan
 
@@ -136,8 +143,9 @@ CSV_COLUMNS = (
 
 
 def _cell(value: str) -> str:
-    """A spreadsheet must not run a name as a formula: lead =, +, -, @ with a quote."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """A spreadsheet must not run a value as a formula: one that starts with
+    =, +, -, @, tab or CR, even after spaces, is led with a quote."""
+    return "'" + value if value[:1] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS else value
 
 
 def to_csv(scan: Scan) -> str:

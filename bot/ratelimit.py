@@ -34,22 +34,30 @@ class TokenBucket:
         self._tokens = self.capacity
         self._last = clock()  # tokens accrue from here; in the future while paused
 
-    def reserve(self) -> float:
-        """Take the next token; how long to wait before using it."""
+    def reserve(self, max_wait: float | None = None) -> float | None:
+        """Take the next token; how long to wait before using it. With
+        `max_wait`, a longer wait is refused instead: None, and no token taken."""
         with self._lock:
             now = self._clock()
             if now > self._last:
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
                 self._last = now
-            self._tokens -= 1
-            ready = self._last + max(0.0, -self._tokens) / self.rate
-        return max(0.0, ready - now)
+            left = self._tokens - 1
+            delay = max(0.0, self._last + max(0.0, -left) / self.rate - now)
+            if max_wait is not None and delay > max_wait:
+                return None
+            self._tokens = left
+        return delay
 
-    def acquire(self) -> None:
-        """Wait for a token (the caller then makes one call)."""
-        delay = self.reserve()
+    def acquire(self, max_wait: float | None = None) -> bool:
+        """Wait for a token (the caller then makes one call); False, at once,
+        if that would take longer than `max_wait` seconds."""
+        delay = self.reserve(max_wait)
+        if delay is None:
+            return False
         if delay > 0:
             self._sleep(delay)
+        return True
 
     def pause(self, seconds: float) -> None:
         """Agora said 429: no token until `seconds` from now, and none saved up."""

@@ -113,6 +113,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
 
 def finish(app: App, services: Services, sweeper: Background) -> None:
     """Let listeners that already acked finish (an approval being applied), then close the store."""
+    services.drift.stop()  # a pass can outlast the sweeper's join: end it, not close the store under it
     sweeper.stop()
     app.listener_runner.listener_executor.shutdown(wait=True)
     services.close()

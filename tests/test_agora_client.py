@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from urllib.parse import unquote
 
 import pytest
@@ -13,14 +16,18 @@ from hypothesis import strategies as st
 
 from bot.agora import (
     AgoraBadRequest,
+    AgoraBusy,
     AgoraClient,
     AgoraNotFound,
     AgoraRateLimited,
     AgoraUnauthorized,
     AgoraUnavailable,
+    AgoraUnknownApp,
+    _retry_after,
     config_path,
 )
 from bot.models import FormatConfig, RecordingConfig, Target
+from bot.ratelimit import TokenBucket
 from bot.signing import body_digest, sign, signing_string
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
 from tests.fakes.agora import AgoraEmulator, Fault
@@ -151,3 +158,141 @@ def test_signature_is_hmac_of_documented_signing_string(body: bytes, path: str, 
 
 def test_empty_body_digest_is_hash_of_nothing() -> None:
     assert body_digest(b"") == "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+
+
+def limited_client(agora: AgoraEmulator, limiter: TokenBucket) -> AgoraClient:
+    return AgoraClient(
+        base_url=agora.url,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        backoff_base=0.01,
+        sleep=lambda _seconds: None,
+        limiter=limiter,
+    )
+
+
+def never_sleeps(seconds: float) -> None:
+    pytest.fail(f"a person's call slept {seconds} s on the limiter")
+
+
+def test_during_a_long_429_pause_a_persons_calls_are_refused_and_send_nothing(agora) -> None:
+    limiter = TokenBucket(40, clock=lambda: 0.0, sleep=never_sleeps)
+    client = limited_client(agora, limiter)
+    limiter.pause(60)  # another thread's 429 said: a minute
+    for call in (
+        lambda: client.get_config(LIVE),
+        lambda: client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False))),
+        lambda: client.list_entry_points(APP_ID),
+    ):
+        with pytest.raises(AgoraBusy) as caught:
+            call()
+        assert caught.value.user_message() == (
+            "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+        )
+    assert agora.calls() == []
+
+
+def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> None:
+    slept: list[float] = []
+    limiter = TokenBucket(0.1, clock=lambda: 0.0, sleep=slept.append)  # the next token is 10 s away
+    client = limited_client(agora, limiter)
+    client.get_config(LIVE)  # the one saved token
+    with pytest.raises(AgoraBusy):
+        client.get_config(LIVE)
+    assert slept == [] and len(agora.calls()) == 1
+    client.get_config(LIVE, wait_limit=None)  # a scan's or the drift watch's read: waits its turn
+    assert slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
+
+
+def test_a_retry_refused_after_a_429_is_busy(agora) -> None:
+    client = limited_client(agora, TokenBucket(40, clock=lambda: 0.0, sleep=never_sleeps))
+    agora.inject(Fault(429, {"Retry-After": "60"}, method="GET"))
+    with pytest.raises(AgoraBusy):
+        client.get_config(LIVE)
+    assert [c.status for c in agora.calls()] == [429]  # Agora did nothing with it: nothing changed
+
+
+def test_a_patch_retry_refused_after_a_502_may_have_landed(agora) -> None:
+    """A 502 PATCH may have reached Agora: the caller must hear "unavailable"
+    (the change is read back), not "busy" (nothing was sent)."""
+    client = limited_client(agora, TokenBucket(0.1, clock=lambda: 0.0, sleep=never_sleeps))
+    agora.inject(Fault(502, method="PATCH"))
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
+    assert caught.value.status == 502
+    assert [c.status for c in agora.calls("PATCH")] == [502]
+
+
+def recording_limiter(paused: list[float]) -> TokenBucket:
+    """A bucket on a frozen clock that records its pauses and sleeps nothing."""
+
+    class Recording(TokenBucket):
+        def pause(self, seconds: float) -> None:
+            paused.append(seconds)
+            super().pause(seconds)
+
+    return Recording(40, clock=lambda: 0.0, sleep=lambda _seconds: None)
+
+
+HTTP_DATE_FORMS = {
+    "IMF-fixdate": lambda when: format_datetime(when, usegmt=True),
+    "-0000": lambda when: format_datetime(when.replace(tzinfo=None)),
+    "asctime": lambda when: time.asctime(when.utctimetuple()),
+    "RFC 850": lambda when: when.strftime("%A, %d-%b-%y %H:%M:%S GMT"),
+}
+
+
+@pytest.mark.parametrize("form", HTTP_DATE_FORMS)
+def test_a_429_with_an_http_date_pauses_the_limiter_until_that_date(agora, form) -> None:
+    paused: list[float] = []
+    client = limited_client(agora, recording_limiter(paused))
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=25)
+    agora.inject(Fault(429, {"Retry-After": HTTP_DATE_FORMS[form](when)}, method="GET"))
+    client.get_config(LIVE, wait_limit=None)  # background: waits the pause out (on the fake clock)
+    assert [c.status for c in agora.calls()] == [429, 200]
+    (pause,) = paused
+    assert 15 < pause <= 25  # the date, seconds from now (a generous bound: the test may be slow, not wrong)
+
+
+def test_a_429_with_a_past_http_date_pauses_only_for_the_backoff(agora) -> None:
+    paused: list[float] = []
+    client = limited_client(agora, recording_limiter(paused))
+    agora.inject(Fault(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, method="GET"))
+    client.get_config(LIVE, wait_limit=None)
+    (pause,) = paused
+    assert 0 < pause < 0.1  # backoff_base 0.01 with jitter: the past date asks for no wait at all
+
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+
+@given(
+    when=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(UTC)),
+    form=st.sampled_from(["IMF-fixdate", "-0000", "asctime"]),
+)
+def test_retry_after_dates_in_any_form_are_seconds_from_now(when: datetime, form: str) -> None:
+    when = when.replace(microsecond=0)
+    expected = max(0.0, (when - NOW).total_seconds())
+    assert _retry_after(HTTP_DATE_FORMS[form](when), now=NOW) == expected
+
+
+@given(st.text(max_size=60))
+def test_any_retry_after_value_is_none_or_a_wait(value: str) -> None:
+    seconds = _retry_after(value, now=NOW)
+    assert seconds is None or seconds >= 0
+
+
+def test_retry_after_seconds_and_nonsense() -> None:
+    assert _retry_after("7", now=NOW) == 7.0
+    assert _retry_after(" 1.5 ", now=NOW) == 1.5
+    assert [_retry_after(v, now=NOW) for v in (None, "", "soon", "-5", "1e3", "Wed, 32 Oct 2015 07:28:00 GMT")] == [
+        None
+    ] * 6
+
+
+def test_an_unknown_app_id_is_not_an_unknown_entry_point(client, agora) -> None:
+    agora.unknown_apps.add("NOSUCHAPP")
+    with pytest.raises(AgoraUnknownApp) as caught:
+        client.list_entry_points("NOSUCHAPP")
+    assert "Unknown App ID" in caught.value.user_message()
+    assert "entry point" not in caught.value.user_message()

@@ -3,11 +3,20 @@ within the rate limit, with Get and Change on each row."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot import fleet as fleet_scan
+from bot.catalog import Vendor
+from bot.fleet import FORMULA_LEADS, KEPT_SCANS, SCAN_TTL_SECONDS, Fleet, FleetRow, Scan, to_csv
+from bot.models import FormatConfig, RecordingConfig, StorageConfig
 from handlers.blocks import fleet
-from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
 from tests.fakes.agora import Fault
 
 EU_BUCKET = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "region": 4}}  # Amazon EU_WEST_1
@@ -154,3 +163,73 @@ def choose(driver, bot, row: dict[str, Any], option: dict[str, Any]) -> None:
 
 def text_of_params(params: dict[str, Any]) -> str:
     return json.dumps(params, ensure_ascii=False)
+
+
+def test_an_unknown_app_id_is_named_as_such(driver, slack, agora, bot) -> None:
+    agora.unknown_apps.add("nosuchapp")
+    answer = text_of_params(listing(driver, slack, bot, "list all --app nosuchapp")[-1])
+    assert "Unknown App ID" in answer and "No such entry point" not in answer
+    assert [c.path for c in agora.calls()] == ["/v1/projects/nosuchapp/fls/entry_points"]  # nothing read after it
+
+
+def csv_cells(content: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(content, newline="")))
+
+
+def runs_as_formula(cell: str) -> bool:
+    """What a spreadsheet would run: a formula lead, first or after spaces, not behind the quote."""
+    return cell[:1] in FORMULA_LEADS or cell.lstrip()[:1] in FORMULA_LEADS
+
+
+def row_with(name: str, bucket: str, region: str = "na") -> FleetRow:
+    # model_construct: any bucket text at all, even what Agora's answer validation would refuse.
+    storage = StorageConfig.model_construct(vendor=Vendor(1), region=0, bucket=bucket, access_key=None, secret_key=None)
+    config = RecordingConfig(mp4_config=FormatConfig(enabled=True), storage_config=storage)
+    return FleetRow(name, region, None, config=config)
+
+
+# Any text, and text made mostly of what matters here: spaces, formula leads, the quote.
+cell_text = st.text(max_size=40) | st.text(alphabet=" \t\r\n\xa0\u3000=+-@'a1(", max_size=8)
+
+
+@given(name=cell_text, bucket=cell_text, error=cell_text)
+def test_no_csv_cell_runs_as_a_formula(name: str, bucket: str, error: str) -> None:
+    rows = (row_with(name, bucket), FleetRow(name, "eu", None, error=error), FleetRow(name, "ap", None, missing=True))
+    content = to_csv(Scan("s", APP_ID, ("na", "eu", "ap"), rows, 0.0))
+    lines = csv_cells(content)
+    assert len(lines) == 4 and all(len(line) == len(fleet_scan.CSV_COLUMNS) for line in lines)
+    for line in lines[1:]:
+        assert not any(runs_as_formula(cell) for cell in line), line
+        assert line[0] == ("'" + name if runs_as_formula(name) else name)  # quoted, otherwise unchanged
+
+
+def test_every_kind_of_formula_lead_is_quoted_in_names_and_buckets() -> None:
+    leads = ["=1+2", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", " =HYPERLINK(1)", "  +1", "\n-1", " \t@x"]
+    rows = tuple(row_with(value, value) for value in leads)
+    lines = csv_cells(to_csv(Scan("s", APP_ID, ("na",), rows, 0.0)))[1:]
+    column = fleet_scan.CSV_COLUMNS.index("bucket")
+    assert [(line[0], line[column]) for line in lines] == [("'" + value, "'" + value) for value in leads]
+
+
+def test_the_scan_cache_evicts_the_oldest_first_and_serves_nothing_past_its_ttl(settings, agora) -> None:
+    now = [1000.0]
+    client = fast_agora(settings)
+    kept = Fleet(client, clock=lambda: now[0])
+    try:
+        scans = []
+        for _ in range(KEPT_SCANS + 1):
+            scans.append(kept.scan(APP_ID, [], ("na",)))
+            now[0] += 1.0
+        assert kept.kept(scans[0].id) is None  # the oldest went first...
+        assert [kept.kept(s.id) for s in scans[1:]] == scans[1:]  # ...and only it
+        kept.kept(scans[1].id)  # being read does not make a scan younger
+        kept.scan(APP_ID, [], ("na",))
+        assert kept.kept(scans[1].id) is None and kept.kept(scans[2].id) == scans[2]
+        newest = scans[-1]
+        now[0] = newest.at + SCAN_TTL_SECONDS
+        assert kept.kept(newest.id) == newest  # at the limit: still served
+        now[0] += 0.001
+        assert kept.kept(newest.id) is None  # past it: run the command again
+    finally:
+        client.close()
+    assert agora.calls() == []

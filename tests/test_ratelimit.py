@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,12 +59,78 @@ def test_concurrent_callers_each_get_their_own_token() -> None:
 
 def test_a_429_pause_holds_every_caller_and_saves_no_burst() -> None:
     time = FakeTime()
-    bucket = TokenBucket(10, clock=time.clock, sleep=time.sleep)
+    bucket = TokenBucket(40, clock=time.clock, sleep=time.sleep)  # full: a burst of 2 saved
     bucket.pause(2.0)
-    assert bucket.reserve() >= 2.0
+    time.now = 1.5  # callers arriving during the pause...
+    during = [time.now + bucket.reserve() for _ in range(3)]
+    time.now = 2.0  # ...and at the moment it ends
+    after = [time.now + bucket.reserve() for _ in range(3)]
+    # One token per 1/40 s from the end of the pause: the saved burst is gone, not spent at once.
+    assert during + after == pytest.approx([2.0 + k / 40 for k in range(1, 7)])
     time.now = 10.0  # long after: the bucket refilled to its burst, no more
     assert [bucket.reserve() for _ in range(int(bucket.capacity))] == [0.0] * int(bucket.capacity)
     assert bucket.reserve() > 0
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=200),
+    pause=st.floats(min_value=0, max_value=60),
+    idle=st.floats(min_value=0, max_value=10),
+    arrival=st.floats(min_value=0, max_value=1),
+    callers=st.integers(min_value=1, max_value=20),
+)
+def test_after_any_pause_tokens_come_one_at_a_time(
+    rate: float, pause: float, idle: float, arrival: float, callers: int
+) -> None:
+    """Whatever was saved before a 429 (a full bucket after `idle`), the k-th
+    caller from the end of the pause gets its token k/rate after it."""
+    time = FakeTime()
+    bucket = TokenBucket(rate, clock=time.clock, sleep=time.sleep)
+    time.now = idle
+    bucket.pause(pause)
+    end = idle + pause
+    time.now = idle + arrival * pause  # anywhere from the 429 to the end of the pause
+    granted = [time.now + bucket.reserve() for _ in range(callers)]
+    assert granted == pytest.approx([end + k / rate for k in range(1, callers + 1)], rel=1e-9, abs=1e-9)
+
+
+def test_a_bounded_wait_is_refused_at_once_and_takes_no_token() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(1, clock=time.clock, sleep=time.sleep)
+    assert bucket.acquire(max_wait=0.5)  # the saved token: no wait
+    assert not bucket.acquire(max_wait=0.5)  # the next is 1 s away: refused, not slept
+    assert time.slept == []
+    assert bucket.reserve() == 1.0  # the refusal took nothing: the next caller is first in line
+    bucket.pause(30)
+    assert not bucket.acquire(max_wait=5)  # a long 429 pause: refused too
+    assert bucket.acquire()  # without a bound (background work): waits it out
+    assert time.slept == [pytest.approx(32.0)]
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=200),
+    arrivals=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=0.2), st.none() | st.floats(min_value=0, max_value=2)),
+        min_size=1,
+        max_size=200,
+    ),
+)
+def test_bounded_waits_never_exceed_their_bound_nor_the_rate(
+    rate: float, arrivals: list[tuple[float, float | None]]
+) -> None:
+    time = FakeTime()
+    bucket = TokenBucket(rate, clock=time.clock, sleep=time.sleep)
+    granted = []
+    for gap, max_wait in arrivals:
+        time.now += gap
+        delay = bucket.reserve(max_wait)
+        if delay is not None:
+            assert max_wait is None or delay <= max_wait
+            granted.append(time.now + delay)
+    assert granted == sorted(granted)
+    for i, start in enumerate(granted):
+        in_window = sum(1 for t in granted[i:] if t < start + 1.0 - 1e-9)
+        assert in_window <= rate + bucket.capacity + 1e-6
 
 
 def test_a_scan_at_the_default_rate_gets_no_429_from_a_50_per_second_agora(settings, agora) -> None:

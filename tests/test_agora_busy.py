@@ -1,0 +1,124 @@
+"""When recbot's own rate limit would keep a person waiting (a long 429 pause,
+a slow rate), the person is told at once that Agora is busy, nothing is sent
+to Agora for them, and the bot keeps serving; background work (the fleet
+scan, the drift watch) waits its turn instead. The limiter's clock is the
+test's: time moves only when the test says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bot.agora import AgoraClient
+from bot.models import Target
+from bot.ratelimit import TokenBucket
+from handlers.blocks import approval_card as card
+from tests.approval_helpers import click, request_storage_change, text_of
+from tests.conftest import APP_ID, SIGNING_SECRET
+from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.test_picker import pick_block, suggest
+
+BUSY = "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def limiter(clock: Clock) -> TokenBucket:
+    # Background waits are not slept: the clock is frozen, so they could never end.
+    return TokenBucket(40, clock=clock, sleep=lambda _seconds: None)
+
+
+@pytest.fixture
+def busy_bot(settings, limiter: TokenBucket) -> Iterator[RunningBot]:
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        backoff_base=0.01,
+        read_timeout=5,
+        limiter=limiter,
+    )
+    running = start_bot(settings, client)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def busy_driver(busy_bot: RunningBot, slack) -> SlackDriver:
+    return SlackDriver(busy_bot.url, SIGNING_SECRET, slack.response_url())
+
+
+def test_get_during_a_long_pause_says_busy_sends_nothing_and_the_bot_keeps_serving(
+    busy_driver, busy_bot, slack, agora, limiter, clock
+) -> None:
+    limiter.pause(60)  # a 429 elsewhere in the process asked for a minute
+    busy_driver.command("get live na")
+    (answer,) = slack.wait_for("response_url")
+    assert BUSY in text_of(answer) and answer.params["response_type"] == "ephemeral"
+    busy_bot.drain()
+    assert agora.calls() == []
+    clock.now = 61.0  # the pause is over
+    busy_driver.command("get live na")
+    assert "rec-bucket" in text_of(slack.wait_for("response_url", count=2)[1])
+    assert len(agora.calls("GET")) == 1
+
+
+def test_set_during_a_long_pause_shows_busy_in_the_form(busy_driver, busy_bot, slack, agora, limiter) -> None:
+    limiter.pause(60)
+    busy_driver.command("set live na")
+    slack.wait_for("views.open")  # the loading view opens at once, as always
+    (updated,) = slack.wait_for("views.update")
+    assert BUSY in text_of(updated)
+    busy_bot.drain()
+    assert agora.calls() == []
+
+
+def test_list_and_the_picker_during_a_long_pause(busy_driver, busy_bot, slack, agora, limiter) -> None:
+    limiter.pause(60)
+    busy_driver.command("list all")
+    busy_bot.drain()
+    answers = slack.of("response_url")
+    assert BUSY in text_of(answers[-1]) and answers[-1].params["replace_original"]
+    busy_driver.command("set")
+    (opened,) = slack.wait_for("views.open")
+    block_id = pick_block(opened.params["view"]["blocks"])["block_id"]
+    assert suggest(busy_driver, block_id, "li") == []  # answered at once, within Slack's 3 s
+    busy_bot.drain()
+    assert agora.calls() == []
+
+
+def test_an_approval_during_a_long_pause_says_busy_and_sends_no_patch(
+    busy_driver, busy_bot, slack, agora, limiter
+) -> None:
+    posted = request_storage_change(busy_driver, slack)
+    limiter.pause(60)
+    click(busy_driver, posted, "UBOB", card.ACTION_APPROVE)
+    slack.wait_for("chat.update", where=lambda c: BUSY in text_of(c))
+    busy_bot.drain()
+    assert agora.calls("PATCH") == []
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "rec-bucket"
+
+
+def test_the_scan_and_the_drift_watch_wait_their_turn(busy_bot, agora, limiter) -> None:
+    services = busy_bot.services
+    services.read_config(LIVE)  # remembered: the drift watch reads it again
+    limiter.pause(60)
+    scan = services.fleet.scan(APP_ID, ["live"], ("na", "eu"))
+    assert [(row.region, row.error, row.missing) for row in scan.rows] == [("na", None, False), ("eu", None, True)]
+    services.drift.run()
+    reads = [c for c in agora.calls("GET") if c.path.endswith("/regions/na")]
+    assert len(reads) == 3  # the person's read, the scan's, the watch's: the background ones were not refused
