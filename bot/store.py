@@ -151,15 +151,15 @@ home_viewers = Table(
 
 
 # What recbot knows of each entry point's custom recording switch, which Agora cannot be asked
-# about: the value recbot last set, or NULL while what it sent is unknown (schema version 6).
+# about: the value recbot last sent, and whether Agora's answer showed it took effect (schema version 6).
 recording_switches = Table(
     "recording_switches",
     metadata,
     Column("app_id", String(128), primary_key=True),
     Column("entry_point", String(128), primary_key=True),
-    Column("enabled", Boolean),
-    Column("cause", String(16), nullable=False),
     Column("wanted", Boolean, nullable=False),
+    Column("cause", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
     Column("actor", String(32), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("request_id", String(32)),
@@ -313,21 +313,30 @@ class AlertRow:
 REQUEST_KINDS = ("config", "switch")
 
 
+SWITCH_STATUSES = ("set", "sending", "unanswered", "interrupted")
+
+
 @dataclass(frozen=True)
 class SwitchRow:
-    """What recbot knows of an entry point's custom recording switch: `enabled` as it
-    last set it (`cause` "switch", or "config": a configuration it set switched it on),
-    or None while unknown (`cause` "sending", "unanswered", "interrupted"), `wanted`
-    then being what it sent."""
+    """What recbot knows of an entry point's custom recording switch: the value it
+    last sent (`wanted`), by the switch itself or by a configuration (`cause`
+    "switch" or "config": setting one switches recording on), and whether Agora's
+    answer showed it took effect (`status` "set"), or that is unknown ("sending",
+    "unanswered", "interrupted")."""
 
     app_id: str
     entry_point: str
-    enabled: bool | None
-    cause: str
     wanted: bool
+    cause: str
+    status: str
     actor: str
     at: datetime
     request_id: str | None = None
+
+    @property
+    def enabled(self) -> bool | None:
+        """On or off as recbot set it; None: unknown."""
+        return self.wanted if self.status == "set" else None
 
 
 @dataclass(frozen=True)
@@ -936,9 +945,9 @@ class Store:
         """Record `state` as what recbot knows (call it holding `switch_lock`)."""
         c = recording_switches.c
         values = {
-            "enabled": state.enabled,
-            "cause": state.cause,
             "wanted": state.wanted,
+            "cause": state.cause,
+            "status": state.status,
             "actor": state.actor,
             "at": state.at,
             "request_id": state.request_id,
@@ -1039,9 +1048,9 @@ def _switch_row(r: Any) -> SwitchRow:
     return SwitchRow(
         app_id=r["app_id"],
         entry_point=r["entry_point"],
-        enabled=r["enabled"],
-        cause=r["cause"],
         wanted=bool(r["wanted"]),
+        cause=r["cause"],
+        status=r["status"],
         actor=r["actor"],
         at=_aware(r["at"]),
         request_id=r["request_id"],

@@ -72,13 +72,14 @@ def test_history_of_a_region_includes_its_entry_points_switch(store: Store) -> N
 
 
 def _state(enabled: bool | None, cause: str = "switch", entry_point: str = "live") -> SwitchRow:
-    return SwitchRow("A", entry_point, enabled, cause, bool(enabled), "UALICE", utcnow(), None)
+    status = "sending" if enabled is None else "set"
+    return SwitchRow("A", entry_point, bool(enabled), cause, status, "UALICE", utcnow(), None)
 
 
 def test_what_recbot_knows_of_a_switch_is_kept_per_entry_point(store: Store) -> None:  # noqa: F811
     assert store.switch_state("A", "live") is None
     store.put_switch(_state(False))
-    store.put_switch(_state(None, "sending", entry_point="other"))
+    store.put_switch(_state(None, entry_point="other"))
     assert store.switch_state("A", "live").enabled is False
     store.put_switch(_state(True, "config"))
     known = store.switch_state("A", "live")
