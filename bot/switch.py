@@ -113,12 +113,17 @@ class SwitchBook:
             )
 
 
+def inert(name: str) -> str:
+    """A name as it may appear in a Slack message: no mention, link or markup."""
+    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def verb(enabled: bool) -> str:
     return "resume" if enabled else "pause"
 
 
 def consequence(enabled: bool, entry_point: str) -> str:
-    """What a pause or a resume does, said plainly."""
+    """What a pause or a resume does, said plainly (`entry_point` as it is to be shown)."""
     if enabled:
         return f"custom recording of every stream of `{entry_point}` starts again, with its configuration as it was."
     return f"custom recording for all streams of `{entry_point}` stops until resumed; the configuration is kept."

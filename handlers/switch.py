@@ -37,8 +37,8 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         outcome = services.switches.stream(parsed.target, parsed.stream, parsed.enabled, user)
     else:
         outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
+    _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
     _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=None)
-    _announce(outcome, Notifier(client, services))
 
 
 def _respond(
@@ -84,8 +84,8 @@ def register(app: App, services: Services) -> None:
             return
         enabled = action.get("action_id") == blocks.ACTION_RESUME
         outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
-        _respond(respond, outcome, services, target.app_id, target.entry_point, replace=False)
         _announce(outcome, Notifier(client, services))
+        _respond(respond, outcome, services, target.app_id, target.entry_point, replace=False)
 
     app.action(blocks.ACTION_PAUSE)(switch_clicked)
     app.action(blocks.ACTION_RESUME)(switch_clicked)

@@ -84,7 +84,7 @@ def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]
     ]
     enabled = switch_wanted(row)
     if enabled is not None:
-        said = consequence(enabled, escape(row.target.entry_point))
+        said = consequence(enabled, escape(row.target.entry_point))  # mrkdwn: the name made inert
         blocks.append(
             {
                 "type": "context",

@@ -72,7 +72,7 @@ def _plain(text: str) -> dict[str, str]:
 
 def confirm_pause(entry_point: str) -> dict[str, Any]:
     """The dialog a Pause button asks first: what stops, said plainly."""
-    text = consequence(False, entry_point).replace("`", '"')
+    text = consequence(False, entry_point).replace("`", '"')  # plain text: no markup, no mentions
     return {
         "title": _plain("Pause recording?"),
         "text": _plain((text[0].upper() + text[1:])[:300]),
@@ -111,13 +111,14 @@ def summary_blocks(state: SwitchRow | None, target: Target, sealer: Sealer) -> l
 
 
 def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point: str = "") -> list[dict[str, Any]]:
-    """The answer to a pause, resume or stream: what happened, and, with `entry_point`, what recbot knows now."""
+    """The answer to a pause, resume or stream: what happened (its message is mrkdwn with names
+    made inert), and, with `entry_point`, what recbot knows now."""
     icon = OUTCOME_ICONS.get(outcome.kind, ":x:" if outcome.kind == "failed" else ":no_entry:")
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "block_id": BLOCK_OUTCOME,
-            "text": {"type": "mrkdwn", "text": f"{icon} {escape(outcome.message)}"[:3000]},
+            "text": {"type": "mrkdwn", "text": f"{icon} {outcome.message}"[:3000]},
         }
     ]
     if entry_point:
@@ -130,7 +131,7 @@ def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point
 
 def outcome_text(outcome: Outcome) -> str:
     """Notification fallback text."""
-    return escape(outcome.message)[:300]
+    return outcome.message[:300]
 
 
 def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer) -> list[dict[str, Any]]:
