@@ -17,6 +17,7 @@ from tests.driver import SlackDriver, start_bot
 from tests.fakes.agora import Fault
 from tests.switch_helpers import click_get_button, get_switch_buttons, run, said, switch_calls, switch_line
 from tests.test_change_flow import final_view_text, open_form, state
+from tests.test_fleet import click_page, listing, rows_of
 
 PAUSED_WORDS = "custom recording for all streams of `live` stops until resumed; the configuration is kept"
 AUTO_PATH = f"/v1/projects/{APP_ID}/fls/entry_points/live/settings/record/custom/auto"
@@ -287,3 +288,21 @@ def test_the_drift_watch_does_not_guess_about_the_switch(driver, slack, agora, b
     assert bot.services.store.open_alerts() == []
     assert bot.services.switches.book.known(APP_ID, "live") == before
     assert [c.method for c in agora.calls()][-1] == "GET"  # the watch only reads configurations
+
+
+def test_the_fleet_table_and_its_csv_say_what_recbot_knows_of_each_switch(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
+    agora.put(APP_ID, "ep3", "eu", LIVE_CONFIG)  # not configured in na: no switch line for it there
+    run(driver, slack, "pause live")
+    table = listing(driver, slack, bot)[-1]
+    rows = {r["text"]["text"].split("`")[1]: r["text"]["text"] for r in rows_of(table)}
+    assert "recording: paused by <@UALICE> on <!date^" in rows["live"] and "(as set by recbot)" in rows["live"]
+    assert "recording: unknown (never set through recbot)" in rows["ep2"]
+    assert "recording:" not in rows["ep3"]
+    click_page(driver, bot, table, "Download CSV")
+    (sent,) = [f for f in slack.files.values() if "content" in f]
+    lines = sent["content"].splitlines()
+    assert lines[0].endswith(",warnings,recording")
+    (live,) = [line for line in lines if line.startswith("live,")]
+    assert ",ok,,paused by UALICE on " in live and live.endswith(" UTC (as set by recbot)")
+    assert next(line for line in lines if line.startswith("ep3,")).endswith(",no configuration,,")
