@@ -4,6 +4,7 @@ Agora got, history, and an interrupted switch after a restart."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -306,3 +307,16 @@ def test_the_fleet_table_and_its_csv_say_what_recbot_knows_of_each_switch(driver
     (live,) = [line for line in lines if line.startswith("live,")]
     assert ",ok,,paused by UALICE on " in live and live.endswith(" UTC (as set by recbot)")
     assert next(line for line in lines if line.startswith("ep3,")).endswith(",no configuration,,")
+
+
+def test_while_a_pause_is_in_flight_get_says_unknown_not_paused(driver, slack, agora, bot) -> None:
+    agora.inject(Fault(lands=True, delay=1.0, path="/auto"))  # Agora takes it, and answers a second later
+    assert driver.command("pause live").status_code == 200
+    deadline = time.monotonic() + 10
+    while not switch_calls(agora) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not agora.switch(APP_ID, "live")  # in effect at Agora; recbot has no answer yet
+    line = switch_line(run(driver, slack, "get live na"))
+    assert "unknown: a pause by <@UALICE> was being sent to Agora" in line and "no answer is recorded yet" in line
+    bot.drain()
+    assert "paused by <@UALICE>" in switch_line(run(driver, slack, "get live na"))
