@@ -147,3 +147,19 @@ def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot) -> 
     home = open_home(driver, slack, "UBOB")  # an approver: the longest home; the fake checks the limits
     assert 90 < len(home["blocks"]) <= 100
     assert "…and 50 more" in shown(home)  # 25 of each not shown
+
+
+def test_hostile_names_are_inert_on_the_home_and_its_buttons_still_work(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "<!here>", "na", LIVE_CONFIG)
+    open_home(driver, slack, "UDAVE")
+    run(driver, slack, "pause <!here>")
+    run(driver, slack, "stream <!here> na <!channel>&x on")
+    bot.drain()
+    home = slack.home("UDAVE")
+    assert "&lt;!here&gt;" in shown(home) and "&lt;!channel&gt;&amp;x" in shown(home)
+    assert "<!here>" not in slack.payload_text() and "<!channel>" not in slack.payload_text()
+    click_home(driver, slack, "UDAVE", block(home, "home_stream_0")["accessory"])
+    bot.drain()
+    (delete,) = [c for c in task_calls(agora) if c.method == "DELETE"]
+    assert delete.path.endswith("/entry_points/%3C%21here%3E/admin/record/custom/regions/na/tasks/%3C%21channel%3E%26x")
+    assert delete.status == 200 and agora.tasks == set()

@@ -10,7 +10,7 @@ from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
 from bot.seal import Sealer
 from bot.store import StreamTaskRow, SwitchRow
-from bot.switch import consequence, describe
+from bot.switch import consequence, describe, inert
 from handlers.blocks.approval_card import when
 from handlers.blocks.messages import escape
 
@@ -36,9 +36,18 @@ def state_text(state: SwitchRow | None) -> str:
     return describe(state, who=lambda user: f"<@{user}>", when=when)
 
 
+MAX_VALUE = 2000  # Slack's limit on a button's value
+
+
+def _names(*names: str) -> str:
+    """JSON of `names` in which no <, > or & appears raw: a value Slack carries but never shows stays inert too."""
+    text = json.dumps(list(names), ensure_ascii=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def switch_value(target: Target, sealer: Sealer) -> str:
     """An entry point, signed, for a Pause or Resume button."""
-    return sealer.signed("switch", json.dumps([target.app_id, target.entry_point], ensure_ascii=False))
+    return sealer.signed("switch", _names(target.app_id, target.entry_point))
 
 
 def read_switch_value(value: Any, sealer: Sealer) -> Target | None:
@@ -52,9 +61,7 @@ def read_switch_value(value: Any, sealer: Sealer) -> Target | None:
 
 def stream_value(target: Target, stream: str, sealer: Sealer) -> str:
     """A stream task, signed, for a Stop button."""
-    return sealer.signed(
-        "stream", json.dumps([target.app_id, target.entry_point, target.region, stream], ensure_ascii=False)
-    )
+    return sealer.signed("stream", _names(target.app_id, target.entry_point, target.region, stream))
 
 
 def read_stream_value(value: Any, sealer: Sealer) -> tuple[Target, str] | None:
@@ -72,7 +79,7 @@ def _plain(text: str) -> dict[str, str]:
 
 def confirm_pause(entry_point: str) -> dict[str, Any]:
     """The dialog a Pause button asks first: what stops, said plainly."""
-    text = consequence(False, entry_point).replace("`", '"')  # plain text: no markup, no mentions
+    text = consequence(False, inert(entry_point)).replace("`", '"')
     return {
         "title": _plain("Pause recording?"),
         "text": _plain((text[0].upper() + text[1:])[:300]),
@@ -173,9 +180,7 @@ def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: S
 
 
 def _home_item(block_id: str, text: str, label: str, action_id: str, value: str) -> dict[str, Any]:
-    return {
-        "type": "section",
-        "block_id": block_id,
-        "text": {"type": "mrkdwn", "text": text[:3000]},
-        "accessory": _button(label, action_id, value, "primary" if label == "Resume" else "danger"),
-    }
+    item: dict[str, Any] = {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text[:3000]}}
+    if len(value) <= MAX_VALUE:  # names too long for a button are left to the command
+        item["accessory"] = _button(label, action_id, value, "primary" if label == "Resume" else "danger")
+    return item
