@@ -142,3 +142,29 @@ def test_bad_stream_commands_get_usage_and_call_nothing(driver, slack, agora, bo
     assert words in reply and "Usage" in reply
     bot.drain()
     assert agora.calls() == [] and bot.services.store.stream_tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        (Fault(400, message="bad stream", method="DELETE"), "refused the request as invalid: bad stream"),
+        (Fault(401, message="Invalid authentication credentials", method="DELETE"), "AGORA_CUSTOMER_ID"),
+    ],
+)
+def test_agoras_refusals_of_off_are_passed_on_and_keep_it_listed(driver, slack, agora, bot, fault, words) -> None:
+    run(driver, slack, "pause live")
+    run(driver, slack, "stream live na cam-1 on")
+    agora.inject(fault)
+    reply = said(run(driver, slack, "stream live na cam-1 off"))
+    assert words in reply and "Nothing was stopped" in reply
+    assert [c.method for c in task_calls(agora)] == ["PUT", "DELETE"]  # not retried
+    assert len(bot.services.store.stream_tasks()) == 1 and agora.tasks == {(APP_ID, "live", "na", "cam-1")}
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_persistent_error_on_on_is_explained_and_lists_nothing(driver, slack, agora, bot, status) -> None:
+    run(driver, slack, "pause live")
+    agora.inject(*[Fault(status, {"Retry-After": "0"}, method="PUT")] * 4)
+    reply = said(run(driver, slack, "stream live na cam-1 on"))
+    assert ("rate-limiting" if status == 429 else "whether it records stream `cam-1` is unknown") in reply
+    assert len(task_calls(agora)) == 4 and bot.services.store.stream_tasks() == []
