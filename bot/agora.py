@@ -126,6 +126,27 @@ def config_path(target: Target) -> str:
     return f"{entry_points_path(target.app_id)}/{ep}/settings/record/custom/regions/{region}"
 
 
+def switch_path(app_id: str, entry_point: str) -> str:
+    """The custom recording switch of every stream of an entry point (no region in it)."""
+    return f"{entry_points_path(app_id)}/{quote(entry_point, safe='')}/settings/record/custom/auto"
+
+
+def stream_tasks_path(target: Target) -> str:
+    """The custom recording tasks of single streams of an entry point in one region."""
+    ep, region = (quote(part, safe="") for part in (target.entry_point, target.region))
+    return f"{entry_points_path(target.app_id)}/{ep}/admin/record/custom/regions/{region}/tasks"
+
+
+def stream_start_path(target: Target, stream: str) -> str:
+    """PUT: record one stream; its name is the `id` query value, percent-encoded whole."""
+    return f"{stream_tasks_path(target)}?id={quote(stream, safe='')}"
+
+
+def stream_stop_path(target: Target, stream: str) -> str:
+    """DELETE: stop recording one stream; its name is one percent-encoded segment."""
+    return f"{stream_tasks_path(target)}/{quote(stream, safe='')}"
+
+
 class EntryPoint(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -241,6 +262,22 @@ class AgoraClient:
     ) -> None:
         """PATCH `change` (only the parts that are set) onto `target`."""
         self._call("PATCH", config_path(target), target.describe(), change.wire_json(), wait_limit)
+
+    def set_switch(
+        self, app_id: str, entry_point: str, enabled: bool, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS
+    ) -> None:
+        """Switch custom recording on or off for every stream of an entry point
+        (the configuration is kept). An absolute value, so retrying it is safe."""
+        what = f"recording switch of {entry_point} (app {app_id})"
+        self._call("PATCH", switch_path(app_id, entry_point), what, {"enabled": enabled}, wait_limit)
+
+    def start_stream(self, target: Target, stream: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> None:
+        """Record one stream (Agora wants the entry point's switch off first). Idempotent."""
+        self._call("PUT", stream_start_path(target, stream), f"stream task of {target.describe()}", None, wait_limit)
+
+    def stop_stream(self, target: Target, stream: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> None:
+        """Stop recording one stream started with `start_stream`."""
+        self._call("DELETE", stream_stop_path(target, stream), f"stream task of {target.describe()}", None, wait_limit)
 
     def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None, wait_limit: float | None) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()

@@ -24,6 +24,8 @@ from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import RequestRow, Store
+from bot.switch import SwitchBook
+from bot.switching import SwitchService
 from handlers import register
 from handlers.notify import Notifier
 
@@ -72,6 +74,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     drift = DriftWatch(
         store, agora, sealer.digest_key, app_id=settings.AGORA_APP_ID, watch_all=settings.RECBOT_DRIFT_ALL
     )
+    book = SwitchBook(store)
     approvals = ApprovalService(
         store=store,
         sealer=sealer,
@@ -81,8 +84,14 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
         prober=prober,
         watch=drift,
+        switches=book,
     )
-    changes = ChangeService(agora, store, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR)
+    changes = ChangeService(
+        agora, store, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+    )
+    switches = SwitchService(
+        agora, store, book, approvals, default_app=settings.AGORA_APP_ID, approval_for=settings.RECBOT_APPROVAL_FOR
+    )
     return Services(
         settings=settings,
         agora=agora,
@@ -95,6 +104,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         prober=prober,
         fleet=Fleet(agora),
         drift=drift,
+        switches=switches,
     )
 
 

@@ -19,10 +19,12 @@ from typing import Any
 from bot.agora import AgoraClient, AgoraError
 from bot.changes import Outcome, apply_change, expected_after, matches
 from bot.drift import DriftWatch
-from bot.models import RecordingConfig, Target, diff
+from bot.models import FieldChange, RecordingConfig, Target, diff
 from bot.probe import Prober
 from bot.seal import Sealer, SealError
-from bot.store import CardRef, ProbeNote, RequestRow, Store, TargetBusy, Vote, utcnow
+from bot.store import CardRef, ProbeNote, RequestRow, Store, SwitchBusy, TargetBusy, Vote, utcnow
+from bot.switch import SwitchBook, consequence, verb
+from bot.switching import apply_switch
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,10 @@ class ApprovalService:
         prober: Prober,
         watch: DriftWatch,
         clock: Callable[[], datetime] = utcnow,
+        switches: SwitchBook | None = None,
     ) -> None:
         self._watch = watch
+        self._switches = switches or SwitchBook(store)
         self._store = store
         self._sealer = sealer
         self._agora = agora
@@ -100,14 +104,7 @@ class ApprovalService:
                 probe=probe,
             )
         except TargetBusy as busy:
-            holder = busy.holder
-            return Outcome(
-                "refused",
-                f"<@{holder.requester}> already has an open request for this entry point "
-                f"(since {holder.created_at:%Y-%m-%d %H:%M} UTC). It must be approved, rejected, "
-                "cancelled or expire first. Nothing was sent.",
-                safe_diff,
-            )
+            return Outcome("refused", _busy(busy.holder), safe_diff)
         self._store.audit("requested", requester, target, request_id=row.id, changes=safe_diff)
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -115,6 +112,34 @@ class ApprovalService:
             "This change needs a second person's approval. It has been sent to the approvers; "
             "you will be told the outcome. Nothing was sent to Agora yet.",
             safe_diff,
+            row,
+        )
+
+    def open_switch(self, target: Target, enabled: bool, requester: str, changes: list[FieldChange]) -> Outcome:
+        """Open a pending request to pause or resume every stream of an entry point
+        (`target` is the entry point as a whole); it carries no secret."""
+        try:
+            row = self._store.create_request(
+                request_id=secrets.token_hex(8),
+                target=target,
+                requester=requester,
+                expires_at=self._clock() + self._ttl,
+                base_digest="",  # Agora has no read of the switch: nothing to go stale against
+                sealed_patch=None,
+                changes=changes,
+                kind="switch",
+                spec={"enabled": enabled},
+            )
+        except TargetBusy as busy:
+            return Outcome("refused", _busy(busy.holder), changes)
+        self._store.audit("requested", requester, target, request_id=row.id, changes=changes)
+        log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
+        return Outcome(
+            "needs_approval",
+            f"This {verb(enabled)} needs a second person's approval (RECBOT_APPROVAL_FOR=all). It has been sent "
+            f"to the approvers; once approved, {consequence(enabled, target.entry_point)} "
+            "Nothing was sent to Agora yet.",
+            changes,
             row,
         )
 
@@ -166,6 +191,8 @@ class ApprovalService:
         if not self._store.transition(request_id, ("approved",), "applying"):
             return None
         row = self.get(request_id)
+        if row.kind == "switch":
+            return self._apply_switch(row)
         try:
             patch = self._patch(row)
         except Unreadable as exc:
@@ -195,7 +222,17 @@ class ApprovalService:
                 "The live configuration changed after the request was made, so nothing was sent. "
                 "Make a new request from the current configuration.",
             )
-        outcome = apply_change(self._agora, row.target, live, patch, self._watch)
+        outcome = apply_change(self._agora, row.target, live, patch, self._watch, self._switches, row.requester)
+        state = "applied" if outcome.kind == "applied" else "failed"
+        return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
+
+    def _apply_switch(self, row: RequestRow) -> RequestRow | None:
+        """Send a claimed pause or resume once; there is no live state to go stale against."""
+        enabled = (row.spec or {}).get("enabled")
+        if row.problem or not isinstance(enabled, bool):
+            why = row.problem or "its switch is not one this recbot can read"
+            return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {why}. Nothing was sent to Agora.")
+        outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id)
         state = "applied" if outcome.kind == "applied" else "failed"
         return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
 
@@ -246,6 +283,8 @@ class ApprovalService:
         return ended
 
     def _reconcile(self, row: RequestRow) -> RequestRow | None:
+        if row.kind == "switch":
+            return self._reconcile_switch(row)
         try:
             patch = self._patch(row)
         except Unreadable as exc:
@@ -258,9 +297,36 @@ class ApprovalService:
             return self._end(row, "failed", ("applying",), "recbot", message + " Check it with `/recording get`.")
         if _contains(live, patch):
             self._watch.applied(row.target, live)
+            self._configured(row)
             return self._end(row, "applied", ("applying",), "recbot", "Applied (confirmed after a restart).")
         return self._end(
             row, "failed", ("applying",), "recbot", "Interrupted while applying and not in effect; not sent again."
+        )
+
+    def _configured(self, row: RequestRow) -> None:
+        """A configuration found in effect after a restart switched recording on."""
+        try:
+            with self._switches.configuring(row.target, row.requester) as change:
+                change.landed()
+        except SwitchBusy:
+            log.warning("could not record that request %s switched recording on; the switch is busy", row.id)
+
+    def _reconcile_switch(self, row: RequestRow) -> RequestRow | None:
+        """Agora has no read of the switch: an interrupted pause or resume is failed as unknown, never resent."""
+        enabled = (row.spec or {}).get("enabled")
+        if isinstance(enabled, bool):
+            try:
+                self._switches.interrupted(row.target.app_id, row.target.entry_point, enabled, row.requester, row.id)
+            except SwitchBusy:
+                log.warning("could not mark the switch of request %s unknown; it is busy", row.id)
+        ask = f"Send the {verb(enabled)} again to be sure" if isinstance(enabled, bool) else "Check it in Agora Console"
+        return self._end(
+            row,
+            "failed",
+            ("applying",),
+            "recbot",
+            "Interrupted while applying; Agora has no read of the recording switch, so whether it took effect "
+            f"is unknown (recbot shows it as unknown). Not sent again. {ask}.",
         )
 
     def _patch(self, row: RequestRow) -> RecordingConfig:
@@ -290,6 +356,15 @@ class ApprovalService:
         self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
         log.info("change request %s %s", row.id, state)
         return self.get(row.id)
+
+
+def _busy(holder: RequestRow) -> str:
+    """Why a second request for the same target is refused."""
+    return (
+        f"<@{holder.requester}> already has an open request for this entry point "
+        f"(since {holder.created_at:%Y-%m-%d %H:%M} UTC). It must be approved, rejected, "
+        "cancelled or expire first. Nothing was sent."
+    )
 
 
 @contextmanager

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Literal
 from bot.agora import AgoraClient, AgoraError, AgoraUnavailable
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
 from bot.probe import Prober
-from bot.store import ProbeNote, RequestRow, Store
+from bot.store import ProbeNote, RequestRow, Store, SwitchBusy
+from bot.switch import SwitchBook, unrecorded
 
 if TYPE_CHECKING:
     from bot.approvals import ApprovalService
@@ -91,39 +92,66 @@ STALE_MESSAGE = (
 
 
 def apply_change(
-    agora: AgoraClient, target: Target, live: RecordingConfig, patch: RecordingConfig, watch: DriftWatch
+    agora: AgoraClient,
+    target: Target,
+    live: RecordingConfig,
+    patch: RecordingConfig,
+    watch: DriftWatch,
+    switches: SwitchBook | None = None,
+    actor: str = "recbot",
 ) -> Outcome:
     """PATCH once (the client retries), read back, and report before -> after.
-    The drift watch is told first what the change will leave, then what it left."""
+    The drift watch is told first what the change will leave, then what it left;
+    `switches` records that setting a configuration switches recording on."""
     after = expected_after(live, patch)
     changes = diff(live, after)
     acknowledged = "Agora accepted the change"
     watch.expect(target, after)
     try:
-        agora.set_config(target, patch)
-    except AgoraUnavailable as exc:
-        # A PATCH that timed out may still have landed: the read-back below decides.
-        log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
-        acknowledged = "Agora did not answer the change, so it may or may not have landed"
-    except AgoraError as exc:
-        return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
-    try:
-        confirmed = agora.get_config(target)
-    except AgoraError as exc:
+        with switches.configuring(target, actor) if switches else unrecorded() as switch:
+            try:
+                agora.set_config(target, patch)
+            except AgoraUnavailable as exc:
+                # A PATCH that timed out may still have landed: the read-back below decides.
+                log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
+                acknowledged = "Agora did not answer the change, so it may or may not have landed"
+            except AgoraError as exc:
+                switch.refused()
+                return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
+            else:
+                switch.landed()
+            try:
+                confirmed = agora.get_config(target)
+            except AgoraError as exc:
+                return Outcome(
+                    "failed",
+                    f"{acknowledged}, and reading it back failed: {exc.user_message()} Check it with `/recording get`.",
+                    changes,
+                )
+            if not matches(after, confirmed):
+                return Outcome(
+                    "failed",
+                    "The change is not in effect: the configuration read back from Agora differs from it. "
+                    "Check it with `/recording get` and try again.",
+                    changes,
+                )
+            switch.landed()
+    except SwitchBusy:
         return Outcome(
             "failed",
-            f"{acknowledged}, and reading it back failed: {exc.user_message()} Check it with `/recording get`.",
-            changes,
-        )
-    if not matches(after, confirmed):
-        return Outcome(
-            "failed",
-            "The change is not in effect: the configuration read back from Agora differs from it. "
-            "Check it with `/recording get` and try again.",
+            "Another change of this entry point's recording switch is being sent right now, so nothing was sent. "
+            "Try again in a minute.",
             changes,
         )
     watch.applied(target, confirmed)
-    return Outcome("applied", "Change applied and confirmed by reading it back.", changes)
+    message = "Change applied and confirmed by reading it back."
+    if switch.previous is not None and switch.previous.enabled is not True:
+        was = "paused" if switch.previous.enabled is False else "unknown"
+        message += (
+            " Setting a configuration switches custom recording on for every stream of the entry point, "
+            f"so it is on now (recbot knew it as {was})."
+        )
+    return Outcome("applied", message, changes)
 
 
 class ChangeService:
@@ -138,8 +166,10 @@ class ChangeService:
         prober: Prober,
         watch: DriftWatch,
         approval_for: str = "secrets",
+        switches: SwitchBook | None = None,
     ) -> None:
         self._watch = watch
+        self._switches = switches
         self._agora = agora
         self._store = store
         self._approvals = approvals
@@ -176,7 +206,7 @@ class ChangeService:
             probe = ProbeNote(result.verdict, result.summary())
         if self.needs_approval(patch):
             return self._approvals.open(target, live, patch, requester, probe)
-        outcome = apply_change(self._agora, target, live, patch, self._watch)
+        outcome = apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from bot.catalog import API_REGIONS
 from bot.models import Target, check_path_segment
 
-Verb = Literal["get", "set", "history", "pending", "list", "help"]
+Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream"]
 TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
@@ -19,6 +19,10 @@ USAGE = (
     "• `/recording set [<entry_point> [region]] [--app APPID]`: change it in a form (no entry point: pick one)\n"
     "• `/recording history <entry_point> [region] [--app APPID]`: the latest changes\n"
     "• `/recording list [region|all] [--app APPID]`: every entry point of the app at a glance\n"
+    "• `/recording pause <entry_point> [--app APPID]`: stop custom recording of every stream (configuration kept)\n"
+    "• `/recording resume <entry_point> [--app APPID]`: record every stream again\n"
+    "• `/recording stream <entry_point> <region> <stream_name> on|off [--app APPID]`: record one stream "
+    "(while paused) or stop it\n"
     "• `/recording pending`: open change requests\n"
     "• `/recording help`: this text\n"
     f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
@@ -35,6 +39,8 @@ class Command:
     target: Target | None = None
     app_id: str | None = None  # list: the app whose fleet to show
     regions: tuple[str, ...] = ()  # list: the API regions to read
+    stream: str | None = None  # stream: the stream's name
+    enabled: bool | None = None  # pause, resume, stream: off or on
 
 
 def parse_command(text: str, *, default_app: str, default_region: str) -> Command:
@@ -47,6 +53,10 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         if args:
             raise UsageError("`/recording pending` takes no arguments.")
         return Command("pending")
+    if verb in ("pause", "resume"):
+        return _switch_command("pause" if verb == "pause" else "resume", args, default_app)
+    if verb == "stream":
+        return _stream_command(args, default_app)
     if verb not in (*TARGETED, "list"):
         raise UsageError(f"Unknown subcommand `{verb[:40]}`.")
     app_id, positional = _options(args, default_app)
@@ -81,6 +91,42 @@ def _list_command(positional: list[str], app_id: str, default_region: str) -> Co
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Command("list", app_id=app_id, regions=tuple(API_REGIONS) if asked == "all" else (asked,))
+
+
+def _switch_command(verb: Verb, args: list[str], default_app: str) -> Command:
+    """`pause|resume <entry_point> [--app APPID]`: the switch is one per entry point, for every region."""
+    app_id, positional = _options(args, default_app)
+    if not positional:
+        raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live`.")
+    if len(positional) > 1:
+        raise UsageError(
+            f"Too many arguments: `/recording {verb} <entry_point> [--app APPID]`. The recording switch is one "
+            "per entry point, for every region, so it takes no region."
+        )
+    try:
+        target = Target.every_region(app_id, positional[0])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Command(verb, target, enabled=verb == "resume")
+
+
+def _stream_command(args: list[str], default_app: str) -> Command:
+    """`stream <entry_point> <region> <stream_name> on|off [--app APPID]`."""
+    app_id, positional = _options(args, default_app)
+    shape = "`/recording stream <entry_point> <region> <stream_name> on|off [--app APPID]`"
+    if len(positional) != 4:
+        raise UsageError(f"{shape} takes exactly four arguments, e.g. `/recording stream live na cam-1 on`.")
+    entry_point, region, stream, switch = positional
+    if switch.lower() not in ("on", "off"):
+        raise UsageError(f"The last argument of {shape} is `on` or `off`, not `{switch[:16]}`.")
+    try:
+        target = Target(app_id=app_id, entry_point=entry_point, region=region)
+        check_path_segment(stream, "Stream name")
+    except ValidationError as exc:
+        raise UsageError(" ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Command("stream", target, stream=stream, enabled=switch.lower() == "on")
 
 
 def _options(args: list[str], default_app: str) -> tuple[str, list[str]]:

@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
+from bot.store import SwitchRow
+from bot.switch import describe
 
 # Reads in flight at once; the rate limiter sets the pace. Few, because granted
 # but unsent reads can reach Agora together after a stall (see TokenBucket).
@@ -139,6 +141,7 @@ CSV_COLUMNS = (
     "secret_key",
     "status",
     "warnings",
+    "recording",
 )
 
 
@@ -148,8 +151,9 @@ def _cell(value: str) -> str:
     return "'" + value if value[:1] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS else value
 
 
-def to_csv(scan: Scan) -> str:
-    """The whole scan, one line per entry point and region; keys masked as everywhere else."""
+def to_csv(scan: Scan, switches: Mapping[str, SwitchRow] | None = None) -> str:
+    """The whole scan, one line per entry point and region; keys masked as everywhere else;
+    with `switches` (by entry point), what recbot knows of each switch."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -171,6 +175,7 @@ def to_csv(scan: Scan) -> str:
                 ("set" if storage and is_set(storage.secret_key) else "not set") if config else "",
                 status,
                 "; ".join(row.warnings()),
+                describe(switches.get(row.name)) if switches is not None and config else "",
             )
         )
     return out.getvalue()

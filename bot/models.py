@@ -59,6 +59,10 @@ def check_path_segment(value: str, what: str) -> str:
     return value
 
 
+# The region of what concerns an entry point as a whole: its custom recording switch.
+EVERY_REGION = "*"
+
+
 class Target(BaseModel):
     """Which entry point's configuration: (App ID, entry point, API region)."""
 
@@ -85,8 +89,20 @@ class Target(BaseModel):
             raise ValueError(f"Region must be one of {', '.join(API_REGIONS)}, not {v[:16]!r}")
         return v
 
+    @classmethod
+    def every_region(cls, app_id: str, entry_point: str) -> Target:
+        """An entry point as a whole (its recording switch has no region); never a configuration's URL."""
+        check_path_segment(app_id, "App ID")
+        check_path_segment(entry_point, "Entry point")
+        return cls.model_construct(app_id=app_id, entry_point=entry_point, region=EVERY_REGION)
+
+    @property
+    def is_every_region(self) -> bool:
+        return self.region == EVERY_REGION
+
     def describe(self) -> str:
-        return f"{self.entry_point} ({self.region}, app {self.app_id})"
+        region = "every region" if self.is_every_region else self.region
+        return f"{self.entry_point} ({region}, app {self.app_id})"
 
 
 class _CamelModel(BaseModel):

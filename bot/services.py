@@ -18,6 +18,7 @@ from bot.probe import Prober
 from bot.seal import Sealer
 from bot.settings import Settings
 from bot.store import Store
+from bot.switching import SwitchService
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Services:
     prober: Prober
     fleet: Fleet
     drift: DriftWatch
+    switches: SwitchService
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""

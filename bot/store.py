@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ColumnElement,
     Connection,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -36,9 +38,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bot.models import FieldChange, Target
+from bot.models import EVERY_REGION, FieldChange, Target
 from bot.observation import Observation
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ change_requests = Table(
     Column("version", Integer, nullable=False, server_default="0"),
     # What the storage probe found when the request was made, safe to show (schema version 3).
     Column("probe", Text),
+    # What the request changes: a configuration (its patch sealed) or the recording switch,
+    # whose secret-free spec is plain JSON (schema version 6; the switch's region is EVERY_REGION).
+    Column("kind", String(16), nullable=False, server_default="config"),
+    Column("spec", Text),
 )
 
 approvals = Table(
@@ -144,6 +150,34 @@ home_viewers = Table(
 )
 
 
+# What recbot knows of each entry point's custom recording switch, which Agora cannot be asked
+# about: the value recbot last sent, and whether Agora's answer showed it took effect (schema version 6).
+recording_switches = Table(
+    "recording_switches",
+    metadata,
+    Column("app_id", String(128), primary_key=True),
+    Column("entry_point", String(128), primary_key=True),
+    Column("wanted", Boolean, nullable=False),
+    Column("cause", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("request_id", String(32)),
+)
+
+# The single streams recbot asked Agora to record and has not stopped (schema version 6).
+stream_tasks = Table(
+    "stream_tasks",
+    metadata,
+    Column("app_id", String(128), primary_key=True),
+    Column("entry_point", String(128), primary_key=True),
+    Column("region", String(2), primary_key=True),
+    Column("stream", String(128), primary_key=True),
+    Column("started_by", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[change_requests, approvals, audit_events])
 
@@ -163,8 +197,17 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[observed_configs, drift_alerts, home_viewers])
 
 
+def _v6(conn: Connection) -> None:
+    columns = {c["name"] for c in inspect(conn).get_columns("change_requests")}
+    if "kind" not in columns:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'config'"))
+    if "spec" not in columns:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN spec TEXT"))
+    metadata.create_all(conn, tables=[recording_switches, stream_tasks])
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v6]
 
 
 def utcnow() -> datetime:
@@ -206,6 +249,8 @@ class RequestRow:
     version: int = 0
     problem: str | None = None
     probe: ProbeNote | None = None
+    kind: str = "config"
+    spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
 
     @property
     def is_open(self) -> bool:
@@ -265,6 +310,49 @@ class AlertRow:
         return self.state == "open"
 
 
+REQUEST_KINDS = ("config", "switch")
+
+
+SWITCH_STATUSES = ("set", "sending", "unanswered", "interrupted")
+
+
+@dataclass(frozen=True)
+class SwitchRow:
+    """What recbot knows of an entry point's custom recording switch: the value it
+    last sent (`wanted`), by the switch itself or by a configuration (`cause`
+    "switch" or "config": setting one switches recording on), and whether Agora's
+    answer showed it took effect (`status` "set"), or that is unknown ("sending",
+    "unanswered", "interrupted")."""
+
+    app_id: str
+    entry_point: str
+    wanted: bool
+    cause: str
+    status: str
+    actor: str
+    at: datetime
+    request_id: str | None = None
+
+    @property
+    def enabled(self) -> bool | None:
+        """On or off as recbot set it; None: unknown."""
+        return self.wanted if self.status == "set" else None
+
+
+@dataclass(frozen=True)
+class StreamTaskRow:
+    """A single stream recbot asked Agora to record, and has not stopped."""
+
+    target: Target
+    stream: str
+    started_by: str
+    started_at: datetime
+
+
+class SwitchBusy(Exception):
+    """Another change of the same entry point's switch is being sent; try again shortly."""
+
+
 class TargetBusy(Exception):
     """Another request for the same target is open."""
 
@@ -309,11 +397,21 @@ def _request_row(r: Any, approvers: list[str]) -> RequestRow:
     `problem`, so a sweep can end it and go on with the next."""
     problem = None
     try:
-        target = Target(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"])
+        if r["region"] == EVERY_REGION:
+            target = Target.every_region(r["app_id"], r["entry_point"])
+        else:
+            target = Target(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"])
         changes = [FieldChange(*c) for c in json.loads(r["changes"])]
     except (ValueError, TypeError) as exc:
         target = Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"])
         changes, problem = [], f"its stored target or changes could not be read ({type(exc).__name__})"
+    kind, spec = r["kind"], None
+    try:
+        spec = json.loads(r["spec"]) if r["spec"] else None
+    except ValueError:
+        problem = problem or "its stored switch could not be read"
+    if kind not in REQUEST_KINDS:
+        problem = problem or f"its kind {str(kind)[:16]!r} is not one this recbot knows (a newer recbot wrote it?)"
     try:
         cards = [CardRef(*c) for c in json.loads(r["cards"])]
     except (ValueError, TypeError) as exc:
@@ -341,6 +439,8 @@ def _request_row(r: Any, approvers: list[str]) -> RequestRow:
         version=r["version"],
         problem=problem,
         probe=probe,
+        kind=kind,
+        spec=spec if isinstance(spec, dict) else None,
     )
 
 
@@ -399,6 +499,8 @@ class Store:
         self.engine = make_engine(database_url)
         migrate(self.engine)
         self._watch_lock = threading.Lock()  # the watch lock of the embedded SQLite's one process
+        self._switch_locks: dict[str, threading.Lock] = {}  # the switch locks of the embedded SQLite
+        self._switch_locks_guard = threading.Lock()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -416,9 +518,11 @@ class Store:
         requester: str,
         expires_at: datetime,
         base_digest: str,
-        sealed_patch: bytes,
+        sealed_patch: bytes | None,
         changes: list[FieldChange],
         probe: ProbeNote | None = None,
+        kind: str = "config",
+        spec: dict[str, Any] | None = None,
     ) -> RequestRow:
         """Insert a pending request, or raise TargetBusy naming the open one."""
         now = utcnow()
@@ -441,6 +545,8 @@ class Store:
                         changes=_changes_json(changes),
                         cards="[]",
                         probe=json.dumps([probe.verdict, probe.summary]) if probe else None,
+                        kind=kind,
+                        spec=json.dumps(spec) if spec is not None else None,
                     )
                 )
         except IntegrityError:
@@ -579,17 +685,29 @@ class Store:
             )
 
     def history(self, target: Target, limit: int = 20) -> list[AuditEvent]:
-        """The latest `limit` events of a target, newest first."""
+        """The latest `limit` events of a target and of its entry point as a whole
+        (its recording switch), newest first."""
         a = audit_events.c
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(audit_events)
-                .where(a.app_id == target.app_id, a.entry_point == target.entry_point, a.region == target.region)
+                .where(
+                    a.app_id == target.app_id,
+                    a.entry_point == target.entry_point,
+                    a.region.in_((target.region, EVERY_REGION)),
+                )
                 .order_by(a.id.desc())
                 .limit(limit)
             ).mappings()
             return [
-                AuditEvent(_aware(r["at"]), r["event"], r["actor"], target, r["request_id"], json.loads(r["detail"]))
+                AuditEvent(
+                    _aware(r["at"]),
+                    r["event"],
+                    r["actor"],
+                    target if r["region"] == target.region else Target.every_region(target.app_id, target.entry_point),
+                    r["request_id"],
+                    json.loads(r["detail"]),
+                )
                 for r in rows
             ]
 
@@ -801,3 +919,139 @@ class Store:
     def home_viewers(self) -> list[str]:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(home_viewers.c.user_id).order_by(home_viewers.c.user_id))]
+
+    # the recording switch: what recbot knows of it, and one change of it at a time
+    def switch_state(self, app_id: str, entry_point: str) -> SwitchRow | None:
+        """What recbot knows of the entry point's switch; None: never set through recbot."""
+        c = recording_switches.c
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(select(recording_switches).where(c.app_id == app_id, c.entry_point == entry_point))
+                .mappings()
+                .first()
+            )
+        return _switch_row(r) if r is not None else None
+
+    def switch_states(self, app_id: str | None = None) -> list[SwitchRow]:
+        """Every switch recbot knows of (of one app), by entry point."""
+        c = recording_switches.c
+        query = select(recording_switches).order_by(c.app_id, c.entry_point)
+        if app_id is not None:
+            query = query.where(c.app_id == app_id)
+        with self.engine.connect() as conn:
+            return [_switch_row(r) for r in conn.execute(query).mappings()]
+
+    def put_switch(self, state: SwitchRow) -> None:
+        """Record `state` as what recbot knows (call it holding `switch_lock`)."""
+        c = recording_switches.c
+        values = {
+            "wanted": state.wanted,
+            "cause": state.cause,
+            "status": state.status,
+            "actor": state.actor,
+            "at": state.at,
+            "request_id": state.request_id,
+        }
+        where = (c.app_id == state.app_id, c.entry_point == state.entry_point)
+        with self.engine.begin() as conn:
+            if conn.execute(update(recording_switches).where(*where).values(**values)).rowcount == 1:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(recording_switches).values(app_id=state.app_id, entry_point=state.entry_point, **values)
+                    )
+            except IntegrityError:  # inserted in between (a writer without the lock): overwrite it
+                conn.execute(update(recording_switches).where(*where).values(**values))
+
+    def forget_switch(self, app_id: str, entry_point: str) -> None:
+        """Back to "never set through recbot" (undoing a write-ahead that sent nothing)."""
+        c = recording_switches.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(recording_switches).where(c.app_id == app_id, c.entry_point == entry_point))
+
+    @contextmanager
+    def switch_lock(self, app_id: str, entry_point: str, timeout: float = 60.0) -> Iterator[None]:
+        """Hold the entry point's switch for one change: what recbot records then follows
+        the order in which Agora got the changes. A PostgreSQL advisory lock on its own
+        connection, or on the embedded SQLite (one process) a lock of this process.
+        SwitchBusy if it is not free within `timeout` seconds."""
+        key = json.dumps([app_id, entry_point])
+        if self.engine.dialect.name != "postgresql":
+            with self._switch_locks_guard:
+                lock = self._switch_locks.setdefault(key, threading.Lock())
+            if not lock.acquire(timeout=timeout):
+                raise SwitchBusy(key)
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        with self.engine.connect() as conn:
+            # Local to this transaction; the advisory lock itself outlives the commit.
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{int(timeout * 1000)}ms"})
+            try:
+                conn.execute(text("SELECT pg_advisory_lock(4242003, hashtext(:k))"), {"k": key})
+            except OperationalError:
+                raise SwitchBusy(key) from None
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(4242003, hashtext(:k))"), {"k": key})
+                conn.commit()
+
+    # single streams recbot asked Agora to record
+    def add_stream_task(self, target: Target, stream: str, user: str) -> None:
+        where = (_where_target(stream_tasks, target), stream_tasks.c.stream == stream)
+        values = {"started_by": user, "started_at": utcnow()}
+        with self.engine.begin() as conn:
+            if conn.execute(update(stream_tasks).where(*where).values(**values)).rowcount == 1:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(stream_tasks).values(
+                            app_id=target.app_id,
+                            entry_point=target.entry_point,
+                            region=target.region,
+                            stream=stream,
+                            **values,
+                        )
+                    )
+            except IntegrityError:
+                pass  # started again by another process in between; either way it is listed
+
+    def remove_stream_task(self, target: Target, stream: str) -> bool:
+        """Whether recbot listed it."""
+        where = (_where_target(stream_tasks, target), stream_tasks.c.stream == stream)
+        with self.engine.begin() as conn:
+            done = conn.execute(delete(stream_tasks).where(*where))
+        return done.rowcount == 1
+
+    def stream_tasks(self) -> list[StreamTaskRow]:
+        c = stream_tasks.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(stream_tasks).order_by(c.started_at)).mappings()
+            return [
+                StreamTaskRow(
+                    Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+                    r["stream"],
+                    r["started_by"],
+                    _aware(r["started_at"]),
+                )
+                for r in rows
+            ]
+
+
+def _switch_row(r: Any) -> SwitchRow:
+    return SwitchRow(
+        app_id=r["app_id"],
+        entry_point=r["entry_point"],
+        wanted=bool(r["wanted"]),
+        cause=r["cause"],
+        status=r["status"],
+        actor=r["actor"],
+        at=_aware(r["at"]),
+        request_id=r["request_id"],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, commands, events, views
+from handlers import actions, commands, events, switch, views
 
 
 def register(app: App, services: Services) -> None:
@@ -17,3 +17,4 @@ def register(app: App, services: Services) -> None:
     actions.register_home(app, services)
     events.register(app, services)
     views.register(app, services)
+    switch.register(app, services)

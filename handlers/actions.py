@@ -96,7 +96,8 @@ def register_fleet(app: App, services: Services) -> None:
             tell(respond, EXPIRED_LIST)
             return
         (_, number), scan = found
-        replace(respond, fleet.page(scan, int(number), services.sealer), fleet.page_text(scan))
+        switches = services.switches.book.known_of_app(scan.app_id)
+        replace(respond, fleet.page(scan, int(number), services.sealer, switches), fleet.page_text(scan))
 
     @app.action(fleet.ACTION_CSV)
     def download_csv(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -112,7 +113,7 @@ def register_fleet(app: App, services: Services) -> None:
             dm = client.conversations_open(users=user)["channel"]["id"]
             client.files_upload_v2(
                 channel=dm,
-                content=to_csv(scan),
+                content=to_csv(scan, services.switches.book.known_of_app(scan.app_id)),
                 filename=f"recording-configs-{scan.app_id}.csv",
                 title=f"Recording configurations of App ID {scan.app_id}",
                 initial_comment="The list you asked for; keys are masked, as in Slack.",

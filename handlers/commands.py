@@ -14,7 +14,9 @@ from bot.commands import Command, UsageError, parse_command
 from bot.models import Target
 from bot.observation import Observation
 from bot.services import Services
+from handlers import switch
 from handlers.blocks import edit_form, fleet, messages, picker, requests, summary
+from handlers.blocks import switch as switch_blocks
 from handlers.notify import GroupLookup
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ def register(app: App, services: Services) -> None:
             reply(respond, requests.pending(services.approvals.open_requests()))
         elif parsed.verb == "list":
             list_fleet(parsed, services, respond)
+        elif parsed.verb in ("pause", "resume", "stream"):
+            switch.run_command(parsed, command.get("user_id", ""), services, client, respond)
         else:
             reply(respond, messages.usage())
 
@@ -98,7 +102,8 @@ def list_fleet(parsed: Command, services: Services, respond: Respond) -> None:
         return
     replace(respond, messages.text_blocks(fleet.progress(app_id, len(names), parsed.regions)))
     scan = services.fleet.scan(app_id, names, parsed.regions)
-    replace(respond, fleet.page(scan, 0, services.sealer), fleet.page_text(scan))
+    switches = services.switches.book.known_of_app(app_id)
+    replace(respond, fleet.page(scan, 0, services.sealer, switches), fleet.page_text(scan))
 
 
 def replace(respond: Respond, blocks: list[dict[str, Any]], text: str | None = None) -> None:
@@ -115,9 +120,11 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     except AgoraError as exc:
         reply(respond, messages.error(exc.user_message()))
         return
+    target = parsed.target
+    known = services.switches.book.known(target.app_id, target.entry_point)
     respond(
-        blocks=summary.summary(parsed.target, config),
-        text=summary.summary_text(parsed.target),
+        blocks=summary.summary(target, config) + switch_blocks.summary_blocks(known, target, services.sealer),
+        text=summary.summary_text(target),
         response_type="ephemeral",
     )
 

@@ -151,6 +151,8 @@ class Notifier:
             alerts=services.store.open_alerts(),
             latest=services.store.latest_events(10),
             required=services.approvals.required_approvals,
+            paused=services.switches.book.paused(),
+            streams=services.store.stream_tasks(),
         )
         try:
             self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice))

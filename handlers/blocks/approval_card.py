@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.seal import Sealer
 from bot.store import RequestRow
+from bot.switch import consequence, verb
 from handlers.blocks.messages import escape
 
 ACTION_APPROVE = "request_approve"
@@ -18,6 +19,7 @@ BLOCK_STATUS = "request_status"
 BLOCK_PROBE = "request_storage_check"
 PROBE_ICONS = {"ok": ":white_check_mark:", "refused": ":x:", "unreachable": ":warning:"}
 BLOCK_BUTTONS = "request_buttons"
+BLOCK_SWITCH = "request_switch"
 
 CALLBACK_REJECT = "request_reject_reason"
 BLOCK_REASON = "reject_reason"
@@ -54,20 +56,42 @@ def diff_text(row: RequestRow) -> str:
     return "\n".join(lines) or "• (no field changes)"
 
 
+def switch_wanted(row: RequestRow) -> bool | None:
+    """What a switch request sets (True: resume), or None for a request of another kind."""
+    enabled = (row.spec or {}).get("enabled") if row.kind == "switch" else None
+    return enabled if isinstance(enabled, bool) else None
+
+
+def headline(row: RequestRow) -> str:
+    """Who asks for what: a configuration change, or a pause or resume of every stream."""
+    enabled = switch_wanted(row)
+    if enabled is None:
+        return (
+            f"*Recording change request* `{row.id}`\n<@{row.requester}> asks to change "
+            f"*{escape(row.target.describe())}*"
+        )
+    return (
+        f"*Recording switch request* `{row.id}`\n<@{row.requester}> asks to *{verb(enabled)}* custom recording "
+        f"of every stream of *{escape(row.target.describe())}*"
+    )
+
+
 def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]:
     """The card approvers see: who, what, the safe diff, and the decision."""
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "section",
-            "block_id": BLOCK_SUMMARY,
-            "text": {
-                "type": "mrkdwn",
-                "text": f"*Recording change request* `{row.id}`\n<@{row.requester}> asks to change "
-                f"*{escape(row.target.describe())}*",
-            },
-        },
+        {"type": "section", "block_id": BLOCK_SUMMARY, "text": {"type": "mrkdwn", "text": headline(row)[:3000]}},
         {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
     ]
+    enabled = switch_wanted(row)
+    if enabled is not None:
+        said = consequence(enabled, escape(row.target.entry_point))  # mrkdwn: the name made inert
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": BLOCK_SWITCH,
+                "elements": [{"type": "mrkdwn", "text": f"Once applied, {said}"[:3000]}],
+            }
+        )
     if row.probe is not None:
         line = f"{PROBE_ICONS.get(row.probe.verdict, ':warning:')} Storage check: {escape(row.probe.summary)}"
         blocks.append(
@@ -119,7 +143,8 @@ def outcome_line(row: RequestRow) -> str:
 
 
 def card_text(row: RequestRow) -> str:
-    return f"Recording change request {row.id} for {escape(row.target.entry_point)} ({row.target.region}): {row.state}"
+    region = "every region" if row.target.is_every_region else row.target.region
+    return f"Recording change request {row.id} for {escape(row.target.entry_point)} ({region}): {row.state}"
 
 
 def _button(text: str, action_id: str, value: str, style: str | None) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import ceil
 from typing import Any
 
 from bot.fleet import FleetRow, Scan
 from bot.models import describe_storage, fingerprint
 from bot.seal import Sealer
+from bot.store import SwitchRow
 from handlers.blocks.messages import escape
+from handlers.blocks.switch import state_text
 
 PAGE_SIZE = 15  # rows per message: 15 sections plus header and buttons stay far inside Slack's 50 blocks
 BLOCK_HEADER = "fleet_header"
@@ -63,8 +66,11 @@ def _row_text(row: FleetRow) -> str:
     return line + "".join(f"\n:warning: {escape(w)}" for w in warnings)
 
 
-def page(scan: Scan, number: int, sealer: Sealer) -> list[dict[str, Any]]:
-    """Page `number` (from 0) of a scan, with Previous/Next where there are more."""
+def page(
+    scan: Scan, number: int, sealer: Sealer, switches: Mapping[str, SwitchRow] | None = None
+) -> list[dict[str, Any]]:
+    """Page `number` (from 0) of a scan, with Previous/Next where there are more; with
+    `switches` (by entry point), each configured row says what recbot knows of its switch."""
     rows = shown_rows(scan)
     pages = page_count(scan)
     number = min(max(0, number), pages - 1)
@@ -91,7 +97,10 @@ def page(scan: Scan, number: int, sealer: Sealer) -> list[dict[str, Any]]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No entry points to show."}})
     start = number * PAGE_SIZE
     for index, row in enumerate(rows[start : start + PAGE_SIZE], start=start):
-        block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": _row_text(row)[:3000]}}
+        text = _row_text(row)
+        if switches is not None and row.config is not None:
+            text += f"\nrecording: {state_text(switches.get(row.name))}"
+        block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
         if row.target is not None:
             block["accessory"] = {
                 "type": "overflow",

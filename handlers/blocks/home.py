@@ -3,12 +3,13 @@ open drift alerts and the latest changes, in one place."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.seal import Sealer
-from bot.store import AlertRow, AuditEvent, RequestRow
+from bot.store import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
 from handlers.blocks import approval_card, drift_card
+from handlers.blocks import switch as switch_blocks
 from handlers.blocks.messages import escape
 from handlers.blocks.requests import event_line
 
@@ -35,6 +36,8 @@ class HomeContent:
     alerts: list[AlertRow]
     latest: list[AuditEvent]
     required: int
+    paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused
+    streams: list[StreamTaskRow] = field(default_factory=list)  # single streams recbot records by task
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
@@ -121,6 +124,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -
             "No open drift alerts.",
         )
     )
+    blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer)
     blocks.append(_header("Latest changes"))
     blocks.append(
         _listing(

@@ -22,6 +22,10 @@ EVENT_NAMES = {
     "changed_outside": "changed outside recbot",
     "drift_acknowledged": "outside change acknowledged",
     "drift_resolved": "outside change resolved",
+    "paused": "paused custom recording of every stream",
+    "resumed": "resumed custom recording of every stream",
+    "stream_on": "single stream recording started",
+    "stream_off": "single stream recording stopped",
 }
 
 

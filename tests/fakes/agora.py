@@ -18,12 +18,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from tests.fakes.http import LoopbackServer
 
 LIST_PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points$")
 PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/regions/([^/]+)$")
+SWITCH_PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/auto$")
+TASKS_PATH = re.compile(
+    r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/admin/record/custom/regions/([^/]+)/tasks(/[^/]*)?$"
+)
+SWITCH_ON_REFUSAL = "custom recording is enabled for this entry point; disable it before recording a single stream"
 AUTH = re.compile(
     r'^hmac username="([^"]*)", algorithm="hmac-sha256", headers="host date request-line digest", signature="([^"]*)"$'
 )
@@ -74,6 +79,9 @@ class AgoraEmulator:
         self.faults: list[Fault] = []
         self.get_delay = 0.0
         self.unknown_apps: set[str] = set()  # App IDs the list call answers 404 for
+        # The custom recording switch per (app, entry point); absent: on if it has a configuration.
+        self.switches: dict[tuple[str, str], bool] = {}
+        self.tasks: set[tuple[str, str, str, str]] = set()  # (app, entry point, region, stream) being recorded
         self.per_second_limit: int | None = None  # like Agora: 429 above this many requests in any second
         self.rate_limited = 0
         self._lock = threading.Lock()
@@ -102,6 +110,17 @@ class AgoraEmulator:
     def config(self, app: str, entry_point: str, region: str) -> dict[str, Any]:
         with self._lock:
             return copy.deepcopy(self.configs[(app, entry_point, region)])
+
+    def switch(self, app: str, entry_point: str) -> bool:
+        """Whether custom recording is on for every stream of the entry point."""
+        with self._lock:
+            return self._switch_on(app, entry_point)
+
+    def _switch_on(self, app: str, entry_point: str) -> bool:
+        return self.switches.get((app, entry_point), True)
+
+    def _known(self, app: str, entry_point: str) -> bool:
+        return any(a == app and ep == entry_point for (a, ep, _region) in self.configs)
 
     def inject(self, *faults: Fault) -> None:
         with self._lock:
@@ -154,6 +173,13 @@ class AgoraEmulator:
         listing = LIST_PATH.match(path)
         if listing and method == "GET":
             return self._list(unquote(listing.group(1)))
+        bare, _, query = path.partition("?")
+        switch = SWITCH_PATH.match(bare)
+        if switch and not query:
+            return self._serve_switch(method, *(unquote(part) for part in switch.groups()), body)
+        tasks = TASKS_PATH.match(bare)
+        if tasks:
+            return self._serve_task(method, tasks.groups(), query)
         match = PATH.match(path)
         if not match:
             return 404, {}, {"message": "invalid URI"}
@@ -178,7 +204,52 @@ class AgoraEmulator:
             if problem:
                 return 400, {}, {"message": problem}
             self.configs[key].update(copy.deepcopy(change))
+            self.switches[(app, entry_point)] = True  # setting a configuration switches recording on
             return 200, {}, {}
+
+    def _serve_switch(self, method: str, app: str, entry_point: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        if method != "PATCH":
+            return 404, {}, {"message": "invalid URI"}
+        try:
+            change = json.loads(body)
+        except ValueError:
+            return 400, {}, {"message": "body is not JSON"}
+        if not isinstance(change, dict) or set(change) != {"enabled"} or not isinstance(change["enabled"], bool):
+            return 400, {}, {"message": 'body must be {"enabled": true|false}'}
+        with self._lock:
+            if not self._known(app, entry_point):
+                return 404, {}, {"message": "entry point not found"}
+            self.switches[(app, entry_point)] = change["enabled"]
+        return 200, {}, {}
+
+    def _serve_task(self, method: str, groups: tuple[str, ...], query: str) -> tuple[int, dict[str, str], Any]:
+        app, entry_point, region = (unquote(part) for part in groups[:3])
+        if region not in ("cn", "ap", "na", "eu"):
+            return 400, {}, {"message": "invalid region"}
+        if method == "PUT" and groups[3] is None:
+            ids = parse_qs(query, keep_blank_values=True).get("id", [])
+            if len(ids) != 1 or not ids[0] or set(parse_qs(query, keep_blank_values=True)) != {"id"}:
+                return 400, {}, {"message": "exactly one stream id is required"}
+            stream = ids[0]
+        elif method == "DELETE" and groups[3] is not None and not query:
+            stream = unquote(groups[3][1:])
+            if not stream:
+                return 404, {}, {"message": "invalid URI"}
+        else:
+            return 404, {}, {"message": "invalid URI"}
+        task = (app, entry_point, region, stream)
+        with self._lock:
+            if (app, entry_point, region) not in self.configs:
+                return 404, {}, {"message": "entry point not found"}
+            if method == "DELETE":
+                if task not in self.tasks:
+                    return 404, {}, {"message": "task not found"}
+                self.tasks.remove(task)
+                return 200, {}, {}
+            if self._switch_on(app, entry_point):
+                return 400, {}, {"message": SWITCH_ON_REFUSAL}
+            self.tasks.add(task)
+        return 200, {}, {}
 
     def _list(self, app: str) -> tuple[int, dict[str, str], Any]:
         with self._lock:

@@ -1,0 +1,160 @@
+"""What recbot knows of each entry point's custom recording switch.
+
+Agora documents no read of the switch (`PATCH .../custom/auto`), so recbot can
+only know what it sent and what Agora answered. Every change of it, by the
+switch itself or by a configuration (setting one switches recording on), is
+written ahead as unknown, sent under the entry point's lock, and then recorded
+as Agora's answer showed: set, back as it was (refused), or still unknown (no
+answer, or recbot stopped meanwhile). recbot never claims more than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Literal
+
+from bot.models import FieldChange, Target
+from bot.store import Store, SwitchRow, utcnow
+
+SWITCH_LABEL = "Custom recording, every stream"
+Cause = Literal["switch", "config"]
+
+
+class SwitchChange:
+    """One change of a switch in flight; the sender says how Agora answered.
+    Saying nothing leaves the switch unknown."""
+
+    def __init__(self, previous: SwitchRow | None) -> None:
+        self.previous = previous
+        self.answer: Literal["landed", "refused"] | None = None
+
+    def landed(self) -> None:
+        """Agora accepted it (or a read-back showed it took effect)."""
+        self.answer = "landed"
+
+    def refused(self) -> None:
+        """Agora refused it: nothing changed."""
+        self.answer = "refused"
+
+
+@contextmanager
+def unrecorded() -> Iterator[SwitchChange]:
+    """A change nobody records (a caller given no book)."""
+    yield SwitchChange(None)
+
+
+class SwitchBook:
+    """Reads and records what recbot knows of the switches, one change per entry point at a time."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def known(self, app_id: str, entry_point: str) -> SwitchRow | None:
+        """None: never set through recbot."""
+        return self._store.switch_state(app_id, entry_point)
+
+    def known_of_app(self, app_id: str) -> dict[str, SwitchRow]:
+        return {row.entry_point: row for row in self._store.switch_states(app_id)}
+
+    def paused(self) -> list[SwitchRow]:
+        """Entry points recbot paused, or whose pause it sent without learning the answer."""
+        return [row for row in self._store.switch_states() if row.wanted is False]
+
+    @contextmanager
+    def changing(
+        self,
+        app_id: str,
+        entry_point: str,
+        enabled: bool,
+        cause: Cause,
+        actor: str,
+        request_id: str | None = None,
+    ) -> Iterator[SwitchChange]:
+        """Around sending one change of the switch (SwitchBusy if another is being
+        sent). A change that could leave it other than recbot knew is written ahead
+        as unknown, so a crash mid-call leaves "unknown", not a claim."""
+        with self._store.switch_lock(app_id, entry_point):
+            previous = self.known(app_id, entry_point)
+            change = SwitchChange(previous)
+            ahead = previous is None or previous.enabled is not enabled
+
+            def row(status: str) -> SwitchRow:
+                return SwitchRow(app_id, entry_point, enabled, cause, status, actor, utcnow(), request_id)
+
+            if ahead:
+                self._store.put_switch(row("sending"))
+            try:
+                yield change
+            finally:
+                if change.answer == "landed":
+                    self._store.put_switch(row("set"))
+                elif ahead and change.answer == "refused":
+                    if previous is None:
+                        self._store.forget_switch(app_id, entry_point)
+                    else:
+                        self._store.put_switch(previous)
+                elif ahead:
+                    self._store.put_switch(row("unanswered"))
+
+    def configuring(self, target: Target, actor: str) -> AbstractContextManager[SwitchChange]:
+        """Around sending a configuration of `target`: it switches recording on for the whole entry point."""
+        return self.changing(target.app_id, target.entry_point, True, "config", actor)
+
+    def interrupted(self, app_id: str, entry_point: str, wanted: bool, actor: str, request_id: str) -> None:
+        """A change found half-done after a stop: unknown, unless it could not have changed anything."""
+        with self._store.switch_lock(app_id, entry_point):
+            previous = self.known(app_id, entry_point)
+            if previous is not None and previous.enabled is wanted:
+                return
+            self._store.put_switch(
+                SwitchRow(app_id, entry_point, wanted, "switch", "interrupted", actor, utcnow(), request_id)
+            )
+
+
+def inert(name: str) -> str:
+    """A name as it may appear in a Slack message: no mention, link or markup."""
+    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def verb(enabled: bool) -> str:
+    return "resume" if enabled else "pause"
+
+
+def consequence(enabled: bool, entry_point: str) -> str:
+    """What a pause or a resume does, said plainly (`entry_point` as it is to be shown)."""
+    if enabled:
+        return f"custom recording of every stream of `{entry_point}` starts again, with its configuration as it was."
+    return f"custom recording for all streams of `{entry_point}` stops until resumed; the configuration is kept."
+
+
+def describe(
+    state: SwitchRow | None,
+    who: Callable[[str], str] = lambda user: user,
+    when: Callable[[datetime], str] = lambda moment: f"{moment:%Y-%m-%d %H:%M} UTC",
+) -> str:
+    """What recbot knows of a switch, in words that claim no more than that."""
+    if state is None:
+        return "unknown (never set through recbot)"
+    by, on = who(state.actor), when(state.at)
+    if state.status == "set":
+        if state.cause == "config":
+            return f"on (since a configuration was set by {by} on {on})"
+        return (
+            f"on: resumed by {by} on {on} (as set by recbot)"
+            if state.wanted
+            else (f"paused by {by} on {on} (as set by recbot)")
+        )
+    what = "a configuration (which switches it on)" if state.cause == "config" else f"a {verb(state.wanted)}"
+    if state.status == "sending":
+        return f"unknown: {what} by {by} was being sent to Agora on {on}, and no answer is recorded yet"
+    if state.status == "interrupted":
+        return f"unknown: {what} by {by} on {on} was interrupted (recbot stopped while sending it)"
+    return f"unknown: Agora did not answer {what} by {by} on {on}, so whether it took effect is unknown"
+
+
+def switch_change(known: SwitchRow | None, enabled: bool) -> FieldChange:
+    """The diff line of a pause or resume, from what recbot knows to what is asked."""
+    before = {True: "on", False: "paused", None: "unknown"}[known.enabled if known else None]
+    return FieldChange(SWITCH_LABEL, before, "on" if enabled else "paused")

@@ -1,0 +1,125 @@
+"""Listeners of the recording switch and single streams: `/recording
+pause|resume|stream`, the Pause and Resume buttons of `/recording get`, and the
+App Home's Resume and Stop. Who may: the people in RECBOT_REQUESTERS."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.changes import Outcome
+from bot.commands import Command
+from bot.services import Services
+from handlers.blocks import messages
+from handlers.blocks import switch as blocks
+from handlers.notify import GroupLookup, Notifier
+
+log = logging.getLogger(__name__)
+
+NOT_REQUESTER = (
+    "You are not in RECBOT_REQUESTERS, so you cannot pause or resume recording or record single streams. "
+    "Ask whoever runs recbot."
+)
+NOT_GENUINE = "That button is not a genuine recbot button; nothing was done."
+
+
+def run_command(parsed: Command, user: str, services: Services, client: WebClient, respond: Respond) -> None:
+    """`/recording pause|resume|stream`, answered to the person alone."""
+    if not services.requesters.includes(user, GroupLookup(client)):
+        respond(blocks=messages.error(NOT_REQUESTER), text=NOT_REQUESTER, response_type="ephemeral")
+        return
+    assert parsed.target is not None and parsed.enabled is not None
+    if parsed.verb == "stream":
+        assert parsed.stream is not None
+        outcome = services.switches.stream(parsed.target, parsed.stream, parsed.enabled, user)
+    else:
+        outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
+    _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
+    _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=None)
+
+
+def _respond(
+    respond: Respond, outcome: Outcome, services: Services, app_id: str, entry_point: str, replace: bool | None
+) -> None:
+    state = services.switches.book.known(app_id, entry_point)
+    answer: dict[str, Any] = {
+        "blocks": blocks.outcome_blocks(outcome, state, entry_point),
+        "text": blocks.outcome_text(outcome),
+        "response_type": "ephemeral",
+    }
+    if replace is not None:
+        answer["replace_original"] = replace
+    respond(**answer)
+
+
+def _announce(outcome: Outcome, notifier: Notifier) -> None:
+    """A new request goes to the approvers; anything else Agora was sent shows on the homes."""
+    if outcome.request is not None:
+        notifier.post_cards(outcome.request)
+    elif outcome.kind in ("applied", "no_change", "failed"):
+        notifier.refresh_homes()
+
+
+def _tell(respond: Respond, text: str) -> None:
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def register(app: App, services: Services) -> None:
+    sealer = services.sealer
+
+    def switch_clicked(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """Pause or Resume under `/recording get`'s answer; the answer goes to the clicker alone."""
+        ack()
+        action = (body.get("actions") or [{}])[0]
+        target = blocks.read_switch_value(action.get("value"), sealer)
+        if target is None:
+            _tell(respond, NOT_GENUINE)
+            return
+        user = body["user"]["id"]
+        if not services.requesters.includes(user, GroupLookup(client)):
+            _tell(respond, NOT_REQUESTER)
+            return
+        enabled = action.get("action_id") == blocks.ACTION_RESUME
+        outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
+        _announce(outcome, Notifier(client, services))
+        _respond(respond, outcome, services, target.app_id, target.entry_point, replace=False)
+
+    app.action(blocks.ACTION_PAUSE)(switch_clicked)
+    app.action(blocks.ACTION_RESUME)(switch_clicked)
+
+    @app.action(blocks.ACTION_HOME_RESUME)
+    def resume_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Resume from the App Home; the answer is a line at the top of the home."""
+        ack()
+        user = body["user"]["id"]
+        notifier = Notifier(client, services)
+        target = blocks.read_switch_value((body.get("actions") or [{}])[0].get("value"), sealer)
+        if target is None:
+            notifier.publish_home(user, NOT_GENUINE)
+            return
+        if not services.requesters.includes(user, GroupLookup(client)):
+            notifier.publish_home(user, NOT_REQUESTER)
+            return
+        outcome = services.switches.switch(target.app_id, target.entry_point, True, user)
+        _announce(outcome, notifier)
+        notifier.publish_home(user, outcome.message)
+
+    @app.action(blocks.ACTION_HOME_STOP)
+    def stop_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Stop recording a single stream from the App Home."""
+        ack()
+        user = body["user"]["id"]
+        notifier = Notifier(client, services)
+        found = blocks.read_stream_value((body.get("actions") or [{}])[0].get("value"), sealer)
+        if found is None:
+            notifier.publish_home(user, NOT_GENUINE)
+            return
+        if not services.requesters.includes(user, GroupLookup(client)):
+            notifier.publish_home(user, NOT_REQUESTER)
+            return
+        outcome = services.switches.stream(found[0], found[1], False, user)
+        _announce(outcome, notifier)
+        notifier.publish_home(user, outcome.message)

@@ -1,0 +1,162 @@
+"""The store's part of the recording switch and single streams (schema v6), on
+the embedded SQLite and on the local PostgreSQL: request kinds, what recbot
+knows of each switch, the per-entry-point switch lock, and the upgrade."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+
+from bot.models import EVERY_REGION, FieldChange, Target
+from bot.store import (
+    LATEST_VERSION,
+    Store,
+    SwitchBusy,
+    SwitchRow,
+    TargetBusy,
+    audit_events,
+    change_requests,
+    schema_version,
+    utcnow,
+)
+from tests.test_store import CHANGES, TARGET, new_request, store  # noqa: F401 - the store fixture
+
+LIVE_AS_A_WHOLE = Target.every_region("A", "live")
+SWITCH_CHANGES = [FieldChange("Custom recording, every stream", "on", "paused")]
+
+
+def new_switch_request(store: Store, request_id: str = "s1", enabled: bool = False):  # noqa: F811
+    return store.create_request(
+        request_id=request_id,
+        target=LIVE_AS_A_WHOLE,
+        requester="UALICE",
+        expires_at=utcnow() + timedelta(hours=1),
+        base_digest="",
+        sealed_patch=None,
+        changes=SWITCH_CHANGES,
+        kind="switch",
+        spec={"enabled": enabled},
+    )
+
+
+def test_a_switch_request_reads_back_with_its_kind_and_spec(store: Store) -> None:  # noqa: F811
+    row = new_switch_request(store)
+    assert (row.kind, row.spec, row.sealed_patch, row.problem) == ("switch", {"enabled": False}, None, None)
+    assert row.target == LIVE_AS_A_WHOLE and row.target.describe() == "live (every region, app A)"
+    assert new_request(store).kind == "config"  # a config request of one region is another target
+    with pytest.raises(TargetBusy):
+        new_switch_request(store, "s2", enabled=True)  # one open switch request per entry point
+    assert store.transition("s1", ("pending",), "cancelled")
+    new_switch_request(store, "s3")
+
+
+def test_a_kind_this_recbot_does_not_know_is_a_problem_not_a_crash(store: Store) -> None:  # noqa: F811
+    new_switch_request(store)
+    with store.engine.begin() as conn:
+        conn.execute(change_requests.update().values(kind="bulk"))
+    (row,) = store.open_requests()
+    assert row.problem and "bulk" in row.problem
+
+
+def test_history_of_a_region_includes_its_entry_points_switch(store: Store) -> None:  # noqa: F811
+    store.audit("paused", "UALICE", LIVE_AS_A_WHOLE, changes=SWITCH_CHANGES)
+    store.audit("direct_change", "UALICE", TARGET, changes=CHANGES)
+    store.audit("stream_on", "UALICE", Target(app_id="A", entry_point="live", region="eu"))
+    history = store.history(TARGET)
+    assert [(e.event, e.target.region) for e in history] == [("direct_change", "na"), ("paused", EVERY_REGION)]
+    assert store.history(Target(app_id="A", entry_point="other", region="na")) == []
+
+
+def _state(enabled: bool | None, cause: str = "switch", entry_point: str = "live") -> SwitchRow:
+    status = "sending" if enabled is None else "set"
+    return SwitchRow("A", entry_point, bool(enabled), cause, status, "UALICE", utcnow(), None)
+
+
+def test_what_recbot_knows_of_a_switch_is_kept_per_entry_point(store: Store) -> None:  # noqa: F811
+    assert store.switch_state("A", "live") is None
+    store.put_switch(_state(False))
+    store.put_switch(_state(None, entry_point="other"))
+    assert store.switch_state("A", "live").enabled is False
+    store.put_switch(_state(True, "config"))
+    known = store.switch_state("A", "live")
+    assert (known.enabled, known.cause, known.at.tzinfo is not None) == (True, "config", True)
+    assert [(s.entry_point, s.enabled) for s in store.switch_states("A")] == [("live", True), ("other", None)]
+    assert store.switch_states("B") == []
+    store.forget_switch("A", "live")
+    assert store.switch_state("A", "live") is None
+
+
+def test_stream_tasks_are_listed_once_until_removed(store: Store) -> None:  # noqa: F811
+    store.add_stream_task(TARGET, "cam/1", "UALICE")
+    store.add_stream_task(TARGET, "cam/1", "UBOB")  # started again: still one
+    (task,) = store.stream_tasks()
+    assert (task.target, task.stream, task.started_by) == (TARGET, "cam/1", "UBOB")
+    assert store.remove_stream_task(TARGET, "cam/1") and not store.remove_stream_task(TARGET, "cam/1")
+    assert store.stream_tasks() == []
+
+
+def test_the_switch_lock_has_one_holder_per_entry_point(store: Store) -> None:  # noqa: F811
+    shared = store.engine.dialect.name == "postgresql"
+    other = Store(store.engine.url.render_as_string(hide_password=False)) if shared else store
+    try:
+        with store.switch_lock("A", "live"):
+            with pytest.raises(SwitchBusy):
+                with other.switch_lock("A", "live", timeout=0.2):
+                    pass
+            with other.switch_lock("A", "other", timeout=5):  # another entry point is free
+                pass
+        with other.switch_lock("A", "live", timeout=5):  # released
+            pass
+    finally:
+        if other is not store:
+            other.close()
+
+
+def test_the_switch_lock_makes_the_second_holder_wait(store: Store) -> None:  # noqa: F811
+    order: list[str] = []
+    holding = threading.Event()
+
+    def first() -> None:
+        with store.switch_lock("A", "live"):
+            holding.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert holding.wait(10)
+    with store.switch_lock("A", "live", timeout=30):
+        order.append("second in")
+    thread.join()
+    assert order == ["first done", "second in"]
+
+
+def test_a_version_4_database_with_rows_is_upgraded_in_place(store: Store) -> None:  # noqa: F811
+    new_request(store)
+    store.audit("requested", "UALICE", TARGET, request_id="r1", changes=CHANGES)
+    with store.engine.begin() as conn:  # as schema version 4 left it
+        conn.execute(text("ALTER TABLE change_requests DROP COLUMN kind"))
+        conn.execute(text("ALTER TABLE change_requests DROP COLUMN spec"))
+        conn.execute(text("DROP TABLE recording_switches"))
+        conn.execute(text("DROP TABLE stream_tasks"))
+        conn.execute(schema_version.update().values(version=4))
+    url = store.engine.url.render_as_string(hide_password=False)
+    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        with upgraded.engine.connect() as conn:
+            assert conn.execute(schema_version.select()).scalar() == LATEST_VERSION
+            tables = set(inspect(conn).get_table_names())
+            assert {"recording_switches", "stream_tasks"} <= tables
+            assert conn.execute(audit_events.select()).first() is not None
+        row = upgraded.get("r1")
+        assert (row.kind, row.spec, row.problem, row.sealed_patch) == ("config", None, None, b"ciphertext")
+        assert upgraded.transition("r1", ("pending",), "cancelled")
+        new_switch_request(upgraded)
+        upgraded.put_switch(_state(False))
+        assert upgraded.switch_state("A", "live").enabled is False
+    finally:
+        upgraded.close()
