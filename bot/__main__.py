@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", action="store_true", help="serve HTTP (POST /slack/events) instead of Socket Mode")
     parser.add_argument("--host", default="0.0.0.0", help="HTTP mode: the address to listen on (default 0.0.0.0)")
     # A string, checked with the settings, so that a bad port is one line like every other problem.
-    parser.add_argument("--port", default="3000", help="HTTP mode: the port to listen on (default 3000)")
+    parser.add_argument(
+        "--port", default="3000", help="HTTP mode: the port to listen on (default 3000; 0: any free port, logged)"
+    )
     return parser.parse_args(argv)
 
 

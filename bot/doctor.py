@@ -108,7 +108,7 @@ def check_request_url(host: str, port: int) -> Check:
     return Check(
         "Slack HTTP mode",
         "ok",
-        f"recbot will listen on http://{host}:{port}{EVENTS_PATH}; Slack must reach it as "
+        f"recbot will listen on http://{host}:{port or '<a free port>'}{EVENTS_PATH}; Slack must reach it as "
         f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL, Interactivity's Request URL, "
         "Interactivity's Options Load URL (the entry-point picker's search) and Event Subscriptions' "
         "Request URL (the Home tab)",

@@ -111,11 +111,12 @@ HOST_FIX = (
 
 def listen_problems(host: str, port: str) -> list[str]:
     """What is wrong with `--host` and `--port` as typed, one `<what is wrong>: <how to fix it>`
-    line each; none when they are an address and a port (0 would silently pick another)."""
+    line each; none when they are an address and a port. Port 0 asks for any free port, which
+    the start's log names (tests use it); a port past 65535 would wrap around silently."""
     problems = []
     if not (is_ip_address(host) or is_host_name(host)):
         problems.append(f"--host is neither an IP address nor a host name: {HOST_FIX}")
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
         problems.append("--port must be a whole number from 1 to 65535: pass the port to listen on, e.g. --port 3000")
     return problems
 
