@@ -13,7 +13,15 @@ from bot.app import build_services, create_app
 from bot.doctor import doctor
 from bot.logs import configure_logging
 from bot.seal import SealError
-from bot.server import StartupError, serve_http, serve_socket_mode, socket_mode_url, verify_bot_token
+from bot.server import (
+    StartupError,
+    cannot_listen,
+    listen_problems,
+    serve_http,
+    serve_socket_mode,
+    socket_mode_url,
+    verify_bot_token,
+)
 from bot.services import Services
 from bot.settings import Mode, Settings, SettingsError, load_settings
 
@@ -32,7 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=["run", "doctor"], default="run")
     parser.add_argument("--http", action="store_true", help="serve HTTP (POST /slack/events) instead of Socket Mode")
     parser.add_argument("--host", default="0.0.0.0", help="HTTP mode: the address to listen on (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=3000, help="HTTP mode: the port to listen on (default 3000)")
+    # A string, checked with the settings, so that a bad port is one line like every other problem.
+    parser.add_argument(
+        "--port", default="3000", help="HTTP mode: the port to listen on (default 3000; 0: any free port, logged)"
+    )
     return parser.parse_args(argv)
 
 
@@ -50,14 +61,24 @@ def open_services(settings: Settings) -> Services:
         ) from None
 
 
-def start(mode: Mode, host: str, port: int) -> None:
+def start(mode: Mode, host: str, port: str) -> None:
     """Start and serve until stopped; StartupError says why a start is impossible.
-    Slack's tokens are checked before anything is created on disk."""
+    The settings, the listening address and Slack's tokens are checked before
+    anything is created on disk."""
+    settings: Settings | None = None
+    problems = []
     try:
         settings = load_settings(mode)
     except SettingsError as exc:
-        raise StartupError("\n".join(exc.problems)) from None
+        problems += exc.problems
+    problems += listen_problems(host, port)
+    if problems or settings is None:
+        raise StartupError("\n".join(problems))
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
+    if mode == "http":
+        unusable = cannot_listen(host, int(port))
+        if unusable:
+            raise StartupError(unusable)
     verify_bot_token(settings)
     socket_url = None
     if mode == "socket":
@@ -67,7 +88,7 @@ def start(mode: Mode, host: str, port: int) -> None:
     try:
         app = create_app(services)
         if socket_url is None:
-            serve_http(app, services, host, port)
+            serve_http(app, services, host, int(port))
         else:
             serve_socket_mode(app, services, socket_url)
     except StartupError:

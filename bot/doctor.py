@@ -4,30 +4,41 @@ finish; the exit code is 1 if any failed."""
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
+from bot.catalog import API_REGIONS
+from bot.models import Target
 from bot.seal import key_file_for
-from bot.server import EVENTS_PATH
+from bot.server import EVENTS_PATH, listen_problems, unresolvable_host
 from bot.settings import Mode, Settings, SettingsError, load_settings
-from bot.store import LATEST_VERSION, make_engine, schema_version_of
+from bot.store import LATEST_VERSION, make_engine, observed_configs, schema_version_of
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
 CHECK_TIMEOUT = 2
 DEADLINE = 3.0
 SHOWN_ENTRY_POINTS = 5
+# How long the drift check waits for the Agora check's list of entry points (RECBOT_DRIFT_ALL).
+LIST_WAIT = DEADLINE - 0.5
+
+EntryPoints = Future[list[str] | None]  # the Agora check's list, None when it failed
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -91,15 +102,31 @@ def check_app_token(settings: Settings) -> Check:
 
 
 def check_request_url(host: str, port: int) -> Check:
+    unresolved = unresolvable_host(host, port)
+    if unresolved:
+        return Check("Slack HTTP mode", "FAIL", unresolved)
     return Check(
         "Slack HTTP mode",
         "ok",
-        f"recbot will listen on http://{host}:{port}{EVENTS_PATH}; Slack must reach it as "
-        f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL and Interactivity's Request URL",
+        f"recbot will listen on http://{host}:{port or '<a free port>'}{EVENTS_PATH}; Slack must reach it as "
+        f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL, Interactivity's Request URL, "
+        "Interactivity's Options Load URL (the entry-point picker's search) and Event Subscriptions' "
+        "Request URL (the Home tab)",
     )
 
 
-def check_agora(settings: Settings) -> Check:
+def check_agora(settings: Settings, listed: EntryPoints | None = None) -> Check:
+    """Lists the App ID's entry points; `listed` gets the names (None on failure) for the drift check."""
+    names: list[str] | None = None
+    try:
+        check, names = _list_entry_points(settings)
+        return check
+    finally:
+        if listed is not None:
+            listed.set_result(names)
+
+
+def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
     client = AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
@@ -112,24 +139,94 @@ def check_agora(settings: Settings) -> Check:
     try:
         names = client.list_entry_points(app)
     except AgoraNotFound:
-        return Check("Agora", "FAIL", f"App ID {app} was not found: check AGORA_APP_ID (Agora Console > Projects)")
+        return Check(
+            "Agora", "FAIL", f"App ID {app} was not found: check AGORA_APP_ID (Agora Console > Projects)"
+        ), None
     except AgoraUnavailable as exc:
         return Check(
             "Agora",
             "FAIL",
             f"no proper answer from {settings.AGORA_API_URL} ({exc.upstream_message}): "
             "check the network and AGORA_API_URL",
-        )
+        ), None
     except AgoraError as exc:
-        return Check("Agora", "FAIL", exc.user_message())
+        return Check("Agora", "FAIL", exc.user_message()), None
     finally:
         client.close()
     if not names:
-        return Check("Agora", "warn", f"App ID {app} has no entry points yet: create one in Agora Console")
+        return Check("Agora", "warn", f"App ID {app} has no entry points yet: create one in Agora Console"), names
     shown = ", ".join(names[:SHOWN_ENTRY_POINTS]) + (
         f" and {len(names) - SHOWN_ENTRY_POINTS} more" if len(names) > SHOWN_ENTRY_POINTS else ""
     )
-    return Check("Agora", "ok", f"{len(names)} entry point(s) in App ID {app}: {shown}")
+    return Check("Agora", "ok", f"{len(names)} entry point(s) in App ID {app}: {shown}"), names
+
+
+def _sqlite_file_missing(database_url: str) -> bool:
+    """True when DATABASE_URL names a SQLite file that does not exist (connecting would create it)."""
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and bool(url.database) and not Path(str(url.database)).exists()
+
+
+def remembered_targets(settings: Settings) -> set[tuple[str, str, str]]:
+    """The (App ID, entry point, region) the drift watch reads again, as the database holds
+    them now: nothing is created or migrated (no file, no table: none remembered)."""
+    if _sqlite_file_missing(settings.DATABASE_URL):
+        return set()
+    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(observed_configs.name):
+                return set()
+            c = observed_configs.c
+            return {(a, e, r) for a, e, r in conn.execute(select(c.app_id, c.entry_point, c.region))}
+    finally:
+        engine.dispose()
+
+
+def listed_targets(app_id: str, names: list[str]) -> set[tuple[str, str, str]]:
+    """What RECBOT_DRIFT_ALL adds: every listed entry point recbot can address, in every API region."""
+    targets = set()
+    for name in names:
+        try:
+            Target(app_id=app_id, entry_point=name, region=next(iter(API_REGIONS)))
+        except ValidationError:
+            continue  # not one path segment: the watch skips it too
+        targets |= {(app_id, name, region) for region in API_REGIONS}
+    return targets
+
+
+def check_drift(settings: Settings, listed: EntryPoints) -> Check:
+    """Whether a drift pass over the watched targets fits in RECBOT_DRIFT_INTERVAL_SECONDS at
+    AGORA_RATE_LIMIT: if not, passes run back to back and take most of the Agora budget."""
+    interval, rate = settings.RECBOT_DRIFT_INTERVAL_SECONDS, settings.AGORA_RATE_LIMIT
+    if interval == 0:
+        return Check("Drift watch", "ok", "off (RECBOT_DRIFT_INTERVAL_SECONDS is 0)")
+    try:
+        targets = remembered_targets(settings)
+    except SQLAlchemyError:
+        return Check("Drift watch", "warn", "could not read the targets it watches: see the Database check")
+    calls, unknown = len(targets), ""
+    if settings.RECBOT_DRIFT_ALL:
+        try:
+            names = listed.result(timeout=LIST_WAIT)
+        except FutureTimeout:
+            names = None
+        if names is None:
+            unknown = " (without the entry points RECBOT_DRIFT_ALL adds, which the Agora check could not list)"
+        else:
+            targets |= listed_targets(settings.AGORA_APP_ID, names)
+            calls = len(targets) + 1  # and the list call
+    seconds = calls / rate
+    taken = f"a pass over {len(targets)} target(s){unknown} takes about {seconds:.1f} s at AGORA_RATE_LIMIT {rate:g}"
+    if seconds > interval:
+        return Check(
+            "Drift watch",
+            "warn",
+            f"{taken}, longer than RECBOT_DRIFT_INTERVAL_SECONDS ({interval:g} s), so passes would run back to "
+            f"back on most of recbot's Agora calls: set RECBOT_DRIFT_INTERVAL_SECONDS to at least "
+            f"{math.ceil(seconds)}, or watch fewer targets",
+        )
+    return Check("Drift watch", "ok", f"{taken}, every {interval:g} s")
 
 
 def check_database(settings: Settings) -> Check:
@@ -219,11 +316,13 @@ def checks_for(settings: Settings, mode: Mode, host: str, port: int) -> list[tup
     slack_mode = ("Slack Socket Mode", lambda: check_app_token(settings))
     if mode == "http":
         slack_mode = ("Slack HTTP mode", lambda: check_request_url(host, port))
+    listed: EntryPoints = Future()
     return [
         ("Slack bot token", lambda: check_bot_token(settings)),
         slack_mode,
-        ("Agora", lambda: check_agora(settings)),
+        ("Agora", lambda: check_agora(settings, listed)),
         ("Database", lambda: check_database(settings)),
+        ("Drift watch", lambda: check_drift(settings, listed)),
         ("Approvers", lambda: check_approvers(settings)),
         ("Approval channel", lambda: check_approval_channel(settings)),
     ]
@@ -262,7 +361,9 @@ def run_checks(
     return done
 
 
-def doctor(mode: Mode, host: str, port: int, out: TextIO, load: Callable[[Mode], Settings] = load_settings) -> int:
+def doctor(
+    mode: Mode, host: str, port: int | str, out: TextIO, load: Callable[[Mode], Settings] = load_settings
+) -> int:
     """Print the live checklist for a start in `mode`; 1 if anything failed."""
     how = "HTTP mode" if mode == "http" else "Socket Mode"
     print(f"recbot doctor: checking what `./run{' --http' if mode == 'http' else ''}` ({how}) needs", file=out)
@@ -270,15 +371,22 @@ def doctor(mode: Mode, host: str, port: int, out: TextIO, load: Callable[[Mode],
     def show(check: Check) -> None:
         print(check.line(), file=out, flush=True)
 
+    settings: Settings | None = None
     try:
         settings = load(mode)
     except SettingsError as exc:
         for problem in exc.problems:
             show(Check("Settings", "FAIL", problem))
-        print("Fix the settings above (in .env or the environment), then run the doctor again.", file=out)
+    arguments = listen_problems(host, str(port))
+    for problem in arguments:
+        show(Check("Command line", "FAIL", problem))
+    if settings is None or arguments:
+        where = "the settings (in .env or the environment)" if settings is None else ""
+        where += (" and " if where and arguments else "") + ("--host and --port" if arguments else "")
+        print(f"Fix {where} as said above, then run the doctor again.", file=out)
         return 1
     show(Check("Settings", "ok", "all present and valid"))
-    results = run_checks(checks_for(settings, mode, host, port), show)
+    results = run_checks(checks_for(settings, mode, host, int(port)), show)
     failed = sum(c.failed for c in results)
     warned = sum(c.status == "warn" for c in results)
     print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,7 +28,7 @@ from bot.app import slack_client, start_background
 from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.services import Services
-from bot.settings import Settings
+from bot.settings import Settings, is_host_name, is_ip_address
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,61 @@ class StartupError(Exception):
     """recbot cannot start; the message is one line: what is wrong and how to fix it."""
 
 
+HOST_FIX = (
+    "pass an address of this machine, e.g. --host 127.0.0.1 behind a reverse proxy on this host, "
+    "or --host 0.0.0.0 for every interface"
+)
+
+
+def listen_problems(host: str, port: str) -> list[str]:
+    """What is wrong with `--host` and `--port` as typed, one `<what is wrong>: <how to fix it>`
+    line each; none when they are an address and a port. Port 0 asks for any free port, which
+    the start's log names (tests use it); a port past 65535 would wrap around silently."""
+    problems = []
+    if not (is_ip_address(host) or is_host_name(host)):
+        problems.append(f"--host is neither an IP address nor a host name: {HOST_FIX}")
+    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
+        problems.append("--port must be a whole number from 1 to 65535: pass the port to listen on, e.g. --port 3000")
+    return problems
+
+
+def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
+    """The addresses waitress would listen on, or the problem line when `host` resolves to none."""
+    try:
+        return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        return f"--host {host} resolves to no address ({reason}): {HOST_FIX}"
+
+
+def unresolvable_host(host: str, port: int) -> str | None:
+    """The problem line when `host` resolves to no address to listen on; None when it does."""
+    found = _listen_addresses(host, port)
+    return found if isinstance(found, str) else None
+
+
+def _in_use(host: str, port: int) -> str:
+    return f"port {port} on {host} is already in use: stop what uses it, or pass --port"
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why waitress could not listen on `host`:`port`, found by binding each address as it
+    will and letting go at once, so that a start is refused before it creates anything."""
+    found = _listen_addresses(host, port)
+    if isinstance(found, str):
+        return found
+    for family, kind, proto, _name, address in found:
+        try:
+            with socket.socket(family, kind, proto) as trial:
+                trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
+                trial.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return _in_use(host, port)
+            return f"cannot listen on {host}:{port} ({exc.strerror}): {HOST_FIX}"
+    return None
+
+
 class _Stop(Exception):
     pass
 
@@ -126,8 +182,10 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         server = make_http_server(app, services, host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"port {port} on {host} is already in use: stop what uses it, or pass --port") from None
+            raise StartupError(_in_use(host, port)) from None
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
+    except ValueError:  # waitress's word for an address it cannot resolve or bind
+        raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
     sweeper = start_background(app, services)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)

@@ -1,72 +1,182 @@
 """Settings from the environment and an optional `.env`; the names are public contract.
 
-One validation for start and doctor: every problem at once, each with how to
-fix it, and never a value (a value may be a secret)."""
+One validation for start and doctor: every problem at once, each as `<what is
+wrong>: <how to fix it>`, and never a value (a value may be a secret)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import ipaddress
+import re
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.models import check_path_segment
 
 Mode = Literal["socket", "http"]
 
+ENV_FILE = ".env"
+# Below one call a second, every Agora call waits more than a second for its turn: at 0.001 one
+# `/recording get` could wait 17 minutes, and a list of 800 targets would take nine days.
+MIN_RATE_LIMIT = 1.0
+MAX_RATE_LIMIT = 1000.0
+# A pass more often than every 30 s spends the Agora budget on re-reads (4 targets every 10 ms
+# is 400 calls a second) and announces nothing a person could act on sooner; 0 turns it off.
+MIN_DRIFT_INTERVAL = 30.0
+MAX_DRIFT_INTERVAL = 86400.0
+
+_USERS = "comma-separated Slack user IDs (U..., W..., from a profile's menu > Copy member ID) and user-group IDs (S...)"
+_CHANNELS = "comma-separated Slack channel IDs (C..., G..., D..., at the bottom of a channel's details)"
+
+# How to fix each setting, said after what is wrong with it. Every field of Settings has one.
 HOW_TO_FIX: dict[str, str] = {
-    "SLACK_BOT_TOKEN": "the Bot User OAuth Token (xoxb-...) from OAuth & Permissions",
-    "SLACK_SIGNING_SECRET": "the Signing Secret from Basic Information > App Credentials",
-    "SLACK_APP_TOKEN": "an App-Level Token (xapp-...) with connections:write from Basic Information, "
-    "or run in HTTP mode with --http",
-    "AGORA_CUSTOMER_ID": "the Customer ID from Agora Console > RESTful API",
-    "AGORA_CUSTOMER_SECRET": "the Customer Secret from Agora Console > RESTful API",
-    "AGORA_APP_ID": "the App ID of your Agora project (Agora Console > Projects)",
-    "AGORA_DEFAULT_REGION": "one of cn, ap, na, eu",
-    "AGORA_RATE_LIMIT": "Agora calls per second for this process (Agora allows about 50 per account)",
-    "RECBOT_APPROVERS": "comma-separated Slack user IDs (U..., W...) and user-group IDs (S...)",
-    "RECBOT_REQUESTERS": "comma-separated Slack user IDs (U..., W...) and user-group IDs (S...), or unset",
-    "RECBOT_ALLOWED_CHANNELS": "comma-separated Slack channel IDs (C..., G..., D...), or unset",
-    "RECBOT_APPROVAL_CHANNEL": "a Slack channel ID (C... or G...), or unset to send cards to each approver",
-    "DATABASE_URL": "sqlite:///path/to/recbot.db, or postgresql://user@host:5432/db",
-    "RECBOT_STORAGE_PROBE": "require (a refused probe stops the change), warn, or off",
-    "RECBOT_DRIFT_INTERVAL_SECONDS": "seconds between drift watch passes (0 turns the watch off)",
-    "RECBOT_DRIFT_ALL": "true or false",
-    "RECBOT_SEAL_KEY": "a key from `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
+    "SLACK_BOT_TOKEN": "set it to the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions page",
+    "SLACK_SIGNING_SECRET": "set it to the Signing Secret from the app's Basic Information > App Credentials",
+    "SLACK_APP_TOKEN": "set it to an App-Level Token (xapp-...) with the connections:write scope "
+    "(Basic Information > App-Level Tokens), or run in HTTP mode with --http",
+    "SLACK_API_URL": "set it to the base URL of the Slack Web API, or remove it to use https://slack.com/api/",
+    "AGORA_CUSTOMER_ID": "set it to the Customer ID from Agora Console > Developer Toolkit > RESTful API",
+    "AGORA_CUSTOMER_SECRET": "set it to the Customer Secret from Agora Console > Developer Toolkit > RESTful API",
+    "AGORA_API_URL": "set it to the base URL of the Agora API, or remove it to use https://api.agora.io",
+    "AGORA_APP_ID": "set it to the App ID of your Agora project (Agora Console > Projects)",
+    "AGORA_DEFAULT_REGION": "set it to one of cn, ap, na, eu, or remove it to use na",
+    "AGORA_RATE_LIMIT": f"set it to the Agora calls per second for this process, from {MIN_RATE_LIMIT:g} to "
+    f"{MAX_RATE_LIMIT:g} (default 40; Agora allows about 50 per account, split among processes)",
+    "RECBOT_APPROVERS": f"set it to {_USERS}",
+    "RECBOT_REQUESTERS": f"set it to {_USERS}, or remove it to let everyone request changes",
+    "RECBOT_ALLOWED_CHANNELS": f"set it to {_CHANNELS}, or remove it to answer in every channel",
+    "RECBOT_APPROVAL_CHANNEL": "set it to a channel ID (C... or G..., at the bottom of the channel's details), "
+    "or remove it to send the cards to each approver",
+    "RECBOT_APPROVAL_FOR": "set it to secrets (only changes carrying storage credentials need approval) or all",
+    "RECBOT_REQUIRED_APPROVALS": "set it to how many distinct approvers a change needs, from 1 to 10 (default 1)",
+    "RECBOT_REQUEST_TTL_SECONDS": "set it to how many seconds a change request can be approved, "
+    "at least 1 (default 86400, a day)",
+    "DATABASE_URL": "set it to sqlite:///path/to/recbot.db (default sqlite:///recbot.db), "
+    "or postgresql://user@host:5432/db for several processes",
+    "RECBOT_SEAL_KEY": "set it to the output of `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
     "print(Fernet.generate_key().decode())'`, the same in every recbot process",
+    "RECBOT_LOG_FORMAT": "set it to text or json",
+    "RECBOT_STORAGE_PROBE": "set it to require (a refusal stops the change), warn or off",
+    "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS": "set it to the seconds each step of the storage check waits, "
+    "more than 0 and at most 30 (default 5)",
+    "RECBOT_STORAGE_ENDPOINT_OVERRIDE": "set it to one S3-compatible server as http://host:port, "
+    "or remove it (tests and air-gapped sites only)",
+    "RECBOT_AZURE_ENDPOINT_OVERRIDE": "set it to one Azure Blob server as http://host:port, "
+    "or remove it (tests and air-gapped sites only)",
+    "RECBOT_DRIFT_INTERVAL_SECONDS": f"set it to the seconds between drift watch passes, from "
+    f"{MIN_DRIFT_INTERVAL:g} to {MAX_DRIFT_INTERVAL:g} (default 300), or 0 to turn the watch off",
+    "RECBOT_DRIFT_ALL": "set it to true or false (default false)",
 }
+
+# HTTP mode does not use an App-Level Token: advice to get one, or to pass --http, would not fit.
+HOW_TO_FIX_IN_HTTP_MODE: dict[str, str] = {
+    "SLACK_APP_TOKEN": "remove it (HTTP mode does not use it), or set it to an App-Level Token (xapp-...) "
+    "for Socket Mode",
+}
+
+
+def how_to_fix(name: str, mode: Mode) -> str:
+    """The fix of setting `name` in `mode`."""
+    return (HOW_TO_FIX_IN_HTTP_MODE if mode == "http" else {}).get(name) or HOW_TO_FIX[name]
+
+
+class Problem(ValueError):
+    """What is wrong with a setting's value (never the value), and a fix when the setting's own does not fit."""
+
+    def __init__(self, what: str, fix: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+
 
 SlackIds = Annotated[tuple[str, ...], NoDecode]
 DATABASE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 
+# ASCII only: str.isalnum and str.isupper accept letters such as Ä, which no Slack ID has.
+USER_OR_GROUP_ID = re.compile(r"[UWS][A-Z0-9]+")
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
+APPROVAL_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
-def _slack_ids(ids: tuple[str, ...], prefixes: str, what: str) -> tuple[str, ...]:
-    bad = [x for x in ids if not (x[:1] in prefixes and len(x) > 1 and x.isalnum() and x.isupper())]
+
+def _slack_ids(ids: tuple[str, ...], shape: re.Pattern[str], what: str) -> tuple[str, ...]:
+    bad = [x for x in ids if not shape.fullmatch(x)]
     if bad:
         # Show the shape, not the value: an ID is not secret, but a misplaced token in this field would be.
-        raise ValueError(
+        raise Problem(
             f"has {len(bad)} entr{'y' if len(bad) == 1 else 'ies'} that {'is' if len(bad) == 1 else 'are'} not {what}"
         )
     return ids
 
 
+def is_host_name(host: str) -> bool:
+    """A DNS name (letters, digits, '-', '_' in dot-separated labels) that cannot be taken for
+    an IPv4 address: a last label of digits (999.1.1.1) is a mistyped address, not a name."""
+    labels = host.removesuffix(".").split(".")
+    return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def is_ip_address(host: str) -> bool:
+    """An IPv4 or IPv6 address as typed, without brackets."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_url(url: str) -> str:
+    """`url` if it is an http(s) URL recbot can connect to; Problem saying what it lacks if not."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise Problem("contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise Problem("is not a URL (check the brackets around an IPv6 address)") from None
+    if parts.scheme not in ("http", "https"):
+        raise Problem("must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise Problem("must not hold a user name or password")
+    host = parts.hostname or ""
+    if not host:
+        raise Problem("has no host name")
+    if not (is_ip_address(host) or is_host_name(host)):
+        raise Problem("has a host that is neither a host name nor an IP address")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise Problem("has a port that is not a number from 1 to 65535")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise Problem("must not have a query (?...) or a fragment (#...)")
+    return url
+
+
 class Settings(BaseSettings):
     """Everything recbot reads from its environment. Secrets are SecretStr."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", case_sensitive=True
+    )
+    MODE: ClassVar[Mode] = "http"
 
     SLACK_BOT_TOKEN: SecretStr
-    SLACK_SIGNING_SECRET: SecretStr
+    SLACK_SIGNING_SECRET: SecretStr = Field(min_length=1)
     SLACK_APP_TOKEN: SecretStr | None = None
     SLACK_API_URL: str = "https://slack.com/api/"
-    AGORA_CUSTOMER_ID: str
-    AGORA_CUSTOMER_SECRET: SecretStr
+    AGORA_CUSTOMER_ID: str = Field(min_length=1)
+    AGORA_CUSTOMER_SECRET: SecretStr = Field(min_length=1)
     AGORA_API_URL: str = "https://api.agora.io"
     AGORA_APP_ID: str
     AGORA_DEFAULT_REGION: Literal["cn", "ap", "na", "eu"] = "na"
     # Agora allows about 50 requests per second per account; with several recbot processes, split it.
-    AGORA_RATE_LIMIT: float = Field(default=40.0, gt=0, le=1000)
+    AGORA_RATE_LIMIT: float = Field(default=40.0, ge=MIN_RATE_LIMIT, le=MAX_RATE_LIMIT, allow_inf_nan=False)
     RECBOT_APPROVERS: SlackIds = ()
     RECBOT_REQUESTERS: SlackIds = ()
     RECBOT_ALLOWED_CHANNELS: SlackIds = ()
@@ -79,12 +189,12 @@ class Settings(BaseSettings):
     RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
     RECBOT_LOG_FORMAT: Literal["text", "json"] = "text"
     RECBOT_STORAGE_PROBE: Literal["require", "warn", "off"] = "require"
-    RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=30)
+    RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=30, allow_inf_nan=False)
     # Tests and air-gapped sites: one S3-compatible server, one Azure Blob server, for every vendor and region.
     RECBOT_STORAGE_ENDPOINT_OVERRIDE: str | None = None
     RECBOT_AZURE_ENDPOINT_OVERRIDE: str | None = None
     # How often the drift watch reads what recbot remembers again; 0 turns it off.
-    RECBOT_DRIFT_INTERVAL_SECONDS: float = Field(default=300.0, ge=0, le=86400)
+    RECBOT_DRIFT_INTERVAL_SECONDS: float = Field(default=300.0, allow_inf_nan=False)
     # Also watch every entry point of AGORA_APP_ID the list call returns, in every API region.
     RECBOT_DRIFT_ALL: bool = False
 
@@ -93,9 +203,15 @@ class Settings(BaseSettings):
     def _bot_token(cls, v: SecretStr) -> SecretStr:
         token = v.get_secret_value()
         if token.startswith("xapp-"):
-            raise ValueError("holds an App-Level Token (xapp-...); that one belongs in SLACK_APP_TOKEN")
+            if cls.MODE == "http":
+                raise Problem("holds an App-Level Token (xapp-...), which HTTP mode does not use")
+            raise Problem(
+                "holds an App-Level Token (xapp-...), which belongs in SLACK_APP_TOKEN",
+                fix="move it to SLACK_APP_TOKEN, and set SLACK_BOT_TOKEN to the Bot User OAuth Token (xoxb-...) "
+                "from the app's OAuth & Permissions page",
+            )
         if not token.startswith("xoxb-"):
-            raise ValueError("must be a Bot User OAuth Token, which starts with xoxb-")
+            raise Problem("must be a Bot User OAuth Token, which starts with xoxb-")
         return v
 
     @field_validator("SLACK_APP_TOKEN")
@@ -105,9 +221,9 @@ class Settings(BaseSettings):
         if token is None or token == "":
             return None
         if token.startswith("xoxb-"):
-            raise ValueError("holds a Bot User OAuth Token (xoxb-...); that one belongs in SLACK_BOT_TOKEN")
+            raise Problem("holds a Bot User OAuth Token (xoxb-...), which belongs in SLACK_BOT_TOKEN")
         if not token.startswith("xapp-"):
-            raise ValueError("must be an App-Level Token, which starts with xapp-")
+            raise Problem("must be an App-Level Token, which starts with xapp-")
         return v
 
     @field_validator("RECBOT_APPROVERS", "RECBOT_REQUESTERS", "RECBOT_ALLOWED_CHANNELS", mode="before")
@@ -120,48 +236,65 @@ class Settings(BaseSettings):
     @field_validator("RECBOT_APPROVERS", "RECBOT_REQUESTERS")
     @classmethod
     def _user_or_group_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _slack_ids(v, "UWS", "Slack user IDs (U..., W...) or user-group IDs (S...)")
+        return _slack_ids(v, USER_OR_GROUP_ID, "a Slack user ID (U..., W...) or user-group ID (S...)")
 
     @field_validator("RECBOT_ALLOWED_CHANNELS")
     @classmethod
     def _channel_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _slack_ids(v, "CGD", "Slack channel IDs (C..., G..., D...)")
+        return _slack_ids(v, CHANNEL_ID, "a Slack channel ID (C..., G..., D...)")
 
     @field_validator("RECBOT_APPROVAL_CHANNEL")
     @classmethod
     def _approval_channel(cls, v: str | None) -> str | None:
         if not v:
             return None
-        if not (v[:1] in "CG" and v.isalnum() and v.isupper()):
-            raise ValueError("must be a channel ID (C... or G...), as in the channel's details in Slack")
+        if not APPROVAL_CHANNEL_ID.fullmatch(v):
+            raise Problem("is not a channel ID (C... or G...)")
         return v
 
     @field_validator("AGORA_APP_ID")
     @classmethod
     def _app_id(cls, v: str) -> str:
-        return check_path_segment(v, "App ID")
+        try:
+            return check_path_segment(v, "App ID")
+        except ValueError as exc:
+            raise Problem(str(exc).removeprefix("App ID ")) from None
 
-    @field_validator(
-        "SLACK_API_URL", "AGORA_API_URL", "RECBOT_STORAGE_ENDPOINT_OVERRIDE", "RECBOT_AZURE_ENDPOINT_OVERRIDE"
-    )
+    @field_validator("SLACK_API_URL", "AGORA_API_URL")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None or v == "":
-            return None
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL")
-        return v
+    def _base_url(cls, v: str) -> str:
+        if not v:
+            raise Problem("is empty")
+        return check_url(v)
+
+    @field_validator("RECBOT_STORAGE_ENDPOINT_OVERRIDE", "RECBOT_AZURE_ENDPOINT_OVERRIDE")
+    @classmethod
+    def _override_url(cls, v: str | None) -> str | None:
+        return check_url(v) if v else None
 
     @field_validator("SLACK_API_URL")
     @classmethod
     def _trailing_slash(cls, v: str) -> str:
         return v if v.endswith("/") else v + "/"
 
+    @field_validator("RECBOT_DRIFT_INTERVAL_SECONDS")
+    @classmethod
+    def _drift_interval(cls, v: float) -> float:
+        if v != 0 and not MIN_DRIFT_INTERVAL <= v <= MAX_DRIFT_INTERVAL:
+            raise Problem(f"must be 0 (off) or from {MIN_DRIFT_INTERVAL:g} to {MAX_DRIFT_INTERVAL:g} seconds")
+        return v
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, v: str) -> str:
         if not v.startswith(DATABASE_SCHEMES):
-            raise ValueError("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
+            raise Problem("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
+        try:
+            port = make_url(v).port
+        except (ArgumentError, ValueError):
+            raise Problem("is not a database URL") from None
+        if port is not None and not 1 <= port <= 65535:
+            raise Problem("has a port that is not a number from 1 to 65535")
         return v
 
     @field_validator("RECBOT_SEAL_KEY")
@@ -169,18 +302,19 @@ class Settings(BaseSettings):
     def _seal_key(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if v is None or not v.get_secret_value():
             if str(info.data.get("DATABASE_URL", "")).startswith(("postgresql://", "postgres://")):
-                raise ValueError("is required with a shared (PostgreSQL) database")
+                raise Problem("is required with a shared (PostgreSQL) database")
             return None
         try:
             Fernet(v.get_secret_value().encode())
         except ValueError:
-            raise ValueError("is not a valid key (44 url-safe base64 characters)") from None
+            raise Problem("is not a valid key (44 url-safe base64 characters)") from None
         return v
 
 
 class SocketModeSettings(Settings):
     """Socket Mode, the default, cannot connect without an App-Level Token."""
 
+    MODE: ClassVar[Mode] = "socket"
     SLACK_APP_TOKEN: SecretStr
 
 
@@ -192,15 +326,51 @@ class SettingsError(Exception):
         super().__init__("\n".join(problems))
 
 
-def _problem(error: dict[str, object]) -> str:
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _what(kind: str, ctx: dict[str, Any]) -> str:
+    """Pydantic's finding in words a Slack admin reads at a glance."""
+    bound = {"greater_than": "more than", "greater_than_equal": "at least"}
+    bound |= {"less_than": "less than", "less_than_equal": "at most"}
+    for key, words in zip(("gt", "ge", "lt", "le"), bound.values(), strict=True):
+        if key in ctx and kind in bound:
+            return f"must be {words} {_number(ctx[key])}"
+    return {
+        "missing": "is missing",
+        "finite_number": "must be a finite number, not nan or inf",
+        "float_parsing": "is not a number",
+        "float_type": "is not a number",
+        "int_parsing": "is not a whole number",
+        "int_type": "is not a whole number",
+        "int_from_float": "is not a whole number",
+        "bool_parsing": "is not true or false",
+        "bool_type": "is not true or false",
+        "literal_error": "is not one of the accepted values",
+        "too_short": "is empty",
+        "string_too_short": "is empty",
+    }.get(kind, "is invalid")
+
+
+def _problem(error: dict[str, Any], mode: Mode) -> str:
+    """`<setting> <what is wrong>: <how to fix it>`."""
     loc = error.get("loc") or ()
-    name = str(loc[0]) if isinstance(loc, tuple) and loc else "settings"
-    message = str(error.get("msg", "")).removeprefix("Value error, ")
-    problem = "is missing" if error.get("type") == "missing" else message
-    hint = HOW_TO_FIX.get(name)
-    if error.get("type") != "missing" and not problem.startswith(("is ", "must ", "holds ", "has ")):
-        problem = f"is invalid: {problem}"
-    return f"{name} {problem}" + (f" (set it to {hint})" if hint else "")
+    name = str(loc[0]) if loc else "settings"
+    ctx = error.get("ctx") or {}
+    found = ctx.get("error")
+    if isinstance(found, Problem):
+        what, fix = found.what, found.fix
+    else:
+        what, fix = _what(str(error.get("type")), ctx), None
+    return f"{name} {what}: {fix or how_to_fix(name, mode)}"
+
+
+def _unreadable_env_file(exc: UnicodeDecodeError) -> str:
+    # The line number, not the bytes: the line may hold a secret.
+    line = exc.object[: exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else 0
+    where = f"{ENV_FILE} line {line}" if line else ENV_FILE
+    return f"{where} is not UTF-8 text: save {ENV_FILE} with the UTF-8 encoding (Save As in most editors)"
 
 
 def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
@@ -211,4 +381,10 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
         return model(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
-        raise SettingsError([_problem(dict(e)) for e in errors]) from None
+        raise SettingsError([_problem(dict(e), mode) for e in errors]) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError([_unreadable_env_file(exc)]) from None
+    except OSError as exc:
+        raise SettingsError(
+            [f"{ENV_FILE} cannot be read ({exc.strerror or type(exc).__name__}): make it a file recbot's user can read"]
+        ) from None

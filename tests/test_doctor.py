@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from bot.doctor import doctor
 from bot.seal import resolve_seal_key
 from bot.settings import load_settings
-from bot.store import LATEST_VERSION, Store, schema_version
+from bot.store import LATEST_VERSION, Store, observed_configs, schema_version, utcnow
 from tests.conftest import APP_ID
 from tests.fakes.http import SilentServer
 
@@ -50,6 +50,7 @@ def test_all_green_in_http_mode_and_nothing_is_created(settings_overrides, slack
     assert "2 entry point(s) in App ID APPID01: backup, live" in checks["Agora"]
     assert "does not exist yet" in checks["Database"]
     assert "/slack/events" in checks["Slack HTTP mode"] and "Interactivity" in checks["Slack HTTP mode"]
+    assert checks["Drift watch"] == "ok: off (RECBOT_DRIFT_INTERVAL_SECONDS is 0)"
     assert "2 approver(s)" in checks["Approvers"] and "the bot is in CAPPROVE" in checks["Approval channel"]
     database = Path(settings_overrides["DATABASE_URL"].removeprefix("sqlite:///"))
     assert not database.exists() and not Path(f"{database}.key").exists()
@@ -173,3 +174,84 @@ def test_doctor_without_settings_exits_1_and_names_them(tmp_path) -> None:
     done = cli(["doctor"], tmp_path, {})
     assert done.returncode == 1
     assert "[FAIL] Settings: SLACK_BOT_TOKEN is missing" in done.stdout and "SLACK_APP_TOKEN is missing" in done.stdout
+
+
+def test_http_mode_names_every_url_slack_needs(settings_overrides, slack, agora, approvers_seen) -> None:
+    """The four places app.yaml's HTTP-mode edit puts https://YOUR-HOST/slack/events."""
+    _, checks = run_doctor(settings_overrides)
+    line = checks["Slack HTTP mode"]
+    for place in (
+        "the slash command's URL",
+        "Interactivity's Request URL",
+        "Options Load URL (the entry-point picker's search)",
+        "Event Subscriptions' Request URL",
+    ):
+        assert place in line, line
+
+
+def test_a_host_that_resolves_to_nothing_fails_http_mode(settings_overrides, slack, agora, approvers_seen) -> None:
+    out = io.StringIO()
+    load = lambda m: load_settings(m, _env_file=None, **settings_overrides)  # noqa: E731
+    code = doctor("http", "no-such-host.invalid", 3000, out, load=load)
+    assert code == 1
+    assert "[FAIL] Slack HTTP mode: --host no-such-host.invalid resolves to no address" in out.getvalue()
+
+
+def remember_targets(database_url: str, targets: list[tuple[str, str, str]]) -> Store:
+    """A store (migrated, its seal key made) remembering `targets` as the drift watch does."""
+    store = Store(database_url)
+    resolve_seal_key(None, database_url)
+    with store.engine.begin() as conn:
+        for app_id, entry_point, region in targets:
+            row = {"app_id": app_id, "entry_point": entry_point, "region": region}
+            conn.execute(insert(observed_configs).values(**row, baseline="{}", seen_at=utcnow()))
+    return store
+
+
+def watched(settings_overrides: dict[str, Any], **change: str) -> dict[str, Any]:
+    return {**settings_overrides, "AGORA_RATE_LIMIT": "1", "RECBOT_DRIFT_INTERVAL_SECONDS": "30", **change}
+
+
+def test_drift_warns_when_a_pass_over_the_remembered_targets_outlasts_the_interval(
+    settings_overrides, slack, agora, approvers_seen
+) -> None:
+    """At 1 call/s a 30 s interval fits 30 reads: 31 remembered targets (in any App ID) do not."""
+    _, checks = run_doctor(watched(settings_overrides, RECBOT_DRIFT_INTERVAL_SECONDS="300"))
+    assert checks["Drift watch"].startswith("ok: a pass over 0 target(s)")  # no database yet, and none made
+    database = Path(settings_overrides["DATABASE_URL"].removeprefix("sqlite:///"))
+    assert not database.exists()
+    store = remember_targets(settings_overrides["DATABASE_URL"], [("OTHER", f"ep{i}", "eu") for i in range(30)])
+    code, checks = run_doctor(watched(settings_overrides))
+    assert code == 0 and checks["Drift watch"].startswith("ok: a pass over 30 target(s) takes about 30.0 s"), checks
+    remember_targets(settings_overrides["DATABASE_URL"], [(APP_ID, "live", "na")])
+    code, checks = run_doctor(watched(settings_overrides))
+    line = checks["Drift watch"]
+    assert code == 0 and line.startswith("warn: a pass over 31 target(s) takes about 31.0 s at AGORA_RATE_LIMIT 1")
+    assert "longer than RECBOT_DRIFT_INTERVAL_SECONDS (30 s)" in line
+    assert line.endswith("set RECBOT_DRIFT_INTERVAL_SECONDS to at least 31, or watch fewer targets")
+    store.close()
+
+
+def test_drift_all_counts_the_listed_entry_points_in_every_region_once(
+    settings_overrides, slack, agora, approvers_seen
+) -> None:
+    """With RECBOT_DRIFT_ALL a pass lists (1 call) and reads each listed entry point in 4 regions;
+    a remembered target among them is read once. 7 entry points: 29 calls fit 30 s; 8: 33 do not."""
+    for i in range(6):
+        agora.put(APP_ID, f"ep{i}", "eu", {})
+    store = remember_targets(settings_overrides["DATABASE_URL"], [(APP_ID, "live", "na"), (APP_ID, "ep0", "cn")])
+    _, checks = run_doctor(watched(settings_overrides, RECBOT_DRIFT_ALL="true"))
+    assert checks["Drift watch"].startswith("ok: a pass over 28 target(s) takes about 29.0 s"), checks
+    agora.put(APP_ID, "ep6", "na", {})
+    _, checks = run_doctor(watched(settings_overrides, RECBOT_DRIFT_ALL="true"))
+    assert checks["Drift watch"].startswith("warn: a pass over 32 target(s) takes about 33.0 s"), checks
+    assert "at least 33" in checks["Drift watch"]
+    assert [c.method for c in agora.calls()] == ["GET", "GET"]  # the Agora check's list, nothing more
+    store.close()
+
+
+def test_drift_without_the_list_counts_what_it_can(settings_overrides, slack, agora, approvers_seen) -> None:
+    agora.customer_secret = "rotated"
+    code, checks = run_doctor(watched(settings_overrides, RECBOT_DRIFT_ALL="true"))
+    assert code == 1 and checks["Agora"].startswith("FAIL")
+    assert checks["Drift watch"].startswith("ok: a pass over 0 target(s) (without the entry points")

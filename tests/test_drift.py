@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 from handlers.blocks import approval_card
 from handlers.blocks import drift_card as card
 from handlers.blocks import edit_form as form
@@ -30,9 +30,15 @@ OUTSIDE_CHANGE: dict[str, Any] = {
 }
 
 
+def watching(settings: Settings) -> Settings:
+    """`settings` with watch passes 50 ms apart, far below the 30 s a deployment may set, so
+    that tests need not wait; model_copy does not validate."""
+    return settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.05})
+
+
 @pytest.fixture
-def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0.05"}
+def settings(settings: Settings) -> Settings:
+    return watching(settings)
 
 
 def is_alert(call: Call) -> bool:
@@ -266,7 +272,7 @@ def test_a_forged_alert_button_does_nothing(driver, slack, agora, bot) -> None:
 
 
 def test_drift_all_watches_every_listed_entry_point_in_every_region(settings_overrides, slack, agora) -> None:
-    settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_DRIFT_ALL": "true"})
+    settings = watching(load_settings(_env_file=None, **{**settings_overrides, "RECBOT_DRIFT_ALL": "true"}))
     agora.put(APP_ID, "backup", "eu", LIVE_CONFIG)  # never read through recbot
     bot = start_bot(settings, fast_agora(settings))
     try:
@@ -294,7 +300,9 @@ def test_a_new_seal_key_is_not_a_key_change_but_later_changes_still_are(settings
     from cryptography.fernet import Fernet
 
     def started(seal_key: bytes) -> tuple[RunningBot, SlackDriver]:
-        settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_SEAL_KEY": seal_key.decode()})
+        settings = watching(
+            load_settings(_env_file=None, **{**settings_overrides, "RECBOT_SEAL_KEY": seal_key.decode()})
+        )
         bot = start_bot(settings, fast_agora(settings))
         return bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
 

@@ -10,18 +10,19 @@ from typing import Any
 import pytest
 import requests
 
+from bot.settings import Settings
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature
 from tests.fakes.slack import FakeSlack
-from tests.test_drift import remember, wait_alert
+from tests.test_drift import remember, wait_alert, watching
 
 
 @pytest.fixture
-def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0.05"}
+def settings(settings: Settings) -> Settings:
+    return watching(settings)
 
 
 def open_home(driver: SlackDriver, slack: FakeSlack, user: str) -> dict[str, Any]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import get_args
 
 import jsonschema
 import pytest
 import yaml
+
+from bot.commands import USAGE, Verb
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "tests/data/slack_manifest.schema.v1.json").read_text())
@@ -64,3 +68,16 @@ def test_the_http_mode_edit_the_readme_describes_is_valid() -> None:
     wrong["features"]["slash_commands"][0]["request_url"] = "https://recbot.example.com/slack/events"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wrong, SCHEMA)  # the old README's edit
+
+
+def hint_verbs(hint: str) -> set[str]:
+    """`get|set|history <entry_point> ... | list [...] | pending | help` -> the verbs."""
+    return {verb for alternative in hint.split(" | ") for verb in alternative.split()[0].split("|")}
+
+
+def test_the_usage_hint_lists_the_verbs_the_bot_answers() -> None:
+    (command,) = manifest()["features"]["slash_commands"]
+    verbs = set(get_args(Verb))
+    assert hint_verbs(command["usage_hint"]) == verbs
+    assert set(re.findall(r"`/recording (\w+)", USAGE)) == verbs
+    assert "list [cn|ap|na|eu|all]" in command["usage_hint"]

@@ -1,15 +1,17 @@
-"""Settings: one list of every problem, each with how to fix it, never a value."""
+"""Settings: one list of every problem, each `<what is wrong>: <how to fix it>`, never a value."""
 
 from __future__ import annotations
 
+import string
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, how_to_fix, load_settings
 from tests.conftest import CUSTOMER_SECRET
 
 
@@ -31,7 +33,7 @@ def test_every_problem_listed_once_with_how_to_fix() -> None:
 def test_socket_mode_needs_the_app_token_in_the_same_list(settings_overrides) -> None:
     found = problems("socket", **{**settings_overrides, "RECBOT_APPROVERS": "UBOB,bob"})
     assert len(found) == 2
-    assert any(p.startswith("SLACK_APP_TOKEN is missing") and "--http" in p for p in found)
+    assert any(p.startswith("SLACK_APP_TOKEN is missing: ") and "--http" in p for p in found)
     assert any(p.startswith("RECBOT_APPROVERS has 1 entry that is not") for p in found)
     load_settings("http", _env_file=None, **settings_overrides)  # HTTP mode does not need it
 
@@ -39,13 +41,13 @@ def test_socket_mode_needs_the_app_token_in_the_same_list(settings_overrides) ->
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("SLACK_BOT_TOKEN", "xapp-1-A0-123-abc", "belongs in SLACK_APP_TOKEN"),
+        ("SLACK_BOT_TOKEN", "xapp-1-A0-123-abc", "App-Level Token (xapp-...), which HTTP mode does not use"),
         ("SLACK_BOT_TOKEN", "xoxp-user-token", "starts with xoxb-"),
         ("SLACK_APP_TOKEN", "xoxb-123-456-abc", "belongs in SLACK_BOT_TOKEN"),
         ("SLACK_APP_TOKEN", "not-a-token", "starts with xapp-"),
-        ("RECBOT_APPROVERS", "UBOB,ubob", "user IDs (U..., W...) or user-group IDs (S...)"),
-        ("RECBOT_REQUESTERS", "C0123", "user IDs"),
-        ("RECBOT_ALLOWED_CHANNELS", "U123", "channel IDs (C..., G..., D...)"),
+        ("RECBOT_APPROVERS", "UBOB,ubob", "user ID (U..., W...) or user-group ID (S...)"),
+        ("RECBOT_REQUESTERS", "C0123", "user ID"),
+        ("RECBOT_ALLOWED_CHANNELS", "U123", "channel ID (C..., G..., D...)"),
         ("RECBOT_APPROVAL_CHANNEL", "#approvals", "channel ID (C... or G...)"),
         ("DATABASE_URL", "mysql://root@localhost/recbot", "sqlite:/// (the embedded store) or postgresql://"),
         ("DATABASE_URL", "postgresql://db.internal/recbot", "RECBOT_SEAL_KEY is required with a shared"),
@@ -97,3 +99,236 @@ def test_whatever_is_typed_is_accepted_or_refused_without_being_echoed(value: st
         load_settings("socket", _env_file=None, **{**base, "SLACK_APP_TOKEN": "xapp-1", name: value})
     except SettingsError as exc:
         assert exc.problems and value.strip() not in str(exc)
+
+
+# One value each field must refuse, every field: a new setting without an entry here fails
+# test_the_table_covers_every_setting, and so gets its refusal and its fix tested.
+BAD_VALUES: dict[str, str] = {
+    "SLACK_BOT_TOKEN": "xoxp-a-user-token",
+    "SLACK_SIGNING_SECRET": "",
+    "SLACK_APP_TOKEN": "not-a-token",
+    "SLACK_API_URL": "https://slack.com:99999/api/",
+    "AGORA_CUSTOMER_ID": "",
+    "AGORA_CUSTOMER_SECRET": "",
+    "AGORA_API_URL": "https:///v1",
+    "AGORA_APP_ID": "my app",
+    "AGORA_DEFAULT_REGION": "mars",
+    "AGORA_RATE_LIMIT": "0.001",
+    "RECBOT_APPROVERS": "alice",
+    "RECBOT_REQUESTERS": "U0ÄPP",
+    "RECBOT_ALLOWED_CHANNELS": "#general",
+    "RECBOT_APPROVAL_CHANNEL": "approvals",
+    "RECBOT_APPROVAL_FOR": "some",
+    "RECBOT_REQUIRED_APPROVALS": "11",
+    "RECBOT_REQUEST_TTL_SECONDS": "one day",
+    "DATABASE_URL": "mysql://root@localhost/recbot",
+    "RECBOT_SEAL_KEY": "too-short",
+    "RECBOT_LOG_FORMAT": "xml",
+    "RECBOT_STORAGE_PROBE": "maybe",
+    "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS": "Infinity",
+    "RECBOT_STORAGE_ENDPOINT_OVERRIDE": "http://minio internal:9000",
+    "RECBOT_AZURE_ENDPOINT_OVERRIDE": "http://azurite:10000/?comp=list",
+    "RECBOT_DRIFT_INTERVAL_SECONDS": "0.01",
+    "RECBOT_DRIFT_ALL": "sometimes",
+}
+
+
+def test_the_table_covers_every_setting() -> None:
+    assert set(BAD_VALUES) == set(Settings.model_fields)
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_setting_has_a_fix_and_a_refusal_says_what_then_how(settings_overrides, mode, name) -> None:
+    """`<NAME> <what is wrong>: <how to fix it>`, the fix being the setting's own for the mode."""
+    fix = how_to_fix(name, mode)
+    assert fix and ": " not in fix  # one ": " per line, between what is wrong and the fix
+    base = {**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-A01-token"}
+    (line,) = problems(mode, **{**base, name: BAD_VALUES[name]})
+    what, _, how = line.partition(": ")
+    assert what.startswith(f"{name} ") and len(what) > len(name) + 3 and how == fix, line
+    if BAD_VALUES[name]:
+        assert BAD_VALUES[name] not in line
+
+
+def test_a_misplaced_app_token_gets_advice_that_fits_the_mode(settings_overrides) -> None:
+    misplaced = {**settings_overrides, "SLACK_APP_TOKEN": "xoxb-2-bot-token-in-the-app-slot"}
+    (http,) = problems("http", **misplaced)
+    assert "belongs in SLACK_BOT_TOKEN" in http and "--http" not in http and "HTTP mode does not use it" in http
+    (socket,) = problems("socket", **misplaced)
+    assert "belongs in SLACK_BOT_TOKEN" in socket and "--http" in socket
+    (http,) = problems("http", **{**settings_overrides, "SLACK_BOT_TOKEN": "xapp-1-A01-token"})
+    assert "--http" not in http and "SLACK_APP_TOKEN" not in http
+    (socket,) = problems("socket", **{**misplaced, "SLACK_APP_TOKEN": "xapp-1", "SLACK_BOT_TOKEN": "xapp-1-A01-token"})
+    assert "move it to SLACK_APP_TOKEN" in socket
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("AGORA_RATE_LIMIT", "0.001", "must be at least 1"),
+        ("AGORA_RATE_LIMIT", "0.99", "must be at least 1"),
+        ("AGORA_RATE_LIMIT", "0", "must be at least 1"),
+        ("AGORA_RATE_LIMIT", "-5", "must be at least 1"),
+        ("AGORA_RATE_LIMIT", "1001", "must be at most 1000"),
+        ("AGORA_RATE_LIMIT", "nan", "must be a finite number, not nan or inf"),
+        ("AGORA_RATE_LIMIT", "inf", "must be a finite number, not nan or inf"),
+        ("AGORA_RATE_LIMIT", "-inf", "must be a finite number, not nan or inf"),
+        ("AGORA_RATE_LIMIT", "forty", "is not a number"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "0.01", "must be 0 (off) or from 30 to 86400 seconds"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "29.9", "must be 0 (off) or from 30 to 86400 seconds"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "-1", "must be 0 (off) or from 30 to 86400 seconds"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "86401", "must be 0 (off) or from 30 to 86400 seconds"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "nan", "must be a finite number, not nan or inf"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "inf", "must be a finite number, not nan or inf"),
+        ("RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS", "nan", "must be a finite number, not nan or inf"),
+    ],
+)
+def test_rates_and_intervals_have_sane_bounds(settings_overrides, name, value, says) -> None:
+    (line,) = problems(**{**settings_overrides, name: value})
+    assert line.startswith(f"{name} {says}: set it to ") and "less than or equal" not in line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AGORA_RATE_LIMIT", "1"),
+        ("AGORA_RATE_LIMIT", "40"),
+        ("AGORA_RATE_LIMIT", "1000"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "0"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "30"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "86400"),
+    ],
+)
+def test_the_bounds_themselves_are_accepted(settings_overrides, name, value) -> None:
+    settings = load_settings(_env_file=None, **{**settings_overrides, name: value})
+    assert getattr(settings, name) == float(value)
+
+
+URL_SETTINGS = ["SLACK_API_URL", "AGORA_API_URL", "RECBOT_STORAGE_ENDPOINT_OVERRIDE", "RECBOT_AZURE_ENDPOINT_OVERRIDE"]
+
+
+@pytest.mark.parametrize("name", URL_SETTINGS)
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://host.example:99999/", "has a port that is not a number from 1 to 65535"),
+        ("https://host.example:0/", "has a port that is not a number from 1 to 65535"),
+        ("https://host.example:http/", "has a port that is not a number from 1 to 65535"),
+        ("http://:8080/", "has no host name"),
+        ("http:///path", "has no host name"),
+        ("https://host example/", "contains spaces or control characters"),
+        ("https://host.example/a b", "contains spaces or control characters"),
+        ("https://host.example/\tx", "contains spaces or control characters"),
+        ("https://host.example/path?query=1", "must not have a query (?...) or a fragment (#...)"),
+        ("https://host.example/#part", "must not have a query (?...) or a fragment (#...)"),
+        ("https://host.example/?", "must not have a query (?...) or a fragment (#...)"),
+        ("https://user:password@host.example/", "must not hold a user name or password"),
+        ("https://999.1.1.1/", "has a host that is neither a host name nor an IP address"),
+        ("https://host%20name/", "has a host that is neither a host name nor an IP address"),
+        ("https://[::1/", "is not a URL (check the brackets around an IPv6 address)"),
+        ("ftp://host.example/", "must be an http:// or https:// URL"),
+        ("host.example:8080", "must be an http:// or https:// URL"),
+    ],
+)
+def test_an_override_url_that_cannot_be_used_is_a_settings_error(settings_overrides, name, url, says) -> None:
+    (line,) = problems(**{**settings_overrides, name: url})
+    assert line == f"{name} {says}: {how_to_fix(name, 'http')}"
+    assert "password" not in line.split(": ")[0] or "user name or password" in line
+
+
+@pytest.mark.parametrize("name", URL_SETTINGS)
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9", "https://api.example.com/prefix/", "http://[::1]:8080", "http://minio_1:9000"]
+)
+def test_usable_urls_are_accepted(settings_overrides, name, url) -> None:
+    settings = load_settings(_env_file=None, **{**settings_overrides, name: url})
+    assert getattr(settings, name).rstrip("/") == url.rstrip("/")
+
+
+def test_a_database_url_with_a_broken_port_is_refused(settings_overrides) -> None:
+    key = Fernet.generate_key().decode()
+    for url in ("postgresql://db:port/recbot", "postgresql://db:99999/recbot"):
+        (line,) = problems(**{**settings_overrides, "DATABASE_URL": url, "RECBOT_SEAL_KEY": key})
+        assert line.startswith("DATABASE_URL ") and line.endswith(how_to_fix("DATABASE_URL", "http"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RECBOT_APPROVERS", "U0ÄPP"),
+        ("RECBOT_APPROVERS", "\uff350APP"),  # a fullwidth U
+        ("RECBOT_REQUESTERS", "U\u0660\u0661\u0662"),  # Arabic-Indic digits: isalnum and isupper say yes
+        ("RECBOT_ALLOWED_CHANNELS", "CÉNÉRAL"),
+        ("RECBOT_APPROVAL_CHANNEL", "C0ÄPP"),
+    ],
+)
+def test_non_ascii_look_alikes_of_ids_are_refused(settings_overrides, name, value) -> None:
+    (line,) = problems(**{**settings_overrides, name: value})
+    assert line.startswith(f"{name} ") and value not in line
+
+
+ID_SETTINGS = {
+    "RECBOT_APPROVERS": "UWS",
+    "RECBOT_REQUESTERS": "UWS",
+    "RECBOT_ALLOWED_CHANNELS": "CGD",
+    "RECBOT_APPROVAL_CHANNEL": "CG",
+}
+LOOK_ALIKES = "UWSCGDAZ09azÄÉÜß\u0660\u0661\uff35\U0001d414\u0130_-.#@"  # Arabic digits, fullwidth and bold U, İ
+ID_LIKE = st.one_of(
+    st.from_regex(r"[UWSCGD][A-Z0-9]{1,10}", fullmatch=True),
+    st.text(alphabet=st.sampled_from(LOOK_ALIKES) | st.characters(exclude_characters=","), min_size=1, max_size=12),
+).filter(lambda v: v == v.strip())
+
+
+def ascii_id_shape(value: str, prefixes: str) -> bool:
+    """The reference: a prefix letter, then one or more ASCII capitals or digits."""
+    return (
+        len(value) >= 2 and value[0] in prefixes and all(c in string.ascii_uppercase + string.digits for c in value[1:])
+    )
+
+
+@given(value=ID_LIKE, name=st.sampled_from(sorted(ID_SETTINGS)))
+@example(value="U0ÄPP", name="RECBOT_APPROVERS")
+@example(value="UBOB", name="RECBOT_APPROVERS")
+@example(value="Uİ", name="RECBOT_REQUESTERS")
+def test_an_id_is_accepted_iff_it_has_the_ascii_shape(value: str, name: str) -> None:
+    base = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "AGORA_CUSTOMER_ID": "c",
+        "AGORA_CUSTOMER_SECRET": "s",
+        "AGORA_APP_ID": "A",
+    }
+    try:
+        load_settings(_env_file=None, **{**base, name: value})
+        accepted = True
+    except SettingsError as exc:
+        (line,) = exc.problems
+        assert line.startswith(f"{name} ")
+        accepted = False
+    assert accepted == ascii_id_shape(value, ID_SETTINGS[name])
+
+
+def test_an_env_file_that_is_not_utf8_is_one_problem_naming_the_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    secret = "caf\xe9-SECRET".encode("latin-1")
+    (tmp_path / ".env").write_bytes(b"SLACK_BOT_TOKEN=xoxb-1\n# the secret\nAGORA_CUSTOMER_SECRET=" + secret + b"\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http")
+    (line,) = caught.value.problems
+    assert line == ".env line 3 is not UTF-8 text: save .env with the UTF-8 encoding (Save As in most editors)"
+
+
+def test_an_empty_value_in_the_environment_counts_as_unset(monkeypatch, settings_overrides) -> None:
+    for name, value in settings_overrides.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("SLACK_API_URL", "")
+    monkeypatch.setenv("RECBOT_DRIFT_INTERVAL_SECONDS", "")
+    monkeypatch.setenv("AGORA_CUSTOMER_ID", "")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None)
+    assert caught.value.problems == [f"AGORA_CUSTOMER_ID is missing: {how_to_fix('AGORA_CUSTOMER_ID', 'http')}"]
+    monkeypatch.setenv("AGORA_CUSTOMER_ID", "cust")
+    settings = load_settings(_env_file=None)
+    assert settings.SLACK_API_URL == "https://slack.com/api/" and settings.RECBOT_DRIFT_INTERVAL_SECONDS == 300

@@ -4,6 +4,7 @@ no value of any setting."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,9 @@ SHARED = "postgresql://postgres:" + DB_PASSWORD + "@127.0.0.1:{port}/test"
 @pytest.mark.parametrize(
     ("args", "change", "says"),
     [
-        ([], {"SLACK_APP_TOKEN": None}, ["SLACK_APP_TOKEN is missing", "--http"]),
+        ([], {"SLACK_APP_TOKEN": None}, ["SLACK_APP_TOKEN is missing: ", "--http"]),
         ([], {"SLACK_APP_TOKEN": "xoxb-2-bot-token-in-the-app-slot"}, ["belongs in SLACK_BOT_TOKEN"]),
-        ([], {"SLACK_BOT_TOKEN": "xapp-2-app-token-in-the-bot-slot"}, ["belongs in SLACK_APP_TOKEN"]),
+        ([], {"SLACK_BOT_TOKEN": "xapp-2-app-token-in-the-bot-slot"}, ["belongs in SLACK_APP_TOKEN: move it"]),
         (["--http"], {"DATABASE_URL": "postgresql://postgres@127.0.0.1/test"}, ["RECBOT_SEAL_KEY is required"]),
         (["--http"], {"DATABASE_URL": "mysql://root@127.0.0.1/recbot"}, ["DATABASE_URL must start with sqlite:///"]),
         ([], {"SLACK_APP_TOKEN": "xapp-1-A01-wrong-token"}, ["Slack rejected SLACK_APP_TOKEN (invalid_auth)"]),
@@ -92,3 +93,84 @@ def test_a_port_in_use_is_named(env, tmp_path) -> None:
         port = taken.getsockname()[1]
         (line,) = refused(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path)
     assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def doctor_failures(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """What `./run doctor ARGS` says failed, without the `[FAIL] <check>: ` prefix."""
+    done = cli(["doctor", *args], cwd, env, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, (done.stdout, done.stderr)
+    failed = [line for line in done.stdout.splitlines() if line.startswith("[FAIL]")]
+    return [line.split(": ", 1)[1] for line in failed]
+
+
+UTF8_FIX = "save .env with the UTF-8 encoding (Save As in most editors)"
+LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("args", "change", "says"),
+    [
+        (["--http", "--port", "-1"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
+        (["--http", "--port", "70000"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
+        (["--http", "--port", "http"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
+        (["--http", "--host", "999.1.1.1"], {}, "--host is neither an IP address nor a host name: pass an address"),
+        (["--http", "--host", "my host"], {}, "--host is neither an IP address nor a host name: pass an address"),
+        (
+            [],
+            {".env": LATIN1_ENV},
+            f"line 2 is not UTF-8 text: {UTF8_FIX}",
+        ),
+        (["--http"], {"AGORA_RATE_LIMIT": "0.001"}, "AGORA_RATE_LIMIT must be at least 1: set it to"),
+        (["--http"], {"AGORA_RATE_LIMIT": "nan"}, "AGORA_RATE_LIMIT must be a finite number, not nan or inf: set"),
+        (["--http"], {"RECBOT_DRIFT_INTERVAL_SECONDS": "0.01"}, "must be 0 (off) or from 30 to 86400 seconds: set"),
+        (["--http"], {"SLACK_API_URL": "http://127.0.0.1:99999/api/"}, "SLACK_API_URL has a port that is not a number"),
+        (["--http"], {"AGORA_API_URL": "https:///v1"}, "AGORA_API_URL has no host name: set it to"),
+        (["--http"], {"RECBOT_STORAGE_ENDPOINT_OVERRIDE": "http://a b:9000"}, "contains spaces or control characters"),
+        (["--http"], {"RECBOT_AZURE_ENDPOINT_OVERRIDE": "http://az:10000/?x=1"}, "must not have a query (?...)"),
+        (["--http"], {"RECBOT_APPROVERS": "U0\u00c4PP"}, "RECBOT_APPROVERS has 1 entry that is not a Slack user ID"),
+    ],
+    ids=[
+        "port-negative",
+        "port-too-big",
+        "port-not-a-number",
+        "host-not-an-address",
+        "host-with-a-space",
+        "env-not-utf8",
+        "rate-too-low",
+        "rate-nan",
+        "drift-interval-too-short",
+        "slack-url-port",
+        "agora-url-no-host",
+        "storage-override-space",
+        "azure-override-query",
+        "approver-non-ascii",
+    ],
+)
+def test_a_bad_value_is_one_line_before_anything_is_created_and_doctor_says_the_same(
+    env, tmp_path, args, change, says
+) -> None:
+    for name, value in change.items():
+        if name == ".env":
+            (tmp_path / ".env").write_bytes(value)
+        else:
+            env[name] = value
+    before = sorted(os.listdir(tmp_path))
+    (line,) = refused(args, env, tmp_path)
+    assert says in line and line.count(": ") == 2, line  # after the prefix: `<what is wrong>: <how to fix it>`
+    assert sorted(os.listdir(tmp_path)) == before  # no SQLite file, no key file
+    assert doctor_failures(args, env, tmp_path) == [line.removeprefix("recbot cannot start: ")]
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_http_mode_start_does_not_suggest_http_mode(env, tmp_path) -> None:
+    env["SLACK_APP_TOKEN"] = "xoxb-2-bot-token-in-the-app-slot"
+    (line,) = refused(["--http"], env, tmp_path)
+    assert "belongs in SLACK_BOT_TOKEN" in line and "--http" not in line and "HTTP mode does not use it" in line
+
+
+def test_a_port_in_use_is_refused_before_anything_is_created(env, tmp_path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        (line,) = refused(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path)
+    assert f"port {port} on 127.0.0.1 is already in use" in line
+    assert os.listdir(tmp_path) == []
