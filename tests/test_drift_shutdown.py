@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from bot.settings import Settings
 from tests.conftest import APP_ID, LIVE_CONFIG, fast_agora
 from tests.driver import start_bot
+from tests.test_drift import watching
 
 NAMES = 25  # with live, 26 entry points x 4 regions: a pass of 104 reads, 20 s at 5 per second
 
@@ -23,8 +25,12 @@ def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
         **settings_overrides,
         "AGORA_RATE_LIMIT": "5",
         "RECBOT_DRIFT_ALL": "true",
-        "RECBOT_DRIFT_INTERVAL_SECONDS": "0.05",
     }
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return watching(settings)
 
 
 def region_reads(agora) -> int:
