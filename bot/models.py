@@ -31,15 +31,16 @@ MAX_NAME_LENGTH = 128
 MAX_BUCKET_LENGTH = 255
 MAX_KEY_LENGTH = 512
 REVEAL = {"reveal_secrets": True}
+FINGERPRINT_MIN_LENGTH = 8  # shorter keys show nothing of themselves: 4 characters would be half
 
 
 def fingerprint(value: SecretStr | str | None) -> str:
-    """Show a credential as its last 4 characters, never more than a quarter of it."""
+    """Show a credential as "..." and its last 4 characters; a key shorter than
+    FINGERPRINT_MIN_LENGTH as "...(short)", since 4 characters would give too much of it away."""
     raw = value.get_secret_value() if isinstance(value, SecretStr) else value
     if not raw:
         return "not set"
-    shown = min(4, len(raw) // 4)
-    return f"...{raw[-shown:]}" if shown else "...(short)"
+    return f"...{raw[-4:]}" if len(raw) >= FINGERPRINT_MIN_LENGTH else "...(short)"
 
 
 def _has_space_or_control(text: str) -> bool:

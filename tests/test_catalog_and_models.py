@@ -50,12 +50,22 @@ def test_unknown_vendor_refused_with_the_list(vendor: int) -> None:
         StorageConfig.model_validate({"vendor": vendor, "bucket": "b", "accessKey": "a", "secretKey": "s"})
 
 
-@given(secret=st.text(min_size=1, max_size=200))
-def test_fingerprint_shows_at_most_four_chars_and_a_quarter(secret: str) -> None:
-    shown = fingerprint(secret).removeprefix("...")
-    if shown != "(short)":
-        assert len(shown) <= 4 and len(shown) <= len(secret) // 4
-        assert secret.endswith(shown)
+@given(key=st.text(min_size=8, max_size=200))
+def test_fingerprint_of_a_key_of_8_or_more_is_exactly_its_last_4(key: str) -> None:
+    assert fingerprint(key) == "..." + key[-4:]
+    assert fingerprint(SecretStr(key)) == "..." + key[-4:]
+
+
+@given(key=st.text(min_size=1, max_size=7))
+def test_fingerprint_of_a_short_key_shows_nothing_of_it(key: str) -> None:
+    assert fingerprint(key) == "...(short)"
+
+
+def test_fingerprint_as_documented() -> None:
+    assert fingerprint("ABCDEFGHIJK1234") == "...1234"  # 15 characters: the last 4 (it once showed 3)
+    assert fingerprint("ABCD1234") == "...1234"
+    assert fingerprint("ABC1234") == "...(short)"
+    assert fingerprint(None) == fingerprint("") == "not set"
 
 
 key_text = st.text(
