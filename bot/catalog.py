@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from bot.naming import KEY_RULE, NameRule, dashed
+
 API_REGIONS: dict[str, str] = {
     "cn": "Mainland China",
     "ap": "Asia Pacific",
@@ -46,10 +48,14 @@ class VendorInfo:
     vendor: Vendor
     name: str
     regions: tuple[StorageRegion, ...]
+    # What the vendor accepts for the bucket as typed: it becomes part of the URL.
+    bucket_rule: NameRule
     # The storage endpoint: `{region}` is the region's s3_region; for Azure `{account}` is the account name.
     host_template: str = ""
     # Path-style addressing (https://host/bucket/key) instead of virtual-host (https://bucket.host/key).
     path_style: bool = False
+    access_key_rule: NameRule = KEY_RULE
+    secret_key_rule: NameRule = KEY_RULE
 
     @property
     def has_regions(self) -> bool:
@@ -66,6 +72,16 @@ class VendorInfo:
             return self.host_template, "us-east-1"  # region-less vendors sign as S3's default region
         return found.host or self.host_template.format(region=found.s3_region), found.s3_region
 
+    def request_host(self, region_code: int, bucket: str, account: str = "") -> str:
+        """The host a storage request goes to, for names that pass this vendor's rules:
+        the catalog's host, with the bucket as a leading DNS label where the vendor
+        uses virtual hosts and the name has no '.' (else the bucket goes in the path),
+        or for Azure the account as that label."""
+        if self.vendor == Vendor.AZURE:
+            return self.host_template.format(account=account)
+        host, _ = self.endpoint(region_code)
+        return host if self.path_style or "." in bucket else f"{bucket}.{host}"
+
 
 def _regions(spec: str) -> tuple[StorageRegion, ...]:
     """Parse 'code name... geo s3_region [host]' lines; geo '-' means outside
@@ -78,6 +94,65 @@ def _regions(spec: str) -> tuple[StorageRegion, ...]:
         out.append(StorageRegion(int(code), " ".join(words), None if geo == "-" else geo, s3_region, host))
     return tuple(out)
 
+
+# Bucket naming rules, from each vendor's documentation (checked 2026-12): they keep a
+# typed name from becoming anything but a name at the vendor's own host.
+# Amazon S3: general purpose bucket naming rules.
+_AMAZON_BUCKET = NameRule(
+    "bucket names",
+    r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+    "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, "
+    "with no '..' and not an IP address",
+    forbidden=("..",),
+    reserved_prefixes=("xn--", "sthree-", "amzn-s3-demo-"),
+    reserved_suffixes=("-s3alias", "--ol-s3", ".mrap", "--x-s3"),
+    not_ip=True,
+)
+# Huawei OBS: as S3, and no '.' next to '-'.
+_HUAWEI_BUCKET = NameRule(
+    "bucket names",
+    r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+    "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, "
+    "with no '..', '.-' or '-.' and not an IP address",
+    forbidden=("..", ".-", "-."),
+    not_ip=True,
+)
+# Google Cloud Storage: '_' allowed; up to 222 characters when dotted, each part at most 63.
+_GOOGLE_BUCKET = NameRule(
+    "bucket names",
+    r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]",
+    "3-63 lowercase letters, digits, '-', '_' and '.' (up to 222 when dotted, each part at most 63), "
+    "starting and ending with a letter or digit, with no '..', not containing 'google' and not an IP address",
+    max_length=222,
+    max_label=63,
+    forbidden=("..", "google"),
+    reserved_prefixes=("goog",),
+    not_ip=True,
+)
+# Tencent COS: <name>-<APPID>; the name 1-50 of a-z, 0-9 and '-', not starting or ending with '-'.
+_TENCENT_BUCKET = NameRule(
+    "bucket names",
+    r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?-[0-9]{1,12}",
+    "<name>-<APPID>, e.g. examplebucket-1250000000: a name of 1-50 lowercase letters, digits and '-' "
+    "(not starting or ending with '-'), then '-' and the APPID's digits",
+)
+# Azure: containers 3-63 of a-z, 0-9 and '-', every '-' between letters or digits;
+# the account name (the access key) is 3-24 lowercase letters and digits; the account key is base64.
+_AZURE_CONTAINER = NameRule(
+    "container names",
+    r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+    "3-63 lowercase letters, digits and '-', starting and ending with a letter or digit, with no '--'",
+    forbidden=("--",),
+)
+_AZURE_ACCOUNT = NameRule(
+    "storage account names (the access key)", r"[a-z0-9]{3,24}", "3-24 lowercase letters and digits", max_length=24
+)
+_AZURE_KEY = NameRule(
+    "account keys (the secret key)",
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})",
+    "base64, as the Azure portal shows them (letters, digits, '+' and '/', often ending in '=')",
+    max_length=KEY_RULE.max_length,
+)
 
 CATALOG: dict[Vendor, VendorInfo] = {
     info.vendor: info
@@ -94,6 +169,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # S3 hosts not confirmed by a public list (its upload hosts up-z0/z1/z2/na0/as0 were)
             host_template="s3.{region}.qiniucs.com",
+            bucket_rule=dashed(),  # Qiniu Kodo: 3-63 of a-z, 0-9 and '-'
         ),
         VendorInfo(
             Vendor.AMAZON_S3,
@@ -126,6 +202,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # confirmed: AWS's regional endpoint table (China: .amazonaws.com.cn)
             host_template="s3.{region}.amazonaws.com",
+            bucket_rule=_AMAZON_BUCKET,
         ),
         VendorInfo(
             Vendor.ALIBABA,
@@ -157,6 +234,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # confirmed: OSS regions-and-endpoints table (S3-compatible on the same hosts)
             host_template="oss-{region}.aliyuncs.com",
+            bucket_rule=dashed(),  # OSS bucket naming conventions
         ),
         VendorInfo(
             Vendor.TENCENT,
@@ -185,6 +263,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # confirmed: COS's region table (<bucket-appid>.cos.<region>.myqcloud.com); rows marked otherwise
             host_template="cos.{region}.myqcloud.com",
+            bucket_rule=_TENCENT_BUCKET,
         ),
         VendorInfo(
             Vendor.KINGSOFT,
@@ -202,9 +281,25 @@ CATALOG: dict[Vendor, VendorInfo] = {
                 9 NA_Singapore_1 ap sgp ks3-sgp.ksyuncs.com  # not confirmed
             """),
             # pattern ks3-cn-<region>.ksyuncs.com seen in Kingsoft's SDK samples
+            bucket_rule=dashed(reserved_prefixes=("kss",)),  # KS3: as DNS names, not starting with kss
         ),
-        VendorInfo(Vendor.AZURE, "Microsoft Azure", (), host_template="{account}.blob.core.windows.net"),
-        VendorInfo(Vendor.GOOGLE, "Google Cloud", (), host_template="storage.googleapis.com", path_style=True),
+        VendorInfo(
+            Vendor.AZURE,
+            "Microsoft Azure",
+            (),
+            bucket_rule=_AZURE_CONTAINER,
+            host_template="{account}.blob.core.windows.net",
+            access_key_rule=_AZURE_ACCOUNT,
+            secret_key_rule=_AZURE_KEY,
+        ),
+        VendorInfo(
+            Vendor.GOOGLE,
+            "Google Cloud",
+            (),
+            bucket_rule=_GOOGLE_BUCKET,
+            host_template="storage.googleapis.com",
+            path_style=True,
+        ),
         VendorInfo(
             Vendor.HUAWEI,
             "Huawei Cloud",
@@ -228,6 +323,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # confirmed: Huawei's OBS endpoint list (af-south-1, cn-north-1/4, cn-east-2 ...)
             host_template="obs.{region}.myhuaweicloud.com",
+            bucket_rule=_HUAWEI_BUCKET,
         ),
         VendorInfo(
             Vendor.BAIDU,
@@ -244,6 +340,7 @@ CATALOG: dict[Vendor, VendorInfo] = {
             """),
             # bj/gz/su.bcebos.com confirmed; the s3. prefix is BOS's S3-compatible host
             host_template="s3.{region}.bcebos.com",
+            bucket_rule=dashed(),  # BOS: a-z, 0-9 and '-' (length not confirmed)
         ),
     )
 }

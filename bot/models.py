@@ -11,7 +11,7 @@ import hmac
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,20 +26,21 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from bot.catalog import API_REGIONS, Vendor, region_label, vendor_choices, vendor_info
+from bot.naming import MAX_KEY_LENGTH, NameRule
 
 MAX_NAME_LENGTH = 128
 MAX_BUCKET_LENGTH = 255
-MAX_KEY_LENGTH = 512
 REVEAL = {"reveal_secrets": True}
+FINGERPRINT_MIN_LENGTH = 8  # shorter keys show nothing of themselves: 4 characters would be half
 
 
 def fingerprint(value: SecretStr | str | None) -> str:
-    """Show a credential as its last 4 characters, never more than a quarter of it."""
+    """Show a credential as "..." and its last 4 characters; a key shorter than
+    FINGERPRINT_MIN_LENGTH as "...(short)", since 4 characters would give too much of it away."""
     raw = value.get_secret_value() if isinstance(value, SecretStr) else value
     if not raw:
         return "not set"
-    shown = min(4, len(raw) // 4)
-    return f"...{raw[-shown:]}" if shown else "...(short)"
+    return f"...{raw[-4:]}" if len(raw) >= FINGERPRINT_MIN_LENGTH else "...(short)"
 
 
 def _has_space_or_control(text: str) -> bool:
@@ -162,6 +163,23 @@ class StorageConfig(_CamelModel):
     def _keys(self, v: SecretStr | None, info: SerializationInfo) -> str | None:
         revealed = isinstance(info.context, dict) and info.context.get("reveal_secrets")
         return v if v is None else v.get_secret_value() if revealed else str(v)
+
+
+StorageField = Literal["bucket", "access_key", "secret_key"]
+
+
+def typed_problems(storage: StorageConfig) -> dict[StorageField, str]:
+    """Each field whose value the vendor would not accept, with what is valid. Applied to
+    what a person types and to what the storage check connects with (the bucket and an
+    Azure account name become part of the URL); configurations read from Agora are not
+    held to it, so a legacy bucket name is still shown."""
+    info = vendor_info(storage.vendor)
+    checks: tuple[tuple[StorageField, NameRule, str | None], ...] = (
+        ("bucket", info.bucket_rule, storage.bucket),
+        ("access_key", info.access_key_rule, _reveal(storage.access_key)),
+        ("secret_key", info.secret_key_rule, _reveal(storage.secret_key)),
+    )
+    return {field: rule.explain(info.name) for field, rule, value in checks if not value or not rule.allows(value)}
 
 
 class RecordingConfig(_CamelModel):

@@ -1,21 +1,39 @@
 """The storage credential probe: write a small object at the vendor's endpoint
 for the chosen region, read its size back, delete it. It runs before anyone is
 asked to approve and again just before the PATCH, so a wrong bucket, key or
-region is found before a recording is lost, not after."""
+region is found before a recording is lost, not after. What an answer means is
+decided in bot/probe_verdicts.py; this module only talks to the SDKs."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 from bot.catalog import Vendor, vendor_info
-from bot.models import StorageConfig, fingerprint
+from bot.models import StorageConfig, fingerprint, typed_problems
+from bot.probe_verdicts import (
+    AZURE_REFUSALS,
+    S3_REFUSALS,
+    TIMED_OUT,
+    Answer,
+    Deadline,
+    Finding,
+    ProbeResult,
+    Step,
+    StepFn,
+    StepName,
+    classify_azure,
+    classify_s3,
+    refused,
+    run_steps,
+)
+
+__all__ = ["PROBE_BODY", "PROBE_PREFIX", "ProbeMode", "ProbeResult", "Prober", "Step"]
 
 log = logging.getLogger(__name__)
 
@@ -28,85 +46,39 @@ PROBE_PREFIX = ".recbot-probe/"
 PROBE_BODY = b"recbot checks that recordings can be written here; this object is deleted at once.\n"
 
 ProbeMode = Literal["require", "warn", "off"]
-Verdict = Literal["ok", "refused", "unreachable"]
-Field = Literal["bucket", "access_key", "secret_key", "region"]
-
-# A vendor's error code -> the form field it concerns (a definite refusal).
-S3_REFUSALS: dict[str, Field] = {
-    "NoSuchBucket": "bucket",
-    "InvalidBucketName": "bucket",
-    "AccessDenied": "access_key",
-    "AllAccessDisabled": "access_key",
-    "AccountProblem": "access_key",
-    "InvalidAccessKeyId": "access_key",
-    "SignatureDoesNotMatch": "secret_key",
-    "AuthorizationHeaderMalformed": "region",
-    "PermanentRedirect": "region",
-    "IllegalLocationConstraintException": "region",
-    "InvalidRegion": "region",
-}
-AZURE_REFUSALS: dict[str, Field] = {
-    "ContainerNotFound": "bucket",
-    "InvalidResourceName": "bucket",
-    "AuthenticationFailed": "secret_key",
-    "InvalidAuthenticationInfo": "secret_key",
-    "AuthorizationFailure": "secret_key",
-    "AuthorizationPermissionMismatch": "access_key",
-    "AccountIsDisabled": "access_key",
-}
-WHY: dict[Field, str] = {
-    "bucket": "check the bucket (container) name",
-    "access_key": "this access key may not write to the bucket",
-    "secret_key": "the secret key does not belong to this access key",
-    "region": "the bucket is in another region than the one chosen",
-}
+# A typed value the vendor would not accept, refused before any connection.
+INVALID_CODES = {"bucket": "InvalidBucketName", "access_key": "InvalidAccessKey", "secret_key": "InvalidSecretKey"}
 
 
-@dataclass(frozen=True)
-class Step:
-    name: Literal["write", "read", "delete"]
-    outcome: str  # "ok", "not permitted", or the vendor's error code / the network failure
+class _Found(Exception):
+    """Carries what an SDK call met out to its step."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    """What the probe found; nothing in it carries a key."""
+def _step(run: Callable[[float], None]) -> StepFn:
+    def step(budget: float) -> Finding | None:
+        try:
+            run(budget)
+        except _Found as found:
+            return found.finding
+        return None
 
-    verdict: Verdict
-    endpoint: str
-    steps: tuple[Step, ...]
-    millis: int
-    code: str | None = None
-    field: Field | None = None
-    left_behind: str | None = None  # an object the keys may not delete (write-only keys are legitimate)
-
-    def summary(self) -> str:
-        if self.verdict == "ok":
-            done = ", ".join(step.name for step in self.steps if step.outcome == "ok")
-            text = f"{done}: ok at {self.endpoint}, {self.millis} ms"
-            if self.left_behind:
-                text += f"; delete not permitted (write-only keys), so `{self.left_behind}` stays in the bucket"
-            return text
-        failed = self.steps[-1]
-        if self.verdict == "unreachable":
-            return f"could not reach {self.endpoint} ({failed.outcome}), so the bucket and keys were not checked"
-        why = WHY[self.field] if self.field else "the vendor refused it"
-        return f"{failed.name} refused at {self.endpoint}: {self.code} ({why})"
+    return step
 
 
-class _Refused(Exception):
-    def __init__(self, code: str, field: Field | None) -> None:
-        self.code, self.field = code, field
-
-
-class _Unreachable(Exception):
-    def __init__(self, why: str) -> None:
-        self.why = why
+def _no_region_redirect(context: dict[str, Any], **_: Any) -> None:
+    """botocore follows an S3 redirect to the bucket's own region (signing again, for a
+    second request) unless the request counts as redirected already; recbot refuses the
+    region instead (classify_s3). tests/test_probe_endpoints.py sees that one request is sent."""
+    context.setdefault("s3_redirect", {})["redirected"] = True
 
 
 class Prober:
-    """Probes storage configs as RECBOT_STORAGE_PROBE says. The endpoint
-    overrides point every vendor at one local server (tests, air-gapped sites)."""
+    """Probes storage configs as RECBOT_STORAGE_PROBE says. The endpoint overrides
+    point every vendor at one local server (tests, air-gapped sites). `resolve` looks a
+    host name up (DNS), `clock` times the check: seams for the tests."""
 
     def __init__(
         self,
@@ -115,14 +87,18 @@ class Prober:
         s3_endpoint: str | None = None,
         azure_endpoint: str | None = None,
         timeout: float = 5.0,
+        resolve: Callable[[str, int], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mode = mode
         self._s3_endpoint = s3_endpoint.rstrip("/") if s3_endpoint else None
         self._azure_endpoint = azure_endpoint.rstrip("/") if azure_endpoint else None
         self._timeout = timeout
+        self._resolve = resolve or _look_up
+        self._clock = clock
         # One session keeps the loaded service models (building them is ~100 ms of CPU per client);
         # a session is not thread-safe, so clients are made under a lock. Clients themselves are.
-        # It is made at the first check: the SDKs are imported only then (see _s3).
+        # It is made at the first check: the SDKs are imported only then (see _s3_client).
         self._session: Any = None
         self._session_lock = threading.Lock()
 
@@ -136,65 +112,42 @@ class Prober:
         return self.mode == "require"
 
     def probe(self, storage: StorageConfig) -> ProbeResult:
-        """Write, read back and delete one small object with `storage`'s keys, in memory only."""
-        assert storage.access_key is not None and storage.secret_key is not None
-        name = PROBE_PREFIX + secrets.token_hex(8)
-        if storage.vendor == Vendor.AZURE:
-            endpoint, steps = self._azure(storage, name)
+        """Write, read back and delete one small object with `storage`'s keys, in memory only,
+        within the timeout for the whole check. Never raises: anything unexpected is a verdict."""
+        shown = self._shown(storage)
+        problems = typed_problems(storage)
+        if problems:  # the form refuses these already; nothing typed may choose where recbot connects
+            field, why = next(iter(problems.items()))
+            result = ProbeResult("refused", shown, (), 0, INVALID_CODES[field], field, why)
         else:
-            endpoint, steps = self._s3(storage, name)
-        began = time.monotonic()
-        done: list[Step] = []
-        left_behind = None
-        try:
-            for step_name, run in steps:
-                try:
-                    run()
-                except _Refused as refused:
-                    if step_name == "delete" and refused.field == "access_key":
-                        done.append(Step("delete", "not permitted"))
-                        left_behind = name
-                        continue
-                    done.append(Step(step_name, refused.code))
-                    return self._result("refused", endpoint, done, began, refused.code, refused.field)
-                done.append(Step(step_name, "ok"))
-        except _Unreachable as unreachable:
-            done.append(Step(steps[len(done)][0], unreachable.why))
-            return self._result("unreachable", endpoint, done, began)
-        return self._result("ok", endpoint, done, began, left_behind=left_behind)
-
-    def _result(
-        self,
-        verdict: Verdict,
-        endpoint: str,
-        steps: list[Step],
-        began: float,
-        code: str | None = None,
-        field: Field | None = None,
-        left_behind: str | None = None,
-    ) -> ProbeResult:
-        result = ProbeResult(
-            verdict, endpoint, tuple(steps), round((time.monotonic() - began) * 1000), code, field, left_behind
-        )
-        log.info("storage probe at %s: %s %s", endpoint, verdict, code or "")
+            deadline = Deadline(self._timeout, self._clock)
+            name = PROBE_PREFIX + secrets.token_hex(8)
+            try:
+                azure = storage.vendor == Vendor.AZURE
+                steps = self._azure_steps(storage, name) if azure else self._s3_steps(storage, name, deadline)
+                result = run_steps(shown, name, steps, deadline)
+            except Exception as exc:  # noqa: BLE001 - a client that cannot be made: its type, never its words (a key)
+                result = ProbeResult("error", shown, (), deadline.elapsed_ms(), why=f"unexpected {type(exc).__name__}")
+        log.info("storage probe at %s: %s %s", shown, result.verdict, result.code or "")
         return result
 
-    def _s3(self, storage: StorageConfig, name: str) -> tuple[str, list[tuple[Any, Any]]]:
+    def _shown(self, storage: StorageConfig) -> str:
+        """The endpoint as people see it: the catalog's host, never a key."""
+        if storage.vendor == Vendor.AZURE:
+            account = storage.access_key.get_secret_value() if storage.access_key else ""
+            return f"{self._azure_endpoint or 'blob.core.windows.net'} (account {fingerprint(account)})"
+        return self._s3_endpoint or vendor_info(storage.vendor).endpoint(storage.region)[0]
+
+    def _s3_client(self, storage: StorageConfig, timeout: float) -> Any:
         # Imported here, not at start: boto3 and botocore are tens of thousands of objects
         # that every full garbage collection would walk, slowing every ack of a bot that never probes.
         import boto3
         from botocore.config import Config
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectTimeoutError,
-            ParamValidationError,
-            ReadTimeoutError,
-        )
+        from botocore.handlers import add_expect_header
 
         info = vendor_info(storage.vendor)
         host, region = info.endpoint(storage.region)
-        url = self._s3_endpoint or f"https://{host}"
+        url = self._s3_endpoint or f"https://{host}"  # the catalog's host: typed text never chooses it
         if self._s3_endpoint:
             region = "us-east-1"  # one local server stands in for every vendor and region
         with self._session_lock:
@@ -208,92 +161,123 @@ class Prober:
                 aws_secret_access_key=storage.secret_key.get_secret_value(),  # type: ignore[union-attr]
                 config=Config(
                     signature_version="s3v4",
-                    # A local override serves every bucket under one host; real vendors want virtual hosts.
+                    # A local override serves every bucket under one host; real vendors want virtual
+                    # hosts (botocore puts a name with '.' in the path: catalog.request_host says the same).
                     s3={"addressing_style": "path" if self._s3_endpoint or info.path_style else "virtual"},
-                    connect_timeout=self._timeout,
-                    read_timeout=self._timeout,
-                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=timeout,
+                    read_timeout=timeout,
+                    # One attempt per request: `max_attempts` counts retries, `total_max_attempts` attempts.
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     # S3-compatible vendors refuse the newer default checksum headers.
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
                 ),
             )
-        bucket = storage.bucket
+        # No "Expect: 100-continue" on the write: against a silent endpoint it waits a second more.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+        client.meta.events.register("before-call.s3", _no_region_redirect)
+        return client
 
-        def call(method: Any, **kwargs: Any) -> Any:
+    def _s3_steps(self, storage: StorageConfig, name: str, deadline: Deadline) -> list[tuple[StepName, StepFn]]:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            ParamValidationError,
+            ReadTimeoutError,
+        )
+
+        client = self._s3_client(storage, deadline.left())
+        regions = vendor_info(storage.vendor).regions
+
+        def call(step: StepName, method: Any, **kwargs: Any) -> Any:
             try:
-                return method(Bucket=bucket, Key=name, **kwargs)
+                return method(Bucket=storage.bucket, Key=name, **kwargs)
             except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", "error"))
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code in S3_REFUSALS or 400 <= status < 500:
-                    raise _Refused(code if code != "404" else "NoSuchBucket", S3_REFUSALS.get(code)) from None
-                raise _Unreachable(f"{code}, HTTP {status}") from None
-            except ParamValidationError:  # boto3 refuses the bucket name before sending anything
-                raise _Refused("InvalidBucketName", "bucket") from None
+                raise _Found(classify_s3(step, _s3_answer(exc.response), regions)) from None
+            except ParamValidationError:  # botocore refuses the bucket name before sending anything
+                raise _Found(refused("InvalidBucketName", S3_REFUSALS)) from None
             except (ConnectTimeoutError, ReadTimeoutError):
-                raise _Unreachable("timed out") from None
+                raise _Found(TIMED_OUT) from None
             except BotoCoreError as exc:
-                raise _Unreachable(type(exc).__name__) from None
+                raise _Found(Finding("unreachable", type(exc).__name__)) from None
 
-        def read() -> None:
-            size = call(client.head_object)["ContentLength"]
-            if size != len(PROBE_BODY):
-                raise _Refused(f"size {size} read back, {len(PROBE_BODY)} written", None)
+        def read(budget: float) -> None:
+            _check_size(call("read", client.head_object)["ContentLength"])
 
-        return host if not self._s3_endpoint else url, [
-            ("write", lambda: call(client.put_object, Body=PROBE_BODY)),
-            ("read", read),
-            ("delete", lambda: call(client.delete_object)),
+        return [
+            ("write", _step(lambda budget: call("write", client.put_object, Body=PROBE_BODY))),
+            ("read", _step(read)),
+            ("delete", _step(lambda budget: call("delete", client.delete_object))),
         ]
 
-    def _azure(self, storage: StorageConfig, name: str) -> tuple[str, list[tuple[Any, Any]]]:
+    def _azure_steps(self, storage: StorageConfig, name: str) -> list[tuple[StepName, StepFn]]:
         from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
         from azure.storage.blob import BlobServiceClient
 
         account = storage.access_key.get_secret_value()  # type: ignore[union-attr]
-        url = (
-            f"{self._azure_endpoint}/{account}" if self._azure_endpoint else f"https://{account}.blob.core.windows.net"
+        host = vendor_info(Vendor.AZURE).request_host(0, storage.bucket, account)
+        url = f"{self._azure_endpoint}/{account}" if self._azure_endpoint else f"https://{host}"
+        credential = {"account_name": account, "account_key": storage.secret_key.get_secret_value()}  # type: ignore[union-attr]
+        blob = BlobServiceClient(account_url=url, credential=credential, retry_total=0).get_blob_client(
+            container=storage.bucket, blob=name
         )
-        # The account name is the access key: shown as its fingerprint only.
-        shown = self._azure_endpoint or "blob.core.windows.net"
-        shown = f"{shown} (account {fingerprint(account)})"
 
-        def call(step: str) -> None:
+        def call(step: StepName, budget: float, run: Callable[..., Any]) -> Any:
             try:
-                base64.b64decode(storage.secret_key.get_secret_value(), validate=True)  # type: ignore[union-attr]
-            except binascii.Error:
-                raise _Refused("InvalidAccountKey", "secret_key") from None
-            try:
-                client = BlobServiceClient(
-                    account_url=url,
-                    credential={"account_name": account, "account_key": storage.secret_key.get_secret_value()},  # type: ignore[union-attr]
-                    retry_total=0,
-                    connection_timeout=self._timeout,
-                    read_timeout=self._timeout,
-                )
-                blob = client.get_blob_client(container=storage.bucket, blob=name)
-                if step == "write":
-                    blob.upload_blob(PROBE_BODY, overwrite=True)
-                elif step == "read":
-                    size = blob.get_blob_properties().size
-                    if size != len(PROBE_BODY):
-                        raise _Refused(f"size {size} read back, {len(PROBE_BODY)} written", None)
-                else:
-                    blob.delete_blob()
+                return run(connection_timeout=budget, read_timeout=budget)
             except HttpResponseError as exc:
                 error_code = getattr(exc, "error_code", None)
-                code = str(getattr(error_code, "value", error_code) or f"HTTP {exc.status_code}")
-                if code in AZURE_REFUSALS or 400 <= (exc.status_code or 0) < 500:
-                    raise _Refused(code, AZURE_REFUSALS.get(code)) from None
-                raise _Unreachable(code) from None
+                code = str(getattr(error_code, "value", error_code) or "")
+                raise _Found(classify_azure(step, Answer(exc.status_code or 0, code))) from None
             except (ServiceRequestError, ServiceResponseError) as exc:
-                raise _Unreachable("timed out" if "timed out" in str(exc).lower() else type(exc).__name__) from None
+                timed_out = "timed out" in str(exc).lower()
+                raise _Found(TIMED_OUT if timed_out else Finding("unreachable", type(exc).__name__)) from None
             except AzureError as exc:
-                raise _Unreachable(type(exc).__name__) from None
+                raise _Found(Finding("unreachable", type(exc).__name__)) from None
 
-        return shown, [
-            ("write", lambda: call("write")),
-            ("read", lambda: call("read")),
-            ("delete", lambda: call("delete")),
+        def write(budget: float) -> None:
+            if not self._azure_endpoint:
+                self._account_exists(host)
+            call("write", budget, lambda **t: blob.upload_blob(PROBE_BODY, overwrite=True, **t))
+
+        def read(budget: float) -> None:
+            _check_size(call("read", budget, blob.get_blob_properties).size)
+
+        return [
+            ("write", _step(write)),
+            ("read", _step(read)),
+            ("delete", _step(lambda budget: call("delete", budget, blob.delete_blob))),
         ]
+
+    def _account_exists(self, host: str) -> None:
+        """The account name is the host's first label: DNS saying the vendor's own host
+        does not exist means no such account, a refusal (not "could not reach")."""
+        try:
+            self._resolve(host, 443)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_NONAME:
+                raise _Found(refused("NoSuchAccount", AZURE_REFUSALS)) from None
+            raise _Found(Finding("unreachable", "name lookup failed")) from None
+
+
+def _look_up(host: str, port: int) -> object:
+    # socket.getaddrinfo looked up at each call, as urllib3 does: one seam for the SDKs and recbot.
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def _s3_answer(response: dict[str, Any]) -> Answer:
+    error = response.get("Error") or {}
+    metadata = response.get("ResponseMetadata") or {}
+    details = {str(k): str(v) for k, v in error.items() if k != "Code"}
+    return Answer(
+        int(metadata.get("HTTPStatusCode") or 0),
+        str(error.get("Code") or ""),
+        metadata.get("HTTPHeaders") or {},
+        details,
+    )
+
+
+def _check_size(size: int) -> None:
+    if size != len(PROBE_BODY):
+        raise _Found(Finding("refused", "SizeMismatch", None, f"{size} bytes read back, {len(PROBE_BODY)} written"))

@@ -138,7 +138,7 @@ def test_second_request_for_the_same_target_is_refused_with_the_holder(driver, s
     driver.command("set live na", user="UDAVE")
     view = slack.wait_for("views.update", count=3)[2]
     view = slack.view(view.params["view_id"])
-    driver.submit("UDAVE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+    driver.submit("UDAVE", view, state(change=True, vendor=5, bucket="azc", access="a" * 8, secret="S" * 8))
     text = final_view_text(slack, count=4)
     assert "<@UALICE> already has an open request" in text and "since" in text
     assert len(slack.of("chat.postMessage")) == 1
@@ -246,7 +246,7 @@ class TestApproversByDirectMessage:
     def test_each_approver_but_the_requester_gets_the_card(self, driver, slack) -> None:
         slack.usergroups["S0OPS"] = ["UCAROL", "UBOB"]
         view = open_form(driver, slack)
-        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="azc", access="a" * 8, secret="S" * 8))
         final_view_text(slack)
         cards = slack.wait_for("chat.postMessage", count=2)
         assert sorted(c.params["channel"] for c in cards) == ["UBOB", "UCAROL"]

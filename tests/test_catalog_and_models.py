@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from bot.catalog import CATALOG, Vendor, geography_mismatch, vendor_info
-from bot.models import RecordingConfig, StorageConfig, Target, fingerprint
+from bot.models import RecordingConfig, StorageConfig, Target, fingerprint, typed_problems
 from tests.fakes.agora import VENDOR_REGIONS
 
 vendors = st.sampled_from(list(Vendor))
@@ -50,12 +50,22 @@ def test_unknown_vendor_refused_with_the_list(vendor: int) -> None:
         StorageConfig.model_validate({"vendor": vendor, "bucket": "b", "accessKey": "a", "secretKey": "s"})
 
 
-@given(secret=st.text(min_size=1, max_size=200))
-def test_fingerprint_shows_at_most_four_chars_and_a_quarter(secret: str) -> None:
-    shown = fingerprint(secret).removeprefix("...")
-    if shown != "(short)":
-        assert len(shown) <= 4 and len(shown) <= len(secret) // 4
-        assert secret.endswith(shown)
+@given(key=st.text(min_size=8, max_size=200))
+def test_fingerprint_of_a_key_of_8_or_more_is_exactly_its_last_4(key: str) -> None:
+    assert fingerprint(key) == "..." + key[-4:]
+    assert fingerprint(SecretStr(key)) == "..." + key[-4:]
+
+
+@given(key=st.text(min_size=1, max_size=7))
+def test_fingerprint_of_a_short_key_shows_nothing_of_it(key: str) -> None:
+    assert fingerprint(key) == "...(short)"
+
+
+def test_fingerprint_as_documented() -> None:
+    assert fingerprint("ABCDEFGHIJK1234") == "...1234"  # 15 characters: the last 4 (it once showed 3)
+    assert fingerprint("ABCD1234") == "...1234"
+    assert fingerprint("ABC1234") == "...(short)"
+    assert fingerprint(None) == fingerprint("") == "not set"
 
 
 key_text = st.text(
@@ -121,3 +131,44 @@ def test_digest_changes_with_any_field_and_depends_on_key() -> None:
     assert base.digest(b"k") == base.model_copy(deep=True).digest(b"k")
     assert base.digest(b"k") != changed_secret.digest(b"k")
     assert base.digest(b"k") != base.digest(b"other")
+
+
+@pytest.mark.parametrize(
+    ("vendor", "accepted", "refused"),
+    [
+        (Vendor.AMAZON_S3, ["my-bucket", "my.bucket.name", "abc"], ["my_bucket", "ab", "xn--abc", "a..b", "10.0.0.1"]),
+        (Vendor.GOOGLE, ["my_bucket", "my-bucket", "a.b." + "c" * 60], ["_lead", "googbucket", "my-google-bucket"]),
+        (Vendor.ALIBABA, ["my-bucket"], ["my.bucket", "my_bucket", "my-bucket-"]),
+        (Vendor.QINIU, ["my-bucket"], ["my.bucket"]),
+        (Vendor.BAIDU, ["my-bucket"], ["my.bucket"]),
+        (Vendor.KINGSOFT, ["my-bucket"], ["kss-bucket", "my.bucket"]),
+        (Vendor.HUAWEI, ["my.bucket"], ["my-.bucket", "my.-bucket", "a..b"]),
+        (Vendor.TENCENT, ["examplebucket-1250000000", "a-b-1250000000"], ["examplebucket", "-x-1250000000"]),
+        (Vendor.AZURE, ["recordings", "rec-ordings"], ["rec--ordings", "Recordings", "rec.ordings", "ab"]),
+    ],
+)
+def test_each_vendors_bucket_rule(vendor: Vendor, accepted: list[str], refused: list[str]) -> None:
+    rule = vendor_info(vendor).bucket_rule
+    assert [name for name in accepted if not rule.allows(name)] == []
+    assert [name for name in refused if rule.allows(name)] == []
+
+
+def test_azure_account_and_key_rules() -> None:
+    info = vendor_info(Vendor.AZURE)
+    assert info.access_key_rule.allows("devstoreaccount1") and info.access_key_rule.allows("abc")
+    assert not any(info.access_key_rule.allows(a) for a in ("ab", "a" * 25, "Account1", "acc-1", "127.0.0.1:80/x"))
+    assert info.secret_key_rule.allows("Zm9vYmFy") and info.secret_key_rule.allows("Zm9vYg==")
+    assert not any(info.secret_key_rule.allows(k) for k in ("Zm9vY", "not base64", "Zm9v\u00e9mFy"))
+
+
+def test_a_legacy_bucket_read_from_agora_still_parses_but_may_not_be_typed() -> None:
+    """Configurations read from Agora keep whatever bucket they have; the rules apply to
+    what a person types and to what the storage check connects with."""
+    fields = {"vendor": 1, "region": 0, "bucket": "Legacy_Bucket", "accessKey": "AKIA12345678", "secretKey": "s" * 8}
+    storage = StorageConfig.model_validate(fields)
+    assert storage.bucket == "Legacy_Bucket"
+    assert set(typed_problems(storage)) == {"bucket"}
+    assert "Amazon S3 bucket names are 3-63 lowercase letters" in typed_problems(storage)["bucket"]
+    keys = storage.model_copy(update={"access_key": SecretStr("ключ-доступа"), "secret_key": SecretStr("sé")})
+    assert set(typed_problems(keys)) == {"bucket", "access_key", "secret_key"}
+    assert "printable ASCII" in typed_problems(keys)["access_key"]

@@ -208,7 +208,9 @@ def test_region_error_names_the_vendors_regions(driver, slack) -> None:
 def test_storage_change_with_keys_is_not_applied_directly(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     driver.submit(
-        "UALICE", view, state(change=True, vendor=7, region=0, bucket="hw", access="NEWACCESS9876", secret="NEWSECRET")
+        "UALICE",
+        view,
+        state(change=True, vendor=7, region=0, bucket="hw-bucket", access="NEWACCESS9876", secret="NEWSECRET"),
     )
     text = final_view_text(slack)
     bot.drain()

@@ -82,7 +82,7 @@ def test_mention_injection_in_names_is_escaped(driver, slack, agora) -> None:
     assert "&lt;!channel&gt;" in reply and "&lt;@U1&gt;" in reply  # shown, but inert
     assert "<!channel>" not in reply and "<@U1>" not in reply
     view = open_form(driver, slack, text="set <!channel> na")
-    driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+    driver.submit("UALICE", view, state(change=True, vendor=5, bucket="azc", access="a" * 8, secret="S" * 8))
     (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")
     assert "&lt;!channel&gt;" in text_of(posted)
     rendered = [{**c.params, "view": {**c.params.get("view", {}), "private_metadata": ""}} for c in slack.calls]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import card_shown, click, text_of
 from tests.conftest import CUSTOMER_SECRET
-from tests.fakes.http import SilentServer
+from tests.storage_endpoints import CountingListener, ScriptedS3, s3_error
 from tests.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.test_change_flow import open_form, state
 
@@ -90,7 +91,10 @@ def test_a_wrong_secret_goes_back_on_the_form_and_nothing_is_stored(driver, slac
     again = final_view(slack)
     blocks = {b.get("block_id"): b for b in again["blocks"]}
     problem = json.dumps(blocks[f"{form.BLOCK_SECRET_KEY}_problem"])
-    assert "SignatureDoesNotMatch" in problem and "type both keys again" in problem
+    assert (
+        f"write refused at {bot.services.settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE}: SignatureDoesNotMatch" in problem
+    )
+    assert "the secret key does not belong to this access key" in problem and "type both keys again" in problem
     assert "initial_value" not in blocks[form.BLOCK_SECRET_KEY]["element"]
     assert blocks[form.BLOCK_BUCKET]["element"]["initial_value"] == BUCKET  # what was typed, but the keys
     assert again["callback_id"] == form.CALLBACK_EDIT and again["submit"]  # the form, ready to submit again
@@ -122,6 +126,25 @@ def test_keys_revoked_while_waiting_fail_the_request_before_the_patch(driver, sl
     assert agora.calls("PATCH") == []
 
 
+def test_write_only_keys_pass_and_the_card_names_the_object_left(driver, slack, agora, bot, s3) -> None:
+    """Agora suggests keys that can only write: the read-back and the delete are then not
+    permitted, which the card says, naming the object left in the bucket; the change goes on."""
+    writer = s3.user("flow-put-only", "s3:PutObject")
+    submit_storage(driver, slack, writer.access, writer.secret)
+    posted = posted_card(slack)
+    shown = card_shown(slack, posted)
+    assert ":white_check_mark: Storage check: write: ok at" in shown
+    assert (
+        "read and delete not permitted (write-only keys), so `.recbot-probe/" in shown
+        and "stays in the bucket" in shown
+    )
+    left = [k for k in s3.objects(BUCKET) if k.startswith(".recbot-probe/")]
+    assert len(left) == 1 and left[0] in shown
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    slack.wait_for("chat.update", where=lambda c: "Applied" in text_of(c))
+    assert len(agora.calls("PATCH")) == 1
+
+
 class TestUnreachable:
     @pytest.fixture
     def settings_overrides(self, settings_overrides: dict[str, Any], unused_port) -> dict[str, Any]:
@@ -135,10 +158,10 @@ class TestUnreachable:
         assert ":warning: Storage check: could not reach" in shown and "not checked" in shown
 
 
-class TestSlowEndpoint:
+class TestSilentEndpoint:
     @pytest.fixture
     def silent(self):
-        server = SilentServer().start()
+        server = CountingListener()
         yield server
         server.stop()
 
@@ -150,11 +173,68 @@ class TestSlowEndpoint:
             "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS": "1",
         }
 
-    def test_the_form_answers_at_once_and_the_probe_gives_up_in_time(self, driver, slack, bot, keys) -> None:
+    def test_each_check_makes_one_connection_and_gives_up(self, driver, slack, agora, bot, keys, silent) -> None:
+        """At submit and again at approval: one attempt, no second try, and the timeout bounds
+        the whole check (a later step would be a second connection)."""
         acked = submit_storage(driver, slack, keys.access, keys.secret)
         assert acked["response_action"] == "update" and "Checking" in json.dumps(acked["view"])
         outcome = json.dumps(final_view(slack))
-        assert "approval" in outcome and "timed out" in outcome
+        assert "approval" in outcome and f"could not reach {silent.url} (timed out)" in outcome
+        assert silent.connections() == 1
+        posted = posted_card(slack)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        slack.wait_for("chat.update", where=lambda c: "Applied" in text_of(c))
+        assert silent.connections() == 2 and len(agora.calls("PATCH")) == 1
+
+
+@pytest.fixture
+def scripted(request):
+    """An S3 endpoint answering as the test's parameter says: what moto cannot (see storage_endpoints)."""
+    server = ScriptedS3(**request.param)
+    yield server
+    server.stop()
+
+
+class TestScriptedEndpoint:
+    """A vendor answer moto cannot give: a bucket in another region, a wrong size read back."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any], scripted) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_STORAGE_ENDPOINT_OVERRIDE": scripted.url}
+
+    @pytest.mark.parametrize(
+        "scripted", [{"PUT": s3_error(301, "PermanentRedirect", {"x-amz-bucket-region": "eu-west-1"})}], indirect=True
+    )
+    def test_a_bucket_in_another_region_is_refused_under_the_region(self, driver, slack, agora, bot, scripted) -> None:
+        before = rows(bot)
+        submit_storage(driver, slack, "AKIA0000EXAMPLE", "secret-0000")
+        blocks = {b.get("block_id"): b for b in final_view(slack)["blocks"]}
+        problem = json.dumps(blocks[f"{form.BLOCK_REGION}_problem"])
+        assert "write refused at" in problem and "PermanentRedirect" in problem
+        assert "the bucket is in region eu-west-1; choose EU_WEST_1 (4)" in problem
+        assert scripted.methods() == ["PUT"]  # never followed to eu-west-1
+        bot.drain()
+        assert rows(bot) == before and agora.calls("PATCH") == []
+
+    @pytest.mark.parametrize("scripted", [{"HEAD": (200, {"Content-Length": "3"}, b"")}], indirect=True)
+    def test_the_failed_step_is_named_on_the_form(self, driver, slack, bot, scripted) -> None:
+        submit_storage(driver, slack, "AKIA0000EXAMPLE", "secret-0000")
+        blocks = {b.get("block_id"): b for b in final_view(slack)["blocks"]}
+        problem = json.dumps(blocks[f"{form.BLOCK_BUCKET}_problem"])
+        assert f"read refused at {scripted.url}: SizeMismatch (3 bytes read back" in problem
+        assert "was written and not deleted" in problem
+
+
+class TestScriptedEndpointWarnMode:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any], scripted) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_STORAGE_PROBE": "warn", "RECBOT_STORAGE_ENDPOINT_OVERRIDE": scripted.url}
+
+    @pytest.mark.parametrize("scripted", [{"DELETE": s3_error(409, "OperationAborted")}], indirect=True)
+    def test_the_failed_step_and_an_unmapped_code_are_shown_on_the_card(self, driver, slack, scripted) -> None:
+        submit_storage(driver, slack, "AKIA0000EXAMPLE", "secret-0000")
+        shown = card_shown(slack, posted_card(slack))
+        assert f":x: Storage check: delete refused at {scripted.url}: OperationAborted (the vendor refused it)" in shown
 
 
 class TestWarnMode:
@@ -162,10 +242,12 @@ class TestWarnMode:
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
         return {**settings_overrides, "RECBOT_STORAGE_PROBE": "warn"}
 
-    def test_a_refusal_is_shown_but_does_not_stop_the_change(self, driver, slack, agora, bot, keys) -> None:
+    def test_a_refusal_is_shown_but_does_not_stop_the_change(self, driver, slack, agora, bot, keys, s3) -> None:
         submit_storage(driver, slack, keys.access, "wrong-secret-value-0123456789")
         posted = posted_card(slack)
-        assert ":x: Storage check: write refused" in card_shown(slack, posted)
+        assert f":x: Storage check: write refused at {s3.url}: SignatureDoesNotMatch (the secret" in card_shown(
+            slack, posted
+        )
         click(driver, posted, "UBOB", card.ACTION_APPROVE)
         slack.wait_for("chat.update", where=lambda c: "Applied" in text_of(c))
         assert len(agora.calls("PATCH")) == 1
@@ -184,3 +266,37 @@ class TestAzure:
         assert "Storage check: write, read, delete: ok at" in card_shown(slack, posted)
         seen = slack.payload_text() + "\n".join(r.getMessage() for r in caplog.records)
         assert AZURITE_KEY not in seen and AZURITE_ACCOUNT not in seen
+
+
+class TestAzureAccountDnsDoesNotKnow:
+    """No Azure override: the account's host is the vendor's own, and its lookup is answered
+    in-process ("no such name"), so no query leaves the machine."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_AZURE_ENDPOINT_OVERRIDE": ""}
+
+    @pytest.fixture
+    def looked_up(self, monkeypatch):
+        real = socket.getaddrinfo
+        names: list[str] = []
+
+        def lookup(host, *args, **kwargs):
+            if host in ("127.0.0.1", "localhost"):
+                return real(host, *args, **kwargs)  # the fakes: no query is made for these
+            names.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (simulated)")
+
+        monkeypatch.setattr(socket, "getaddrinfo", lookup)
+        return names
+
+    def test_a_mistyped_account_is_refused_under_the_access_key(self, driver, slack, agora, bot, looked_up) -> None:
+        before = rows(bot)
+        submit_storage(driver, slack, "mistypedaccount", AZURITE_KEY, vendor=5, bucket="recordings")
+        blocks = {b.get("block_id"): b for b in final_view(slack)["blocks"]}
+        problem = json.dumps(blocks[f"{form.BLOCK_ACCESS_KEY}_problem"])
+        assert "write refused at blob.core.windows.net (account ...ount): NoSuchAccount" in problem
+        assert "no Azure storage account has this name" in problem
+        assert looked_up == ["mistypedaccount.blob.core.windows.net"]
+        bot.drain()
+        assert rows(bot) == before and agora.calls("PATCH") == []

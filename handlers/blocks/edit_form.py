@@ -18,6 +18,7 @@ from bot.models import (
     Target,
     describe_storage,
     fingerprint,
+    typed_problems,
 )
 from bot.observation import Observation
 from bot.seal import Sealer
@@ -227,6 +228,7 @@ def form_view(
     if values.vendor is not None and values.vendor in CATALOG:
         vendor_select["initial_option"] = vendor_options[list(CATALOG).index(Vendor(values.vendor))]
 
+    hints = _field_hints(values.vendor)
     blocks: list[dict[str, Any]] = [
         current,
         {
@@ -254,24 +256,11 @@ def form_view(
             "element": vendor_select,
         },
         _region_block(values),
-        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", MAX_BUCKET_LENGTH, initial=values.bucket),
+        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", MAX_BUCKET_LENGTH, initial=values.bucket, hint=hints[0]),
         # The keys never get an initial value: Slack keeps what was typed across
         # `views.update` (same block and action ids), so typed keys never travel back.
-        _plain_input(
-            BLOCK_ACCESS_KEY,
-            ACTION_ACCESS_KEY,
-            "Access key",
-            MAX_KEY_LENGTH,
-            hint="Agora suggests a write-only access key for the bucket.",
-        ),
-        _plain_input(
-            BLOCK_SECRET_KEY,
-            ACTION_SECRET_KEY,
-            "Secret key",
-            MAX_KEY_LENGTH,
-            hint="Slack cannot mask this field: type it where nobody reads over your shoulder, and use a "
-            "write-only key. It is sent only after approval and never shown again.",
-        ),
+        _plain_input(BLOCK_ACCESS_KEY, ACTION_ACCESS_KEY, "Access key", MAX_KEY_LENGTH, hint=hints[1]),
+        _plain_input(BLOCK_SECRET_KEY, ACTION_SECRET_KEY, "Secret key", MAX_KEY_LENGTH, hint=hints[2]),
     ]
     for block_id, text in (problems or {}).items():
         at = next(i for i, block in enumerate(blocks) if block.get("block_id") == block_id)
@@ -292,6 +281,22 @@ def storage_refused_view(
     block_id = FIELD_BLOCKS.get(outcome.field or "", BLOCK_BUCKET)
     text = f"{outcome.message} Fix it and type both keys again."
     return form_view(metadata, sealer, values, current, {block_id: text})
+
+
+ACCESS_HINT = "Agora suggests a write-only access key for the bucket."
+UNMASKED_HINT = (
+    "Slack cannot mask this field: type it where nobody reads over your shoulder, and use a "
+    "write-only key. It is sent only after approval and never shown again."
+)
+
+
+def _field_hints(vendor: int | None) -> tuple[str | None, str, str]:
+    """The bucket's and the keys' hints: what the chosen vendor accepts (the catalog's rules)."""
+    if vendor is None or vendor not in CATALOG:
+        return None, ACCESS_HINT, UNMASKED_HINT
+    info = vendor_info(vendor)
+    access, secret = info.access_key_rule.explain(info.name), info.secret_key_rule.explain(info.name)
+    return info.bucket_rule.explain(info.name), f"{access} {ACCESS_HINT}", f"{secret} {UNMASKED_HINT}"
 
 
 def _region_block(values: FormValues) -> dict[str, Any]:
@@ -445,6 +450,10 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
             block_id = _FIELD_BLOCKS.get(field, BLOCK_REGION)
             errors.setdefault(block_id, error["msg"].removeprefix("Value error, ")[:300])
         return None, errors
+    # What the vendor accepts: typed text must never choose where recbot connects.
+    problems = {_FIELD_BLOCKS[field]: text[:300] for field, text in typed_problems(storage).items()}
+    if problems:
+        return None, problems
     return Proposal(mp4=values.mp4, hls=values.hls, storage=storage), {}
 
 
