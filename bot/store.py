@@ -286,7 +286,17 @@ def _where_target(table: Table, target: Target) -> ColumnElement[bool]:
     return and_(c.app_id == target.app_id, c.entry_point == target.entry_point, c.region == target.region)
 
 
-def _alert_row(r: Any) -> AlertRow:
+def _alert_row(r: Any) -> AlertRow | None:
+    """A stored alert as an AlertRow, or None (logged) if a field cannot be read (a damaged
+    row, or one an older or newer recbot wrote): one bad row must not break every list of alerts."""
+    try:
+        return _read_alert(r)
+    except (ValueError, TypeError) as exc:
+        log.error("drift alert %s cannot be read (%s); skipped", r["id"], type(exc).__name__)
+        return None
+
+
+def _read_alert(r: Any) -> AlertRow:
     return AlertRow(
         id=r["id"],
         target=Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
@@ -751,7 +761,7 @@ class Store:
         c = drift_alerts.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(drift_alerts).where(c.state == "open").order_by(c.detected_at)).mappings()
-            return [_alert_row(r) for r in rows]
+            return [alert for alert in map(_alert_row, rows) if alert is not None]
 
     def open_alert_for(self, target: Target) -> AlertRow | None:
         with self.engine.connect() as conn:
