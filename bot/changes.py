@@ -94,11 +94,28 @@ def apply_change(
     agora: AgoraClient, target: Target, live: RecordingConfig, patch: RecordingConfig, watch: DriftWatch
 ) -> Outcome:
     """PATCH once (the client retries), read back, and report before -> after.
-    The drift watch is told first what the change will leave, then what it left."""
+    The drift watch is told first what the change will leave, then what it left;
+    on every other way out (a failure, an exception) it stops expecting it."""
     after = expected_after(live, patch)
+    watch.expect(target, after)
+    try:
+        return _patch_and_read_back(agora, target, live, patch, after, watch)
+    finally:
+        # A no-op once the read-back was recorded; otherwise a lasting expectation would hide
+        # an outside change to exactly `after` and keep a re-keyed baseline from being stored.
+        watch.unexpect(target, after)
+
+
+def _patch_and_read_back(
+    agora: AgoraClient,
+    target: Target,
+    live: RecordingConfig,
+    patch: RecordingConfig,
+    after: RecordingConfig,
+    watch: DriftWatch,
+) -> Outcome:
     changes = diff(live, after)
     acknowledged = "Agora accepted the change"
-    watch.expect(target, after)
     try:
         agora.set_config(target, patch)
     except AgoraUnavailable as exc:

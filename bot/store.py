@@ -673,6 +673,26 @@ class Store:
                 .values(expected=observation.to_json())
             )
 
+    def unexpect(self, target: Target, observation: Observation) -> None:
+        """Compare-and-set: nothing is expected of `target` any more, if `observation` still is."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(observed_configs)
+                .where(_where_target(observed_configs, target), observed_configs.c.expected == observation.to_json())
+                .values(expected=None)
+            )
+
+    def rebase(self, target: Target, old: Observation, new: Observation) -> None:
+        """Compare-and-set: the baseline `old` becomes `new` (the same configuration, its keys
+        digest made under the current key); what is expected stays as it is."""
+        c = observed_configs.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(observed_configs)
+                .where(_where_target(observed_configs, target), c.baseline == old.to_json())
+                .values(baseline=new.to_json(), seen_at=utcnow())
+            )
+
     @contextmanager
     def watch_lock(self) -> Iterator[bool]:
         """Whether this caller holds the one drift watch of every process on this
