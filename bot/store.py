@@ -735,13 +735,14 @@ class Store:
                     return None
                 if remembered.expected == after.to_json():
                     return None
-                old = conn.execute(select(c.id, c.after).where(c.open_target == key)).first()
-                if old is not None and old.after == after.to_json():
+                old = conn.execute(select(drift_alerts).where(c.open_target == key)).mappings().first()
+                # An open alert that cannot be read cannot be acted on: a readable one replaces it.
+                if old is not None and old["after"] == after.to_json() and _alert_row(old) is not None:
                     return None
                 if old is not None:
                     conn.execute(
                         update(drift_alerts)
-                        .where(c.id == old.id, c.state == "open")
+                        .where(c.id == old["id"], c.state == "open")
                         .values(
                             state="superseded",
                             open_target=None,
@@ -770,7 +771,7 @@ class Store:
             return None
         created = self.alert(alert_id)
         assert created is not None
-        return created, self.alert(old.id) if old is not None else None
+        return created, self.alert(old["id"]) if old is not None else None
 
     def alert(self, alert_id: str) -> AlertRow | None:
         with self.engine.connect() as conn:

@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 import requests
 
+from bot.app import watch_pass
 from bot.store import drift_alerts
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
+from handlers.notify import Notifier
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature
 from tests.fakes.slack import FakeSlack
-from tests.test_drift import remember, wait_alert
+from tests.test_drift import alerts, remember, wait_alert
 
 # An observation as stored (bot/observation.py), for damaging a stored alert with one field more.
 OBSERVED = {"mp4": True, "hls": True, "vendor": 1, "storage_region": 0, "bucket": "rec-bucket", "keys_digest": ""}
@@ -193,42 +195,55 @@ def test_events_are_refused_unsigned_or_malformed_and_the_url_check_is_answered(
     assert slack.of("views.publish") == [] and agora.calls() == []
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        {"after": json.dumps({**OBSERVED, "colour": "red"})},  # a field this recbot does not know
-        {"before": "{not json"},
-        {"changes": json.dumps([["HLS recording", "off"]])},  # a change missing its after
-        {"cards": json.dumps([["CAPPROVE"]])},
-    ],
-    ids=["unknown field", "before not JSON", "changes short", "cards short"],
-)
-def test_a_damaged_alert_row_leaves_every_home_and_the_watch_working(driver, slack, agora, bot, damage) -> None:
-    """One unreadable alert row is skipped (and logged) wherever alerts are listed:
-    the homes still publish, with the other alerts, and the watch goes on."""
-    agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
-    remember(driver, slack, bot)
-    driver.command("get ep2 na")
-    slack.wait_for("response_url", count=2)
-    outside = copy.deepcopy(LIVE_CONFIG)
-    outside["hlsConfig"] = {"enabled": True}
-    agora.put(APP_ID, "live", "na", outside)
-    agora.put(APP_ID, "ep2", "na", outside)
-    wait_alert(slack, bot, count=2)
-    store = bot.services.store
-    (damaged,) = [a.id for a in store.open_alerts() if a.target.entry_point == "live"]
-    with store.engine.begin() as conn:
-        conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
+class TestADamagedAlertRow:
+    """One unreadable alert row is skipped (and logged) wherever alerts are read: the homes
+    still publish, with the other alerts, and the next watch pass replaces it with a readable
+    alert. Watch passes run here only when the test runs one."""
 
-    for user in ("UBOB", "UDAVE"):
-        view = open_home(driver, slack, user)
-        alerts = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS)
-        assert "ep2 (na" in shown(alerts) and "live (na" not in shown(alerts), user
-    assert [a.target.entry_point for a in store.open_alerts()] == ["ep2"]
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
 
-    again = copy.deepcopy(outside)
-    again["mp4Config"] = {"enabled": False}
-    agora.put(APP_ID, "live", "na", again)  # the damaged alert's target changes again: a new, readable alert
-    posted = wait_alert(slack, bot, count=3)
-    assert "live (na" in card_shown(slack, posted) and "MP4 recording: on → off" in card_shown(slack, posted)
-    assert sorted(a.target.entry_point for a in store.open_alerts()) == ["ep2", "live"]
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            {"after": json.dumps({**OBSERVED, "colour": "red"})},  # a field this recbot does not know
+            {"before": "{not json"},
+            {"changes": json.dumps([["HLS recording", "off"]])},  # a change missing its after
+            {"cards": json.dumps([["CAPPROVE"]])},
+        ],
+        ids=["unknown field", "before not JSON", "changes short", "cards short"],
+    )
+    def test_homes_still_publish_and_the_watch_replaces_it(self, driver, slack, agora, bot, damage) -> None:
+        agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
+        for entry_point in ("live", "ep2"):  # remembered
+            driver.command(f"get {entry_point} na")
+        slack.wait_for("response_url", count=2)
+        outside = copy.deepcopy(LIVE_CONFIG)
+        outside["hlsConfig"] = {"enabled": True}
+        agora.put(APP_ID, "live", "na", outside)
+        agora.put(APP_ID, "ep2", "na", outside)
+        notifier = Notifier(bot.app.client, bot.services)
+        watch_pass(bot.services, notifier)
+        assert len(alerts(slack)) == 2
+        store = bot.services.store
+        (damaged,) = [a.id for a in store.open_alerts() if a.target.entry_point == "live"]
+        with store.engine.begin() as conn:
+            conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
+
+        for user in ("UBOB", "UDAVE"):
+            assert "ep2 (na" in home_alerts(open_home(driver, slack, user))
+            assert "live (na" not in home_alerts(slack.home(user)), user
+        assert [a.target.entry_point for a in store.open_alerts()] == ["ep2"]
+
+        watch_pass(bot.services, notifier)
+        (posted,) = alerts(slack)[2:]
+        assert "live (na" in card_shown(slack, posted) and "HLS recording: off → on" in card_shown(slack, posted)
+        assert sorted(a.target.entry_point for a in store.open_alerts()) == ["ep2", "live"]
+        watch_pass(bot.services, notifier)
+        assert len(alerts(slack)) == 3  # announced once more, not on every pass
+        assert "live (na" in home_alerts(open_home(driver, slack, "UBOB"))
+
+
+def home_alerts(view: dict[str, Any] | None) -> str:
+    return shown(next(b for b in (view or {})["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS))
