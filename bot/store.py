@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,12 @@ change_requests = Table(
     Column("version", Integer, nullable=False, server_default="0"),
     # What the storage probe found when the request was made, safe to show (schema version 3).
     Column("probe", Text),
+    # The version whose end has been announced (cards updated, requester told); an ended row
+    # below its version was not, and a sweep announces it. NULL: not tracked (rows that had
+    # ended before schema version 5). While someone announces it: who (a token) and since when.
+    Column("announced_version", Integer),
+    Column("announce_claimed_by", String(32)),
+    Column("announce_claimed_at", DateTime(timezone=True)),
 )
 
 approvals = Table(
@@ -163,8 +170,22 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[observed_configs, drift_alerts, home_viewers])
 
 
+def _v5(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("change_requests")}
+    if "announced_version" not in present:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN announced_version INTEGER"))
+        # Open requests are tracked from now on; ended ones stay untracked (NULL), never announced again.
+        c = change_requests.c
+        conn.execute(update(change_requests).where(c.state.in_(OPEN_STATES)).values(announced_version=c.version))
+    if "announce_claimed_by" not in present:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN announce_claimed_by VARCHAR(32)"))
+    if "announce_claimed_at" not in present:
+        moment = DateTime(timezone=True).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE change_requests ADD COLUMN announce_claimed_at {moment}"))
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def utcnow() -> datetime:
@@ -206,6 +227,8 @@ class RequestRow:
     version: int = 0
     problem: str | None = None
     probe: ProbeNote | None = None
+    # Only on the row handed to whoever ended the request: their claim on announcing the end.
+    announce_token: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -451,6 +474,7 @@ class Store:
                         changes=_changes_json(changes),
                         cards="[]",
                         probe=json.dumps([probe.verdict, probe.summary]) if probe else None,
+                        announced_version=0,
                     )
                 )
         except IntegrityError:
@@ -494,21 +518,69 @@ class Store:
         to_state: str,
         *,
         unexpired_at: datetime | None = None,
+        announcer: str | None = None,
         **fields: Any,
     ) -> bool:
         """Compare-and-set: move to `to_state` only if now in `from_states` (and,
         with `unexpired_at`, not expired by then). Whether this call made the move.
-        Ending a request frees its target and deletes its sealed secrets."""
+        Ending a request frees its target and deletes its sealed secrets; with
+        `announcer` (a token), the same UPDATE claims the announcement of the end for them."""
         c = change_requests.c
         values: dict[str, Any] = {"state": to_state, "updated_at": utcnow(), "version": c.version + 1, **fields}
         if to_state in ENDED_STATES:
             values.update(open_target=None, sealed_patch=None)
+            if announcer is not None:
+                values.update(announce_claimed_by=announcer, announce_claimed_at=utcnow())
         where = [c.id == request_id, c.state.in_(from_states)]
         if unexpired_at is not None:
             where.append(c.expires_at > unexpired_at)
         with self.engine.begin() as conn:
             done = conn.execute(update(change_requests).where(*where).values(**values))
         return done.rowcount == 1
+
+    # announcing an end: claimed by one caller at a time, done once
+    def unannounced_ends(self) -> list[RequestRow]:
+        """Ended requests whose end was not announced: its announcement failed, or is being made."""
+        c = change_requests.c
+        with self.engine.connect() as conn:
+            return self._rows(conn, c.state.in_(ENDED_STATES) & (c.announced_version < c.version))
+
+    def claim_announcement(self, request_id: str, *, stale_before: datetime | None = None) -> str | None:
+        """Compare-and-set: the right to announce the end of `request_id`, if it is not announced
+        and nobody holds that right (or, with `stale_before`, the holder claimed it before then
+        and stopped: its process went away). The claim's token, or None."""
+        c = change_requests.c
+        free: ColumnElement[bool] = c.announce_claimed_at.is_(None)
+        if stale_before is not None:
+            free = free | (c.announce_claimed_at <= stale_before)
+        token = secrets.token_hex(8)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.state.in_(ENDED_STATES), c.announced_version < c.version, free)
+                .values(announce_claimed_by=token, announce_claimed_at=utcnow())
+            )
+        return token if done.rowcount == 1 else None
+
+    def finish_announcement(self, request_id: str, token: str) -> None:
+        """The end of `request_id` has been announced by the holder of `token`: never again."""
+        c = change_requests.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.announce_claimed_by == token)
+                .values(announced_version=c.version, announce_claimed_by=None, announce_claimed_at=None)
+            )
+
+    def release_announcement(self, request_id: str, token: str) -> None:
+        """The announcement by the holder of `token` failed: the next sweep claims it again."""
+        c = change_requests.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.announce_claimed_by == token)
+                .values(announce_claimed_by=None, announce_claimed_at=None)
+            )
 
     def set_cards(self, request_id: str, cards: list[CardRef]) -> None:
         with self.engine.begin() as conn:

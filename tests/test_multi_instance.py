@@ -192,6 +192,42 @@ def test_two_sweepers_expire_each_request_once(shared_settings, slack, agora) ->
             bot.stop()
 
 
+def test_two_sweepers_make_each_failed_announcement_once(shared_settings, slack, agora) -> None:
+    """Each round ten requests expire while Slack refuses every card write, so no end is
+    announced; then both instances sweep twice at once: each end is announced exactly once."""
+    bots = [start_bot(shared_settings, fast_agora(shared_settings), sweep_seconds=3600) for _ in range(2)]
+    driver = SlackDriver(bots[0].url, SIGNING_SECRET, slack.response_url())
+    store = bots[0].services.store
+    entry_points = [f"ep{i}" for i in range(10)]
+    for entry_point in entry_points:
+        agora.put(APP_ID, entry_point, "na", LIVE_CONFIG)
+    sweepers = [(b, Notifier(b.app.client, b.services)) for b in bots]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for round_no in range(5):
+                where = f"round {round_no}"
+                slack.clear()
+                cards = [request_storage_change(driver, slack, entry_point=e) for e in entry_points]
+                with store.engine.begin() as conn:
+                    conn.execute(change_requests.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+                slack.errors["chat.update"] = "internal_error"
+                list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers))
+                del slack.errors["chat.update"]
+                assert len(store.unannounced_ends()) == len(entry_points), where
+                assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == [], where
+                list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers * 2))
+                dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
+                for posted in cards:
+                    shown = card_shown(slack, posted)
+                    assert "Expired" in shown and card.BLOCK_BUTTONS not in shown, where
+                    request_id = shown.split("Recording change request ")[1].split(" ")[0]
+                    assert len([d for d in dms if request_id in d]) == 1, f"{where}: {request_id}"
+                assert len(dms) == len(entry_points) and store.unannounced_ends() == [], where
+    finally:
+        for bot in bots:
+            bot.stop()
+
+
 def target(entry_point: str) -> Target:
     return Target(app_id=APP_ID, entry_point=entry_point, region="na")
 
