@@ -4,8 +4,9 @@ place), the requester's notice, and the App Home of whoever looks at it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -65,11 +66,12 @@ class Notifier:
             return [settings.RECBOT_APPROVAL_CHANNEL]
         return [u for u in self._services.approvers.users(GroupLookup(self._client)) if u != but]
 
-    def _post(self, channels: list[str], text: str, blocks: list[dict], what: str) -> list[CardRef]:
+    def _post(self, channels: list[str], text: str, blocks: Callable[[str], list[dict]], what: str) -> list[CardRef]:
+        """Post a card to each channel (its buttons name the channel); where they landed."""
         cards = []
         for channel in channels:
             try:
-                posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+                posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks(channel))
             except SLACK_FAILURES as exc:
                 log.error("could not post the card of %s to %s: %s", what, channel, _why(exc))
                 continue
@@ -79,7 +81,7 @@ class Notifier:
     def post_cards(self, row: RequestRow) -> None:
         """To the approval channel, or to each approver directly when none is set."""
         channels = self._destinations(but=row.requester)
-        cards = self._post(channels, approval_card.card_text(row), self._card(row), f"request {row.id}")
+        cards = self._post(channels, approval_card.card_text(row), partial(self._card, row), f"request {row.id}")
         self._services.approvals.attach_cards(row.id, cards)
         # Whoever moved the request while the cards were being posted found no cards to update.
         self.refresh_cards(row.id, shown=row.version)
@@ -108,7 +110,10 @@ class Notifier:
             for ref in row.cards:
                 try:
                     self._client.chat_update(
-                        channel=ref.channel, ts=ref.ts, text=approval_card.card_text(row), blocks=self._card(row)
+                        channel=ref.channel,
+                        ts=ref.ts,
+                        text=approval_card.card_text(row),
+                        blocks=self._card(row, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
                     log.error("could not update a card of request %s: %s", row.id, _why(exc))
@@ -156,8 +161,8 @@ class Notifier:
 
     def post_alert(self, alert: AlertRow) -> None:
         """A change seen outside recbot, to where approval cards go; posted by whoever opened the alert."""
-        text, blocks = drift_card.card_text(alert), drift_card.card(alert, self._services.sealer)
-        cards = self._post(self._destinations(), text, blocks, f"drift alert {alert.id}")
+        blocks = partial(drift_card.card, alert, self._services.sealer)
+        cards = self._post(self._destinations(), drift_card.card_text(alert), blocks, f"drift alert {alert.id}")
         self._services.store.set_alert_cards(alert.id, cards)
         self.refresh_alert(alert.id, shown=alert.version)
 
@@ -173,7 +178,7 @@ class Notifier:
                         channel=ref.channel,
                         ts=ref.ts,
                         text=drift_card.card_text(alert),
-                        blocks=drift_card.card(alert, self._services.sealer),
+                        blocks=drift_card.card(alert, self._services.sealer, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
                     log.error("could not update a card of drift alert %s: %s", alert_id, _why(exc))
@@ -216,8 +221,8 @@ class Notifier:
     def approvals_line(self, row: RequestRow) -> str:
         return f"{len(row.approvers)} of {self._services.approvals.required_approvals} approvals"
 
-    def _card(self, row: RequestRow) -> list[dict]:
-        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals)
+    def _card(self, row: RequestRow, channel: str) -> list[dict]:
+        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals, channel)
 
 
 def _lasting(exc: Exception) -> bool:

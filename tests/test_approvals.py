@@ -16,9 +16,18 @@ import pytest
 
 from bot.store import change_requests, utcnow
 from handlers.blocks import approval_card as card
-from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, button, click, request_storage_change, text_of
+from tests.approval_helpers import (
+    NEW_ACCESS,
+    NEW_SECRET,
+    button,
+    card_shown,
+    click,
+    request_storage_change,
+    text_of,
+)
 from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.slack import Call
 from tests.test_change_flow import final_view_text, open_form, state
 
 
@@ -250,6 +259,39 @@ class TestApproversByDirectMessage:
         final_view_text(slack)
         cards = slack.wait_for("chat.postMessage", count=2)
         assert sorted(c.params["channel"] for c in cards) == ["UBOB", "UCAROL"]
+
+    def test_a_card_clicked_before_recbot_knows_it_counts_in_its_own_direct_messages_only(
+        self, driver, slack, agora, bot
+    ) -> None:
+        """Slack delivers clicks on UBOB's card the moment it is posted, before recbot has heard
+        back (and before UCAROL's card is posted). The button replayed by another approver in
+        their direct messages, or in another channel, is refused; UBOB's own click, from his
+        direct messages with recbot (a D... channel in Slack), counts."""
+        slack.usergroups["S0OPS"] = ["UCAROL"]
+
+        def click_on_sight(posted: Call) -> None:
+            if posted.params["channel"] != "UBOB" or not posted.params["text"].startswith("Recording change"):
+                return
+            click(driver, posted, "UCAROL", card.ACTION_APPROVE, channel="DCAROL")
+            click(driver, posted, "UBOB", card.ACTION_APPROVE, channel="CELSEWHERE")
+            slack.wait_for("response_url", count=2)
+            click(driver, posted, "UBOB", card.ACTION_APPROVE, channel="DBOB")
+            slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+
+        slack.after["chat.postMessage"] = click_on_sight
+        view = open_form(driver, slack)
+        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+        final_view_text(slack)
+        bot.drain()
+        replies = [text_of(c) for c in slack.of("response_url")]
+        assert len(replies) == 2 and all("not a genuine" in r for r in replies)
+        (row,) = bot.services.store.in_state("applied")
+        assert row.approvers == ["UBOB"] and len(agora.calls("PATCH")) == 1
+        assert "Applied" in requester_notice(slack)
+        cards = [c for c in slack.of("chat.postMessage") if c.params["channel"] in ("UBOB", "UCAROL")]
+        assert len(cards) == 2
+        for posted in cards:
+            assert "Applied" in card_shown(slack, posted) and card.BLOCK_BUTTONS not in card_shown(slack, posted)
 
 
 def test_pending_request_survives_a_restart_and_applies_once(settings, slack, agora) -> None:
