@@ -119,6 +119,25 @@ def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -
     assert row.sealed_patch is None and row.decided_by == "UBOB"
 
 
+def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UMALLORY", card.ACTION_REJECT)  # the reason modal opens for whoever sees the card
+    (opened,) = slack.wait_for("views.open", count=2)[1:]
+    modal = {**opened.params["view"], "id": opened.params["_view_id"]}
+    reason = {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "I do not like it"}}}
+    answer = driver.submit("UMALLORY", modal, reason).json()
+    assert answer["response_action"] == "update" and "Only the approvers" in json.dumps(answer["view"])
+    bot.drain()
+    (row,) = bot.services.store.open_requests()
+    assert row.state == "pending" and row.decided_by is None and row.reason is None
+    assert (
+        slack.of("chat.update") == []
+        and [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == []
+    )
+    assert "rejected" not in [e.event for e in bot.services.store.history(row.target)]
+    assert card.BLOCK_BUTTONS in card_shown(slack, posted)
+
+
 def test_requester_can_cancel_but_nobody_else(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
     click(driver, posted, "UBOB", card.ACTION_CANCEL)
@@ -226,6 +245,30 @@ class TestTwoApprovals:
         assert "Applied" in ended_card(slack, posted)
         assert len(agora.calls("PATCH")) == 1
         assert slack.of("usergroups.users.list")
+
+    def test_a_card_write_overtaken_by_a_later_move_is_written_again(self, driver, slack, agora, bot) -> None:
+        """UBOB's approval writes the card ("1 of 2"); while that write is in flight, UCAROL's
+        approval applies the change and writes the card ("Applied"); then UBOB's write lands.
+        The card Slack keeps must still show the final state, so UBOB's writer writes again."""
+        slack.usergroups["S0APPROVERS"] = ["UCAROL", "UDAVE"]
+        posted = request_storage_change(driver, slack)
+        in_flight: list[Call] = []
+
+        def approve_while_the_first_write_is_in_flight(write: Call) -> None:
+            if in_flight or write.params.get("ts") != posted.params["_ts"]:
+                return
+            in_flight.append(write)
+            click(driver, posted, "UCAROL", card.ACTION_APPROVE)
+            requester_notice(slack)  # UCAROL's click has applied it, written the card and told UALICE
+
+        slack.before["chat.update"] = approve_while_the_first_write_is_in_flight
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        requester_notice(slack)
+        bot.drain()
+        assert in_flight and "Approvals: 1 of 2" in text_of(in_flight[0])  # it was overtaken
+        shown = card_shown(slack, posted)
+        assert "Applied" in shown and card.BLOCK_BUTTONS not in shown
+        assert len(agora.calls("PATCH")) == 1
 
 
 class TestWhoMayAsk:

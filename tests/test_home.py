@@ -15,7 +15,7 @@ from bot.store import drift_alerts
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
 from handlers.notify import Notifier
-from tests.approval_helpers import card_shown, request_storage_change, text_of
+from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature
 from tests.fakes.slack import FakeSlack
@@ -107,12 +107,30 @@ def test_approve_from_home_applies_once_and_refreshes_the_homes_concerned(driver
     assert "already applied" in shown(slack.home("UBOB")) and len(agora.calls("PATCH")) == 1
 
 
-def test_a_new_request_refreshes_an_approvers_open_home(driver, slack, agora, bot) -> None:
-    assert "Nothing waits for you" in shown(open_home(driver, slack, "UCAROL"))
-    request_storage_change(driver, slack)
+def republished(slack: FakeSlack, since: int) -> set[str]:
+    return {c.params["user_id"] for c in slack.of("views.publish")[since:]}
+
+
+def test_a_request_refreshes_exactly_the_open_homes_it_concerns(driver, slack, agora, bot) -> None:
+    """UCAROL (an approver), UDAVE (neither approver nor requester) and UALICE (the requester)
+    have opened their homes; UBOB (an approver) never has. A move redraws the homes of the
+    approvers and the requester who opened one: not UDAVE's, and no home for UBOB."""
+    for user in ("UCAROL", "UDAVE", "UALICE"):
+        open_home(driver, slack, user)
+    assert "Nothing waits for you" in shown(slack.home("UCAROL"))
+    before = len(slack.of("views.publish"))
+    posted = request_storage_change(driver, slack)
     bot.drain()
+    assert republished(slack, before) == {"UCAROL", "UALICE"}
     assert "Waiting for your approval (1)" in shown(slack.home("UCAROL"))
-    assert slack.home("UDAVE") is None  # homes nobody opened are not drawn
+    assert slack.home("UBOB") is None  # an approver who never opened the home gets none
+
+    before = len(slack.of("views.publish"))
+    click(driver, posted, "UBOB", approval_card.ACTION_APPROVE)
+    slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Applied" in text_of(c))
+    bot.drain()
+    assert republished(slack, before) == {"UCAROL", "UALICE"}
+    assert "Nothing waits for you" in shown(slack.home("UCAROL")) and slack.home("UBOB") is None
 
 
 def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, bot) -> None:
