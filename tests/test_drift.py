@@ -436,3 +436,52 @@ class TestEveryWayOutOfAnApply:
         bot.drain()
         assert patched, "the apply reached the PATCH"
         assert bot.services.store.observed(target) == (before[0], None)
+
+
+class TestRecbotsOwnChangesAreNeverDrift:
+    """Watch passes run here only when the test runs one: from the Agora emulator while it
+    serves recbot's PATCH (the change is live, its read-back not recorded yet), and after
+    the apply; direct changes and approved ones. None of them is drift."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+
+    ROUNDS = [(path, during) for path in ("direct", "approved") for during in (True, False)] * 2
+
+    def test_no_pass_during_or_after_an_apply_sees_drift(self, driver, slack, agora, bot) -> None:
+        from bot.app import watch_pass
+        from handlers.notify import Notifier
+
+        driver.command("get live na")  # remembered
+        slack.wait_for("response_url")
+        notifier = Notifier(bot.app.client, bot.services)
+        passes: list[int] = []
+        now: dict[str, bool] = {}
+
+        def pass_while_the_patch_is_served(_: object) -> None:
+            if now["during"]:
+                reads = len(agora.calls("GET"))
+                watch_pass(bot.services, notifier)
+                passes.append(len(agora.calls("GET")) - reads)
+
+        agora.after["PATCH"] = pass_while_the_patch_is_served
+        for round_no, (path, during) in enumerate(self.ROUNDS):
+            where = f"round {round_no}: {path}, pass during the PATCH: {during}"
+            now["during"] = during
+            keys = {"access": f"AKIAROUND{round_no}XXXX", "secret": f"SECRET-ROUND-{round_no}-abcdef"}
+            if path == "direct":
+                assert "confirmed" in submitted(driver, slack, state(mp4=round_no % 4 == 1)), where
+            else:
+                values = state(change=True, vendor=7, region=0, bucket=f"hw-{round_no}", **keys)
+                assert "approval" in submitted(driver, slack, values), where
+                (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE")
+                click(driver, posted, "UBOB", approval_card.ACTION_APPROVE)
+                slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+            bot.drain()
+            watch_pass(bot.services, notifier)
+            bot.drain()
+            assert alerts(slack) == [] and bot.services.store.open_alerts() == [], where
+            slack.clear()
+        assert passes == [1] * (len(self.ROUNDS) // 2)  # each of those passes read the target mid-apply
+        assert len(agora.calls("PATCH")) == len(self.ROUNDS)
