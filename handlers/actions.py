@@ -238,7 +238,8 @@ def _on_its_card(body: dict[str, Any], cards: list[CardRef], posted_to: str | No
     """Whether a click came from the card its button is on: one recbot recorded, or, while
     recbot has recorded no card in that channel yet (Slack can deliver a click before the
     answer to chat.postMessage, which gives the card's ts), a message in the channel the
-    button's MAC names. A button replayed onto any other message is refused."""
+    button's MAC names. The button replayed into another channel, or onto another message
+    once the card is recorded, is refused."""
     container = body.get("container") or {}
     channel, ts = container.get("channel_id"), container.get("message_ts")
     if not channel or not ts:
