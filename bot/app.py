@@ -23,7 +23,7 @@ from bot.ratelimit import TokenBucket
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
-from bot.store import RequestRow, Store
+from bot.store import RequestRow, Store, utcnow
 from bot.switch import SwitchBook
 from bot.switching import SwitchService
 from handlers import register
@@ -146,21 +146,32 @@ def orphan_age_at_start(services: Services) -> timedelta:
 
 
 def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN_AGE) -> None:
-    """Recover orphaned requests, then expire due ones; each step guarded, so
-    neither a failure of the other nor a bad row stops it. Only requests this
-    call ended are announced."""
+    """Recover orphaned requests and expire due ones, announcing what this call
+    ended; then announce every other end not announced yet (its announcement
+    failed, or its announcer stopped `orphan_age` ago). Each step and each row
+    is guarded, so neither a failure of another nor a bad row stops it; each
+    announcement is claimed, so it is made once across every process."""
+    tried: set[str] = set()  # one try per sweep: an announcement that just failed waits for the next
     steps: list[tuple[str, Callable[[], list[RequestRow]]]] = [
         ("recovery", lambda: services.approvals.recover(orphan_age)),
         ("expiry", services.approvals.expire_due),
+        ("announcement", services.store.unannounced_ends),
     ]
+    stale_claims_before = utcnow() - orphan_age
     for name, step in steps:
         try:
-            ended = step()
+            rows = step()
         except Exception:
             log.exception("the %s sweep failed; it runs again at the next sweep", name)
             continue
-        for row in ended:
-            notifier.request_ended(row)
+        for row in rows:
+            if row.id in tried:
+                continue
+            tried.add(row.id)
+            try:
+                notifier.request_ended(row, stale_claims_before)
+            except Exception:
+                log.exception("could not announce the end of request %s; the next sweep tries again", row.id)
 
 
 def watch_pass(services: Services, notifier: Notifier) -> None:

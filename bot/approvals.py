@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -350,12 +351,14 @@ class ApprovalService:
         self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: Any
     ) -> RequestRow | None:
         """End a request (secrets purged by the store) and record it: the row as
-        it now is, or None if another click or process ended it first."""
-        if not self._store.transition(row.id, from_states, state, result=note, **fields):
+        it now is, carrying the claim on announcing the end (only the caller that
+        ended it gets it), or None if another click or process ended it first."""
+        token = secrets.token_hex(8)
+        if not self._store.transition(row.id, from_states, state, result=note, announcer=token, **fields):
             return None
         self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
         log.info("change request %s %s", row.id, state)
-        return self.get(row.id)
+        return replace(self.get(row.id), announce_token=token)
 
 
 def _busy(holder: RequestRow) -> str:

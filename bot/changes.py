@@ -102,11 +102,30 @@ def apply_change(
 ) -> Outcome:
     """PATCH once (the client retries), read back, and report before -> after.
     The drift watch is told first what the change will leave, then what it left;
+    on every other way out (a failure, an exception) it stops expecting it.
     `switches` records that setting a configuration switches recording on."""
     after = expected_after(live, patch)
+    watch.expect(target, after)
+    try:
+        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor)
+    finally:
+        # A no-op once the read-back was recorded; otherwise a lasting expectation would hide
+        # an outside change to exactly `after` and keep a re-keyed baseline from being stored.
+        watch.unexpect(target, after)
+
+
+def _patch_and_read_back(
+    agora: AgoraClient,
+    target: Target,
+    live: RecordingConfig,
+    patch: RecordingConfig,
+    after: RecordingConfig,
+    watch: DriftWatch,
+    switches: SwitchBook | None,
+    actor: str,
+) -> Outcome:
     changes = diff(live, after)
     acknowledged = "Agora accepted the change"
-    watch.expect(target, after)
     try:
         with switches.configuring(target, actor) if switches else unrecorded() as switch:
             try:

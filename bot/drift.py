@@ -79,6 +79,11 @@ class DriftWatch:
         """recbot is about to PATCH `target` towards `config`: that is no drift."""
         self._store.expect(target, self.observe(config))
 
+    def unexpect(self, target: Target, config: RecordingConfig) -> None:
+        """recbot's change towards `config` is over, whatever became of it: stop expecting it
+        (unless another change expects something else by now)."""
+        self._store.unexpect(target, self.observe(config))
+
     def applied(self, target: Target, config: RecordingConfig) -> None:
         """What recbot read back after its own change is the new baseline."""
         self._store.record(target, self.observe(config))
@@ -170,9 +175,10 @@ class DriftWatch:
         baseline, expected = remembered
         rekeyed = under_key_of(baseline, live)
         if rekeyed != baseline:
+            # Kept under the current key from now on, whatever is expected: an alert is
+            # opened only against the stored baseline.
+            self._store.rebase(target, baseline, rekeyed)
             baseline = rekeyed
-            if expected is None:  # kept under the current key from now on
-                self._store.record(target, baseline)
         if live == baseline or live == expected:
             if live == expected:
                 self._store.record(target, live)  # recbot's own change, read before it recorded it

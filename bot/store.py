@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -82,6 +83,12 @@ change_requests = Table(
     # whose secret-free spec is plain JSON (schema version 6; the switch's region is EVERY_REGION).
     Column("kind", String(16), nullable=False, server_default="config"),
     Column("spec", Text),
+    # The version whose end has been announced (cards updated, requester told); an ended row
+    # below its version was not, and a sweep announces it. NULL: not tracked (rows that had
+    # ended before schema version 5). While someone announces it: who (a token) and since when.
+    Column("announced_version", Integer),
+    Column("announce_claimed_by", String(32)),
+    Column("announce_claimed_at", DateTime(timezone=True)),
 )
 
 approvals = Table(
@@ -197,6 +204,20 @@ def _v4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[observed_configs, drift_alerts, home_viewers])
 
 
+def _v5(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("change_requests")}
+    if "announced_version" not in present:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN announced_version INTEGER"))
+        # Open requests are tracked from now on; ended ones stay untracked (NULL), never announced again.
+        c = change_requests.c
+        conn.execute(update(change_requests).where(c.state.in_(OPEN_STATES)).values(announced_version=c.version))
+    if "announce_claimed_by" not in present:
+        conn.execute(text("ALTER TABLE change_requests ADD COLUMN announce_claimed_by VARCHAR(32)"))
+    if "announce_claimed_at" not in present:
+        moment = DateTime(timezone=True).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE change_requests ADD COLUMN announce_claimed_at {moment}"))
+
+
 def _v6(conn: Connection) -> None:
     columns = {c["name"] for c in inspect(conn).get_columns("change_requests")}
     if "kind" not in columns:
@@ -207,7 +228,7 @@ def _v6(conn: Connection) -> None:
 
 
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v6]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 def utcnow() -> datetime:
@@ -251,6 +272,8 @@ class RequestRow:
     probe: ProbeNote | None = None
     kind: str = "config"
     spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
+    # Only on the row handed to whoever ended the request: their claim on announcing the end.
+    announce_token: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -374,7 +397,17 @@ def _where_target(table: Table, target: Target) -> ColumnElement[bool]:
     return and_(c.app_id == target.app_id, c.entry_point == target.entry_point, c.region == target.region)
 
 
-def _alert_row(r: Any) -> AlertRow:
+def _alert_row(r: Any) -> AlertRow | None:
+    """A stored alert as an AlertRow, or None (logged) if a field cannot be read (a damaged
+    row, or one an older or newer recbot wrote): one bad row must not break every list of alerts."""
+    try:
+        return _read_alert(r)
+    except (ValueError, TypeError) as exc:
+        log.error("drift alert %s cannot be read (%s); skipped", r["id"], type(exc).__name__)
+        return None
+
+
+def _read_alert(r: Any) -> AlertRow:
     return AlertRow(
         id=r["id"],
         target=Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
@@ -547,6 +580,7 @@ class Store:
                         probe=json.dumps([probe.verdict, probe.summary]) if probe else None,
                         kind=kind,
                         spec=json.dumps(spec) if spec is not None else None,
+                        announced_version=0,
                     )
                 )
         except IntegrityError:
@@ -590,21 +624,69 @@ class Store:
         to_state: str,
         *,
         unexpired_at: datetime | None = None,
+        announcer: str | None = None,
         **fields: Any,
     ) -> bool:
         """Compare-and-set: move to `to_state` only if now in `from_states` (and,
         with `unexpired_at`, not expired by then). Whether this call made the move.
-        Ending a request frees its target and deletes its sealed secrets."""
+        Ending a request frees its target and deletes its sealed secrets; with
+        `announcer` (a token), the same UPDATE claims the announcement of the end for them."""
         c = change_requests.c
         values: dict[str, Any] = {"state": to_state, "updated_at": utcnow(), "version": c.version + 1, **fields}
         if to_state in ENDED_STATES:
             values.update(open_target=None, sealed_patch=None)
+            if announcer is not None:
+                values.update(announce_claimed_by=announcer, announce_claimed_at=utcnow())
         where = [c.id == request_id, c.state.in_(from_states)]
         if unexpired_at is not None:
             where.append(c.expires_at > unexpired_at)
         with self.engine.begin() as conn:
             done = conn.execute(update(change_requests).where(*where).values(**values))
         return done.rowcount == 1
+
+    # announcing an end: claimed by one caller at a time, done once
+    def unannounced_ends(self) -> list[RequestRow]:
+        """Ended requests whose end was not announced: its announcement failed, or is being made."""
+        c = change_requests.c
+        with self.engine.connect() as conn:
+            return self._rows(conn, c.state.in_(ENDED_STATES) & (c.announced_version < c.version))
+
+    def claim_announcement(self, request_id: str, *, stale_before: datetime | None = None) -> str | None:
+        """Compare-and-set: the right to announce the end of `request_id`, if it is not announced
+        and nobody holds that right (or, with `stale_before`, the holder claimed it before then
+        and stopped: its process went away). The claim's token, or None."""
+        c = change_requests.c
+        free: ColumnElement[bool] = c.announce_claimed_at.is_(None)
+        if stale_before is not None:
+            free = free | (c.announce_claimed_at <= stale_before)
+        token = secrets.token_hex(8)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.state.in_(ENDED_STATES), c.announced_version < c.version, free)
+                .values(announce_claimed_by=token, announce_claimed_at=utcnow())
+            )
+        return token if done.rowcount == 1 else None
+
+    def finish_announcement(self, request_id: str, token: str) -> None:
+        """The end of `request_id` has been announced by the holder of `token`: never again."""
+        c = change_requests.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.announce_claimed_by == token)
+                .values(announced_version=c.version, announce_claimed_by=None, announce_claimed_at=None)
+            )
+
+    def release_announcement(self, request_id: str, token: str) -> None:
+        """The announcement by the holder of `token` failed: the next sweep claims it again."""
+        c = change_requests.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.announce_claimed_by == token)
+                .values(announce_claimed_by=None, announce_claimed_at=None)
+            )
 
     def set_cards(self, request_id: str, cards: list[CardRef]) -> None:
         with self.engine.begin() as conn:
@@ -781,6 +863,26 @@ class Store:
                 .values(expected=observation.to_json())
             )
 
+    def unexpect(self, target: Target, observation: Observation) -> None:
+        """Compare-and-set: nothing is expected of `target` any more, if `observation` still is."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(observed_configs)
+                .where(_where_target(observed_configs, target), observed_configs.c.expected == observation.to_json())
+                .values(expected=None)
+            )
+
+    def rebase(self, target: Target, old: Observation, new: Observation) -> None:
+        """Compare-and-set: the baseline `old` becomes `new` (the same configuration, its keys
+        digest made under the current key); what is expected stays as it is."""
+        c = observed_configs.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(observed_configs)
+                .where(_where_target(observed_configs, target), c.baseline == old.to_json())
+                .values(baseline=new.to_json(), seen_at=utcnow())
+            )
+
     @contextmanager
     def watch_lock(self) -> Iterator[bool]:
         """Whether this caller holds the one drift watch of every process on this
@@ -823,13 +925,14 @@ class Store:
                     return None
                 if remembered.expected == after.to_json():
                     return None
-                old = conn.execute(select(c.id, c.after).where(c.open_target == key)).first()
-                if old is not None and old.after == after.to_json():
+                old = conn.execute(select(drift_alerts).where(c.open_target == key)).mappings().first()
+                # An open alert that cannot be read cannot be acted on: a readable one replaces it.
+                if old is not None and old["after"] == after.to_json() and _alert_row(old) is not None:
                     return None
                 if old is not None:
                     conn.execute(
                         update(drift_alerts)
-                        .where(c.id == old.id, c.state == "open")
+                        .where(c.id == old["id"], c.state == "open")
                         .values(
                             state="superseded",
                             open_target=None,
@@ -858,7 +961,7 @@ class Store:
             return None
         created = self.alert(alert_id)
         assert created is not None
-        return created, self.alert(old.id) if old is not None else None
+        return created, self.alert(old["id"]) if old is not None else None
 
     def alert(self, alert_id: str) -> AlertRow | None:
         with self.engine.connect() as conn:
@@ -869,7 +972,7 @@ class Store:
         c = drift_alerts.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(drift_alerts).where(c.state == "open").order_by(c.detected_at)).mappings()
-            return [_alert_row(r) for r in rows]
+            return [alert for alert in map(_alert_row, rows) if alert is not None]
 
     def open_alert_for(self, target: Target) -> AlertRow | None:
         with self.engine.connect() as conn:

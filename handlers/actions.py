@@ -19,7 +19,7 @@ from bot.drift import AlertClosed
 from bot.fleet import Scan, to_csv
 from bot.models import Target
 from bot.services import Services
-from bot.store import RequestRow
+from bot.store import CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, edit_form, fleet, home, picker
 from handlers.commands import fill_edit_form, open_edit_form, replace, show_config
 from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
@@ -229,14 +229,29 @@ def register_drift(app: App, services: Services) -> None:
 
 
 def _genuine_alert(body: dict[str, Any], services: Services) -> str | None:
-    """The alert id of a genuine button on that alert's own card, else None."""
-    alert_id = drift_card.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
-    alert = services.store.alert(alert_id) if alert_id else None
+    """The alert id of a genuine button clicked on that alert's own card, else None."""
+    read = drift_card.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+    alert = services.store.alert(read[0]) if read else None
+    return alert.id if read and alert is not None and _on_its_card(body, alert.cards, read[1]) else None
+
+
+def _on_its_card(body: dict[str, Any], cards: list[CardRef], posted_to: str | None) -> bool:
+    """Whether a click came from the card its button is on: one recbot recorded, or, while
+    recbot has recorded no card in that channel yet (Slack can deliver a click before the
+    answer to chat.postMessage, which gives the card's ts), a message in the channel the
+    button's MAC names. The button replayed into another channel, or onto another message
+    once the card is recorded, is refused."""
     container = body.get("container") or {}
-    on_its_card = alert is not None and any(
-        ref.ts == container.get("message_ts") and ref.channel == container.get("channel_id") for ref in alert.cards
-    )
-    return alert_id if on_its_card else None
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    if not channel or not ts:
+        return False
+    if any(ref.channel == channel and ref.ts == ts for ref in cards):
+        return True
+    if posted_to is None or any(ref.channel == channel for ref in cards):
+        return False
+    # A card posted to a user lands in their direct messages with recbot, whose channel ID (D...) Slack picks.
+    clicker = (body.get("user") or {}).get("id")
+    return channel == posted_to or (posted_to == clicker and str(channel).startswith("D"))
 
 
 def register_home(app: App, services: Services) -> None:
@@ -292,19 +307,11 @@ def _decide(
 
 
 def _genuine_request(body: dict[str, Any], services: Services) -> str | None:
-    """The request id of a genuine button on that request's own card, else None."""
+    """The request id of a genuine button clicked on that request's own card, else None."""
     actions = body.get("actions") or [{}]
-    request_id = approval_card.read_button_value(actions[0].get("value"), services.sealer)
-    if request_id is None:
-        return None
-    container = body.get("container") or {}
-    row = services.store.get(request_id)
-    if row is None:
-        return None
-    on_its_card = any(
-        ref.ts == container.get("message_ts") and ref.channel == container.get("channel_id") for ref in row.cards
-    )
-    return request_id if on_its_card else None
+    read = approval_card.read_card_button_value(actions[0].get("value"), services.sealer)
+    row = services.store.get(read[0]) if read else None
+    return row.id if read and row is not None and _on_its_card(body, row.cards, read[1]) else None
 
 
 def _after_decision(row: RequestRow, notifier: Notifier, respond: Respond) -> None:

@@ -4,7 +4,9 @@ place), the requester's notice, and the App Home of whoever looks at it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -30,6 +32,23 @@ class GroupLookup:
 # when the row moved during the previous one, which a few approvals can do.
 MAX_CARD_PASSES = 5
 SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)
+# Slack errors about the message, channel or person itself: trying again later cannot help.
+# Any other failure (rate limits, an outage, the network, a token being fixed) may pass.
+LASTING_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "is_archived",
+        "not_in_channel",
+        "user_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
+        "invalid_blocks",
+        "msg_too_long",
+    }
+)
 
 
 class Notifier:
@@ -47,11 +66,12 @@ class Notifier:
             return [settings.RECBOT_APPROVAL_CHANNEL]
         return [u for u in self._services.approvers.users(GroupLookup(self._client)) if u != but]
 
-    def _post(self, channels: list[str], text: str, blocks: list[dict], what: str) -> list[CardRef]:
+    def _post(self, channels: list[str], text: str, blocks: Callable[[str], list[dict]], what: str) -> list[CardRef]:
+        """Post a card to each channel (its buttons name the channel); where they landed."""
         cards = []
         for channel in channels:
             try:
-                posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+                posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks(channel))
             except SLACK_FAILURES as exc:
                 log.error("could not post the card of %s to %s: %s", what, channel, _why(exc))
                 continue
@@ -61,7 +81,7 @@ class Notifier:
     def post_cards(self, row: RequestRow) -> None:
         """To the approval channel, or to each approver directly when none is set."""
         channels = self._destinations(but=row.requester)
-        cards = self._post(channels, approval_card.card_text(row), self._card(row), f"request {row.id}")
+        cards = self._post(channels, approval_card.card_text(row), partial(self._card, row), f"request {row.id}")
         self._services.approvals.attach_cards(row.id, cards)
         # Whoever moved the request while the cards were being posted found no cards to update.
         self.refresh_cards(row.id, shown=row.version)
@@ -79,35 +99,70 @@ class Notifier:
         self._write_cards(request_id, shown)
         self.refresh_homes(self._services.approvals.get(request_id))
 
-    def _write_cards(self, request_id: str, shown: int | None) -> None:
+    def _write_cards(self, request_id: str, shown: int | None) -> bool:
+        """Whether the last pass wrote every card (or found it gone for good)."""
+        written = True
         for _ in range(MAX_CARD_PASSES):
             row = self._services.approvals.get(request_id)
             if row.version == shown:
-                return
+                return written
+            written = True
             for ref in row.cards:
                 try:
                     self._client.chat_update(
-                        channel=ref.channel, ts=ref.ts, text=approval_card.card_text(row), blocks=self._card(row)
+                        channel=ref.channel,
+                        ts=ref.ts,
+                        text=approval_card.card_text(row),
+                        blocks=self._card(row, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
                     log.error("could not update a card of request %s: %s", row.id, _why(exc))
+                    written = written and _lasting(exc)
             shown = row.version
         log.warning("the cards of request %s kept moving; left at version %s", request_id, shown)
+        return written
 
-    def request_ended(self, row: RequestRow) -> None:
-        """Update every card in place and tell the requester directly."""
-        self.refresh_cards(row.id)
+    def request_ended(self, row: RequestRow, stale_claims_before: datetime | None = None) -> bool:
+        """Announce the end of a request, once across every process: update every card in
+        place, then tell the requester directly. Whoever ended it holds the claim on that
+        (`row.announce_token`); anyone else claims it first (a compare-and-set), with
+        `stale_claims_before` also from a holder that stopped. An announcement that fails
+        is released, and the next sweep makes it. Whether this call announced it."""
+        store = self._services.store
+        token = row.announce_token or store.claim_announcement(row.id, stale_before=stale_claims_before)
+        if token is None:
+            return False  # announced, or being announced, by another click or process
+        announced = False
+        try:
+            announced = self._write_cards(row.id, None) and self._tell_requester(row.id)
+        finally:
+            if announced:
+                store.finish_announcement(row.id, token)
+            else:
+                store.release_announcement(row.id, token)
+                log.warning("the end of request %s was not announced in full; the next sweep tries again", row.id)
+        try:
+            self.refresh_homes(self._services.approvals.get(row.id))
+        except Exception:  # homes are drawn again when opened; the end itself was announced
+            log.exception("could not refresh the homes after request %s ended", row.id)
+        return announced
+
+    def _tell_requester(self, request_id: str) -> bool:
+        """Whether the requester got the notice (or never can)."""
+        row = self._services.approvals.get(request_id)
         try:
             self._client.chat_postMessage(
                 channel=row.requester, text=approval_card.card_text(row), blocks=approval_card.requester_notice(row)
             )
         except SLACK_FAILURES as exc:
             log.error("could not tell the requester of %s: %s", row.id, _why(exc))
+            return _lasting(exc)
+        return True
 
     def post_alert(self, alert: AlertRow) -> None:
         """A change seen outside recbot, to where approval cards go; posted by whoever opened the alert."""
-        text, blocks = drift_card.card_text(alert), drift_card.card(alert, self._services.sealer)
-        cards = self._post(self._destinations(), text, blocks, f"drift alert {alert.id}")
+        blocks = partial(drift_card.card, alert, self._services.sealer)
+        cards = self._post(self._destinations(), drift_card.card_text(alert), blocks, f"drift alert {alert.id}")
         self._services.store.set_alert_cards(alert.id, cards)
         self.refresh_alert(alert.id, shown=alert.version)
 
@@ -123,7 +178,7 @@ class Notifier:
                         channel=ref.channel,
                         ts=ref.ts,
                         text=drift_card.card_text(alert),
-                        blocks=drift_card.card(alert, self._services.sealer),
+                        blocks=drift_card.card(alert, self._services.sealer, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
                     log.error("could not update a card of drift alert %s: %s", alert_id, _why(exc))
@@ -168,8 +223,13 @@ class Notifier:
     def approvals_line(self, row: RequestRow) -> str:
         return f"{len(row.approvers)} of {self._services.approvals.required_approvals} approvals"
 
-    def _card(self, row: RequestRow) -> list[dict]:
-        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals)
+    def _card(self, row: RequestRow, channel: str) -> list[dict]:
+        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals, channel)
+
+
+def _lasting(exc: Exception) -> bool:
+    """Whether a Slack failure will be the same if tried again later."""
+    return isinstance(exc, SlackApiError) and exc.response.get("error") in LASTING_ERRORS
 
 
 def _why(exc: Exception) -> str:

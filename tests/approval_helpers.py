@@ -39,14 +39,18 @@ def button(posted: Call, action_id: str) -> dict[str, Any]:
 KEEP = object()
 
 
-def click(driver: SlackDriver, posted: Call, user: str, action_id: str, value: Any = KEEP) -> None:
-    """Click a button of a posted card; `value` replaces the button's own (forgeries)."""
+def click(
+    driver: SlackDriver, posted: Call, user: str, action_id: str, value: Any = KEEP, channel: str | None = None
+) -> None:
+    """Click a button of a posted card; `value` replaces the button's own (forgeries), `channel`
+    the channel Slack says the card is in (a direct message's D... ID, or a replay elsewhere)."""
     action = dict(button(posted, action_id))
     if value is not KEEP:
         action["value"] = value
     ts = posted.params.get("ts") or posted.params["_ts"]
     message = {"ts": ts, "blocks": posted.params["blocks"]}
-    assert driver.block_action(user, action, message=message, channel=posted.params["channel"]).status_code == 200
+    where = channel or posted.params["channel"]
+    assert driver.block_action(user, action, message=message, channel=where).status_code == 200
 
 
 def text_of(call: Call) -> str:

@@ -16,9 +16,18 @@ import pytest
 
 from bot.store import change_requests, utcnow
 from handlers.blocks import approval_card as card
-from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, button, click, request_storage_change, text_of
+from tests.approval_helpers import (
+    NEW_ACCESS,
+    NEW_SECRET,
+    button,
+    card_shown,
+    click,
+    request_storage_change,
+    text_of,
+)
 from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.slack import Call
 from tests.test_change_flow import final_view_text, open_form, state
 
 
@@ -108,6 +117,25 @@ def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -
     assert agora.calls("PATCH") == []
     (row,) = bot.services.store.in_state("rejected")
     assert row.sealed_patch is None and row.decided_by == "UBOB"
+
+
+def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UMALLORY", card.ACTION_REJECT)  # the reason modal opens for whoever sees the card
+    (opened,) = slack.wait_for("views.open", count=2)[1:]
+    modal = {**opened.params["view"], "id": opened.params["_view_id"]}
+    reason = {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "I do not like it"}}}
+    answer = driver.submit("UMALLORY", modal, reason).json()
+    assert answer["response_action"] == "update" and "Only the approvers" in json.dumps(answer["view"])
+    bot.drain()
+    (row,) = bot.services.store.open_requests()
+    assert row.state == "pending" and row.decided_by is None and row.reason is None
+    assert (
+        slack.of("chat.update") == []
+        and [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == []
+    )
+    assert "rejected" not in [e.event for e in bot.services.store.history(row.target)]
+    assert card.BLOCK_BUTTONS in card_shown(slack, posted)
 
 
 def test_requester_can_cancel_but_nobody_else(driver, slack, agora, bot) -> None:
@@ -218,6 +246,30 @@ class TestTwoApprovals:
         assert len(agora.calls("PATCH")) == 1
         assert slack.of("usergroups.users.list")
 
+    def test_a_card_write_overtaken_by_a_later_move_is_written_again(self, driver, slack, agora, bot) -> None:
+        """UBOB's approval writes the card ("1 of 2"); while that write is in flight, UCAROL's
+        approval applies the change and writes the card ("Applied"); then UBOB's write lands.
+        The card Slack keeps must still show the final state, so UBOB's writer writes again."""
+        slack.usergroups["S0APPROVERS"] = ["UCAROL", "UDAVE"]
+        posted = request_storage_change(driver, slack)
+        in_flight: list[Call] = []
+
+        def approve_while_the_first_write_is_in_flight(write: Call) -> None:
+            if in_flight or write.params.get("ts") != posted.params["_ts"]:
+                return
+            in_flight.append(write)
+            click(driver, posted, "UCAROL", card.ACTION_APPROVE)
+            requester_notice(slack)  # UCAROL's click has applied it, written the card and told UALICE
+
+        slack.before["chat.update"] = approve_while_the_first_write_is_in_flight
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        requester_notice(slack)
+        bot.drain()
+        assert in_flight and "Approvals: 1 of 2" in text_of(in_flight[0])  # it was overtaken
+        shown = card_shown(slack, posted)
+        assert "Applied" in shown and card.BLOCK_BUTTONS not in shown
+        assert len(agora.calls("PATCH")) == 1
+
 
 class TestWhoMayAsk:
     @pytest.fixture
@@ -250,6 +302,39 @@ class TestApproversByDirectMessage:
         final_view_text(slack)
         cards = slack.wait_for("chat.postMessage", count=2)
         assert sorted(c.params["channel"] for c in cards) == ["UBOB", "UCAROL"]
+
+    def test_a_card_clicked_before_recbot_knows_it_counts_in_its_own_direct_messages_only(
+        self, driver, slack, agora, bot
+    ) -> None:
+        """Slack delivers clicks on UBOB's card the moment it is posted, before recbot has heard
+        back (and before UCAROL's card is posted). The button replayed by another approver in
+        their direct messages, or in another channel, is refused; UBOB's own click, from his
+        direct messages with recbot (a D... channel in Slack), counts."""
+        slack.usergroups["S0OPS"] = ["UCAROL"]
+
+        def click_on_sight(posted: Call) -> None:
+            if posted.params["channel"] != "UBOB" or not posted.params["text"].startswith("Recording change"):
+                return
+            click(driver, posted, "UCAROL", card.ACTION_APPROVE, channel="DCAROL")
+            click(driver, posted, "UBOB", card.ACTION_APPROVE, channel="CELSEWHERE")
+            slack.wait_for("response_url", count=2)
+            click(driver, posted, "UBOB", card.ACTION_APPROVE, channel="DBOB")
+            slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+
+        slack.after["chat.postMessage"] = click_on_sight
+        view = open_form(driver, slack)
+        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+        final_view_text(slack)
+        bot.drain()
+        replies = [text_of(c) for c in slack.of("response_url")]
+        assert len(replies) == 2 and all("not a genuine" in r for r in replies)
+        (row,) = bot.services.store.in_state("applied")
+        assert row.approvers == ["UBOB"] and len(agora.calls("PATCH")) == 1
+        assert "Applied" in requester_notice(slack)
+        cards = [c for c in slack.of("chat.postMessage") if c.params["channel"] in ("UBOB", "UCAROL")]
+        assert len(cards) == 2
+        for posted in cards:
+            assert "Applied" in card_shown(slack, posted) and card.BLOCK_BUTTONS not in card_shown(slack, posted)
 
 
 def test_pending_request_survives_a_restart_and_applies_once(settings, slack, agora) -> None:

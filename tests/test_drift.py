@@ -321,3 +321,175 @@ def test_a_new_seal_key_is_not_a_key_change_but_later_changes_still_are(settings
         assert "Storage keys: changed" in card_shown(slack, wait_alert(slack, bot))
     finally:
         bot.stop()
+
+
+def submitted(driver: SlackDriver, slack: FakeSlack, values: dict[str, Any]) -> str:
+    """Open the form of live (na), submit `values`, and return the form's final view as text."""
+    view = open_form(driver, slack)
+    updates = len(slack.of("views.update"))
+    driver.submit("UALICE", view, values)
+    return final_view_text(slack, count=updates + 1)
+
+
+def started_with_key(overrides: dict[str, Any], slack: FakeSlack, seal_key: bytes, **more: str) -> RunningBot:
+    settings = load_settings(_env_file=None, **{**overrides, "RECBOT_SEAL_KEY": seal_key.decode(), **more})
+    return start_bot(settings, fast_agora(settings))
+
+
+def bucket_changed(bucket: str) -> dict[str, Any]:
+    changed = copy.deepcopy(LIVE_CONFIG)
+    changed["storageConfig"]["bucket"] = bucket
+    return changed
+
+
+def test_a_failed_apply_then_a_new_seal_key_still_announces_an_outside_change_once(
+    settings_overrides, slack, agora
+) -> None:
+    """A failed apply, the seal key replaced, then a change made in Agora Console: one alert."""
+    from cryptography.fernet import Fernet
+
+    bot = started_with_key(settings_overrides, slack, Fernet.generate_key())
+    try:
+        driver = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+        remember(driver, slack, bot)
+        agora.inject(Fault(400, method="PATCH", message="mp4Config is locked"))
+        assert "locked" in submitted(driver, slack, state(mp4=False))
+        settle(bot)
+    finally:
+        bot.stop()
+    bot = started_with_key(settings_overrides, slack, Fernet.generate_key())
+    try:
+        settle(bot, passes=3)
+        assert alerts(slack) == []  # the new key alone is no change
+        agora.put(APP_ID, "live", "na", bucket_changed("console-bucket"))
+        posted = wait_alert(slack, bot)
+        settle(bot, passes=3)
+        assert len(alerts(slack)) == 1 and "Bucket: rec-bucket → console-bucket" in card_shown(slack, posted)
+        assert "Storage keys" not in [c.label for a in bot.services.store.open_alerts() for c in a.changes]
+    finally:
+        bot.stop()
+
+
+def test_an_expectation_left_set_does_not_keep_a_new_seal_key_from_being_learnt(settings_overrides, slack, agora):
+    """Whatever is expected (an apply in progress, or an expectation an older recbot left behind),
+    the baseline re-keyed under a new seal key is stored, so later outside changes are announced."""
+    from cryptography.fernet import Fernet
+
+    from bot.models import RecordingConfig
+
+    old_key = Fernet.generate_key()
+    bot = started_with_key(settings_overrides, slack, old_key)
+    try:
+        remember(SlackDriver(bot.url, SIGNING_SECRET, slack.response_url()), slack, bot)
+        (target,) = bot.services.store.observed_targets()
+        elsewhere = RecordingConfig.model_validate(bucket_changed("applying-elsewhere"))
+        bot.services.drift.expect(target, elsewhere)
+    finally:
+        bot.stop()
+    bot = started_with_key(settings_overrides, slack, Fernet.generate_key())
+    try:
+        settle(bot, passes=3)
+        baseline, expected = bot.services.store.observed(target)
+        assert baseline == bot.services.drift.observe(RecordingConfig.model_validate(LIVE_CONFIG))  # the new key's
+        assert expected is not None and expected.bucket == "applying-elsewhere"  # still expected
+        agora.put(APP_ID, "live", "na", bucket_changed("console-bucket"))
+        posted = wait_alert(slack, bot)
+        settle(bot, passes=3)
+        assert len(alerts(slack)) == 1 and "Bucket: rec-bucket → console-bucket" in card_shown(slack, posted)
+    finally:
+        bot.stop()
+
+
+class TestEveryWayOutOfAnApply:
+    """However an apply ends, what it expected is no longer expected afterwards (the watch is off
+    here, so nothing but the apply itself can clear it)."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+
+    @pytest.mark.parametrize("how", ["refused", "unanswered and unreadable", "not in effect", "exception"])
+    def test_it_leaves_nothing_expected(self, driver, slack, agora, bot, monkeypatch, how) -> None:
+        driver.command("get live na")  # remembered
+        slack.wait_for("response_url")
+        (target,) = bot.services.store.observed_targets()
+        before = bot.services.store.observed(target)
+        patched: list[bool] = []
+
+        def on_patch(_: object) -> None:
+            if not patched and how == "unanswered and unreadable":
+                agora.inject(*[Fault(503, method="GET") for _ in range(4)])  # the read-back's every attempt
+            if how == "not in effect":
+                agora.put(APP_ID, "live", "na", LIVE_CONFIG)  # undone at once, before the read-back
+            patched.append(True)
+
+        agora.after["PATCH"] = on_patch
+        if how == "refused":
+            agora.inject(Fault(400, method="PATCH", message="mp4Config is locked"))
+        if how == "unanswered and unreadable":
+            agora.inject(*[Fault(503, method="PATCH") for _ in range(4)])
+        if how == "exception":
+            reads = bot.services.agora.get_config
+
+            def read_back_raises(target: Any) -> Any:
+                if patched:
+                    raise RuntimeError("a bug after the PATCH")
+                return reads(target)
+
+            monkeypatch.setattr(bot.services.agora, "get_config", read_back_raises)
+        if how == "exception":
+            driver.submit("UALICE", open_form(driver, slack), state(mp4=False))  # the form is left "working"
+        else:
+            assert "applied and confirmed" not in submitted(driver, slack, state(mp4=False))
+        bot.drain()
+        assert patched, "the apply reached the PATCH"
+        assert bot.services.store.observed(target) == (before[0], None)
+
+
+class TestRecbotsOwnChangesAreNeverDrift:
+    """Watch passes run here only when the test runs one: from the Agora emulator while it
+    serves recbot's PATCH (the change is live, its read-back not recorded yet), and after
+    the apply; direct changes and approved ones. None of them is drift."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+
+    ROUNDS = [(path, during) for path in ("direct", "approved") for during in (True, False)] * 2
+
+    def test_no_pass_during_or_after_an_apply_sees_drift(self, driver, slack, agora, bot) -> None:
+        from bot.app import watch_pass
+        from handlers.notify import Notifier
+
+        driver.command("get live na")  # remembered
+        slack.wait_for("response_url")
+        notifier = Notifier(bot.app.client, bot.services)
+        passes: list[int] = []
+        now: dict[str, bool] = {}
+
+        def pass_while_the_patch_is_served(_: object) -> None:
+            if now["during"]:
+                reads = len(agora.calls("GET"))
+                watch_pass(bot.services, notifier)
+                passes.append(len(agora.calls("GET")) - reads)
+
+        agora.after["PATCH"] = pass_while_the_patch_is_served
+        for round_no, (path, during) in enumerate(self.ROUNDS):
+            where = f"round {round_no}: {path}, pass during the PATCH: {during}"
+            now["during"] = during
+            keys = {"access": f"AKIAROUND{round_no}XXXX", "secret": f"SECRET-ROUND-{round_no}-abcdef"}
+            if path == "direct":
+                assert "confirmed" in submitted(driver, slack, state(mp4=round_no % 4 == 1)), where
+            else:
+                values = state(change=True, vendor=7, region=0, bucket=f"hw-{round_no}", **keys)
+                assert "approval" in submitted(driver, slack, values), where
+                (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE")
+                click(driver, posted, "UBOB", approval_card.ACTION_APPROVE)
+                slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+            bot.drain()
+            watch_pass(bot.services, notifier)
+            bot.drain()
+            assert alerts(slack) == [] and bot.services.store.open_alerts() == [], where
+            slack.clear()
+        assert passes == [1] * (len(self.ROUNDS) // 2)  # each of those passes read the target mid-apply
+        assert len(agora.calls("PATCH")) == len(self.ROUNDS)

@@ -10,14 +10,20 @@ from typing import Any
 import pytest
 import requests
 
+from bot.app import watch_pass
 from bot.settings import Settings
+from bot.store import drift_alerts
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
-from tests.approval_helpers import card_shown, request_storage_change, text_of
+from handlers.notify import Notifier
+from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature
 from tests.fakes.slack import FakeSlack
-from tests.test_drift import remember, wait_alert, watching
+from tests.test_drift import alerts, remember, wait_alert, watching
+
+# An observation as stored (bot/observation.py), for damaging a stored alert with one field more.
+OBSERVED = {"mp4": True, "hls": True, "vendor": 1, "storage_region": 0, "bucket": "rec-bucket", "keys_digest": ""}
 
 
 @pytest.fixture
@@ -102,12 +108,30 @@ def test_approve_from_home_applies_once_and_refreshes_the_homes_concerned(driver
     assert "already applied" in shown(slack.home("UBOB")) and len(agora.calls("PATCH")) == 1
 
 
-def test_a_new_request_refreshes_an_approvers_open_home(driver, slack, agora, bot) -> None:
-    assert "Nothing waits for you" in shown(open_home(driver, slack, "UCAROL"))
-    request_storage_change(driver, slack)
+def republished(slack: FakeSlack, since: int) -> set[str]:
+    return {c.params["user_id"] for c in slack.of("views.publish")[since:]}
+
+
+def test_a_request_refreshes_exactly_the_open_homes_it_concerns(driver, slack, agora, bot) -> None:
+    """UCAROL (an approver), UDAVE (neither approver nor requester) and UALICE (the requester)
+    have opened their homes; UBOB (an approver) never has. A move redraws the homes of the
+    approvers and the requester who opened one: not UDAVE's, and no home for UBOB."""
+    for user in ("UCAROL", "UDAVE", "UALICE"):
+        open_home(driver, slack, user)
+    assert "Nothing waits for you" in shown(slack.home("UCAROL"))
+    before = len(slack.of("views.publish"))
+    posted = request_storage_change(driver, slack)
     bot.drain()
+    assert republished(slack, before) == {"UCAROL", "UALICE"}
     assert "Waiting for your approval (1)" in shown(slack.home("UCAROL"))
-    assert slack.home("UDAVE") is None  # homes nobody opened are not drawn
+    assert slack.home("UBOB") is None  # an approver who never opened the home gets none
+
+    before = len(slack.of("views.publish"))
+    click(driver, posted, "UBOB", approval_card.ACTION_APPROVE)
+    slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE" and "Applied" in text_of(c))
+    bot.drain()
+    assert republished(slack, before) == {"UCAROL", "UALICE"}
+    assert "Nothing waits for you" in shown(slack.home("UCAROL")) and slack.home("UBOB") is None
 
 
 def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, bot) -> None:
@@ -188,3 +212,57 @@ def test_events_are_refused_unsigned_or_malformed_and_the_url_check_is_answered(
     assert check.status_code == 200 and "c-123" in check.text
     bot.drain()
     assert slack.of("views.publish") == [] and agora.calls() == []
+
+
+class TestADamagedAlertRow:
+    """One unreadable alert row is skipped (and logged) wherever alerts are read: the homes
+    still publish, with the other alerts, and the next watch pass replaces it with a readable
+    alert. Watch passes run here only when the test runs one."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            {"after": json.dumps({**OBSERVED, "colour": "red"})},  # a field this recbot does not know
+            {"before": "{not json"},
+            {"changes": json.dumps([["HLS recording", "off"]])},  # a change missing its after
+            {"cards": json.dumps([["CAPPROVE"]])},
+        ],
+        ids=["unknown field", "before not JSON", "changes short", "cards short"],
+    )
+    def test_homes_still_publish_and_the_watch_replaces_it(self, driver, slack, agora, bot, damage) -> None:
+        agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
+        for entry_point in ("live", "ep2"):  # remembered
+            driver.command(f"get {entry_point} na")
+        slack.wait_for("response_url", count=2)
+        outside = copy.deepcopy(LIVE_CONFIG)
+        outside["hlsConfig"] = {"enabled": True}
+        agora.put(APP_ID, "live", "na", outside)
+        agora.put(APP_ID, "ep2", "na", outside)
+        notifier = Notifier(bot.app.client, bot.services)
+        watch_pass(bot.services, notifier)
+        assert len(alerts(slack)) == 2
+        store = bot.services.store
+        (damaged,) = [a.id for a in store.open_alerts() if a.target.entry_point == "live"]
+        with store.engine.begin() as conn:
+            conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
+
+        for user in ("UBOB", "UDAVE"):
+            assert "ep2 (na" in home_alerts(open_home(driver, slack, user))
+            assert "live (na" not in home_alerts(slack.home(user)), user
+        assert [a.target.entry_point for a in store.open_alerts()] == ["ep2"]
+
+        watch_pass(bot.services, notifier)
+        (posted,) = alerts(slack)[2:]
+        assert "live (na" in card_shown(slack, posted) and "HLS recording: off → on" in card_shown(slack, posted)
+        assert sorted(a.target.entry_point for a in store.open_alerts()) == ["ep2", "live"]
+        watch_pass(bot.services, notifier)
+        assert len(alerts(slack)) == 3  # announced once more, not on every pass
+        assert "live (na" in home_alerts(open_home(driver, slack, "UBOB"))
+
+
+def home_alerts(view: dict[str, Any] | None) -> str:
+    return shown(next(b for b in (view or {})["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS))

@@ -15,6 +15,7 @@ from bot.models import Target
 from bot.settings import load_settings
 from bot.store import ENDED_STATES, change_requests, utcnow
 from handlers.blocks import approval_card as card
+from handlers.blocks import drift_card
 from handlers.notify import Notifier
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
@@ -192,6 +193,42 @@ def test_two_sweepers_expire_each_request_once(shared_settings, slack, agora) ->
             bot.stop()
 
 
+def test_two_sweepers_make_each_failed_announcement_once(shared_settings, slack, agora) -> None:
+    """Each round ten requests expire while Slack refuses every card write, so no end is
+    announced; then both instances sweep twice at once: each end is announced exactly once."""
+    bots = [start_bot(shared_settings, fast_agora(shared_settings), sweep_seconds=3600) for _ in range(2)]
+    driver = SlackDriver(bots[0].url, SIGNING_SECRET, slack.response_url())
+    store = bots[0].services.store
+    entry_points = [f"ep{i}" for i in range(10)]
+    for entry_point in entry_points:
+        agora.put(APP_ID, entry_point, "na", LIVE_CONFIG)
+    sweepers = [(b, Notifier(b.app.client, b.services)) for b in bots]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for round_no in range(5):
+                where = f"round {round_no}"
+                slack.clear()
+                cards = [request_storage_change(driver, slack, entry_point=e) for e in entry_points]
+                with store.engine.begin() as conn:
+                    conn.execute(change_requests.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+                slack.errors["chat.update"] = "internal_error"
+                list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers))
+                del slack.errors["chat.update"]
+                assert len(store.unannounced_ends()) == len(entry_points), where
+                assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == [], where
+                list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers * 2))
+                dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
+                for posted in cards:
+                    shown = card_shown(slack, posted)
+                    assert "Expired" in shown and card.BLOCK_BUTTONS not in shown, where
+                    request_id = shown.split("Recording change request ")[1].split(" ")[0]
+                    assert len([d for d in dms if request_id in d]) == 1, f"{where}: {request_id}"
+                assert len(dms) == len(entry_points) and store.unannounced_ends() == [], where
+    finally:
+        for bot in bots:
+            bot.stop()
+
+
 def target(entry_point: str) -> Target:
     return Target(app_id=APP_ID, entry_point=entry_point, region="na")
 
@@ -250,6 +287,101 @@ def test_two_watching_instances_announce_each_outside_change_once(shared_setting
                     e for t in WATCHED for e in store.history(target(t), 100) if e.event == "drift_acknowledged"
                 ]
                 assert len(acknowledged) == len(WATCHED) * (round_no + 1), where
+    finally:
+        for bot in bots:
+            bot.stop()
+    assert agora.calls("PATCH") == []
+
+
+SIGHT_ROUNDS = 20
+
+
+def test_an_approval_clicked_the_instant_its_card_is_posted_counts(shared_settings, slack, agora) -> None:
+    """Slack can deliver a click on a card before recbot has heard back that the card was
+    posted (so before it knows the card's ts). Each round the Slack fake clicks Approve the
+    moment it has posted the card, through the other instance: in even rounds the click is
+    handled in full before the poster hears back, in odd rounds at the same time. The click
+    counts every time, the change is applied once, and people see it once."""
+    bots = [start_bot(shared_settings, fast_agora(shared_settings)) for _ in range(2)]
+    drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
+    store = bots[0].services.store
+    now: dict[str, Any] = {}
+
+    def click_on_sight(posted: Any) -> None:
+        if posted.params.get("channel") != "CAPPROVE" or not posted.params["text"].startswith("Recording change"):
+            return
+        clicker = (now["round"] + 1) % 2
+        click(drivers[clicker], posted, "UBOB", card.ACTION_APPROVE)
+        if now["round"] % 2 == 0:
+            bots[clicker].drain()  # the poster is a listener of the other instance, waiting for this answer
+
+    slack.after["chat.postMessage"] = click_on_sight
+    try:
+        for round_no in range(SIGHT_ROUNDS):
+            where = f"round {round_no}"
+            now["round"] = round_no
+            agora.put(APP_ID, "live", "na", LIVE_CONFIG)
+            slack.clear()
+            agora.clear()
+            posted = request_storage_change(drivers[round_no % 2], slack)
+            slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+            for bot in bots:
+                bot.drain()
+            assert [text_of(c) for c in slack.of("response_url")] == [], where  # nobody was refused
+            (row,) = [r for r in store.in_state(*ENDED_STATES) if r.cards and r.cards[0].ts == posted.params["_ts"]]
+            assert row.state == "applied" and row.approvers == ["UBOB"], f"{where}: {row.state}"
+            assert len(agora.calls("PATCH")) == 1, where
+            shown = card_shown(slack, posted)
+            assert "Applied" in shown and card.BLOCK_BUTTONS not in shown, where
+            dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
+            assert len(dms) == 1 and "Applied" in dms[0], where
+            events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+            assert sorted(events) == ["applied", "approved", "requested"], f"{where}: {events}"
+    finally:
+        for bot in bots:
+            bot.stop()
+
+
+def test_an_outside_change_acknowledged_the_instant_its_alert_is_posted_counts(shared_settings, slack, agora) -> None:
+    """As above for the drift alert's Acknowledge: the Slack fake clicks it the moment it has
+    posted the alert card, through either instance (handled in full before the watch hears
+    back in even rounds, at the same time in odd ones): acknowledged once, by that click."""
+    from tests.test_drift import click_alert, is_alert, settle
+
+    settings = shared_settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.02})
+    agora.put(APP_ID, "live", "na", LIVE_CONFIG)
+    bots = [start_bot(settings, fast_agora(settings)) for _ in range(2)]
+    drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
+    store = bots[0].services.store
+    bots[0].services.read_config(target("live"))  # as a /recording get does: remembered
+    now: dict[str, Any] = {}
+
+    def acknowledge_on_sight(posted: Any) -> None:
+        if not is_alert(posted):
+            return
+        clicker = now["round"] % 2
+        click_alert(drivers[clicker], posted, "UBOB", "drift_acknowledge")
+        if now["round"] % 2 == 0:
+            bots[clicker].drain()  # the poster is a watch thread, not a listener: nothing waits on it
+
+    slack.after["chat.postMessage"] = acknowledge_on_sight
+    try:
+        for round_no in range(SIGHT_ROUNDS):
+            where = f"round {round_no}"
+            now["round"] = round_no
+            slack.clear()
+            changed = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "bucket": f"c-{round_no}"}}
+            agora.put(APP_ID, "live", "na", changed)
+            (posted,) = slack.wait_for("chat.postMessage", where=is_alert)
+            for bot in bots:
+                settle(bot, passes=3)
+            assert [text_of(c) for c in slack.of("response_url")] == [], where  # nobody was refused
+            shown = card_shown(slack, posted)
+            assert "Acknowledged" in shown and "<@UBOB>" in shown and drift_card.BLOCK_BUTTONS not in shown, where
+            assert len([c for c in slack.of("chat.postMessage") if is_alert(c)]) == 1, where
+            assert store.open_alerts() == [], where
+            events = [e.event for e in store.history(target("live"), 100)]
+            assert events.count("drift_acknowledged") == events.count("changed_outside") == round_no + 1, where
     finally:
         for bot in bots:
             bot.stop()

@@ -46,6 +46,23 @@ def read_button_value(value: Any, sealer: Sealer) -> str | None:
     return sealer.read_signed("button", value)
 
 
+def card_button_value(row: RequestRow, sealer: Sealer, channel: str) -> str:
+    """The request id and the channel (or user) the card is posted to, with a MAC: a click
+    can be checked against where it came from before recbot knows the card's ts."""
+    return sealer.signed("card", f"{row.id}@{channel}")
+
+
+def read_card_button_value(value: Any, sealer: Sealer) -> tuple[str, str | None] | None:
+    """(request id, the channel the card was posted to) of a genuine card button, the channel
+    None on a card posted before buttons named it; or None."""
+    signed = sealer.read_signed("card", value)
+    if signed is not None:
+        named, _, channel = signed.rpartition("@")
+        return (named, channel) if named else None
+    request_id = read_button_value(value, sealer)
+    return (request_id, None) if request_id is not None else None
+
+
 def when(moment: datetime) -> str:
     """A time Slack shows in each reader's own time zone, UTC as the fallback."""
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
@@ -76,8 +93,8 @@ def headline(row: RequestRow) -> str:
     )
 
 
-def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]:
-    """The card approvers see: who, what, the safe diff, and the decision."""
+def card(row: RequestRow, sealer: Sealer, required: int, channel: str) -> list[dict[str, Any]]:
+    """The card approvers see in `channel`: who, what, the safe diff, and the decision."""
     blocks: list[dict[str, Any]] = [
         {"type": "section", "block_id": BLOCK_SUMMARY, "text": {"type": "mrkdwn", "text": headline(row)[:3000]}},
         {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
@@ -112,7 +129,7 @@ def card(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]
                 ],
             }
         )
-        value = button_value(row, sealer)
+        value = card_button_value(row, sealer, channel)
         blocks.append(
             {
                 "type": "actions",

@@ -20,14 +20,22 @@ KEYS_LABEL = "Storage keys"
 ENDED_ICONS = {"acknowledged": ":ballot_box_with_check:", "resolved": ":white_check_mark:", "superseded": ":repeat:"}
 
 
-def button_value(alert: AlertRow, sealer: Sealer) -> str:
-    """The alert id with a MAC, so a forged id is refused."""
-    return sealer.signed("drift", alert.id)
+def button_value(alert: AlertRow, sealer: Sealer, channel: str) -> str:
+    """The alert id and the channel (or user) the card is posted to, with a MAC: a forged id
+    is refused, and a click can be checked against where it came from before recbot knows
+    the card's ts."""
+    return sealer.signed("drift-card", f"{alert.id}@{channel}")
 
 
-def read_button_value(value: Any, sealer: Sealer) -> str | None:
-    """The alert id a genuine button carries, or None."""
-    return sealer.read_signed("drift", value)
+def read_button_value(value: Any, sealer: Sealer) -> tuple[str, str | None] | None:
+    """(alert id, the channel the card was posted to) of a genuine button, the channel None
+    on a card posted before buttons named it; or None."""
+    signed = sealer.read_signed("drift-card", value)
+    if signed is not None:
+        named, _, channel = signed.rpartition("@")
+        return (named, channel) if named else None
+    alert_id = sealer.read_signed("drift", value)
+    return (alert_id, None) if alert_id is not None else None
 
 
 def diff_lines(alert: AlertRow) -> list[str]:
@@ -40,8 +48,8 @@ def diff_lines(alert: AlertRow) -> list[str]:
     return lines
 
 
-def card(alert: AlertRow, sealer: Sealer) -> list[dict[str, Any]]:
-    """What approvers see: the target, what changed outside recbot, and what they can do."""
+def card(alert: AlertRow, sealer: Sealer, channel: str) -> list[dict[str, Any]]:
+    """What approvers see in `channel`: the target, what changed outside recbot, and what they can do."""
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
@@ -55,7 +63,7 @@ def card(alert: AlertRow, sealer: Sealer) -> list[dict[str, Any]]:
         {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": "\n".join(diff_lines(alert))}},
     ]
     if alert.is_open:
-        value = button_value(alert, sealer)
+        value = button_value(alert, sealer, channel)
         blocks.append(
             {
                 "type": "actions",

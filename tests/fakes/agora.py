@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +85,8 @@ class AgoraEmulator:
         self.tasks: set[tuple[str, str, str, str]] = set()  # (app, entry point, region, stream) being recorded
         self.per_second_limit: int | None = None  # like Agora: 429 above this many requests in any second
         self.rate_limited = 0
+        # method -> run with the request once it was served, before its answer is sent (the answer "in flight")
+        self.after: dict[str, Callable[[Received], None]] = {}
         self._lock = threading.Lock()
         self._server = LoopbackServer(self._handle)
 
@@ -164,6 +167,8 @@ class AgoraEmulator:
         else:
             status, out_headers, out = self._serve(method, path, headers, body)
         record.status = status
+        if hook := self.after.get(method):
+            hook(record)
         return status, {"Content-Type": "application/json", **out_headers}, json.dumps(out).encode()
 
     def _serve(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:

@@ -39,6 +39,10 @@ class FakeSlack:
         self.rate_limits: dict[str, list[int]] = {}
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
+        # method -> run with the call when it arrives, before Slack acts on it (a write "in flight")
+        self.before: dict[str, Callable[[Call], None]] = {}
+        # method -> run with the call once Slack acted on it, before the caller gets the answer
+        self.after: dict[str, Callable[[Call], None]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self._homes: dict[str, dict[str, Any]] = {}  # user -> the App Home view Slack shows them now
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> as Slack now shows it
@@ -124,6 +128,8 @@ class FakeSlack:
         else:
             return 404, {}, b"not found"
         token = headers.get("authorization", "").removeprefix("Bearer ") or params.get("token")
+        if hook := self.before.get(api):
+            hook(Call(api, params, token))  # outside the lock: a hook may call the bot, which calls Slack
         with self._lock:
             if self.hang_ups.get(api):
                 self.hang_ups[api] -= 1
@@ -144,8 +150,11 @@ class FakeSlack:
                 params = {**params, "_ts": answer["ts"]}  # where the posted message now lives
             if api == "views.open" and answer.get("ok"):
                 params = {**params, "_view_id": answer["view"]["id"]}  # the view it opened
-            self.calls.append(Call(api, params, token))
+            call = Call(api, params, token)
+            self.calls.append(call)
             self._lock.notify_all()
+        if hook := self.after.get(api):
+            hook(call)
         return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
     def _answer(self, api: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
