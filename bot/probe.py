@@ -120,14 +120,16 @@ class Prober:
             field, why = next(iter(problems.items()))
             result = ProbeResult("refused", shown, (), 0, INVALID_CODES[field], field, why)
         else:
-            deadline = Deadline(self._timeout, self._clock)
+            began = Deadline(self._timeout, self._clock)
             name = PROBE_PREFIX + secrets.token_hex(8)
             try:
                 azure = storage.vendor == Vendor.AZURE
-                steps = self._azure_steps(storage, name) if azure else self._s3_steps(storage, name, deadline)
-                result = run_steps(shown, name, steps, deadline)
+                steps = self._azure_steps(storage, name) if azure else self._s3_steps(storage, name)
+                # The timeout is the endpoint's: it starts once the SDK is loaded and the client made,
+                # local work that the first check after a start pays (loading boto3 takes a while).
+                result = run_steps(shown, name, steps, Deadline(self._timeout, self._clock))
             except Exception as exc:  # noqa: BLE001 - a client that cannot be made: its type, never its words (a key)
-                result = ProbeResult("error", shown, (), deadline.elapsed_ms(), why=f"unexpected {type(exc).__name__}")
+                result = ProbeResult("error", shown, (), began.elapsed_ms(), why=f"unexpected {type(exc).__name__}")
         log.info("storage probe at %s: %s %s", shown, result.verdict, result.code or "")
         return result
 
@@ -178,7 +180,7 @@ class Prober:
         client.meta.events.register("before-call.s3", _no_region_redirect)
         return client
 
-    def _s3_steps(self, storage: StorageConfig, name: str, deadline: Deadline) -> list[tuple[StepName, StepFn]]:
+    def _s3_steps(self, storage: StorageConfig, name: str) -> list[tuple[StepName, StepFn]]:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -187,7 +189,7 @@ class Prober:
             ReadTimeoutError,
         )
 
-        client = self._s3_client(storage, deadline.left())
+        client = self._s3_client(storage, self._timeout)
         regions = vendor_info(storage.vendor).regions
 
         def call(step: StepName, method: Any, **kwargs: Any) -> Any:

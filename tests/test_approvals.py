@@ -323,7 +323,7 @@ class TestApproversByDirectMessage:
 
         slack.after["chat.postMessage"] = click_on_sight
         view = open_form(driver, slack)
-        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="az", access="A" * 8, secret="S" * 8))
+        driver.submit("UALICE", view, state(change=True, vendor=5, bucket="azc", access="a" * 8, secret="S" * 8))
         final_view_text(slack)
         bot.drain()
         replies = [text_of(c) for c in slack.of("response_url")]

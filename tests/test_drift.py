@@ -332,7 +332,7 @@ def submitted(driver: SlackDriver, slack: FakeSlack, values: dict[str, Any]) -> 
 
 
 def started_with_key(overrides: dict[str, Any], slack: FakeSlack, seal_key: bytes, **more: str) -> RunningBot:
-    settings = load_settings(_env_file=None, **{**overrides, "RECBOT_SEAL_KEY": seal_key.decode(), **more})
+    settings = watching(load_settings(_env_file=None, **{**overrides, "RECBOT_SEAL_KEY": seal_key.decode(), **more}))
     return start_bot(settings, fast_agora(settings))
 
 
@@ -405,8 +405,9 @@ class TestEveryWayOutOfAnApply:
     here, so nothing but the apply itself can clear it)."""
 
     @pytest.fixture
-    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
-        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+    def settings(self, settings: Settings) -> Settings:
+        """No periodic watch: passes run only when the test runs one."""
+        return settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.0})
 
     @pytest.mark.parametrize("how", ["refused", "unanswered and unreadable", "not in effect", "exception"])
     def test_it_leaves_nothing_expected(self, driver, slack, agora, bot, monkeypatch, how) -> None:
@@ -452,8 +453,9 @@ class TestRecbotsOwnChangesAreNeverDrift:
     the apply; direct changes and approved ones. None of them is drift."""
 
     @pytest.fixture
-    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
-        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+    def settings(self, settings: Settings) -> Settings:
+        """No periodic watch: passes run only when the test runs one."""
+        return settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.0})
 
     ROUNDS = [(path, during) for path in ("direct", "approved") for during in (True, False)] * 2
 

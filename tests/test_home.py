@@ -220,8 +220,9 @@ class TestADamagedAlertRow:
     alert. Watch passes run here only when the test runs one."""
 
     @pytest.fixture
-    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
-        return {**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"}
+    def settings(self, settings: Settings) -> Settings:
+        """No periodic watch: passes run only when the test runs one."""
+        return settings.model_copy(update={"RECBOT_DRIFT_INTERVAL_SECONDS": 0.0})
 
     @pytest.mark.parametrize(
         "damage",

@@ -161,6 +161,23 @@ def test_a_silent_endpoint_gets_one_connection_per_check_and_times_out(listener)
         assert listener.connections() == checks
 
 
+def test_the_timeout_starts_once_the_client_is_made(listener, monkeypatch) -> None:
+    """Loading the SDK and making the client is local work (the first check after a start
+    loads boto3): it does not eat the endpoint's time, which a slow machine made flaky."""
+    now = [0.0]
+    prober = Prober(s3_endpoint=listener.url, timeout=0.5, clock=lambda: now[0])
+    make_client = Prober._s3_client
+
+    def slow_to_make(self, *args, **kwargs):
+        now[0] += 10.0  # far past the timeout, as a loaded machine importing boto3 can be
+        return make_client(self, *args, **kwargs)
+
+    monkeypatch.setattr(Prober, "_s3_client", slow_to_make)
+    result = prober.probe(storage(Vendor.TENCENT, BUCKETS[Vendor.TENCENT], "AKIA0000", "secret-0000"))
+    assert result.steps == (Step("write", "timed out"),)
+    assert listener.connections() == 1  # the write was sent: the endpoint had its whole time
+
+
 def test_an_unexpected_sdk_error_is_a_verdict_not_an_exception(s3, writer, monkeypatch) -> None:
     from botocore.auth import S3SigV4Auth
 
