@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
@@ -20,6 +20,7 @@ from bot.fleet import Fleet
 from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.probe import Prober
 from bot.ratelimit import TokenBucket
+from bot.respond import PooledRespond, ResponsePool
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
@@ -123,9 +124,13 @@ def create_app(services: Services) -> App:
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
+    answers = ResponsePool()
+
     @app.middleware
-    def tag_request(next: Callable[[], None]) -> None:
+    def tag_request(context: BoltContext, next: Callable[[], None]) -> None:
         request_id.set(new_request_id())
+        if context.response_url:
+            context["respond"] = PooledRespond(response_url=context.response_url, pool=answers)
         next()
 
     @app.error

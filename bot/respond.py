@@ -1,0 +1,123 @@
+"""Answers on a Slack `response_url`, over one keep-alive connection pool.
+
+Bolt's own `respond()` opens a new connection for every answer: in production
+a TLS handshake with hooks.slack.com per command, CPU that the next command's
+ack then waits behind. This one keeps the connections, and is what every
+listener's `respond` is (see bot/app.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+from slack_bolt.context.respond import Respond
+from slack_sdk.webhook import WebhookResponse
+from urllib3.util.retry import Retry
+
+TIMEOUT = (3.05, 10.0)
+
+
+class ResponsePool:
+    """One requests session for every answer of the process. Proxy settings are read
+    from the environment once per host, not rescanned on every answer."""
+
+    def __init__(self) -> None:
+        self._session = requests.Session()
+        self._session.trust_env = False
+        # Only a connection that could not be made is tried again: then nothing was sent.
+        retries = Retry(total=1, connect=1, read=0, status=0, other=0, allowed_methods=None)
+        self._session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=64, max_retries=retries))
+        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64, max_retries=retries))
+        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    def post(self, url: str, message: dict[str, Any]) -> WebhookResponse:
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        if origin not in self._proxies:
+            self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+        answer = self._session.post(
+            url,
+            data=json.dumps(message),
+            headers={"Content-Type": "application/json;charset=utf-8"},
+            timeout=TIMEOUT,
+            proxies=self._proxies[origin],
+            verify=self._verify,
+        )
+        return WebhookResponse(url=url, status_code=answer.status_code, body=answer.text, headers=dict(answer.headers))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class PooledRespond(Respond):
+    """Bolt's `respond()`, the same arguments, posted through a `ResponsePool`."""
+
+    def __init__(self, *, response_url: str | None, pool: ResponsePool) -> None:
+        super().__init__(response_url=response_url)
+        self._pool = pool
+
+    def __call__(  # type: ignore[override]
+        self,
+        text: str | dict[str, Any] = "",
+        blocks: Sequence[dict[str, Any]] | None = None,
+        attachments: Sequence[dict[str, Any]] | None = None,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+        delete_original: bool | None = None,
+        unfurl_links: bool | None = None,
+        unfurl_media: bool | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WebhookResponse:
+        if self.response_url is None:
+            raise ValueError("respond is unsupported here as there is no response_url")
+        if isinstance(text, dict):
+            return self._pool.post(self.response_url, _message(**text))
+        return self._pool.post(
+            self.response_url,
+            _message(
+                text,
+                blocks,
+                attachments,
+                response_type,
+                replace_original,
+                delete_original,
+                unfurl_links,
+                unfurl_media,
+                thread_ts,
+                metadata,
+            ),
+        )
+
+
+def _message(
+    text: str = "",
+    blocks: Sequence[dict[str, Any]] | None = None,
+    attachments: Sequence[dict[str, Any]] | None = None,
+    response_type: str | None = None,
+    replace_original: bool | None = None,
+    delete_original: bool | None = None,
+    unfurl_links: bool | None = None,
+    unfurl_media: bool | None = None,
+    thread_ts: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The message as Bolt builds it: text always, the rest when given (empty lists left out)."""
+    message = {
+        "text": text,
+        "blocks": blocks,
+        "attachments": attachments,
+        "response_type": response_type,
+        "replace_original": replace_original,
+        "delete_original": delete_original,
+        "unfurl_links": unfurl_links,
+        "unfurl_media": unfurl_media,
+        "thread_ts": thread_ts,
+        "metadata": metadata,
+    }
+    return {k: v for k, v in message.items() if k == "text" or (v is not None and v != [])}
