@@ -83,8 +83,15 @@ class Contender:
     pid: int = 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Samples:
+    cpu: float = 0.0  # CPU seconds the app's process used for these commands
     acks: list[float] = field(default_factory=list)
     sent: dict[str, float] = field(default_factory=dict)  # response name -> when its command was sent
     answers: list[float] = field(default_factory=list)
@@ -201,11 +208,23 @@ def measure(
     with ThreadPoolExecutor(concurrency) as pool:
         for _ in range(max(1, total // batch)):
             for contender in contenders:
-                list(
-                    pool.map(lambda _, c=contender: send_command(c, processes, command, samples[c.name]), range(batch))
-                )
+                taken = samples[contender.name]
+                before = cpu_seconds(contender.pid)
+                list(pool.map(lambda _, c=contender, s=taken: send_command(c, processes, command, s), range(batch)))
+                if contender.answers:  # a batch ends when its answers are in: the work after the ack counts
+                    wait_answered(processes, taken)
+                taken.cpu += cpu_seconds(contender.pid) - before
     collect_answers(processes, samples)
     return samples
+
+
+def wait_answered(processes: Processes, samples: Samples, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        arrived = processes.answers()
+        if all(name in arrived for name in samples.sent):
+            return
+        time.sleep(0.02)
 
 
 def warm_up(processes: Processes, contenders: list[Contender], command: str, concurrency: int, batch: int) -> None:
@@ -217,10 +236,13 @@ def ms(value: float) -> str:
 
 
 def report(samples: dict[str, Samples]) -> None:
-    print(f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11}")
+    print(f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11} {'CPU/command':>12}")
     for name, s in samples.items():
-        answer = f"{ms(percentile(s.answers, 0.5)):>11} {ms(percentile(s.answers, 0.99)):>11}" if s.answers else ""
-        print(f"  {name:16} {ms(percentile(s.acks, 0.5)):>9} {ms(percentile(s.acks, 0.99)):>9} {answer}")
+        answer = (
+            f"{ms(percentile(s.answers, 0.5)):>11} {ms(percentile(s.answers, 0.99)):>11}" if s.answers else " " * 23
+        )
+        cpu = f"{ms(s.cpu / len(s.acks)):>12}" if s.acks else ""
+        print(f"  {name:16} {ms(percentile(s.acks, 0.5)):>9} {ms(percentile(s.acks, 0.99)):>9} {answer} {cpu}")
 
 
 def ratios(ours: Samples, bare: Samples, plain: Samples) -> tuple[float, float, float]:
