@@ -40,13 +40,10 @@ class ResponsePool:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         if origin not in self._proxies:
             self._proxies[origin] = requests.utils.get_environ_proxies(origin)
-        answer = self._session.post(
-            url,
-            data=json.dumps(message),
-            headers={"Content-Type": "application/json;charset=utf-8"},
-            timeout=TIMEOUT,
-            proxies=self._proxies[origin],
-            verify=self._verify,
+        headers = {"Content-Type": "application/json;charset=utf-8"}
+        prepared = requests.Request("POST", url, data=json.dumps(message).encode(), headers=headers).prepare()
+        answer = self._session.send(
+            prepared, timeout=TIMEOUT, proxies=self._proxies[origin], verify=self._verify, allow_redirects=False
         )
         return WebhookResponse(url=url, status_code=answer.status_code, body=answer.text, headers=dict(answer.headers))
 

@@ -1,5 +1,6 @@
-"""An operator's proxy settings reach the Agora client, read once at start
-(requests would otherwise rescan the environment on every call)."""
+"""Where the Agora client connects: an operator's proxy settings, read once at start
+(requests would otherwise rescan the environment on every call), and never where a
+redirect points."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.agora import AgoraClient
+from bot.agora import AgoraClient, AgoraError
 from bot.models import Target
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG
-from tests.fakes.agora import AgoraEmulator
+from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.http import LoopbackServer
 
 
@@ -90,3 +91,18 @@ def test_without_proxy_settings_calls_go_directly(
         client.close()
     assert proxy.targets == []
     assert len(agora.calls("GET")) == 1
+
+
+def test_a_redirect_is_not_followed(agora: AgoraEmulator, proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts come from the settings alone: an answer that points elsewhere is an error, not a hop."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    agora.inject(Fault(302, headers={"Location": proxy.url + "/elsewhere"}, message="moved"))
+    client = client_for(agora)
+    try:
+        with pytest.raises(AgoraError) as raised:
+            client.get_config(TARGET)
+    finally:
+        client.close()
+    assert raised.value.status == 302 and "moved" in raised.value.user_message()
+    assert proxy.targets == []
