@@ -276,10 +276,6 @@ def slack_error(exc: SlackApiError) -> str:
     return error if isinstance(error, str) and _SLACK_ERROR.fullmatch(error) else f"HTTP {exc.response.status_code}"
 
 
-def is_token_error(exc: SlackApiError) -> bool:
-    return slack_error(exc) in TOKEN_ERRORS
-
-
 def slack_trouble(exc: SlackApiError) -> str | None:
     """`<what>: <how to fix>` when Slack is rate-limiting or failing, whatever the token; None otherwise."""
     error, status = slack_error(exc), exc.response.status_code

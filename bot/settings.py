@@ -370,6 +370,7 @@ def shown_database_url(database_url: str) -> str:
 
 
 def is_sqlite(database_url: str) -> bool:
+    """Whether DATABASE_URL names the embedded SQLite store (a file, not a server)."""
     return make_url(database_url).get_backend_name() == "sqlite"
 
 
