@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import build_services, create_app
@@ -23,7 +22,7 @@ from bot.server import (
     verify_bot_token,
 )
 from bot.services import Services
-from bot.settings import Mode, Settings, SettingsError, load_settings
+from bot.settings import Mode, Settings, SettingsError, database_unusable, load_settings, sqlite_file_problem
 
 log = logging.getLogger("bot")
 
@@ -54,11 +53,8 @@ def open_services(settings: Settings) -> Services:
     except SealError as exc:
         raise StartupError(str(exc)) from None
     except SQLAlchemyError as exc:
-        where = make_url(settings.DATABASE_URL).render_as_string(hide_password=True)
         reason = type(getattr(exc, "orig", None) or exc).__name__
-        raise StartupError(
-            f"cannot use the database at {where} ({reason}): check DATABASE_URL and that the server is running"
-        ) from None
+        raise StartupError(database_unusable(settings.DATABASE_URL, reason)) from None
 
 
 def start(mode: Mode, host: str, port: str) -> None:
@@ -79,15 +75,18 @@ def start(mode: Mode, host: str, port: str) -> None:
         unusable = cannot_listen(host, int(port))
         if unusable:
             raise StartupError(unusable)
+    unusable = sqlite_file_problem(settings.DATABASE_URL)  # as doctor says it, before the key file is made
+    if unusable:
+        raise StartupError(unusable)
     verify_bot_token(settings)
-    socket_url = None
+    socket_url = ""
     if mode == "socket":
         assert settings.SLACK_APP_TOKEN is not None
         socket_url = socket_mode_url(settings.SLACK_APP_TOKEN.get_secret_value(), settings.SLACK_API_URL)
     services = open_services(settings)
     try:
         app = create_app(services)
-        if socket_url is None:
+        if mode == "http":
             serve_http(app, services, host, int(port))
         else:
             serve_socket_mode(app, services, socket_url)

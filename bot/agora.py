@@ -59,7 +59,17 @@ class AgoraUnauthorized(AgoraError):
     def user_message(self) -> str:
         return (
             "Agora rejected recbot's credentials: AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET "
-            "are wrong or revoked. Ask whoever runs recbot to fix them (`python -m bot doctor` checks)."
+            "are wrong or revoked. Ask whoever runs recbot to fix them (`./run doctor` checks)."
+        )
+
+
+class AgoraCredentialsUnusable(AgoraError):
+    """The credentials hold a character no HTTP header can carry: nothing was sent."""
+
+    def user_message(self) -> str:
+        return (
+            "recbot's AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET hold a character that cannot be sent "
+            "(not printable ASCII). Ask whoever runs recbot to set them again (`./run doctor` checks)."
         )
 
 
@@ -289,6 +299,10 @@ class AgoraClient:
                 raise uncertain or AgoraBusy("recbot's rate limit would have kept this call waiting")
             try:
                 response = self._send(method, path, body)
+            except (UnicodeError, requests.exceptions.InvalidHeader):
+                # Settings refuse such credentials; a header that cannot be encoded must still not
+                # escape as a listener's traceback, nor be retried as a network failure.
+                raise AgoraCredentialsUnusable("credentials cannot be sent") from None
             except requests.RequestException as exc:
                 reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)

@@ -150,7 +150,8 @@ _AZURE_ACCOUNT = NameRule(
 _AZURE_KEY = NameRule(
     "account keys (the secret key)",
     r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})",
-    "base64, as the Azure portal shows them (letters, digits, '+' and '/', often ending in '=')",
+    f"base64, as the Azure portal shows them (letters, digits, '+' and '/', often ending in '='), "
+    f"at most {KEY_RULE.max_length} characters",
     max_length=KEY_RULE.max_length,
 )
 
@@ -351,14 +352,30 @@ def vendor_info(vendor: int) -> VendorInfo:
     return CATALOG[Vendor(vendor)]
 
 
+def known_vendor(vendor: int) -> VendorInfo | None:
+    """The catalog entry of a vendor code, or None for a code recbot does not know (Agora may hold one)."""
+    try:
+        return CATALOG[Vendor(vendor)]
+    except ValueError:
+        return None
+
+
+def vendor_name(vendor: int) -> str:
+    """A vendor as a person reads it: 'Amazon S3', or 'unknown vendor (9)'."""
+    info = known_vendor(vendor)
+    return info.name if info else f"unknown vendor ({vendor})"
+
+
 def vendor_choices() -> str:
     """'0 Qiniu Cloud, 1 Amazon S3, ...' for error messages."""
     return ", ".join(f"{v.vendor.value} {v.name}" for v in CATALOG.values())
 
 
 def region_label(vendor: int, region: int) -> str:
-    """A storage region as a person reads it: 'US_EAST_1 (0)', or 'n/a'."""
-    info = vendor_info(vendor)
+    """A storage region as a person reads it: 'US_EAST_1 (0)', 'n/a', or 'unknown (17)'."""
+    info = known_vendor(vendor)
+    if info is None:
+        return f"unknown ({region})"
     if not info.has_regions:
         return "n/a (not used by this vendor)"
     found = info.region(region)
@@ -367,6 +384,6 @@ def region_label(vendor: int, region: int) -> str:
 
 def geography_mismatch(api_region: str, vendor: int, region: int) -> bool:
     """True when the bucket's region is known to sit outside `api_region`."""
-    info = vendor_info(vendor)
-    found = info.region(region) if info.has_regions else None
+    info = known_vendor(vendor)
+    found = info.region(region) if info is not None and info.has_regions else None
     return found is not None and found.geography != api_region

@@ -23,12 +23,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
+from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnauthorized, AgoraUnavailable
 from bot.catalog import API_REGIONS
 from bot.models import Target
 from bot.seal import key_file_for
-from bot.server import EVENTS_PATH, listen_problems, unresolvable_host
-from bot.settings import Mode, Settings, SettingsError, load_settings
+from bot.server import EVENTS_PATH, cannot_listen, in_use, listen_problems, slack_error, slack_trouble
+from bot.settings import (
+    Mode,
+    Settings,
+    SettingsError,
+    database_unusable,
+    load_settings,
+    shown_database_url,
+    sqlite_file_problem,
+)
 from bot.store import LATEST_VERSION, make_engine, observed_configs, schema_version_of
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
@@ -63,9 +71,10 @@ def _slack(token: str, settings: Settings) -> WebClient:
 
 
 def _slack_failure(exc: Exception, settings: Settings, fix: str) -> str:
-    """What went wrong, and what to fix: the setting when Slack answered, the network when it did not."""
+    """What went wrong, and what to fix: the setting when Slack refused it, waiting when Slack is
+    rate-limiting or failing, the network when it did not answer."""
     if isinstance(exc, SlackApiError):
-        return f"Slack said {exc.response.get('error')}: {fix}"
+        return slack_trouble(exc) or f"Slack said {slack_error(exc)}: {fix}"
     return f"no answer from {settings.SLACK_API_URL} ({type(exc).__name__}): check the network and SLACK_API_URL"
 
 
@@ -102,9 +111,12 @@ def check_app_token(settings: Settings) -> Check:
 
 
 def check_request_url(host: str, port: int) -> Check:
-    unresolved = unresolvable_host(host, port)
-    if unresolved:
-        return Check("Slack HTTP mode", "FAIL", unresolved)
+    unusable = cannot_listen(host, port)
+    if unusable == in_use(host, port):
+        # Not a failure: doctor often runs beside the recbot that holds the port.
+        return Check("Slack HTTP mode", "warn", f"{unusable} (if recbot itself runs there, that is expected)")
+    if unusable:
+        return Check("Slack HTTP mode", "FAIL", unusable)
     return Check(
         "Slack HTTP mode",
         "ok",
@@ -141,6 +153,13 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
     except AgoraNotFound:
         return Check(
             "Agora", "FAIL", f"App ID {app} was not found: check AGORA_APP_ID (Agora Console > Projects)"
+        ), None
+    except AgoraUnauthorized:
+        return Check(
+            "Agora",
+            "FAIL",
+            "Agora rejected AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET (401): set them to a Customer ID and "
+            "Customer Secret from Agora Console > Developer Toolkit > RESTful API",
         ), None
     except AgoraUnavailable as exc:
         return Check(
@@ -232,15 +251,16 @@ def check_drift(settings: Settings, listed: EntryPoints) -> Check:
 def check_database(settings: Settings) -> Check:
     """Reads the schema version; creates no file and applies no migration."""
     url = make_url(settings.DATABASE_URL)
-    shown = url.render_as_string(hide_password=True)
+    shown = shown_database_url(settings.DATABASE_URL)
+    unusable = sqlite_file_problem(settings.DATABASE_URL)  # what a start refuses, in its words
+    if unusable:
+        return Check("Database", "FAIL", unusable)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database)
         key = key_file_for(settings.DATABASE_URL)
         if not path.exists():
-            folder = path.resolve().parent
-            if not folder.is_dir():
-                return Check("Database", "FAIL", f"folder {folder} does not exist: create it or change DATABASE_URL")
-            return Check("Database", "ok", f"{path} does not exist yet; the first start creates it and its seal key")
+            made = "it" if settings.RECBOT_SEAL_KEY else "it and its seal key"
+            return Check("Database", "ok", f"{path} does not exist yet; the first start creates {made}")
         if settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists():
             return Check(
                 "Database",
@@ -253,7 +273,7 @@ def check_database(settings: Settings) -> Check:
         current = schema_version_of(engine)
     except SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", None) or exc).__name__
-        return Check("Database", "FAIL", f"cannot use {shown} ({reason}): check DATABASE_URL and that it is running")
+        return Check("Database", "FAIL", database_unusable(settings.DATABASE_URL, reason))
     finally:
         engine.dispose()
     if current > LATEST_VERSION:

@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from bot.catalog import API_REGIONS, Vendor, region_label, vendor_choices, vendor_info
-from bot.naming import MAX_KEY_LENGTH, NameRule
+from bot.catalog import API_REGIONS, known_vendor, region_label, vendor_choices, vendor_info, vendor_name
+from bot.naming import NameRule
 
 MAX_NAME_LENGTH = 128
 MAX_BUCKET_LENGTH = 255
@@ -118,20 +118,51 @@ class FormatConfig(_CamelModel):
 
 
 class StorageConfig(_CamelModel):
-    """Where recordings go. Keys are SecretStr: no repr, log or error shows them."""
+    """Where recordings go, as Agora holds it. Whatever vendor code, region and bucket Agora answers
+    are kept, to be shown (escaped, never connected to): a configuration set by hand in Agora Console
+    must still be read, shown and watched. What a person types is a TypedStorageConfig, which keeps
+    every rule. Keys are SecretStr: no repr, log or error shows them."""
 
-    vendor: Vendor
+    vendor: int
     region: int = 0
-    bucket: str = Field(min_length=1, max_length=MAX_BUCKET_LENGTH)
+    bucket: str = ""
     # Optional because a read may leave them out (the API document shows them in
     # GET answers, but a deployment may mask them); the form requires both on a change.
-    access_key: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
-    secret_key: SecretStr | None = Field(default=None, min_length=1, max_length=MAX_KEY_LENGTH)
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
 
     @field_validator("vendor", mode="before")
     @classmethod
-    def _vendor(cls, v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, int) or v not in tuple(Vendor):
+    def _vendor_code(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"Vendor must be one of: {vendor_choices()}")
+        return v
+
+    @model_validator(mode="after")
+    def _region_less_vendor(self) -> StorageConfig:
+        info = known_vendor(self.vendor)
+        if info is not None and not info.has_regions:
+            self.region = 0  # Agora ignores region for this vendor and expects 0
+        return self
+
+    @field_serializer("access_key", "secret_key")
+    def _keys(self, v: SecretStr | None, info: SerializationInfo) -> str | None:
+        revealed = isinstance(info.context, dict) and info.context.get("reveal_secrets")
+        return v if v is None else v.get_secret_value() if revealed else str(v)
+
+
+class TypedStorageConfig(StorageConfig):
+    """Storage as a person types it: a vendor and a region of the catalog, a bucket and keys without
+    spaces or control characters. Each vendor's naming rules (typed_problems) are checked after."""
+
+    bucket: str = Field(min_length=1)
+    access_key: SecretStr | None = Field(default=None, min_length=1)
+    secret_key: SecretStr | None = Field(default=None, min_length=1)
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, v: int) -> int:
+        if known_vendor(v) is None:
             raise ValueError(f"Vendor must be one of: {vendor_choices()}")
         return v
 
@@ -150,19 +181,12 @@ class StorageConfig(_CamelModel):
         return v
 
     @model_validator(mode="after")
-    def _region_belongs_to_vendor(self) -> StorageConfig:
+    def _region_belongs_to_vendor(self) -> TypedStorageConfig:
         info = vendor_info(self.vendor)
-        if not info.has_regions:
-            self.region = 0  # Agora ignores region for this vendor and expects 0
-        elif info.region(self.region) is None:
+        if info.has_regions and info.region(self.region) is None:
             codes = ", ".join(f"{r.code} {r.name}" for r in info.regions)
             raise ValueError(f"Region {self.region} is not one of {info.name}'s: {codes}")
         return self
-
-    @field_serializer("access_key", "secret_key")
-    def _keys(self, v: SecretStr | None, info: SerializationInfo) -> str | None:
-        revealed = isinstance(info.context, dict) and info.context.get("reveal_secrets")
-        return v if v is None else v.get_secret_value() if revealed else str(v)
 
 
 StorageField = Literal["bucket", "access_key", "secret_key"]
@@ -173,7 +197,9 @@ def typed_problems(storage: StorageConfig) -> dict[StorageField, str]:
     what a person types and to what the storage check connects with (the bucket and an
     Azure account name become part of the URL); configurations read from Agora are not
     held to it, so a legacy bucket name is still shown."""
-    info = vendor_info(storage.vendor)
+    info = known_vendor(storage.vendor)
+    if info is None:  # the form refuses it first; nothing typed reaches an endpoint recbot cannot name
+        return {"bucket": f"Vendor must be one of: {vendor_choices()}"}
     checks: tuple[tuple[StorageField, NameRule, str | None], ...] = (
         ("bucket", info.bucket_rule, storage.bucket),
         ("access_key", info.access_key_rule, _reveal(storage.access_key)),
@@ -234,9 +260,9 @@ def describe_storage(storage: StorageConfig | None) -> dict[str, str]:
     if storage is None:
         return {"vendor": "not set", "region": "not set", "bucket": "not set"}
     return {
-        "vendor": vendor_info(storage.vendor).name,
+        "vendor": vendor_name(storage.vendor),
         "region": region_label(storage.vendor, storage.region),
-        "bucket": storage.bucket,
+        "bucket": storage.bucket or "not set",
     }
 
 

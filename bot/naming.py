@@ -53,5 +53,8 @@ def dashed(what: str = "bucket names", *, reserved_prefixes: tuple[str, ...] = (
 # Keys go into a signed header: printable ASCII without spaces (an access key ID,
 # a secret key), so no character can break the request or the signature.
 KEY_RULE = NameRule(
-    "keys", r"[\x21-\x7e]+", "printable ASCII characters (no spaces, no accents)", max_length=MAX_KEY_LENGTH
+    "keys",
+    r"[\x21-\x7e]+",
+    f"at most {MAX_KEY_LENGTH} printable ASCII characters (no spaces, no accents)",
+    max_length=MAX_KEY_LENGTH,
 )

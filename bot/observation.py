@@ -8,7 +8,7 @@ import hmac
 import json
 from dataclasses import asdict, dataclass, replace
 
-from bot.catalog import region_label, vendor_info
+from bot.catalog import region_label, vendor_name
 from bot.models import FieldChange, RecordingConfig
 
 
@@ -80,7 +80,7 @@ def _on_off(value: bool) -> str:
 
 
 def _vendor(observation: Observation) -> str:
-    return vendor_info(observation.vendor).name if observation.vendor is not None else "not set"
+    return vendor_name(observation.vendor) if observation.vendor is not None else "not set"
 
 
 def _region(observation: Observation) -> str:

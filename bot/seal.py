@@ -79,15 +79,21 @@ def resolve_seal_key(configured: str | None, database_url: str) -> bytes:
     if path is None:
         raise SealError(
             "RECBOT_SEAL_KEY is required with a shared database: generate one with "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'` "
+            "`.venv/bin/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'` "
             "and give every bot process the same value"
         )
-    if path.exists():
-        return path.read_bytes().strip()
-    key = Fernet.generate_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+    # No folder is made: a start refuses a DATABASE_URL whose folder is missing before it gets here.
+    try:
+        if path.exists():
+            return path.read_bytes().strip()
+        key = Fernet.generate_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+    except OSError as exc:
+        raise SealError(
+            f"cannot read or create the seal key {path} ({exc.strerror or type(exc).__name__}): "
+            "check DATABASE_URL, and that recbot's user can read and write the folder"
+        ) from None
     log.warning("generated a new seal key in %s (mode 0600); back it up with the database", path)
     return key

@@ -8,9 +8,11 @@ import gc
 import io
 import json
 import logging
+import re
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,10 +47,39 @@ def _json(start_response: Callable[..., Any], status: str, content: dict[str, An
     return [body]
 
 
-def wsgi_app(app: App, health: HealthCheck, signing_secret: str) -> Callable[..., Iterable[bytes]]:
-    """POST /slack/events to Bolt once signed and well-formed, GET /healthz to `health`."""
+SIGNATURE_WARNING = (
+    "requests with an invalid signature were refused; if every Slack request fails, check SLACK_SIGNING_SECRET "
+    "(the Signing Secret under Basic Information > App Credentials)"
+)
+SIGNATURE_WARNING_EVERY = 60.0  # seconds: a wrong secret fails every request, and one line a minute says so
+
+
+class Throttle:
+    """True at most once every `every` seconds: a warning that repeats per request would flood the log."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self._every:
+                return False
+            self._last = now
+            return True
+
+
+def wsgi_app(
+    app: App, health: HealthCheck, signing_secret: str, clock: Callable[[], float] = time.monotonic
+) -> Callable[..., Iterable[bytes]]:
+    """POST /slack/events to Bolt once signed and well-formed, GET /healthz to `health`. Refused
+    signatures are logged at most once a minute, naming the setting, never the request."""
     slack = SlackRequestHandler(app, path=EVENTS_PATH)
     verifier = SignatureVerifier(signing_secret)
+    bad_signature = Throttle(SIGNATURE_WARNING_EVERY, clock)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
@@ -62,6 +93,8 @@ def wsgi_app(app: App, health: HealthCheck, signing_secret: str) -> Callable[...
             refused = check_request(body, headers, verifier)
             if refused:
                 status, reason = refused
+                if status == 401 and bad_signature.ready():
+                    log.warning(SIGNATURE_WARNING)
                 return _json(
                     start_response, f"{status} {'Unauthorized' if status == 401 else 'Bad Request'}", {"error": reason}
                 )
@@ -122,10 +155,15 @@ def listen_problems(host: str, port: str) -> list[str]:
     line each; none when they are an address and a port. Port 0 asks for any free port, which
     the start's log names (tests use it); a port past 65535 would wrap around silently."""
     problems = []
-    if not (is_ip_address(host) or is_host_name(host)):
+    if host.startswith("[") and host.endswith("]") and is_ip_address(host[1:-1]):
+        problems.append(f"--host has brackets around an IPv6 address: pass it without them, e.g. --host {host[1:-1]}")
+    elif not (is_ip_address(host) or is_host_name(host)):
         problems.append(f"--host is neither an IP address nor a host name: {HOST_FIX}")
     if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
-        problems.append("--port must be a whole number from 1 to 65535: pass the port to listen on, e.g. --port 3000")
+        problems.append(
+            "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): "
+            "pass the port to listen on, e.g. --port 3000"
+        )
     return problems
 
 
@@ -138,13 +176,8 @@ def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
         return f"--host {host} resolves to no address ({reason}): {HOST_FIX}"
 
 
-def unresolvable_host(host: str, port: int) -> str | None:
-    """The problem line when `host` resolves to no address to listen on; None when it does."""
-    found = _listen_addresses(host, port)
-    return found if isinstance(found, str) else None
-
-
-def _in_use(host: str, port: int) -> str:
+def in_use(host: str, port: int) -> str:
+    """The words for a port something else listens on, the start's and doctor's."""
     return f"port {port} on {host} is already in use: stop what uses it, or pass --port"
 
 
@@ -161,7 +194,7 @@ def cannot_listen(host: str, port: int) -> str | None:
                 trial.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return _in_use(host, port)
+                return in_use(host, port)
             return f"cannot listen on {host}:{port} ({exc.strerror}): {HOST_FIX}"
     return None
 
@@ -190,7 +223,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         server = make_http_server(app, services, host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(_in_use(host, port)) from None
+            raise StartupError(in_use(host, port)) from None
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     except ValueError:  # waitress's word for an address it cannot resolve or bind
         raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
@@ -209,15 +242,77 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         finish(app, services, sweeper)
 
 
+# What Slack answers when a token is wrong, revoked, of the wrong kind or short of a scope:
+# only these blame the token. Rate limits and Slack's own trouble say so instead.
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+        "ekm_access_denied",
+        "team_access_not_granted",
+    }
+)
+RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+SLACK_TROUBLE = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+_SLACK_ERROR = re.compile(r"[a-z_]{1,64}")
+BOT_USER_OAUTH_ADVICE = (
+    "copy the Bot User OAuth Token (xoxb-...) from OAuth & Permissions, after installing the app to the workspace"
+)
+APP_LEVEL_ADVICE = (
+    "generate an App-Level Token with connections:write under Basic Information > App-Level Tokens, "
+    "and turn Socket Mode on"
+)
+
+
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code, or the HTTP status when the answer had none (an HTML error page is not quoted)."""
+    error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+    return error if isinstance(error, str) and _SLACK_ERROR.fullmatch(error) else f"HTTP {exc.response.status_code}"
+
+
+def slack_trouble(exc: SlackApiError) -> str | None:
+    """`<what>: <how to fix>` when Slack is rate-limiting or failing, whatever the token; None otherwise."""
+    error, status = slack_error(exc), exc.response.status_code
+    if status == 429 or error in RATE_LIMITED:
+        return f"Slack is rate-limiting recbot ({error}): try again in a minute"
+    if status >= 500 or error in SLACK_TROUBLE:
+        return f"Slack is unavailable ({error}): try again in a minute (https://status.slack.com shows incidents)"
+    return None
+
+
+def slack_refusal(exc: SlackApiError, setting: str, method: str, fix: str) -> str:
+    """Why Slack refused `method` with the token in `setting`: the token only when Slack says so."""
+    trouble = slack_trouble(exc)
+    if trouble:
+        return trouble
+    error = slack_error(exc)
+    if error in TOKEN_ERRORS:
+        return f"Slack rejected {setting} ({error}): {fix}"
+    return f"Slack answered {method} with {error}: check {setting} ({fix}), or try again in a minute"
+
+
+def _unsendable(setting: str) -> StartupError:
+    # Settings refuse such a value; this keeps a token that slipped past them from ending in a traceback.
+    return StartupError(
+        f"{setting} contains a character that cannot be sent to Slack (not printable ASCII): "
+        f"set it again, pasting the value alone"
+    )
+
+
 def verify_bot_token(settings: Settings) -> None:
     """auth.test with the bot token, or StartupError saying why Slack refused it."""
     try:
         slack_client(settings).auth_test()
     except SlackApiError as exc:
-        raise StartupError(
-            f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}): copy the Bot User OAuth Token "
-            "(xoxb-...) from OAuth & Permissions, after installing the app to the workspace"
-        ) from None
+        raise StartupError(slack_refusal(exc, "SLACK_BOT_TOKEN", "auth.test", BOT_USER_OAUTH_ADVICE)) from None
+    except UnicodeError:
+        raise _unsendable("SLACK_BOT_TOKEN") from None
     except (SlackClientError, OSError) as exc:
         raise StartupError(
             f"cannot reach Slack at {settings.SLACK_API_URL} ({type(exc).__name__}): check the network"
@@ -225,17 +320,23 @@ def verify_bot_token(settings: Settings) -> None:
 
 
 def socket_mode_url(app_token: str, api_url: str) -> str:
-    """The WebSocket URL of a new Socket Mode connection, or StartupError saying why Slack refused."""
+    """The WebSocket URL of a new Socket Mode connection, or StartupError saying why there is none."""
     client = WebClient(token=app_token, base_url=api_url, timeout=10)
     try:
-        return client.apps_connections_open(app_token=app_token)["url"]
+        answer = client.apps_connections_open(app_token=app_token)
     except SlackApiError as exc:
-        raise StartupError(
-            f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}): generate an App-Level Token with "
-            "connections:write under Basic Information > App-Level Tokens, and turn Socket Mode on"
-        ) from None
+        raise StartupError(slack_refusal(exc, "SLACK_APP_TOKEN", "apps.connections.open", APP_LEVEL_ADVICE)) from None
+    except UnicodeError:
+        raise _unsendable("SLACK_APP_TOKEN") from None
     except (SlackClientError, OSError) as exc:
         raise StartupError(f"cannot reach Slack at {api_url} ({type(exc).__name__}): check the network") from None
+    url = answer.get("url") if isinstance(answer.data, dict) else None
+    if not isinstance(url, str) or not url.startswith(("wss://", "ws://")):
+        raise StartupError(
+            "Slack answered apps.connections.open without a connection URL: try again in a minute, "
+            "and check that Socket Mode is on (Settings > Socket Mode)"
+        )
+    return url
 
 
 def serve_socket_mode(app: App, services: Services, url: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -29,6 +30,13 @@ MAX_RATE_LIMIT = 1000.0
 # is 400 calls a second) and announces nothing a person could act on sooner; 0 turns it off.
 MIN_DRIFT_INTERVAL = 30.0
 MAX_DRIFT_INTERVAL = 86400.0
+# A request approved weeks later would apply a change nobody remembers asking for, and its sealed
+# keys would wait that long; far past any date a datetime holds, every submit would fail.
+MAX_REQUEST_TTL = 30 * 86400
+# Below half a second no storage check reaches its endpoint, so `require` would quietly
+# become a warning on every change.
+MIN_PROBE_TIMEOUT = 0.5
+MAX_PROBE_TIMEOUT = 30.0
 
 _USERS = "comma-separated Slack user IDs (U..., W..., from a profile's menu > Copy member ID) and user-group IDs (S...)"
 _CHANNELS = "comma-separated Slack channel IDs (C..., G..., D..., at the bottom of a channel's details)"
@@ -54,16 +62,18 @@ HOW_TO_FIX: dict[str, str] = {
     "or remove it to send the cards to each approver",
     "RECBOT_APPROVAL_FOR": "set it to secrets (only changes carrying storage credentials need approval) or all",
     "RECBOT_REQUIRED_APPROVALS": "set it to how many distinct approvers a change needs, from 1 to 10 (default 1)",
-    "RECBOT_REQUEST_TTL_SECONDS": "set it to how many seconds a change request can be approved, "
-    "at least 1 (default 86400, a day)",
+    "RECBOT_REQUEST_TTL_SECONDS": f"set it to how many seconds a change request can be approved, from 1 to "
+    f"{MAX_REQUEST_TTL} (30 days, default 86400, a day; a change approved later than that is one nobody remembers "
+    "asking for, and its sealed keys would wait as long)",
     "DATABASE_URL": "set it to sqlite:///path/to/recbot.db (default sqlite:///recbot.db), "
     "or postgresql://user@host:5432/db for several processes",
     "RECBOT_SEAL_KEY": "set it to the output of `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
     "print(Fernet.generate_key().decode())'`, the same in every recbot process",
     "RECBOT_LOG_FORMAT": "set it to text or json",
     "RECBOT_STORAGE_PROBE": "set it to require (a refusal stops the change), warn or off",
-    "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS": "set it to the seconds each step of the storage check waits, "
-    "more than 0 and at most 30 (default 5)",
+    "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS": f"set it to how many seconds the whole storage check may take, from "
+    f"{MIN_PROBE_TIMEOUT:g} to {MAX_PROBE_TIMEOUT:g} (default 5; in less, no check reaches its endpoint, and every "
+    "refusal would become a warning)",
     "RECBOT_STORAGE_ENDPOINT_OVERRIDE": "set it to one S3-compatible server as http://host:port, "
     "or remove it (tests and air-gapped sites only)",
     "RECBOT_AZURE_ENDPOINT_OVERRIDE": "set it to one Azure Blob server as http://host:port, "
@@ -95,6 +105,29 @@ class Problem(ValueError):
 
 
 SlackIds = Annotated[tuple[str, ...], NoDecode]
+# Tokens, secrets and IDs go into HTTP headers and signatures: printable ASCII without spaces. A
+# zero-width space pasted along with one would fail every call with an encoding error instead.
+CREDENTIALS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "AGORA_CUSTOMER_ID",
+    "AGORA_CUSTOMER_SECRET",
+    "AGORA_APP_ID",
+    "RECBOT_SEAL_KEY",
+)
+PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+
+
+def credential_problem(value: str) -> str | None:
+    """What keeps `value` from being a token, secret or ID (never the character itself), or None."""
+    if PRINTABLE_ASCII.fullmatch(value):
+        return None
+    if " " in value and PRINTABLE_ASCII.fullmatch(value.replace(" ", "")):
+        return "contains a space"
+    return "contains a character that is not printable ASCII (often an invisible one pasted along with it)"
+
+
 DATABASE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 
 # ASCII only: str.isalnum and str.isupper accept letters such as Ä, which no Slack ID has.
@@ -183,13 +216,15 @@ class Settings(BaseSettings):
     RECBOT_APPROVAL_CHANNEL: str | None = None
     RECBOT_APPROVAL_FOR: Literal["secrets", "all"] = "secrets"
     RECBOT_REQUIRED_APPROVALS: int = Field(default=1, ge=1, le=10)
-    RECBOT_REQUEST_TTL_SECONDS: int = Field(default=86400, ge=1)
+    RECBOT_REQUEST_TTL_SECONDS: int = Field(default=86400, ge=1, le=MAX_REQUEST_TTL)
     DATABASE_URL: str = "sqlite:///recbot.db"
     # Validated even when unset: a shared database needs one (see _seal_key).
     RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
     RECBOT_LOG_FORMAT: Literal["text", "json"] = "text"
     RECBOT_STORAGE_PROBE: Literal["require", "warn", "off"] = "require"
-    RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=30, allow_inf_nan=False)
+    RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(
+        default=5.0, ge=MIN_PROBE_TIMEOUT, le=MAX_PROBE_TIMEOUT, allow_inf_nan=False
+    )
     # Tests and air-gapped sites: one S3-compatible server, one Azure Blob server, for every vendor and region.
     RECBOT_STORAGE_ENDPOINT_OVERRIDE: str | None = None
     RECBOT_AZURE_ENDPOINT_OVERRIDE: str | None = None
@@ -197,6 +232,16 @@ class Settings(BaseSettings):
     RECBOT_DRIFT_INTERVAL_SECONDS: float = Field(default=300.0, allow_inf_nan=False)
     # Also watch every entry point of AGORA_APP_ID the list call returns, in every API region.
     RECBOT_DRIFT_ALL: bool = False
+
+    @field_validator(*CREDENTIALS, mode="before")
+    @classmethod
+    def _printable_ascii(cls, v: object) -> object:
+        # Before the fields' own checks: "must start with xoxb-" would hide an invisible first character.
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        found = credential_problem(raw) if isinstance(raw, str) else None
+        if found:
+            raise Problem(found)
+        return v
 
     @field_validator("SLACK_BOT_TOKEN")
     @classmethod
@@ -290,11 +335,15 @@ class Settings(BaseSettings):
         if not v.startswith(DATABASE_SCHEMES):
             raise Problem("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
         try:
-            port = make_url(v).port
+            url = make_url(v)
+            port = url.port
         except (ArgumentError, ValueError):
             raise Problem("is not a database URL") from None
         if port is not None and not 1 <= port <= 65535:
             raise Problem("has a port that is not a number from 1 to 65535")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            # recbot keeps open requests, the audit log and what it watches: all would be lost at exit.
+            raise Problem("names no file (an in-memory SQLite database loses every request and the audit log at exit)")
         return v
 
     @field_validator("RECBOT_SEAL_KEY")
@@ -309,6 +358,53 @@ class Settings(BaseSettings):
         except ValueError:
             raise Problem("is not a valid key (44 url-safe base64 characters)") from None
         return v
+
+
+def shown_database_url(database_url: str) -> str:
+    """DATABASE_URL as it may be printed: the password hidden and no query, where a password may be too."""
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError):
+        return "DATABASE_URL"
+    return url.set(query={}).render_as_string(hide_password=True)
+
+
+def is_sqlite(database_url: str) -> bool:
+    """Whether DATABASE_URL names the embedded SQLite store (a file, not a server)."""
+    return make_url(database_url).get_backend_name() == "sqlite"
+
+
+def sqlite_file_problem(database_url: str) -> str | None:
+    """Why the SQLite file DATABASE_URL names cannot be created or opened, as `<what>: <how to fix>`
+    (a start checks this before it creates anything), or None (PostgreSQL, or a usable path)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    path = Path(url.database)
+    if path.is_dir() or url.database.endswith("/"):
+        return (
+            f"DATABASE_URL names the folder {path}, not a file: add the file's name, "
+            f"e.g. sqlite:///{path / 'recbot.db'}"
+        )
+    folder = path.resolve().parent
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder: change DATABASE_URL"
+    if not folder.is_dir():
+        return f"folder {folder} does not exist: create it or change DATABASE_URL"
+    return None
+
+
+def database_unusable(database_url: str, reason: str) -> str:
+    """`<what>: <how to fix>` when the database cannot be used; a SQLite file is no server."""
+    if is_sqlite(database_url):
+        return (
+            f"cannot use the SQLite database {make_url(database_url).database} ({reason}): check DATABASE_URL, "
+            "and that recbot's user can read and write the file and its folder"
+        )
+    return (
+        f"cannot use the database at {shown_database_url(database_url)} ({reason}): "
+        "check DATABASE_URL and that the server is running"
+    )
 
 
 class SocketModeSettings(Settings):

@@ -92,7 +92,8 @@ def test_help_and_unknown_subcommand_show_usage(driver, slack: FakeSlack, agora:
     driver.command("help")
     driver.command("frobnicate live")
     replies = slack.wait_for("response_url", count=2)
-    assert all("/recording get [<entry_point> [region]]" in json.dumps(r.params) for r in replies)
+    # Escaped as Slack wants it, and shown as `[<entry_point> [region]]`: a bare `<` starts a Slack link.
+    assert all("/recording get [&lt;entry_point&gt; [region]]" in json.dumps(r.params) for r in replies)
     assert "Unknown subcommand" in json.dumps(replies[1].params)
     bot.drain()
     assert agora.calls() == []

@@ -110,9 +110,21 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
 @pytest.mark.parametrize(
     ("args", "change", "says"),
     [
-        (["--http", "--port", "-1"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
-        (["--http", "--port", "70000"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
-        (["--http", "--port", "http"], {}, "--port must be a whole number from 1 to 65535: pass the port"),
+        (
+            ["--http", "--port", "-1"],
+            {},
+            "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): pass the port",
+        ),
+        (
+            ["--http", "--port", "70000"],
+            {},
+            "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): pass the port",
+        ),
+        (
+            ["--http", "--port", "http"],
+            {},
+            "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): pass the port",
+        ),
         (["--http", "--host", "999.1.1.1"], {}, "--host is neither an IP address nor a host name: pass an address"),
         (["--http", "--host", "my host"], {}, "--host is neither an IP address nor a host name: pass an address"),
         (

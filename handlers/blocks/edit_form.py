@@ -12,17 +12,17 @@ from bot.catalog import CATALOG, Vendor, vendor_info
 from bot.changes import Outcome, Proposal
 from bot.models import (
     MAX_BUCKET_LENGTH,
-    MAX_KEY_LENGTH,
     RecordingConfig,
-    StorageConfig,
     Target,
+    TypedStorageConfig,
     describe_storage,
     fingerprint,
     typed_problems,
 )
+from bot.naming import MAX_KEY_LENGTH
 from bot.observation import Observation
 from bot.seal import Sealer
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import escape, escape_keeping_mentions
 
 CALLBACK_EDIT = "recording_edit"
 TITLE = "Recording settings"
@@ -167,8 +167,12 @@ def loading_view(target: Target) -> dict[str, Any]:
 
 
 def message_view(text: str) -> dict[str, Any]:
-    """A modal that only says something (an error, a result)."""
-    return _modal([{"type": "section", "text": _text(text[:3000], "mrkdwn")}])
+    """A modal that only says something (an error, a result); `text` is plain text, shown as written."""
+    return _said(escape(text))
+
+
+def _said(mrkdwn: str) -> dict[str, Any]:
+    return _modal([{"type": "section", "text": _text(mrkdwn[:3000], "mrkdwn")}])
 
 
 def current_block(target: Target, config: RecordingConfig) -> dict[str, Any]:
@@ -256,7 +260,15 @@ def form_view(
             "element": vendor_select,
         },
         _region_block(values),
-        _plain_input(BLOCK_BUCKET, ACTION_BUCKET, "Bucket", MAX_BUCKET_LENGTH, initial=values.bucket, hint=hints[0]),
+        # A bucket read from Agora longer than the field holds is not offered: Slack refuses such a form.
+        _plain_input(
+            BLOCK_BUCKET,
+            ACTION_BUCKET,
+            "Bucket",
+            MAX_BUCKET_LENGTH,
+            initial=values.bucket if len(values.bucket) <= MAX_BUCKET_LENGTH else "",
+            hint=hints[0],
+        ),
         # The keys never get an initial value: Slack keeps what was typed across
         # `views.update` (same block and action ids), so typed keys never travel back.
         _plain_input(BLOCK_ACCESS_KEY, ACTION_ACCESS_KEY, "Access key", MAX_KEY_LENGTH, hint=hints[1]),
@@ -267,7 +279,8 @@ def form_view(
         note = {
             "type": "context",
             "block_id": f"{block_id}_problem",
-            "elements": [_text(f":x: {text}"[:3000], "mrkdwn")],
+            # Plain text: a vendor's rule names `<name>-<APPID>`, a refusal may quote the vendor.
+            "elements": [_text(f":x: {escape(text)}"[:3000], "mrkdwn")],
         }
         blocks.insert(at + 1, note)
     return _modal(blocks, metadata.dump(sealer), submit=True)
@@ -432,10 +445,12 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
     info = vendor_info(values.vendor) if values.vendor is not None and values.vendor in CATALOG else None
     if info and info.has_regions and values.region is None:
         errors[BLOCK_REGION] = f"Choose one of {info.name}'s regions."
+    if values.access_key and values.access_key == values.secret_key:
+        errors[BLOCK_SECRET_KEY] = "The access key and the secret key are the same: paste each in its own field."
     if errors:
         return None, errors
     try:
-        storage = StorageConfig.model_validate(
+        storage = TypedStorageConfig.model_validate(
             {
                 "vendor": values.vendor,
                 "region": values.region or 0,
@@ -462,8 +477,9 @@ def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     icon = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}.get(
         outcome.kind, ":x:"
     )
-    lines = [f"{icon} *{escape(target.describe())}*: {outcome.message}"]
-    lines += [f"• {c.label}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
+    # The message may quote Agora; it names people only as recbot's own mentions.
+    lines = [f"{icon} *{escape(target.describe())}*: {escape_keeping_mentions(outcome.message)}"]
+    lines += [f"• {escape(c.label)}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
     if outcome.request is not None and outcome.request.probe is not None:
         lines.append(f"Storage check: {escape(outcome.request.probe.summary)}")
-    return message_view("\n".join(lines))
+    return _said("\n".join(lines))

@@ -1,15 +1,28 @@
-"""Short ephemeral messages: usage, refusals, upstream errors."""
+"""Short ephemeral messages: usage, refusals, upstream errors. Every text given to `usage` and
+`error` is plain text, typed or from Agora, so they escape it: nothing in it can mention, link or
+mark up, whoever wrote it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.commands import USAGE
+
+# How recbot's own messages name a person (`<@U123>`); see escape_keeping_mentions.
+_ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{1,31})&gt;")
 
 
 def escape(text: str) -> str:
     """Make user-supplied text inert in mrkdwn (no mentions, links or markup)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """`text` escaped, but for the user mentions (`<@U123>`) recbot's own words put in it: a
+    message that names who holds a request. A channel-wide `<!channel>`, a channel or a link
+    stays inert, wherever it came from."""
+    return _ESCAPED_MENTION.sub(r"<@\1>", escape(text))
 
 
 def text_blocks(text: str) -> list[dict[str, Any]]:
@@ -18,8 +31,9 @@ def text_blocks(text: str) -> list[dict[str, Any]]:
 
 def usage(problem: str | None = None) -> list[dict[str, Any]]:
     """The usage text, after the problem with what was typed, if any."""
-    return text_blocks(f":warning: {problem}\n\n{USAGE}" if problem else USAGE)
+    return text_blocks(f":warning: {escape(problem)}\n\n{escape(USAGE)}" if problem else escape(USAGE))
 
 
 def error(text: str) -> list[dict[str, Any]]:
-    return text_blocks(f":x: {text}")
+    """A refusal or an upstream failure; `text` is plain text, shown as written."""
+    return text_blocks(f":x: {escape(text)}")
