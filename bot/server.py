@@ -145,20 +145,24 @@ class StartupError(Exception):
 
 
 HOST_FIX = (
-    "pass an address of this machine, e.g. --host 127.0.0.1 behind a reverse proxy on this host, "
+    "pass an IP address of this machine, e.g. --host 127.0.0.1 behind a reverse proxy on this host, "
     "or --host 0.0.0.0 for every interface"
 )
 
 
 def listen_problems(host: str, port: str) -> list[str]:
     """What is wrong with `--host` and `--port` as typed, one `<what is wrong>: <how to fix it>`
-    line each; none when they are an address and a port. Port 0 asks for any free port, which
-    the start's log names (tests use it); a port past 65535 would wrap around silently."""
+    line each; none when they are an address and a port. The host is an IP address (or
+    localhost): a host name would be looked up in DNS, and where recbot listens should not
+    hang on a name server. Port 0 asks for any free port, which the start's log names
+    (tests use it); a port past 65535 would wrap around silently."""
     problems = []
     if host.startswith("[") and host.endswith("]") and is_ip_address(host[1:-1]):
         problems.append(f"--host has brackets around an IPv6 address: pass it without them, e.g. --host {host[1:-1]}")
-    elif not (is_ip_address(host) or is_host_name(host)):
-        problems.append(f"--host is neither an IP address nor a host name: {HOST_FIX}")
+    elif is_host_name(host) and host != "localhost":
+        problems.append(f"--host is a host name, not an IP address: {HOST_FIX}")
+    elif not (is_ip_address(host) or host == "localhost"):
+        problems.append(f"--host is not an IP address: {HOST_FIX}")
     if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
         problems.append(
             "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): "
@@ -168,9 +172,11 @@ def listen_problems(host: str, port: str) -> list[str]:
 
 
 def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
-    """The addresses waitress would listen on, or the problem line when `host` resolves to none."""
+    """The addresses waitress would listen on, or the problem line when `host` has none.
+    `host` is an IP address or localhost (listen_problems): nothing asks a name server."""
+    numeric = 0 if host == "localhost" else socket.AI_NUMERICHOST
     try:
-        return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
+        return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | numeric))
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         return f"--host {host} resolves to no address ({reason}): {HOST_FIX}"

@@ -21,6 +21,7 @@ from bot.settings import load_settings
 from bot.store import LATEST_VERSION, Store, observed_configs, schema_version, utcnow
 from tests.conftest import APP_ID
 from tests.fakes.http import SilentServer
+from tests.storage_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_doctor(overrides: dict[str, Any], mode: str = "http") -> tuple[int, dict[str, str]]:
     """The exit code and each check's line by name."""
     out = io.StringIO()
-    code = doctor(mode, "127.0.0.1", 3000, out, load=lambda m: load_settings(m, _env_file=None, **overrides))
+    port = free_port()  # doctor binds it for a moment: a port nothing else holds
+    code = doctor(mode, "127.0.0.1", port, out, load=lambda m: load_settings(m, _env_file=None, **overrides))
     lines = out.getvalue().splitlines()
     checks = {}
     for line in lines[1:-1]:
@@ -189,12 +191,22 @@ def test_http_mode_names_every_url_slack_needs(settings_overrides, slack, agora,
         assert place in line, line
 
 
-def test_a_host_that_resolves_to_nothing_fails_http_mode(settings_overrides, slack, agora, approvers_seen) -> None:
+def test_a_host_name_fails_http_mode_without_asking_a_name_server(
+    settings_overrides, slack, agora, approvers_seen, monkeypatch
+) -> None:
+    """Where recbot listens is an IP address: a host name is refused as typed, never looked up
+    (a DNS query would leave this machine, and a start must not hang on a name server)."""
+    import socket
+
+    def no_lookups(*args, **kwargs):
+        raise AssertionError(f"looked up {args[0]!r}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookups)
     out = io.StringIO()
     load = lambda m: load_settings(m, _env_file=None, **settings_overrides)  # noqa: E731
     code = doctor("http", "no-such-host.invalid", 3000, out, load=load)
     assert code == 1
-    assert "[FAIL] Slack HTTP mode: --host no-such-host.invalid resolves to no address" in out.getvalue()
+    assert "--host is a host name, not an IP address: pass an IP address of this machine" in out.getvalue()
 
 
 def remember_targets(database_url: str, targets: list[tuple[str, str, str]]) -> Store:
