@@ -1,21 +1,89 @@
-"""One token bucket for every Agora call of the process: Agora allows about 50
-requests per second per account, and a fleet scan must not take them all."""
+"""The Agora rate limit: about 50 requests per second per account, shared by
+two lanes. A person's call (interactive) reserves the next token at once;
+background work (fleet scans, drift passes) takes only tokens that exist now
+and that no reserved call is owed, so a person waits at most one token
+interval behind background work, however much of it there is."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+# Float sums of accrued tokens land a hair under a whole token exactly when one is due.
+_WHOLE = 1e-9
+
+
+class Limiter(Protocol):
+    """What the Agora client waits on before each call."""
+
+    def acquire(self, max_wait: float | None = None) -> bool:
+        """Wait for a token. With `max_wait` (a person's call, the interactive lane):
+        False at once, and nothing taken, if that would take longer. Without it
+        (background work): wait behind every person's call, as long as it takes."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Agora answered 429: no token for `seconds`, and none saved up."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Budget:
+    """A token bucket's state, without threads or clocks of its own: `tokens` at
+    time `updated` (negative: owed to reserved calls), accruing at `rate` up to
+    `capacity`, none before `paused_until`. Times are seconds on one clock."""
+
+    rate: float
+    capacity: float
+    tokens: float
+    updated: float
+    paused_until: float = -math.inf
+
+    def reserve(self, now: float, max_wait: float | None = None) -> float | None:
+        """The interactive lane: take the next token, even one not there yet; how
+        long until it is due. A wait over `max_wait` is refused: None, nothing taken."""
+        self._refill(now)
+        left = self.tokens - 1
+        delay = max(0.0, self.paused_until - now) + max(0.0, -left) / self.rate
+        if max_wait is not None and delay > max_wait:
+            return None
+        self.tokens = left
+        return delay
+
+    def take(self, now: float, want: int = 1) -> tuple[int, float]:
+        """The background lane: up to `want` whole tokens that exist now, none
+        owed to a reserved call; (how many, seconds until the next one exists)."""
+        self._refill(now)
+        taken = 0
+        if now >= self.paused_until:
+            taken = max(0, min(want, math.floor(self.tokens + _WHOLE)))
+            self.tokens -= taken
+        return taken, max(0.0, self.paused_until - now) + max(0.0, 1 - self.tokens) / self.rate
+
+    def pause(self, now: float, seconds: float) -> None:
+        """No token accrues until `seconds` from `now`, and what was saved is gone."""
+        self._refill(now)
+        self.paused_until = max(self.paused_until, now + seconds)
+        self.tokens = min(self.tokens, 0.0)
+
+    def _refill(self, now: float) -> None:
+        start = max(self.updated, self.paused_until)
+        if now > start:
+            self.tokens = min(self.capacity, self.tokens + (now - start) * self.rate)
+        self.updated = max(self.updated, now)
 
 
 class TokenBucket:
-    """`rate` calls per second, shared by every thread. Each call reserves the
-    next token under a lock and then sleeps until it exists, so waiting costs no
-    CPU and callers are served in order. The burst is a twentieth of a
-    second's worth: grants in any one-second window never exceed `rate` plus
-    that, and what Agora sees in a window can exceed it only by the calls
-    already granted but not yet sent (a stalled process sends them together),
-    so the fleet's readers are kept few (at 40/s: 40 + 2 + 8 = 50)."""
+    """The limiter of one process (the embedded SQLite): `rate` calls per second,
+    a burst of a twentieth of a second's worth. A person's call reserves its
+    token and sleeps until it is due; background callers queue, and the first
+    sleeps until a token exists that no person is owed, then takes it."""
 
     def __init__(
         self,
@@ -26,32 +94,32 @@ class TokenBucket:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = max(1.0, rate / 20)
+        capacity = max(1.0, rate / 20)
+        self._budget = Budget(rate, capacity, tokens=capacity, updated=clock())
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tokens = self.capacity
-        self._last = clock()  # tokens accrue from here; in the future while paused
+        self._turn = threading.Condition(self._lock)
+        self._tickets = 0  # background callers so far; each waits for its ticket to be served
+        self._serving = 0
+
+    @property
+    def rate(self) -> float:
+        return self._budget.rate
+
+    @property
+    def capacity(self) -> float:
+        return self._budget.capacity
 
     def reserve(self, max_wait: float | None = None) -> float | None:
-        """Take the next token; how long to wait before using it. With
-        `max_wait`, a longer wait is refused instead: None, and no token taken."""
+        """The interactive lane's reservation; how long to wait before using it."""
         with self._lock:
-            now = self._clock()
-            if now > self._last:
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-            left = self._tokens - 1
-            delay = max(0.0, self._last + max(0.0, -left) / self.rate - now)
-            if max_wait is not None and delay > max_wait:
-                return None
-            self._tokens = left
-        return delay
+            return self._budget.reserve(self._clock(), max_wait)
 
     def acquire(self, max_wait: float | None = None) -> bool:
-        """Wait for a token (the caller then makes one call); False, at once,
-        if that would take longer than `max_wait` seconds."""
+        if max_wait is None:
+            self._take_background()
+            return True
         delay = self.reserve(max_wait)
         if delay is None:
             return False
@@ -60,7 +128,25 @@ class TokenBucket:
         return True
 
     def pause(self, seconds: float) -> None:
-        """Agora said 429: no token until `seconds` from now, and none saved up."""
         with self._lock:
-            self._last = max(self._last, self._clock() + seconds)
-            self._tokens = min(self._tokens, 0.0)
+            self._budget.pause(self._clock(), seconds)
+
+    def close(self) -> None:
+        """Nothing to release: the bucket lives in this process."""
+
+    def _take_background(self) -> None:
+        with self._lock:
+            ticket = self._tickets
+            self._tickets += 1
+            self._turn.wait_for(lambda: self._serving == ticket)
+        try:
+            while True:
+                with self._lock:
+                    taken, wait = self._budget.take(self._clock())
+                if taken:
+                    return
+                self._sleep(wait)
+        finally:
+            with self._lock:
+                self._serving += 1
+                self._turn.notify_all()

@@ -17,29 +17,22 @@ from handlers.blocks import approval_card as card
 from tests.approval_helpers import click, request_storage_change, text_of
 from tests.conftest import APP_ID, SIGNING_SECRET
 from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fake_time import FakeTime
 from tests.test_picker import pick_block, suggest
 
 BUSY = "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
 LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def limiter(clock: Clock) -> TokenBucket:
-    # Background waits are not slept: the clock is frozen, so they could never end.
-    return TokenBucket(40, clock=clock, sleep=lambda _seconds: None)
+def limiter(clock: FakeTime) -> TokenBucket:
+    # Background waits are not slept: they move the test's clock on instead.
+    return TokenBucket(40, clock=clock.clock, sleep=clock.sleep)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from bot.models import FormatConfig, RecordingConfig, Target
 from bot.ratelimit import TokenBucket
 from bot.signing import body_digest, sign, signing_string
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
+from tests.fake_time import FakeTime
 from tests.fakes.agora import AgoraEmulator, Fault
 
 LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
@@ -195,15 +196,15 @@ def test_during_a_long_429_pause_a_persons_calls_are_refused_and_send_nothing(ag
 
 
 def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> None:
-    slept: list[float] = []
-    limiter = TokenBucket(0.1, clock=lambda: 0.0, sleep=slept.append)  # the next token is 10 s away
+    time = FakeTime()
+    limiter = TokenBucket(0.1, clock=time.clock, sleep=time.sleep)  # the next token is 10 s away
     client = limited_client(agora, limiter)
     client.get_config(LIVE)  # the one saved token
     with pytest.raises(AgoraBusy):
         client.get_config(LIVE)
-    assert slept == [] and len(agora.calls()) == 1
+    assert time.slept == [] and len(agora.calls()) == 1
     client.get_config(LIVE, wait_limit=None)  # a scan's or the drift watch's read: waits its turn
-    assert slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
+    assert time.slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
 
 
 def test_a_retry_refused_after_a_429_is_busy(agora) -> None:
@@ -226,14 +227,15 @@ def test_a_patch_retry_refused_after_a_502_may_have_landed(agora) -> None:
 
 
 def recording_limiter(paused: list[float]) -> TokenBucket:
-    """A bucket on a frozen clock that records its pauses and sleeps nothing."""
+    """A bucket on the test's clock that records its pauses and sleeps nothing."""
 
     class Recording(TokenBucket):
         def pause(self, seconds: float) -> None:
             paused.append(seconds)
             super().pause(seconds)
 
-    return Recording(40, clock=lambda: 0.0, sleep=lambda _seconds: None)
+    time = FakeTime()
+    return Recording(40, clock=time.clock, sleep=time.sleep)
 
 
 HTTP_DATE_FORMS = {

@@ -1,8 +1,12 @@
-"""The one Agora rate limiter: a rule for every arrival pattern, thread-safe,
-paused by a 429 for every thread, and under Agora's 50 per second end to end."""
+"""The Agora rate limiter: two lanes, people first; a rule for every arrival
+pattern, thread-safe, paused by a 429 for every thread, and under Agora's 50
+per second end to end. The lanes' rules are checked on the bucket's state
+alone (Budget), with the test's clock."""
 
 from __future__ import annotations
 
+import threading
+import time as real_time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,23 +16,10 @@ from hypothesis import strategies as st
 from bot.agora import AgoraClient, AgoraError
 from bot.fleet import SCAN_WORKERS
 from bot.models import Target
-from bot.ratelimit import TokenBucket
+from bot.ratelimit import Budget, TokenBucket
 from tests.conftest import APP_ID, fast_agora
+from tests.fake_time import FakeTime
 from tests.fakes.agora import Fault
-
-
-class FakeTime:
-    """A clock that only moves when told; sleeps are recorded, not slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
 
 
 @given(
@@ -131,6 +122,116 @@ def test_bounded_waits_never_exceed_their_bound_nor_the_rate(
     for i, start in enumerate(granted):
         in_window = sum(1 for t in granted[i:] if t < start + 1.0 - 1e-9)
         assert in_window <= rate + bucket.capacity + 1e-6
+
+
+def test_background_never_takes_a_token_a_waiting_person_is_owed() -> None:
+    budget = Budget(rate=10, capacity=1, tokens=1, updated=0.0)
+    assert budget.take(0.0) == (1, pytest.approx(0.1))  # background takes the one token there is
+    assert budget.reserve(0.0, max_wait=5) == pytest.approx(0.1)  # a person: the next one, due at 0.1
+    for now in (0.05, 0.1, 0.15):  # that token exists from 0.1, but it is the person's
+        taken, wait = budget.take(now)
+        assert taken == 0 and now + wait == pytest.approx(0.2)
+    assert budget.take(0.2)[0] == 1  # the token after it is background's again
+
+
+def test_background_takes_only_whole_tokens_that_exist_now() -> None:
+    budget = Budget(rate=10, capacity=5, tokens=0, updated=0.0)
+    assert budget.take(0.25, want=10) == (2, pytest.approx(0.05))  # 2.5 accrued: two whole ones, no more
+    assert budget.take(0.3, want=1) == (1, pytest.approx(0.1))
+    assert budget.take(10.0, want=10)[0] == 5  # never more than the capacity, however long it sat
+
+
+# An event: (gap before it, what): ("person", max_wait) reserves, ("background", want) takes, ("429", seconds) pauses.
+PERSON = st.tuples(st.just("person"), st.none() | st.floats(min_value=0, max_value=2))
+BACKGROUND = st.tuples(st.just("background"), st.integers(min_value=1, max_value=20))
+PAUSE = st.tuples(st.just("429"), st.floats(min_value=0, max_value=3))
+
+
+def run_schedule(budget: Budget, events: list[tuple[float, tuple[str, object]]]) -> list[tuple[str, float, float]]:
+    """Every grant of the schedule, in order: (lane, asked at, granted at)."""
+    now, grants = 0.0, []
+    for gap, (what, arg) in events:
+        now += gap
+        if what == "person":
+            delay = budget.reserve(now, arg)  # type: ignore[arg-type]
+            if delay is not None:
+                grants.append(("person", now, now + delay))
+        elif what == "background":
+            grants += [("background", now, now)] * budget.take(now, arg)[0]  # type: ignore[arg-type]
+        else:
+            budget.pause(now, arg)  # type: ignore[arg-type]
+    return grants
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=200),
+    capacity=st.floats(min_value=1, max_value=20),
+    events=st.lists(st.tuples(st.floats(min_value=0, max_value=0.2), PERSON | BACKGROUND | PAUSE), max_size=200),
+    window=st.sampled_from([0.05, 0.1, 0.5, 1.0, 3.0]),
+)
+def test_over_any_schedule_grants_in_a_window_stay_within_rate_times_window_plus_capacity(
+    rate: float, capacity: float, events: list[tuple[float, tuple[str, object]]], window: float
+) -> None:
+    grants = [granted for _lane, _asked, granted in run_schedule(Budget(rate, capacity, capacity, 0.0), events)]
+    assert grants == sorted(grants)  # served in the order asked: background never jumps a person's reservation
+    for i, start in enumerate(grants):
+        in_window = sum(1 for t in grants[i:] if t <= start + window + 1e-9)
+        assert in_window <= rate * window + capacity + 1e-6
+
+
+@given(
+    rate=st.floats(min_value=1, max_value=200),
+    capacity=st.floats(min_value=1, max_value=20),
+    events=st.lists(st.tuples(st.floats(min_value=0, max_value=0.2), PERSON | BACKGROUND), max_size=200),
+)
+def test_a_person_waits_at_most_one_interval_behind_the_people_ahead_whatever_background_takes(
+    rate: float, capacity: float, events: list[tuple[float, tuple[str, object]]]
+) -> None:
+    grants = run_schedule(Budget(rate, capacity, 0.0, 0.0), events)
+    reserved = [(asked, granted) for lane, asked, granted in grants if lane == "person"]
+    for i, (asked, granted) in enumerate(reserved):
+        ahead = sum(1 for _, due in reserved[:i] if due > asked)  # people's calls still waiting when it asked
+        assert granted - asked <= (1 + ahead) / rate + 1e-9
+
+
+def test_eight_background_threads_saturating_the_bucket_leave_a_person_one_interval() -> None:
+    """On the real clock, against eight background callers taking every token they
+    can: each of a person's reservations is at most one token interval away."""
+    rate = 200.0
+    bucket = TokenBucket(rate)
+    stop = threading.Event()
+    taken = [0] * 8
+
+    def background(worker: int) -> None:
+        while not stop.is_set():
+            bucket.acquire()
+            taken[worker] += 1
+
+    threads = [threading.Thread(target=background, args=(i,), daemon=True) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        real_time.sleep(0.2)  # the saved burst is spent: the background lane is saturating the bucket
+        delays = []
+        for _ in range(40):
+            delay = bucket.reserve(max_wait=5)
+            assert delay is not None
+            delays.append(delay)
+            real_time.sleep(delay + 0.01)  # the person's call is made; background work goes on
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    assert max(delays) <= 1 / rate + 1e-9
+    assert all(count > 0 for count in taken)  # every background caller was served in turn
+
+
+def test_background_alone_gets_the_whole_rate() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(40, clock=time.clock, sleep=time.sleep)
+    for _ in range(402):
+        bucket.acquire()
+    assert time.now == pytest.approx(400 / 40)  # the saved burst of 2, then one token every 1/40 s
 
 
 def test_a_scan_at_the_default_rate_gets_no_429_from_a_50_per_second_agora(settings, agora) -> None:
