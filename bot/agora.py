@@ -19,7 +19,7 @@ import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.models import RecordingConfig, Target
-from bot.ratelimit import TokenBucket
+from bot.ratelimit import Limiter
 from bot.signing import sign
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,10 @@ class AgoraClient:
     One keep-alive session; 429, 5xx and connection errors are retried with
     exponential backoff (Retry-After honoured). PATCH sets absolute values, so
     retrying it is safe. With a `limiter`, every call waits for its token, and a
-    429 pauses the limiter for every thread. `wait_limit` bounds that wait: a
-    person's call (the default) is refused with AgoraBusy rather than kept
-    waiting; background work passes None and waits as long as it takes.
+    429 pauses the limiter for every thread (and instance). `wait_limit` bounds
+    that wait and picks the lane: a person's call (the default) goes first and is
+    refused with AgoraBusy rather than kept waiting; background work passes None,
+    takes what people leave, and waits as long as it takes.
     """
 
     def __init__(
@@ -221,7 +222,7 @@ class AgoraClient:
         backoff_base: float = 0.5,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
@@ -247,6 +248,8 @@ class AgoraClient:
 
     def close(self) -> None:
         self._session.close()
+        if self._limiter is not None:
+            self._limiter.close()
 
     def list_entry_points(self, app_id: str, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
         """The names of every entry point of `app_id`."""

@@ -19,12 +19,13 @@ from bot.drift import DriftWatch
 from bot.fleet import Fleet
 from bot.logs import ContextExecutor, new_request_id, request_id
 from bot.probe import Prober
-from bot.ratelimit import TokenBucket
+from bot.ratelimit import Limiter, TokenBucket
 from bot.respond import PooledRespond, ResponsePool
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
-from bot.settings import Settings
-from bot.store import RequestRow, Store, utcnow
+from bot.settings import Settings, is_sqlite
+from bot.shared_budget import SharedBudget
+from bot.store import RequestRow, Store, make_engine, utcnow
 from bot.switch import SwitchBook
 from bot.switching import SwitchService
 from handlers import register
@@ -50,13 +51,21 @@ def slack_client(settings: Settings) -> WebClient:
     )
 
 
+def agora_limiter(settings: Settings) -> Limiter:
+    """The AGORA_RATE_LIMIT budget: in the shared database for every instance on
+    PostgreSQL (on its own connections), in this process on the embedded SQLite."""
+    if is_sqlite(settings.DATABASE_URL):
+        return TokenBucket(settings.AGORA_RATE_LIMIT)
+    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT)
+
+
 def agora_client(settings: Settings) -> AgoraClient:
-    """The one Agora client of the process, every call under one AGORA_RATE_LIMIT bucket."""
+    """The one Agora client of the process, every call under the AGORA_RATE_LIMIT budget."""
     return AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
-        limiter=TokenBucket(settings.AGORA_RATE_LIMIT),
+        limiter=agora_limiter(settings),
     )
 
 

@@ -234,8 +234,14 @@ def _v6(conn: Connection) -> None:
     metadata.create_all(conn, tables=[recording_switches, stream_tasks])
 
 
+def _v7(conn: Connection) -> None:
+    from bot.budget_store import create_budget  # its own module, which builds on this one's metadata
+
+    create_budget(conn)
+
+
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from bot.agora import AgoraClient
-from bot.ratelimit import TokenBucket
+from bot.app import agora_limiter
+from bot.ratelimit import Limiter
 from bot.settings import Settings, load_settings
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator
@@ -92,15 +93,15 @@ def settings(settings_overrides: dict[str, Any]) -> Settings:
     return load_settings(_env_file=None, **settings_overrides)
 
 
-def fast_agora(settings: Settings) -> AgoraClient:
-    """The real client, with backoff short enough for tests."""
+def fast_agora(settings: Settings, limiter: Limiter | None = None) -> AgoraClient:
+    """The real client and limiter (or `limiter`), with backoff short enough for tests."""
     return AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
         backoff_base=0.01,
         read_timeout=5,
-        limiter=TokenBucket(settings.AGORA_RATE_LIMIT),
+        limiter=limiter or agora_limiter(settings),
     )
 
 

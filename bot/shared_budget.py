@@ -1,0 +1,158 @@
+"""The Agora budget of a deployment on PostgreSQL: one bucket in the database
+for every instance, so AGORA_RATE_LIMIT is the whole deployment's rate.
+
+Background callers of an instance lease tokens in small batches: at most one
+transaction per LEASE_SECONDS, for what its callers used of the last lease
+and are waiting for now, and only tokens that exist and no person is owed.
+Leased tokens not used within LEASE_SECONDS are dropped, so an instance that
+dies loses at most its current lease. A person's call takes a leased token if
+one is left, or reserves the next token in the database at once (the bucket
+may go into debt for it): it waits at most one token interval behind
+background work on any instance."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.budget_store import change_budget
+from bot.ratelimit import Budget, TokenBucket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LEASE_SECONDS = 0.1
+# The bucket holds a lease and a half: a lease a little late still finds all that
+# accrued, and what Agora sees in a second exceeds the rate by at most that.
+CAPACITY_LEASES = 1.5
+# How soon background callers try the database again after it failed.
+RETRY_SECONDS = 1.0
+
+
+class SharedBudget:
+    """The limiter of an instance sharing the database's budget (see the module)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = max(1.0, rate * LEASE_SECONDS * CAPACITY_LEASES)
+        self.lease_size = math.floor(self.capacity)  # the most one lease takes
+        self.transactions = 0  # with the database, so far (the benchmark reports them)
+        self._engine = engine
+        self._clock = clock
+        self._sleep = sleep
+        # People's calls use it while the database cannot be reached; background work waits instead.
+        self._alone = TokenBucket(rate, clock=clock, sleep=sleep)
+        self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)
+        self._tickets = 0  # background callers so far; each waits for its ticket to be served
+        self._serving = 0
+        self._held = 0  # leased tokens left, usable until _held_until
+        self._held_until = -math.inf
+        self._used = 0  # tokens of the current lease used so far
+        self._next_lease = -math.inf
+        self._paused_until = -math.inf  # a 429 this instance saw
+
+    def acquire(self, max_wait: float | None = None) -> bool:
+        if max_wait is None:
+            self._take_background()
+            return True
+        with self._lock:
+            if self._take_held(self._clock()):
+                return True
+        try:
+            delay = self._transact(lambda budget, now: budget.reserve(now, max_wait))
+        except SQLAlchemyError as exc:
+            log.warning(
+                "the shared Agora budget is unreachable (%s): a person's call uses this process's own", _why(exc)
+            )
+            return self._alone.acquire(max_wait)
+        if delay is None:
+            return False
+        if delay > 0:
+            self._sleep(delay)
+        return True
+
+    def pause(self, seconds: float) -> None:
+        """Every instance's callers wait `seconds`: this one's at once, the others'
+        from their next lease (a person's next call waits for it too)."""
+        with self._lock:
+            self._held = 0
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._alone.pause(seconds)
+        try:
+            self._transact(lambda budget, now: budget.pause(now, seconds))
+        except SQLAlchemyError as exc:
+            log.warning("the shared Agora budget is unreachable (%s): the 429 pauses this process only", _why(exc))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _take_background(self) -> None:
+        with self._lock:
+            ticket = self._tickets
+            self._tickets += 1
+            self._turn.wait_for(lambda: self._serving == ticket)
+        try:
+            while not self._lease_or_wait():
+                pass
+        finally:
+            with self._lock:
+                self._serving += 1
+                self._turn.notify_all()
+
+    def _lease_or_wait(self) -> bool:
+        """The first background caller in line: take a leased token, or lease more
+        when the last lease is LEASE_SECONDS old, or sleep until then. Whether it has one."""
+        with self._lock:
+            now = self._clock()
+            if self._take_held(now):
+                return True
+            wait = max(self._next_lease, self._paused_until) - now
+            want = min(self.lease_size, self._tickets - self._serving + self._used)
+        if wait > 0:
+            self._sleep(wait)
+            return False
+        try:
+            granted, due = self._transact(lambda budget, now: budget.take(now, want))
+        except SQLAlchemyError as exc:
+            log.warning("the shared Agora budget is unreachable (%s); background calls wait for it", _why(exc))
+            granted, due = 0, RETRY_SECONDS
+        with self._lock:
+            now = self._clock()
+            self._held, self._held_until, self._used = granted, now + LEASE_SECONDS, 0
+            self._next_lease = now + max(LEASE_SECONDS, due)
+            return self._take_held(now)
+
+    def _take_held(self, now: float) -> bool:
+        if self._held > 0 and now < self._held_until and now >= self._paused_until:
+            self._held -= 1
+            self._used += 1
+            return True
+        return False
+
+    def _transact(self, change: Callable[[Budget, float], T]) -> T:
+        with self._lock:
+            self.transactions += 1
+        return change_budget(self._engine, self.rate, self.capacity, change)
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The driver's error class: never the message, which may hold the connection's details."""
+    return type(getattr(exc, "orig", None) or exc).__name__

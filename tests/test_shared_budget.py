@@ -1,0 +1,93 @@
+"""The deployment's one budget on PostgreSQL, instance by instance: a 429 seen
+by one holds every instance's lanes, leases are few and sized to demand, and
+a person is served by the process's own bucket while the database is down."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from bot.shared_budget import RETRY_SECONDS, SharedBudget
+from bot.store import Store, make_engine
+
+RATE = 40.0
+
+
+class Stop(Exception):
+    """Ends a limiter's wait where the test has seen what it wanted."""
+
+
+def stop_at_first_sleep(slept: list[float]):  # type: ignore[no-untyped-def]
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise Stop
+
+    return sleep
+
+
+@pytest.fixture
+def database(postgres_url: str) -> str:
+    Store(postgres_url).close()  # the schema, and the budget's row
+    return postgres_url
+
+
+@pytest.fixture
+def instances(database: str) -> Iterator[list[SharedBudget]]:
+    budgets = [SharedBudget(make_engine(database), RATE) for _ in range(2)]
+    yield budgets
+    for budget in budgets:
+        budget.close()
+
+
+def test_a_429_seen_by_one_instance_holds_both_lanes_of_another(database, instances) -> None:
+    first, _ = instances
+    first.pause(5.0)  # Agora said Retry-After: 5 to the first instance
+    slept: list[float] = []
+    other = SharedBudget(make_engine(database), RATE, sleep=stop_at_first_sleep(slept))
+    try:
+        assert not other.acquire(max_wait=1.0)  # a person's call: refused at once, as the pause is longer
+        with pytest.raises(Stop):
+            other.acquire(max_wait=10.0)  # one that may wait: it waits out the pause
+        with pytest.raises(Stop):
+            other.acquire()  # background work: from its first lease, until the pause ends
+    finally:
+        other.close()
+    assert slept[0] > 4.0 and slept[1] > 4.0  # seconds left of the pause, by the database's clock
+
+
+def test_background_callers_lease_in_batches_not_one_transaction_per_call(instances) -> None:
+    """Eight background callers on one instance take 40 tokens in far fewer
+    transactions than calls."""
+    budget, _ = instances
+    grants: list[int] = []
+
+    def caller() -> None:
+        for _ in range(5):
+            budget.acquire()
+            grants.append(1)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(grants) == 40
+    # At most one lease per LEASE_SECONDS, each for what accrued meanwhile (4 at 40/s), up to lease_size.
+    assert budget.transactions <= len(grants) / 2
+
+
+def test_with_the_database_down_a_person_is_served_and_background_waits() -> None:
+    slept: list[float] = []
+    nowhere = make_engine("postgresql://postgres@127.0.0.1:9/test", connect_timeout=2)  # nothing listens there
+    down = SharedBudget(nowhere, RATE, sleep=stop_at_first_sleep(slept))
+    try:
+        assert down.acquire(max_wait=5.0)  # this process's own bucket: a person is not left unanswered
+        with pytest.raises(Stop):
+            down.acquire()  # background work waits for the shared budget, and tries again
+        down.pause(1.0)  # a 429 still pauses this process
+        assert not down.acquire(max_wait=0.5)
+    finally:
+        down.close()
+    assert slept == [pytest.approx(RETRY_SECONDS, abs=0.05)]
