@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import bot.settings
 from bot.settings import Settings, SettingsError, how_to_fix, load_settings
 from tests.conftest import CUSTOMER_SECRET
 
@@ -81,8 +82,11 @@ def test_defaults_and_lists(settings_overrides) -> None:
     assert CUSTOMER_SECRET not in repr(settings)
 
 
+# recbot's own words about settings: Hypothesis draws values from the code's string constants too,
+# and a value that is a piece of them ("RECBOT_APPRO") is in the message without being echoed.
+OWN_WORDS = Path(bot.settings.__file__).read_text()
 VALUES = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00,"), min_size=12, max_size=60).filter(
-    lambda v: len(v.strip()) >= 8  # shorter could match the message's own words by chance
+    lambda v: len(v.strip()) >= 8 and v.strip() not in OWN_WORDS  # shorter could match the message's words by chance
 )
 
 
