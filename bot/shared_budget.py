@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_SECONDS = 0.1
+LEASE_JITTER = (0.75, 1.25)  # of LEASE_SECONDS between an instance's leases: at most 125 ms, less than the bucket holds
 # The bucket holds a lease and a half: a lease a little late still finds all that
 # accrued, and what Agora sees in a second exceeds the rate by at most that.
 CAPACITY_LEASES = 1.5
@@ -137,7 +139,8 @@ class SharedBudget:
         with self._lock:
             now = self._clock()
             self._held, self._held_until, self._used = granted, now + LEASE_SECONDS, 0
-            self._next_lease = now + max(LEASE_SECONDS, due)
+            # Instances leasing at fixed phases would split the rate by the gaps between them: jitter evens it.
+            self._next_lease = now + max(LEASE_SECONDS * random.uniform(*LEASE_JITTER), due)  # noqa: S311
             return self._take_held(now)
 
     def _take_held(self, now: float) -> bool:
