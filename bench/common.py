@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot.settings import Settings, load_settings
@@ -11,8 +14,9 @@ from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import FakeSlack
 
 
-def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path, **extra: str) -> Settings:
-    """HTTP-mode settings pointing at the fakes, a SQLite store at `database`, and `extra` on top."""
+def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path | str, **extra: str) -> Settings:
+    """HTTP-mode settings pointing at the fakes, a SQLite store at `database` (a path) or the
+    database at that URL, and `extra` on top."""
     return load_settings(
         _env_file=None,
         SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -22,25 +26,48 @@ def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path, **ext
         AGORA_CUSTOMER_SECRET=CUSTOMER_SECRET,
         AGORA_API_URL=agora.url,
         AGORA_APP_ID=APP_ID,
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=f"sqlite:///{database}" if isinstance(database, Path) else database,
         **extra,
     )
 
 
-def fleet_fakes(entry_points: int) -> tuple[FakeSlack, AgoraEmulator]:
-    """Started fakes; Agora holds `live` and `entry_points - 1` others (`ep001`...) in all
-    four regions, and answers 429 above 50 requests in any second, as Agora does."""
-    slack, agora = FakeSlack(BOT_TOKEN).start(), AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
+def fleet_agora(entry_points: int) -> AgoraEmulator:
+    """A started Agora emulator holding `live` and `entry_points - 1` others (`ep001`...) in all
+    four regions, that answers 429 above 50 requests in any second, as Agora does."""
+    agora = AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
     agora.per_second_limit = 50
     for i in range(entry_points):
         for region in ("cn", "ap", "na", "eu"):
             agora.put(APP_ID, "live" if i == 0 else f"ep{i:03}", region, LIVE_CONFIG)
-    return slack, agora
+    return agora
 
 
-def fleet_arguments() -> argparse.Namespace:
+def fleet_fakes(entry_points: int) -> tuple[FakeSlack, AgoraEmulator]:
+    """Started fakes: Slack, and Agora as `fleet_agora` makes it."""
+    return FakeSlack(BOT_TOKEN).start(), fleet_agora(entry_points)
+
+
+def fleet_parser() -> argparse.ArgumentParser:
     """`--entry-points` (default 200) and `--rate` (`AGORA_RATE_LIMIT`, default 40) of the fleet benches."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--entry-points", type=int, default=200)
     parser.add_argument("--rate", type=float, default=40.0)
-    return parser.parse_args()
+    return parser
+
+
+def fleet_arguments() -> argparse.Namespace:
+    return fleet_parser().parse_args()
+
+
+@contextmanager
+def postgres_schema(url: str) -> Iterator[str]:
+    """A fresh schema in the PostgreSQL at `url` (as the tests make one), dropped afterwards: its URL."""
+    import psycopg
+
+    schema = f"recbot_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield f"{url}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

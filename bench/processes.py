@@ -43,15 +43,18 @@ class TimedSlack(FakeSlack):
         super().__init__(bot_token)
         self.answers: dict[str, tuple[float, str]] = {}
 
+    def answered(self) -> dict[str, tuple[float, str]]:
+        """By name: when the last answer arrived, and its text (its first 2000 characters)."""
+        with self._lock:
+            return dict(self.answers)
+
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         if path == "/_opened":
             return 200, {"Content-Type": "application/json"}, json.dumps([c.at for c in self.of("views.open")]).encode()
         if path == "/_answers":
-            with self._lock:
-                answers = dict(self.answers)
-            return 200, {"Content-Type": "application/json"}, json.dumps(answers).encode()
+            return 200, {"Content-Type": "application/json"}, json.dumps(self.answered()).encode()
         if path.startswith("/response/"):
             arrived = time.monotonic()
             text = json.dumps(json.loads(body or b"{}"))[:2000]

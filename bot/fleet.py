@@ -1,5 +1,5 @@
 """The fleet: every entry point of an app, read in each region asked, at once
-but within the process's Agora rate limit."""
+but in the background lane of the Agora rate limit."""
 
 from __future__ import annotations
 

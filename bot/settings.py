@@ -53,8 +53,8 @@ HOW_TO_FIX: dict[str, str] = {
     "AGORA_API_URL": "set it to the base URL of the Agora API, or remove it to use https://api.agora.io",
     "AGORA_APP_ID": "set it to the App ID of your Agora project (Agora Console > Projects)",
     "AGORA_DEFAULT_REGION": "set it to one of cn, ap, na, eu, or remove it to use na",
-    "AGORA_RATE_LIMIT": f"set it to the Agora calls per second for this process, from {MIN_RATE_LIMIT:g} to "
-    f"{MAX_RATE_LIMIT:g} (default 40; Agora allows about 50 per account, split among processes)",
+    "AGORA_RATE_LIMIT": f"set it to the Agora calls per second of the whole deployment, from {MIN_RATE_LIMIT:g} to "
+    f"{MAX_RATE_LIMIT:g} (default 40; Agora allows about 50 per account)",
     "RECBOT_APPROVERS": f"set it to {_USERS}",
     "RECBOT_REQUESTERS": f"set it to {_USERS}, or remove it to let everyone request changes",
     "RECBOT_ALLOWED_CHANNELS": f"set it to {_CHANNELS}, or remove it to answer in every channel",
@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     AGORA_API_URL: str = "https://api.agora.io"
     AGORA_APP_ID: str
     AGORA_DEFAULT_REGION: Literal["cn", "ap", "na", "eu"] = "na"
-    # Agora allows about 50 requests per second per account; with several recbot processes, split it.
+    # Agora allows about 50 requests per second per account; every instance on one PostgreSQL shares this rate.
     AGORA_RATE_LIMIT: float = Field(default=40.0, ge=MIN_RATE_LIMIT, le=MAX_RATE_LIMIT, allow_inf_nan=False)
     RECBOT_APPROVERS: SlackIds = ()
     RECBOT_REQUESTERS: SlackIds = ()
