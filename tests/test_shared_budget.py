@@ -34,16 +34,15 @@ def database(postgres_url: str) -> str:
 
 
 @pytest.fixture
-def instances(database: str) -> Iterator[list[SharedBudget]]:
-    budgets = [SharedBudget(make_engine(database), RATE) for _ in range(2)]
-    yield budgets
-    for budget in budgets:
-        budget.close()
+def budget(database: str) -> Iterator[SharedBudget]:
+    """One instance's share of the budget."""
+    shared = SharedBudget(make_engine(database), RATE)
+    yield shared
+    shared.close()
 
 
-def test_a_429_seen_by_one_instance_holds_both_lanes_of_another(database, instances) -> None:
-    first, _ = instances
-    first.pause(5.0)  # Agora said Retry-After: 5 to the first instance
+def test_a_429_seen_by_one_instance_holds_both_lanes_of_another(database, budget) -> None:
+    budget.pause(5.0)  # Agora said Retry-After: 5 to this instance
     slept: list[float] = []
     other = SharedBudget(make_engine(database), RATE, sleep=stop_at_first_sleep(slept))
     try:
@@ -57,10 +56,9 @@ def test_a_429_seen_by_one_instance_holds_both_lanes_of_another(database, instan
     assert slept[0] > 4.0 and slept[1] > 4.0  # seconds left of the pause, by the database's clock
 
 
-def test_background_callers_lease_in_batches_not_one_transaction_per_call(instances) -> None:
+def test_background_callers_lease_in_batches_not_one_transaction_per_call(budget) -> None:
     """Eight background callers on one instance take 40 tokens in far fewer
     transactions than calls."""
-    budget, _ = instances
     grants: list[int] = []
 
     def caller() -> None:
@@ -90,4 +88,5 @@ def test_with_the_database_down_a_person_is_served_and_background_waits() -> Non
         assert not down.acquire(max_wait=0.5)
     finally:
         down.close()
-    assert slept == [pytest.approx(RETRY_SECONDS, abs=0.05)]
+    (retry,) = slept
+    assert RETRY_SECONDS / 2 < retry <= RETRY_SECONDS  # not at once: a second after the failed transaction
