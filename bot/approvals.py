@@ -210,8 +210,10 @@ class ApprovalService:
                     f"Not applied: the storage check just before applying failed ({probe.summary()}). "
                     "Nothing was sent to Agora.",
                 )
+        # An approved change runs after the ack, and nobody can ask for it again: every call
+        # waits its turn at the rate limiter, where a person's own call would be refused as busy.
         try:
-            live = self._agora.get_config(row.target)
+            live = self._agora.get_config(row.target, wait_limit=None)
         except AgoraError as exc:
             return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc.user_message()}")
         if live.digest(self._digest_key) != row.base_digest:
@@ -223,7 +225,9 @@ class ApprovalService:
                 "The live configuration changed after the request was made, so nothing was sent. "
                 "Make a new request from the current configuration.",
             )
-        outcome = apply_change(self._agora, row.target, live, patch, self._watch, self._switches, row.requester)
+        outcome = apply_change(
+            self._agora, row.target, live, patch, self._watch, self._switches, row.requester, wait_limit=None
+        )
         state = "applied" if outcome.kind == "applied" else "failed"
         return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
 
@@ -233,7 +237,7 @@ class ApprovalService:
         if row.problem or not isinstance(enabled, bool):
             why = row.problem or "its switch is not one this recbot can read"
             return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {why}. Nothing was sent to Agora.")
-        outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id)
+        outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id, wait_limit=None)
         state = "applied" if outcome.kind == "applied" else "failed"
         return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
 
@@ -292,7 +296,7 @@ class ApprovalService:
             message = f"Interrupted while applying, and {exc} So whether it is in effect is unknown"
             return self._end(row, "failed", ("applying",), "recbot", message + ": check it with `/recording get`.")
         try:
-            live = self._agora.get_config(row.target)
+            live = self._agora.get_config(row.target, wait_limit=None)  # the sweep's: it waits its turn
         except AgoraError as exc:
             message = f"Interrupted while applying; the live state could not be read ({exc.user_message()})."
             return self._end(row, "failed", ("applying",), "recbot", message + " Check it with `/recording get`.")

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from bot.agora import AgoraClient, AgoraError, AgoraUnavailable
+from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraUnavailable
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
 from bot.probe import Prober
 from bot.store import ProbeNote, RequestRow, Store, SwitchBusy
@@ -99,15 +99,18 @@ def apply_change(
     watch: DriftWatch,
     switches: SwitchBook | None = None,
     actor: str = "recbot",
+    *,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> Outcome:
     """PATCH once (the client retries), read back, and report before -> after.
     The drift watch is told first what the change will leave, then what it left;
     on every other way out (a failure, an exception) it stops expecting it.
-    `switches` records that setting a configuration switches recording on."""
+    `switches` records that setting a configuration switches recording on;
+    `wait_limit` bounds each call's wait for the rate limiter (None: its turn)."""
     after = expected_after(live, patch)
     watch.expect(target, after)
     try:
-        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor)
+        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor, wait_limit)
     finally:
         # A no-op once the read-back was recorded; otherwise a lasting expectation would hide
         # an outside change to exactly `after` and keep a re-keyed baseline from being stored.
@@ -123,13 +126,14 @@ def _patch_and_read_back(
     watch: DriftWatch,
     switches: SwitchBook | None,
     actor: str,
+    wait_limit: float | None,
 ) -> Outcome:
     changes = diff(live, after)
     acknowledged = "Agora accepted the change"
     try:
         with switches.configuring(target, actor) if switches else unrecorded() as switch:
             try:
-                agora.set_config(target, patch)
+                agora.set_config(target, patch, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
                 # A PATCH that timed out may still have landed: the read-back below decides.
                 log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
@@ -140,7 +144,7 @@ def _patch_and_read_back(
             else:
                 switch.landed()
             try:
-                confirmed = agora.get_config(target)
+                confirmed = agora.get_config(target, wait_limit=wait_limit)
             except AgoraError as exc:
                 return Outcome(
                     "failed",
