@@ -432,10 +432,10 @@ class TestEveryWayOutOfAnApply:
         if how == "exception":
             reads = bot.services.agora.get_config
 
-            def read_back_raises(target: Any) -> Any:
+            def read_back_raises(target: Any, **kwargs: Any) -> Any:
                 if patched:
                     raise RuntimeError("a bug after the PATCH")
-                return reads(target)
+                return reads(target, **kwargs)
 
             monkeypatch.setattr(bot.services.agora, "get_config", read_back_raises)
         if how == "exception":
