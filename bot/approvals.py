@@ -105,7 +105,7 @@ class ApprovalService:
                 probe=probe,
             )
         except TargetBusy as busy:
-            return Outcome("refused", _busy(busy.holder), safe_diff)
+            return Outcome("refused", _busy(busy.holder), safe_diff, mentions=(busy.holder.requester,))
         self._store.audit("requested", requester, target, request_id=row.id, changes=safe_diff)
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -132,7 +132,7 @@ class ApprovalService:
                 spec={"enabled": enabled},
             )
         except TargetBusy as busy:
-            return Outcome("refused", _busy(busy.holder), changes)
+            return Outcome("refused", _busy(busy.holder), changes, mentions=(busy.holder.requester,))
         self._store.audit("requested", requester, target, request_id=row.id, changes=changes)
         log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
