@@ -399,7 +399,8 @@ def read_values(state: Any) -> FormValues:
     def selected_int(block_id: str) -> int | None:
         option = action(block_id).get("selected_option")
         value = option.get("value") if isinstance(option, dict) else None
-        return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 4 else None
+        # ASCII digits only: "²" is a digit to str.isdigit, and int() refuses it.
+        return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4 else None
 
     formats = checked(BLOCK_FORMATS)
     return FormValues(
