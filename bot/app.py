@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from slack_bolt import App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.access import Audience
-from bot.agora import AgoraClient
+from bot.agora import AgoraClient, sent_a_change
 from bot.approvals import ApprovalService
 from bot.background import Background, Periodic
 from bot.changes import ChangeService
@@ -109,6 +109,23 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     )
 
 
+class KeptAck(Ack):
+    """Bolt's ack of one request, which stays given: when a listener fails after acking, Bolt sets
+    the ack's response back to None, and a request whose answer was not sent yet would then be
+    answered 404 "unhandled request" (and logged as never acked) instead of with its ack."""
+
+    _given: BoltResponse | None = None
+
+    @property  # type: ignore[override]
+    def response(self) -> BoltResponse | None:
+        return self._given
+
+    @response.setter
+    def response(self, value: BoltResponse | None) -> None:
+        if value is not None:
+            self._given = value
+
+
 def create_app(services: Services) -> App:
     """A Bolt app with every listener registered. Listeners run after the ack."""
     settings = services.settings
@@ -129,16 +146,14 @@ def create_app(services: Services) -> App:
     @app.middleware
     def tag_request(context: BoltContext, next: Callable[[], None]) -> None:
         request_id.set(new_request_id())
+        sent_a_change.set(False)
+        if context.ack.response is None:  # made, not given, by Bolt's argument injection
+            context["ack"] = KeptAck()
         if context.response_url:
             context["respond"] = PooledRespond(response_url=context.response_url, pool=answers)
         next()
 
-    @app.error
-    def log_error(error: Exception) -> None:
-        # The payload is not logged: it may hold what a user typed into the secret key field.
-        log.error("listener failed: %s", type(error).__name__)
-
-    register(app, services)
+    register(app, services)  # with the error handler, handlers/errors.py
     return app
 
 

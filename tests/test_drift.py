@@ -439,7 +439,7 @@ class TestEveryWayOutOfAnApply:
 
             monkeypatch.setattr(bot.services.agora, "get_config", read_back_raises)
         if how == "exception":
-            driver.submit("UALICE", open_form(driver, slack), state(mp4=False))  # the form is left "working"
+            driver.submit("UALICE", open_form(driver, slack), state(mp4=False))  # the form says something went wrong
         else:
             assert "applied and confirmed" not in submitted(driver, slack, state(mp4=False))
         bot.drain()

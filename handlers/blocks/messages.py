@@ -39,3 +39,18 @@ def usage(problem: str | None = None) -> list[dict[str, Any]]:
 def error(text: str) -> list[dict[str, Any]]:
     """A refusal or an upstream failure; `text` is plain text, shown as written."""
     return text_blocks(f":x: {escape(text)}")
+
+
+def went_wrong(ref: str, sent_to_agora: bool) -> str:
+    """What a person is told when recbot failed unexpectedly while doing what they asked:
+    what it left behind, as far as recbot knows, and the reference its log carries."""
+    if sent_to_agora:
+        return (
+            f"Something went wrong on recbot's side after a change was sent to Agora, so whether it is "
+            f"in effect is unknown (ref {ref}). Check it with `/recording get`, and give whoever runs recbot "
+            "the reference."
+        )
+    return (
+        f"Something went wrong on recbot's side; nothing was sent to Agora (ref {ref}). Try again; "
+        "if it happens again, give whoever runs recbot the reference."
+    )
