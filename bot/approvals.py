@@ -91,8 +91,10 @@ class ApprovalService:
     def open(
         self, target: Target, live: RecordingConfig, patch: RecordingConfig, requester: str, probe: ProbeNote | None
     ) -> Outcome:
-        """Open a pending request; its keys are sealed, its diff and probe note are safe to show."""
+        """Open a pending request; its keys are sealed, its diff and probe note are safe to show.
+        The request handed back carries the claim on posting its cards (`announce_token`)."""
         safe_diff = diff(live, expected_after(live, patch))
+        claim = secrets.token_hex(8)
         try:
             row = self._store.create_request(
                 request_id=secrets.token_hex(8),
@@ -103,6 +105,7 @@ class ApprovalService:
                 sealed_patch=self._sealer.seal(json.dumps(patch.wire_json())),
                 changes=safe_diff,
                 probe=probe,
+                card_claim=claim,
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), safe_diff, mentions=(busy.holder.requester,))
@@ -113,12 +116,14 @@ class ApprovalService:
             "This change needs a second person's approval. It has been sent to the approvers; "
             "you will be told the outcome. Nothing was sent to Agora yet.",
             safe_diff,
-            row,
+            replace(row, announce_token=claim),
         )
 
     def open_switch(self, target: Target, enabled: bool, requester: str, changes: list[FieldChange]) -> Outcome:
         """Open a pending request to pause or resume every stream of an entry point
-        (`target` is the entry point as a whole); it carries no secret."""
+        (`target` is the entry point as a whole); it carries no secret. As `open`, the request
+        handed back carries the claim on posting its cards."""
+        claim = secrets.token_hex(8)
         try:
             row = self._store.create_request(
                 request_id=secrets.token_hex(8),
@@ -130,6 +135,7 @@ class ApprovalService:
                 changes=changes,
                 kind="switch",
                 spec={"enabled": enabled},
+                card_claim=claim,
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), changes, mentions=(busy.holder.requester,))
@@ -141,7 +147,7 @@ class ApprovalService:
             f"to the approvers; once approved, {consequence(enabled, target.entry_point)} "
             "Nothing was sent to Agora yet.",
             changes,
-            row,
+            replace(row, announce_token=claim),
         )
 
     def attach_cards(self, request_id: str, cards: list[CardRef]) -> None:
