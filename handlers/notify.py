@@ -85,7 +85,11 @@ class Notifier:
         token = row.announce_token or self._services.store.claim_cards(row.id)
         if token is None:
             return  # a sweep is posting them right now
-        if not self._post_cards(row, token):
+        posted = self._post_cards(row, token)
+        # Whoever moved the request while the cards were being posted found no cards to update;
+        # and the homes show it either way (an approver can decide it there, card or not).
+        self.refresh_cards(row.id, shown=row.version)
+        if not posted:
             self.tell(row.requester, approval_card.no_card_notice(row))
 
     def repost_cards(self, row: RequestRow, stale_claims_before: datetime | None = None) -> bool:
@@ -95,6 +99,7 @@ class Notifier:
         token = self._services.store.claim_cards(row.id, stale_before=stale_claims_before)
         if token is None or not self._post_cards(row, token):
             return False
+        self.refresh_cards(row.id, shown=row.version)  # it may have moved since the sweep listed it
         self.tell(row.requester, approval_card.card_posted_notice(row))
         return True
 
@@ -108,9 +113,6 @@ class Notifier:
                 self._services.approvals.attach_cards(row.id, cards)
         finally:
             self._services.store.release_announcement(row.id, token)
-        if cards:
-            # Whoever moved the request while the cards were being posted found no cards to update.
-            self.refresh_cards(row.id, shown=row.version)
         return cards
 
     def refresh_cards(self, request_id: str, shown: int | None = None) -> None:

@@ -66,6 +66,7 @@ def run_sweep(bot: RunningBot) -> None:
 
 
 def test_a_card_slack_refused_is_posted_by_a_later_sweep_once(quiet_driver, quiet_bot, slack, agora) -> None:
+    open_home(quiet_driver, slack, "UCAROL")
     slack.refused_channels["CAPPROVE"] = "channel_not_found"
     open_request(quiet_driver, slack)
     (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
@@ -73,6 +74,7 @@ def test_a_card_slack_refused_is_posted_by_a_later_sweep_once(quiet_driver, quie
     quiet_bot.drain()
     (row,) = quiet_bot.services.store.open_requests()
     assert row.state == "pending" and row.cards == []
+    assert "Waiting for your approval (1)" in shown(slack.home("UCAROL"))  # an approver's open home has it, card or not
 
     run_sweep(quiet_bot)  # Slack still refuses: tried, nobody told again
     assert [c for c in slack.of("chat.postMessage") if is_card(c)] == [] and len(dms(slack, "")) == 1
