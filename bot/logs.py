@@ -66,8 +66,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string must not lose the record
             message = f"{record.msg} {record.args}"
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Frames only: an exception's message can carry what a person typed, a secret key included.
+            message += "\n" + failure_frames(record.exc_info[1])
             record.exc_info = None
             record.exc_text = None
         record.msg, record.args = self.scrub(message), None
