@@ -7,7 +7,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
+from bot.agora import (
+    INTERACTIVE_WAIT_SECONDS,
+    AgoraBadRequest,
+    AgoraClient,
+    AgoraError,
+    AgoraNotFound,
+    AgoraUnavailable,
+)
 from bot.changes import Outcome
 from bot.models import FieldChange, Target
 from bot.store import Store, SwitchBusy
@@ -31,15 +38,18 @@ def apply_switch(
     enabled: bool,
     actor: str,
     request_id: str | None = None,
+    *,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> Outcome:
-    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed."""
+    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed;
+    `wait_limit` bounds the wait for the rate limiter (None: its turn)."""
     app_id, entry_point = target.app_id, target.entry_point
     changes = [switch_change(book.known(app_id, entry_point), enabled)]
     ep, app = inert(entry_point), inert(app_id)
     try:
         with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
             try:
-                agora.set_switch(app_id, entry_point, enabled)
+                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
                 log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
                 why = inert(exc.upstream_message or "no detail")
