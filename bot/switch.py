@@ -113,9 +113,11 @@ class SwitchBook:
             )
 
 
-def inert(name: str) -> str:
-    """A name as it may appear in a Slack message: no mention, link or markup."""
-    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def code(name: str) -> str:
+    """A name as a code span of recbot's answers (plain text, escaped once where it is shown).
+    Slack has no way to write a backtick inside a code span, so one in a name (an entry point
+    as Agora holds it) is shown as a look-alike (U+02CB) rather than end the span early."""
+    return "`" + name.replace("`", "\u02cb") + "`"
 
 
 def verb(enabled: bool) -> str:
@@ -123,10 +125,12 @@ def verb(enabled: bool) -> str:
 
 
 def consequence(enabled: bool, entry_point: str) -> str:
-    """What a pause or a resume does, said plainly (`entry_point` as it is to be shown)."""
+    """What a pause or a resume does, said plainly (plain text)."""
     if enabled:
-        return f"custom recording of every stream of `{entry_point}` starts again, with its configuration as it was."
-    return f"custom recording for all streams of `{entry_point}` stops until resumed; the configuration is kept."
+        return (
+            f"custom recording of every stream of {code(entry_point)} starts again, with its configuration as it was."
+        )
+    return f"custom recording for all streams of {code(entry_point)} stops until resumed; the configuration is kept."
 
 
 def describe(

@@ -1,6 +1,9 @@
 """Pausing and resuming custom recording of an entry point, and recording single
 streams: who may, when it needs approval, the documented order (the switch off
-before a stream task), and Agora's answers in words a person can act on."""
+before a stream task), and Agora's answers in words a person can act on.
+
+Every message here is plain text with names as typed or as Agora holds them: it is
+escaped once, where it is shown (an answer, a card, the App Home, history)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, A
 from bot.changes import Outcome
 from bot.models import FieldChange, Target
 from bot.store import Store, SwitchBusy
-from bot.switch import SwitchBook, consequence, inert, switch_change, verb
+from bot.switch import SwitchBook, code, consequence, switch_change, verb
 
 if TYPE_CHECKING:
     from bot.approvals import ApprovalService
@@ -35,18 +38,18 @@ def apply_switch(
     """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed."""
     app_id, entry_point = target.app_id, target.entry_point
     changes = [switch_change(book.known(app_id, entry_point), enabled)]
-    ep, app = inert(entry_point), inert(app_id)
+    ep, app = code(entry_point), code(app_id)
     try:
         with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
             try:
                 agora.set_switch(app_id, entry_point, enabled)
             except AgoraUnavailable as exc:
                 log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
-                why = inert(exc.upstream_message or "no detail")
+                why = exc.upstream_message or "no detail"
                 return Outcome(
                     "failed",
                     f"Agora did not answer the {verb(enabled)} ({why}), so whether "
-                    f"custom recording of `{ep}` is {'on' if enabled else 'paused'} is unknown now; recbot "
+                    f"custom recording of {ep} is {'on' if enabled else 'paused'} is unknown now; recbot "
                     "shows it as unknown. Send it again to be sure: it is safe to repeat.",
                     changes,
                 )
@@ -54,18 +57,18 @@ def apply_switch(
                 change.refused()
                 return Outcome(
                     "failed",
-                    f"Nothing was changed: Agora has no entry point `{ep}` in App ID `{app}`. "
+                    f"Nothing was changed: Agora has no entry point {ep} in App ID {app}. "
                     "Check the name (case-sensitive) and `--app`.",
                     changes,
                 )
             except AgoraError as exc:
                 change.refused()
-                return Outcome("failed", f"Nothing was changed. {inert(exc.user_message())}", changes)
+                return Outcome("failed", f"Nothing was changed. {exc.user_message()}", changes)
             change.landed()
     except SwitchBusy:
         return Outcome("failed", BUSY, changes)
     done = "Resumed" if enabled else "Paused"
-    return Outcome("applied", f"{done}: {consequence(enabled, ep)}", changes)
+    return Outcome("applied", f"{done}: {consequence(enabled, entry_point)}", changes)
 
 
 class SwitchService:
@@ -96,7 +99,7 @@ class SwitchService:
     def command(self, *words: str, app_id: str) -> str:
         """The command a person would type, `--app` only when it is not the default."""
         app = f" --app {app_id}" if app_id != self._default_app else ""
-        return inert(f"`/recording {' '.join(words)}{app}`")
+        return code(f"/recording {' '.join(words)}{app}")
 
     def switch(self, app_id: str, entry_point: str, enabled: bool, requester: str) -> Outcome:
         """Pause (`enabled` False) or resume every stream of an entry point: at once, or as a change request."""
@@ -121,12 +124,12 @@ class SwitchService:
 
     def _start(self, target: Target, stream: str, user: str) -> Outcome:
         known = self.book.known(target.app_id, target.entry_point)
-        ep, name = inert(target.entry_point), inert(stream)
+        ep, name = code(target.entry_point), code(stream)
         if known is not None and known.enabled:
             pause = self.command("pause", target.entry_point, app_id=target.app_id)
             return Outcome(
                 "refused",
-                f"Nothing was sent: custom recording of `{ep}` is on for every stream, as far as recbot knows. "
+                f"Nothing was sent: custom recording of {ep} is on for every stream, as far as recbot knows. "
                 f"Agora records a single stream only while that is off. Pause it first with {pause}, "
                 "then run this again.",
             )
@@ -141,43 +144,43 @@ class SwitchService:
         self._store.audit("stream_on", user, target, changes=change)
         stop = self.command("stream", target.entry_point, target.region, stream, "off", app_id=target.app_id)
         message = (
-            f"Agora accepted: it records stream `{name}` of `{ep}` ({target.region}) while it is pushed, now or "
+            f"Agora accepted: it records stream {name} of {ep} ({target.region}) while it is pushed, now or "
             f"within the next 24 hours, and stops when the push ends. To stop it: {stop}."
         )
         if known is None or known.enabled is None:
-            message += f" (recbot does not know whether custom recording of `{ep}` is off; Agora took the task.)"
+            message += f" (recbot does not know whether custom recording of {ep} is off; Agora took the task.)"
         return Outcome("applied", message, change)
 
     def _start_failed(self, exc: AgoraError, target: Target, stream: str, unknown: bool) -> str:
         """Agora's refusal of a stream task, in words a person can act on."""
-        ep, name, why = inert(target.entry_point), inert(stream), inert(exc.upstream_message or "no detail given")
+        ep, name, why = code(target.entry_point), code(stream), exc.upstream_message or "no detail given"
         if isinstance(exc, AgoraNotFound):
             return (
-                f"Nothing was recorded: Agora has no entry point `{ep}` configured in region `{target.region}` of "
-                f"App ID `{inert(target.app_id)}`. Check the name (case-sensitive), the region and `--app`."
+                f"Nothing was recorded: Agora has no entry point {ep} configured in region `{target.region}` of "
+                f"App ID {code(target.app_id)}. Check the name (case-sensitive), the region and `--app`."
             )
         if isinstance(exc, AgoraBadRequest):
             pause = self.command("pause", target.entry_point, app_id=target.app_id)
             hint = (
-                f" recbot does not know whether custom recording of `{ep}` is off (it was never set through "
+                f" recbot does not know whether custom recording of {ep} is off (it was never set through "
                 f"recbot, or its last change got no answer); if it is on, pause it first with {pause}."
                 if unknown
                 else ""
             )
             return (
-                f"Agora refused to record stream `{name}`: {why}. Agora records a single stream only while the "
+                f"Agora refused to record stream {name}: {why}. Agora records a single stream only while the "
                 "entry point's custom recording is off, and only a stream pushed now or within the next 24 hours."
                 + hint
             )
         if isinstance(exc, AgoraUnavailable):
             return (
-                f"Agora did not answer ({why}), so whether it records stream `{name}` is unknown. "
+                f"Agora did not answer ({why}), so whether it records stream {name} is unknown. "
                 "Run the command again: it is safe to repeat."
             )
-        return f"Nothing was recorded. {inert(exc.user_message())}"
+        return f"Nothing was recorded. {exc.user_message()}"
 
     def _stop(self, target: Target, stream: str, user: str) -> Outcome:
-        ep, name = inert(target.entry_point), inert(stream)
+        ep, name = code(target.entry_point), code(stream)
         change = [FieldChange(f"Stream {stream}", "recorded by a task", "not recorded by a task")]
         try:
             self._agora.stop_stream(target, stream)
@@ -185,21 +188,21 @@ class SwitchService:
             listed = self._store.remove_stream_task(target, stream)
             return Outcome(
                 "no_change",
-                f"Agora has no recording task for stream `{name}` of `{ep}` ({target.region}): it ended with the "
+                f"Agora has no recording task for stream {name} of {ep} ({target.region}): it ended with the "
                 "push, was stopped elsewhere, or the entry point or stream name is not that. "
                 + ("recbot no longer lists it." if listed else "Check the names, the region and `--app`."),
             )
         except AgoraUnavailable as exc:
             message = (
-                f"Agora did not answer ({inert(exc.upstream_message or 'no detail')}), so whether it still records "
-                f"stream `{name}` is unknown. Run the command again: it is safe to repeat."
+                f"Agora did not answer ({exc.upstream_message or 'no detail'}), so whether it still records "
+                f"stream {name} is unknown. Run the command again: it is safe to repeat."
             )
             self._store.audit("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         except AgoraError as exc:
-            message = f"Nothing was stopped. {inert(exc.user_message())}"
+            message = f"Nothing was stopped. {exc.user_message()}"
             self._store.audit("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         self._store.remove_stream_task(target, stream)
         self._store.audit("stream_off", user, target, changes=change)
-        return Outcome("applied", f"Stopped: Agora no longer records stream `{name}` of `{ep}` by a task.", change)
+        return Outcome("applied", f"Stopped: Agora no longer records stream {name} of {ep} by a task.", change)

@@ -194,8 +194,9 @@ class Notifier:
             if concerned or self._services.approvers.includes(user, lookup):  # what waits for them changed
                 self.publish_home(user)
 
-    def publish_home(self, user: str, notice: str | None = None) -> None:
-        """The App Home of `user` as it is now (approvers also see what waits for them)."""
+    def publish_home(self, user: str, notice: str | None = None, kind: str = "info") -> None:
+        """The App Home of `user` as it is now (approvers also see what waits for them), under
+        `notice` (mrkdwn) marked as `kind` (see home.home_view)."""
         services = self._services
         is_approver = services.approvers.includes(user, GroupLookup(self._client))
         rows = services.approvals.open_requests()
@@ -210,7 +211,7 @@ class Notifier:
             streams=services.store.stream_tasks(),
         )
         try:
-            self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice))
+            self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))
         except SLACK_FAILURES as exc:
             log.error("could not publish the home of %s: %s", user, _why(exc))
 

@@ -15,6 +15,7 @@ from bot.commands import Command
 from bot.services import Services
 from handlers.blocks import messages
 from handlers.blocks import switch as blocks
+from handlers.blocks.messages import escape_keeping_mentions
 from handlers.notify import GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ def _announce(outcome: Outcome, notifier: Notifier) -> None:
         notifier.refresh_homes()
 
 
+def _tell_home(notifier: Notifier, user: str, outcome: Outcome) -> None:
+    """The outcome as the notice line of the clicker's home: its plain text escaped here, once."""
+    notifier.publish_home(user, escape_keeping_mentions(outcome.message), outcome.kind)
+
+
 def _tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
 
@@ -98,14 +104,14 @@ def register(app: App, services: Services) -> None:
         notifier = Notifier(client, services)
         target = blocks.read_switch_value((body.get("actions") or [{}])[0].get("value"), sealer)
         if target is None:
-            notifier.publish_home(user, NOT_GENUINE)
+            notifier.publish_home(user, NOT_GENUINE, "refused")
             return
         if not services.requesters.includes(user, GroupLookup(client)):
-            notifier.publish_home(user, NOT_REQUESTER)
+            notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
         outcome = services.switches.switch(target.app_id, target.entry_point, True, user)
         _announce(outcome, notifier)
-        notifier.publish_home(user, outcome.message)
+        _tell_home(notifier, user, outcome)
 
     @app.action(blocks.ACTION_HOME_STOP)
     def stop_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
@@ -115,11 +121,11 @@ def register(app: App, services: Services) -> None:
         notifier = Notifier(client, services)
         found = blocks.read_stream_value((body.get("actions") or [{}])[0].get("value"), sealer)
         if found is None:
-            notifier.publish_home(user, NOT_GENUINE)
+            notifier.publish_home(user, NOT_GENUINE, "refused")
             return
         if not services.requesters.includes(user, GroupLookup(client)):
-            notifier.publish_home(user, NOT_REQUESTER)
+            notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
         outcome = services.switches.stream(found[0], found[1], False, user)
         _announce(outcome, notifier)
-        notifier.publish_home(user, outcome.message)
+        _tell_home(notifier, user, outcome)

@@ -101,7 +101,7 @@ def card(row: RequestRow, sealer: Sealer, required: int, channel: str) -> list[d
     ]
     enabled = switch_wanted(row)
     if enabled is not None:
-        said = consequence(enabled, escape(row.target.entry_point))  # mrkdwn: the name made inert
+        said = escape(consequence(enabled, row.target.entry_point))
         blocks.append(
             {
                 "type": "context",

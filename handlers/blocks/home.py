@@ -25,6 +25,13 @@ WAITING_PREFIX = "home_request_"
 # A home tab holds at most 100 blocks; three per waiting request, the rest for the other parts.
 MAX_WAITING = 25
 MAX_LINES = 15
+# The mark before the notice line, by how what it reports ended; anything else went wrong.
+NOTICE_ICONS = {
+    "info": ":information_source:",
+    "no_change": ":information_source:",
+    "applied": ":white_check_mark:",
+    "needs_approval": ":lock:",
+}
 
 
 @dataclass(frozen=True)
@@ -86,11 +93,12 @@ def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict
     ]
 
 
-def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -> dict[str, Any]:
-    """The home tab of one person."""
+def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, kind: str = "info") -> dict[str, Any]:
+    """The home tab of one person; `notice` is mrkdwn (whoever wrote it escaped what it quotes),
+    with a mark for how it ended (`kind`: an outcome's kind, "info", or anything else for a failure)."""
     blocks: list[dict[str, Any]] = []
     if notice:
-        blocks.append(_section(BLOCK_NOTICE, f":information_source: {escape(notice)}"))
+        blocks.append(_section(BLOCK_NOTICE, f"{NOTICE_ICONS.get(kind, ':warning:')} {notice}"))
     if content.waiting is not None:
         blocks.append(_header(f"Waiting for your approval ({len(content.waiting)})"))
         for row in content.waiting[:MAX_WAITING]:

@@ -10,9 +10,9 @@ from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
 from bot.seal import Sealer
 from bot.store import StreamTaskRow, SwitchRow
-from bot.switch import consequence, describe, inert
+from bot.switch import consequence, describe
 from handlers.blocks.approval_card import when
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import escape, escape_keeping_mentions
 
 ACTION_PAUSE = "switch_pause"
 ACTION_RESUME = "switch_resume"
@@ -79,7 +79,7 @@ def _plain(text: str) -> dict[str, str]:
 
 def confirm_pause(entry_point: str) -> dict[str, Any]:
     """The dialog a Pause button asks first: what stops, said plainly."""
-    text = consequence(False, inert(entry_point)).replace("`", '"')
+    text = escape(consequence(False, entry_point)).replace("`", '"')
     return {
         "title": _plain("Pause recording?"),
         "text": _plain((text[0].upper() + text[1:])[:300]),
@@ -118,14 +118,14 @@ def summary_blocks(state: SwitchRow | None, target: Target, sealer: Sealer) -> l
 
 
 def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point: str = "") -> list[dict[str, Any]]:
-    """The answer to a pause, resume or stream: what happened (its message is mrkdwn with names
-    made inert), and, with `entry_point`, what recbot knows now."""
+    """The answer to a pause, resume or stream: what happened (its message is plain text, escaped
+    here but for the people recbot's own words name), and, with `entry_point`, what recbot knows now."""
     icon = OUTCOME_ICONS.get(outcome.kind, ":x:" if outcome.kind == "failed" else ":no_entry:")
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "block_id": BLOCK_OUTCOME,
-            "text": {"type": "mrkdwn", "text": f"{icon} {outcome.message}"[:3000]},
+            "text": {"type": "mrkdwn", "text": f"{icon} {escape_keeping_mentions(outcome.message)}"[:3000]},
         }
     ]
     if entry_point:
@@ -137,8 +137,8 @@ def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point
 
 
 def outcome_text(outcome: Outcome) -> str:
-    """Notification fallback text."""
-    return outcome.message[:300]
+    """Notification fallback text (Slack parses it as mrkdwn too)."""
+    return escape_keeping_mentions(outcome.message)[:300]
 
 
 def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer) -> list[dict[str, Any]]:
