@@ -43,9 +43,16 @@ class Command:
     enabled: bool | None = None  # pause, resume, stream: off or on
 
 
+def as_typed(text: str) -> str:
+    """A slash command's text as the person typed it: Slack sends `&`, `<` and `>` as `&amp;`,
+    `&lt;` and `&gt;` (its formatting rules), so `a&b` arrives as `a&amp;b`. Undone once,
+    `&amp;` last, so a typed `&lt;` stays `&lt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse_command(text: str, *, default_app: str, default_region: str) -> Command:
-    """Parse `/recording` text; raise UsageError with a clear message if invalid."""
-    words = text.split()
+    """Parse `/recording` text as Slack sends it (escaped); raise UsageError with a clear message if invalid."""
+    words = as_typed(text).split()
     if not words or words[0].lower() == "help":
         return Command("help")
     verb, args = words[0].lower(), words[1:]
