@@ -124,13 +124,12 @@ def verb(enabled: bool) -> str:
     return "resume" if enabled else "pause"
 
 
-def consequence(enabled: bool, entry_point: str) -> str:
-    """What a pause or a resume does, said plainly (plain text)."""
+def consequence(enabled: bool, entry_point: str, app_id: str | None = None) -> str:
+    """What a pause or a resume does, said plainly (plain text); `app_id` named when given."""
+    name = code(entry_point) + (f" (app {code(app_id)})" if app_id else "")
     if enabled:
-        return (
-            f"custom recording of every stream of {code(entry_point)} starts again, with its configuration as it was."
-        )
-    return f"custom recording for all streams of {code(entry_point)} stops until resumed; the configuration is kept."
+        return f"custom recording of every stream of {name} starts again, with its configuration as it was."
+    return f"custom recording for all streams of {name} stops until resumed; the configuration is kept."
 
 
 def describe(
@@ -155,7 +154,10 @@ def describe(
         return f"unknown: {what} by {by} was being sent to Agora on {on}, and no answer is recorded yet"
     if state.status == "interrupted":
         return f"unknown: {what} by {by} on {on} was interrupted (recbot stopped while sending it)"
-    return f"unknown: Agora did not answer {what} by {by} on {on}, so whether it took effect is unknown"
+    return (
+        f"unknown: Agora gave no usable answer to {what} by {by} on {on} (a server error, or none at all), "
+        "so whether it took effect is unknown"
+    )
 
 
 def switch_change(known: SwitchRow | None, enabled: bool) -> FieldChange:

@@ -122,8 +122,9 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
         return
     target = parsed.target
     known = services.switches.book.known(target.app_id, target.entry_point)
+    switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval)
     respond(
-        blocks=summary.summary(target, config) + switch_blocks.summary_blocks(known, target, services.sealer),
+        blocks=summary.summary(target, config) + switch,
         text=summary.summary_text(target),
         response_type="ephemeral",
     )

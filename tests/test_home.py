@@ -81,7 +81,7 @@ def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
 
     for view in (approver, requester, open_home(driver, slack, "UDAVE")):
         alerts = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS)
-        assert "live (na" in shown(alerts) and "HLS recording: off → on" in shown(alerts)
+        assert "`live` (na" in shown(alerts) and "HLS recording: off → on" in shown(alerts)
         latest = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_LATEST)
         assert "requested" in shown(latest) and "changed outside recbot" in shown(latest)
     assert "NEW-SECRET" not in slack.payload_text() and posted is not None
@@ -252,8 +252,8 @@ class TestADamagedAlertRow:
             conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
 
         for user in ("UBOB", "UDAVE"):
-            assert "ep2 (na" in home_alerts(open_home(driver, slack, user))
-            assert "live (na" not in home_alerts(slack.home(user)), user
+            assert "`ep2` (na" in home_alerts(open_home(driver, slack, user))
+            assert "`live` (na" not in home_alerts(slack.home(user)), user
         assert [a.target.entry_point for a in store.open_alerts()] == ["ep2"]
 
         watch_pass(bot.services, notifier)
@@ -262,7 +262,7 @@ class TestADamagedAlertRow:
         assert sorted(a.target.entry_point for a in store.open_alerts()) == ["ep2", "live"]
         watch_pass(bot.services, notifier)
         assert len(alerts(slack)) == 3  # announced once more, not on every pass
-        assert "live (na" in home_alerts(open_home(driver, slack, "UBOB"))
+        assert "`live` (na" in home_alerts(open_home(driver, slack, "UBOB"))
 
 
 def home_alerts(view: dict[str, Any] | None) -> str:

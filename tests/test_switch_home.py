@@ -25,7 +25,7 @@ def paused(view: dict[str, Any], entry_point: str) -> dict[str, Any]:
         b
         for b in view["blocks"]
         if b.get("block_id", "").startswith(switch_blocks.HOME_PAUSED_PREFIX)
-        and b["text"]["text"].startswith(f"*{entry_point}* ")
+        and b["text"]["text"].startswith(f"`{entry_point}` ")
     )
 
 
@@ -47,13 +47,13 @@ def test_everyone_sees_paused_entry_points_and_streams_with_resume_and_stop(driv
         "home_paused_1",
     ]
     first = paused(home, "live")
-    assert "*live* (app APPID01): paused by <@UALICE>" in shown(first) and "(as set by recbot)" in shown(first)
+    assert "`live` (app `APPID01`): paused by <@UALICE>" in shown(first) and "(as set by recbot)" in shown(first)
     assert first["accessory"]["action_id"] == switch_blocks.ACTION_HOME_RESUME
     assert first["accessory"]["value"] == switch_blocks.switch_value(
         Target.every_region(APP_ID, "live"), bot.services.sealer
     )
     stream = block(home, "home_stream_0")
-    assert "Stream *cam-1* of *live* (na, app APPID01)" in shown(stream) and "started by <@UALICE>" in shown(stream)
+    assert "Stream `cam-1` of `live` (na, app `APPID01`)" in shown(stream) and "started by <@UALICE>" in shown(stream)
     assert stream["accessory"]["action_id"] == switch_blocks.ACTION_HOME_STOP
 
 
@@ -69,7 +69,7 @@ def test_resume_and_stop_from_the_home_are_sent_once_and_redraw_it(driver, slack
     bot.drain()
     assert [c.json() for c in switch_calls(agora)][-1] == {"enabled": True} and agora.switch(APP_ID, "live")
     home = slack.home("UDAVE")
-    assert "Resumed" in shown(home) and "*live* (app" not in shown(home) and "*ep2* (app" in shown(home)
+    assert "Resumed" in shown(home) and "`live` (app" not in shown(home) and "`ep2` (app" in shown(home)
     known = bot.services.switches.book.known(APP_ID, "live")
     assert (known.enabled, known.actor) == (True, "UDAVE")
 
@@ -123,7 +123,7 @@ class TestThroughApproval:
         home = open_home(driver, slack, "UDAVE")
         click_home(driver, slack, "UDAVE", block(home, "home_paused_0")["accessory"])
         bot.drain()
-        assert "needs a second person's approval" in shown(slack.home("UDAVE")) and agora.calls() == []
+        assert "needs a second person's approval" in shown(slack.home("UDAVE")) and switch_calls(agora) == []
         (card,) = slack.of("chat.postMessage")
         assert card.params["channel"] == "CAPPROVE" and "asks to *resume*" in shown(card.params)
 

@@ -79,7 +79,7 @@ def test_on_and_off_ride_out_transient_errors_and_explain_persistent_ones(driver
     assert [c.status for c in task_calls(agora)] == [status, 200]
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="DELETE")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 off"))
-    assert ("rate-limiting" if status == 429 else "whether it still records stream `cam-1` is unknown") in reply
+    assert ("rate-limiting" if status == 429 else "whether Agora still records stream `cam-1` is unknown") in reply
     assert len(bot.services.store.stream_tasks()) == 1  # still listed: it may still record
     assert agora.tasks == {(APP_ID, "live", "na", "cam-1")}
 
@@ -166,5 +166,5 @@ def test_a_persistent_error_on_on_is_explained_and_lists_nothing(driver, slack, 
     run(driver, slack, "pause live")
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="PUT")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 on"))
-    assert ("rate-limiting" if status == 429 else "whether it records stream `cam-1` is unknown") in reply
+    assert ("rate-limiting" if status == 429 else "whether Agora records stream `cam-1` is unknown") in reply
     assert len(task_calls(agora)) == 4 and bot.services.store.stream_tasks() == []

@@ -9,13 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.agora import AgoraUnavailable
 from bot.commands import parse_command
 from handlers.blocks import approval_card as card
 from handlers.blocks import home as home_blocks
 from handlers.blocks import messages
+from handlers.blocks import switch as switch_blocks
 from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG
-from tests.switch_helpers import run, said, task_calls
+from tests.fakes.agora import SWITCH_ON_REFUSAL, Fault
+from tests.switch_helpers import get_switch_buttons, run, said, switch_calls, task_calls
 from tests.test_home import click_home, home_button, open_home
 
 
@@ -97,3 +100,113 @@ def test_every_verb_reads_slacks_escaped_text_as_typed(name: str) -> None:
         (f"list na --app {sent}", lambda c: c.app_id),
     ):
         assert read(parse_command(text, default_app=APP_ID, default_region="na")) == name
+
+
+def test_a_stream_refused_while_recbot_believes_it_paused_says_its_view_may_be_out_of_date(driver, slack, agora, bot):
+    run(driver, slack, "pause live")
+    agora.switches[(APP_ID, "live")] = True  # switched on again in Agora Console: recbot cannot see it
+    reply = said(run(driver, slack, "stream live na cam-1 on"))
+    assert SWITCH_ON_REFUSAL in reply and "paused, but that view may be out of date" in reply
+    assert "Pause it again with `/recording pause live`, then run this again" in reply
+    assert agora.tasks == set()
+
+
+def test_a_rate_limited_pause_says_nothing_was_changed_once(driver, slack, agora, bot) -> None:
+    agora.inject(*[Fault(429, {"Retry-After": "0"}, "Too Many Requests", path="/auto")] * 4)
+    answer = block(run(driver, slack, "pause live").params, switch_blocks.BLOCK_OUTCOME)["text"]["text"]
+    assert answer.count("Nothing was changed") == 1 and "rate-limiting" in answer
+
+
+@pytest.mark.parametrize(("verb", "path"), [("pause live", "/auto"), ("stream live na cam-1 on", "/tasks")])
+def test_a_server_error_is_called_one_not_silence(driver, slack, agora, bot, verb, path) -> None:
+    if verb.startswith("stream"):
+        run(driver, slack, "pause live")
+    agora.inject(*[Fault(500, message="Internal Server Error", path=path)] * 4)
+    reply = said(run(driver, slack, verb))
+    assert "Agora answered with a server error (500: Internal Server Error)" in reply
+    assert "did not answer" not in reply and "may or may not have taken effect" in reply
+
+
+def test_no_answer_at_all_is_said_as_such() -> None:
+    from bot.switching import no_answer
+
+    assert no_answer(AgoraUnavailable("timed out")) == "Agora did not answer (timed out)"
+    assert (
+        no_answer(AgoraUnavailable("answer was not JSON")) == "Agora's answer could not be read (answer was not JSON)"
+    )
+    assert no_answer(AgoraUnavailable("Bad Gateway", 502)) == "Agora answered with a server error (502: Bad Gateway)"
+
+
+def test_one_word_too_many_says_what_pause_takes(driver, slack, agora, bot) -> None:
+    reply = said(run(driver, slack, "pause live extra"))
+    assert "`/recording pause` takes one entry point, and got 2 words (live extra)" in reply
+    assert "`/recording pause &lt;entry_point&gt; [--app APPID]`" in reply
+
+
+def test_the_answers_name_the_app_given_with_app(driver, slack, agora, bot) -> None:
+    agora.put("OTHERAPP", "live", "eu", LIVE_CONFIG)
+    assert "all streams of `live` (app `OTHERAPP`) stops" in said(run(driver, slack, "pause live --app OTHERAPP"))
+    reply = said(run(driver, slack, "stream live eu cam-1 on --app OTHERAPP"))
+    assert "records stream `cam-1` of `live` (eu, app `OTHERAPP`)" in reply
+    assert "(app `" not in said(run(driver, slack, "pause live"))  # the default app goes unsaid
+
+
+def test_backticks_cannot_break_a_code_span(driver, slack, agora, bot) -> None:
+    refused = said(run(driver, slack, "stream live na ca`m on"))
+    assert "Stream name must not contain a backtick" in refused and "Usage" in refused
+    agora.put(APP_ID, "a`b", "na", LIVE_CONFIG)  # as Agora holds it
+    reply = said(run(driver, slack, "pause a`b"))
+    assert "all streams of `a\u02cbb` stops" in reply and "`/recording resume a\u02cbb`" in reply
+    assert not agora.switch(APP_ID, "a`b") and task_calls(agora) == []
+
+
+def test_markup_in_names_stays_text_on_the_home(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "_a*b_", "na", LIVE_CONFIG)
+    run(driver, slack, "pause _a*b_")
+    run(driver, slack, "stream _a*b_ na *cam_1* on")
+    home = open_home(driver, slack, "UDAVE")
+    lines = [
+        b["text"]["text"] for b in home["blocks"] if b.get("block_id", "").startswith(("home_paused_", "home_stream_"))
+    ]
+    assert lines[0].startswith("`_a*b_` (app `APPID01`): paused by <@UALICE>")
+    assert lines[1].startswith("Stream `*cam_1*` of `_a*b_` (na, app `APPID01`)")
+    latest = block(home, home_blocks.BLOCK_LATEST)["text"]["text"]
+    assert "• `_a*b_` (na, app `APPID01`)" in latest and "*_a*b_" not in latest
+
+
+class TestEveryChangeApproved:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
+
+    def test_the_pause_button_says_approval_comes_first(self, driver, slack, agora, bot) -> None:
+        confirm = get_switch_buttons(run(driver, slack, "get live na"))[switch_blocks.ACTION_PAUSE]["confirm"]
+        assert "stops until resumed" in confirm["text"]["text"]
+        assert "needs a second person's approval (RECBOT_APPROVAL_FOR=all)" in confirm["text"]["text"]
+
+    def test_a_failed_apply_says_who_approved_not_who_failed(self, driver, slack, agora, bot) -> None:
+        run(driver, slack, "pause live")
+        agora.inject(Fault(404, message="entry point not found", path="/auto"))
+        posted = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")[-1]
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        dm = text_of(slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UALICE")[0])
+        bot.drain()
+        for shown_now in (dm, card_shown(slack, posted)):
+            assert "Approved by <@UBOB>; *Failed*" in shown_now and "*Failed* by" not in shown_now
+            assert "Nothing was changed: Agora has no entry point `live`" in shown_now
+
+    @pytest.mark.parametrize(
+        ("text", "words"),
+        [
+            ("pause live --app NOPE", "No request was opened: Agora has no project with App ID `NOPE`"),
+            ("resume nosuch", "No request was opened: Agora has no entry point `nosuch` in App ID `APPID01`"),
+        ],
+    )
+    def test_an_unknown_app_or_entry_point_is_refused_before_any_request(self, driver, slack, agora, bot, text, words):
+        agora.unknown_apps.add("NOPE")
+        reply = said(run(driver, slack, text))
+        assert words in reply
+        bot.drain()
+        assert bot.services.store.open_requests() == [] and switch_calls(agora) == []
+        assert [c.params["channel"] for c in slack.of("chat.postMessage")] == []  # no card
+        assert [c.method for c in agora.calls()] == ["GET"]  # the list, and nothing else

@@ -153,9 +153,13 @@ def card(row: RequestRow, sealer: Sealer, required: int, channel: str) -> list[d
 
 
 def outcome_line(row: RequestRow) -> str:
+    """How a request ended and who decided: an approved request's approvers did not apply or fail it."""
     icon = OUTCOME_ICONS.get(row.state, ":hourglass_flowing_sand:")
-    who = f" by <@{row.decided_by}>" if row.decided_by else ""
     detail = f": {escape(row.result)}" if row.result else ""
+    if row.state in ("applied", "failed", "stale") and row.approvers:
+        approved = ", ".join(f"<@{u}>" for u in row.approvers)
+        return f"{icon} Approved by {approved}; *{row.state.capitalize()}*, {when(row.updated_at)}{detail}"
+    who = f" by <@{row.decided_by}>" if row.decided_by else ""
     return f"{icon} *{row.state.capitalize()}*{who}, {when(row.updated_at)}{detail}"
 
 

@@ -10,7 +10,7 @@ from bot.seal import Sealer
 from bot.store import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
 from handlers.blocks import approval_card, drift_card
 from handlers.blocks import switch as switch_blocks
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import target_name
 from handlers.blocks.requests import event_line
 
 CALLBACK_HOME = "recbot_home"
@@ -65,7 +65,7 @@ def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict
     return [
         _section(
             f"{WAITING_PREFIX}{row.id}",
-            f"`{row.id}` *{escape(row.target.describe())}* from <@{row.requester}>, "
+            f"`{row.id}` {target_name(row.target)} from <@{row.requester}>, "
             f"{len(row.approvers)} of {required} approvals, expires {approval_card.when(row.expires_at)}\n"
             + approval_card.diff_text(row),
         ),
@@ -113,8 +113,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
         _listing(
             BLOCK_OWN,
             [
-                f"• `{r.id}` *{escape(r.target.describe())}*: {r.state}, {len(r.approvers)} of "
-                f"{content.required} approvals"
+                f"• `{r.id}` {target_name(r.target)}: {r.state}, {len(r.approvers)} of {content.required} approvals"
                 for r in content.own
             ],
             "You have no open requests.",
@@ -125,7 +124,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
         _listing(
             BLOCK_ALERTS,
             [
-                f"• *{escape(a.target.describe())}*, seen {approval_card.when(a.detected_at)}: "
+                f"• {target_name(a.target)}, seen {approval_card.when(a.detected_at)}: "
                 + "; ".join(line.removeprefix("• ") for line in drift_card.diff_lines(a))
                 for a in content.alerts
             ],
@@ -137,7 +136,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
     blocks.append(
         _listing(
             BLOCK_LATEST,
-            [f"• *{escape(e.target.describe())}* " + event_line(e) for e in content.latest],
+            [f"• {target_name(e.target)} " + event_line(e) for e in content.latest],
             "Nothing recorded yet.",
         )
     )

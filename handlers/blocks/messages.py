@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot import switch
 from bot.commands import USAGE
+from bot.models import Target
 
 # How recbot's own messages name a person (`<@U123>`); see escape_keeping_mentions.
 _ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{1,31})&gt;")
@@ -23,6 +25,18 @@ def escape_keeping_mentions(text: str) -> str:
     message that names who holds a request. A channel-wide `<!channel>`, a channel or a link
     stays inert, wherever it came from."""
     return _ESCAPED_MENTION.sub(r"<@\1>", escape(text))
+
+
+def code(name: str) -> str:
+    """A name (typed, or as Agora holds it) as an inert code span: no mention, link or markup,
+    and `*` or `_` in it turns nothing bold or italic."""
+    return escape(switch.code(name))
+
+
+def target_name(target: Target) -> str:
+    """A target as mrkdwn: its entry point and App ID as code spans."""
+    region = "every region" if target.is_every_region else target.region
+    return f"{code(target.entry_point)} ({region}, app {code(target.app_id)})"
 
 
 def text_blocks(text: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from bot.seal import Sealer
 from bot.store import StreamTaskRow, SwitchRow
 from bot.switch import consequence, describe
 from handlers.blocks.approval_card import when
-from handlers.blocks.messages import escape, escape_keeping_mentions
+from handlers.blocks.messages import code, escape, escape_keeping_mentions
 
 ACTION_PAUSE = "switch_pause"
 ACTION_RESUME = "switch_resume"
@@ -77,12 +77,18 @@ def _plain(text: str) -> dict[str, str]:
     return {"type": "plain_text", "text": text}
 
 
-def confirm_pause(entry_point: str) -> dict[str, Any]:
-    """The dialog a Pause button asks first: what stops, said plainly."""
-    text = escape(consequence(False, entry_point)).replace("`", '"')
+APPROVAL_FIRST = " This needs a second person's approval (RECBOT_APPROVAL_FOR=all): it goes to the approvers first."
+
+
+def confirm_pause(entry_point: str, needs_approval: bool = False) -> dict[str, Any]:
+    """The dialog a Pause button asks first: what stops, said plainly, and whether approval comes first."""
+    said = escape(consequence(False, entry_point)).replace("`", '"')
+    text = said[0].upper() + said[1:]
+    if needs_approval:
+        text = text[: 300 - len(APPROVAL_FIRST)] + APPROVAL_FIRST
     return {
         "title": _plain("Pause recording?"),
-        "text": _plain((text[0].upper() + text[1:])[:300]),
+        "text": _plain(text[:300]),
         "confirm": _plain("Pause"),
         "deny": _plain("Cancel"),
         "style": "danger",
@@ -96,18 +102,19 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def summary_blocks(state: SwitchRow | None, target: Target, sealer: Sealer) -> list[dict[str, Any]]:
+def summary_blocks(
+    state: SwitchRow | None, target: Target, sealer: Sealer, needs_approval: bool = False
+) -> list[dict[str, Any]]:
     """`/recording get`'s lines on the switch, with Pause and/or Resume as recbot knows it."""
-    name = escape(target.entry_point)
     text = (
-        f"*Custom recording of every stream of `{name}`* (all regions): {state_text(state)}\n"
+        f"*Custom recording of every stream of {code(target.entry_point)}* (all regions): {state_text(state)}\n"
         "_Agora has no read of this switch: recbot shows what it set, and no more._"
     )
     value = switch_value(target, sealer)
     buttons = []
     if state is None or state.enabled is not False:
         pause = _button("Pause", ACTION_PAUSE, value, "danger")
-        pause["confirm"] = confirm_pause(target.entry_point)
+        pause["confirm"] = confirm_pause(target.entry_point, needs_approval)
         buttons.append(pause)
     if state is None or state.enabled is not True:
         buttons.append(_button("Resume", ACTION_RESUME, value, "primary"))
@@ -129,7 +136,7 @@ def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point
         }
     ]
     if entry_point:
-        line = f"Custom recording of every stream of `{escape(entry_point)}`, as recbot knows it: {state_text(state)}"
+        line = f"Custom recording of every stream of {code(entry_point)}, as recbot knows it: {state_text(state)}"
         blocks.append(
             {"type": "context", "block_id": BLOCK_STATE, "elements": [{"type": "mrkdwn", "text": line[:3000]}]}
         )
@@ -148,13 +155,13 @@ def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: S
     ]
     for index, state in enumerate(paused[:MAX_HOME_ITEMS]):
         target = Target.model_construct(app_id=state.app_id, entry_point=state.entry_point, region=EVERY_REGION)
-        text = f"*{escape(state.entry_point)}* (app {escape(state.app_id)}): {state_text(state)}"
+        text = f"{code(state.entry_point)} (app {code(state.app_id)}): {state_text(state)}"
         value = switch_value(target, sealer)
         blocks.append(_home_item(f"{HOME_PAUSED_PREFIX}{index}", text, "Resume", ACTION_HOME_RESUME, value))
     for index, task in enumerate(streams[:MAX_HOME_ITEMS]):
-        where = f"({task.target.region}, app {escape(task.target.app_id)})"
+        where = f"({task.target.region}, app {code(task.target.app_id)})"
         text = (
-            f"Stream *{escape(task.stream)}* of *{escape(task.target.entry_point)}* {where}: recorded by a task "
+            f"Stream {code(task.stream)} of {code(task.target.entry_point)} {where}: recorded by a task "
             f"since {when(task.started_at)}, started by <@{task.started_by}>; Agora ends it with the push"
         )
         value = stream_value(task.target, task.stream, sealer)
