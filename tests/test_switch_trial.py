@@ -210,3 +210,25 @@ class TestEveryChangeApproved:
         assert bot.services.store.open_requests() == [] and switch_calls(agora) == []
         assert [c.params["channel"] for c in slack.of("chat.postMessage")] == []  # no card
         assert [c.method for c in agora.calls()] == ["GET"]  # the list, and nothing else
+
+
+def test_history_and_the_home_show_a_failure_as_one_with_its_reason(driver, slack, agora, bot) -> None:
+    agora.inject(Fault(404, message="entry point not found", path="/auto"))
+    run(driver, slack, "pause live")
+    agora.inject(*[Fault(503, message="Service Unavailable", path="/auto")] * 4)
+    run(driver, slack, "resume live")
+    run(driver, slack, "stream live na cam-1 on")  # refused by Agora: the switch is on
+    refused = (
+        "*failed* by <@UALICE> (asked: Custom recording, every stream: unknown → paused): "
+        "Nothing was changed: Agora has no entry point `live` in App ID `APPID01`."
+    )
+    unknown = (
+        "*no usable answer from Agora: it may or may not have taken effect* by <@UALICE> "
+        "(asked: Custom recording, every stream: unknown → on): "
+        "Agora answered with a server error (503: Service Unavailable) to the resume"
+    )
+    stream = "(asked: Stream cam-1: not recorded by a task → recorded by a task): Agora refused to record stream"
+    history = said(run(driver, slack, "history live na"))
+    latest = block(open_home(driver, slack, "UDAVE"), home_blocks.BLOCK_LATEST)["text"]["text"]
+    for shown_now in (history, latest):
+        assert refused in shown_now and unknown in shown_now and stream in shown_now
