@@ -362,9 +362,12 @@ class ApprovalService:
 
 
 def _busy(holder: RequestRow) -> str:
-    """Why a second request for the same target is refused."""
+    """Why a second request for the same target is refused: whose, of what kind, and its ID."""
+    enabled = (holder.spec or {}).get("enabled") if holder.kind == "switch" else None
+    kind = verb(enabled) if isinstance(enabled, bool) else "configuration change"
+    where = "" if holder.target.is_every_region else f" in {holder.target.region}"
     return (
-        f"<@{holder.requester}> already has an open request for this entry point "
+        f"<@{holder.requester}> already has an open {kind} request `{holder.id}` for this entry point{where} "
         f"(since {holder.created_at:%Y-%m-%d %H:%M} UTC). It must be approved, rejected, "
         "cancelled or expire first. Nothing was sent."
     )

@@ -609,6 +609,10 @@ class Store:
             rows = self._rows(conn, change_requests.c.open_target == _open_key(target))
         return rows[0] if rows else None
 
+    def open_request_for(self, target: Target) -> RequestRow | None:
+        """The open request of `target` (one at most), or None."""
+        return self._open_for(target)
+
     def open_requests(self) -> list[RequestRow]:
         with self.engine.connect() as conn:
             return self._rows(conn, change_requests.c.state.in_(OPEN_STATES))

@@ -122,7 +122,8 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
         return
     target = parsed.target
     known = services.switches.book.known(target.app_id, target.entry_point)
-    switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval)
+    waiting = services.store.open_request_for(Target.every_region(target.app_id, target.entry_point))
+    switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval, waiting)
     respond(
         blocks=summary.summary(target, config) + switch,
         text=summary.summary_text(target),

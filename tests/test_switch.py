@@ -221,8 +221,9 @@ class TestThroughApproval:
 
     def test_a_resume_is_a_change_too_and_one_open_switch_request_per_entry_point(self, driver, slack, agora, bot):
         run(driver, slack, "resume live")
+        (held,) = bot.services.store.open_requests()
         busy = said(run(driver, slack, "pause live", user="UDAVE"))
-        assert "<@UALICE> already has an open request" in busy
+        assert f"<@UALICE> already has an open resume request `{held.id}` for this entry point (since" in busy
         posted = self.posted_card(slack)
         assert "asks to *resume*" in text_of(posted) and "starts again" in text_of(posted)
         click(driver, posted, "UBOB", card.ACTION_APPROVE)

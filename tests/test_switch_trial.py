@@ -18,7 +18,7 @@ from handlers.blocks import switch as switch_blocks
 from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG
 from tests.fakes.agora import SWITCH_ON_REFUSAL, Fault
-from tests.switch_helpers import get_switch_buttons, run, said, switch_calls, task_calls
+from tests.switch_helpers import get_switch_buttons, run, said, switch_calls, switch_line, task_calls
 from tests.test_home import click_home, home_button, open_home
 
 
@@ -194,6 +194,16 @@ class TestEveryChangeApproved:
         for shown_now in (dm, card_shown(slack, posted)):
             assert "Approved by <@UBOB>; *Failed*" in shown_now and "*Failed* by" not in shown_now
             assert "Nothing was changed: Agora has no entry point `live`" in shown_now
+
+    def test_get_says_which_request_waits_and_a_second_one_is_told_its_kind_and_id(self, driver, slack, agora, bot):
+        run(driver, slack, "pause live")
+        (row,) = bot.services.store.open_requests()
+        line = switch_line(run(driver, slack, "get live na", user="UDAVE"))
+        assert f":lock: A pause request `{row.id}` from <@UALICE> is waiting for approval (expires <!date^" in line
+        busy = said(run(driver, slack, "resume live", user="UDAVE"))
+        assert f"<@UALICE> already has an open pause request `{row.id}` for this entry point (since" in busy
+        agora.put(APP_ID, "live", "eu", LIVE_CONFIG)
+        assert f"`{row.id}`" in switch_line(run(driver, slack, "get live eu"))  # the switch is for every region
 
     @pytest.mark.parametrize(
         ("text", "words"),

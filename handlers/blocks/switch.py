@@ -9,9 +9,9 @@ from typing import Any
 from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
 from bot.seal import Sealer
-from bot.store import StreamTaskRow, SwitchRow
-from bot.switch import consequence, describe
-from handlers.blocks.approval_card import when
+from bot.store import RequestRow, StreamTaskRow, SwitchRow
+from bot.switch import consequence, describe, verb
+from handlers.blocks.approval_card import switch_wanted, when
 from handlers.blocks.messages import code, escape, escape_keeping_mentions
 
 ACTION_PAUSE = "switch_pause"
@@ -102,13 +102,27 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
+def waiting_line(row: RequestRow) -> str:
+    """An open pause or resume request, by ID: waiting for approval, or approved and being applied."""
+    enabled = switch_wanted(row)
+    kind = verb(enabled) if enabled is not None else "switch"
+    how = f"is waiting for approval (expires {when(row.expires_at)})" if row.state == "pending" else "is being applied"
+    return f":lock: A {kind} request `{row.id}` from <@{row.requester}> {how}."
+
+
 def summary_blocks(
-    state: SwitchRow | None, target: Target, sealer: Sealer, needs_approval: bool = False
+    state: SwitchRow | None,
+    target: Target,
+    sealer: Sealer,
+    needs_approval: bool = False,
+    waiting: RequestRow | None = None,
 ) -> list[dict[str, Any]]:
-    """`/recording get`'s lines on the switch, with Pause and/or Resume as recbot knows it."""
+    """`/recording get`'s lines on the switch, with Pause and/or Resume as recbot knows it,
+    and the pause or resume request `waiting` for approval, if any."""
     text = (
         f"*Custom recording of every stream of {code(target.entry_point)}* (all regions): {state_text(state)}\n"
-        "_Agora has no read of this switch: recbot shows what it set, and no more._"
+        + (f"{waiting_line(waiting)}\n" if waiting is not None else "")
+        + "_Agora has no read of this switch: recbot shows what it set, and no more._"
     )
     value = switch_value(target, sealer)
     buttons = []
