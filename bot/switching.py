@@ -212,16 +212,25 @@ class SwitchService:
                 "then run this again.",
             )
         change = [FieldChange(f"Stream {stream}", "not recorded by a task", "recorded by a task")]
+        stop = self.command("stream", target.entry_point, target.region, stream, "off", app_id=target.app_id)
         try:
             self._agora.start_stream(target, stream)
+        except AgoraUnavailable as exc:
+            # The task may exist: listed as unknown, so it can be seen and stopped.
+            self._store.add_stream_task(target, stream, user, answered=False)
+            message = (
+                f"{no_answer(exc)}, so it may or may not have taken effect: whether Agora records stream {name} is "
+                f"unknown. recbot lists it as unknown (with Stop on the App Home); run the command again to know, "
+                f"or stop it with {stop}. Both are safe to repeat."
+            )
+            self._store.audit(UNANSWERED, user, target, changes=change, note=message)
+            return Outcome("failed", message, change)
         except AgoraError as exc:
             message = self._start_failed(exc, target, stream, known)
-            event = UNANSWERED if isinstance(exc, AgoraUnavailable) else "failed"
-            self._store.audit(event, user, target, changes=change, note=message)
+            self._store.audit("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         self._store.add_stream_task(target, stream, user)
         self._store.audit("stream_on", user, target, changes=change)
-        stop = self.command("stream", target.entry_point, target.region, stream, "off", app_id=target.app_id)
         where = self.named(target.app_id, target.entry_point, target.region)
         message = (
             f"Agora accepted: it records stream {name} of {where} while it is pushed, now or "
@@ -257,11 +266,6 @@ class SwitchService:
                 f"Agora refused to record stream {name}: {why or 'no detail given'}. Agora records a single stream "
                 "only while the entry point's custom recording is off, and only a stream pushed now or within the "
                 "next 24 hours." + hint
-            )
-        if isinstance(exc, AgoraUnavailable):
-            return (
-                f"{no_answer(exc)}, so it may or may not have taken effect: whether Agora records stream {name} is "
-                "unknown. Run the command again: it is safe to repeat."
             )
         return refusal("Nothing was recorded.", exc)
 

@@ -162,9 +162,11 @@ def test_agoras_refusals_of_off_are_passed_on_and_keep_it_listed(driver, slack, 
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_a_persistent_error_on_on_is_explained_and_lists_nothing(driver, slack, agora, bot, status) -> None:
+def test_a_persistent_error_on_on_is_explained_and_listed_only_if_it_may_record(driver, slack, agora, bot, status):
     run(driver, slack, "pause live")
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="PUT")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 on"))
     assert ("rate-limiting" if status == 429 else "whether Agora records stream `cam-1` is unknown") in reply
-    assert len(task_calls(agora)) == 4 and bot.services.store.stream_tasks() == []
+    assert len(task_calls(agora)) == 4
+    # A 429 refused it; a server error may have come after Agora took it: listed as unknown, to be stopped.
+    assert [task.answered for task in bot.services.store.stream_tasks()] == ([] if status == 429 else [False])

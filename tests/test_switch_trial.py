@@ -242,3 +242,20 @@ def test_history_and_the_home_show_a_failure_as_one_with_its_reason(driver, slac
     latest = block(open_home(driver, slack, "UDAVE"), home_blocks.BLOCK_LATEST)["text"]["text"]
     for shown_now in (history, latest):
         assert refused in shown_now and unknown in shown_now and stream in shown_now
+
+
+def test_a_stream_task_whose_answer_was_lost_is_listed_as_unknown_with_stop(driver, slack, agora, bot) -> None:
+    run(driver, slack, "pause live")
+    agora.inject(*[Fault(504, message="Gateway Timeout", path="/tasks")] * 4)
+    reply = said(run(driver, slack, "stream live na cam-1 on"))
+    assert "recbot lists it as unknown" in reply and "`/recording stream live na cam-1 off`" in reply
+    home = open_home(driver, slack, "UDAVE")
+    item = block(home, "home_stream_0")
+    assert "Stream `cam-1` of `live` (na, app `APPID01`): unknown (no answer from Agora" in item["text"]["text"]
+    assert "recorded by a task since" not in item["text"]["text"]
+    assert item["accessory"]["action_id"] == switch_blocks.ACTION_HOME_STOP
+    agora.tasks.add((APP_ID, "live", "na", "cam-1"))  # Agora had taken it after all
+    click_home(driver, slack, "UDAVE", item["accessory"])
+    bot.drain()
+    assert agora.tasks == set() and bot.services.store.stream_tasks() == []
+    assert [c.method for c in task_calls(agora)][-1] == "DELETE"

@@ -162,6 +162,19 @@ def outcome_text(outcome: Outcome) -> str:
     return escape_keeping_mentions(outcome.message)[:300]
 
 
+def task_text(task: StreamTaskRow) -> str:
+    """What recbot knows of a stream task: recorded, or unknown because Agora's answer was lost."""
+    if not task.answered:
+        return (
+            f"unknown (no answer from Agora to the start by <@{task.started_by}> on {when(task.started_at)}): "
+            "it may or may not be recorded"
+        )
+    return (
+        f"recorded by a task since {when(task.started_at)}, started by <@{task.started_by}>; "
+        "Agora ends it with the push"
+    )
+
+
 def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer) -> list[dict[str, Any]]:
     """The App Home's entry points recbot paused (Resume) and streams it records by task (Stop)."""
     blocks: list[dict[str, Any]] = [
@@ -174,10 +187,7 @@ def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: S
         blocks.append(_home_item(f"{HOME_PAUSED_PREFIX}{index}", text, "Resume", ACTION_HOME_RESUME, value))
     for index, task in enumerate(streams[:MAX_HOME_ITEMS]):
         where = f"({task.target.region}, app {code(task.target.app_id)})"
-        text = (
-            f"Stream {code(task.stream)} of {code(task.target.entry_point)} {where}: recorded by a task "
-            f"since {when(task.started_at)}, started by <@{task.started_by}>; Agora ends it with the push"
-        )
+        text = f"Stream {code(task.stream)} of {code(task.target.entry_point)} {where}: {task_text(task)}"
         value = stream_value(task.target, task.stream, sealer)
         blocks.append(_home_item(f"{HOME_STREAM_PREFIX}{index}", text, "Stop", ACTION_HOME_STOP, value))
     more = max(0, len(paused) - MAX_HOME_ITEMS) + max(0, len(streams) - MAX_HOME_ITEMS)
