@@ -124,8 +124,14 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
     known = services.switches.book.known(target.app_id, target.entry_point)
     waiting = services.store.open_request_for(Target.every_region(target.app_id, target.entry_point))
     switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval, waiting)
+
+    def stop(stream: str) -> str:
+        words = ("stream", target.entry_point, target.region, stream, "off")
+        return messages.escape(services.switches.command(*words, app_id=target.app_id))
+
+    tasks = switch_blocks.tasks_blocks(services.store.stream_tasks_of(target), target, stop)
     respond(
-        blocks=summary.summary(target, config) + switch,
+        blocks=summary.summary(target, config) + switch + tasks,
         text=summary.summary_text(target),
         response_type="ephemeral",
     )

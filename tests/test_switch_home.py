@@ -146,7 +146,10 @@ def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot) -> 
             change.landed()
     home = open_home(driver, slack, "UBOB")  # an approver: the longest home; the fake checks the limits
     assert 90 < len(home["blocks"]) <= 100
-    assert "…and 50 more" in shown(home)  # 25 of each not shown
+    more = block(home, switch_blocks.BLOCK_HOME_MORE)["elements"][0]["text"]  # 25 of each not shown, by name
+    assert more.startswith("…and 25 more entry points: `ep05` (app `APPID01`), `ep06`") and "`ep29`" in more
+    assert "; and 25 more single streams: `cam-24` of `ep24` (na, app `APPID01`)" in more and len(more) < 3000
+    assert "`cam-0` of `ep00`" in more
 
 
 def test_hostile_names_are_inert_on_the_home_and_its_buttons_still_work(driver, slack, agora, bot) -> None:

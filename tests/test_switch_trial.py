@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.agora import AgoraUnavailable
 from bot.commands import parse_command
+from bot.models import Target
+from bot.seal import Sealer
+from bot.store import StreamTaskRow, utcnow
 from handlers.blocks import approval_card as card
 from handlers.blocks import home as home_blocks
 from handlers.blocks import messages
@@ -259,3 +263,42 @@ def test_a_stream_task_whose_answer_was_lost_is_listed_as_unknown_with_stop(driv
     bot.drain()
     assert agora.tasks == set() and bot.services.store.stream_tasks() == []
     assert [c.method for c in task_calls(agora)][-1] == "DELETE"
+
+
+def test_every_stream_task_can_be_seen_newest_first_and_the_home_names_what_it_leaves_out(
+    driver, slack, agora, bot
+) -> None:
+    agora.put(APP_ID, "live", "eu", LIVE_CONFIG)
+    run(driver, slack, "pause live")
+    for i in range(7):
+        run(driver, slack, f"stream live na cam-{i} on")
+    run(driver, slack, "stream live eu other on")
+    reply = run(driver, slack, "get live na")
+    listed = "\n".join(
+        b["text"]["text"] for b in reply.params["blocks"] if b.get("block_id", "").startswith("summary_stream_tasks")
+    )
+    for i in range(7):
+        assert f"• `cam-{i}`: recorded by a task since <!date^" in listed
+        assert f"Stop: `/recording stream live na cam-{i} off`" in listed
+    assert listed.index("`cam-6`") < listed.index("`cam-0`") and "`other`" not in listed
+    home = open_home(driver, slack, "UDAVE")
+    streams = [b["text"]["text"] for b in home["blocks"] if b.get("block_id", "").startswith("home_stream_")]
+    assert [line.split("`")[1] for line in streams] == ["other", "cam-6", "cam-5", "cam-4", "cam-3"]
+    more = block(home, switch_blocks.BLOCK_HOME_MORE)["elements"][0]["text"]
+    assert "3 more single streams: `cam-2` of `live` (na, app `APPID01`), `cam-1` of `live`" in more
+    assert (
+        "`cam-0` of `live` (na, app `APPID01`)" in more
+        and "`/recording get &lt;entry_point&gt; &lt;region&gt;`" in more
+    )
+
+
+def test_the_homes_more_line_counts_what_it_cannot_name() -> None:
+    long = "x" * 128
+    tasks = [
+        StreamTaskRow(Target(app_id=APP_ID, entry_point=long, region="na"), f"{long[:120]}{i:03}", "UALICE", utcnow())
+        for i in range(40)
+    ]
+    blocks = switch_blocks.home_blocks([], tasks, Sealer(Fernet.generate_key()))
+    more = block({"blocks": blocks}, switch_blocks.BLOCK_HOME_MORE)["elements"][0]["text"]
+    assert more.startswith("…and 35 more single streams: ") and " others (`/recording get" in more
+    assert len(more) <= 3000

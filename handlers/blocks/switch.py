@@ -4,6 +4,7 @@ get`, the answers of pause/resume/stream, and the App Home's section."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from bot.changes import Outcome
@@ -26,6 +27,11 @@ BLOCK_HOME_EMPTY = "home_switches"
 HOME_PAUSED_PREFIX = "home_paused_"
 HOME_STREAM_PREFIX = "home_stream_"
 BLOCK_HOME_MORE = "home_switches_more"
+BLOCK_TASKS = "summary_stream_tasks"
+# An answer holds at most 50 blocks; the configuration and the switch take up to 5.
+MAX_TASK_SECTIONS = 10
+# Names the home's "more" line spells out before it only counts the rest (a context element holds 3000).
+MAX_MORE_TEXT = 2500
 # A home tab holds at most 100 blocks; the rest of the home takes up to 84.
 MAX_HOME_ITEMS = 5
 OUTCOME_ICONS = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}
@@ -175,11 +181,68 @@ def task_text(task: StreamTaskRow) -> str:
     )
 
 
+def tasks_blocks(tasks: list[StreamTaskRow], target: Target, stop: Callable[[str], str]) -> list[dict[str, Any]]:
+    """`/recording get`'s single streams of the entry point in this region that recbot lists (started
+    and not stopped by it), newest first, each with the command that stops it (`stop`, mrkdwn)."""
+    if not tasks:
+        return []
+    sections = [
+        f"*Single streams of {code(target.entry_point)} in {target.region} recorded by a task* (as recbot knows)"
+    ]
+    shown = 0
+    for task in tasks:
+        line = f"• {code(task.stream)}: {task_text(task)}. Stop: {stop(task.stream)}"[:2900]
+        if len(sections[-1]) + len(line) < 2900:
+            sections[-1] += "\n" + line
+        elif len(sections) < MAX_TASK_SECTIONS:
+            sections.append(line)
+        else:
+            break
+        shown += 1
+    if shown < len(tasks):
+        sections[-1] += f"\n…and {len(tasks) - shown} more."
+    return [
+        {"type": "section", "block_id": f"{BLOCK_TASKS}_{i}", "text": {"type": "mrkdwn", "text": text}}
+        for i, text in enumerate(sections)
+    ]
+
+
+def _listed(names: list[str]) -> str:
+    """Names, comma-separated, as many as fit the home's "more" line; the rest counted."""
+    shown: list[str] = []
+    for name in names:
+        if sum(len(n) + 2 for n in shown) + len(name) > MAX_MORE_TEXT // 2:
+            return ", ".join(shown) + f" and {len(names) - len(shown)} others"
+        shown.append(name)
+    return ", ".join(shown)
+
+
+def _more_line(paused: list[SwitchRow], streams: list[StreamTaskRow]) -> str:
+    """What the home leaves out, by name, and where each can be seen with its buttons."""
+    parts = []
+    if paused:
+        names = _listed([f"{code(s.entry_point)} (app {code(s.app_id)})" for s in paused])
+        parts.append(f"{len(paused)} more entry points: {names} (`/recording get &lt;entry_point&gt;` shows each)")
+    if streams:
+        names = _listed(
+            [
+                f"{code(t.stream)} of {code(t.target.entry_point)} ({t.target.region}, app {code(t.target.app_id)})"
+                for t in streams
+            ]
+        )
+        parts.append(
+            f"{len(streams)} more single streams: {names} "
+            "(`/recording get &lt;entry_point&gt; &lt;region&gt;` lists an entry point's, each with its stop command)"
+        )
+    return "…and " + "; and ".join(parts) + "."
+
+
 def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer) -> list[dict[str, Any]]:
-    """The App Home's entry points recbot paused (Resume) and streams it records by task (Stop)."""
+    """The App Home's entry points recbot paused (Resume) and streams it records by task (Stop), newest first."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain("Paused entry points and single streams")},
     ]
+    streams = sorted(streams, key=lambda task: task.started_at, reverse=True)
     for index, state in enumerate(paused[:MAX_HOME_ITEMS]):
         target = Target.model_construct(app_id=state.app_id, entry_point=state.entry_point, region=EVERY_REGION)
         text = f"{code(state.entry_point)} (app {code(state.app_id)}): {state_text(state)}"
@@ -190,7 +253,7 @@ def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: S
         text = f"Stream {code(task.stream)} of {code(task.target.entry_point)} {where}: {task_text(task)}"
         value = stream_value(task.target, task.stream, sealer)
         blocks.append(_home_item(f"{HOME_STREAM_PREFIX}{index}", text, "Stop", ACTION_HOME_STOP, value))
-    more = max(0, len(paused) - MAX_HOME_ITEMS) + max(0, len(streams) - MAX_HOME_ITEMS)
+    hidden_paused, hidden_streams = paused[MAX_HOME_ITEMS:], streams[MAX_HOME_ITEMS:]
     if not paused and not streams:
         blocks.append(
             {
@@ -199,13 +262,10 @@ def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: S
                 "text": {"type": "mrkdwn", "text": "recbot has paused no entry point, and records no single stream."},
             }
         )
-    elif more:
+    elif hidden_paused or hidden_streams:
+        more = _more_line(hidden_paused, hidden_streams)
         blocks.append(
-            {
-                "type": "context",
-                "block_id": BLOCK_HOME_MORE,
-                "elements": [{"type": "mrkdwn", "text": f"…and {more} more; see `/recording get` of each."}],
-            }
+            {"type": "context", "block_id": BLOCK_HOME_MORE, "elements": [{"type": "mrkdwn", "text": more[:3000]}]}
         )
     return blocks
 
