@@ -58,9 +58,9 @@ class SwitchBook:
     def known_of_app(self, app_id: str) -> dict[str, SwitchRow]:
         return {row.entry_point: row for row in self._store.switch_states(app_id)}
 
-    def paused(self) -> list[SwitchRow]:
-        """Entry points recbot paused, or whose pause it sent without learning the answer."""
-        return [row for row in self._store.switch_states() if row.wanted is False]
+    def paused_or_unknown(self) -> list[SwitchRow]:
+        """Entry points recbot paused, and those whose switch it does not know after sending a change."""
+        return [row for row in self._store.switch_states() if row.wanted is False or row.status != "set"]
 
     @contextmanager
     def changing(

@@ -207,7 +207,8 @@ class Notifier:
             alerts=services.store.open_alerts(),
             latest=services.store.latest_events(10),
             required=services.approvals.required_approvals,
-            paused=services.switches.book.paused(),
+            paused=services.switches.book.paused_or_unknown(),
+            pause_needs_approval=services.switches.needs_approval,
             streams=services.store.stream_tasks(),
         )
         try:

@@ -1,6 +1,6 @@
 """Listeners of the recording switch and single streams: `/recording
 pause|resume|stream`, the Pause and Resume buttons of `/recording get`, and the
-App Home's Resume and Stop. Who may: the people in RECBOT_REQUESTERS."""
+App Home's Resume, Pause and Stop. Who may: the people in RECBOT_REQUESTERS."""
 
 from __future__ import annotations
 
@@ -96,22 +96,27 @@ def register(app: App, services: Services) -> None:
     app.action(blocks.ACTION_PAUSE)(switch_clicked)
     app.action(blocks.ACTION_RESUME)(switch_clicked)
 
-    @app.action(blocks.ACTION_HOME_RESUME)
-    def resume_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        """Resume from the App Home; the answer is a line at the top of the home."""
+    def switch_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Resume (or, where the switch is unknown, Pause) from the App Home; the answer is a line at the
+        top of the home."""
         ack()
         user = body["user"]["id"]
         notifier = Notifier(client, services)
-        target = blocks.read_switch_value((body.get("actions") or [{}])[0].get("value"), sealer)
+        action = (body.get("actions") or [{}])[0]
+        target = blocks.read_switch_value(action.get("value"), sealer)
         if target is None:
             notifier.publish_home(user, NOT_GENUINE, "refused")
             return
         if not services.requesters.includes(user, GroupLookup(client)):
             notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
-        outcome = services.switches.switch(target.app_id, target.entry_point, True, user)
+        enabled = action.get("action_id") == blocks.ACTION_HOME_RESUME
+        outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
         _announce(outcome, notifier)
         _tell_home(notifier, user, outcome)
+
+    app.action(blocks.ACTION_HOME_RESUME)(switch_from_home)
+    app.action(blocks.ACTION_HOME_PAUSE)(switch_from_home)
 
     @app.action(blocks.ACTION_HOME_STOP)
     def stop_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:

@@ -302,3 +302,23 @@ def test_the_homes_more_line_counts_what_it_cannot_name() -> None:
     more = block({"blocks": blocks}, switch_blocks.BLOCK_HOME_MORE)["elements"][0]["text"]
     assert more.startswith("…and 35 more single streams: ") and " others (`/recording get" in more
     assert len(more) <= 3000
+
+
+def test_a_switch_left_unknown_stays_on_the_home_with_pause_and_resume(driver, slack, agora, bot) -> None:
+    run(driver, slack, "pause live")
+    agora.inject(*[Fault(502, message="Bad Gateway", path="/auto")] * 4)
+    run(driver, slack, "resume live")  # a server error: the switch is unknown now
+    home = open_home(driver, slack, "UDAVE")
+    line = block(home, "home_paused_0")["text"]["text"]
+    assert line.startswith("`live` (app `APPID01`): unknown (last asked: resume by <@UALICE> on <!date^")
+    assert line.endswith("; no usable answer from Agora)")
+    buttons = {e["action_id"]: e for e in block(home, "home_paused_0_buttons")["elements"]}
+    assert set(buttons) == {switch_blocks.ACTION_HOME_PAUSE, switch_blocks.ACTION_HOME_RESUME}
+    assert "stops until resumed" in buttons[switch_blocks.ACTION_HOME_PAUSE]["confirm"]["text"]["text"]
+    click_home(driver, slack, "UDAVE", buttons[switch_blocks.ACTION_HOME_PAUSE])
+    bot.drain()
+    assert [c.json() for c in switch_calls(agora)][-1] == {"enabled": False} and not agora.switch(APP_ID, "live")
+    paused = block(slack.home("UDAVE"), "home_paused_0")
+    assert "paused by <@UDAVE>" in paused["text"]["text"]
+    assert paused["accessory"]["action_id"] == switch_blocks.ACTION_HOME_RESUME
+    assert notice(slack, "UDAVE").startswith(":white_check_mark: Paused")

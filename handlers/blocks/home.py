@@ -43,8 +43,9 @@ class HomeContent:
     alerts: list[AlertRow]
     latest: list[AuditEvent]
     required: int
-    paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused
+    paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused, or whose switch is unknown
     streams: list[StreamTaskRow] = field(default_factory=list)  # single streams recbot records by task
+    pause_needs_approval: bool = False  # RECBOT_APPROVAL_FOR=all: the Pause button says so
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
             "No open drift alerts.",
         )
     )
-    blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer)
+    blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer, content.pause_needs_approval)
     blocks.append(_header("Latest changes"))
     blocks.append(
         _listing(

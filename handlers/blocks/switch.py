@@ -18,6 +18,7 @@ from handlers.blocks.messages import code, escape, escape_keeping_mentions
 ACTION_PAUSE = "switch_pause"
 ACTION_RESUME = "switch_resume"
 ACTION_HOME_RESUME = "home_switch_resume"
+ACTION_HOME_PAUSE = "home_switch_pause"
 ACTION_HOME_STOP = "home_stream_stop"
 BLOCK_SWITCH = "summary_switch"
 BLOCK_SWITCH_BUTTONS = "summary_switch_buttons"
@@ -32,8 +33,11 @@ BLOCK_TASKS = "summary_stream_tasks"
 MAX_TASK_SECTIONS = 10
 # Names the home's "more" line spells out before it only counts the rest (a context element holds 3000).
 MAX_MORE_TEXT = 2500
-# A home tab holds at most 100 blocks; the rest of the home takes up to 84.
+# A home tab holds at most 100 blocks; the rest of the home takes up to 84, this part 16: its header,
+# a "more" line, and items of one block (a section and its button) or two (an unknown switch's two buttons).
 MAX_HOME_ITEMS = 5
+MAX_HOME_BLOCKS = 16
+HOME_UNKNOWN_BUTTONS = "_buttons"
 OUTCOME_ICONS = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}
 
 
@@ -237,23 +241,56 @@ def _more_line(paused: list[SwitchRow], streams: list[StreamTaskRow]) -> str:
     return "…and " + "; and ".join(parts) + "."
 
 
-def home_blocks(paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer) -> list[dict[str, Any]]:
-    """The App Home's entry points recbot paused (Resume) and streams it records by task (Stop), newest first."""
+def last_asked(state: SwitchRow) -> str:
+    """An unknown switch on the home: what recbot last sent, by whom, and why it does not know."""
+    what = "a configuration (which switches it on)" if state.cause == "config" else verb(state.wanted)
+    why = {
+        "sending": "being sent to Agora now",
+        "interrupted": "recbot stopped while sending it",
+    }.get(state.status, "no usable answer from Agora")
+    return f"unknown (last asked: {what} by <@{state.actor}> on {when(state.at)}; {why})"
+
+
+def _switch_item(index: int, state: SwitchRow, sealer: Sealer, needs_approval: bool) -> list[dict[str, Any]]:
+    """A paused entry point with Resume, or one whose switch is unknown with Pause and Resume."""
+    target = Target.model_construct(app_id=state.app_id, entry_point=state.entry_point, region=EVERY_REGION)
+    value, name = switch_value(target, sealer), f"{code(state.entry_point)} (app {code(state.app_id)})"
+    block_id = f"{HOME_PAUSED_PREFIX}{index}"
+    if state.enabled is False:
+        return [_home_item(block_id, f"{name}: {state_text(state)}", "Resume", ACTION_HOME_RESUME, value)]
+    item = {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": f"{name}: {last_asked(state)}"}}
+    if len(value) > MAX_VALUE:  # names too long for a button are left to the command
+        return [item]
+    pause = _button("Pause", ACTION_HOME_PAUSE, value, "danger")
+    pause["confirm"] = confirm_pause(state.entry_point, needs_approval)
+    resume = _button("Resume", ACTION_HOME_RESUME, value, "primary")
+    buttons = {"type": "actions", "block_id": block_id + HOME_UNKNOWN_BUTTONS, "elements": [pause, resume]}
+    return [item, buttons]
+
+
+def home_blocks(
+    paused: list[SwitchRow], streams: list[StreamTaskRow], sealer: Sealer, needs_approval: bool = False
+) -> list[dict[str, Any]]:
+    """The App Home's entry points recbot paused (Resume) or whose switch it does not know (Pause and
+    Resume), and the streams it records by task (Stop), newest first; what does not fit is named below."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain("Paused entry points and single streams")},
     ]
+    budget = MAX_HOME_BLOCKS - 2  # the header, and the "more" or "none" line
     streams = sorted(streams, key=lambda task: task.started_at, reverse=True)
-    for index, state in enumerate(paused[:MAX_HOME_ITEMS]):
-        target = Target.model_construct(app_id=state.app_id, entry_point=state.entry_point, region=EVERY_REGION)
-        text = f"{code(state.entry_point)} (app {code(state.app_id)}): {state_text(state)}"
-        value = switch_value(target, sealer)
-        blocks.append(_home_item(f"{HOME_PAUSED_PREFIX}{index}", text, "Resume", ACTION_HOME_RESUME, value))
-    for index, task in enumerate(streams[:MAX_HOME_ITEMS]):
+    shown_paused = 0
+    for state in paused[:MAX_HOME_ITEMS]:
+        blocks += _switch_item(shown_paused, state, sealer, needs_approval)
+        shown_paused += 1
+    budget -= len(blocks) - 1
+    shown_streams = 0
+    for task in streams[: min(MAX_HOME_ITEMS, budget)]:
         where = f"({task.target.region}, app {code(task.target.app_id)})"
         text = f"Stream {code(task.stream)} of {code(task.target.entry_point)} {where}: {task_text(task)}"
         value = stream_value(task.target, task.stream, sealer)
-        blocks.append(_home_item(f"{HOME_STREAM_PREFIX}{index}", text, "Stop", ACTION_HOME_STOP, value))
-    hidden_paused, hidden_streams = paused[MAX_HOME_ITEMS:], streams[MAX_HOME_ITEMS:]
+        blocks.append(_home_item(f"{HOME_STREAM_PREFIX}{shown_streams}", text, "Stop", ACTION_HOME_STOP, value))
+        shown_streams += 1
+    hidden_paused, hidden_streams = paused[shown_paused:], streams[shown_streams:]
     if not paused and not streams:
         blocks.append(
             {
