@@ -33,13 +33,16 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         respond(blocks=messages.error(NOT_REQUESTER), text=NOT_REQUESTER, response_type="ephemeral")
         return
     assert parsed.target is not None and parsed.enabled is not None
+    # Agora may take up to ~45 s (four attempts): say at once that it is asked, then replace that with the answer.
+    interim = blocks.interim_text(parsed.verb, parsed.target, parsed.stream, parsed.enabled, services.switches)
+    respond(blocks=blocks.interim_blocks(interim), text=interim, response_type="ephemeral")
     if parsed.verb == "stream":
         assert parsed.stream is not None
         outcome = services.switches.stream(parsed.target, parsed.stream, parsed.enabled, user)
     else:
         outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
     _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
-    _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=None)
+    _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=True)
 
 
 def _respond(

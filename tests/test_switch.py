@@ -16,7 +16,7 @@ from tests.approval_helpers import click, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
 from tests.fakes.agora import Fault
-from tests.switch_helpers import click_get_button, get_switch_buttons, run, said, switch_calls, switch_line
+from tests.switch_helpers import answers, click_get_button, get_switch_buttons, run, said, switch_calls, switch_line
 from tests.test_change_flow import final_view_text, open_form, state
 from tests.test_fleet import click_page, listing, rows_of
 
@@ -203,13 +203,13 @@ class TestThroughApproval:
         bot.drain()
         assert [c.path for c in agora.calls()] == [f"/v1/projects/{APP_ID}/fls/entry_points"]  # checked, not sent
         click(driver, posted, "UALICE", card.ACTION_APPROVE)  # not their own
-        assert "cannot approve your own" in said(slack.wait_for("response_url", count=2)[1])
+        assert "cannot approve your own" in said(answers(slack, 2)[1])
         click(driver, posted, "UBOB", card.ACTION_APPROVE)
         notice = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UALICE")[0]
         assert "Applied" in text_of(notice) and "Paused" in text_of(notice)
         assert [c.json() for c in switch_calls(agora)] == [{"enabled": False}]
         click(driver, posted, "UCAROL", card.ACTION_APPROVE)  # a late click
-        assert "already applied" in said(slack.wait_for("response_url", count=3)[2])
+        assert "already applied" in said(answers(slack, 3)[2])
         bot.drain()
         assert len(switch_calls(agora)) == 1 and not agora.switch(APP_ID, "live")
         known = bot.services.switches.book.known(APP_ID, "live")

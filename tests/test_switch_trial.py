@@ -22,7 +22,17 @@ from handlers.blocks import switch as switch_blocks
 from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG
 from tests.fakes.agora import SWITCH_ON_REFUSAL, Fault
-from tests.switch_helpers import get_switch_buttons, run, said, switch_calls, switch_line, task_calls
+from tests.fakes.slack import Call
+from tests.switch_helpers import (
+    answers,
+    get_switch_buttons,
+    interim,
+    run,
+    said,
+    switch_calls,
+    switch_line,
+    task_calls,
+)
 from tests.test_home import click_home, home_button, open_home
 
 
@@ -322,3 +332,40 @@ def test_a_switch_left_unknown_stays_on_the_home_with_pause_and_resume(driver, s
     assert "paused by <@UDAVE>" in paused["text"]["text"]
     assert paused["accessory"]["action_id"] == switch_blocks.ACTION_HOME_RESUME
     assert notice(slack, "UDAVE").startswith(":white_check_mark: Paused")
+
+
+def answered_while_agora_holds(driver, slack, agora, text: str, method: str) -> tuple[list[Call], Call]:
+    """Send `text` while Agora holds its answer to the `method` call until Slack has an interim answer;
+    the interim answers seen meanwhile, and the final one."""
+    seen: list[Call] = []
+    agora.after[method] = lambda _received: seen.extend(slack.wait_for("response_url", where=interim, timeout=5))
+    assert driver.command(text).status_code == 200
+    final = answers(slack, 1)[0]
+    return seen, final
+
+
+@pytest.mark.parametrize(
+    ("text", "method", "words"),
+    [
+        ("pause live", "PATCH", "Asking Agora to pause custom recording of `live`…"),
+        ("stream live na cam-1 off", "DELETE", "Asking Agora to stop recording stream `cam-1` of `live` (na)…"),
+    ],
+)
+def test_a_slow_agora_gets_an_interim_answer_then_the_result_replaces_it(
+    driver, slack, agora, bot, text, method, words
+):
+    seen, final = answered_while_agora_holds(driver, slack, agora, text, method)
+    assert seen and words in said(seen[0]) and "up to about 45 seconds" in said(seen[0])
+    assert final.params["replace_original"] is True and not interim(final)
+    assert [interim(c) for c in slack.of("response_url")] == [True, False]
+
+
+class TestInterimUnderApproval:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
+
+    def test_the_check_before_a_request_says_so(self, driver, slack, agora, bot) -> None:
+        seen, final = answered_while_agora_holds(driver, slack, agora, "resume live", "GET")
+        assert seen and "Checking with Agora that `live` exists, before a resume request is opened…" in said(seen[0])
+        assert "needs a second person's approval" in said(final) and final.params["replace_original"] is True

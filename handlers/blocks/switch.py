@@ -12,6 +12,7 @@ from bot.models import EVERY_REGION, Target
 from bot.seal import Sealer
 from bot.store import RequestRow, StreamTaskRow, SwitchRow
 from bot.switch import consequence, describe, verb
+from bot.switching import SwitchService
 from handlers.blocks.approval_card import switch_wanted, when
 from handlers.blocks.messages import code, escape, escape_keeping_mentions
 
@@ -24,6 +25,7 @@ BLOCK_SWITCH = "summary_switch"
 BLOCK_SWITCH_BUTTONS = "summary_switch_buttons"
 BLOCK_OUTCOME = "switch_outcome"
 BLOCK_STATE = "switch_state"
+BLOCK_INTERIM = "switch_interim"
 BLOCK_HOME_EMPTY = "home_switches"
 HOME_PAUSED_PREFIX = "home_paused_"
 HOME_STREAM_PREFIX = "home_stream_"
@@ -165,6 +167,28 @@ def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point
             {"type": "context", "block_id": BLOCK_STATE, "elements": [{"type": "mrkdwn", "text": line[:3000]}]}
         )
     return blocks
+
+
+def interim_text(verb: str, target: Target, stream: str | None, enabled: bool, switches: SwitchService) -> str:
+    """What is being asked of Agora right now, while its answer is awaited (mrkdwn)."""
+    if verb == "stream":
+        where = escape(switches.named(target.app_id, target.entry_point, target.region))
+        asking = f"Asking Agora to {'start' if enabled else 'stop'} recording stream {code(stream or '')} of {where}…"
+    elif switches.needs_approval:
+        name = escape(switches.named(target.app_id, target.entry_point))
+        asking = f"Checking with Agora that {name} exists, before a {verb} request is opened…"
+    else:
+        asking = (
+            f"Asking Agora to {verb} custom recording of {escape(switches.named(target.app_id, target.entry_point))}…"
+        )
+    return (
+        f":hourglass_flowing_sand: {asking} The answer replaces this message; when Agora is slow it can take "
+        "up to about 45 seconds."
+    )
+
+
+def interim_blocks(text: str) -> list[dict[str, Any]]:
+    return [{"type": "section", "block_id": BLOCK_INTERIM, "text": {"type": "mrkdwn", "text": text[:3000]}}]
 
 
 def outcome_text(outcome: Outcome) -> str:
