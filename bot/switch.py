@@ -10,6 +10,7 @@ answer, or recbot stopped meanwhile). recbot never claims more than that.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -17,6 +18,8 @@ from typing import Literal
 
 from bot.models import FieldChange, Target
 from bot.store import Store, SwitchRow, utcnow
+
+log = logging.getLogger(__name__)
 
 SWITCH_LABEL = "Custom recording, every stream"
 Cause = Literal["switch", "config"]
@@ -50,6 +53,12 @@ class SwitchBook:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._on_pause_lifted: Callable[[SwitchRow, SwitchRow], None] | None = None
+
+    def when_pause_lifted(self, tell: Callable[[SwitchRow, SwitchRow], None]) -> None:
+        """Call `tell(pause, now)` whenever a configuration recbot applied switched recording on over a
+        pause recbot sent (Agora switches it on with every configuration), so that whoever paused is told."""
+        self._on_pause_lifted = tell
 
     def known(self, app_id: str, entry_point: str) -> SwitchRow | None:
         """None: never set through recbot."""
@@ -75,6 +84,7 @@ class SwitchBook:
         """Around sending one change of the switch (SwitchBusy if another is being
         sent). A change that could leave it other than recbot knew is written ahead
         as unknown, so a crash mid-call leaves "unknown", not a claim."""
+        lifted: tuple[SwitchRow, SwitchRow] | None = None
         with self._store.switch_lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             change = SwitchChange(previous)
@@ -89,7 +99,9 @@ class SwitchBook:
                 yield change
             finally:
                 if change.answer == "landed":
-                    self._store.put_switch(row("set"))
+                    self._store.put_switch(now := row("set"))
+                    if cause == "config" and previous is not None and previous.wanted is False:
+                        lifted = (previous, now)
                 elif ahead and change.answer == "refused":
                     if previous is None:
                         self._store.forget_switch(app_id, entry_point)
@@ -97,6 +109,11 @@ class SwitchBook:
                         self._store.put_switch(previous)
                 elif ahead:
                     self._store.put_switch(row("unanswered"))
+        if lifted is not None and self._on_pause_lifted is not None:
+            try:
+                self._on_pause_lifted(*lifted)
+            except Exception:  # telling is a courtesy: the change itself is done and recorded
+                log.exception("could not tell that a configuration of %s lifted a pause", entry_point)
 
     def configuring(self, target: Target, actor: str) -> AbstractContextManager[SwitchChange]:
         """Around sending a configuration of `target`: it switches recording on for the whole entry point."""

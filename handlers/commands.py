@@ -182,5 +182,7 @@ def fill_edit_form(
             if revert_to is None
             else edit_form.FormValues.reverting_to(revert_to, services.drift.observe(config))
         )
-        new_view = edit_form.form_view(metadata, services.sealer, values, edit_form.current_block(target, config))
+        warning = switch_blocks.resumes_warning(services.switches.book.known(target.app_id, target.entry_point))
+        current = edit_form.current_block(target, config, warning)
+        new_view = edit_form.form_view(metadata, services.sealer, values, current)
     client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)

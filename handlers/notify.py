@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.services import Services
 from bot.store import AlertRow, CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, home
+from handlers.blocks import switch as switch_blocks
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,12 @@ class Notifier:
         return f"{len(row.approvers)} of {self._services.approvals.required_approvals} approvals"
 
     def _card(self, row: RequestRow, channel: str) -> list[dict]:
-        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals, channel)
+        resumes = None
+        if row.kind == "config" and row.state == "pending":  # applying it would switch recording on
+            known = self._services.switches.book.known(row.target.app_id, row.target.entry_point)
+            resumes = switch_blocks.resumes_warning(known)
+        required = self._services.approvals.required_approvals
+        return approval_card.card(row, self._services.sealer, required, channel, resumes)
 
 
 def _lasting(exc: Exception) -> bool:

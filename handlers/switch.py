@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from bot.changes import Outcome
 from bot.commands import Command
 from bot.services import Services
+from bot.store import SwitchRow
 from handlers.blocks import messages
 from handlers.blocks import switch as blocks
 from handlers.blocks.messages import escape_keeping_mentions
@@ -78,6 +79,14 @@ def _tell(respond: Respond, text: str) -> None:
 
 def register(app: App, services: Services) -> None:
     sealer = services.sealer
+
+    def tell_who_paused(pause: SwitchRow, now: SwitchRow) -> None:
+        """A configuration switched recording on again: whoever paused it is told, unless it was them."""
+        if pause.actor != now.actor:
+            command = messages.escape(services.switches.command("pause", now.entry_point, app_id=now.app_id))
+            Notifier(app.client, services).tell(pause.actor, blocks.pause_lifted_text(pause, now, command))
+
+    services.switches.book.when_pause_lifted(tell_who_paused)
 
     def switch_clicked(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """Pause or Resume under `/recording get`'s answer; the answer goes to the clicker alone."""

@@ -16,6 +16,7 @@ from bot.models import Target
 from bot.seal import Sealer
 from bot.store import StreamTaskRow, utcnow
 from handlers.blocks import approval_card as card
+from handlers.blocks import edit_form as form
 from handlers.blocks import home as home_blocks
 from handlers.blocks import messages
 from handlers.blocks import switch as switch_blocks
@@ -33,6 +34,7 @@ from tests.switch_helpers import (
     switch_line,
     task_calls,
 )
+from tests.test_change_flow import final_view_text, open_form, state
 from tests.test_home import click_home, home_button, open_home
 
 
@@ -369,3 +371,52 @@ class TestInterimUnderApproval:
         seen, final = answered_while_agora_holds(driver, slack, agora, "resume live", "GET")
         assert seen and "Checking with Agora that `live` exists, before a resume request is opened…" in said(seen[0])
         assert "needs a second person's approval" in said(final) and final.params["replace_original"] is True
+
+
+RESUMES = ":warning: Applying this resumes custom recording of every stream of `live`, paused by <@UALICE> on <!date^"
+
+
+def test_a_configuration_while_paused_is_warned_of_on_the_form_and_tells_who_paused(driver, slack, agora, bot):
+    run(driver, slack, "pause live")
+    view = open_form(driver, slack, user="UBOB")
+    assert block(view, form.BLOCK_CURRENT)["elements"][1]["text"].startswith(RESUMES)
+    updates = len(slack.of("views.update"))
+    vendor = {"action_id": form.ACTION_VENDOR, "block_id": form.BLOCK_VENDOR, "selected_option": {"value": "5"}}
+    driver.block_action("UBOB", vendor, view={**view, "state": {"values": state(change=True, vendor=5)}})
+    redrawn = slack.wait_for("views.update", count=updates + 1)[updates].params["view"]
+    assert block(redrawn, form.BLOCK_CURRENT)["elements"][1]["text"].startswith(RESUMES)  # still there
+    driver.submit("UBOB", view, state(mp4=True, hls=True))  # formats only: applied at once
+    dm = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")[0].params["text"]
+    assert dm.startswith("Custom recording of every stream of `live` (app `APPID01`) is on again: a configuration")
+    assert "requested by <@UBOB> was applied on <!date^" in dm and "You paused it on <!date^" in dm
+    assert dm.endswith("To pause it again: `/recording pause live`.")
+    assert agora.switch(APP_ID, "live") and len(switch_calls(agora)) == 1
+
+
+def test_no_warning_and_no_message_where_recbot_knows_of_no_pause(driver, slack, agora, bot) -> None:
+    run(driver, slack, "resume live")
+    view = open_form(driver, slack, user="UBOB")
+    assert len(block(view, form.BLOCK_CURRENT)["elements"]) == 1
+    driver.submit("UBOB", view, state(mp4=True, hls=True))
+    assert "Change applied" in final_view_text(slack)
+    bot.drain()
+    assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == []
+
+
+class TestConfigurationWhilePausedApproved:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
+
+    def test_the_card_says_it_resumes_and_whoever_paused_is_told_once_applied(self, driver, slack, agora, bot):
+        with bot.services.switches.book.changing(APP_ID, "live", False, "switch", "UALICE") as change:
+            change.landed()  # as an earlier, approved pause left it
+        view = open_form(driver, slack, user="UDAVE")
+        driver.submit("UDAVE", view, state(mp4=True, hls=True))
+        posted = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")[-1]
+        assert block(posted.params, card.BLOCK_RESUMES)["elements"][0]["text"].startswith(RESUMES)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        dm = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")[0].params["text"]
+        assert "is on again: a configuration change requested by <@UDAVE> was applied" in dm
+        bot.drain()
+        assert agora.switch(APP_ID, "live") and card.BLOCK_RESUMES not in card_shown(slack, posted)

@@ -122,6 +122,34 @@ def waiting_line(row: RequestRow) -> str:
     return f":lock: A {kind} request `{row.id}` from <@{row.requester}> {how}."
 
 
+def resumes_warning(state: SwitchRow | None) -> str | None:
+    """Before a configuration is applied: that it switches recording on again where recbot paused it
+    (Agora does with every configuration), or may have; None where recbot knows of no pause."""
+    if state is None or state.wanted is not False:
+        return None
+    name, by, on = code(state.entry_point), f"<@{state.actor}>", when(state.at)
+    if state.enabled is False:
+        return (
+            f":warning: Applying this resumes custom recording of every stream of {name}, paused by {by} on {on}: "
+            "Agora switches it on with every configuration. Pause it again afterwards if it must stay off."
+        )
+    return (
+        f":warning: {by} asked for a pause of {name} on {on}, and whether it took effect is unknown; if it did, "
+        "applying this resumes custom recording of every stream: Agora switches it on with every configuration."
+    )
+
+
+def pause_lifted_text(pause: SwitchRow, now: SwitchRow, command: str) -> str:
+    """The direct message to whoever paused an entry point that a configuration switched on again
+    (`command`: how to pause it again, mrkdwn)."""
+    asked = "paused" if pause.enabled is False else "asked for a pause of (whether it took effect is unknown)"
+    return (
+        f"Custom recording of every stream of {code(now.entry_point)} (app {code(now.app_id)}) is on again: a "
+        f"configuration change requested by <@{now.actor}> was applied on {when(now.at)}, and Agora switches "
+        f"recording on with every configuration. You {asked} it on {when(pause.at)}. To pause it again: {command}."
+    )
+
+
 def summary_blocks(
     state: SwitchRow | None,
     target: Target,
