@@ -116,9 +116,11 @@ class ApprovalService:
             row,
         )
 
-    def open_switch(self, target: Target, enabled: bool, requester: str, changes: list[FieldChange]) -> Outcome:
+    def open_switch(
+        self, target: Target, enabled: bool, requester: str, changes: list[FieldChange], app_named: str | None = None
+    ) -> Outcome:
         """Open a pending request to pause or resume every stream of an entry point
-        (`target` is the entry point as a whole); it carries no secret."""
+        (`target` is the entry point as a whole); it carries no secret. The answer names `app_named`, if given."""
         try:
             row = self._store.create_request(
                 request_id=secrets.token_hex(8),
@@ -138,7 +140,7 @@ class ApprovalService:
         return Outcome(
             "needs_approval",
             f"This {verb(enabled)} needs a second person's approval (RECBOT_APPROVAL_FOR=all). It has been sent "
-            f"to the approvers; once approved, {consequence(enabled, target.entry_point)} "
+            f"to the approvers; once approved, {consequence(enabled, target.entry_point, app_named)} "
             "Nothing was sent to Agora yet.",
             changes,
             row,

@@ -162,7 +162,7 @@ class SwitchService:
             unlisted = self._unlisted(app_id, entry_point)
             if unlisted:
                 return Outcome("refused", unlisted, changes)
-            return self._approvals.open_switch(target, enabled, requester, changes)
+            return self._approvals.open_switch(target, enabled, requester, changes, self._other_app(app_id))
         sent = _send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
         outcome, unanswered = sent
         if outcome.kind == "applied":

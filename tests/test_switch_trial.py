@@ -195,6 +195,11 @@ class TestEveryChangeApproved:
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
         return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
 
+    def test_a_request_for_another_app_names_it(self, driver, slack, agora, bot) -> None:
+        agora.put("OTHERAPP", "live", "eu", LIVE_CONFIG)
+        reply = said(run(driver, slack, "pause live --app OTHERAPP"))
+        assert "once approved, custom recording for all streams of `live` (app `OTHERAPP`) stops" in reply
+
     def test_the_pause_button_says_approval_comes_first(self, driver, slack, agora, bot) -> None:
         confirm = get_switch_buttons(run(driver, slack, "get live na"))[switch_blocks.ACTION_PAUSE]["confirm"]
         assert "stops until resumed" in confirm["text"]["text"]
