@@ -86,7 +86,8 @@ change_requests = Table(
     Column("spec", Text),
     # The version whose end has been announced (cards updated, requester told); an ended row
     # below its version was not, and a sweep announces it. NULL: not tracked (rows that had
-    # ended before schema version 5). While someone announces it: who (a token) and since when.
+    # ended before schema version 5). While someone announces it (its end; or, while it is
+    # pending, its approval cards): who (a token) and since when.
     Column("announced_version", Integer),
     Column("announce_claimed_by", String(32)),
     Column("announce_claimed_at", DateTime(timezone=True)),
@@ -287,7 +288,8 @@ class RequestRow:
     probe: ProbeNote | None = None
     kind: str = "config"
     spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
-    # Only on the row handed to whoever ended the request: their claim on announcing the end.
+    # Only on the row handed to whoever opened or ended the request: their claim on announcing
+    # it (posting its cards; announcing its end).
     announce_token: str | None = None
 
     @property
@@ -573,8 +575,10 @@ class Store:
         probe: ProbeNote | None = None,
         kind: str = "config",
         spec: dict[str, Any] | None = None,
+        card_claim: str | None = None,
     ) -> RequestRow:
-        """Insert a pending request, or raise TargetBusy naming the open one."""
+        """Insert a pending request, or raise TargetBusy naming the open one; `card_claim`
+        (a token) holds the right to post its cards from the start (see claim_cards)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -598,6 +602,8 @@ class Store:
                         kind=kind,
                         spec=json.dumps(spec) if spec is not None else None,
                         announced_version=0,
+                        announce_claimed_by=card_claim,
+                        announce_claimed_at=now if card_claim else None,
                     )
                 )
         except IntegrityError:
@@ -716,6 +722,30 @@ class Store:
                 .where(change_requests.c.id == request_id)
                 .values(cards=json.dumps([[c.channel, c.ts] for c in cards]))
             )
+
+    # posting the cards of a pending request that has none: claimed by one caller at a time
+    def cardless_requests(self) -> list[RequestRow]:
+        """Pending requests without an approval card: every post of them failed, or one is being made."""
+        c = change_requests.c
+        with self.engine.connect() as conn:
+            return self._rows(conn, (c.state == "pending") & (c.cards == "[]"))
+
+    def claim_cards(self, request_id: str, *, stale_before: datetime | None = None) -> str | None:
+        """Compare-and-set: the right to post the cards of `request_id` while it is pending with
+        none, if nobody holds that right (or, with `stale_before`, the holder claimed it before
+        then and stopped). The claim's token, or None; release_announcement gives it back."""
+        c = change_requests.c
+        free: ColumnElement[bool] = c.announce_claimed_at.is_(None)
+        if stale_before is not None:
+            free = free | (c.announce_claimed_at <= stale_before)
+        token = secrets.token_hex(8)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.state == "pending", c.cards == "[]", free)
+                .values(announce_claimed_by=token, announce_claimed_at=utcnow())
+            )
+        return token if done.rowcount == 1 else None
 
     def add_approval(self, request_id: str, approver: str, *, now: datetime, required: int) -> Vote:
         """Count one approver's approval of a pending, unexpired request, and

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.agora import (
+    INTERACTIVE_WAIT_SECONDS,
     AgoraBadRequest,
     AgoraClient,
     AgoraError,
@@ -64,6 +65,7 @@ def _send_switch(
     actor: str,
     request_id: str | None = None,
     app_named: str | None = None,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> tuple[Outcome, bool]:
     """One pause or resume sent and recorded (the answer names `app_named`, if given); and whether
     Agora's answer was lost, so that it may or may not have taken effect."""
@@ -73,7 +75,7 @@ def _send_switch(
     try:
         with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
             try:
-                agora.set_switch(app_id, entry_point, enabled)
+                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
                 log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
                 message = (
@@ -106,9 +108,12 @@ def apply_switch(
     enabled: bool,
     actor: str,
     request_id: str | None = None,
+    *,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> Outcome:
-    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed."""
-    return _send_switch(agora, book, target, enabled, actor, request_id)[0]
+    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed;
+    `wait_limit` bounds the wait for the rate limiter (None: its turn)."""
+    return _send_switch(agora, book, target, enabled, actor, request_id, wait_limit=wait_limit)[0]
 
 
 class SwitchService:

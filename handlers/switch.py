@@ -70,7 +70,7 @@ def _announce(outcome: Outcome, notifier: Notifier) -> None:
 
 def _tell_home(notifier: Notifier, user: str, outcome: Outcome) -> None:
     """The outcome as the notice line of the clicker's home: its plain text escaped here, once."""
-    notifier.publish_home(user, escape_keeping_mentions(outcome.message), outcome.kind)
+    notifier.publish_home(user, escape_keeping_mentions(outcome.message, outcome.mentions), outcome.kind)
 
 
 def _tell(respond: Respond, text: str) -> None:

@@ -35,10 +35,10 @@ BLOCK_TASKS = "summary_stream_tasks"
 MAX_TASK_SECTIONS = 10
 # Names the home's "more" line spells out before it only counts the rest (a context element holds 3000).
 MAX_MORE_TEXT = 2500
-# A home tab holds at most 100 blocks; the rest of the home takes up to 84, this part 16: its header,
+# A home tab holds at most 100 blocks; the rest of the home takes up to 87, this part 13: its header,
 # a "more" line, and items of one block (a section and its button) or two (an unknown switch's two buttons).
 MAX_HOME_ITEMS = 5
-MAX_HOME_BLOCKS = 16
+MAX_HOME_BLOCKS = 13
 HOME_UNKNOWN_BUTTONS = "_buttons"
 OUTCOME_ICONS = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}
 
@@ -186,7 +186,10 @@ def outcome_blocks(outcome: Outcome, state: SwitchRow | None = None, entry_point
         {
             "type": "section",
             "block_id": BLOCK_OUTCOME,
-            "text": {"type": "mrkdwn", "text": f"{icon} {escape_keeping_mentions(outcome.message)}"[:3000]},
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{icon} {escape_keeping_mentions(outcome.message, outcome.mentions)}"[:3000],
+            },
         }
     ]
     if entry_point:
@@ -221,7 +224,7 @@ def interim_blocks(text: str) -> list[dict[str, Any]]:
 
 def outcome_text(outcome: Outcome) -> str:
     """Notification fallback text (Slack parses it as mrkdwn too)."""
-    return escape_keeping_mentions(outcome.message)[:300]
+    return escape_keeping_mentions(outcome.message, outcome.mentions)[:300]
 
 
 def task_text(task: StreamTaskRow) -> str:
