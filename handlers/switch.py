@@ -47,17 +47,16 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
 
 
 def _respond(
-    respond: Respond, outcome: Outcome, services: Services, app_id: str, entry_point: str, replace: bool | None
+    respond: Respond, outcome: Outcome, services: Services, app_id: str, entry_point: str, replace: bool
 ) -> None:
+    """The answer, to the person alone: in place of the message it replaces, or as a new one."""
     state = services.switches.book.known(app_id, entry_point)
-    answer: dict[str, Any] = {
-        "blocks": blocks.outcome_blocks(outcome, state, entry_point),
-        "text": blocks.outcome_text(outcome),
-        "response_type": "ephemeral",
-    }
-    if replace is not None:
-        answer["replace_original"] = replace
-    respond(**answer)
+    respond(
+        blocks=blocks.outcome_blocks(outcome, state, entry_point),
+        text=blocks.outcome_text(outcome),
+        response_type="ephemeral",
+        replace_original=replace,
+    )
 
 
 def _announce(outcome: Outcome, notifier: Notifier) -> None:
