@@ -190,6 +190,8 @@ stream_tasks = Table(
     Column("stream", String(128), primary_key=True),
     Column("started_by", String(32), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
+    # NULL: Agora accepted it; "unanswered": no usable answer came, so it may or may not record (version 7).
+    Column("status", String(16)),
 )
 
 
@@ -236,13 +238,19 @@ def _v6(conn: Connection) -> None:
 
 
 def _v7(conn: Connection) -> None:
+    # _v6 creates stream_tasks from the current definition, so a database made since has the column already.
+    if "status" not in {c["name"] for c in inspect(conn).get_columns("stream_tasks")}:
+        conn.execute(text("ALTER TABLE stream_tasks ADD COLUMN status VARCHAR(16)"))
+
+
+def _v8(conn: Connection) -> None:
     from bot.budget_store import create_budget  # its own module, which builds on this one's metadata
 
     create_budget(conn)
 
 
 # Append only: each entry moves the schema one version up; never edit a released one.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 def utcnow() -> datetime:
@@ -379,12 +387,14 @@ class SwitchRow:
 
 @dataclass(frozen=True)
 class StreamTaskRow:
-    """A single stream recbot asked Agora to record, and has not stopped."""
+    """A single stream recbot asked Agora to record, and has not stopped; `answered` False when
+    Agora's answer was lost, so that it may or may not record."""
 
     target: Target
     stream: str
     started_by: str
     started_at: datetime
+    answered: bool = True
 
 
 class SwitchBusy(Exception):
@@ -620,6 +630,10 @@ class Store:
         with self.engine.connect() as conn:
             rows = self._rows(conn, change_requests.c.open_target == _open_key(target))
         return rows[0] if rows else None
+
+    def open_request_for(self, target: Target) -> RequestRow | None:
+        """The open request of `target` (one at most), or None."""
+        return self._open_for(target)
 
     def open_requests(self) -> list[RequestRow]:
         with self.engine.connect() as conn:
@@ -1143,9 +1157,10 @@ class Store:
                 conn.commit()
 
     # single streams recbot asked Agora to record
-    def add_stream_task(self, target: Target, stream: str, user: str) -> None:
+    def add_stream_task(self, target: Target, stream: str, user: str, answered: bool = True) -> None:
+        """List a stream task Agora accepted, or (`answered` False) one whose answer was lost."""
         where = (_where_target(stream_tasks, target), stream_tasks.c.stream == stream)
-        values = {"started_by": user, "started_at": utcnow()}
+        values = {"started_by": user, "started_at": utcnow(), "status": None if answered else "unanswered"}
         with self.engine.begin() as conn:
             if conn.execute(update(stream_tasks).where(*where).values(**values)).rowcount == 1:
                 return
@@ -1173,16 +1188,25 @@ class Store:
     def stream_tasks(self) -> list[StreamTaskRow]:
         c = stream_tasks.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(stream_tasks).order_by(c.started_at)).mappings()
-            return [
-                StreamTaskRow(
-                    Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
-                    r["stream"],
-                    r["started_by"],
-                    _aware(r["started_at"]),
-                )
-                for r in rows
-            ]
+            return [_stream_task(r) for r in conn.execute(select(stream_tasks).order_by(c.started_at)).mappings()]
+
+    def stream_tasks_of(self, target: Target) -> list[StreamTaskRow]:
+        """The stream tasks recbot lists for one entry point in one region, newest first."""
+        query = (
+            select(stream_tasks).where(_where_target(stream_tasks, target)).order_by(stream_tasks.c.started_at.desc())
+        )
+        with self.engine.connect() as conn:
+            return [_stream_task(r) for r in conn.execute(query).mappings()]
+
+
+def _stream_task(r: Any) -> StreamTaskRow:
+    return StreamTaskRow(
+        Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+        r["stream"],
+        r["started_by"],
+        _aware(r["started_at"]),
+        answered=r["status"] is None,
+    )
 
 
 def _switch_row(r: Any) -> SwitchRow:

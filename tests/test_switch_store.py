@@ -160,3 +160,26 @@ def test_a_version_4_database_with_rows_is_upgraded_in_place(store: Store) -> No
         assert upgraded.switch_state("A", "live").enabled is False
     finally:
         upgraded.close()
+
+
+def test_a_version_6_database_learns_which_stream_tasks_got_no_answer(store: Store) -> None:  # noqa: F811
+    store.add_stream_task(TARGET, "cam-1", "UALICE")
+    with store.engine.begin() as conn:  # as schema version 6 left it
+        conn.execute(text("ALTER TABLE stream_tasks DROP COLUMN status"))
+        conn.execute(schema_version.update().values(version=6))
+    url = store.engine.url.render_as_string(hide_password=False)
+    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        with upgraded.engine.connect() as conn:
+            assert conn.execute(schema_version.select()).scalar() == LATEST_VERSION
+        assert [(t.stream, t.answered) for t in upgraded.stream_tasks()] == [("cam-1", True)]  # accepted before
+        upgraded.add_stream_task(TARGET, "cam-2", "UBOB", answered=False)
+        upgraded.add_stream_task(TARGET, "cam-1", "UBOB", answered=False)  # asked again; no answer this time
+        assert [(t.stream, t.answered) for t in upgraded.stream_tasks_of(TARGET)] == [
+            ("cam-1", False),
+            ("cam-2", False),
+        ]
+        upgraded.add_stream_task(TARGET, "cam-1", "UBOB")  # and then accepted
+        assert [(t.stream, t.answered) for t in upgraded.stream_tasks_of(TARGET)] == [("cam-1", True), ("cam-2", False)]
+    finally:
+        upgraded.close()
