@@ -24,7 +24,8 @@ from bot.respond import PooledRespond, ResponsePool
 from bot.seal import Sealer, resolve_seal_key
 from bot.services import Services
 from bot.settings import Settings
-from bot.store import RequestRow, Store, utcnow
+from bot.store import open_store
+from bot.store.values import RequestRow, utcnow
 from bot.switch import SwitchBook
 from bot.switching import SwitchService
 from handlers import register
@@ -65,7 +66,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     agora = agora or agora_client(settings)
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
-    store = Store(settings.DATABASE_URL)
+    store = open_store(settings.DATABASE_URL)
     prober = Prober(
         settings.RECBOT_STORAGE_PROBE,
         s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
@@ -73,11 +74,18 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
     )
     drift = DriftWatch(
-        store, agora, sealer.digest_key, app_id=settings.AGORA_APP_ID, watch_all=settings.RECBOT_DRIFT_ALL
+        store.drift,
+        store.audit,
+        store.requests,
+        agora,
+        sealer.digest_key,
+        app_id=settings.AGORA_APP_ID,
+        watch_all=settings.RECBOT_DRIFT_ALL,
     )
-    book = SwitchBook(store)
+    book = SwitchBook(store.switches)
     approvals = ApprovalService(
-        store=store,
+        requests=store.requests,
+        audit=store.audit,
         sealer=sealer,
         agora=agora,
         digest_key=sealer.digest_key,
@@ -88,10 +96,16 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         switches=book,
     )
     changes = ChangeService(
-        agora, store, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
     )
     switches = SwitchService(
-        agora, store, book, approvals, default_app=settings.AGORA_APP_ID, approval_for=settings.RECBOT_APPROVAL_FOR
+        agora,
+        store.audit,
+        store.switches,
+        book,
+        approvals,
+        default_app=settings.AGORA_APP_ID,
+        approval_for=settings.RECBOT_APPROVAL_FOR,
     )
     return Services(
         settings=settings,
@@ -160,7 +174,7 @@ def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN
     steps: list[tuple[str, Callable[[], list[RequestRow]]]] = [
         ("recovery", lambda: services.approvals.recover(orphan_age)),
         ("expiry", services.approvals.expire_due),
-        ("announcement", services.store.unannounced_ends),
+        ("announcement", services.store.announcements.unannounced_ends),
     ]
     stale_claims_before = utcnow() - orphan_age
     for name, step in steps:

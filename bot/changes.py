@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Literal
 from bot.agora import AgoraClient, AgoraError, AgoraUnavailable
 from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
 from bot.probe import Prober
-from bot.store import ProbeNote, RequestRow, Store, SwitchBusy
+from bot.store.audit import AuditLog
+from bot.store.values import ProbeNote, RequestRow, SwitchBusy
 from bot.switch import SwitchBook, unrecorded
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class ChangeService:
     def __init__(
         self,
         agora: AgoraClient,
-        store: Store,
+        audit: AuditLog,
         approvals: ApprovalService,
         digest_key: bytes,
         prober: Prober,
@@ -190,7 +191,7 @@ class ChangeService:
         self._watch = watch
         self._switches = switches
         self._agora = agora
-        self._store = store
+        self._audit = audit
         self._approvals = approvals
         self._digest_key = digest_key
         self._prober = prober
@@ -227,6 +228,6 @@ class ChangeService:
             return self._approvals.open(target, live, patch, requester, probe)
         outcome = apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
         event = "direct_change" if outcome.kind == "applied" else "failed"
-        self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
+        self._audit.append(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)
         return outcome

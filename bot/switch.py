@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Literal
 
 from bot.models import FieldChange, Target
-from bot.store import Store, SwitchRow, utcnow
+from bot.store.switches import SwitchStore
+from bot.store.values import SwitchRow, utcnow
 
 SWITCH_LABEL = "Custom recording, every stream"
 Cause = Literal["switch", "config"]
@@ -48,19 +49,19 @@ def unrecorded() -> Iterator[SwitchChange]:
 class SwitchBook:
     """Reads and records what recbot knows of the switches, one change per entry point at a time."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, switches: SwitchStore) -> None:
+        self._switches = switches
 
     def known(self, app_id: str, entry_point: str) -> SwitchRow | None:
         """None: never set through recbot."""
-        return self._store.switch_state(app_id, entry_point)
+        return self._switches.state(app_id, entry_point)
 
     def known_of_app(self, app_id: str) -> dict[str, SwitchRow]:
-        return {row.entry_point: row for row in self._store.switch_states(app_id)}
+        return {row.entry_point: row for row in self._switches.states(app_id)}
 
     def paused(self) -> list[SwitchRow]:
         """Entry points recbot paused, or whose pause it sent without learning the answer."""
-        return [row for row in self._store.switch_states() if row.wanted is False]
+        return [row for row in self._switches.states() if row.wanted is False]
 
     @contextmanager
     def changing(
@@ -75,7 +76,7 @@ class SwitchBook:
         """Around sending one change of the switch (SwitchBusy if another is being
         sent). A change that could leave it other than recbot knew is written ahead
         as unknown, so a crash mid-call leaves "unknown", not a claim."""
-        with self._store.switch_lock(app_id, entry_point):
+        with self._switches.lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             change = SwitchChange(previous)
             ahead = previous is None or previous.enabled is not enabled
@@ -84,19 +85,19 @@ class SwitchBook:
                 return SwitchRow(app_id, entry_point, enabled, cause, status, actor, utcnow(), request_id)
 
             if ahead:
-                self._store.put_switch(row("sending"))
+                self._switches.put(row("sending"))
             try:
                 yield change
             finally:
                 if change.answer == "landed":
-                    self._store.put_switch(row("set"))
+                    self._switches.put(row("set"))
                 elif ahead and change.answer == "refused":
                     if previous is None:
-                        self._store.forget_switch(app_id, entry_point)
+                        self._switches.forget(app_id, entry_point)
                     else:
-                        self._store.put_switch(previous)
+                        self._switches.put(previous)
                 elif ahead:
-                    self._store.put_switch(row("unanswered"))
+                    self._switches.put(row("unanswered"))
 
     def configuring(self, target: Target, actor: str) -> AbstractContextManager[SwitchChange]:
         """Around sending a configuration of `target`: it switches recording on for the whole entry point."""
@@ -104,11 +105,11 @@ class SwitchBook:
 
     def interrupted(self, app_id: str, entry_point: str, wanted: bool, actor: str, request_id: str) -> None:
         """A change found half-done after a stop: unknown, unless it could not have changed anything."""
-        with self._store.switch_lock(app_id, entry_point):
+        with self._switches.lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             if previous is not None and previous.enabled is wanted:
                 return
-            self._store.put_switch(
+            self._switches.put(
                 SwitchRow(app_id, entry_point, wanted, "switch", "interrupted", actor, utcnow(), request_id)
             )
 

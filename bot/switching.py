@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
 from bot.changes import Outcome
 from bot.models import FieldChange, Target
-from bot.store import Store, SwitchBusy
+from bot.store.audit import AuditLog
+from bot.store.switches import SwitchStore
+from bot.store.values import SwitchBusy
 from bot.switch import SwitchBook, consequence, inert, switch_change, verb
 
 if TYPE_CHECKING:
@@ -74,7 +76,8 @@ class SwitchService:
     def __init__(
         self,
         agora: AgoraClient,
-        store: Store,
+        audit: AuditLog,
+        streams: SwitchStore,
         book: SwitchBook,
         approvals: ApprovalService,
         *,
@@ -82,7 +85,8 @@ class SwitchService:
         approval_for: str = "secrets",
     ) -> None:
         self._agora = agora
-        self._store = store
+        self._audit = audit
+        self._streams = streams
         self.book = book
         self._approvals = approvals
         self._default_app = default_app
@@ -106,12 +110,12 @@ class SwitchService:
             return self._approvals.open_switch(target, enabled, requester, [switch_change(known, enabled)])
         outcome = apply_switch(self._agora, self.book, target, enabled, requester)
         if outcome.kind == "applied":
-            self._store.audit("resumed" if enabled else "paused", requester, target, changes=outcome.changes)
+            self._audit.append("resumed" if enabled else "paused", requester, target, changes=outcome.changes)
             other = self.command("pause" if enabled else "resume", entry_point, app_id=app_id)
             message = f"{outcome.message} To {verb(not enabled)} it: {other}."
             outcome = Outcome("applied", message, outcome.changes)
         elif outcome.message != BUSY:
-            self._store.audit("failed", requester, target, changes=outcome.changes, note=outcome.message)
+            self._audit.append("failed", requester, target, changes=outcome.changes, note=outcome.message)
         log.info("%s of %s by %s: %s", verb(enabled), target.describe(), requester, outcome.kind)
         return outcome
 
@@ -135,10 +139,10 @@ class SwitchService:
             self._agora.start_stream(target, stream)
         except AgoraError as exc:
             message = self._start_failed(exc, target, stream, known is None or known.enabled is None)
-            self._store.audit("failed", user, target, changes=change, note=message)
+            self._audit.append("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
-        self._store.add_stream_task(target, stream, user)
-        self._store.audit("stream_on", user, target, changes=change)
+        self._streams.add_stream_task(target, stream, user)
+        self._audit.append("stream_on", user, target, changes=change)
         stop = self.command("stream", target.entry_point, target.region, stream, "off", app_id=target.app_id)
         message = (
             f"Agora accepted: it records stream `{name}` of `{ep}` ({target.region}) while it is pushed, now or "
@@ -182,7 +186,7 @@ class SwitchService:
         try:
             self._agora.stop_stream(target, stream)
         except AgoraNotFound:
-            listed = self._store.remove_stream_task(target, stream)
+            listed = self._streams.remove_stream_task(target, stream)
             return Outcome(
                 "no_change",
                 f"Agora has no recording task for stream `{name}` of `{ep}` ({target.region}): it ended with the "
@@ -194,12 +198,12 @@ class SwitchService:
                 f"Agora did not answer ({inert(exc.upstream_message or 'no detail')}), so whether it still records "
                 f"stream `{name}` is unknown. Run the command again: it is safe to repeat."
             )
-            self._store.audit("failed", user, target, changes=change, note=message)
+            self._audit.append("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         except AgoraError as exc:
             message = f"Nothing was stopped. {inert(exc.user_message())}"
-            self._store.audit("failed", user, target, changes=change, note=message)
+            self._audit.append("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
-        self._store.remove_stream_task(target, stream)
-        self._store.audit("stream_off", user, target, changes=change)
+        self._streams.remove_stream_task(target, stream)
+        self._audit.append("stream_off", user, target, changes=change)
         return Outcome("applied", f"Stopped: Agora no longer records stream `{name}` of `{ep}` by a task.", change)

@@ -68,7 +68,7 @@ def register(app: App, services: Services) -> None:
                 open_edit_form(parsed, command["trigger_id"], services, client, respond)
         elif parsed.verb == "history":
             assert parsed.target is not None
-            reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
+            reply(respond, requests.history(parsed.target, services.store.audit.history(parsed.target)))
         elif parsed.verb == "pending":
             reply(respond, requests.pending(services.approvals.open_requests()))
         elif parsed.verb == "list":

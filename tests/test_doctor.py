@@ -13,14 +13,17 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import insert, text
+from sqlalchemy import insert, inspect, text
 
 from bot.doctor import doctor
 from bot.seal import resolve_seal_key
 from bot.settings import load_settings
-from bot.store import LATEST_VERSION, Store, observed_configs, schema_version, utcnow
+from bot.store import Store, migrations, open_store
+from bot.store.schema import observed_configs
+from bot.store.values import utcnow
 from tests.conftest import APP_ID
 from tests.fakes.http import SilentServer
+from tests.legacy_schema import rebuild
 from tests.storage_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,18 +101,23 @@ def test_agora_findings(settings_overrides, slack, agora, approvers_seen, change
 
 
 def test_database_reports_pending_migrations_without_applying_them(settings_overrides, slack, agora) -> None:
-    store = Store(settings_overrides["DATABASE_URL"])
-    with store.engine.begin() as conn:
-        conn.execute(schema_version.update().values(version=1))
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN version"))
+    store = open_store(settings_overrides["DATABASE_URL"])
+    rebuild(store.engine, "v1")  # as recbot's first release left it
     code, checks = run_doctor(settings_overrides)
     assert code == 1 and "exists but its seal key" in checks["Database"] and "backup" in checks["Database"]
     resolve_seal_key(None, settings_overrides["DATABASE_URL"])
     _, checks = run_doctor(settings_overrides)
-    pending = f"schema version 1 of {LATEST_VERSION}, {LATEST_VERSION - 1} migration(s) will be applied at start"
-    assert pending in checks["Database"]
+    head = migrations.head()
+    with store.engine.connect() as conn:
+        todo = [revision for revision, _ in migrations.pending(conn)]
+    assert todo == ["0002", "0003", "0004", "0005", "0006", "0007"] and head == "0007"
+    pending = (
+        f"revision 0001 (schema_version 1, from before Alembic), head {head}; a start applies 6 revision(s): 0002 "
+    )
+    assert pending in checks["Database"] and "; 0007 Drop schema_version" in checks["Database"]
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 1  # still
+        assert "alembic_version" not in inspect(conn).get_table_names()
     store.close()
 
 
@@ -211,7 +219,7 @@ def test_a_host_name_fails_http_mode_without_asking_a_name_server(
 
 def remember_targets(database_url: str, targets: list[tuple[str, str, str]]) -> Store:
     """A store (migrated, its seal key made) remembering `targets` as the drift watch does."""
-    store = Store(database_url)
+    store = open_store(database_url)
     resolve_seal_key(None, database_url)
     with store.engine.begin() as conn:
         for app_id, entry_point, region in targets:

@@ -9,7 +9,7 @@ from typing import Any
 from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
 from bot.seal import Sealer
-from bot.store import StreamTaskRow, SwitchRow
+from bot.store.values import StreamTaskRow, SwitchRow
 from bot.switch import consequence, describe, inert
 from handlers.blocks.approval_card import when
 from handlers.blocks.messages import escape
