@@ -17,17 +17,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.agora import AgoraClient, AgoraError
-from bot.changes import Outcome, apply_change, expected_after, matches
+from bot.applying import apply_change, apply_switch, expected_after, matches
 from bot.drift import DriftWatch
 from bot.lifecycle import next_state
 from bot.models import FieldChange, RecordingConfig, Target, diff
+from bot.outcome import Outcome
 from bot.probe import Prober
 from bot.seal import Sealer, SealError
 from bot.store.audit import AuditLog
 from bot.store.requests import RequestStore
 from bot.store.values import CardRef, ProbeNote, RequestRow, SwitchBusy, TargetBusy, Vote, utcnow
 from bot.switch import SwitchBook, consequence, verb
-from bot.switching import apply_switch
 
 log = logging.getLogger(__name__)
 

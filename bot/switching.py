@@ -5,69 +5,17 @@ before a stream task), and Agora's answers in words a person can act on."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
-from bot.changes import Outcome
+from bot.applying import BUSY, apply_switch
+from bot.approvals import ApprovalService
 from bot.models import FieldChange, Target
+from bot.outcome import Outcome
 from bot.store.audit import AuditLog
 from bot.store.switches import SwitchStore
-from bot.store.values import SwitchBusy
-from bot.switch import SwitchBook, consequence, inert, switch_change, verb
-
-if TYPE_CHECKING:
-    from bot.approvals import ApprovalService
+from bot.switch import SwitchBook, inert, switch_change, verb
 
 log = logging.getLogger(__name__)
-
-BUSY = (
-    "Another change of this entry point's recording switch is being sent right now, so nothing was sent. "
-    "Try again in a minute."
-)
-
-
-def apply_switch(
-    agora: AgoraClient,
-    book: SwitchBook,
-    target: Target,
-    enabled: bool,
-    actor: str,
-    request_id: str | None = None,
-) -> Outcome:
-    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed."""
-    app_id, entry_point = target.app_id, target.entry_point
-    changes = [switch_change(book.known(app_id, entry_point), enabled)]
-    ep, app = inert(entry_point), inert(app_id)
-    try:
-        with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
-            try:
-                agora.set_switch(app_id, entry_point, enabled)
-            except AgoraUnavailable as exc:
-                log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
-                why = inert(exc.upstream_message or "no detail")
-                return Outcome(
-                    "failed",
-                    f"Agora did not answer the {verb(enabled)} ({why}), so whether "
-                    f"custom recording of `{ep}` is {'on' if enabled else 'paused'} is unknown now; recbot "
-                    "shows it as unknown. Send it again to be sure: it is safe to repeat.",
-                    changes,
-                )
-            except AgoraNotFound:
-                change.refused()
-                return Outcome(
-                    "failed",
-                    f"Nothing was changed: Agora has no entry point `{ep}` in App ID `{app}`. "
-                    "Check the name (case-sensitive) and `--app`.",
-                    changes,
-                )
-            except AgoraError as exc:
-                change.refused()
-                return Outcome("failed", f"Nothing was changed. {inert(exc.user_message())}", changes)
-            change.landed()
-    except SwitchBusy:
-        return Outcome("failed", BUSY, changes)
-    done = "Resumed" if enabled else "Paused"
-    return Outcome("applied", f"{done}: {consequence(enabled, ep)}", changes)
 
 
 class SwitchService:

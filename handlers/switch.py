@@ -10,8 +10,8 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.changes import Outcome
 from bot.commands import Command
+from bot.outcome import Outcome
 from bot.services import Services
 from handlers.blocks import messages
 from handlers.blocks import switch as blocks

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import update
 
 import handlers.notify
-from bot.app import sweep
 from bot.models import Target
 from bot.settings import Settings
 from bot.store import Store, open_store
@@ -21,6 +20,7 @@ from bot.store.schema import change_requests
 from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
 from handlers.notify import Notifier
+from recbot.app import sweep
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot

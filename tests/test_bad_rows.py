@@ -12,12 +12,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from bot.app import sweep
 from bot.settings import Settings, load_settings
 from bot.store import Store, open_store
 from bot.store.schema import change_requests
 from bot.store.values import utcnow
 from handlers.notify import Notifier
+from recbot.app import sweep
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot

@@ -150,10 +150,10 @@ def test_a_bot_outside_the_approval_channel_is_a_warning(settings_overrides, sla
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m bot ARGS` in `cwd` with `env` and none of recbot's settings from this process."""
+    """`python -m recbot ARGS` in `cwd` with `env` and none of recbot's settings from this process."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", "recbot", *args],
         cwd=cwd,
         env={**base, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

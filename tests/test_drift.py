@@ -460,8 +460,8 @@ class TestRecbotsOwnChangesAreNeverDrift:
     ROUNDS = [(path, during) for path in ("direct", "approved") for during in (True, False)] * 2
 
     def test_no_pass_during_or_after_an_apply_sees_drift(self, driver, slack, agora, bot) -> None:
-        from bot.app import watch_pass
         from handlers.notify import Notifier
+        from recbot.app import watch_pass
 
         driver.command("get live na")  # remembered
         slack.wait_for("response_url")

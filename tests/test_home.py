@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import requests
 
-from bot.app import watch_pass
 from bot.settings import Settings
 from bot.store.schema import drift_alerts
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
 from handlers.notify import Notifier
+from recbot.app import watch_pass
 from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 
 from bot.store import migrations, open_store
@@ -23,6 +24,7 @@ from bot.store.engine import make_engine
 from bot.store.schema import metadata
 from tests.conftest import POSTGRES_URL
 from tests.legacy_schema import LAYOUTS, build
+from tests.test_doctor import cli
 
 Urls = Callable[[], str]
 
@@ -217,3 +219,43 @@ def test_two_instances_starting_at_once_upgrade_once(new_url: Urls, tmp_path: Pa
         assert where_now == migrations.Position(migrations.head()), where
         if round_no % 2:
             assert len(_rows(url, "change_requests", ["id"])) == 2, where
+
+
+def test_migrate_upgrades_before_a_rollout_and_sql_prints_it_applying_nothing(
+    new_url: Urls, settings_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    url = new_url()
+    engine = make_engine(url)
+    build(engine, "v3")
+    env = {**{k: str(v) for k, v in settings_overrides.items()}, "DATABASE_URL": url}
+    if url.startswith("postgresql"):
+        env["RECBOT_SEAL_KEY"] = Fernet.generate_key().decode()
+    try:
+        printed = cli(["migrate", "--sql"], tmp_path, env)
+        assert printed.returncode == 0, printed.stderr
+        sql = printed.stdout
+        assert "ALTER TABLE change_requests ADD COLUMN announced_version INTEGER" in sql
+        assert "CREATE TABLE recording_switches" in sql and "DROP TABLE IF EXISTS schema_version" in sql
+        assert "INSERT INTO alembic_version (version_num) VALUES ('0003')" in sql  # stamped first
+        assert "CREATE TABLE observed_configs" in sql and "CREATE TABLE change_requests" not in sql
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position("0003", legacy_version=3)  # nothing applied
+        done = cli(["migrate"], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        assert (
+            f"upgraded from revision 0003 (schema_version 3, from before Alembic) to revision {migrations.head()}"
+            in (done.stdout)
+        )
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position(migrations.head())
+        again = cli(["migrate"], tmp_path, env)
+        assert again.returncode == 0 and f"already at revision {migrations.head()}" in again.stdout
+        assert len(_rows(url, "change_requests", ["id"])) == 2
+    finally:
+        engine.dispose()
+
+
+def test_migrate_says_what_is_wrong_with_the_settings_and_touches_nothing(tmp_path: Path) -> None:
+    refused = cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}"})
+    assert refused.returncode == 2 and "recbot cannot migrate: " in refused.stderr
+    assert "SLACK_BOT_TOKEN" in refused.stderr and not (tmp_path / "recbot.db").exists()

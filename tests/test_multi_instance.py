@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import ORPHAN_AGE, orphan_age_at_start, sweep
 from bot.lifecycle import ENDED_STATES
 from bot.models import Target
 from bot.settings import load_settings
@@ -19,6 +18,7 @@ from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
 from handlers.blocks import drift_card
 from handlers.notify import Notifier
+from recbot.app import ORPHAN_AGE, orphan_age_at_start, sweep
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
+from bot.outcome import Outcome
 from bot.seal import Sealer
 from bot.store.values import StreamTaskRow, SwitchRow
 from bot.switch import consequence, describe, inert

@@ -1,4 +1,6 @@
-"""The composition root: settings -> services -> Bolt app with every listener."""
+"""The composition root: the Bolt app with every listener (handlers/) on the services
+(bot/), and the background work of a running recbot: the sweep and the drift watch,
+whose results the listeners' notifier announces."""
 
 from __future__ import annotations
 
@@ -7,27 +9,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from slack_bolt import App, BoltContext
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot.access import Audience
-from bot.agora import AgoraClient
-from bot.approvals import ApprovalService
 from bot.background import Background, Periodic
-from bot.changes import ChangeService
-from bot.drift import DriftWatch
-from bot.fleet import Fleet
 from bot.logs import ContextExecutor, new_request_id, request_id
-from bot.probe import Prober
-from bot.ratelimit import TokenBucket
 from bot.respond import PooledRespond, ResponsePool
-from bot.seal import Sealer, resolve_seal_key
-from bot.services import Services
-from bot.settings import Settings
-from bot.store import open_store
+from bot.services import Services, slack_client
 from bot.store.values import RequestRow, utcnow
-from bot.switch import SwitchBook
-from bot.switching import SwitchService
 from handlers import register
 from handlers.notify import Notifier
 
@@ -39,88 +26,6 @@ ORPHAN_AGE = timedelta(minutes=5)
 # Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
 # leave no thread free to ack the next command or open the next modal.
 LISTENER_THREADS = 64
-
-
-def slack_client(settings: Settings) -> WebClient:
-    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk."""
-    return WebClient(
-        token=settings.SLACK_BOT_TOKEN.get_secret_value(),
-        base_url=settings.SLACK_API_URL,
-        timeout=10,
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
-    )
-
-
-def agora_client(settings: Settings) -> AgoraClient:
-    """The one Agora client of the process, every call under one AGORA_RATE_LIMIT bucket."""
-    return AgoraClient(
-        base_url=settings.AGORA_API_URL,
-        customer_id=settings.AGORA_CUSTOMER_ID,
-        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
-        limiter=TokenBucket(settings.AGORA_RATE_LIMIT),
-    )
-
-
-def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
-    """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
-    agora = agora or agora_client(settings)
-    seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
-    store = open_store(settings.DATABASE_URL)
-    prober = Prober(
-        settings.RECBOT_STORAGE_PROBE,
-        s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
-        azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
-        timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
-    )
-    drift = DriftWatch(
-        store.drift,
-        store.audit,
-        store.requests,
-        agora,
-        sealer.digest_key,
-        app_id=settings.AGORA_APP_ID,
-        watch_all=settings.RECBOT_DRIFT_ALL,
-    )
-    book = SwitchBook(store.switches)
-    approvals = ApprovalService(
-        requests=store.requests,
-        audit=store.audit,
-        sealer=sealer,
-        agora=agora,
-        digest_key=sealer.digest_key,
-        ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
-        required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
-        prober=prober,
-        watch=drift,
-        switches=book,
-    )
-    changes = ChangeService(
-        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
-    )
-    switches = SwitchService(
-        agora,
-        store.audit,
-        store.switches,
-        book,
-        approvals,
-        default_app=settings.AGORA_APP_ID,
-        approval_for=settings.RECBOT_APPROVAL_FOR,
-    )
-    return Services(
-        settings=settings,
-        agora=agora,
-        sealer=sealer,
-        store=store,
-        changes=changes,
-        approvals=approvals,
-        approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
-        requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
-        prober=prober,
-        fleet=Fleet(agora),
-        drift=drift,
-        switches=switches,
-    )
 
 
 def create_app(services: Services) -> App:
