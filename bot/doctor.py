@@ -1,4 +1,4 @@
-"""`python -m bot doctor [--http]`: checks what a start in that mode needs,
+"""`python -m recbot doctor [--http]`: checks what a start in that mode needs,
 changing nothing. Checks run at once, each bounded, and are printed as they
 finish; the exit code is 1 if any failed."""
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from alembic.util import CommandError
 from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -278,9 +277,8 @@ def check_database(settings: Settings) -> Check:
             where = migrations.position(conn)
             try:
                 todo = migrations.pending(conn)
-            except CommandError:
-                unknown = f"{where.describe()} is not one this recbot knows (head {head}): a newer recbot made it"
-                return Check("Database", "FAIL", unknown)
+            except migrations.UnknownRevision as exc:
+                return Check("Database", "FAIL", f"the database is at {exc}: a newer recbot upgraded it")
     except SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", None) or exc).__name__
         return Check("Database", "FAIL", database_unusable(settings.DATABASE_URL, reason))

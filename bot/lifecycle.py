@@ -36,7 +36,8 @@ def next_state(state: str, event: str) -> str:
     except KeyError:
         allowed = [e for s, e in TRANSITIONS if s == state]
         can = f"it can only {', '.join(allowed)}" if allowed else "it has ended and cannot move"
-        raise LifecycleError(f"a {state} request cannot {event}: {can}") from None
+        article = "an" if state[0] in "aeiou" else "a"
+        raise LifecycleError(f"{article} {state} request cannot {event}: {can}") from None
 
 
 def mermaid() -> str:

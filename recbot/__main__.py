@@ -56,6 +56,8 @@ def open_services(settings: Settings) -> Services:
         return build_services(settings)
     except SealError as exc:
         raise StartupError(str(exc)) from None
+    except migrations.UnknownRevision as exc:
+        raise StartupError(f"the database is at {exc}: run the newer recbot that upgraded it") from None
     except SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", None) or exc).__name__
         raise StartupError(database_unusable(settings.DATABASE_URL, reason)) from None
@@ -121,6 +123,11 @@ def migrate(sql: bool, out: TextIO) -> int:
         with engine.connect() as conn:
             before = migrations.position(conn)
         migrations.upgrade(engine)
+    except migrations.UnknownRevision as exc:
+        print(
+            f"recbot cannot migrate: the database is at {exc}: run the newer recbot that upgraded it", file=sys.stderr
+        )
+        return 2
     except SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", None) or exc).__name__
         print(f"recbot cannot migrate: {database_unusable(settings.DATABASE_URL, reason)}", file=sys.stderr)

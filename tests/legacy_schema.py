@@ -1,5 +1,5 @@
 """Databases as recbot made them before Alembic, at each hand-written schema version: the
-tables of bot/store.py as they stood at each version (copied from it, each column and
+tables of the former bot/store.py as they stood at each version (copied from it, each column and
 table tagged with the version that brought it), a `schema_version` row, and rows in
 every table, for tests/test_migrations.py to upgrade and compare."""
 

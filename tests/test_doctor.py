@@ -121,6 +121,24 @@ def test_database_reports_pending_migrations_without_applying_them(settings_over
     store.close()
 
 
+def test_a_database_a_newer_recbot_upgraded_fails_and_one_up_to_date_is_ok(settings_overrides, slack, agora) -> None:
+    store = open_store(settings_overrides["DATABASE_URL"])
+    resolve_seal_key(None, settings_overrides["DATABASE_URL"])
+    _, checks = run_doctor(settings_overrides)
+    assert (
+        checks["Database"].startswith("ok")
+        and f"revision {migrations.head()}, head {migrations.head()}; up to date" in (checks["Database"])
+    )
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and checks["Database"] == (
+        f"FAIL: the database is at revision 9999, which this recbot does not know (its head is {migrations.head()}): "
+        "a newer recbot upgraded it"
+    )
+    store.close()
+
+
 def test_an_unreachable_postgresql_fails(settings_overrides, slack, agora, unused_port) -> None:
     overrides = {
         **settings_overrides,

@@ -259,3 +259,24 @@ def test_migrate_says_what_is_wrong_with_the_settings_and_touches_nothing(tmp_pa
     refused = cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}"})
     assert refused.returncode == 2 and "recbot cannot migrate: " in refused.stderr
     assert "SLACK_BOT_TOKEN" in refused.stderr and not (tmp_path / "recbot.db").exists()
+
+
+def test_a_database_a_newer_recbot_upgraded_is_refused_at_start_and_left_alone(
+    settings_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    url = settings_overrides["DATABASE_URL"]
+    open_store(url).close()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(migrations.UnknownRevision):
+        open_store(url)
+    env = {k: str(v) for k, v in settings_overrides.items()}
+    started = cli(["--http", "--host", "127.0.0.1", "--port", "0"], tmp_path, env)
+    assert started.returncode == 2
+    assert "recbot cannot start: the database is at revision 9999, which this recbot does not know" in started.stderr
+    refused = cli(["migrate"], tmp_path, env)
+    assert refused.returncode == 2 and "the database is at revision 9999, which this recbot does not" in refused.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    engine.dispose()

@@ -18,6 +18,8 @@ from alembic import command, context, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 
@@ -40,6 +42,10 @@ LEGACY: list[tuple[str, set[str], set[str]]] = [
 _upgrading = threading.Lock()
 
 
+class UnknownRevision(Exception):
+    """The database is at a revision this recbot does not know: a newer recbot upgraded it."""
+
+
 @dataclass(frozen=True)
 class Position:
     """Where a database stands: its revision (None: empty), and for a database made
@@ -58,7 +64,7 @@ class Position:
 
 def config(connection: Connection | None = None, *, dialect: str | None = None, out: TextIO | None = None) -> Config:
     """Alembic's configuration without an alembic.ini: on `connection`, or offline for `dialect`."""
-    cfg = Config(stdout=out) if out is not None else Config()
+    cfg = Config(output_buffer=out, stdout=out) if out is not None else Config()
     cfg.set_main_option("script_location", str(SCRIPTS))
     cfg.attributes["connection"] = connection
     cfg.attributes["dialect"] = dialect
@@ -103,10 +109,13 @@ def _legacy_revision(conn: Connection, tables: set[str], version: int) -> str | 
 
 
 def pending(conn: Connection) -> list[tuple[str, str]]:
-    """The revisions an upgrade would apply, oldest first, each with its title; CommandError
-    if the database is at a revision this recbot does not know (a newer recbot upgraded it)."""
+    """The revisions an upgrade would apply, oldest first, each with its title; UnknownRevision
+    if the database is at a revision this recbot does not know."""
     start = position(conn).revision
-    todo = list(scripts().iterate_revisions("heads", start or "base"))
+    try:
+        todo = list(scripts().iterate_revisions("heads", start or "base"))
+    except (CommandError, RevisionError):
+        raise UnknownRevision(f"revision {start}, which this recbot does not know (its head is {head()})") from None
     return [(r.revision, r.doc.rstrip(".")) for r in reversed(todo) if r.revision != start]
 
 
@@ -121,9 +130,11 @@ def _locked(engine: Engine) -> Iterator[Connection]:
 
 def upgrade(engine: Engine) -> None:
     """Bring the database to the head revision, stamping one made before Alembic first;
-    the first of several processes starting at once does it, the others find it done."""
+    the first of several processes starting at once does it, the others find it done.
+    UnknownRevision if a newer recbot upgraded it."""
     with _locked(engine) as conn:
         where = position(conn)
+        pending(conn)  # UnknownRevision before anything is done
         if where.legacy_version is not None:
             context = MigrationContext.configure(conn)
             context.stamp(scripts(), where.revision or "base")
