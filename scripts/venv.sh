@@ -10,7 +10,10 @@ want="$(cat "$ROOT/requirements.txt" "$ROOT/$REQS" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+installed() { [ "$(cat "$VENV/.installed-$1" 2>/dev/null)" = "$2" ]; }
+dev_want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
+# A venv made for the tests holds every runtime requirement too: ./run after ./test installs nothing.
+if ! installed "$(basename "$REQS" .txt)" "$want" && ! { [ "$REQS" = "requirements.txt" ] && installed requirements-dev "$dev_want"; }; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$REQS" >&2
   echo "$want" > "$STAMP"
 fi
