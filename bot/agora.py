@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -28,6 +29,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A person's call waits at most this long for the rate limiter, then is refused
 # (AgoraBusy): a scan or a 429 pause must not leave a command hanging silently.
 INTERACTIVE_WAIT_SECONDS = 5.0
+# Whether the work of the current Slack request has sent Agora anything but a read: what a
+# failure afterwards can truthfully tell the person (each listener runs in a context of its own).
+sent_a_change: contextvars.ContextVar[bool] = contextvars.ContextVar("sent_a_change", default=False)
 
 
 class AgoraError(Exception):
@@ -297,6 +301,8 @@ class AgoraClient:
             if self._limiter is not None and not self._limiter.acquire(wait_limit):
                 # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
                 raise uncertain or AgoraBusy("recbot's rate limit would have kept this call waiting")
+            if method != "GET":
+                sent_a_change.set(True)
             try:
                 response = self._send(method, path, body)
             except (UnicodeError, requests.exceptions.InvalidHeader):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
+from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
 from bot.drift import DriftWatch
 from bot.models import RecordingConfig, StorageConfig, Target, diff
 from bot.outcome import Outcome
@@ -51,15 +51,18 @@ def apply_change(
     watch: DriftWatch,
     switches: SwitchBook | None = None,
     actor: str = "recbot",
+    *,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> Outcome:
     """PATCH once (the client retries), read back, and report before -> after.
     The drift watch is told first what the change will leave, then what it left;
     on every other way out (a failure, an exception) it stops expecting it.
-    `switches` records that setting a configuration switches recording on."""
+    `switches` records that setting a configuration switches recording on;
+    `wait_limit` bounds each call's wait for the rate limiter (None: its turn)."""
     after = expected_after(live, patch)
     watch.expect(target, after)
     try:
-        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor)
+        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor, wait_limit)
     finally:
         # A no-op once the read-back was recorded; otherwise a lasting expectation would hide
         # an outside change to exactly `after` and keep a re-keyed baseline from being stored.
@@ -75,37 +78,29 @@ def _patch_and_read_back(
     watch: DriftWatch,
     switches: SwitchBook | None,
     actor: str,
+    wait_limit: float | None,
 ) -> Outcome:
     changes = diff(live, after)
-    acknowledged = "Agora accepted the change"
+    unanswered: AgoraUnavailable | None = None
     try:
         with switches.configuring(target, actor) if switches else unrecorded() as switch:
             try:
-                agora.set_config(target, patch)
+                agora.set_config(target, patch, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
-                # A PATCH that timed out may still have landed: the read-back below decides.
+                # A PATCH answered 5xx, or not at all, may still have landed: the read-back below decides.
                 log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
-                acknowledged = "Agora did not answer the change, so it may or may not have landed"
+                unanswered = exc
             except AgoraError as exc:
                 switch.refused()
                 return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
             else:
                 switch.landed()
             try:
-                confirmed = agora.get_config(target)
+                confirmed = agora.get_config(target, wait_limit=wait_limit)
             except AgoraError as exc:
-                return Outcome(
-                    "failed",
-                    f"{acknowledged}, and reading it back failed: {exc.user_message()} Check it with `/recording get`.",
-                    changes,
-                )
+                return Outcome("failed", _unreadable(unanswered, exc), changes)
             if not matches(after, confirmed):
-                return Outcome(
-                    "failed",
-                    "The change is not in effect: the configuration read back from Agora differs from it. "
-                    "Check it with `/recording get` and try again.",
-                    changes,
-                )
+                return Outcome("failed", _not_in_effect(unanswered, matches(live, confirmed)), changes)
             switch.landed()
     except SwitchBusy:
         return Outcome(
@@ -115,7 +110,10 @@ def _patch_and_read_back(
             changes,
         )
     watch.applied(target, confirmed)
-    message = "Change applied and confirmed by reading it back."
+    if unanswered is None:
+        message = "Change applied and confirmed by reading it back."
+    else:
+        message = f"Change applied: {_unanswered(unanswered)}, but reading it back shows the change in effect."
     if switch.previous is not None and switch.previous.enabled is not True:
         was = "paused" if switch.previous.enabled is False else "unknown"
         message += (
@@ -125,6 +123,48 @@ def _patch_and_read_back(
     return Outcome("applied", message, changes)
 
 
+def _unanswered(exc: AgoraUnavailable) -> str:
+    """What Agora did with a PATCH it never acknowledged, after every retry."""
+    if exc.status is not None:
+        detail = f": {exc.upstream_message}" if exc.upstream_message else ""
+        return f"Agora answered the change with a server error ({exc.status}{detail}) on every attempt"
+    return f"Agora did not answer the change ({exc.upstream_message or 'no answer'})"
+
+
+def _not_in_effect(unanswered: AgoraUnavailable | None, as_before: bool) -> str:
+    """Why a change the read-back does not show failed, and whether it was applied."""
+    if unanswered is None:
+        return (
+            "The change is not in effect: the configuration read back from Agora differs from it. "
+            "Check it with `/recording get` and try again."
+        )
+    if as_before:
+        return (
+            f"The change was not applied: {_unanswered(unanswered)}, and reading it back shows the "
+            "configuration as it was. Try again later."
+        )
+    return (
+        f"{_unanswered(unanswered)}, and the configuration read back is neither the change nor what it was "
+        "before (changed elsewhere meanwhile?), so whether the change was applied is unknown. "
+        "Check it with `/recording get`."
+    )
+
+
+def _unreadable(unanswered: AgoraUnavailable | None, exc: AgoraError) -> str:
+    """A change whose read-back failed: in effect or not, nobody knows yet."""
+    why = f"Agora is not answering properly ({exc.upstream_message or 'no detail'})"
+    failed = why if isinstance(exc, AgoraUnavailable) else exc.user_message().rstrip(".")
+    if unanswered is None:
+        return (
+            f"Agora accepted the change, but reading it back failed ({failed}), so whether it is in effect "
+            "is unknown. Check it with `/recording get`."
+        )
+    return (
+        f"{_unanswered(unanswered)}, and reading it back failed too ({failed}), so whether the change was "
+        "applied is unknown. Check it with `/recording get`."
+    )
+
+
 def apply_switch(
     agora: AgoraClient,
     book: SwitchBook,
@@ -132,15 +172,18 @@ def apply_switch(
     enabled: bool,
     actor: str,
     request_id: str | None = None,
+    *,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
 ) -> Outcome:
-    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed."""
+    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed;
+    `wait_limit` bounds the wait for the rate limiter (None: its turn)."""
     app_id, entry_point = target.app_id, target.entry_point
     changes = [switch_change(book.known(app_id, entry_point), enabled)]
     ep, app = inert(entry_point), inert(app_id)
     try:
         with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
             try:
-                agora.set_switch(app_id, entry_point, enabled)
+                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
                 log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
                 why = inert(exc.upstream_message or "no detail")

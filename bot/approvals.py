@@ -95,8 +95,10 @@ class ApprovalService:
     def open(
         self, target: Target, live: RecordingConfig, patch: RecordingConfig, requester: str, probe: ProbeNote | None
     ) -> Outcome:
-        """Open a pending request; its keys are sealed, its diff and probe note are safe to show."""
+        """Open a pending request; its keys are sealed, its diff and probe note are safe to show.
+        The request handed back carries the claim on posting its cards (`announce_token`)."""
         safe_diff = diff(live, expected_after(live, patch))
+        claim = secrets.token_hex(8)
         try:
             row = self._requests.create(
                 request_id=secrets.token_hex(8),
@@ -107,9 +109,10 @@ class ApprovalService:
                 sealed_patch=self._sealer.seal(json.dumps(patch.wire_json())),
                 changes=safe_diff,
                 probe=probe,
+                card_claim=claim,
             )
         except TargetBusy as busy:
-            return Outcome("refused", _busy(busy.holder), safe_diff)
+            return Outcome("refused", _busy(busy.holder), safe_diff, mentions=(busy.holder.requester,))
         self._audit.append("requested", requester, target, request_id=row.id, changes=safe_diff)
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -117,12 +120,14 @@ class ApprovalService:
             "This change needs a second person's approval. It has been sent to the approvers; "
             "you will be told the outcome. Nothing was sent to Agora yet.",
             safe_diff,
-            row,
+            replace(row, announce_token=claim),
         )
 
     def open_switch(self, target: Target, enabled: bool, requester: str, changes: list[FieldChange]) -> Outcome:
         """Open a pending request to pause or resume every stream of an entry point
-        (`target` is the entry point as a whole); it carries no secret."""
+        (`target` is the entry point as a whole); it carries no secret. As `open`, the request
+        handed back carries the claim on posting its cards."""
+        claim = secrets.token_hex(8)
         try:
             row = self._requests.create(
                 request_id=secrets.token_hex(8),
@@ -134,9 +139,10 @@ class ApprovalService:
                 changes=changes,
                 kind="switch",
                 spec={"enabled": enabled},
+                card_claim=claim,
             )
         except TargetBusy as busy:
-            return Outcome("refused", _busy(busy.holder), changes)
+            return Outcome("refused", _busy(busy.holder), changes, mentions=(busy.holder.requester,))
         self._audit.append("requested", requester, target, request_id=row.id, changes=changes)
         log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -145,7 +151,7 @@ class ApprovalService:
             f"to the approvers; once approved, {consequence(enabled, target.entry_point)} "
             "Nothing was sent to Agora yet.",
             changes,
-            row,
+            replace(row, announce_token=claim),
         )
 
     def attach_cards(self, request_id: str, cards: list[CardRef]) -> None:
@@ -213,8 +219,10 @@ class ApprovalService:
                     f"Not applied: the storage check just before applying failed ({probe.summary()}). "
                     "Nothing was sent to Agora.",
                 )
+        # An approved change runs after the ack, and nobody can ask for it again: every call
+        # waits its turn at the rate limiter, where a person's own call would be refused as busy.
         try:
-            live = self._agora.get_config(row.target)
+            live = self._agora.get_config(row.target, wait_limit=None)
         except AgoraError as exc:
             return self._end(row, "fail", "recbot", f"Not applied: {exc.user_message()}")
         if live.digest(self._digest_key) != row.base_digest:
@@ -225,7 +233,9 @@ class ApprovalService:
                 "The live configuration changed after the request was made, so nothing was sent. "
                 "Make a new request from the current configuration.",
             )
-        outcome = apply_change(self._agora, row.target, live, patch, self._watch, self._switches, row.requester)
+        outcome = apply_change(
+            self._agora, row.target, live, patch, self._watch, self._switches, row.requester, wait_limit=None
+        )
         event = "confirm" if outcome.kind == "applied" else "fail"
         return self._end(row, event, row.decided_by or "recbot", outcome.message)
 
@@ -235,7 +245,7 @@ class ApprovalService:
         if row.problem or not isinstance(enabled, bool):
             why = row.problem or "its switch is not one this recbot can read"
             return self._end(row, "fail", "recbot", f"Not applied: {why}. Nothing was sent to Agora.")
-        outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id)
+        outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id, wait_limit=None)
         event = "confirm" if outcome.kind == "applied" else "fail"
         return self._end(row, event, row.decided_by or "recbot", outcome.message)
 
@@ -294,7 +304,7 @@ class ApprovalService:
             message = f"Interrupted while applying, and {exc} So whether it is in effect is unknown"
             return self._end(row, "fail", "recbot", message + ": check it with `/recording get`.")
         try:
-            live = self._agora.get_config(row.target)
+            live = self._agora.get_config(row.target, wait_limit=None)  # the sweep's: it waits its turn
         except AgoraError as exc:
             message = f"Interrupted while applying; the live state could not be read ({exc.user_message()})."
             return self._end(row, "fail", "recbot", message + " Check it with `/recording get`.")

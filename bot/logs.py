@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,24 @@ SECRET_PATTERNS = (
 
 def new_request_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def failure_frames(error: BaseException) -> str:
+    """Where `error` was raised and how it got there, as a traceback shows it (chained causes
+    first): each exception's type and each frame's file, line and function, but never an
+    exception's message, a source line or a local, any of which may hold a secret."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    lines = []
+    for exc in reversed(chain):
+        kind = type(exc)
+        lines.append(kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}")
+        frames = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False)
+        lines += [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}' for frame in frames]
+    return "\n".join(lines)
 
 
 class RedactingFilter(logging.Filter):
@@ -47,8 +66,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string must not lose the record
             message = f"{record.msg} {record.args}"
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Frames only: an exception's message can carry what a person typed, a secret key included.
+            message += "\n" + failure_frames(record.exc_info[1])
             record.exc_info = None
             record.exc_text = None
         record.msg, record.args = self.scrub(message), None

@@ -15,10 +15,13 @@ OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refuse
 @dataclass(frozen=True)
 class Outcome:
     """How a submitted change ended, with a safe diff and words for the requester;
-    `field` names the form field a storage refusal concerns."""
+    `field` names the form field a storage refusal concerns. `mentions` are the people
+    recbot's own words in `message` name (`<@U…>`): nothing else in it may mention anyone,
+    as it may quote Agora."""
 
     kind: OutcomeKind
     message: str
     changes: list[FieldChange] = field(default_factory=list)
     request: RequestRow | None = None
     field: str | None = None
+    mentions: tuple[str, ...] = ()

@@ -11,11 +11,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from bot.catalog import Vendor, vendor_info
-from bot.models import StorageConfig, fingerprint, typed_problems
+from bot.catalog import Vendor, known_vendor, vendor_info, vendor_name
+from bot.models import StorageConfig, StorageField, fingerprint, typed_problems
 from bot.probe_verdicts import (
     AZURE_REFUSALS,
     S3_REFUSALS,
@@ -114,8 +114,8 @@ class Prober:
     def probe(self, storage: StorageConfig) -> ProbeResult:
         """Write, read back and delete one small object with `storage`'s keys, in memory only,
         within the timeout for the whole check. Never raises: anything unexpected is a verdict."""
-        shown = self._shown(storage)
-        problems = typed_problems(storage)
+        problems = typed_problems(storage)  # first: nothing is looked up or shown from a value the vendor refuses
+        shown = self._shown(storage, problems)
         if problems:  # the form refuses these already; nothing typed may choose where recbot connects
             field, why = next(iter(problems.items()))
             result = ProbeResult("refused", shown, (), 0, INVALID_CODES[field], field, why)
@@ -133,12 +133,18 @@ class Prober:
         log.info("storage probe at %s: %s %s", shown, result.verdict, result.code or "")
         return result
 
-    def _shown(self, storage: StorageConfig) -> str:
-        """The endpoint as people see it: the catalog's host, never a key."""
-        if storage.vendor == Vendor.AZURE:
-            account = storage.access_key.get_secret_value() if storage.access_key else ""
-            return f"{self._azure_endpoint or 'blob.core.windows.net'} (account {fingerprint(account)})"
-        return self._s3_endpoint or vendor_info(storage.vendor).endpoint(storage.region)[0]
+    def _shown(self, storage: StorageConfig, problems: Mapping[StorageField, str]) -> str:
+        """The endpoint as people see it: the catalog's host, never a key; a vendor recbot
+        does not know by its code alone, and an Azure account it refuses not at all."""
+        info = known_vendor(storage.vendor)
+        if info is None:
+            return vendor_name(storage.vendor)
+        if info.vendor == Vendor.AZURE:
+            host = self._azure_endpoint or "blob.core.windows.net"
+            if "access_key" in problems or storage.access_key is None:
+                return host
+            return f"{host} (account {fingerprint(storage.access_key)})"
+        return self._s3_endpoint or info.endpoint(storage.region)[0]
 
     def _s3_client(self, storage: StorageConfig, timeout: float) -> Any:
         # Imported here, not at start: boto3 and botocore are tens of thousands of objects

@@ -277,6 +277,25 @@ def register_home(app: App, services: Services) -> None:
             notifier.request_ended(row)
         notifier.publish_home(user, f"You approved request {row.id}; it is {row.state}.")
 
+    @app.action(home.ACTION_CANCEL)
+    def cancel_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """The requester withdraws their own pending request from the App Home (a request whose
+        card could not be posted can be cancelled nowhere else)."""
+        ack()
+        user = body["user"]["id"]
+        notifier = Notifier(client, services)
+        request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+        if request_id is None:
+            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.")
+            return
+        try:
+            row = services.approvals.cancel(request_id, user)
+        except Refused as refusal:
+            notifier.publish_home(user, str(refusal))
+            return
+        notifier.request_ended(row)
+        notifier.publish_home(user, f"You cancelled request {row.id}; nothing was sent to Agora.")
+
     @app.action(home.ACTION_REJECT)
     def reject_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         """Ask for a reason, as on the card; the rejection happens when it is submitted."""

@@ -79,18 +79,41 @@ class Notifier:
         return cards
 
     def post_cards(self, row: RequestRow) -> None:
-        """To the approval channel, or to each approver directly when none is set."""
-        channels = self._destinations(but=row.requester)
-        cards = self._post(channels, approval_card.card_text(row), partial(self._card, row), f"request {row.id}")
-        self._services.approvals.attach_cards(row.id, cards)
-        # Whoever moved the request while the cards were being posted found no cards to update.
+        """To the approval channel, or to each approver directly when none is set, by whoever
+        opened the request (`row.announce_token`, its claim on posting them). If none could be
+        posted, the requester is told: every sweep tries again (repost_cards)."""
+        token = row.announce_token or self._services.store.announcements.claim_cards(row.id)
+        if token is None:
+            return  # a sweep is posting them right now
+        posted = self._post_cards(row, token)
+        # Whoever moved the request while the cards were being posted found no cards to update;
+        # and the homes show it either way (an approver can decide it there, card or not).
         self.refresh_cards(row.id, shown=row.version)
-        if not cards:
-            self.tell(
-                row.requester,
-                f"Request `{row.id}` is open, but no approval card could be posted. "
-                "Ask whoever runs recbot to check RECBOT_APPROVAL_CHANNEL and RECBOT_APPROVERS.",
-            )
+        if not posted:
+            self.tell(row.requester, approval_card.no_card_notice(row))
+
+    def repost_cards(self, row: RequestRow, stale_claims_before: datetime | None = None) -> bool:
+        """The sweep's: post the cards of a pending request that has none, once across every
+        process (claimed first, with `stale_claims_before` also from a poster that stopped); the
+        requester, told none could be posted, is told they are now. Whether this call posted them."""
+        token = self._services.store.announcements.claim_cards(row.id, stale_before=stale_claims_before)
+        if token is None or not self._post_cards(row, token):
+            return False
+        self.refresh_cards(row.id, shown=row.version)  # it may have moved since the sweep listed it
+        self.tell(row.requester, approval_card.card_posted_notice(row))
+        return True
+
+    def _post_cards(self, row: RequestRow, token: str) -> list[CardRef]:
+        """Post the cards of `row` holding the claim `token`, record where they landed, then give
+        the claim back: with cards recorded nobody claims it again, with none the next sweep does."""
+        try:
+            channels = self._destinations(but=row.requester)
+            cards = self._post(channels, approval_card.card_text(row), partial(self._card, row), f"request {row.id}")
+            if cards:
+                self._services.approvals.attach_cards(row.id, cards)
+        finally:
+            self._services.store.announcements.release(row.id, token)
+        return cards
 
     def refresh_cards(self, request_id: str, shown: int | None = None) -> None:
         """Write every card from the request as it is at write time, and again

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from slack_bolt import App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 
+from bot.agora import sent_a_change
 from bot.background import Background, Periodic
-from bot.logs import ContextExecutor, new_request_id, request_id
+from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
 from bot.respond import PooledRespond, ResponsePool
 from bot.services import Services, slack_client
 from bot.store.values import RequestRow, utcnow
@@ -26,6 +27,23 @@ ORPHAN_AGE = timedelta(minutes=5)
 # Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
 # leave no thread free to ack the next command or open the next modal.
 LISTENER_THREADS = 64
+
+
+class KeptAck(Ack):
+    """Bolt's ack of one request, which stays given: when a listener fails after acking, Bolt sets
+    the ack's response back to None, and a request whose answer was not sent yet would then be
+    answered 404 "unhandled request" (and logged as never acked) instead of with its ack."""
+
+    _given: BoltResponse | None = None
+
+    @property  # type: ignore[override]
+    def response(self) -> BoltResponse | None:
+        return self._given
+
+    @response.setter
+    def response(self, value: BoltResponse | None) -> None:
+        if value is not None:
+            self._given = value
 
 
 def create_app(services: Services) -> App:
@@ -48,16 +66,14 @@ def create_app(services: Services) -> App:
     @app.middleware
     def tag_request(context: BoltContext, next: Callable[[], None]) -> None:
         request_id.set(new_request_id())
+        sent_a_change.set(False)
+        if context.ack.response is None:  # made, not given, by Bolt's argument injection
+            context["ack"] = KeptAck()
         if context.response_url:
             context["respond"] = PooledRespond(response_url=context.response_url, pool=answers)
         next()
 
-    @app.error
-    def log_error(error: Exception) -> None:
-        # The payload is not logged: it may hold what a user typed into the secret key field.
-        log.error("listener failed: %s", type(error).__name__)
-
-    register(app, services)
+    register(app, services)  # with the error handler, handlers/errors.py
     return app
 
 
@@ -72,9 +88,10 @@ def orphan_age_at_start(services: Services) -> timedelta:
 def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN_AGE) -> None:
     """Recover orphaned requests and expire due ones, announcing what this call
     ended; then announce every other end not announced yet (its announcement
-    failed, or its announcer stopped `orphan_age` ago). Each step and each row
-    is guarded, so neither a failure of another nor a bad row stops it; each
-    announcement is claimed, so it is made once across every process."""
+    failed, or its announcer stopped `orphan_age` ago), and post the cards of
+    pending requests that have none. Each step and each row is guarded, so
+    neither a failure of another nor a bad row stops it; each announcement is
+    claimed, so it is made once across every process."""
     tried: set[str] = set()  # one try per sweep: an announcement that just failed waits for the next
     steps: list[tuple[str, Callable[[], list[RequestRow]]]] = [
         ("recovery", lambda: services.approvals.recover(orphan_age)),
@@ -96,6 +113,25 @@ def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN
                 notifier.request_ended(row, stale_claims_before)
             except Exception:
                 log.exception("could not announce the end of request %s; the next sweep tries again", row.id)
+    repost_missing_cards(services, notifier, stale_claims_before)
+
+
+def repost_missing_cards(services: Services, notifier: Notifier, stale_claims_before: datetime) -> None:
+    """Post the cards of every pending request that has none: each post of them failed (Slack
+    refused, or was down), or their poster stopped before `stale_claims_before`. Each request is
+    guarded and claimed, so one failure does not stop the rest and each is posted once."""
+    try:
+        rows = services.store.announcements.cardless_requests()
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again; where it failed is logged
+        log.error("could not list the requests without a card: %s", failure_frames(exc))
+        return
+    for row in rows:
+        try:
+            notifier.repost_cards(row, stale_claims_before)
+        except Exception as exc:  # noqa: BLE001 - as above, for this request alone
+            log.error(
+                "could not post the cards of request %s; the next sweep tries again: %s", row.id, failure_frames(exc)
+            )
 
 
 def watch_pass(services: Services, notifier: Notifier) -> None:

@@ -1,12 +1,14 @@
 """When recbot's own rate limit would keep a person waiting (a long 429 pause,
 a slow rate), the person is told at once that Agora is busy, nothing is sent
 to Agora for them, and the bot keeps serving; background work (the fleet
-scan, the drift watch) waits its turn instead. The limiter's clock is the
+scan, the drift watch, an approved change, the sweep) waits its turn instead. The limiter's clock is the
 test's: time moves only when the test says so."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -101,16 +103,53 @@ def test_list_and_the_picker_during_a_long_pause(busy_driver, busy_bot, slack, a
     assert agora.calls() == []
 
 
-def test_an_approval_during_a_long_pause_says_busy_and_sends_no_patch(
+def test_an_approval_during_a_long_pause_waits_its_turn_and_is_applied(
     busy_driver, busy_bot, slack, agora, limiter
 ) -> None:
+    """The apply runs after the ack and nobody can ask for it again: its read, PATCH and
+    read-back wait their turn, where a person's own call would be refused as busy."""
     posted = request_storage_change(busy_driver, slack)
     limiter.pause(60)
     click(busy_driver, posted, "UBOB", card.ACTION_APPROVE)
-    slack.wait_for("chat.update", where=lambda c: BUSY in text_of(c))
+    notice = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")[0]
+    assert "Applied" in text_of(notice) and BUSY not in text_of(notice)
     busy_bot.drain()
+    # The form's read, the submit's, the apply's and the read-back.
+    assert len(agora.calls("PATCH")) == 1 and len(agora.calls("GET")) == 4
+    assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "hw-bucket"
+    assert busy_bot.services.store.requests.in_state("applied")
+
+
+def test_the_sweep_reconciles_an_interrupted_apply_during_a_long_pause(busy_driver, busy_bot, slack, agora, limiter):
+    """An apply left half done is read back by the sweep, background work that waits its turn."""
+    request_storage_change(busy_driver, slack)
+    store = busy_bot.services.store
+    (row,) = store.requests.open_requests()
+    assert store.requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+    assert store.requests.transition(row.id, "approved", "claim")  # interrupted before the PATCH
+    limiter.pause(60)
+    (ended,) = busy_bot.services.approvals.recover(timedelta(0))
+    assert ended.state == "failed" and ended.result == "Interrupted while applying and not in effect; not sent again."
     assert agora.calls("PATCH") == []
-    assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "rec-bucket"
+
+
+class TestSwitchThroughApproval:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
+
+    def test_an_approved_pause_during_a_long_pause_waits_its_turn_and_is_sent(
+        self, busy_driver, busy_bot, slack, agora, limiter
+    ) -> None:
+        busy_driver.command("pause live")
+        posted = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE")[0]
+        limiter.pause(60)
+        click(busy_driver, posted, "UBOB", card.ACTION_APPROVE)
+        notice = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")[0]
+        assert "Applied" in text_of(notice) and "Paused" in text_of(notice) and BUSY not in text_of(notice)
+        busy_bot.drain()
+        assert [c.json() for c in agora.calls("PATCH")] == [{"enabled": False}]
+        assert agora.switch(APP_ID, "live") is False
 
 
 def test_the_scan_and_the_drift_watch_wait_their_turn(busy_bot, agora, limiter) -> None:

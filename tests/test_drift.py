@@ -432,14 +432,14 @@ class TestEveryWayOutOfAnApply:
         if how == "exception":
             reads = bot.services.agora.get_config
 
-            def read_back_raises(target: Any) -> Any:
+            def read_back_raises(target: Any, **kwargs: Any) -> Any:
                 if patched:
                     raise RuntimeError("a bug after the PATCH")
-                return reads(target)
+                return reads(target, **kwargs)
 
             monkeypatch.setattr(bot.services.agora, "get_config", read_back_raises)
         if how == "exception":
-            driver.submit("UALICE", open_form(driver, slack), state(mp4=False))  # the form is left "working"
+            driver.submit("UALICE", open_form(driver, slack), state(mp4=False))  # the form says something went wrong
         else:
             assert "applied and confirmed" not in submitted(driver, slack, state(mp4=False))
         bot.drain()

@@ -15,11 +15,13 @@ from bot.agora import AgoraBadRequest, AgoraError, AgoraUnavailable
 from bot.commands import UsageError, parse_command
 from bot.models import Target
 from bot.outcome import Outcome
+from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form, messages
+from tests.approval_helpers import click, request_storage_change, text_of
 from tests.conftest import APP_ID
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
-from tests.test_change_flow import final_view_text
+from tests.test_change_flow import final_view_text, open_form, state
 
 # Slack's control sequences: a broadcast or special mention, a user, a channel.
 CONTROL = re.compile(r"<[!@#]")
@@ -113,13 +115,50 @@ def test_no_agora_message_makes_a_control_sequence(said: str, error: type[AgoraE
     assert controls(edit_form.message_view(f":x: {shown}")) == []
     target = Target(app_id=APP_ID, entry_point="live", region="na")
     outcome = edit_form.outcome_view(target, Outcome("failed", f"The change was not applied. {shown}"))
-    # recbot's own messages may name a person (<@U...>); a broadcast, a channel or a link never comes through.
-    assert [c for c in controls(outcome) if c != "<@"] == []
+    assert controls(outcome) == []  # no broadcast, no person, no channel, no link
     assert "<http" not in json.dumps(outcome)
 
 
 def test_a_mention_recbot_writes_itself_still_mentions() -> None:
     target = Target(app_id=APP_ID, entry_point="live", region="na")
-    busy = Outcome("refused", "<@UALICE> already has an open request for this entry point. <!channel>")
+    said = "<@UALICE> already has an open request for this entry point. <!channel> <@U0123ABC>"
+    busy = Outcome("refused", said, mentions=("UALICE",))
     shown = json.dumps(edit_form.outcome_view(target, busy))
-    assert "<@UALICE> already has" in shown and "&lt;!channel&gt;" in shown
+    assert "<@UALICE> already has" in shown and "&lt;!channel&gt; &lt;@U0123ABC&gt;" in shown
+
+
+QUOTED = "<!channel> look <@U0123ABC> <http://e.x|here>"
+RAW = ("<!channel>", "<@U0123ABC>", "<http://e.x|here>")
+
+
+def test_agora_words_quoted_after_a_direct_change_are_inert(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    view = open_form(driver, slack)
+    agora.inject(Fault(status=400, message=QUOTED, method="PATCH"))
+    driver.submit("UALICE", view, state(mp4=True, hls=True))
+    shown = final_view_text(slack)
+    assert "Agora refused the request as invalid: &lt;!channel&gt; look &lt;@U0123ABC&gt;" in shown
+    assert [raw for raw in RAW if raw in slack.payload_text()] == []
+
+
+def test_agora_words_quoted_after_an_approved_change_are_inert(driver, slack: FakeSlack, agora: AgoraEmulator, bot):
+    posted = request_storage_change(driver, slack)
+    agora.inject(Fault(status=400, message=QUOTED, method="PATCH"))
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+    assert "Failed" in text_of(notice) and "&lt;!channel&gt; look &lt;@U0123ABC&gt;" in text_of(notice)
+    bot.drain()
+    assert [raw for raw in RAW if raw in slack.payload_text()] == []
+
+
+@pytest.mark.parametrize(("command", "method"), [("pause live", "PATCH"), ("stream live na cam on", "PUT")])
+def test_agora_words_quoted_after_a_switch_are_inert(
+    driver, slack: FakeSlack, agora: AgoraEmulator, bot, command, method
+):
+    if method == "PUT":
+        agora.switches[(APP_ID, "live")] = False  # a single stream is recorded only while the switch is off
+    agora.inject(Fault(status=400, message=QUOTED, method=method))
+    driver.command(command)
+    (answer,) = slack.wait_for("response_url")
+    assert "&lt;!channel&gt; look &lt;@U0123ABC&gt;" in text_of(answer)
+    bot.drain()
+    assert [raw for raw in RAW if raw in slack.payload_text()] == []

@@ -76,8 +76,8 @@ def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
 
     requester = open_home(driver, slack, "UALICE")
     assert "Waiting for your approval" not in shown(requester) and home_blocks.ACTION_APPROVE not in shown(requester)
-    own = next(b for b in requester["blocks"] if b.get("block_id") == home_blocks.BLOCK_OWN)
-    assert row.id in shown(own) and "ep2" in shown(own)
+    own = next(b for b in requester["blocks"] if b.get("block_id") == f"{home_blocks.OWN_PREFIX}{row.id}")
+    assert row.id in shown(own) and "ep2" in shown(own) and own["accessory"]["action_id"] == home_blocks.ACTION_CANCEL
 
     for view in (approver, requester, open_home(driver, slack, "UDAVE")):
         alerts = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS)
@@ -267,3 +267,40 @@ class TestADamagedAlertRow:
 
 def home_alerts(view: dict[str, Any] | None) -> str:
     return shown(next(b for b in (view or {})["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS))
+
+
+def test_the_fullest_home_stays_within_slacks_limits() -> None:
+    """Every part of the home filled past its limit (an approver with many waiting requests,
+    many open requests of their own, paused entry points and single streams) and a notice:
+    at most 100 blocks, each valid, and each own pending request shown has its Cancel button."""
+    from datetime import UTC, datetime
+
+    from cryptography.fernet import Fernet
+
+    from bot.models import FieldChange, Target
+    from bot.seal import Sealer
+    from bot.store.values import RequestRow, StreamTaskRow, SwitchRow
+    from tests.fakes.blockkit import view_problems
+
+    now = datetime.now(UTC)
+    target = Target(app_id=APP_ID, entry_point="live", region="na")
+
+    def request(number: int, requester: str) -> RequestRow:
+        return RequestRow(
+            f"{number:016x}", target, "pending", requester, now, now, now, "", None,
+            [FieldChange("Bucket", "a", "b")], [], [], None, None, None,
+        )  # fmt: skip
+
+    content = home_blocks.HomeContent(
+        waiting=[request(i, "UCAROL") for i in range(home_blocks.MAX_WAITING + 5)],
+        own=[request(100 + i, "UBOB") for i in range(home_blocks.MAX_OWN + 5)],
+        alerts=[],
+        latest=[],
+        required=2,
+        paused=[SwitchRow(APP_ID, f"ep{i}", False, "switch", "set", "UBOB", now) for i in range(10)],
+        streams=[StreamTaskRow(target, f"cam{i}", "UBOB", now) for i in range(10)],
+    )
+    view = home_blocks.home_view(content, Sealer(Fernet.generate_key()), "a notice")
+    assert len(view["blocks"]) <= 100 and view_problems(view) == []
+    cancels = [b for b in view["blocks"] if b.get("accessory", {}).get("action_id") == home_blocks.ACTION_CANCEL]
+    assert len(cancels) == home_blocks.MAX_OWN

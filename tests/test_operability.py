@@ -41,13 +41,17 @@ def test_secret_shaped_values_are_redacted_without_knowing_them() -> None:
     assert line.count(REDACTED) == 4 and "x=1" in line
 
 
-def test_exception_text_is_redacted_too() -> None:
+def test_a_logged_exception_shows_its_frames_never_its_message() -> None:
+    typed_secret = "wJalrXUtnFEMI/typed-by-a-person"  # not a secret the filter knows
     try:
-        raise ValueError(f"boom {CUSTOMER_SECRET}")
+        raise ValueError(f"boom {typed_secret}")
     except ValueError:
         record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
     RedactingFilter([CUSTOMER_SECRET]).filter(record)
-    assert CUSTOMER_SECRET not in record.getMessage() and "boom" in record.getMessage()
+    logged = record.getMessage()
+    assert "typed-by-a-person" not in logged and "boom" not in logged
+    assert logged.startswith("failed\nValueError\n") and f'File "{__file__}"' in logged
+    assert "test_a_logged_exception_shows_its_frames_never_its_message" in logged and record.exc_info is None
 
 
 def test_http_mode_json_logs_and_clean_sigterm(settings_overrides, slack, agora, tmp_path) -> None:

@@ -121,6 +121,24 @@ def test_keys_no_vendor_takes_are_refused_without_connecting(listener, vendor) -
     assert listener.connections() == 0
 
 
+@pytest.mark.parametrize("vendor", [99, 1000, -1])
+def test_a_vendor_code_recbot_does_not_know_is_refused_never_an_exception(vendor) -> None:
+    """What a sealed change an older recbot opened may hold: refused as the form would, before
+    anything is looked up in the catalog from it. No endpoint override: the catalog's host of
+    the vendor is what was looked up; the code is refused before anything connects."""
+    config = StorageConfig(vendor=vendor, bucket="recordings", access_key="AKIA0000EXAMPLE", secret_key="secret-0000")
+    result = Prober(timeout=1).probe(config)
+    assert (result.verdict, result.field, result.steps) == ("refused", "bucket", ())
+    assert result.summary().startswith(f"refused before connecting to unknown vendor ({vendor}): Vendor must be one of")
+
+
+def test_an_azure_account_name_refused_is_not_shown(listener) -> None:
+    prober = Prober(s3_endpoint=listener.url, azure_endpoint=listener.url, timeout=1)
+    result = prober.probe(_unchecked(Vendor.AZURE, "recordings", "127.0.0.1:9/x<!here>", AZURITE_KEY))
+    assert (result.verdict, result.field) == ("refused", "access_key")
+    assert result.endpoint == listener.url and "<!here>" not in result.summary() and "account" not in result.endpoint
+
+
 @pytest.mark.parametrize(
     ("actions", "outcomes", "summary"),
     [

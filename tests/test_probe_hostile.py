@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from bot.catalog import CATALOG, Vendor
+from bot.models import RecordingConfig, StorageConfig, Target
+from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
+from handlers.notify import Notifier
+from tests.approval_helpers import click, text_of
+from tests.conftest import APP_ID
 from tests.storage_endpoints import HOSTILE_KEYS, CountingListener, hostile_names
 from tests.storage_servers import AZURITE_KEY
 from tests.test_change_flow import open_form, state
@@ -111,3 +116,45 @@ def test_the_form_hints_say_what_the_chosen_vendor_accepts(driver, slack) -> Non
     assert blocks[form.BLOCK_BUCKET]["hint"]["text"].startswith("Microsoft Azure container names are 3-63")
     assert "3-24 lowercase letters and digits" in blocks[form.BLOCK_ACCESS_KEY]["hint"]["text"]
     assert "base64" in blocks[form.BLOCK_SECRET_KEY]["hint"]["text"]
+
+
+class TestWithoutTheS3Override:
+    """The catalog's hosts, as in production: the unknown vendor code is refused before anything connects."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_STORAGE_ENDPOINT_OVERRIDE": None}
+
+    def test_a_sealed_change_for_a_vendor_recbot_does_not_know_fails_at_the_check(
+        self, driver, slack, agora, bot, listener
+    ) -> None:
+        """A request an older recbot opened for a vendor this one no longer knows: the check just before
+        the PATCH refuses it, so the approval ends the request as failed, and the requester is told."""
+        target = Target(app_id=APP_ID, entry_point="live", region="na")
+        services = bot.services
+        keys = {"access_key": "AKIA0000EXAMPLE", "secret_key": "secret-0000"}
+        patch = RecordingConfig(storage_config=StorageConfig(vendor=99, bucket="recordings", **keys))
+        opened = services.approvals.open(target, services.agora.get_config(target), patch, "UALICE", None)
+        assert opened.request is not None
+        Notifier(bot.app.client, services).post_cards(opened.request)
+        posted = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "CAPPROVE")[0]
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+        said = text_of(notice)
+        assert "Failed" in said and "the storage check just before applying failed" in said
+        assert "unknown vendor (99)" in said and "Nothing was sent to Agora" in said
+        bot.drain()
+        assert services.store.requests.get(opened.request.id).state == "failed"
+        assert listener.connections() == 0 and agora.calls("PATCH") == []
+
+
+def test_a_vendor_value_that_is_no_ascii_number_is_a_field_error(driver, slack, agora, bot, listener) -> None:
+    """Superscript two is a digit to str.isdigit and no number to int(); an Arabic-Indic one
+    is read by int() as 1, a vendor nobody chose."""
+    view = open_form(driver, slack)
+    before = store_counts(bot)
+    for value in ("\u00b2", "\u0661", "9999", "-1", "x"):
+        values = typed_state(Vendor.AMAZON_S3)
+        values[form.BLOCK_VENDOR][form.ACTION_VENDOR]["selected_option"] = {"value": value}
+        assert_refused_on_the_form(driver, view, values, form.BLOCK_VENDOR)
+    assert_nothing_happened(bot, agora, slack, listener, before)

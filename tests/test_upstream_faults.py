@@ -54,7 +54,9 @@ def test_approved_change_whose_patch_always_times_out_ends_failed_and_told(impat
     agora.inject(*[Fault(200, delay=0.6, method="PATCH")] * 4)
     click(driver, posted, "UBOB", card.ACTION_APPROVE)
     (ended,) = slack.wait_for("chat.update", where=lambda c: "Failed" in text_of(c))
-    assert card.BLOCK_BUTTONS not in text_of(ended) and "not in effect" in text_of(ended)
+    assert card.BLOCK_BUTTONS not in text_of(ended)
+    assert "not applied: Agora did not answer the change (timed out)" in text_of(ended)
+    assert "reading it back shows the configuration as it was" in text_of(ended)
     (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
     assert "Failed" in text_of(notice)
     assert len(agora.calls("PATCH")) == 4  # the first try and three retries, then given up

@@ -1,6 +1,7 @@
-"""Announcing the end of a request (its cards updated, the requester told) once across
-every process: the ends not announced yet, and the claim on announcing one, taken by
-one caller at a time, released when it failed, finished when it was made."""
+"""Announcing a request once across every process: posting the approval cards of a pending
+one that has none, and its end (its cards updated, the requester told). What is not
+announced yet, and the claim on announcing it, taken by one caller at a time, released
+when it failed, finished when it was made."""
 
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ class AnnouncementStore:
             done = conn.execute(
                 update(change_requests)
                 .where(c.id == request_id, c.state.in_(ENDED_STATES), c.announced_version < c.version, free)
+                .values(announce_claimed_by=token, announce_claimed_at=utcnow())
+            )
+        return token if done.rowcount == 1 else None
+
+    def cardless_requests(self) -> list[RequestRow]:
+        """Pending requests without an approval card: every post of them failed, or one is being made."""
+        c = change_requests.c
+        with self.engine.connect() as conn:
+            return read_requests(conn, (c.state == "pending") & (c.cards == "[]"))
+
+    def claim_cards(self, request_id: str, *, stale_before: datetime | None = None) -> str | None:
+        """Compare-and-set: the right to post the cards of `request_id` while it is pending with
+        none, if nobody holds that right (or, with `stale_before`, the holder claimed it before
+        then and stopped). The claim's token, or None; `release` gives it back."""
+        c = change_requests.c
+        free: ColumnElement[bool] = c.announce_claimed_at.is_(None)
+        if stale_before is not None:
+            free = free | (c.announce_claimed_at <= stale_before)
+        token = secrets.token_hex(8)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(change_requests)
+                .where(c.id == request_id, c.state == "pending", c.cards == "[]", free)
                 .values(announce_claimed_by=token, announce_claimed_at=utcnow())
             )
         return token if done.rowcount == 1 else None

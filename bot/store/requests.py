@@ -39,8 +39,10 @@ class RequestStore:
         probe: ProbeNote | None = None,
         kind: str = "config",
         spec: dict[str, Any] | None = None,
+        card_claim: str | None = None,
     ) -> RequestRow:
-        """Insert a pending request, or raise TargetBusy naming the open one."""
+        """Insert a pending request, or raise TargetBusy naming the open one; `card_claim`
+        (a token) holds the right to post its cards from the start (see AnnouncementStore)."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -64,6 +66,8 @@ class RequestStore:
                         kind=kind,
                         spec=json.dumps(spec) if spec is not None else None,
                         announced_version=0,
+                        announce_claimed_by=card_claim,
+                        announce_claimed_at=now if card_claim else None,
                     )
                 )
         except IntegrityError:

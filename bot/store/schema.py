@@ -58,7 +58,8 @@ change_requests = Table(
     Column("spec", Text),
     # The version whose end has been announced (cards updated, requester told); an ended row
     # below its version was not, and a sweep announces it. NULL: not tracked (rows that had
-    # ended before revision 0005). While someone announces it: who (a token) and since when.
+    # ended before revision 0005). While someone announces it (its end; or, while it is
+    # pending, its approval cards): who (a token) and since when.
     Column("announced_version", Integer),
     Column("announce_claimed_by", String(32)),
     Column("announce_claimed_at", DateTime(timezone=True)),

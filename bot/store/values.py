@@ -59,7 +59,8 @@ class RequestRow:
     probe: ProbeNote | None = None
     kind: str = "config"
     spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
-    # Only on the row handed to whoever ended the request: their claim on announcing the end.
+    # Only on the row handed to whoever opened or ended the request: their claim on announcing
+    # it (posting its cards; announcing its end).
     announce_token: str | None = None
 
     @property

@@ -191,6 +191,21 @@ def requester_notice(row: RequestRow) -> list[dict[str, Any]]:
     ]
 
 
+def no_card_notice(row: RequestRow) -> str:
+    """What the requester is told when no approval card of their request could be posted."""
+    return (
+        f"Your request `{row.id}` for *{escape(row.target.describe())}* is open, but no approval card could be "
+        "posted, so no approver has seen it yet. recbot will try again every sweep; you can cancel it from "
+        "recbot's Home tab. If this keeps happening, ask whoever runs recbot to check RECBOT_APPROVAL_CHANNEL "
+        "and RECBOT_APPROVERS."
+    )
+
+
+def card_posted_notice(row: RequestRow) -> str:
+    """What the requester is told when the cards of their request were posted after all."""
+    return f"The approval card of your request `{row.id}` for *{escape(row.target.describe())}* is posted now."
+
+
 def reject_modal(row: RequestRow, sealer: Sealer) -> dict[str, Any]:
     return {
         "type": "modal",

@@ -400,7 +400,8 @@ def read_values(state: Any) -> FormValues:
     def selected_int(block_id: str) -> int | None:
         option = action(block_id).get("selected_option")
         value = option.get("value") if isinstance(option, dict) else None
-        return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 4 else None
+        # ASCII digits only: "²" is a digit to str.isdigit, and int() refuses it.
+        return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4 else None
 
     formats = checked(BLOCK_FORMATS)
     return FormValues(
@@ -478,8 +479,9 @@ def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     icon = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}.get(
         outcome.kind, ":x:"
     )
-    # The message may quote Agora; it names people only as recbot's own mentions.
-    lines = [f"{icon} *{escape(target.describe())}*: {escape_keeping_mentions(outcome.message)}"]
+    # The message may quote Agora; it mentions only the people recbot's own words name.
+    said = escape_keeping_mentions(outcome.message, outcome.mentions)
+    lines = [f"{icon} *{escape(target.describe())}*: {said}"]
     lines += [f"• {escape(c.label)}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
     if outcome.request is not None and outcome.request.probe is not None:
         lines.append(f"Storage check: {escape(outcome.request.probe.summary)}")

@@ -16,14 +16,18 @@ from handlers.blocks.requests import event_line
 CALLBACK_HOME = "recbot_home"
 ACTION_APPROVE = "home_approve"
 ACTION_REJECT = "home_reject"
+ACTION_CANCEL = "home_cancel"
 BLOCK_NOTICE = "home_notice"
 BLOCK_WAITING = "home_waiting"
 BLOCK_OWN = "home_own"
+OWN_PREFIX = "home_own_"
 BLOCK_ALERTS = "home_alerts"
 BLOCK_LATEST = "home_latest"
 WAITING_PREFIX = "home_request_"
-# A home tab holds at most 100 blocks; three per waiting request, the rest for the other parts.
+# A home tab holds at most 100 blocks; three per waiting request, one per own request shown,
+# the rest for the other parts (tests/test_home.py fills every part to its limit).
 MAX_WAITING = 25
+MAX_OWN = 3
 MAX_LINES = 15
 
 
@@ -86,6 +90,42 @@ def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict
     ]
 
 
+def _own_blocks(own: list[RequestRow], sealer: Sealer, required: int) -> list[dict[str, Any]]:
+    """The person's own open requests, each pending one with its Cancel button."""
+    if not own:
+        return [_section(BLOCK_OWN, "You have no open requests.")]
+    blocks = []
+    for row in own[:MAX_OWN]:
+        line = (
+            f"`{row.id}` *{escape(row.target.describe())}*: {row.state}, {len(row.approvers)} of {required} approvals"
+        )
+        if row.state == "pending":
+            line += f", expires {approval_card.when(row.expires_at)}"
+        block = _section(f"{OWN_PREFIX}{row.id}", line)
+        if row.state == "pending":
+            block["accessory"] = _cancel_button(row, sealer)
+        blocks.append(block)
+    if len(own) > MAX_OWN:
+        blocks.append(_section(BLOCK_OWN, f"…and {len(own) - MAX_OWN} more: see `/recording pending`."))
+    return blocks
+
+
+def _cancel_button(row: RequestRow, sealer: Sealer) -> dict[str, Any]:
+    """Withdraw one's own pending request (the same MAC as the approval card's buttons)."""
+    return {
+        "type": "button",
+        "action_id": ACTION_CANCEL,
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "value": approval_card.button_value(row, sealer),
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Cancel the request?"},
+            "text": {"type": "plain_text", "text": f"Request {row.id} ends as cancelled; nothing is sent to Agora."},
+            "confirm": {"type": "plain_text", "text": "Cancel it"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        },
+    }
+
+
 def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -> dict[str, Any]:
     """The home tab of one person."""
     blocks: list[dict[str, Any]] = []
@@ -101,17 +141,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -
             more = len(content.waiting) - MAX_WAITING
             blocks.append(_section(BLOCK_WAITING, f"…and {more} more: see `/recording pending`."))
     blocks.append(_header("Your open requests"))
-    blocks.append(
-        _listing(
-            BLOCK_OWN,
-            [
-                f"• `{r.id}` *{escape(r.target.describe())}*: {r.state}, {len(r.approvers)} of "
-                f"{content.required} approvals"
-                for r in content.own
-            ],
-            "You have no open requests.",
-        )
-    )
+    blocks += _own_blocks(content.own, sealer, content.required)
     blocks.append(_header("Changed outside recbot"))
     blocks.append(
         _listing(

@@ -5,11 +5,12 @@ mark up, whoever wrote it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from bot.commands import USAGE
 
-# How recbot's own messages name a person (`<@U123>`); see escape_keeping_mentions.
+# How recbot's own messages name a person (`<@U123>`), once escaped; see escape_keeping_mentions.
 _ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{1,31})&gt;")
 
 
@@ -18,11 +19,12 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def escape_keeping_mentions(text: str) -> str:
-    """`text` escaped, but for the user mentions (`<@U123>`) recbot's own words put in it: a
-    message that names who holds a request. A channel-wide `<!channel>`, a channel or a link
-    stays inert, wherever it came from."""
-    return _ESCAPED_MENTION.sub(r"<@\1>", escape(text))
+def escape_keeping_mentions(text: str, users: Iterable[str]) -> str:
+    """`text` escaped, but for the mentions (`<@U123>`) of `users`, the people recbot's own
+    words in it name (who holds a request). Any other mention, a channel-wide `<!channel>`,
+    a channel or a link stays inert, wherever it came from (Agora's words, what was typed)."""
+    named = set(users)
+    return _ESCAPED_MENTION.sub(lambda m: f"<@{m[1]}>" if m[1] in named else m[0], escape(text))
 
 
 def text_blocks(text: str) -> list[dict[str, Any]]:
@@ -37,3 +39,18 @@ def usage(problem: str | None = None) -> list[dict[str, Any]]:
 def error(text: str) -> list[dict[str, Any]]:
     """A refusal or an upstream failure; `text` is plain text, shown as written."""
     return text_blocks(f":x: {escape(text)}")
+
+
+def went_wrong(ref: str, sent_to_agora: bool) -> str:
+    """What a person is told when recbot failed unexpectedly while doing what they asked:
+    what it left behind, as far as recbot knows, and the reference its log carries."""
+    if sent_to_agora:
+        return (
+            f"Something went wrong on recbot's side after a change was sent to Agora, so whether it is "
+            f"in effect is unknown (ref {ref}). Check it with `/recording get`, and give whoever runs recbot "
+            "the reference."
+        )
+    return (
+        f"Something went wrong on recbot's side; nothing was sent to Agora (ref {ref}). Try again; "
+        "if it happens again, give whoever runs recbot the reference."
+    )

@@ -68,6 +68,7 @@ class Fault:
     delay: float = 0.0
     method: str | None = None
     lands: bool = False  # serve the request for real, then answer late: the answer is lost
+    applies: bool = False  # serve the request for real, then answer with this fault anyway (a 5xx that landed)
     path: str | None = None  # only requests whose path contains this
 
 
@@ -161,6 +162,10 @@ class AgoraEmulator:
         if fault and fault.lands:
             status, out_headers, out = self._serve(method, path, headers, body)
             time.sleep(fault.delay)
+        elif fault and fault.applies:
+            self._serve(method, path, headers, body)
+            time.sleep(fault.delay)
+            status, out_headers, out = fault.status, fault.headers, {"message": fault.message}
         elif fault:
             time.sleep(fault.delay)
             status, out_headers, out = fault.status, fault.headers, {"message": fault.message}

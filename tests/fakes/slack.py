@@ -38,6 +38,7 @@ class FakeSlack:
         self.channels: dict[str, bool] = {}  # channel ID -> whether the bot is a member
         self.rate_limits: dict[str, list[int]] = {}
         self.errors: dict[str, str] = {}  # method -> the Slack error it answers with
+        self.refused_channels: dict[str, str] = {}  # channel -> the error chat.postMessage answers with there
         self.hang_ups: dict[str, int] = {}  # method -> how many calls to drop without an answer
         # method -> run with the call when it arrives, before Slack acts on it (a write "in flight")
         self.before: dict[str, Callable[[Call], None]] = {}
@@ -175,6 +176,8 @@ class FakeSlack:
                 return {"ok": False, "error": "invalid_arguments"}
         if api in self.errors:
             return {"ok": False, "error": self.errors[api]}
+        if api == "chat.postMessage" and params.get("channel") in self.refused_channels:
+            return {"ok": False, "error": self.refused_channels[params["channel"]]}
         if api == "auth.test":
             return {"ok": True, "user_id": "UBOT", "user": "recbot", "team": "Test", "team_id": "T1", "bot_id": "B1"}
         if api == "apps.connections.open":
