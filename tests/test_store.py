@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from bot.observation import Observation
 from bot.store import Store, open_store
 from bot.store.schema import change_requests
 from bot.store.values import CardRef, TargetBusy, Vote, utcnow
+from tests.conftest import POSTGRES_URL
 from tests.legacy_schema import rebuild
 
 TARGET = Target(app_id="A", entry_point="live", region="na")
@@ -236,6 +238,27 @@ def test_the_watch_lock_has_one_holder(store: Store) -> None:
                 other.close()
     with store.drift.watch_lock() as again:
         assert again
+
+
+def test_recbots_in_schemas_of_their_own_do_not_share_locks(postgres_url: str) -> None:
+    """Advisory locks are the whole PostgreSQL database's: two recbots sharing one, each in a
+    schema of its own (as every test here), each hold their own drift watch and switch lock."""
+    import psycopg
+
+    schema = f"recbot_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        one = open_store(postgres_url)
+        two = open_store(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+        try:
+            with one.drift.watch_lock() as first, two.drift.watch_lock() as second:
+                assert first and second
+            with one.switches.lock("A", "live"), two.switches.lock("A", "live", timeout=1):
+                pass
+        finally:
+            one.close()
+            two.close()
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_home_viewers_are_remembered_once(store: Store) -> None:

@@ -1,7 +1,7 @@
 """The engine of DATABASE_URL and what differs between its two dialects: psycopg 3
 for `postgresql://`, SQLite's pragmas, datetimes SQLite hands back naive, and the
-locks every process on one database shares (PostgreSQL advisory locks; on the
-embedded SQLite, which one process uses, locks of this process)."""
+locks every process on one database shares (PostgreSQL advisory locks, of the schema
+recbot uses; on the embedded SQLite, which one process uses, locks of this process)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-# The advisory lock keys of recbot; the switch lock's second key is a hash of the entry point.
+# The advisory lock keys of recbot. An advisory lock is the whole PostgreSQL database's: the
+# second key, a hash of the schema (and the switch lock's entry point), keeps recbots that
+# share a database in schemas of their own from waiting on each other.
+SCHEMA = "hashtext(coalesce(current_schema(), ''))"
+SCHEMA_AND_NAME = "hashtext(coalesce(current_schema(), '') || ' ' || :n)"
 MIGRATION_LOCK = 4242001
 WATCH_LOCK = 4242002
 SWITCH_LOCK = 4242003
@@ -76,13 +80,13 @@ class SharedLocks:
                     lock.release()
             return
         with self._engine.connect() as conn:
-            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            held = bool(conn.execute(text(f"SELECT pg_try_advisory_lock(:k, {SCHEMA})"), {"k": key}).scalar())
             conn.commit()
             try:
                 yield held
             finally:
                 if held:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.execute(text(f"SELECT pg_advisory_unlock(:k, {SCHEMA})"), {"k": key})
                     conn.commit()
 
     @contextmanager
@@ -101,12 +105,12 @@ class SharedLocks:
             # Local to this transaction; the advisory lock itself outlives the commit.
             conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{int(timeout * 1000)}ms"})
             try:
-                conn.execute(text("SELECT pg_advisory_lock(:k, hashtext(:n))"), {"k": key, "n": name})
+                conn.execute(text(f"SELECT pg_advisory_lock(:k, {SCHEMA_AND_NAME})"), {"k": key, "n": name})
             except OperationalError:
                 raise busy() from None
             conn.commit()
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k, hashtext(:n))"), {"k": key, "n": name})
+                conn.execute(text(f"SELECT pg_advisory_unlock(:k, {SCHEMA_AND_NAME})"), {"k": key, "n": name})
                 conn.commit()

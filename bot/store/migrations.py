@@ -23,7 +23,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 
-from bot.store.engine import MIGRATION_LOCK, is_postgresql
+from bot.store.engine import MIGRATION_LOCK, SCHEMA, is_postgresql
 
 SCRIPTS = Path(__file__).with_name("alembic")
 
@@ -124,7 +124,7 @@ def _locked(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the migration lock of every process until it ends."""
     with _upgrading, engine.begin() as conn:
         if is_postgresql(engine):
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            conn.execute(text(f"SELECT pg_advisory_xact_lock(:k, {SCHEMA})"), {"k": MIGRATION_LOCK})
         yield conn
 
 
