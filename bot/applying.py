@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import logging
 
-from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable
+from bot.agora import (
+    INTERACTIVE_WAIT_SECONDS,
+    AgoraClient,
+    AgoraError,
+    AgoraNotFound,
+    AgoraRateLimited,
+    AgoraUnavailable,
+)
 from bot.drift import DriftWatch
 from bot.models import RecordingConfig, StorageConfig, Target, diff
 from bot.outcome import Outcome
 from bot.store.values import SwitchBusy
-from bot.switch import SwitchBook, consequence, inert, switch_change, unrecorded, verb
+from bot.switch import SwitchBook, code, consequence, switch_change, unrecorded, verb
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +172,68 @@ def _unreadable(unanswered: AgoraUnavailable | None, exc: AgoraError) -> str:
     )
 
 
+def no_answer(exc: AgoraUnavailable) -> str:
+    """What became of a call that may or may not have taken effect: a server error, no answer at
+    all, or an answer recbot could not read."""
+    detail = exc.upstream_message
+    if exc.status:
+        return f"Agora answered with a server error ({exc.status}{': ' + detail if detail else ''})"
+    if detail in ("timed out", "connection failed"):
+        return f"Agora did not answer ({detail})"
+    return f"Agora's answer could not be read ({detail or 'no detail'})"
+
+
+def refusal(lead: str, exc: AgoraError) -> str:
+    """A refusal that changed nothing: `lead` says what was not done, Agora's answer why."""
+    if isinstance(exc, AgoraRateLimited):  # its own words would say "Nothing was changed" a second time
+        return f"{lead} Agora is rate-limiting recbot right now; try again in a minute."
+    return f"{lead} {exc.user_message()}"
+
+
+def send_switch(
+    agora: AgoraClient,
+    book: SwitchBook,
+    target: Target,
+    enabled: bool,
+    actor: str,
+    request_id: str | None = None,
+    app_named: str | None = None,
+    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
+) -> tuple[Outcome, bool]:
+    """One pause or resume sent and recorded (the answer names `app_named`, if given); and whether
+    Agora's answer was lost, so that it may or may not have taken effect."""
+    app_id, entry_point = target.app_id, target.entry_point
+    changes = [switch_change(book.known(app_id, entry_point), enabled)]
+    ep, app = code(entry_point) + (f" (app {code(app_named)})" if app_named else ""), code(app_id)
+    try:
+        with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
+            try:
+                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
+            except AgoraUnavailable as exc:
+                log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
+                message = (
+                    f"{no_answer(exc)} to the {verb(enabled)}, so it may or may not have taken effect: whether "
+                    f"custom recording of {ep} is {'on' if enabled else 'paused'} is unknown now, and recbot "
+                    "shows it as unknown. Send it again to be sure: it is safe to repeat."
+                )
+                return Outcome("failed", message, changes), True
+            except AgoraNotFound:
+                change.refused()
+                message = (
+                    f"Nothing was changed: Agora has no entry point {code(entry_point)} in App ID {app}. "
+                    "Check the name (case-sensitive) and `--app`."
+                )
+                return Outcome("failed", message, changes), False
+            except AgoraError as exc:
+                change.refused()
+                return Outcome("failed", refusal("Nothing was changed.", exc), changes), False
+            change.landed()
+    except SwitchBusy:
+        return Outcome("failed", BUSY, changes), False
+    done = "Resumed" if enabled else "Paused"
+    return Outcome("applied", f"{done}: {consequence(enabled, entry_point, app_named)}", changes), False
+
+
 def apply_switch(
     agora: AgoraClient,
     book: SwitchBook,
@@ -177,36 +246,4 @@ def apply_switch(
 ) -> Outcome:
     """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed;
     `wait_limit` bounds the wait for the rate limiter (None: its turn)."""
-    app_id, entry_point = target.app_id, target.entry_point
-    changes = [switch_change(book.known(app_id, entry_point), enabled)]
-    ep, app = inert(entry_point), inert(app_id)
-    try:
-        with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
-            try:
-                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
-            except AgoraUnavailable as exc:
-                log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
-                why = inert(exc.upstream_message or "no detail")
-                return Outcome(
-                    "failed",
-                    f"Agora did not answer the {verb(enabled)} ({why}), so whether "
-                    f"custom recording of `{ep}` is {'on' if enabled else 'paused'} is unknown now; recbot "
-                    "shows it as unknown. Send it again to be sure: it is safe to repeat.",
-                    changes,
-                )
-            except AgoraNotFound:
-                change.refused()
-                return Outcome(
-                    "failed",
-                    f"Nothing was changed: Agora has no entry point `{ep}` in App ID `{app}`. "
-                    "Check the name (case-sensitive) and `--app`.",
-                    changes,
-                )
-            except AgoraError as exc:
-                change.refused()
-                return Outcome("failed", f"Nothing was changed. {inert(exc.user_message())}", changes)
-            change.landed()
-    except SwitchBusy:
-        return Outcome("failed", BUSY, changes)
-    done = "Resumed" if enabled else "Paused"
-    return Outcome("applied", f"{done}: {consequence(enabled, ep)}", changes)
+    return send_switch(agora, book, target, enabled, actor, request_id, wait_limit=wait_limit)[0]

@@ -123,10 +123,12 @@ class ApprovalService:
             replace(row, announce_token=claim),
         )
 
-    def open_switch(self, target: Target, enabled: bool, requester: str, changes: list[FieldChange]) -> Outcome:
+    def open_switch(
+        self, target: Target, enabled: bool, requester: str, changes: list[FieldChange], app_named: str | None = None
+    ) -> Outcome:
         """Open a pending request to pause or resume every stream of an entry point
         (`target` is the entry point as a whole); it carries no secret. As `open`, the request
-        handed back carries the claim on posting its cards."""
+        handed back carries the claim on posting its cards. The answer names `app_named`, if given."""
         claim = secrets.token_hex(8)
         try:
             row = self._requests.create(
@@ -148,7 +150,7 @@ class ApprovalService:
         return Outcome(
             "needs_approval",
             f"This {verb(enabled)} needs a second person's approval (RECBOT_APPROVAL_FOR=all). It has been sent "
-            f"to the approvers; once approved, {consequence(enabled, target.entry_point)} "
+            f"to the approvers; once approved, {consequence(enabled, target.entry_point, app_named)} "
             "Nothing was sent to Agora yet.",
             changes,
             replace(row, announce_token=claim),
@@ -370,9 +372,12 @@ class ApprovalService:
 
 
 def _busy(holder: RequestRow) -> str:
-    """Why a second request for the same target is refused."""
+    """Why a second request for the same target is refused: whose, of what kind, and its ID."""
+    enabled = (holder.spec or {}).get("enabled") if holder.kind == "switch" else None
+    kind = verb(enabled) if isinstance(enabled, bool) else "configuration change"
+    where = "" if holder.target.is_every_region else f" in {holder.target.region}"
     return (
-        f"<@{holder.requester}> already has an open request for this entry point "
+        f"<@{holder.requester}> already has an open {kind} request `{holder.id}` for this entry point{where} "
         f"(since {holder.created_at:%Y-%m-%d %H:%M} UTC). It must be approved, rejected, "
         "cancelled or expire first. Nothing was sent."
     )

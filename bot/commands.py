@@ -43,9 +43,16 @@ class Command:
     enabled: bool | None = None  # pause, resume, stream: off or on
 
 
+def as_typed(text: str) -> str:
+    """A slash command's text as the person typed it: Slack sends `&`, `<` and `>` as `&amp;`,
+    `&lt;` and `&gt;` (its formatting rules), so `a&b` arrives as `a&amp;b`. Undone once,
+    `&amp;` last, so a typed `&lt;` stays `&lt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse_command(text: str, *, default_app: str, default_region: str) -> Command:
-    """Parse `/recording` text; raise UsageError with a clear message if invalid."""
-    words = text.split()
+    """Parse `/recording` text as Slack sends it (escaped); raise UsageError with a clear message if invalid."""
+    words = as_typed(text).split()
     if not words or words[0].lower() == "help":
         return Command("help")
     verb, args = words[0].lower(), words[1:]
@@ -99,9 +106,11 @@ def _switch_command(verb: Verb, args: list[str], default_app: str) -> Command:
     if not positional:
         raise UsageError(f"`/recording {verb}` needs an entry point, e.g. `/recording {verb} live`.")
     if len(positional) > 1:
+        got = " ".join(positional)[:60]
         raise UsageError(
-            f"Too many arguments: `/recording {verb} <entry_point> [--app APPID]`. The recording switch is one "
-            "per entry point, for every region, so it takes no region."
+            f"`/recording {verb}` takes one entry point, and got {len(positional)} words ({got}): "
+            f"`/recording {verb} <entry_point> [--app APPID]`. The recording switch is one per entry point, for every "
+            "region, so it takes no region either."
         )
     try:
         target = Target.every_region(app_id, positional[0])
@@ -119,6 +128,11 @@ def _stream_command(args: list[str], default_app: str) -> Command:
     entry_point, region, stream, switch = positional
     if switch.lower() not in ("on", "off"):
         raise UsageError(f"The last argument of {shape} is `on` or `off`, not `{switch[:16]}`.")
+    if "`" in stream:
+        raise UsageError(
+            "Stream name must not contain a backtick (Slack cannot show one in a command); it is one path segment "
+            "of at most 128 characters, with no spaces or control characters, and not '.' or '..'."
+        )
     try:
         target = Target(app_id=app_id, entry_point=entry_point, region=region)
         check_path_segment(stream, "Stream name")

@@ -10,6 +10,7 @@ answer, or recbot stopped meanwhile). recbot never claims more than that.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Literal
 from bot.models import FieldChange, Target
 from bot.store.switches import SwitchStore
 from bot.store.values import SwitchRow, utcnow
+
+log = logging.getLogger(__name__)
 
 SWITCH_LABEL = "Custom recording, every stream"
 Cause = Literal["switch", "config"]
@@ -51,6 +54,12 @@ class SwitchBook:
 
     def __init__(self, switches: SwitchStore) -> None:
         self._switches = switches
+        self._on_pause_lifted: Callable[[SwitchRow, SwitchRow], None] | None = None
+
+    def when_pause_lifted(self, tell: Callable[[SwitchRow, SwitchRow], None]) -> None:
+        """Call `tell(pause, now)` whenever a configuration recbot applied switched recording on over a
+        pause recbot sent (Agora switches it on with every configuration), so that whoever paused is told."""
+        self._on_pause_lifted = tell
 
     def known(self, app_id: str, entry_point: str) -> SwitchRow | None:
         """None: never set through recbot."""
@@ -59,9 +68,9 @@ class SwitchBook:
     def known_of_app(self, app_id: str) -> dict[str, SwitchRow]:
         return {row.entry_point: row for row in self._switches.states(app_id)}
 
-    def paused(self) -> list[SwitchRow]:
-        """Entry points recbot paused, or whose pause it sent without learning the answer."""
-        return [row for row in self._switches.states() if row.wanted is False]
+    def paused_or_unknown(self) -> list[SwitchRow]:
+        """Entry points recbot paused, and those whose switch it does not know after sending a change."""
+        return [row for row in self._switches.states() if row.wanted is False or row.status != "set"]
 
     @contextmanager
     def changing(
@@ -76,6 +85,7 @@ class SwitchBook:
         """Around sending one change of the switch (SwitchBusy if another is being
         sent). A change that could leave it other than recbot knew is written ahead
         as unknown, so a crash mid-call leaves "unknown", not a claim."""
+        lifted: tuple[SwitchRow, SwitchRow] | None = None
         with self._switches.lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             change = SwitchChange(previous)
@@ -90,7 +100,9 @@ class SwitchBook:
                 yield change
             finally:
                 if change.answer == "landed":
-                    self._switches.put(row("set"))
+                    self._switches.put(now := row("set"))
+                    if cause == "config" and previous is not None and previous.wanted is False:
+                        lifted = (previous, now)
                 elif ahead and change.answer == "refused":
                     if previous is None:
                         self._switches.forget(app_id, entry_point)
@@ -98,6 +110,11 @@ class SwitchBook:
                         self._switches.put(previous)
                 elif ahead:
                     self._switches.put(row("unanswered"))
+        if lifted is not None and self._on_pause_lifted is not None:
+            try:
+                self._on_pause_lifted(*lifted)
+            except Exception:  # telling is a courtesy: the change itself is done and recorded
+                log.exception("could not tell that a configuration of %s lifted a pause", entry_point)
 
     def configuring(self, target: Target, actor: str) -> AbstractContextManager[SwitchChange]:
         """Around sending a configuration of `target`: it switches recording on for the whole entry point."""
@@ -114,20 +131,23 @@ class SwitchBook:
             )
 
 
-def inert(name: str) -> str:
-    """A name as it may appear in a Slack message: no mention, link or markup."""
-    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def code(name: str) -> str:
+    """A name as a code span of recbot's answers (plain text, escaped once where it is shown).
+    Slack has no way to write a backtick inside a code span, so one in a name (an entry point
+    as Agora holds it) is shown as a look-alike (U+02CB) rather than end the span early."""
+    return "`" + name.replace("`", "\u02cb") + "`"
 
 
 def verb(enabled: bool) -> str:
     return "resume" if enabled else "pause"
 
 
-def consequence(enabled: bool, entry_point: str) -> str:
-    """What a pause or a resume does, said plainly (`entry_point` as it is to be shown)."""
+def consequence(enabled: bool, entry_point: str, app_id: str | None = None) -> str:
+    """What a pause or a resume does, said plainly (plain text); `app_id` named when given."""
+    name = code(entry_point) + (f" (app {code(app_id)})" if app_id else "")
     if enabled:
-        return f"custom recording of every stream of `{entry_point}` starts again, with its configuration as it was."
-    return f"custom recording for all streams of `{entry_point}` stops until resumed; the configuration is kept."
+        return f"custom recording of every stream of {name} starts again, with its configuration as it was."
+    return f"custom recording for all streams of {name} stops until resumed; the configuration is kept."
 
 
 def describe(
@@ -152,7 +172,10 @@ def describe(
         return f"unknown: {what} by {by} was being sent to Agora on {on}, and no answer is recorded yet"
     if state.status == "interrupted":
         return f"unknown: {what} by {by} on {on} was interrupted (recbot stopped while sending it)"
-    return f"unknown: Agora did not answer {what} by {by} on {on}, so whether it took effect is unknown"
+    return (
+        f"unknown: Agora gave no usable answer to {what} by {by} on {on} (a server error, or none at all), "
+        "so whether it took effect is unknown"
+    )
 
 
 def switch_change(known: SwitchRow | None, enabled: bool) -> FieldChange:

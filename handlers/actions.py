@@ -263,13 +263,13 @@ def register_home(app: App, services: Services) -> None:
         notifier = Notifier(client, services)
         request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
         if request_id is None:
-            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.")
+            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.", "refused")
             return
         is_approver = services.approvers.includes(user, GroupLookup(client))
         try:
             row = services.approvals.approve(request_id, user, is_approver=is_approver)
         except Refused as refusal:
-            notifier.publish_home(user, str(refusal))
+            notifier.publish_home(user, str(refusal), "refused")
             return
         if row.is_open:
             notifier.refresh_cards(row.id)
@@ -286,12 +286,12 @@ def register_home(app: App, services: Services) -> None:
         notifier = Notifier(client, services)
         request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
         if request_id is None:
-            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.")
+            notifier.publish_home(user, "That button is not a genuine recbot button; nothing was done.", "refused")
             return
         try:
             row = services.approvals.cancel(request_id, user)
         except Refused as refusal:
-            notifier.publish_home(user, str(refusal))
+            notifier.publish_home(user, str(refusal), "refused")
             return
         notifier.request_ended(row)
         notifier.publish_home(user, f"You cancelled request {row.id}; nothing was sent to Agora.")
@@ -305,7 +305,7 @@ def register_home(app: App, services: Services) -> None:
         try:
             row = services.approvals.pending_request(request_id or "")
         except Refused as refusal:
-            Notifier(client, services).publish_home(user, str(refusal))
+            Notifier(client, services).publish_home(user, str(refusal), "refused")
             return
         client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
 

@@ -122,8 +122,16 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
         return
     target = parsed.target
     known = services.switches.book.known(target.app_id, target.entry_point)
+    waiting = services.store.requests.open_request_for(Target.every_region(target.app_id, target.entry_point))
+    switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval, waiting)
+
+    def stop(stream: str) -> str:
+        words = ("stream", target.entry_point, target.region, stream, "off")
+        return messages.escape(services.switches.command(*words, app_id=target.app_id))
+
+    tasks = switch_blocks.tasks_blocks(services.store.switches.stream_tasks_of(target), target, stop)
     respond(
-        blocks=summary.summary(target, config) + switch_blocks.summary_blocks(known, target, services.sealer),
+        blocks=summary.summary(target, config) + switch + tasks,
         text=summary.summary_text(target),
         response_type="ephemeral",
     )
@@ -174,5 +182,7 @@ def fill_edit_form(
             if revert_to is None
             else edit_form.FormValues.reverting_to(revert_to, services.drift.observe(config))
         )
-        new_view = edit_form.form_view(metadata, services.sealer, values, edit_form.current_block(target, config))
+        warning = switch_blocks.resumes_warning(services.switches.book.known(target.app_id, target.entry_point))
+        current = edit_form.current_block(target, config, warning)
+        new_view = edit_form.form_view(metadata, services.sealer, values, current)
     client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)

@@ -73,7 +73,7 @@ def _answered_in_place(
     if respond is not None and body.get("response_url"):
         respond(text=f":x: {text}", response_type="ephemeral", replace_original=False)
     elif view is not None and view.get("type") == "home" and user:
-        Notifier(client, services).publish_home(user, text)
+        Notifier(client, services).publish_home(user, text, "failed")
     elif view is not None and view.get("id"):
         client.views_update(view_id=view["id"], view=edit_form.message_view(f":x: {text}"))
     else:

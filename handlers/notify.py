@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.services import Services
 from bot.store.values import AlertRow, CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, home
+from handlers.blocks import switch as switch_blocks
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,9 @@ class Notifier:
             if concerned or self._services.approvers.includes(user, lookup):  # what waits for them changed
                 self.publish_home(user)
 
-    def publish_home(self, user: str, notice: str | None = None) -> None:
-        """The App Home of `user` as it is now (approvers also see what waits for them)."""
+    def publish_home(self, user: str, notice: str | None = None, kind: str = "info") -> None:
+        """The App Home of `user` as it is now (approvers also see what waits for them), under
+        `notice` (mrkdwn) marked as `kind` (see home.home_view)."""
         services = self._services
         is_approver = services.approvers.includes(user, GroupLookup(self._client))
         rows = services.approvals.open_requests()
@@ -229,11 +231,12 @@ class Notifier:
             alerts=services.store.drift.open_alerts(),
             latest=services.store.audit.latest(10),
             required=services.approvals.required_approvals,
-            paused=services.switches.book.paused(),
+            paused=services.switches.book.paused_or_unknown(),
+            pause_needs_approval=services.switches.needs_approval,
             streams=services.store.switches.stream_tasks(),
         )
         try:
-            self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice))
+            self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))
         except SLACK_FAILURES as exc:
             log.error("could not publish the home of %s: %s", user, _why(exc))
 
@@ -247,7 +250,12 @@ class Notifier:
         return f"{len(row.approvers)} of {self._services.approvals.required_approvals} approvals"
 
     def _card(self, row: RequestRow, channel: str) -> list[dict]:
-        return approval_card.card(row, self._services.sealer, self._services.approvals.required_approvals, channel)
+        resumes = None
+        if row.kind == "config" and row.state == "pending":  # applying it would switch recording on
+            known = self._services.switches.book.known(row.target.app_id, row.target.entry_point)
+            resumes = switch_blocks.resumes_warning(known)
+        required = self._services.approvals.required_approvals
+        return approval_card.card(row, self._services.sealer, required, channel, resumes)
 
 
 def _lasting(exc: Exception) -> bool:

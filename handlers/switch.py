@@ -1,6 +1,6 @@
 """Listeners of the recording switch and single streams: `/recording
 pause|resume|stream`, the Pause and Resume buttons of `/recording get`, and the
-App Home's Resume and Stop. Who may: the people in RECBOT_REQUESTERS."""
+App Home's Resume, Pause and Stop. Who may: the people in RECBOT_REQUESTERS."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from slack_sdk import WebClient
 from bot.commands import Command
 from bot.outcome import Outcome
 from bot.services import Services
+from bot.store.values import SwitchRow
 from handlers.blocks import messages
 from handlers.blocks import switch as blocks
+from handlers.blocks.messages import escape_keeping_mentions
 from handlers.notify import GroupLookup, Notifier
 
 log = logging.getLogger(__name__)
@@ -32,27 +34,29 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         respond(blocks=messages.error(NOT_REQUESTER), text=NOT_REQUESTER, response_type="ephemeral")
         return
     assert parsed.target is not None and parsed.enabled is not None
+    # Agora may take up to ~45 s (four attempts): say at once that it is asked, then replace that with the answer.
+    interim = blocks.interim_text(parsed.verb, parsed.target, parsed.stream, parsed.enabled, services.switches)
+    respond(blocks=blocks.interim_blocks(interim), text=interim, response_type="ephemeral")
     if parsed.verb == "stream":
         assert parsed.stream is not None
         outcome = services.switches.stream(parsed.target, parsed.stream, parsed.enabled, user)
     else:
         outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
     _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
-    _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=None)
+    _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=True)
 
 
 def _respond(
-    respond: Respond, outcome: Outcome, services: Services, app_id: str, entry_point: str, replace: bool | None
+    respond: Respond, outcome: Outcome, services: Services, app_id: str, entry_point: str, replace: bool
 ) -> None:
+    """The answer, to the person alone: in place of the message it replaces, or as a new one."""
     state = services.switches.book.known(app_id, entry_point)
-    answer: dict[str, Any] = {
-        "blocks": blocks.outcome_blocks(outcome, state, entry_point),
-        "text": blocks.outcome_text(outcome),
-        "response_type": "ephemeral",
-    }
-    if replace is not None:
-        answer["replace_original"] = replace
-    respond(**answer)
+    respond(
+        blocks=blocks.outcome_blocks(outcome, state, entry_point),
+        text=blocks.outcome_text(outcome),
+        response_type="ephemeral",
+        replace_original=replace,
+    )
 
 
 def _announce(outcome: Outcome, notifier: Notifier) -> None:
@@ -63,12 +67,25 @@ def _announce(outcome: Outcome, notifier: Notifier) -> None:
         notifier.refresh_homes()
 
 
+def _tell_home(notifier: Notifier, user: str, outcome: Outcome) -> None:
+    """The outcome as the notice line of the clicker's home: its plain text escaped here, once."""
+    notifier.publish_home(user, escape_keeping_mentions(outcome.message, outcome.mentions), outcome.kind)
+
+
 def _tell(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
 
 
 def register(app: App, services: Services) -> None:
     sealer = services.sealer
+
+    def tell_who_paused(pause: SwitchRow, now: SwitchRow) -> None:
+        """A configuration switched recording on again: whoever paused it is told, unless it was them."""
+        if pause.actor != now.actor:
+            command = messages.escape(services.switches.command("pause", now.entry_point, app_id=now.app_id))
+            Notifier(app.client, services).tell(pause.actor, blocks.pause_lifted_text(pause, now, command))
+
+    services.switches.book.when_pause_lifted(tell_who_paused)
 
     def switch_clicked(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """Pause or Resume under `/recording get`'s answer; the answer goes to the clicker alone."""
@@ -90,22 +107,27 @@ def register(app: App, services: Services) -> None:
     app.action(blocks.ACTION_PAUSE)(switch_clicked)
     app.action(blocks.ACTION_RESUME)(switch_clicked)
 
-    @app.action(blocks.ACTION_HOME_RESUME)
-    def resume_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        """Resume from the App Home; the answer is a line at the top of the home."""
+    def switch_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Resume (or, where the switch is unknown, Pause) from the App Home; the answer is a line at the
+        top of the home."""
         ack()
         user = body["user"]["id"]
         notifier = Notifier(client, services)
-        target = blocks.read_switch_value((body.get("actions") or [{}])[0].get("value"), sealer)
+        action = (body.get("actions") or [{}])[0]
+        target = blocks.read_switch_value(action.get("value"), sealer)
         if target is None:
-            notifier.publish_home(user, NOT_GENUINE)
+            notifier.publish_home(user, NOT_GENUINE, "refused")
             return
         if not services.requesters.includes(user, GroupLookup(client)):
-            notifier.publish_home(user, NOT_REQUESTER)
+            notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
-        outcome = services.switches.switch(target.app_id, target.entry_point, True, user)
+        enabled = action.get("action_id") == blocks.ACTION_HOME_RESUME
+        outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
         _announce(outcome, notifier)
-        notifier.publish_home(user, outcome.message)
+        _tell_home(notifier, user, outcome)
+
+    app.action(blocks.ACTION_HOME_RESUME)(switch_from_home)
+    app.action(blocks.ACTION_HOME_PAUSE)(switch_from_home)
 
     @app.action(blocks.ACTION_HOME_STOP)
     def stop_from_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
@@ -115,11 +137,11 @@ def register(app: App, services: Services) -> None:
         notifier = Notifier(client, services)
         found = blocks.read_stream_value((body.get("actions") or [{}])[0].get("value"), sealer)
         if found is None:
-            notifier.publish_home(user, NOT_GENUINE)
+            notifier.publish_home(user, NOT_GENUINE, "refused")
             return
         if not services.requesters.includes(user, GroupLookup(client)):
-            notifier.publish_home(user, NOT_REQUESTER)
+            notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
         outcome = services.switches.stream(found[0], found[1], False, user)
         _announce(outcome, notifier)
-        notifier.publish_home(user, outcome.message)
+        _tell_home(notifier, user, outcome)

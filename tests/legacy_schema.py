@@ -35,6 +35,7 @@ LAYOUTS: dict[str, tuple[set[int], int]] = {
     "v4": ({1, 2, 3, 4}, 4),
     "v5": ({1, 2, 3, 4, 5}, 5),
     "v6": ({1, 2, 3, 4, 5, 6}, 6),
+    "v7": ({1, 2, 3, 4, 5, 6, 7}, 7),
     "v5-switches-first": ({1, 2, 3, 4, 6}, 5),
 }
 
@@ -161,6 +162,7 @@ TABLES: list[tuple[str, int, list[tuple[Column[Any], int]]]] = [
             (Column("stream", String(128), primary_key=True), 6),
             (Column("started_by", String(32), nullable=False), 6),
             (Column("started_at", DateTime(timezone=True), nullable=False), 6),
+            (Column("status", String(16)), 7),
         ],
     ),
 ]
@@ -297,6 +299,7 @@ ROWS: dict[str, list[dict[str, Any]]] = {
             "stream": "cam1",
             "started_by": "UALICE",
             "started_at": T0,
+            "status": None,
         }
     ],
 }

@@ -11,11 +11,21 @@ from tests.fakes.agora import AgoraEmulator, Received
 from tests.fakes.slack import Call, FakeSlack
 
 
+def interim(call: Call) -> bool:
+    """Whether an answer is the "asking Agora" message a pause, resume or stream answers with at once."""
+    return any(b.get("block_id") == switch_blocks.BLOCK_INTERIM for b in call.params.get("blocks") or [])
+
+
+def answers(slack: FakeSlack, count: int) -> list[Call]:
+    """The first `count` answers on response_url that are not interim ones (waiting for them)."""
+    return slack.wait_for("response_url", count=count, where=lambda c: not interim(c))[:count]
+
+
 def run(driver: SlackDriver, slack: FakeSlack, text: str, user: str = "UALICE") -> Call:
-    """Send `/recording <text>`; the answer it got (ephemeral, checked)."""
-    answered = len(slack.of("response_url"))
+    """Send `/recording <text>`; the answer it got (ephemeral, checked), past any interim one."""
+    answered = len([c for c in slack.of("response_url") if not interim(c)])
     assert driver.command(text, user=user).status_code == 200
-    reply = slack.wait_for("response_url", count=answered + 1)[answered]
+    reply = slack.wait_for("response_url", count=answered + 1, where=lambda c: not interim(c))[answered]
     assert reply.params["response_type"] == "ephemeral"
     return reply
 

@@ -110,11 +110,11 @@ def test_database_reports_pending_migrations_without_applying_them(settings_over
     head = migrations.head()
     with store.engine.connect() as conn:
         todo = [revision for revision, _ in migrations.pending(conn)]
-    assert todo == ["0002", "0003", "0004", "0005", "0006", "0007"] and head == "0007"
+    assert todo == ["0002", "0003", "0004", "0005", "0006", "0007", "0008"] and head == "0008"
     pending = (
-        f"revision 0001 (schema_version 1, from before Alembic), head {head}; a start applies 6 revision(s): 0002 "
+        f"revision 0001 (schema_version 1, from before Alembic), head {head}; a start applies 7 revision(s): 0002 "
     )
-    assert pending in checks["Database"] and "; 0007 Drop schema_version" in checks["Database"]
+    assert pending in checks["Database"] and "; 0008 Drop schema_version" in checks["Database"]
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 1  # still
         assert "alembic_version" not in inspect(conn).get_table_names()

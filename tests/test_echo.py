@@ -21,6 +21,7 @@ from tests.approval_helpers import click, request_storage_change, text_of
 from tests.conftest import APP_ID
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
+from tests.switch_helpers import run
 from tests.test_change_flow import final_view_text, open_form, state
 
 # Slack's control sequences: a broadcast or special mention, a user, a channel.
@@ -157,8 +158,7 @@ def test_agora_words_quoted_after_a_switch_are_inert(
     if method == "PUT":
         agora.switches[(APP_ID, "live")] = False  # a single stream is recorded only while the switch is off
     agora.inject(Fault(status=400, message=QUOTED, method=method))
-    driver.command(command)
-    (answer,) = slack.wait_for("response_url")
+    answer = run(driver, slack, command)  # the answer that replaces "Asking Agora…"
     assert "&lt;!channel&gt; look &lt;@U0123ABC&gt;" in text_of(answer)
     bot.drain()
     assert [raw for raw in RAW if raw in slack.payload_text()] == []

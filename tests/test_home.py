@@ -81,7 +81,7 @@ def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
 
     for view in (approver, requester, open_home(driver, slack, "UDAVE")):
         alerts = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS)
-        assert "live (na" in shown(alerts) and "HLS recording: off → on" in shown(alerts)
+        assert "`live` (na" in shown(alerts) and "HLS recording: off → on" in shown(alerts)
         latest = next(b for b in view["blocks"] if b.get("block_id") == home_blocks.BLOCK_LATEST)
         assert "requested" in shown(latest) and "changed outside recbot" in shown(latest)
     assert "NEW-SECRET" not in slack.payload_text() and posted is not None
@@ -252,8 +252,8 @@ class TestADamagedAlertRow:
             conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
 
         for user in ("UBOB", "UDAVE"):
-            assert "ep2 (na" in home_alerts(open_home(driver, slack, user))
-            assert "live (na" not in home_alerts(slack.home(user)), user
+            assert "`ep2` (na" in home_alerts(open_home(driver, slack, user))
+            assert "`live` (na" not in home_alerts(slack.home(user)), user
         assert [a.target.entry_point for a in store.drift.open_alerts()] == ["ep2"]
 
         watch_pass(bot.services, notifier)
@@ -262,16 +262,17 @@ class TestADamagedAlertRow:
         assert sorted(a.target.entry_point for a in store.drift.open_alerts()) == ["ep2", "live"]
         watch_pass(bot.services, notifier)
         assert len(alerts(slack)) == 3  # announced once more, not on every pass
-        assert "live (na" in home_alerts(open_home(driver, slack, "UBOB"))
+        assert "`live` (na" in home_alerts(open_home(driver, slack, "UBOB"))
 
 
 def home_alerts(view: dict[str, Any] | None) -> str:
     return shown(next(b for b in (view or {})["blocks"] if b.get("block_id") == home_blocks.BLOCK_ALERTS))
 
 
-def test_the_fullest_home_stays_within_slacks_limits() -> None:
+@pytest.mark.parametrize("switch_status", ["set", "unanswered"])  # an unknown switch takes two blocks
+def test_the_fullest_home_stays_within_slacks_limits(switch_status: str) -> None:
     """Every part of the home filled past its limit (an approver with many waiting requests,
-    many open requests of their own, paused entry points and single streams) and a notice:
+    many open requests of their own, paused or unknown entry points and single streams) and a notice:
     at most 100 blocks, each valid, and each own pending request shown has its Cancel button."""
     from datetime import UTC, datetime
 
@@ -297,7 +298,7 @@ def test_the_fullest_home_stays_within_slacks_limits() -> None:
         alerts=[],
         latest=[],
         required=2,
-        paused=[SwitchRow(APP_ID, f"ep{i}", False, "switch", "set", "UBOB", now) for i in range(10)],
+        paused=[SwitchRow(APP_ID, f"ep{i}", False, "switch", switch_status, "UBOB", now) for i in range(10)],
         streams=[StreamTaskRow(target, f"cam{i}", "UBOB", now) for i in range(10)],
     )
     view = home_blocks.home_view(content, Sealer(Fernet.generate_key()), "a notice")

@@ -118,7 +118,7 @@ def test_a_database_made_before_alembic_upgrades_in_place_with_every_row_kept(ne
         if 6 in versions:
             switch = store.switches.state("A", "live")
             assert switch is not None and switch.enabled is False
-            assert [t.stream for t in store.switches.stream_tasks()] == ["cam1"]
+            assert [(t.stream, t.answered) for t in store.switches.stream_tasks()] == [("cam1", True)]
         # It moves on as any request does, and its end is tracked.
         assert store.requests.transition("open1", "pending", "cancel")
         assert [r.id for r in store.announcements.unannounced_ends()] == ["open1"]
@@ -164,7 +164,7 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
             where = migrations.position(conn)
             todo = [revision for revision, _ in migrations.pending(conn)]
         assert where == migrations.Position("0003", legacy_version=3)
-        assert todo == ["0004", "0005", "0006", "0007"]
+        assert todo == ["0004", "0005", "0006", "0007", "0008"]
         with engine.connect() as conn:
             assert "alembic_version" not in inspect(conn).get_table_names()
             assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
@@ -214,7 +214,7 @@ def test_two_instances_starting_at_once_upgrade_once(new_url: Urls, tmp_path: Pa
         where = f"round {round_no}"
         assert [start.returncode for start in starts] == [0, 0], f"{where}: {logs}"
         ran = [line for log in logs for line in log.splitlines() if line.startswith("Running upgrade")]
-        assert len(ran) == len(set(ran)) and any("0006 -> 0007" in line for line in ran), f"{where}: {ran}"
+        assert len(ran) == len(set(ran)) and any("0007 -> 0008" in line for line in ran), f"{where}: {ran}"
         where_now, _ = _position(url)
         assert where_now == migrations.Position(migrations.head()), where
         if round_no % 2:

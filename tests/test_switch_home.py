@@ -25,7 +25,7 @@ def paused(view: dict[str, Any], entry_point: str) -> dict[str, Any]:
         b
         for b in view["blocks"]
         if b.get("block_id", "").startswith(switch_blocks.HOME_PAUSED_PREFIX)
-        and b["text"]["text"].startswith(f"*{entry_point}* ")
+        and b["text"]["text"].startswith(f"`{entry_point}` ")
     )
 
 
@@ -47,13 +47,13 @@ def test_everyone_sees_paused_entry_points_and_streams_with_resume_and_stop(driv
         "home_paused_1",
     ]
     first = paused(home, "live")
-    assert "*live* (app APPID01): paused by <@UALICE>" in shown(first) and "(as set by recbot)" in shown(first)
+    assert "`live` (app `APPID01`): paused by <@UALICE>" in shown(first) and "(as set by recbot)" in shown(first)
     assert first["accessory"]["action_id"] == switch_blocks.ACTION_HOME_RESUME
     assert first["accessory"]["value"] == switch_blocks.switch_value(
         Target.every_region(APP_ID, "live"), bot.services.sealer
     )
     stream = block(home, "home_stream_0")
-    assert "Stream *cam-1* of *live* (na, app APPID01)" in shown(stream) and "started by <@UALICE>" in shown(stream)
+    assert "Stream `cam-1` of `live` (na, app `APPID01`)" in shown(stream) and "started by <@UALICE>" in shown(stream)
     assert stream["accessory"]["action_id"] == switch_blocks.ACTION_HOME_STOP
 
 
@@ -69,7 +69,7 @@ def test_resume_and_stop_from_the_home_are_sent_once_and_redraw_it(driver, slack
     bot.drain()
     assert [c.json() for c in switch_calls(agora)][-1] == {"enabled": True} and agora.switch(APP_ID, "live")
     home = slack.home("UDAVE")
-    assert "Resumed" in shown(home) and "*live* (app" not in shown(home) and "*ep2* (app" in shown(home)
+    assert "Resumed" in shown(home) and "`live` (app" not in shown(home) and "`ep2` (app" in shown(home)
     known = bot.services.switches.book.known(APP_ID, "live")
     assert (known.enabled, known.actor) == (True, "UDAVE")
 
@@ -123,12 +123,14 @@ class TestThroughApproval:
         home = open_home(driver, slack, "UDAVE")
         click_home(driver, slack, "UDAVE", block(home, "home_paused_0")["accessory"])
         bot.drain()
-        assert "needs a second person's approval" in shown(slack.home("UDAVE")) and agora.calls() == []
+        assert "needs a second person's approval" in shown(slack.home("UDAVE")) and switch_calls(agora) == []
         (card,) = slack.of("chat.postMessage")
         assert card.params["channel"] == "CAPPROVE" and "asks to *resume*" in shown(card.params)
 
 
-def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot) -> None:
+@pytest.mark.parametrize("known", [True, False])
+def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot, known) -> None:
+    """Paused entry points take a block each; unknown ones two (Pause and Resume), leaving room for fewer streams."""
     store = bot.services.store
     for i in range(30):  # more than the home shows of each part
         target = Target(app_id=APP_ID, entry_point=f"ep{i:02}", region="na")
@@ -141,12 +143,17 @@ def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot) -> 
             sealed_patch=b"sealed",
             changes=[FieldChange("HLS recording", "off", "on")],
         )
-        store.switches.add_stream_task(target, f"cam-{i}", "UALICE")
+        store.switches.add_stream_task(target, f"cam-{i}", "UALICE", answered=known)
         with bot.services.switches.book.changing(APP_ID, f"ep{i:02}", False, "switch", "UALICE") as change:
-            change.landed()
+            if known:
+                change.landed()
     home = open_home(driver, slack, "UBOB")  # an approver: the longest home; the fake checks the limits
     assert 90 < len(home["blocks"]) <= 100
-    assert "…and 50 more" in shown(home)  # 25 of each not shown
+    more = block(home, switch_blocks.BLOCK_HOME_MORE)["elements"][0]["text"]  # the rest, by name
+    streams = 25 if known else 29  # five unknown switches take ten blocks: one stream fits
+    assert more.startswith("…and 25 more entry points: `ep05` (app `APPID01`), `ep06`") and "`ep29`" in more
+    assert f"; and {streams} more single streams: `cam-{streams - 1}` of `ep{streams - 1}` (na" in more
+    assert "`cam-0` of `ep00`" in more and len(more) < 3000
 
 
 def test_hostile_names_are_inert_on_the_home_and_its_buttons_still_work(driver, slack, agora, bot) -> None:

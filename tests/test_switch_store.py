@@ -145,3 +145,25 @@ def test_a_version_4_database_with_rows_is_upgraded_in_place(store: Store) -> No
         assert upgraded.switches.state("A", "live").enabled is False
     finally:
         upgraded.close()
+
+
+def test_a_version_6_database_learns_which_stream_tasks_got_no_answer(store: Store) -> None:  # noqa: F811
+    url = rebuild(store.engine, "v6")  # as schema version 6 left it, with stream task cam1 of TARGET
+    upgraded = open_store(url)
+    try:
+        with upgraded.engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position(migrations.head())
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks()] == [("cam1", True)]  # accepted before
+        upgraded.switches.add_stream_task(TARGET, "cam-2", "UBOB", answered=False)
+        upgraded.switches.add_stream_task(TARGET, "cam1", "UBOB", answered=False)  # asked again; no answer this time
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks_of(TARGET)] == [
+            ("cam1", False),
+            ("cam-2", False),
+        ]
+        upgraded.switches.add_stream_task(TARGET, "cam1", "UBOB")  # and then accepted
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks_of(TARGET)] == [
+            ("cam1", True),
+            ("cam-2", False),
+        ]
+    finally:
+        upgraded.close()

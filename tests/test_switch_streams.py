@@ -79,7 +79,7 @@ def test_on_and_off_ride_out_transient_errors_and_explain_persistent_ones(driver
     assert [c.status for c in task_calls(agora)] == [status, 200]
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="DELETE")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 off"))
-    assert ("rate-limiting" if status == 429 else "whether it still records stream `cam-1` is unknown") in reply
+    assert ("rate-limiting" if status == 429 else "whether Agora still records stream `cam-1` is unknown") in reply
     assert len(bot.services.store.switches.stream_tasks()) == 1  # still listed: it may still record
     assert agora.tasks == {(APP_ID, "live", "na", "cam-1")}
 
@@ -162,9 +162,11 @@ def test_agoras_refusals_of_off_are_passed_on_and_keep_it_listed(driver, slack, 
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_a_persistent_error_on_on_is_explained_and_lists_nothing(driver, slack, agora, bot, status) -> None:
+def test_a_persistent_error_on_on_is_explained_and_listed_only_if_it_may_record(driver, slack, agora, bot, status):
     run(driver, slack, "pause live")
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="PUT")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 on"))
-    assert ("rate-limiting" if status == 429 else "whether it records stream `cam-1` is unknown") in reply
-    assert len(task_calls(agora)) == 4 and bot.services.store.switches.stream_tasks() == []
+    assert ("rate-limiting" if status == 429 else "whether Agora records stream `cam-1` is unknown") in reply
+    assert len(task_calls(agora)) == 4
+    # A 429 refused it; a server error may have come after Agora took it: listed as unknown, to be stopped.
+    assert [task.answered for task in bot.services.store.switches.stream_tasks()] == ([] if status == 429 else [False])

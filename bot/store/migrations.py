@@ -27,15 +27,16 @@ from bot.store.engine import MIGRATION_LOCK, SCHEMA, is_postgresql
 
 SCRIPTS = Path(__file__).with_name("alembic")
 
-# What each revision up to the one that replaced `schema_version` added, as a database made
-# before Alembic shows it: (revision, tables it has, columns change_requests has by then).
-LEGACY: list[tuple[str, set[str], set[str]]] = [
-    ("0001", {"change_requests", "approvals", "audit_events"}, set()),
-    ("0002", set(), {"version"}),
-    ("0003", set(), {"probe"}),
-    ("0004", {"observed_configs", "drift_alerts", "home_viewers"}, set()),
-    ("0005", set(), {"announced_version", "announce_claimed_by", "announce_claimed_at"}),
-    ("0006", {"recording_switches", "stream_tasks"}, {"kind", "spec"}),
+# What each revision matching a hand-written schema version added, as a database made before
+# Alembic shows it: (revision, {table it has: columns that table has by then}).
+LEGACY: list[tuple[str, dict[str, set[str]]]] = [
+    ("0001", {"change_requests": set(), "approvals": set(), "audit_events": set()}),
+    ("0002", {"change_requests": {"version"}}),
+    ("0003", {"change_requests": {"probe"}}),
+    ("0004", {"observed_configs": set(), "drift_alerts": set(), "home_viewers": set()}),
+    ("0005", {"change_requests": {"announced_version", "announce_claimed_by", "announce_claimed_at"}}),
+    ("0006", {"change_requests": {"kind", "spec"}, "recording_switches": set(), "stream_tasks": set()}),
+    ("0007", {"stream_tasks": {"status"}}),
 ]
 
 # Alembic's `op` and `context` are global to a process: its upgrades run one at a time.
@@ -97,13 +98,11 @@ def _legacy_revision(conn: Connection, tables: set[str], version: int) -> str | 
     """The last revision whose tables and columns a pre-Alembic database holds, and every
     one's before it, up to its schema_version: a number alone is not trusted, as one
     release numbered the switch tables 5 before the announcement columns took that number."""
-    columns = (
-        {c["name"] for c in inspect(conn).get_columns("change_requests")} if "change_requests" in tables else set()
-    )
     found = None
-    for revision, needs_tables, needs_columns in LEGACY[:version]:
-        if not (needs_tables <= tables and needs_columns <= columns):
-            break
+    for revision, needs in LEGACY[:version]:
+        for table, columns in needs.items():
+            if table not in tables or not columns <= {c["name"] for c in inspect(conn).get_columns(table)}:
+                return found
         found = revision
     return found
 

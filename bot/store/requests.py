@@ -84,6 +84,10 @@ class RequestStore:
             rows = read_requests(conn, change_requests.c.id == request_id)
         return rows[0] if rows else None
 
+    def open_request_for(self, target: Target) -> RequestRow | None:
+        """The open request of `target` (one at most), or None."""
+        return self._open_for(target)
+
     def _open_for(self, target: Target) -> RequestRow | None:
         with self.engine.connect() as conn:
             rows = read_requests(conn, change_requests.c.open_target == open_key(target))

@@ -156,6 +156,8 @@ stream_tasks = Table(
     Column("stream", String(128), primary_key=True),
     Column("started_by", String(32), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
+    # NULL: Agora accepted it; "unanswered": no usable answer came, so it may or may not record (revision 0007).
+    Column("status", String(16)),
 )
 
 

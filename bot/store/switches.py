@@ -86,9 +86,10 @@ class SwitchStore:
             yield
 
     # single streams recbot asked Agora to record
-    def add_stream_task(self, target: Target, stream: str, user: str) -> None:
+    def add_stream_task(self, target: Target, stream: str, user: str, answered: bool = True) -> None:
+        """List a stream task Agora accepted, or (`answered` False) one whose answer was lost."""
         where = (where_target(stream_tasks, target), stream_tasks.c.stream == stream)
-        values = {"started_by": user, "started_at": utcnow()}
+        values = {"started_by": user, "started_at": utcnow(), "status": None if answered else "unanswered"}
         with self.engine.begin() as conn:
             if conn.execute(update(stream_tasks).where(*where).values(**values)).rowcount == 1:
                 return
@@ -116,16 +117,25 @@ class SwitchStore:
     def stream_tasks(self) -> list[StreamTaskRow]:
         c = stream_tasks.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(stream_tasks).order_by(c.started_at)).mappings()
-            return [
-                StreamTaskRow(
-                    Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
-                    r["stream"],
-                    r["started_by"],
-                    aware(r["started_at"]),
-                )
-                for r in rows
-            ]
+            return [_stream_task(r) for r in conn.execute(select(stream_tasks).order_by(c.started_at)).mappings()]
+
+    def stream_tasks_of(self, target: Target) -> list[StreamTaskRow]:
+        """The stream tasks recbot lists for one entry point in one region, newest first."""
+        query = (
+            select(stream_tasks).where(where_target(stream_tasks, target)).order_by(stream_tasks.c.started_at.desc())
+        )
+        with self.engine.connect() as conn:
+            return [_stream_task(r) for r in conn.execute(query).mappings()]
+
+
+def _stream_task(r: Any) -> StreamTaskRow:
+    return StreamTaskRow(
+        Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+        r["stream"],
+        r["started_by"],
+        aware(r["started_at"]),
+        answered=r["status"] is None,
+    )
 
 
 def _switch_row(r: Any) -> SwitchRow:

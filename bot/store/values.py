@@ -135,12 +135,14 @@ class SwitchRow:
 
 @dataclass(frozen=True)
 class StreamTaskRow:
-    """A single stream recbot asked Agora to record, and has not stopped."""
+    """A single stream recbot asked Agora to record, and has not stopped; `answered` False when
+    Agora's answer was lost, so that it may or may not record."""
 
     target: Target
     stream: str
     started_by: str
     started_at: datetime
+    answered: bool = True
 
 
 class SwitchBusy(Exception):

@@ -20,6 +20,7 @@ BLOCK_PROBE = "request_storage_check"
 PROBE_ICONS = {"ok": ":white_check_mark:", "refused": ":x:", "unreachable": ":warning:"}
 BLOCK_BUTTONS = "request_buttons"
 BLOCK_SWITCH = "request_switch"
+BLOCK_RESUMES = "request_resumes"
 
 CALLBACK_REJECT = "request_reject_reason"
 BLOCK_REASON = "reject_reason"
@@ -93,21 +94,28 @@ def headline(row: RequestRow) -> str:
     )
 
 
-def card(row: RequestRow, sealer: Sealer, required: int, channel: str) -> list[dict[str, Any]]:
-    """The card approvers see in `channel`: who, what, the safe diff, and the decision."""
+def card(
+    row: RequestRow, sealer: Sealer, required: int, channel: str, resumes: str | None = None
+) -> list[dict[str, Any]]:
+    """The card approvers see in `channel`: who, what, the safe diff, and the decision; while it waits,
+    `resumes` (mrkdwn) says that applying it switches recording on where recbot paused it."""
     blocks: list[dict[str, Any]] = [
         {"type": "section", "block_id": BLOCK_SUMMARY, "text": {"type": "mrkdwn", "text": headline(row)[:3000]}},
         {"type": "section", "block_id": BLOCK_DIFF, "text": {"type": "mrkdwn", "text": diff_text(row)[:3000]}},
     ]
     enabled = switch_wanted(row)
     if enabled is not None:
-        said = consequence(enabled, escape(row.target.entry_point))  # mrkdwn: the name made inert
+        said = escape(consequence(enabled, row.target.entry_point))
         blocks.append(
             {
                 "type": "context",
                 "block_id": BLOCK_SWITCH,
                 "elements": [{"type": "mrkdwn", "text": f"Once applied, {said}"[:3000]}],
             }
+        )
+    if resumes and row.state == "pending":
+        blocks.append(
+            {"type": "context", "block_id": BLOCK_RESUMES, "elements": [{"type": "mrkdwn", "text": resumes[:3000]}]}
         )
     if row.probe is not None:
         line = f"{PROBE_ICONS.get(row.probe.verdict, ':warning:')} Storage check: {escape(row.probe.summary)}"
@@ -153,9 +161,13 @@ def card(row: RequestRow, sealer: Sealer, required: int, channel: str) -> list[d
 
 
 def outcome_line(row: RequestRow) -> str:
+    """How a request ended and who decided: an approved request's approvers did not apply or fail it."""
     icon = OUTCOME_ICONS.get(row.state, ":hourglass_flowing_sand:")
-    who = f" by <@{row.decided_by}>" if row.decided_by else ""
     detail = f": {escape(row.result)}" if row.result else ""
+    if row.state in ("applied", "failed", "stale") and row.approvers:
+        approved = ", ".join(f"<@{u}>" for u in row.approvers)
+        return f"{icon} Approved by {approved}; *{row.state.capitalize()}*, {when(row.updated_at)}{detail}"
+    who = f" by <@{row.decided_by}>" if row.decided_by else ""
     return f"{icon} *{row.state.capitalize()}*{who}, {when(row.updated_at)}{detail}"
 
 

@@ -176,21 +176,18 @@ def _said(mrkdwn: str) -> dict[str, Any]:
     return _modal([{"type": "section", "text": _text(mrkdwn[:3000], "mrkdwn")}])
 
 
-def current_block(target: Target, config: RecordingConfig) -> dict[str, Any]:
+def current_block(target: Target, config: RecordingConfig, warning: str | None = None) -> dict[str, Any]:
+    """The form's "now:" line, and `warning` (mrkdwn) under it: both shown again whenever the form is redrawn."""
     shown = describe_storage(config.storage_config)
     access = fingerprint(config.storage_config.access_key if config.storage_config else None)
-    return {
-        "type": "context",
-        "block_id": BLOCK_CURRENT,
-        "elements": [
-            _text(
-                f"*{escape(target.describe())}* now: MP4 {'on' if config.mp4 else 'off'}, "
-                f"HLS {'on' if config.hls else 'off'}; {shown['vendor']}, {shown['region']}, "
-                f"bucket {escape(shown['bucket'])}, access key {access}",
-                "mrkdwn",
-            )
-        ],
-    }
+    now = _text(
+        f"*{escape(target.describe())}* now: MP4 {'on' if config.mp4 else 'off'}, "
+        f"HLS {'on' if config.hls else 'off'}; {shown['vendor']}, {shown['region']}, "
+        f"bucket {escape(shown['bucket'])}, access key {access}",
+        "mrkdwn",
+    )
+    elements = [now] + ([_text(warning[:3000], "mrkdwn")] if warning else [])
+    return {"type": "context", "block_id": BLOCK_CURRENT, "elements": elements}
 
 
 def current_block_of(view: dict[str, Any]) -> dict[str, Any]:

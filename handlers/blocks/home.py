@@ -10,7 +10,7 @@ from bot.seal import Sealer
 from bot.store.values import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
 from handlers.blocks import approval_card, drift_card
 from handlers.blocks import switch as switch_blocks
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import target_name
 from handlers.blocks.requests import event_line
 
 CALLBACK_HOME = "recbot_home"
@@ -29,6 +29,13 @@ WAITING_PREFIX = "home_request_"
 MAX_WAITING = 25
 MAX_OWN = 3
 MAX_LINES = 15
+# The mark before the notice line, by how what it reports ended; anything else went wrong.
+NOTICE_ICONS = {
+    "info": ":information_source:",
+    "no_change": ":information_source:",
+    "applied": ":white_check_mark:",
+    "needs_approval": ":lock:",
+}
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,9 @@ class HomeContent:
     alerts: list[AlertRow]
     latest: list[AuditEvent]
     required: int
-    paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused
+    paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused, or whose switch is unknown
     streams: list[StreamTaskRow] = field(default_factory=list)  # single streams recbot records by task
+    pause_needs_approval: bool = False  # RECBOT_APPROVAL_FOR=all: the Pause button says so
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
@@ -62,7 +70,7 @@ def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict
     return [
         _section(
             f"{WAITING_PREFIX}{row.id}",
-            f"`{row.id}` *{escape(row.target.describe())}* from <@{row.requester}>, "
+            f"`{row.id}` {target_name(row.target)} from <@{row.requester}>, "
             f"{len(row.approvers)} of {required} approvals, expires {approval_card.when(row.expires_at)}\n"
             + approval_card.diff_text(row),
         ),
@@ -96,9 +104,7 @@ def _own_blocks(own: list[RequestRow], sealer: Sealer, required: int) -> list[di
         return [_section(BLOCK_OWN, "You have no open requests.")]
     blocks = []
     for row in own[:MAX_OWN]:
-        line = (
-            f"`{row.id}` *{escape(row.target.describe())}*: {row.state}, {len(row.approvers)} of {required} approvals"
-        )
+        line = f"`{row.id}` {target_name(row.target)}: {row.state}, {len(row.approvers)} of {required} approvals"
         if row.state == "pending":
             line += f", expires {approval_card.when(row.expires_at)}"
         block = _section(f"{OWN_PREFIX}{row.id}", line)
@@ -126,11 +132,12 @@ def _cancel_button(row: RequestRow, sealer: Sealer) -> dict[str, Any]:
     }
 
 
-def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -> dict[str, Any]:
-    """The home tab of one person."""
+def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, kind: str = "info") -> dict[str, Any]:
+    """The home tab of one person; `notice` is mrkdwn (whoever wrote it escaped what it quotes),
+    with a mark for how it ended (`kind`: an outcome's kind, "info", or anything else for a failure)."""
     blocks: list[dict[str, Any]] = []
     if notice:
-        blocks.append(_section(BLOCK_NOTICE, f":information_source: {escape(notice)}"))
+        blocks.append(_section(BLOCK_NOTICE, f"{NOTICE_ICONS.get(kind, ':warning:')} {notice}"))
     if content.waiting is not None:
         blocks.append(_header(f"Waiting for your approval ({len(content.waiting)})"))
         for row in content.waiting[:MAX_WAITING]:
@@ -147,19 +154,19 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None) -
         _listing(
             BLOCK_ALERTS,
             [
-                f"• *{escape(a.target.describe())}*, seen {approval_card.when(a.detected_at)}: "
+                f"• {target_name(a.target)}, seen {approval_card.when(a.detected_at)}: "
                 + "; ".join(line.removeprefix("• ") for line in drift_card.diff_lines(a))
                 for a in content.alerts
             ],
             "No open drift alerts.",
         )
     )
-    blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer)
+    blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer, content.pause_needs_approval)
     blocks.append(_header("Latest changes"))
     blocks.append(
         _listing(
             BLOCK_LATEST,
-            [f"• *{escape(e.target.describe())}* " + event_line(e) for e in content.latest],
+            [f"• {target_name(e.target)} " + event_line(e) for e in content.latest],
             "Nothing recorded yet.",
         )
     )

@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bot import switch
 from bot.commands import USAGE
+from bot.models import Target
 
 # How recbot's own messages name a person (`<@U123>`), once escaped; see escape_keeping_mentions.
 _ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{1,31})&gt;")
@@ -25,6 +27,18 @@ def escape_keeping_mentions(text: str, users: Iterable[str]) -> str:
     a channel or a link stays inert, wherever it came from (Agora's words, what was typed)."""
     named = set(users)
     return _ESCAPED_MENTION.sub(lambda m: f"<@{m[1]}>" if m[1] in named else m[0], escape(text))
+
+
+def code(name: str) -> str:
+    """A name (typed, or as Agora holds it) as an inert code span: no mention, link or markup,
+    and `*` or `_` in it turns nothing bold or italic."""
+    return escape(switch.code(name))
+
+
+def target_name(target: Target) -> str:
+    """A target as mrkdwn: its entry point and App ID as code spans."""
+    region = "every region" if target.is_every_region else target.region
+    return f"{code(target.entry_point)} ({region}, app {code(target.app_id)})"
 
 
 def text_blocks(text: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from typing import Any
 from bot.drift import OUTSIDE
 from bot.models import Target
 from bot.store.values import AuditEvent, RequestRow
+from bot.switching import UNANSWERED
 from handlers.blocks.messages import escape, text_blocks
 
 
@@ -26,7 +27,11 @@ EVENT_NAMES = {
     "resumed": "resumed custom recording of every stream",
     "stream_on": "single stream recording started",
     "stream_off": "single stream recording stopped",
+    UNANSWERED: "no usable answer from Agora: it may or may not have taken effect",
 }
+# Events that did not do what they list: the list is what was asked, and the stored note says why.
+NOT_DONE = frozenset({"failed", UNANSWERED, "stale", "rejected", "expired", "cancelled"})
+MAX_NOTE = 300
 
 
 def _actor(actor: str) -> str:
@@ -36,13 +41,17 @@ def _actor(actor: str) -> str:
 
 
 def event_line(event: AuditEvent) -> str:
-    """One audit event: when, what, which request, who, and the safe diff."""
+    """One audit event: when, what, which request, who, and the safe diff; for one that did
+    not do what it lists (failed, no answer, rejected...), what was asked and the stored note."""
     changes = "; ".join(f"{escape(c[0])}: {escape(c[1])} → {escape(c[2])}" for c in event.detail.get("changes", []))
     request = f" `{event.request_id}`" if event.request_id else ""
     name = EVENT_NAMES.get(event.event, event.event.replace("_", " "))
-    return f"{event.at:%Y-%m-%d %H:%M} UTC *{name}*{request} by {_actor(event.actor)}" + (
-        f": {changes}" if changes else ""
-    )
+    line = f"{event.at:%Y-%m-%d %H:%M} UTC *{name}*{request} by {_actor(event.actor)}"
+    if event.event not in NOT_DONE:
+        return line + (f": {changes}" if changes else "")
+    note = str(event.detail.get("note") or "")
+    note = note if len(note) <= MAX_NOTE else note[: MAX_NOTE - 1] + "…"
+    return line + (f" (asked: {changes})" if changes else "") + (f": {escape(note)}" if note else "")
 
 
 def pending(rows: list[RequestRow]) -> list[dict[str, Any]]:
