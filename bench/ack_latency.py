@@ -5,7 +5,7 @@
 
 Processes on 127.0.0.1: this client; the Slack fake and the Agora emulator
 (`bench.processes fakes`, Agora answering at once); recbot as it runs in
-production (`python -m bot --http`, waitress), its `AGORA_RATE_LIMIT` opened to
+production (`python -m recbot --http`, waitress), its `AGORA_RATE_LIMIT` opened to
 1000 so the limiter is not what is measured; and two peers: a Bolt app that
 only acks (`bench.processes bare`, the floor) and a plain Bolt app doing the
 same job as recbot's `get` (`bench.processes plain`: signed Agora GET, answer on
@@ -121,7 +121,8 @@ class Processes:
     def recbot(
         self, name: str, *, root: Path = ROOT, python: str = sys.executable, slow: bool = False, **env: str
     ) -> Contender:
-        """`python -m bot --http` from the checkout at `root`, its own SQLite store; `env` on top."""
+        """`python -m recbot --http` (`bot` at a ref that predates it) from the checkout at `root`,
+        its own SQLite store; `env` on top."""
         port = free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
         clean |= {
@@ -137,7 +138,8 @@ class Processes:
             "PYTHONPATH": str(root),
             **env,
         }
-        argv = [python, "-m", "bot", "--http", "--host", "127.0.0.1", "--port", str(port)]
+        entry = "recbot" if (root / "recbot" / "__main__.py").exists() else "bot"  # a ref from before recbot/
+        argv = [python, "-m", entry, "--http", "--host", "127.0.0.1", "--port", str(port)]
         process = subprocess.Popen(argv, env=clean, cwd=self.workdir, stderr=subprocess.DEVNULL)
         self._children.append(process)
         url = f"http://127.0.0.1:{port}"

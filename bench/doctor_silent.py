@@ -43,7 +43,7 @@ def main() -> None:
         for _ in range(runs):
             began = time.monotonic()
             done = subprocess.run(
-                [sys.executable, "-m", "bot", "doctor", "--http"], cwd=cwd, env=env, capture_output=True, text=True
+                [sys.executable, "-m", "recbot", "doctor", "--http"], cwd=cwd, env=env, capture_output=True, text=True
             )
             seconds.append(time.monotonic() - began)
     silent.stop()

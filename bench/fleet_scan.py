@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 
 from bench.common import bench_settings, fleet_agora, fleet_parser, postgres_schema
 from bench.processes import TimedSlack
-from bot.app import agora_limiter
+from bot.services import agora_limiter
 from bot.shared_budget import SharedBudget
 from tests.conftest import BOT_TOKEN, POSTGRES_URL, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot

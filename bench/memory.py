@@ -3,7 +3,7 @@ and after a `/recording list all` over 800 targets (a leak check by figures).
 
     .venv/bin/python -m bench.memory [--gets 10000] [--entry-points 200]
 
-recbot runs as in production (`python -m bot --http`) against the fakes of
+recbot runs as in production (`python -m recbot --http`) against the fakes of
 bench.ack_latency, its limiter opened (memory, not the rate, is measured);
 the resident set is read from /proc/<pid>/status after each step settles.
 """

@@ -1,9 +1,8 @@
 """Change requests: the two-person rule, sealed secrets, exactly-once apply.
 
-States: pending -> approved -> applying -> applied | failed | stale;
-pending -> rejected | expired | cancelled. Every move is a compare-and-set in
-the store, so double clicks, Slack retries and several bot processes cannot
-apply a change twice.
+Every move is an event of the life cycle table (bot/lifecycle.py), made as a
+compare-and-set in the store, so double clicks, Slack retries and several bot
+processes cannot apply a change twice.
 """
 
 from __future__ import annotations
@@ -18,14 +17,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.agora import AgoraClient, AgoraError
-from bot.changes import Outcome, apply_change, expected_after, matches
+from bot.applying import apply_change, apply_switch, expected_after, matches
 from bot.drift import DriftWatch
+from bot.lifecycle import next_state
 from bot.models import FieldChange, RecordingConfig, Target, diff
+from bot.outcome import Outcome
 from bot.probe import Prober
 from bot.seal import Sealer, SealError
-from bot.store import CardRef, ProbeNote, RequestRow, Store, SwitchBusy, TargetBusy, Vote, utcnow
+from bot.store.audit import AuditLog
+from bot.store.requests import RequestStore
+from bot.store.values import CardRef, ProbeNote, RequestRow, SwitchBusy, TargetBusy, Vote, utcnow
 from bot.switch import SwitchBook, consequence, verb
-from bot.switching import apply_switch
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,8 @@ class ApprovalService:
     def __init__(
         self,
         *,
-        store: Store,
+        requests: RequestStore,
+        audit: AuditLog,
         sealer: Sealer,
         agora: AgoraClient,
         digest_key: bytes,
@@ -75,11 +78,12 @@ class ApprovalService:
         prober: Prober,
         watch: DriftWatch,
         clock: Callable[[], datetime] = utcnow,
-        switches: SwitchBook | None = None,
+        switches: SwitchBook,
     ) -> None:
         self._watch = watch
-        self._switches = switches or SwitchBook(store)
-        self._store = store
+        self._switches = switches
+        self._requests = requests
+        self._audit = audit
         self._sealer = sealer
         self._agora = agora
         self._digest_key = digest_key
@@ -96,7 +100,7 @@ class ApprovalService:
         safe_diff = diff(live, expected_after(live, patch))
         claim = secrets.token_hex(8)
         try:
-            row = self._store.create_request(
+            row = self._requests.create(
                 request_id=secrets.token_hex(8),
                 target=target,
                 requester=requester,
@@ -109,7 +113,7 @@ class ApprovalService:
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), safe_diff, mentions=(busy.holder.requester,))
-        self._store.audit("requested", requester, target, request_id=row.id, changes=safe_diff)
+        self._audit.append("requested", requester, target, request_id=row.id, changes=safe_diff)
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
             "needs_approval",
@@ -127,7 +131,7 @@ class ApprovalService:
         handed back carries the claim on posting its cards. The answer names `app_named`, if given."""
         claim = secrets.token_hex(8)
         try:
-            row = self._store.create_request(
+            row = self._requests.create(
                 request_id=secrets.token_hex(8),
                 target=target,
                 requester=requester,
@@ -141,7 +145,7 @@ class ApprovalService:
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), changes, mentions=(busy.holder.requester,))
-        self._store.audit("requested", requester, target, request_id=row.id, changes=changes)
+        self._audit.append("requested", requester, target, request_id=row.id, changes=changes)
         log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
             "needs_approval",
@@ -154,13 +158,13 @@ class ApprovalService:
 
     def attach_cards(self, request_id: str, cards: list[CardRef]) -> None:
         """Remember where the approval cards are, to update them in place."""
-        self._store.set_cards(request_id, cards)
+        self._requests.set_cards(request_id, cards)
 
     def open_requests(self) -> list[RequestRow]:
-        return self._store.open_requests()
+        return self._requests.open_requests()
 
     def get(self, request_id: str) -> RequestRow:
-        row = self._store.get(request_id)
+        row = self._requests.get(request_id)
         if row is None:
             raise Refused("That change request does not exist.")
         return row
@@ -183,13 +187,13 @@ class ApprovalService:
             raise Refused("You cannot approve your own request; another approver must.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can approve changes.")
-        vote = self._store.add_approval(row.id, user, now=self._clock(), required=self.required_approvals)
+        vote = self._requests.add_approval(row.id, user, now=self._clock(), required=self.required_approvals)
         if vote is Vote.CLOSED:
             now = self.get(row.id)
             raise Refused(already(now) if now.state != "pending" else "That request has expired.")
         if vote is Vote.REPEAT:
             raise Refused(f"You have already approved request `{row.id}`; it needs another approver.")
-        self._store.audit("approved", user, row.target, request_id=row.id, changes=row.changes)
+        self._audit.append("approved", user, row.target, request_id=row.id, changes=row.changes)
         if vote is Vote.COUNTED:
             return self.get(row.id)
         return self.apply(row.id) or self.get(row.id)
@@ -197,7 +201,7 @@ class ApprovalService:
     def apply(self, request_id: str) -> RequestRow | None:
         """Claim an approved request and apply it: stale check, PATCH, read back.
         None if another process claimed it first."""
-        if not self._store.transition(request_id, ("approved",), "applying"):
+        if not self._requests.transition(request_id, "approved", "claim"):
             return None
         row = self.get(request_id)
         if row.kind == "switch":
@@ -205,15 +209,14 @@ class ApprovalService:
         try:
             patch = self._patch(row)
         except Unreadable as exc:
-            return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc} Nothing was sent to Agora.")
+            return self._end(row, "fail", "recbot", f"Not applied: {exc} Nothing was sent to Agora.")
         if patch.storage_config is not None and self._prober.enabled:
             # Keys can be revoked or a bucket deleted while a request waits: check again, last thing before the PATCH.
             probe = self._prober.probe(patch.storage_config)
             if probe.verdict == "refused" and self._prober.blocks:
                 return self._end(
                     row,
-                    "failed",
-                    ("applying",),
+                    "fail",
                     "recbot",
                     f"Not applied: the storage check just before applying failed ({probe.summary()}). "
                     "Nothing was sent to Agora.",
@@ -223,12 +226,11 @@ class ApprovalService:
         try:
             live = self._agora.get_config(row.target, wait_limit=None)
         except AgoraError as exc:
-            return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {exc.user_message()}")
+            return self._end(row, "fail", "recbot", f"Not applied: {exc.user_message()}")
         if live.digest(self._digest_key) != row.base_digest:
             return self._end(
                 row,
-                "stale",
-                ("applying",),
+                "find_stale",
                 "recbot",
                 "The live configuration changed after the request was made, so nothing was sent. "
                 "Make a new request from the current configuration.",
@@ -236,18 +238,18 @@ class ApprovalService:
         outcome = apply_change(
             self._agora, row.target, live, patch, self._watch, self._switches, row.requester, wait_limit=None
         )
-        state = "applied" if outcome.kind == "applied" else "failed"
-        return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
+        event = "confirm" if outcome.kind == "applied" else "fail"
+        return self._end(row, event, row.decided_by or "recbot", outcome.message)
 
     def _apply_switch(self, row: RequestRow) -> RequestRow | None:
         """Send a claimed pause or resume once; there is no live state to go stale against."""
         enabled = (row.spec or {}).get("enabled")
         if row.problem or not isinstance(enabled, bool):
             why = row.problem or "its switch is not one this recbot can read"
-            return self._end(row, "failed", ("applying",), "recbot", f"Not applied: {why}. Nothing was sent to Agora.")
+            return self._end(row, "fail", "recbot", f"Not applied: {why}. Nothing was sent to Agora.")
         outcome = apply_switch(self._agora, self._switches, row.target, enabled, row.requester, row.id, wait_limit=None)
-        state = "applied" if outcome.kind == "applied" else "failed"
-        return self._end(row, state, ("applying",), row.decided_by or "recbot", outcome.message)
+        event = "confirm" if outcome.kind == "applied" else "fail"
+        return self._end(row, event, row.decided_by or "recbot", outcome.message)
 
     def reject(self, request_id: str, user: str, reason: str, *, is_approver: bool) -> RequestRow:
         row = self.pending_request(request_id)
@@ -255,17 +257,17 @@ class ApprovalService:
             raise Refused("To withdraw your own request, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
-        return self._decide(row, "rejected", user, reason, reason=reason)
+        return self._decide(row, "reject", user, reason, reason=reason)
 
     def cancel(self, request_id: str, user: str) -> RequestRow:
         row = self.pending_request(request_id)
         if user != row.requester:
             raise Refused("Only the requester can cancel a request.")
-        return self._decide(row, "cancelled", user, "Cancelled by the requester.")
+        return self._decide(row, "cancel", user, "Cancelled by the requester.")
 
-    def _decide(self, row: RequestRow, state: str, user: str, note: str, **fields: object) -> RequestRow:
+    def _decide(self, row: RequestRow, event: str, user: str, note: str, **fields: object) -> RequestRow:
         """End a pending, unexpired request by a person's decision; Refused if it was too late."""
-        ended = self._end(row, state, ("pending",), user, note, unexpired_at=self._clock(), decided_by=user, **fields)
+        ended = self._end(row, event, user, note, unexpired_at=self._clock(), decided_by=user, **fields)
         if ended is None:
             now = self.get(row.id)
             raise Refused(already(now) if now.state != "pending" else "That request has expired.")
@@ -275,9 +277,9 @@ class ApprovalService:
         """The periodic sweep: end every pending request past its expiry; the
         ones this call ended. A row that fails is logged and skipped."""
         ended = []
-        for row in self._store.due_for_expiry(self._clock()):
+        for row in self._requests.due_for_expiry(self._clock()):
             with _each_row(row):
-                if expired := self._end(row, "expired", ("pending",), "recbot", EXPIRED):
+                if expired := self._end(row, "expire", "recbot", EXPIRED):
                     ended.append(expired)
         return ended
 
@@ -288,7 +290,7 @@ class ApprovalService:
         database another process may be applying them right now."""
         before = self._clock() - untouched_for
         ended = []
-        for row in self._store.in_state("approved", "applying", updated_before=before):
+        for row in self._requests.in_state("approved", "applying", updated_before=before):
             with _each_row(row):
                 done = self.apply(row.id) if row.state == "approved" else self._reconcile(row)
                 if done is not None and not done.is_open:
@@ -302,19 +304,17 @@ class ApprovalService:
             patch = self._patch(row)
         except Unreadable as exc:
             message = f"Interrupted while applying, and {exc} So whether it is in effect is unknown"
-            return self._end(row, "failed", ("applying",), "recbot", message + ": check it with `/recording get`.")
+            return self._end(row, "fail", "recbot", message + ": check it with `/recording get`.")
         try:
             live = self._agora.get_config(row.target, wait_limit=None)  # the sweep's: it waits its turn
         except AgoraError as exc:
             message = f"Interrupted while applying; the live state could not be read ({exc.user_message()})."
-            return self._end(row, "failed", ("applying",), "recbot", message + " Check it with `/recording get`.")
+            return self._end(row, "fail", "recbot", message + " Check it with `/recording get`.")
         if _contains(live, patch):
             self._watch.applied(row.target, live)
             self._configured(row)
-            return self._end(row, "applied", ("applying",), "recbot", "Applied (confirmed after a restart).")
-        return self._end(
-            row, "failed", ("applying",), "recbot", "Interrupted while applying and not in effect; not sent again."
-        )
+            return self._end(row, "confirm", "recbot", "Applied (confirmed after a restart).")
+        return self._end(row, "fail", "recbot", "Interrupted while applying and not in effect; not sent again.")
 
     def _configured(self, row: RequestRow) -> None:
         """A configuration found in effect after a restart switched recording on."""
@@ -335,8 +335,7 @@ class ApprovalService:
         ask = f"Send the {verb(enabled)} again to be sure" if isinstance(enabled, bool) else "Check it in Agora Console"
         return self._end(
             row,
-            "failed",
-            ("applying",),
+            "fail",
             "recbot",
             "Interrupted while applying; Agora has no read of the recording switch, so whether it took effect "
             f"is unknown (recbot shows it as unknown). Not sent again. {ask}.",
@@ -359,16 +358,15 @@ class ApprovalService:
         except ValueError:  # ValidationError included; neither message is kept, both could quote a key
             raise Unreadable("its sealed change is not a configuration this recbot can read.") from None
 
-    def _end(
-        self, row: RequestRow, state: str, from_states: tuple[str, ...], actor: str, note: str, **fields: Any
-    ) -> RequestRow | None:
-        """End a request (secrets purged by the store) and record it: the row as
-        it now is, carrying the claim on announcing the end (only the caller that
-        ended it gets it), or None if another click or process ended it first."""
+    def _end(self, row: RequestRow, event: str, actor: str, note: str, **fields: Any) -> RequestRow | None:
+        """End a request by `event` from the state it was read in (secrets purged by the store)
+        and record it: the row as it now is, carrying the claim on announcing the end (only the
+        caller that ended it gets it), or None if another click or process moved it first."""
+        state = next_state(row.state, event)
         token = secrets.token_hex(8)
-        if not self._store.transition(row.id, from_states, state, result=note, announcer=token, **fields):
+        if not self._requests.transition(row.id, row.state, event, result=note, announcer=token, **fields):
             return None
-        self._store.audit(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
+        self._audit.append(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
         log.info("change request %s %s", row.id, state)
         return replace(self.get(row.id), announce_token=token)
 

@@ -1,20 +1,21 @@
-"""Changing a configuration: what changed, the policy, and applying it."""
+"""Changing a configuration: what the form asks for, the policy (direct, or a request
+for approval), and for a direct change, sending it (bot/applying.py)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
 
-from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraUnavailable
-from bot.models import FieldChange, FormatConfig, RecordingConfig, StorageConfig, Target, diff
+from bot.agora import AgoraClient, AgoraError
+from bot.applying import apply_change, storage_wire
+from bot.approvals import ApprovalService
+from bot.drift import DriftWatch
+from bot.models import FormatConfig, RecordingConfig, StorageConfig, Target
+from bot.outcome import Outcome
 from bot.probe import Prober
-from bot.store import ProbeNote, RequestRow, Store, SwitchBusy
-from bot.switch import SwitchBook, unrecorded
-
-if TYPE_CHECKING:
-    from bot.approvals import ApprovalService
-    from bot.drift import DriftWatch
+from bot.store.audit import AuditLog
+from bot.store.values import ProbeNote
+from bot.switch import SwitchBook
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,9 @@ def build_patch(live: RecordingConfig, proposal: Proposal) -> RecordingConfig:
         patch.mp4_config = FormatConfig(enabled=proposal.mp4)
     if proposal.hls != live.hls:
         patch.hls_config = FormatConfig(enabled=proposal.hls)
-    if proposal.storage is not None and _storage_wire(live.storage_config) != _storage_wire(proposal.storage):
+    if proposal.storage is not None and storage_wire(live.storage_config) != storage_wire(proposal.storage):
         patch.storage_config = proposal.storage
     return patch
-
-
-def expected_after(live: RecordingConfig, patch: RecordingConfig) -> RecordingConfig:
-    """The config Agora should hold once `patch` is applied to `live`."""
-    return RecordingConfig(
-        mp4_config=patch.mp4_config or live.mp4_config,
-        hls_config=patch.hls_config or live.hls_config,
-        storage_config=patch.storage_config or live.storage_config,
-    )
 
 
 def is_empty(patch: RecordingConfig) -> bool:
@@ -57,163 +49,10 @@ def carries_secrets(patch: RecordingConfig) -> bool:
     return patch.storage_config is not None
 
 
-def matches(expected: RecordingConfig, actual: RecordingConfig) -> bool:
-    """Whether a read-back shows the change took effect."""
-    return (
-        expected.mp4 == actual.mp4
-        and expected.hls == actual.hls
-        and _storage_wire(expected.storage_config) == _storage_wire(actual.storage_config)
-    )
-
-
-def _storage_wire(storage: StorageConfig | None) -> object:
-    return None if storage is None else RecordingConfig(storage_config=storage).wire_json()
-
-
-OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refused", "failed", "storage_refused"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a submitted change ended, with a safe diff and words for the requester;
-    `field` names the form field a storage refusal concerns. `mentions` are the people
-    recbot's own words in `message` name (`<@U…>`): nothing else in it may mention anyone,
-    as it may quote Agora."""
-
-    kind: OutcomeKind
-    message: str
-    changes: list[FieldChange] = field(default_factory=list)
-    request: RequestRow | None = None
-    field: str | None = None
-    mentions: tuple[str, ...] = ()
-
-
 STALE_MESSAGE = (
     "The configuration changed since you opened the form, so nothing was applied. "
     "Reopen it with `/recording set` to start from the current values."
 )
-
-
-def apply_change(
-    agora: AgoraClient,
-    target: Target,
-    live: RecordingConfig,
-    patch: RecordingConfig,
-    watch: DriftWatch,
-    switches: SwitchBook | None = None,
-    actor: str = "recbot",
-    *,
-    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
-) -> Outcome:
-    """PATCH once (the client retries), read back, and report before -> after.
-    The drift watch is told first what the change will leave, then what it left;
-    on every other way out (a failure, an exception) it stops expecting it.
-    `switches` records that setting a configuration switches recording on;
-    `wait_limit` bounds each call's wait for the rate limiter (None: its turn)."""
-    after = expected_after(live, patch)
-    watch.expect(target, after)
-    try:
-        return _patch_and_read_back(agora, target, live, patch, after, watch, switches, actor, wait_limit)
-    finally:
-        # A no-op once the read-back was recorded; otherwise a lasting expectation would hide
-        # an outside change to exactly `after` and keep a re-keyed baseline from being stored.
-        watch.unexpect(target, after)
-
-
-def _patch_and_read_back(
-    agora: AgoraClient,
-    target: Target,
-    live: RecordingConfig,
-    patch: RecordingConfig,
-    after: RecordingConfig,
-    watch: DriftWatch,
-    switches: SwitchBook | None,
-    actor: str,
-    wait_limit: float | None,
-) -> Outcome:
-    changes = diff(live, after)
-    unanswered: AgoraUnavailable | None = None
-    try:
-        with switches.configuring(target, actor) if switches else unrecorded() as switch:
-            try:
-                agora.set_config(target, patch, wait_limit=wait_limit)
-            except AgoraUnavailable as exc:
-                # A PATCH answered 5xx, or not at all, may still have landed: the read-back below decides.
-                log.warning("PATCH to %s not acknowledged (%s); reading back", target.describe(), exc.upstream_message)
-                unanswered = exc
-            except AgoraError as exc:
-                switch.refused()
-                return Outcome("failed", f"The change was not applied. {exc.user_message()}", changes)
-            else:
-                switch.landed()
-            try:
-                confirmed = agora.get_config(target, wait_limit=wait_limit)
-            except AgoraError as exc:
-                return Outcome("failed", _unreadable(unanswered, exc), changes)
-            if not matches(after, confirmed):
-                return Outcome("failed", _not_in_effect(unanswered, matches(live, confirmed)), changes)
-            switch.landed()
-    except SwitchBusy:
-        return Outcome(
-            "failed",
-            "Another change of this entry point's recording switch is being sent right now, so nothing was sent. "
-            "Try again in a minute.",
-            changes,
-        )
-    watch.applied(target, confirmed)
-    if unanswered is None:
-        message = "Change applied and confirmed by reading it back."
-    else:
-        message = f"Change applied: {_unanswered(unanswered)}, but reading it back shows the change in effect."
-    if switch.previous is not None and switch.previous.enabled is not True:
-        was = "paused" if switch.previous.enabled is False else "unknown"
-        message += (
-            " Setting a configuration switches custom recording on for every stream of the entry point, "
-            f"so it is on now (recbot knew it as {was})."
-        )
-    return Outcome("applied", message, changes)
-
-
-def _unanswered(exc: AgoraUnavailable) -> str:
-    """What Agora did with a PATCH it never acknowledged, after every retry."""
-    if exc.status is not None:
-        detail = f": {exc.upstream_message}" if exc.upstream_message else ""
-        return f"Agora answered the change with a server error ({exc.status}{detail}) on every attempt"
-    return f"Agora did not answer the change ({exc.upstream_message or 'no answer'})"
-
-
-def _not_in_effect(unanswered: AgoraUnavailable | None, as_before: bool) -> str:
-    """Why a change the read-back does not show failed, and whether it was applied."""
-    if unanswered is None:
-        return (
-            "The change is not in effect: the configuration read back from Agora differs from it. "
-            "Check it with `/recording get` and try again."
-        )
-    if as_before:
-        return (
-            f"The change was not applied: {_unanswered(unanswered)}, and reading it back shows the "
-            "configuration as it was. Try again later."
-        )
-    return (
-        f"{_unanswered(unanswered)}, and the configuration read back is neither the change nor what it was "
-        "before (changed elsewhere meanwhile?), so whether the change was applied is unknown. "
-        "Check it with `/recording get`."
-    )
-
-
-def _unreadable(unanswered: AgoraUnavailable | None, exc: AgoraError) -> str:
-    """A change whose read-back failed: in effect or not, nobody knows yet."""
-    why = f"Agora is not answering properly ({exc.upstream_message or 'no detail'})"
-    failed = why if isinstance(exc, AgoraUnavailable) else exc.user_message().rstrip(".")
-    if unanswered is None:
-        return (
-            f"Agora accepted the change, but reading it back failed ({failed}), so whether it is in effect "
-            "is unknown. Check it with `/recording get`."
-        )
-    return (
-        f"{_unanswered(unanswered)}, and reading it back failed too ({failed}), so whether the change was "
-        "applied is unknown. Check it with `/recording get`."
-    )
 
 
 class ChangeService:
@@ -222,7 +61,7 @@ class ChangeService:
     def __init__(
         self,
         agora: AgoraClient,
-        store: Store,
+        audit: AuditLog,
         approvals: ApprovalService,
         digest_key: bytes,
         prober: Prober,
@@ -233,7 +72,7 @@ class ChangeService:
         self._watch = watch
         self._switches = switches
         self._agora = agora
-        self._store = store
+        self._audit = audit
         self._approvals = approvals
         self._digest_key = digest_key
         self._prober = prober
@@ -270,6 +109,6 @@ class ChangeService:
             return self._approvals.open(target, live, patch, requester, probe)
         outcome = apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
         event = "direct_change" if outcome.kind == "applied" else "failed"
-        self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
+        self._audit.append(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)
         return outcome

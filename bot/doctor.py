@@ -1,4 +1,4 @@
-"""`python -m bot doctor [--http]`: checks what a start in that mode needs,
+"""`python -m recbot doctor [--http]`: checks what a start in that mode needs,
 changing nothing. Checks run at once, each bounded, and are printed as they
 finish; the exit code is 1 if any failed."""
 
@@ -37,7 +37,9 @@ from bot.settings import (
     shown_database_url,
     sqlite_file_problem,
 )
-from bot.store import LATEST_VERSION, make_engine, observed_configs, schema_version_of
+from bot.store import migrations
+from bot.store.engine import make_engine
+from bot.store.schema import observed_configs
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
 CHECK_TIMEOUT = 2
@@ -249,7 +251,7 @@ def check_drift(settings: Settings, listed: EntryPoints) -> Check:
 
 
 def check_database(settings: Settings) -> Check:
-    """Reads the schema version; creates no file and applies no migration."""
+    """Reads the revision and what a start would apply; creates no file and migrates nothing."""
     url = make_url(settings.DATABASE_URL)
     shown = shown_database_url(settings.DATABASE_URL)
     unusable = sqlite_file_problem(settings.DATABASE_URL)  # what a start refuses, in its words
@@ -269,18 +271,22 @@ def check_database(settings: Settings) -> Check:
                 "or open requests cannot be applied",
             )
     engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT)
+    head = migrations.head()
     try:
-        current = schema_version_of(engine)
+        with engine.connect() as conn:
+            where = migrations.position(conn)
+            try:
+                todo = migrations.pending(conn)
+            except migrations.UnknownRevision as exc:
+                return Check("Database", "FAIL", f"the database is at {exc}: a newer recbot upgraded it")
     except SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", None) or exc).__name__
         return Check("Database", "FAIL", database_unusable(settings.DATABASE_URL, reason))
     finally:
         engine.dispose()
-    if current > LATEST_VERSION:
-        return Check("Database", "FAIL", f"schema version {current} is newer than this recbot's ({LATEST_VERSION})")
-    pending = LATEST_VERSION - current
-    todo = f"{pending} migration(s) will be applied at start" if pending else "up to date"
-    return Check("Database", "ok", f"{shown}: schema version {current} of {LATEST_VERSION}, {todo}")
+    applies = "; ".join(f"{revision} {title}" for revision, title in todo)
+    plan = f"a start applies {len(todo)} revision(s): {applies}" if todo else "up to date"
+    return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}")
 
 
 def check_approvers(settings: Settings) -> Check:

@@ -19,7 +19,10 @@ from bot.agora import AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import API_REGIONS
 from bot.models import RecordingConfig, Target
 from bot.observation import Observation, changes_between, observe, under_key_of
-from bot.store import AlertRow, Store
+from bot.store.audit import AuditLog
+from bot.store.drift import DriftStore
+from bot.store.requests import RequestStore
+from bot.store.values import AlertRow
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,19 @@ class DriftWatch:
     """Remembers what recbot read or applied, and compares the live state with it."""
 
     def __init__(
-        self, store: Store, agora: AgoraClient, digest_key: bytes, *, app_id: str, watch_all: bool = False
+        self,
+        store: DriftStore,
+        audit: AuditLog,
+        requests: RequestStore,
+        agora: AgoraClient,
+        digest_key: bytes,
+        *,
+        app_id: str,
+        watch_all: bool = False,
     ) -> None:
         self._store = store
+        self._audit = audit
+        self._requests = requests
         self._agora = agora
         self._key = digest_key
         self._app_id = app_id
@@ -94,7 +107,7 @@ class DriftWatch:
         note = "Acknowledged: the change stays, and is now what recbot compares with."
         if not self._store.end_alert(alert_id, "acknowledged", baseline=alert.after, decided_by=user, note=note):
             raise AlertClosed(already_closed(self._alert(alert_id)))
-        self._store.audit("drift_acknowledged", user, alert.target, changes=alert.changes)
+        self._audit.append("drift_acknowledged", user, alert.target, changes=alert.changes)
         log.info("drift alert %s acknowledged by %s", alert_id, user)
         return self._alert(alert_id)
 
@@ -183,7 +196,7 @@ class DriftWatch:
             if live == expected:
                 self._store.record(target, live)  # recbot's own change, read before it recorded it
             return self._resolve(target)
-        if any(r.target == target and r.state in ("approved", "applying") for r in self._store.open_requests()):
+        if any(r.target == target and r.state in ("approved", "applying") for r in self._requests.open_requests()):
             return []  # recbot is applying a change right now; the next pass sees how it ended
         found = self._store.open_alert_for(target)
         if found is not None and found.after == live:
@@ -192,7 +205,7 @@ class DriftWatch:
         if made is None:
             return []
         alert, superseded = made
-        self._store.audit(
+        self._audit.append(
             "changed_outside", OUTSIDE, target, changes=alert.changes, note="Changed outside recbot (drift watch)."
         )
         log.warning("%s was changed outside recbot (alert %s)", target.describe(), alert.id)
@@ -205,7 +218,7 @@ class DriftWatch:
         note = "Resolved: the live configuration matches what recbot last saw or applied again."
         if found is None or not self._store.end_alert(found.id, "resolved", note=note):
             return []
-        self._store.audit("drift_resolved", "recbot", target, changes=found.changes, note=note)
+        self._audit.append("drift_resolved", "recbot", target, changes=found.changes, note=note)
         ended = self._store.alert(found.id)
         return [AlertMove("ended", ended)] if ended else []
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import geography_mismatch
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
-from bot.store import SwitchRow
+from bot.store.values import SwitchRow
 from bot.switch import describe
 
 # Reads in flight at once; the rate limiter sets the pace. Few, because granted

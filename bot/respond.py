@@ -3,7 +3,7 @@
 Bolt's own `respond()` opens a new connection for every answer: in production
 a TLS handshake with hooks.slack.com per command, CPU that the next command's
 ack then waits behind. This one keeps the connections, and is what every
-listener's `respond` is (see bot/app.py)."""
+listener's `respond` is (see recbot/app.py)."""
 
 from __future__ import annotations
 

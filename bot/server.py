@@ -1,15 +1,15 @@
-"""Serving the Bolt app: HTTP mode on waitress (a multi-threaded production
-WSGI server) with `/healthz`, or Socket Mode; both stop cleanly on SIGTERM."""
+"""What serving the Bolt app is made of: the WSGI gate of HTTP mode on waitress (a
+multi-threaded production WSGI server) with `/healthz`, Socket Mode's handler, the
+listening address and Slack's tokens checked before a start, and a clean finish.
+recbot/serve.py runs them until SIGTERM."""
 
 from __future__ import annotations
 
 import errno
-import gc
 import io
 import json
 import logging
 import re
-import signal
 import socket
 import threading
 import time
@@ -27,10 +27,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.server import create_server
 
-from bot.app import slack_client, start_background
 from bot.background import Background
 from bot.inbound import check_request, is_handled
-from bot.services import Services
+from bot.services import Services, slack_client
 from bot.settings import Settings, is_host_name, is_ip_address
 
 log = logging.getLogger(__name__)
@@ -133,13 +132,6 @@ def socket_mode_handler(app: App, app_token: str, api_url: str) -> SocketModeHan
     return GuardedSocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
 
 
-def freeze_start_up() -> None:
-    """What start-up made lives as long as the process: it is moved out of the garbage
-    collector's generations, so full collections no longer walk it (gc.freeze)."""
-    gc.collect()
-    gc.freeze()
-
-
 class StartupError(Exception):
     """recbot cannot start; the message is one line: what is wrong and how to fix it."""
 
@@ -205,15 +197,6 @@ def cannot_listen(host: str, port: int) -> str | None:
     return None
 
 
-class _Stop(Exception):
-    pass
-
-
-def _raise_stop(signum: int, _frame: object) -> None:
-    log.info("received signal %d; finishing in-flight work", signum)
-    raise _Stop
-
-
 def finish(app: App, services: Services, sweeper: Background) -> None:
     """Let listeners that already acked finish (an approval being applied), then close the store."""
     services.drift.stop()  # a pass can outlast the sweeper's join: end it, not close the store under it
@@ -221,31 +204,6 @@ def finish(app: App, services: Services, sweeper: Background) -> None:
     app.listener_runner.listener_executor.shutdown(wait=True)
     services.close()
     log.info("recbot stopped cleanly")
-
-
-def serve_http(app: App, services: Services, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
-    try:
-        server = make_http_server(app, services, host, port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(in_use(host, port)) from None
-        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
-    except ValueError:  # waitress's word for an address it cannot resolve or bind
-        raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
-    sweeper = start_background(app, services)
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
-    log.info("recbot serving HTTP on %s:%s (POST %s, GET /healthz)", host, server.effective_port, EVENTS_PATH)
-    freeze_start_up()
-    try:
-        server.run()
-    except _Stop:
-        pass
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
-        finish(app, services, sweeper)
 
 
 # What Slack answers when a token is wrong, revoked, of the wrong kind or short of a scope:
@@ -343,22 +301,3 @@ def socket_mode_url(app_token: str, api_url: str) -> str:
             "and check that Socket Mode is on (Settings > Socket Mode)"
         )
     return url
-
-
-def serve_socket_mode(app: App, services: Services, url: str) -> None:
-    """Hold a Socket Mode connection, opened at `url` (from socket_mode_url), until SIGTERM or SIGINT."""
-    token = services.settings.SLACK_APP_TOKEN
-    assert token is not None
-    handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
-    # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
-    handler.client.wss_uri = url
-    sweeper = start_background(app, services)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    handler.connect()
-    freeze_start_up()
-    log.info("recbot connected in Socket Mode")
-    stopping.wait()
-    handler.close()
-    finish(app, services, sweeper)

@@ -1,10 +1,13 @@
-"""What the Slack listeners work with: the settings and the domain services."""
+"""What the Slack listeners work with: the settings and the domain services, and how
+they are built from the settings, on one store and one Agora client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import Audience
@@ -15,9 +18,13 @@ from bot.drift import DriftWatch
 from bot.fleet import Fleet
 from bot.models import RecordingConfig, Target
 from bot.probe import Prober
-from bot.seal import Sealer
-from bot.settings import Settings
-from bot.store import Store
+from bot.ratelimit import Limiter, TokenBucket
+from bot.seal import Sealer, resolve_seal_key
+from bot.settings import Settings, is_sqlite
+from bot.shared_budget import SharedBudget
+from bot.store import Store, open_store
+from bot.store.engine import make_engine
+from bot.switch import SwitchBook
 from bot.switching import SwitchService
 
 
@@ -57,3 +64,93 @@ class Services:
     def close(self) -> None:
         self.agora.close()
         self.store.close()
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk."""
+    return WebClient(
+        token=settings.SLACK_BOT_TOKEN.get_secret_value(),
+        base_url=settings.SLACK_API_URL,
+        timeout=10,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+def agora_limiter(settings: Settings) -> Limiter:
+    """The AGORA_RATE_LIMIT budget: in the shared database for every instance on
+    PostgreSQL (on its own connections), in this process on the embedded SQLite."""
+    if is_sqlite(settings.DATABASE_URL):
+        return TokenBucket(settings.AGORA_RATE_LIMIT)
+    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT)
+
+
+def agora_client(settings: Settings) -> AgoraClient:
+    """The one Agora client of the process, every call under the AGORA_RATE_LIMIT budget."""
+    return AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        limiter=agora_limiter(settings),
+    )
+
+
+def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
+    """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
+    agora = agora or agora_client(settings)
+    seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
+    store = open_store(settings.DATABASE_URL)
+    prober = Prober(
+        settings.RECBOT_STORAGE_PROBE,
+        s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
+        azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
+        timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
+    )
+    drift = DriftWatch(
+        store.drift,
+        store.audit,
+        store.requests,
+        agora,
+        sealer.digest_key,
+        app_id=settings.AGORA_APP_ID,
+        watch_all=settings.RECBOT_DRIFT_ALL,
+    )
+    book = SwitchBook(store.switches)
+    approvals = ApprovalService(
+        requests=store.requests,
+        audit=store.audit,
+        sealer=sealer,
+        agora=agora,
+        digest_key=sealer.digest_key,
+        ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
+        required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
+        prober=prober,
+        watch=drift,
+        switches=book,
+    )
+    changes = ChangeService(
+        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+    )
+    switches = SwitchService(
+        agora,
+        store.audit,
+        store.switches,
+        book,
+        approvals,
+        default_app=settings.AGORA_APP_ID,
+        approval_for=settings.RECBOT_APPROVAL_FOR,
+    )
+    return Services(
+        settings=settings,
+        agora=agora,
+        sealer=sealer,
+        store=store,
+        changes=changes,
+        approvals=approvals,
+        approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
+        requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
+        prober=prober,
+        fleet=Fleet(agora),
+        drift=drift,
+        switches=switches,
+    )

@@ -23,8 +23,8 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.budget_store import change_budget
 from bot.ratelimit import Budget, TokenBucket
+from bot.store.budget import change_budget
 
 log = logging.getLogger(__name__)
 

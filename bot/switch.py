@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Literal
 
 from bot.models import FieldChange, Target
-from bot.store import Store, SwitchRow, utcnow
+from bot.store.switches import SwitchStore
+from bot.store.values import SwitchRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def unrecorded() -> Iterator[SwitchChange]:
 class SwitchBook:
     """Reads and records what recbot knows of the switches, one change per entry point at a time."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, switches: SwitchStore) -> None:
+        self._switches = switches
         self._on_pause_lifted: Callable[[SwitchRow, SwitchRow], None] | None = None
 
     def when_pause_lifted(self, tell: Callable[[SwitchRow, SwitchRow], None]) -> None:
@@ -62,14 +63,14 @@ class SwitchBook:
 
     def known(self, app_id: str, entry_point: str) -> SwitchRow | None:
         """None: never set through recbot."""
-        return self._store.switch_state(app_id, entry_point)
+        return self._switches.state(app_id, entry_point)
 
     def known_of_app(self, app_id: str) -> dict[str, SwitchRow]:
-        return {row.entry_point: row for row in self._store.switch_states(app_id)}
+        return {row.entry_point: row for row in self._switches.states(app_id)}
 
     def paused_or_unknown(self) -> list[SwitchRow]:
         """Entry points recbot paused, and those whose switch it does not know after sending a change."""
-        return [row for row in self._store.switch_states() if row.wanted is False or row.status != "set"]
+        return [row for row in self._switches.states() if row.wanted is False or row.status != "set"]
 
     @contextmanager
     def changing(
@@ -85,7 +86,7 @@ class SwitchBook:
         sent). A change that could leave it other than recbot knew is written ahead
         as unknown, so a crash mid-call leaves "unknown", not a claim."""
         lifted: tuple[SwitchRow, SwitchRow] | None = None
-        with self._store.switch_lock(app_id, entry_point):
+        with self._switches.lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             change = SwitchChange(previous)
             ahead = previous is None or previous.enabled is not enabled
@@ -94,21 +95,21 @@ class SwitchBook:
                 return SwitchRow(app_id, entry_point, enabled, cause, status, actor, utcnow(), request_id)
 
             if ahead:
-                self._store.put_switch(row("sending"))
+                self._switches.put(row("sending"))
             try:
                 yield change
             finally:
                 if change.answer == "landed":
-                    self._store.put_switch(now := row("set"))
+                    self._switches.put(now := row("set"))
                     if cause == "config" and previous is not None and previous.wanted is False:
                         lifted = (previous, now)
                 elif ahead and change.answer == "refused":
                     if previous is None:
-                        self._store.forget_switch(app_id, entry_point)
+                        self._switches.forget(app_id, entry_point)
                     else:
-                        self._store.put_switch(previous)
+                        self._switches.put(previous)
                 elif ahead:
-                    self._store.put_switch(row("unanswered"))
+                    self._switches.put(row("unanswered"))
         if lifted is not None and self._on_pause_lifted is not None:
             try:
                 self._on_pause_lifted(*lifted)
@@ -121,11 +122,11 @@ class SwitchBook:
 
     def interrupted(self, app_id: str, entry_point: str, wanted: bool, actor: str, request_id: str) -> None:
         """A change found half-done after a stop: unknown, unless it could not have changed anything."""
-        with self._store.switch_lock(app_id, entry_point):
+        with self._switches.lock(app_id, entry_point):
             previous = self.known(app_id, entry_point)
             if previous is not None and previous.enabled is wanted:
                 return
-            self._store.put_switch(
+            self._switches.put(
                 SwitchRow(app_id, entry_point, wanted, "switch", "interrupted", actor, utcnow(), request_id)
             )
 

@@ -8,112 +8,22 @@ escaped once, where it is shown (an answer, a card, the App Home, history)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-from bot.agora import (
-    INTERACTIVE_WAIT_SECONDS,
-    AgoraBadRequest,
-    AgoraClient,
-    AgoraError,
-    AgoraNotFound,
-    AgoraRateLimited,
-    AgoraUnavailable,
-    AgoraUnknownApp,
-)
-from bot.changes import Outcome
+from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable, AgoraUnknownApp
+from bot.applying import BUSY, no_answer, refusal, send_switch
+from bot.approvals import ApprovalService
 from bot.models import FieldChange, Target
-from bot.store import Store, SwitchBusy, SwitchRow
-from bot.switch import SwitchBook, code, consequence, switch_change, verb
-
-if TYPE_CHECKING:
-    from bot.approvals import ApprovalService
+from bot.outcome import Outcome
+from bot.store.audit import AuditLog
+from bot.store.switches import SwitchStore
+from bot.store.values import SwitchRow
+from bot.switch import SwitchBook, code, switch_change, verb
 
 log = logging.getLogger(__name__)
 
-BUSY = (
-    "Another change of this entry point's recording switch is being sent right now, so nothing was sent. "
-    "Try again in a minute."
-)
 # The audit event of a pause, resume or stream task Agora gave no usable answer to: it may or may not have
 # taken effect ("failed" is for what Agora refused, which changed nothing).
 UNANSWERED = "unanswered"
-
-
-def no_answer(exc: AgoraUnavailable) -> str:
-    """What became of a call that may or may not have taken effect: a server error, no answer at
-    all, or an answer recbot could not read."""
-    detail = exc.upstream_message
-    if exc.status:
-        return f"Agora answered with a server error ({exc.status}{': ' + detail if detail else ''})"
-    if detail in ("timed out", "connection failed"):
-        return f"Agora did not answer ({detail})"
-    return f"Agora's answer could not be read ({detail or 'no detail'})"
-
-
-def refusal(lead: str, exc: AgoraError) -> str:
-    """A refusal that changed nothing: `lead` says what was not done, Agora's answer why."""
-    if isinstance(exc, AgoraRateLimited):  # its own words would say "Nothing was changed" a second time
-        return f"{lead} Agora is rate-limiting recbot right now; try again in a minute."
-    return f"{lead} {exc.user_message()}"
-
-
-def _send_switch(
-    agora: AgoraClient,
-    book: SwitchBook,
-    target: Target,
-    enabled: bool,
-    actor: str,
-    request_id: str | None = None,
-    app_named: str | None = None,
-    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
-) -> tuple[Outcome, bool]:
-    """One pause or resume sent and recorded (the answer names `app_named`, if given); and whether
-    Agora's answer was lost, so that it may or may not have taken effect."""
-    app_id, entry_point = target.app_id, target.entry_point
-    changes = [switch_change(book.known(app_id, entry_point), enabled)]
-    ep, app = code(entry_point) + (f" (app {code(app_named)})" if app_named else ""), code(app_id)
-    try:
-        with book.changing(app_id, entry_point, enabled, "switch", actor, request_id) as change:
-            try:
-                agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
-            except AgoraUnavailable as exc:
-                log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
-                message = (
-                    f"{no_answer(exc)} to the {verb(enabled)}, so it may or may not have taken effect: whether "
-                    f"custom recording of {ep} is {'on' if enabled else 'paused'} is unknown now, and recbot "
-                    "shows it as unknown. Send it again to be sure: it is safe to repeat."
-                )
-                return Outcome("failed", message, changes), True
-            except AgoraNotFound:
-                change.refused()
-                message = (
-                    f"Nothing was changed: Agora has no entry point {code(entry_point)} in App ID {app}. "
-                    "Check the name (case-sensitive) and `--app`."
-                )
-                return Outcome("failed", message, changes), False
-            except AgoraError as exc:
-                change.refused()
-                return Outcome("failed", refusal("Nothing was changed.", exc), changes), False
-            change.landed()
-    except SwitchBusy:
-        return Outcome("failed", BUSY, changes), False
-    done = "Resumed" if enabled else "Paused"
-    return Outcome("applied", f"{done}: {consequence(enabled, entry_point, app_named)}", changes), False
-
-
-def apply_switch(
-    agora: AgoraClient,
-    book: SwitchBook,
-    target: Target,
-    enabled: bool,
-    actor: str,
-    request_id: str | None = None,
-    *,
-    wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
-) -> Outcome:
-    """Send one pause or resume (`target` is the entry point as a whole) and record what Agora's answer showed;
-    `wait_limit` bounds the wait for the rate limiter (None: its turn)."""
-    return _send_switch(agora, book, target, enabled, actor, request_id, wait_limit=wait_limit)[0]
 
 
 class SwitchService:
@@ -122,7 +32,8 @@ class SwitchService:
     def __init__(
         self,
         agora: AgoraClient,
-        store: Store,
+        audit: AuditLog,
+        streams: SwitchStore,
         book: SwitchBook,
         approvals: ApprovalService,
         *,
@@ -130,7 +41,8 @@ class SwitchService:
         approval_for: str = "secrets",
     ) -> None:
         self._agora = agora
-        self._store = store
+        self._audit = audit
+        self._streams = streams
         self.book = book
         self._approvals = approvals
         self._default_app = default_app
@@ -168,15 +80,15 @@ class SwitchService:
             if unlisted:
                 return Outcome("refused", unlisted, changes)
             return self._approvals.open_switch(target, enabled, requester, changes, self._other_app(app_id))
-        sent = _send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
+        sent = send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
         outcome, unanswered = sent
         if outcome.kind == "applied":
-            self._store.audit("resumed" if enabled else "paused", requester, target, changes=outcome.changes)
+            self._audit.append("resumed" if enabled else "paused", requester, target, changes=outcome.changes)
             other = self.command("pause" if enabled else "resume", entry_point, app_id=app_id)
             outcome = Outcome("applied", f"{outcome.message} To {verb(not enabled)} it: {other}.", outcome.changes)
         elif outcome.message != BUSY:
             event = UNANSWERED if unanswered else "failed"
-            self._store.audit(event, requester, target, changes=outcome.changes, note=outcome.message)
+            self._audit.append(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("%s of %s by %s: %s", verb(enabled), target.describe(), requester, outcome.kind)
         return outcome
 
@@ -222,20 +134,20 @@ class SwitchService:
             self._agora.start_stream(target, stream)
         except AgoraUnavailable as exc:
             # The task may exist: listed as unknown, so it can be seen and stopped.
-            self._store.add_stream_task(target, stream, user, answered=False)
+            self._streams.add_stream_task(target, stream, user, answered=False)
             message = (
                 f"{no_answer(exc)}, so it may or may not have taken effect: whether Agora records stream {name} is "
                 f"unknown. recbot lists it as unknown (with Stop on the App Home); run the command again to know, "
                 f"or stop it with {stop}. Both are safe to repeat."
             )
-            self._store.audit(UNANSWERED, user, target, changes=change, note=message)
+            self._audit.append(UNANSWERED, user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         except AgoraError as exc:
             message = self._start_failed(exc, target, stream, known)
-            self._store.audit("failed", user, target, changes=change, note=message)
+            self._audit.append("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
-        self._store.add_stream_task(target, stream, user)
-        self._store.audit("stream_on", user, target, changes=change)
+        self._streams.add_stream_task(target, stream, user)
+        self._audit.append("stream_on", user, target, changes=change)
         where = self.named(target.app_id, target.entry_point, target.region)
         message = (
             f"Agora accepted: it records stream {name} of {where} while it is pushed, now or "
@@ -280,7 +192,7 @@ class SwitchService:
         try:
             self._agora.stop_stream(target, stream)
         except AgoraNotFound:
-            listed = self._store.remove_stream_task(target, stream)
+            listed = self._streams.remove_stream_task(target, stream)
             return Outcome(
                 "no_change",
                 f"Agora has no recording task for stream {name} of {where}: it ended with the "
@@ -292,12 +204,12 @@ class SwitchService:
                 f"{no_answer(exc)}, so it may or may not have taken effect: whether Agora still records "
                 f"stream {name} is unknown. Run the command again: it is safe to repeat."
             )
-            self._store.audit(UNANSWERED, user, target, changes=change, note=message)
+            self._audit.append(UNANSWERED, user, target, changes=change, note=message)
             return Outcome("failed", message, change)
         except AgoraError as exc:
             message = refusal("Nothing was stopped.", exc)
-            self._store.audit("failed", user, target, changes=change, note=message)
+            self._audit.append("failed", user, target, changes=change, note=message)
             return Outcome("failed", message, change)
-        self._store.remove_stream_task(target, stream)
-        self._store.audit("stream_off", user, target, changes=change)
+        self._streams.remove_stream_task(target, stream)
+        self._audit.append("stream_off", user, target, changes=change)
         return Outcome("applied", f"Stopped: Agora no longer records stream {name} of {where} by a task.", change)

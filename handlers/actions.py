@@ -19,7 +19,7 @@ from bot.drift import AlertClosed
 from bot.fleet import Scan, to_csv
 from bot.models import Target
 from bot.services import Services
-from bot.store import CardRef, RequestRow
+from bot.store.values import CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, edit_form, fleet, home, picker
 from handlers.commands import fill_edit_form, open_edit_form, replace, show_config
 from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
@@ -231,7 +231,7 @@ def register_drift(app: App, services: Services) -> None:
 def _genuine_alert(body: dict[str, Any], services: Services) -> str | None:
     """The alert id of a genuine button clicked on that alert's own card, else None."""
     read = drift_card.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
-    alert = services.store.alert(read[0]) if read else None
+    alert = services.store.drift.alert(read[0]) if read else None
     return alert.id if read and alert is not None and _on_its_card(body, alert.cards, read[1]) else None
 
 
@@ -329,7 +329,7 @@ def _genuine_request(body: dict[str, Any], services: Services) -> str | None:
     """The request id of a genuine button clicked on that request's own card, else None."""
     actions = body.get("actions") or [{}]
     read = approval_card.read_card_button_value(actions[0].get("value"), services.sealer)
-    row = services.store.get(read[0]) if read else None
+    row = services.store.requests.get(read[0]) if read else None
     return row.id if read and row is not None and _on_its_card(body, row.cards, read[1]) else None
 
 

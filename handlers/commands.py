@@ -68,7 +68,7 @@ def register(app: App, services: Services) -> None:
                 open_edit_form(parsed, command["trigger_id"], services, client, respond)
         elif parsed.verb == "history":
             assert parsed.target is not None
-            reply(respond, requests.history(parsed.target, services.store.history(parsed.target)))
+            reply(respond, requests.history(parsed.target, services.store.audit.history(parsed.target)))
         elif parsed.verb == "pending":
             reply(respond, requests.pending(services.approvals.open_requests()))
         elif parsed.verb == "list":
@@ -122,14 +122,14 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> None:
         return
     target = parsed.target
     known = services.switches.book.known(target.app_id, target.entry_point)
-    waiting = services.store.open_request_for(Target.every_region(target.app_id, target.entry_point))
+    waiting = services.store.requests.open_request_for(Target.every_region(target.app_id, target.entry_point))
     switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval, waiting)
 
     def stop(stream: str) -> str:
         words = ("stream", target.entry_point, target.region, stream, "off")
         return messages.escape(services.switches.command(*words, app_id=target.app_id))
 
-    tasks = switch_blocks.tasks_blocks(services.store.stream_tasks_of(target), target, stop)
+    tasks = switch_blocks.tasks_blocks(services.store.switches.stream_tasks_of(target), target, stop)
     respond(
         blocks=summary.summary(target, config) + switch + tasks,
         text=summary.summary_text(target),

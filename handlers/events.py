@@ -18,5 +18,5 @@ def register(app: App, services: Services) -> None:
         if event.get("tab", "home") != "home":
             return  # the Messages tab
         user = event["user"]
-        services.store.add_home_viewer(user)
+        services.store.homes.add(user)
         Notifier(client, services).publish_home(user)

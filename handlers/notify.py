@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.services import Services
-from bot.store import AlertRow, CardRef, RequestRow
+from bot.store.values import AlertRow, CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, home
 from handlers.blocks import switch as switch_blocks
 
@@ -83,7 +83,7 @@ class Notifier:
         """To the approval channel, or to each approver directly when none is set, by whoever
         opened the request (`row.announce_token`, its claim on posting them). If none could be
         posted, the requester is told: every sweep tries again (repost_cards)."""
-        token = row.announce_token or self._services.store.claim_cards(row.id)
+        token = row.announce_token or self._services.store.announcements.claim_cards(row.id)
         if token is None:
             return  # a sweep is posting them right now
         posted = self._post_cards(row, token)
@@ -97,7 +97,7 @@ class Notifier:
         """The sweep's: post the cards of a pending request that has none, once across every
         process (claimed first, with `stale_claims_before` also from a poster that stopped); the
         requester, told none could be posted, is told they are now. Whether this call posted them."""
-        token = self._services.store.claim_cards(row.id, stale_before=stale_claims_before)
+        token = self._services.store.announcements.claim_cards(row.id, stale_before=stale_claims_before)
         if token is None or not self._post_cards(row, token):
             return False
         self.refresh_cards(row.id, shown=row.version)  # it may have moved since the sweep listed it
@@ -113,7 +113,7 @@ class Notifier:
             if cards:
                 self._services.approvals.attach_cards(row.id, cards)
         finally:
-            self._services.store.release_announcement(row.id, token)
+            self._services.store.announcements.release(row.id, token)
         return cards
 
     def refresh_cards(self, request_id: str, shown: int | None = None) -> None:
@@ -152,8 +152,8 @@ class Notifier:
         (`row.announce_token`); anyone else claims it first (a compare-and-set), with
         `stale_claims_before` also from a holder that stopped. An announcement that fails
         is released, and the next sweep makes it. Whether this call announced it."""
-        store = self._services.store
-        token = row.announce_token or store.claim_announcement(row.id, stale_before=stale_claims_before)
+        announcements = self._services.store.announcements
+        token = row.announce_token or announcements.claim(row.id, stale_before=stale_claims_before)
         if token is None:
             return False  # announced, or being announced, by another click or process
         announced = False
@@ -161,9 +161,9 @@ class Notifier:
             announced = self._write_cards(row.id, None) and self._tell_requester(row.id)
         finally:
             if announced:
-                store.finish_announcement(row.id, token)
+                announcements.finish(row.id, token)
             else:
-                store.release_announcement(row.id, token)
+                announcements.release(row.id, token)
                 log.warning("the end of request %s was not announced in full; the next sweep tries again", row.id)
         try:
             self.refresh_homes(self._services.approvals.get(row.id))
@@ -187,13 +187,13 @@ class Notifier:
         """A change seen outside recbot, to where approval cards go; posted by whoever opened the alert."""
         blocks = partial(drift_card.card, alert, self._services.sealer)
         cards = self._post(self._destinations(), drift_card.card_text(alert), blocks, f"drift alert {alert.id}")
-        self._services.store.set_alert_cards(alert.id, cards)
+        self._services.store.drift.set_alert_cards(alert.id, cards)
         self.refresh_alert(alert.id, shown=alert.version)
 
     def refresh_alert(self, alert_id: str, shown: int | None = None) -> None:
         """Write the alert's cards from its row as it is now, until it stops moving; then every home."""
         for _ in range(MAX_CARD_PASSES):
-            alert = self._services.store.alert(alert_id)
+            alert = self._services.store.drift.alert(alert_id)
             if alert is None or alert.version == shown:
                 break
             for ref in alert.cards:
@@ -213,7 +213,7 @@ class Notifier:
         """Publish again the home of everyone who opened it and whom `row` concerns
         (its requester, approvers, decider); with no row, everyone's."""
         lookup = GroupLookup(self._client)
-        for user in self._services.store.home_viewers():
+        for user in self._services.store.homes.all():
             concerned = row is None or user in (row.requester, row.decided_by, *row.approvers)
             if concerned or self._services.approvers.includes(user, lookup):  # what waits for them changed
                 self.publish_home(user)
@@ -228,12 +228,12 @@ class Notifier:
         content = home.HomeContent(
             waiting=waiting if is_approver else None,
             own=[r for r in rows if r.requester == user],
-            alerts=services.store.open_alerts(),
-            latest=services.store.latest_events(10),
+            alerts=services.store.drift.open_alerts(),
+            latest=services.store.audit.latest(10),
             required=services.approvals.required_approvals,
             paused=services.switches.book.paused_or_unknown(),
             pause_needs_approval=services.switches.needs_approval,
-            streams=services.store.stream_tasks(),
+            streams=services.store.switches.stream_tasks(),
         )
         try:
             self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))

@@ -10,10 +10,10 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.changes import Outcome
 from bot.commands import Command
+from bot.outcome import Outcome
 from bot.services import Services
-from bot.store import SwitchRow
+from bot.store.values import SwitchRow
 from handlers.blocks import messages
 from handlers.blocks import switch as blocks
 from handlers.blocks.messages import escape_keeping_mentions

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from bot.agora import AgoraClient
-from bot.app import agora_limiter
 from bot.ratelimit import Limiter
+from bot.services import agora_limiter
 from bot.settings import Settings, load_settings
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator

@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from bot.app import build_services, create_app, start_background
 from bot.server import finish, make_http_server
-from bot.services import Services
+from bot.services import Services, build_services
+from recbot.app import create_app, start_background
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:

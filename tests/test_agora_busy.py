@@ -111,15 +111,16 @@ def test_an_approval_during_a_long_pause_waits_its_turn_and_is_applied(
     # The form's read, the submit's, the apply's and the read-back.
     assert len(agora.calls("PATCH")) == 1 and len(agora.calls("GET")) == 4
     assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "hw-bucket"
-    assert busy_bot.services.store.in_state("applied")
+    assert busy_bot.services.store.requests.in_state("applied")
 
 
 def test_the_sweep_reconciles_an_interrupted_apply_during_a_long_pause(busy_driver, busy_bot, slack, agora, limiter):
     """An apply left half done is read back by the sweep, background work that waits its turn."""
     request_storage_change(busy_driver, slack)
     store = busy_bot.services.store
-    (row,) = store.open_requests()
-    assert store.transition(row.id, ("pending",), "applying", decided_by="UBOB")  # interrupted before the PATCH
+    (row,) = store.requests.open_requests()
+    assert store.requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+    assert store.requests.transition(row.id, "approved", "claim")  # interrupted before the PATCH
     limiter.pause(60)
     (ended,) = busy_bot.services.approvals.recover(timedelta(0))
     assert ended.state == "failed" and ended.result == "Interrupted while applying and not in effect; not sent again."

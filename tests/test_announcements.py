@@ -10,19 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 import handlers.notify
-from bot.app import sweep
 from bot.models import Target
 from bot.settings import Settings
-from bot.store import Store, change_requests, schema_version, utcnow
+from bot.store import Store, open_store
+from bot.store.schema import change_requests
+from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
 from handlers.notify import Notifier
+from recbot.app import sweep
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.slack import Call, FakeSlack
+from tests.legacy_schema import rebuild
 from tests.test_store import new_request
 
 QUIET = 3600.0  # a sweep interval no test reaches: only the sweeps a test runs itself
@@ -32,55 +35,55 @@ REQUESTERS = {"one": "UALICE", "two": "UDAVE", "three": "UERIN"}
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     url = f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    opened = Store(url)
+    opened = open_store(url)
     yield opened
     opened.close()
 
 
 def ended(store: Store, request_id: str = "r1", announcer: str | None = None) -> str:
     new_request(store, request_id)
-    assert store.transition(request_id, ("pending",), "expired", announcer=announcer)
+    assert store.requests.transition(request_id, "pending", "expire", announcer=announcer)
     return request_id
 
 
 def test_an_end_is_claimed_by_one_caller_and_announced_once(store: Store) -> None:
     request_id = ended(store)
-    assert [r.id for r in store.unannounced_ends()] == [request_id]
-    token = store.claim_announcement(request_id)
+    assert [r.id for r in store.announcements.unannounced_ends()] == [request_id]
+    token = store.announcements.claim(request_id)
     assert token is not None
-    assert store.claim_announcement(request_id) is None  # held
-    assert store.claim_announcement(request_id, stale_before=utcnow() - timedelta(minutes=5)) is None  # not stale
-    store.release_announcement(request_id, "not-the-holder")
-    assert store.claim_announcement(request_id) is None  # only the holder releases it
-    store.release_announcement(request_id, token)  # it failed: free again
-    again = store.claim_announcement(request_id)
+    assert store.announcements.claim(request_id) is None  # held
+    assert store.announcements.claim(request_id, stale_before=utcnow() - timedelta(minutes=5)) is None  # not stale
+    store.announcements.release(request_id, "not-the-holder")
+    assert store.announcements.claim(request_id) is None  # only the holder releases it
+    store.announcements.release(request_id, token)  # it failed: free again
+    again = store.announcements.claim(request_id)
     assert again is not None
-    store.finish_announcement(request_id, token)  # a holder that was taken over finishes nothing
-    assert [r.id for r in store.unannounced_ends()] == [request_id]
-    store.finish_announcement(request_id, again)
-    assert store.unannounced_ends() == []
-    assert store.claim_announcement(request_id, stale_before=utcnow()) is None
+    store.announcements.finish(request_id, token)  # a holder that was taken over finishes nothing
+    assert [r.id for r in store.announcements.unannounced_ends()] == [request_id]
+    store.announcements.finish(request_id, again)
+    assert store.announcements.unannounced_ends() == []
+    assert store.announcements.claim(request_id, stale_before=utcnow()) is None
 
 
 def test_whoever_ends_a_request_holds_the_claim_from_that_moment(store: Store) -> None:
     request_id = ended(store, announcer="mover")
-    assert store.claim_announcement(request_id) is None  # a sweep running now leaves it to the mover
-    store.finish_announcement(request_id, "mover")
-    assert store.unannounced_ends() == []
+    assert store.announcements.claim(request_id) is None  # a sweep running now leaves it to the mover
+    store.announcements.finish(request_id, "mover")
+    assert store.announcements.unannounced_ends() == []
 
 
 def test_an_open_request_has_nothing_to_announce(store: Store) -> None:
     new_request(store)
-    assert store.unannounced_ends() == [] and store.claim_announcement("r1") is None
+    assert store.announcements.unannounced_ends() == [] and store.announcements.claim("r1") is None
 
 
 def test_a_claim_whose_holder_stopped_is_taken_over_once_it_is_stale(store: Store) -> None:
     request_id = ended(store, announcer="stopped")
     with store.engine.begin() as conn:  # claimed ten minutes ago by a process that went away since
         conn.execute(update(change_requests).values(announce_claimed_at=utcnow() - timedelta(minutes=10)))
-    assert store.claim_announcement(request_id) is None
-    assert store.claim_announcement(request_id, stale_before=utcnow() - timedelta(minutes=15)) is None
-    assert store.claim_announcement(request_id, stale_before=utcnow() - timedelta(minutes=5)) is not None
+    assert store.announcements.claim(request_id) is None
+    assert store.announcements.claim(request_id, stale_before=utcnow() - timedelta(minutes=15)) is None
+    assert store.announcements.claim(request_id, stale_before=utcnow() - timedelta(minutes=5)) is not None
 
 
 def test_concurrent_claims_have_one_winner(store: Store) -> None:
@@ -88,29 +91,24 @@ def test_concurrent_claims_have_one_winner(store: Store) -> None:
         for round_no in range(20):
             request_id = ended(store, f"r{round_no}")
             stale = [None, utcnow()] * 4  # movers, and sweeps that would take over a stale claim
-            won = list(pool.map(lambda s, r=request_id: store.claim_announcement(r, stale_before=s), stale))
+            won = list(pool.map(lambda s, r=request_id: store.announcements.claim(r, stale_before=s), stale))
             assert len([w for w in won if w]) == 1, f"round {round_no}: {won}"
 
 
 def test_a_version_4_database_with_rows_is_upgraded_and_announces_nothing_old(store: Store) -> None:
-    ended(store, "old")  # ended before the upgrade: its end was announced then, or never will be
-    new_request(store, "open", requester="UBOB")
-    with store.engine.begin() as conn:  # as schema version 4 left it
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN announced_version"))
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN announce_claimed_by"))
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN announce_claimed_at"))
-        conn.execute(schema_version.update().values(version=4))
-    url = store.engine.url.render_as_string(hide_password=False)
-    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    # As schema version 4 left it: "ended1" ended before the upgrade (its end was announced
+    # then, or never will be), "open1" is pending.
+    url = rebuild(store.engine, "v4")
+    upgraded = open_store(url)
     try:
-        assert upgraded.unannounced_ends() == []
-        assert upgraded.get("old").state == "expired" and upgraded.get("open").state == "pending"
-        assert upgraded.transition("open", ("pending",), "cancelled")  # ends after the upgrade: tracked
-        assert [r.id for r in upgraded.unannounced_ends()] == ["open"]
-        token = upgraded.claim_announcement("open")
+        assert upgraded.announcements.unannounced_ends() == []
+        assert upgraded.requests.get("ended1").state == "applied" and upgraded.requests.get("open1").state == "pending"
+        assert upgraded.requests.transition("open1", "pending", "cancel")  # ends after the upgrade: tracked
+        assert [r.id for r in upgraded.announcements.unannounced_ends()] == ["open1"]
+        token = upgraded.announcements.claim("open1")
         assert token is not None
-        upgraded.finish_announcement("open", token)
-        assert upgraded.unannounced_ends() == []
+        upgraded.announcements.finish("open1", token)
+        assert upgraded.announcements.unannounced_ends() == []
     finally:
         upgraded.close()
 
@@ -149,7 +147,7 @@ def assert_announced_once(slack: FakeSlack, store: Store, cards: dict[str, Call]
         told = dms(slack, user)
         assert len(told) == 1 and "Expired" in told[0], f"{user}: {told}"
     for entry_point in REQUESTERS:
-        events = [e.event for e in store.history(Target(app_id=APP_ID, entry_point=entry_point, region="na"))]
+        events = [e.event for e in store.audit.history(Target(app_id=APP_ID, entry_point=entry_point, region="na"))]
         assert events.count("expired") == 1, entry_point
 
 
@@ -196,7 +194,7 @@ def test_an_end_whose_announcement_failed_is_announced_by_the_next_sweep(
     calls = len(slack.calls)
     sweep(quiet_bot.services, notifier)  # nothing is left to announce
     assert [c.method for c in slack.calls[calls:] if c.method.startswith("chat.")] == []
-    assert store.unannounced_ends() == []
+    assert store.announcements.unannounced_ends() == []
 
 
 def test_an_announcement_that_failed_at_start_is_made_by_the_periodic_sweep(settings, slack, agora) -> None:

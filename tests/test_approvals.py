@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.store import change_requests, utcnow
+from bot.store.schema import change_requests
+from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
 from tests.approval_helpers import (
     NEW_ACCESS,
@@ -100,7 +101,7 @@ def test_approval_applies_once_with_both_keys_and_tells_everyone(driver, slack, 
     click(driver, posted, "UCAROL", card.ACTION_APPROVE)  # a late click on the old card
     assert "already applied" in ephemeral_replies(slack)[0]
     assert len(agora.calls("PATCH")) == 1
-    (row,) = bot.services.store.in_state("applied")
+    (row,) = bot.services.store.requests.in_state("applied")
     assert row.sealed_patch is None
 
 
@@ -115,7 +116,7 @@ def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -
     assert "Rejected" in ended_card(slack, posted) and "wrong bucket" in requester_notice(slack)
     bot.drain()
     assert agora.calls("PATCH") == []
-    (row,) = bot.services.store.in_state("rejected")
+    (row,) = bot.services.store.requests.in_state("rejected")
     assert row.sealed_patch is None and row.decided_by == "UBOB"
 
 
@@ -128,13 +129,13 @@ def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, ag
     answer = driver.submit("UMALLORY", modal, reason).json()
     assert answer["response_action"] == "update" and "Only the approvers" in json.dumps(answer["view"])
     bot.drain()
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     assert row.state == "pending" and row.decided_by is None and row.reason is None
     assert (
         slack.of("chat.update") == []
         and [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == []
     )
-    assert "rejected" not in [e.event for e in bot.services.store.history(row.target)]
+    assert "rejected" not in [e.event for e in bot.services.store.audit.history(row.target)]
     assert card.BLOCK_BUTTONS in card_shown(slack, posted)
 
 
@@ -146,7 +147,7 @@ def test_requester_can_cancel_but_nobody_else(driver, slack, agora, bot) -> None
     assert "Cancelled" in ended_card(slack, posted) and "Cancelled" in requester_notice(slack)
     bot.drain()
     assert agora.calls("PATCH") == []
-    assert bot.services.store.in_state("cancelled")[0].sealed_patch is None
+    assert bot.services.store.requests.in_state("cancelled")[0].sealed_patch is None
 
 
 def test_stale_request_sends_nothing(driver, slack, agora, bot) -> None:
@@ -158,12 +159,12 @@ def test_stale_request_sends_nothing(driver, slack, agora, bot) -> None:
     assert "Stale" in ended_card(slack, posted) and "changed after the request" in requester_notice(slack)
     bot.drain()
     assert agora.calls("PATCH") == []
-    assert bot.services.store.in_state("stale")[0].sealed_patch is None
+    assert bot.services.store.requests.in_state("stale")[0].sealed_patch is None
 
 
 def test_second_request_for_the_same_target_is_refused_with_the_holder(driver, slack, agora, bot) -> None:
     request_storage_change(driver, slack)
-    (held,) = bot.services.store.open_requests()
+    (held,) = bot.services.store.requests.open_requests()
     driver.command("set live na", user="UDAVE")
     view = slack.wait_for("views.update", count=3)[2]
     view = slack.view(view.params["view_id"])
@@ -182,7 +183,7 @@ def test_forged_button_values_are_refused(driver, slack, agora, bot) -> None:
     assert all("not a genuine" in r for r in replies)
     bot.drain()
     assert agora.calls("PATCH") == []
-    assert bot.services.store.open_requests()[0].approvers == []
+    assert bot.services.store.requests.open_requests()[0].approvers == []
 
 
 def test_history_and_pending_show_events_without_secrets(driver, slack, agora) -> None:
@@ -223,7 +224,7 @@ class TestExpiry:
         assert "already expired" in ephemeral_replies(slack)[0]
         bot.drain()
         assert agora.calls("PATCH") == []
-        assert bot.services.store.in_state("expired")[0].sealed_patch is None
+        assert bot.services.store.requests.in_state("expired")[0].sealed_patch is None
 
 
 class TestTwoApprovals:
@@ -329,7 +330,7 @@ class TestApproversByDirectMessage:
         bot.drain()
         replies = [text_of(c) for c in slack.of("response_url")]
         assert len(replies) == 2 and all("not a genuine" in r for r in replies)
-        (row,) = bot.services.store.in_state("applied")
+        (row,) = bot.services.store.requests.in_state("applied")
         assert row.approvers == ["UBOB"] and len(agora.calls("PATCH")) == 1
         assert "Applied" in requester_notice(slack)
         cards = [c for c in slack.of("chat.postMessage") if c.params["channel"] in ("UBOB", "UCAROL")]
@@ -357,9 +358,11 @@ def test_request_interrupted_while_applying_is_reconciled_not_resent(settings, s
     first = start_bot(settings, fast_agora(settings))
     try:
         request_storage_change(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack)
-        (row,) = first.services.store.open_requests()
+        (row,) = first.services.store.requests.open_requests()
         # Simulate a crash after the PATCH reached Agora but before the outcome was stored.
-        assert first.services.store.transition(row.id, ("pending",), "applying")
+        requests = first.services.store.requests
+        assert requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+        assert requests.transition(row.id, "approved", "claim")
         live = agora.config(APP_ID, "live", "na")
         live["storageConfig"] = {
             "vendor": 7,
@@ -375,7 +378,7 @@ def test_request_interrupted_while_applying_is_reconciled_not_resent(settings, s
     try:
         assert "Applied" in requester_notice(slack) and "after a restart" in requester_notice(slack)
         assert agora.calls("PATCH") == []
-        assert second.services.store.get(row.id).state == "applied"
+        assert second.services.store.requests.get(row.id).state == "applied"
     finally:
         second.stop()
 
@@ -407,7 +410,7 @@ class TestExpiredButNotYetSwept:
         bot.drain()
         assert agora.calls("PATCH") == [] and slack.of("chat.update") == []
         assert len(slack.of("views.open")) == 1  # the edit form's; no reject-reason modal
-        (row,) = bot.services.store.open_requests()
+        (row,) = bot.services.store.requests.open_requests()
         assert row.state == "pending" and row.approvers == []
 
 
@@ -422,7 +425,7 @@ class TestRequesterIsAnApprover:
         assert "cannot approve your own" in ephemeral_replies(slack)[0]
         bot.drain()
         assert agora.calls("PATCH") == [] and slack.of("chat.update") == []
-        assert bot.services.store.open_requests()[0].approvers == []
+        assert bot.services.store.requests.open_requests()[0].approvers == []
         click(driver, posted, "UBOB", card.ACTION_APPROVE)  # the other listed approver can
         assert "Applied" in ended_card(slack, posted)
 
@@ -439,7 +442,7 @@ class TestGroupLookupFails:
         click(driver, posted, "UBOB", card.ACTION_APPROVE)
         assert "Only the approvers" in ephemeral_replies(slack)[0]
         bot.drain()
-        assert agora.calls("PATCH") == [] and bot.services.store.open_requests()[0].approvers == []
+        assert agora.calls("PATCH") == [] and bot.services.store.requests.open_requests()[0].approvers == []
         del slack.errors["usergroups.users.list"]
         click(driver, posted, "UBOB", card.ACTION_APPROVE)  # the same click, once the group can be read
         assert "Applied" in ended_card(slack, posted)
@@ -447,12 +450,12 @@ class TestGroupLookupFails:
 
 def test_an_apply_that_loses_the_claim_sends_nothing_and_announces_nothing(driver, slack, agora, bot) -> None:
     request_storage_change(driver, slack)
-    (row,) = bot.services.store.open_requests()
-    assert bot.services.store.transition(row.id, ("pending",), "approved", decided_by="UBOB")
-    assert bot.services.store.transition(row.id, ("approved",), "applying")  # another process claimed it
+    (row,) = bot.services.store.requests.open_requests()
+    assert bot.services.store.requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+    assert bot.services.store.requests.transition(row.id, "approved", "claim")  # another process claimed it
     updates = len(slack.of("chat.update"))
     assert bot.services.approvals.apply(row.id) is None
     assert bot.services.approvals.recover(timedelta(hours=1)) == []  # not orphaned yet: left alone
     bot.drain()
     assert agora.calls("PATCH") == [] and len(slack.of("chat.update")) == updates
-    assert bot.services.store.get(row.id).state == "applying"
+    assert bot.services.store.requests.get(row.id).state == "applying"

@@ -12,10 +12,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from bot.app import sweep
 from bot.settings import Settings, load_settings
-from bot.store import Store, change_requests, utcnow
+from bot.store import Store, open_store
+from bot.store.schema import change_requests
+from bot.store.values import utcnow
 from handlers.notify import Notifier
+from recbot.app import sweep
 from tests.approval_helpers import card_shown, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
@@ -41,7 +43,9 @@ def open_request(settings: Settings, slack: FakeSlack, entry_point: str) -> Call
 def set_row(store: Store, entry_point: str, **values: Any) -> str:
     with store.engine.begin() as conn:
         conn.execute(update(change_requests).where(change_requests.c.entry_point == entry_point).values(**values))
-    (row,) = [r for r in store.in_state("pending", "approved", "applying") if r.target.entry_point == entry_point]
+    (row,) = [
+        r for r in store.requests.in_state("pending", "approved", "applying") if r.target.entry_point == entry_point
+    ]
     return row.id
 
 
@@ -56,7 +60,7 @@ def test_a_changed_seal_key_fails_what_it_cannot_open_and_the_sweep_goes_on(sett
     sealed_before = open_request(before, slack, "old")
     applies = open_request(after, slack, "new")
     expires = open_request(after, slack, "due")
-    store = Store(after.DATABASE_URL)
+    store = open_store(after.DATABASE_URL)
     ids = {
         "old": set_row(store, "old", state="approved", decided_by="UBOB"),  # orphaned by a stopped process
         "new": set_row(store, "new", state="approved", decided_by="UBOB"),
@@ -67,7 +71,7 @@ def test_a_changed_seal_key_fails_what_it_cannot_open_and_the_sweep_goes_on(sett
 
     bot = start_bot(after, fast_agora(after), sweep_seconds=QUIET)  # starts, and does not die on the row
     try:
-        rows = {name: bot.services.store.get(request_id) for name, request_id in ids.items()}
+        rows = {name: bot.services.store.requests.get(request_id) for name, request_id in ids.items()}
         assert [rows[n].state for n in ("old", "new", "due")] == ["failed", "applied", "expired"]
         assert "another RECBOT_SEAL_KEY" in (rows["old"].result or "") and "Nothing was sent" in rows["old"].result
         assert all(row.sealed_patch is None for row in rows.values())
@@ -79,7 +83,7 @@ def test_a_changed_seal_key_fails_what_it_cannot_open_and_the_sweep_goes_on(sett
         assert "Applied" in card_shown(slack, applies) and "Expired" in card_shown(slack, expires)
         told = dms(slack)
         assert len(told) == 3 and sum("another RECBOT_SEAL_KEY" in t for t in told) == 1
-        (failed,) = [e for e in bot.services.store.history(rows["old"].target) if e.event == "failed"]
+        (failed,) = [e for e in bot.services.store.audit.history(rows["old"].target) if e.event == "failed"]
         assert failed.actor == "recbot" and "another RECBOT_SEAL_KEY" in failed.detail["note"]
         SlackDriver(bot.url, SIGNING_SECRET, slack.response_url()).command("get old na")
         assert "Recording configuration of old" in text_of(slack.wait_for("response_url")[0])  # still serving
@@ -92,7 +96,7 @@ def test_damaged_rows_are_failed_or_expired_with_a_reason(settings, slack, agora
         agora.put(APP_ID, entry_point, "na", LIVE_CONFIG)
     broken = open_request(settings, slack, "broken")
     open_request(settings, slack, "due")
-    store = Store(settings.DATABASE_URL)
+    store = open_store(settings.DATABASE_URL)
     broken_id = set_row(store, "broken", state="approved", decided_by="UBOB", changes="{not json")
     due_id = set_row(store, "due", expires_at=utcnow() - timedelta(minutes=1), cards="[[")
     store.close()
@@ -100,7 +104,7 @@ def test_damaged_rows_are_failed_or_expired_with_a_reason(settings, slack, agora
 
     bot = start_bot(settings, fast_agora(settings), sweep_seconds=QUIET)
     try:
-        failed, expired = bot.services.store.get(broken_id), bot.services.store.get(due_id)
+        failed, expired = bot.services.store.requests.get(broken_id), bot.services.store.requests.get(due_id)
         assert failed.state == "failed" and "could not be read" in (failed.result or "")
         assert expired.state == "expired" and expired.sealed_patch is None
         assert agora.calls("PATCH") == []
@@ -148,14 +152,14 @@ def test_a_row_that_fails_does_not_stop_the_sweep(quiet_bot, slack, agora, monke
     second = request_storage_change(driver, slack, entry_point="second")
     first_id = set_row(store, "live", expires_at=utcnow() - timedelta(minutes=2))
     set_row(store, "second", expires_at=utcnow() - timedelta(minutes=1))
-    transition = store.transition
+    transition = store.requests.transition
 
     def fails_for_the_first(request_id: str, *args: Any, **kwargs: Any) -> bool:
         if request_id == first_id:
             raise OperationalError("UPDATE", {}, Exception("row locked too long"))
         return transition(request_id, *args, **kwargs)
 
-    monkeypatch.setattr(store, "transition", fails_for_the_first)
+    monkeypatch.setattr(store.requests, "transition", fails_for_the_first)
     sweep(quiet_bot.services, Notifier(quiet_bot.app.client, quiet_bot.services))
     assert "Expired" in card_shown(slack, second)
-    assert store.get(first_id).state == "pending"  # left for the next sweep
+    assert store.requests.get(first_id).state == "pending"  # left for the next sweep

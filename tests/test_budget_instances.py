@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import agora_limiter
 from bot.catalog import API_REGIONS
+from bot.services import agora_limiter
 from bot.settings import load_settings
 from bot.shared_budget import SharedBudget
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
@@ -177,7 +177,7 @@ def start_process(settings_env: dict[str, str], cwd: Path) -> tuple[subprocess.P
     log = cwd / "recbot.log"  # a file, not a pipe: a pipe nobody reads would stall its logging
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--http", "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, "-m", "recbot", "--http", "--host", "127.0.0.1", "--port", "0"],
             cwd=cwd,
             env=env,
             stderr=out,

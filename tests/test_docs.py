@@ -6,12 +6,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bot.lifecycle import TRANSITIONS, mermaid
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-FOLDERS = ["bot", "handlers", "handlers/blocks", "bench", "scripts"]
-TOP_LEVEL = ["run", "test", "app.yaml", ".env.example", ".ci/run"]
+FOLDERS = [
+    "recbot",
+    "bot",
+    "bot/store",
+    "bot/store/alembic",
+    "bot/store/alembic/versions",
+    "handlers",
+    "handlers/blocks",
+    "bench",
+    "scripts",
+]
+TOP_LEVEL = ["run", "test", "app.yaml", ".env.example", ".ci/run", ".importlinter"]
 
 
 def section(title: str) -> str:
@@ -28,6 +39,13 @@ def settings_table() -> list[str]:
 def test_the_readme_settings_table_has_every_setting_once() -> None:
     names = settings_table()
     assert sorted(names) == sorted(Settings.model_fields) and len(names) == len(set(names))
+
+
+def test_the_readme_shows_the_life_cycle_table_as_it_is() -> None:
+    shown = re.search(r"```mermaid\n(.*?)```", README, re.DOTALL)
+    assert shown is not None and shown.group(1) == mermaid()
+    edges = re.findall(r"^    (\w+) --> (\w+): (\w+)$", shown.group(1), re.MULTILINE)
+    assert {(state, event): to for state, to, event in edges} == TRANSITIONS
 
 
 def test_env_example_documents_every_setting_and_sets_none() -> None:

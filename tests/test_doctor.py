@@ -13,14 +13,17 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import insert, text
+from sqlalchemy import insert, inspect, text
 
 from bot.doctor import doctor
 from bot.seal import resolve_seal_key
 from bot.settings import load_settings
-from bot.store import LATEST_VERSION, Store, observed_configs, schema_version, utcnow
+from bot.store import Store, migrations, open_store
+from bot.store.schema import observed_configs
+from bot.store.values import utcnow
 from tests.conftest import APP_ID
 from tests.fakes.http import SilentServer
+from tests.legacy_schema import rebuild
 from tests.storage_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,18 +101,41 @@ def test_agora_findings(settings_overrides, slack, agora, approvers_seen, change
 
 
 def test_database_reports_pending_migrations_without_applying_them(settings_overrides, slack, agora) -> None:
-    store = Store(settings_overrides["DATABASE_URL"])
-    with store.engine.begin() as conn:
-        conn.execute(schema_version.update().values(version=1))
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN version"))
+    store = open_store(settings_overrides["DATABASE_URL"])
+    rebuild(store.engine, "v1")  # as recbot's first release left it
     code, checks = run_doctor(settings_overrides)
     assert code == 1 and "exists but its seal key" in checks["Database"] and "backup" in checks["Database"]
     resolve_seal_key(None, settings_overrides["DATABASE_URL"])
     _, checks = run_doctor(settings_overrides)
-    pending = f"schema version 1 of {LATEST_VERSION}, {LATEST_VERSION - 1} migration(s) will be applied at start"
-    assert pending in checks["Database"]
+    head = migrations.head()
+    with store.engine.connect() as conn:
+        todo = [revision for revision, _ in migrations.pending(conn)]
+    assert todo == ["0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"] and head == "0009"
+    pending = (
+        f"revision 0001 (schema_version 1, from before Alembic), head {head}; a start applies 8 revision(s): 0002 "
+    )
+    assert pending in checks["Database"] and "; 0009 agora_budget" in checks["Database"]
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 1  # still
+        assert "alembic_version" not in inspect(conn).get_table_names()
+    store.close()
+
+
+def test_a_database_a_newer_recbot_upgraded_fails_and_one_up_to_date_is_ok(settings_overrides, slack, agora) -> None:
+    store = open_store(settings_overrides["DATABASE_URL"])
+    resolve_seal_key(None, settings_overrides["DATABASE_URL"])
+    _, checks = run_doctor(settings_overrides)
+    assert (
+        checks["Database"].startswith("ok")
+        and f"revision {migrations.head()}, head {migrations.head()}; up to date" in (checks["Database"])
+    )
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and checks["Database"] == (
+        f"FAIL: the database is at revision 9999, which this recbot does not know (its head is {migrations.head()}): "
+        "a newer recbot upgraded it"
+    )
     store.close()
 
 
@@ -142,10 +168,10 @@ def test_a_bot_outside_the_approval_channel_is_a_warning(settings_overrides, sla
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m bot ARGS` in `cwd` with `env` and none of recbot's settings from this process."""
+    """`python -m recbot ARGS` in `cwd` with `env` and none of recbot's settings from this process."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", "recbot", *args],
         cwd=cwd,
         env={**base, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -211,7 +237,7 @@ def test_a_host_name_fails_http_mode_without_asking_a_name_server(
 
 def remember_targets(database_url: str, targets: list[tuple[str, str, str]]) -> Store:
     """A store (migrated, its seal key made) remembering `targets` as the drift watch does."""
-    store = Store(database_url)
+    store = open_store(database_url)
     resolve_seal_key(None, database_url)
     with store.engine.begin() as conn:
         for app_id, entry_point, region in targets:

@@ -93,7 +93,7 @@ def test_a_change_outside_recbot_is_announced_once_masked_and_in_history(driver,
     assert "Storage keys: changed" in shown and card.BLOCK_BUTTONS in shown
     assert CONSOLE_SECRET not in slack.payload_text() and SECRET_KEY not in slack.payload_text()
     assert ACCESS_KEY not in slack.payload_text()
-    events = bot.services.store.history(bot.services.store.observed_targets()[0])
+    events = bot.services.store.audit.history(bot.services.store.drift.observed_targets()[0])
     assert [e.event for e in events].count("changed_outside") == 1
     answered = len(slack.of("response_url"))
     driver.command("history live na")
@@ -125,8 +125,8 @@ def test_no_key_of_either_side_reaches_slack_logs_or_the_database(driver, slack,
         assert secret not in slack.payload_text(), f"{secret!r} reached Slack"
         assert secret not in logs, f"{secret!r} reached the logs"
         assert secret.encode() not in database, f"{secret!r} is in the database file"
-    (target,) = bot.services.store.observed_targets()
-    events = [e.event for e in bot.services.store.history(target)]
+    (target,) = bot.services.store.drift.observed_targets()
+    events = [e.event for e in bot.services.store.audit.history(target)]
     assert events.count("changed_outside") == 2 and "drift_acknowledged" in events  # the scans saw every step
 
 
@@ -159,13 +159,13 @@ def test_no_alert_for_changes_recbot_applied(driver, slack, agora, bot) -> None:
         slack.clear()
     assert len(agora.calls("PATCH")) == 10
     assert agora.config(APP_ID, "live", "na")["storageConfig"]["secretKey"] == "SECRET-ROUND-4-abcdef"
-    assert bot.services.store.open_alerts() == []
+    assert bot.services.store.drift.open_alerts() == []
 
 
 def test_a_failed_read_is_not_drift(driver, slack, agora, bot) -> None:
     remember(driver, slack, bot)
-    (target,) = bot.services.store.observed_targets()
-    before = bot.services.store.observed(target)
+    (target,) = bot.services.store.drift.observed_targets()
+    before = bot.services.store.drift.observed(target)
     faults = [Fault(503, method="GET"), Fault(401, method="GET"), Fault(429, method="GET"), Fault(404, method="GET")]
     agora.inject(*[copy.copy(f) for f in faults for _ in range(3)])
     for _ in range(60):
@@ -173,7 +173,7 @@ def test_a_failed_read_is_not_drift(driver, slack, agora, bot) -> None:
             break
         settle(bot, passes=1)
     assert agora.faults == []  # every fault was served to the watch
-    assert alerts(slack) == [] and bot.services.store.observed(target) == before
+    assert alerts(slack) == [] and bot.services.store.drift.observed(target) == before
     settle(bot)
     assert alerts(slack) == []
 
@@ -194,8 +194,8 @@ def test_acknowledge_is_for_approvers_records_who_and_ends_the_alert(driver, sla
     click_alert(driver, posted, "UCAROL", card.ACTION_ACKNOWLEDGE)
     slack.wait_for("response_url", count=3)
     assert "already acknowledged by <@UBOB>" in replies(slack, 2)[0]
-    (target,) = bot.services.store.observed_targets()
-    events = [(e.event, e.actor) for e in bot.services.store.history(target)]
+    (target,) = bot.services.store.drift.observed_targets()
+    events = [(e.event, e.actor) for e in bot.services.store.audit.history(target)]
     assert ("drift_acknowledged", "UBOB") in events
 
 
@@ -254,7 +254,7 @@ def test_a_second_outside_change_supersedes_the_open_alert(driver, slack, agora,
     settle(bot)
     assert "Superseded" in card_shown(slack, first) and card.BLOCK_BUTTONS not in card_shown(slack, first)
     assert "MP4 recording: on → off" in card_shown(slack, second)  # still against what recbot last saw
-    assert len(bot.services.store.open_alerts()) == 1
+    assert len(bot.services.store.drift.open_alerts()) == 1
 
 
 def test_a_forged_alert_button_does_nothing(driver, slack, agora, bot) -> None:
@@ -268,7 +268,7 @@ def test_a_forged_alert_button_does_nothing(driver, slack, agora, bot) -> None:
     click_alert(driver, forged, "UBOB", card.ACTION_ACKNOWLEDGE)
     slack.wait_for("response_url", count=2)
     assert "not a genuine" in replies(slack, 1)[0]
-    assert bot.services.store.open_alerts() != []
+    assert bot.services.store.drift.open_alerts() != []
 
 
 def test_drift_all_watches_every_listed_entry_point_in_every_region(settings_overrides, slack, agora) -> None:
@@ -277,7 +277,7 @@ def test_drift_all_watches_every_listed_entry_point_in_every_region(settings_ove
     bot = start_bot(settings, fast_agora(settings))
     try:
         settle(bot)
-        remembered = {(t.entry_point, t.region) for t in bot.services.store.observed_targets()}
+        remembered = {(t.entry_point, t.region) for t in bot.services.store.drift.observed_targets()}
         assert remembered == {("live", "na"), ("backup", "eu")}
         agora.put(APP_ID, "backup", "eu", OUTSIDE_CHANGE)
         posted = wait_alert(slack, bot)
@@ -365,7 +365,7 @@ def test_a_failed_apply_then_a_new_seal_key_still_announces_an_outside_change_on
         posted = wait_alert(slack, bot)
         settle(bot, passes=3)
         assert len(alerts(slack)) == 1 and "Bucket: rec-bucket → console-bucket" in card_shown(slack, posted)
-        assert "Storage keys" not in [c.label for a in bot.services.store.open_alerts() for c in a.changes]
+        assert "Storage keys" not in [c.label for a in bot.services.store.drift.open_alerts() for c in a.changes]
     finally:
         bot.stop()
 
@@ -381,7 +381,7 @@ def test_an_expectation_left_set_does_not_keep_a_new_seal_key_from_being_learnt(
     bot = started_with_key(settings_overrides, slack, old_key)
     try:
         remember(SlackDriver(bot.url, SIGNING_SECRET, slack.response_url()), slack, bot)
-        (target,) = bot.services.store.observed_targets()
+        (target,) = bot.services.store.drift.observed_targets()
         elsewhere = RecordingConfig.model_validate(bucket_changed("applying-elsewhere"))
         bot.services.drift.expect(target, elsewhere)
     finally:
@@ -389,7 +389,7 @@ def test_an_expectation_left_set_does_not_keep_a_new_seal_key_from_being_learnt(
     bot = started_with_key(settings_overrides, slack, Fernet.generate_key())
     try:
         settle(bot, passes=3)
-        baseline, expected = bot.services.store.observed(target)
+        baseline, expected = bot.services.store.drift.observed(target)
         assert baseline == bot.services.drift.observe(RecordingConfig.model_validate(LIVE_CONFIG))  # the new key's
         assert expected is not None and expected.bucket == "applying-elsewhere"  # still expected
         agora.put(APP_ID, "live", "na", bucket_changed("console-bucket"))
@@ -413,8 +413,8 @@ class TestEveryWayOutOfAnApply:
     def test_it_leaves_nothing_expected(self, driver, slack, agora, bot, monkeypatch, how) -> None:
         driver.command("get live na")  # remembered
         slack.wait_for("response_url")
-        (target,) = bot.services.store.observed_targets()
-        before = bot.services.store.observed(target)
+        (target,) = bot.services.store.drift.observed_targets()
+        before = bot.services.store.drift.observed(target)
         patched: list[bool] = []
 
         def on_patch(_: object) -> None:
@@ -444,7 +444,7 @@ class TestEveryWayOutOfAnApply:
             assert "applied and confirmed" not in submitted(driver, slack, state(mp4=False))
         bot.drain()
         assert patched, "the apply reached the PATCH"
-        assert bot.services.store.observed(target) == (before[0], None)
+        assert bot.services.store.drift.observed(target) == (before[0], None)
 
 
 class TestRecbotsOwnChangesAreNeverDrift:
@@ -460,8 +460,8 @@ class TestRecbotsOwnChangesAreNeverDrift:
     ROUNDS = [(path, during) for path in ("direct", "approved") for during in (True, False)] * 2
 
     def test_no_pass_during_or_after_an_apply_sees_drift(self, driver, slack, agora, bot) -> None:
-        from bot.app import watch_pass
         from handlers.notify import Notifier
+        from recbot.app import watch_pass
 
         driver.command("get live na")  # remembered
         slack.wait_for("response_url")
@@ -491,7 +491,7 @@ class TestRecbotsOwnChangesAreNeverDrift:
             bot.drain()
             watch_pass(bot.services, notifier)
             bot.drain()
-            assert alerts(slack) == [] and bot.services.store.open_alerts() == [], where
+            assert alerts(slack) == [] and bot.services.store.drift.open_alerts() == [], where
             slack.clear()
         assert passes == [1] * (len(self.ROUNDS) // 2)  # each of those passes read the target mid-apply
         assert len(agora.calls("PATCH")) == len(self.ROUNDS)

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.agora import AgoraBadRequest, AgoraError, AgoraUnavailable
-from bot.changes import Outcome
 from bot.commands import UsageError, parse_command
 from bot.models import Target
+from bot.outcome import Outcome
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form, messages
 from tests.approval_helpers import click, request_storage_change, text_of

@@ -49,7 +49,7 @@ NOT_ASCII = "contains a character that is not printable ASCII (often an invisibl
 
 @pytest.fixture
 def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
-    """The environment of a `python -m bot` that would start in Socket Mode."""
+    """The environment of a `python -m recbot` that would start in Socket Mode."""
     slack.app_token = APP_TOKEN
     return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
 

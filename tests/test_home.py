@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import requests
 
-from bot.app import watch_pass
 from bot.settings import Settings
-from bot.store import drift_alerts
+from bot.store.schema import drift_alerts
 from handlers.blocks import approval_card
 from handlers.blocks import home as home_blocks
 from handlers.notify import Notifier
+from recbot.app import watch_pass
 from tests.approval_helpers import card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET
 from tests.driver import SlackDriver, slack_signature
@@ -65,7 +65,7 @@ def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
     wait_alert(slack, bot)
     agora.put(APP_ID, "ep2", "na", LIVE_CONFIG)
     posted = request_storage_change(driver, slack, entry_point="ep2")
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
 
     approver = open_home(driver, slack, "UBOB")
     assert "Waiting for your approval (1)" in shown(approver)
@@ -89,7 +89,7 @@ def test_each_role_sees_its_own_home(driver, slack, agora, bot) -> None:
 
 def test_approve_from_home_applies_once_and_refreshes_the_homes_concerned(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     open_home(driver, slack, "UALICE")
     bob = open_home(driver, slack, "UBOB")
     approve = home_button(bob, row.id, home_blocks.ACTION_APPROVE)
@@ -136,7 +136,7 @@ def test_a_request_refreshes_exactly_the_open_homes_it_concerns(driver, slack, a
 
 def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, bot) -> None:
     request_storage_change(driver, slack, user="UBOB")  # an approver's own request
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     bob = open_home(driver, slack, "UBOB")
     assert "Nothing waits for you" in shown(bob)  # not his own
     own_button = {
@@ -150,12 +150,12 @@ def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, b
     click_home(driver, slack, "UBOB", {**own_button, "value": f"{row.id}.forged"})
     bot.drain()
     assert "not a genuine recbot button" in shown(slack.home("UBOB"))
-    assert agora.calls("PATCH") == [] and bot.services.store.get(row.id).state == "pending"
+    assert agora.calls("PATCH") == [] and bot.services.store.requests.get(row.id).state == "pending"
 
 
 def test_reject_from_home_asks_for_a_reason_then_rejects(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     bob = open_home(driver, slack, "UBOB")
     opened = len(slack.of("views.open"))
     click_home(driver, slack, "UBOB", home_button(bob, row.id, home_blocks.ACTION_REJECT))
@@ -247,19 +247,19 @@ class TestADamagedAlertRow:
         watch_pass(bot.services, notifier)
         assert len(alerts(slack)) == 2
         store = bot.services.store
-        (damaged,) = [a.id for a in store.open_alerts() if a.target.entry_point == "live"]
+        (damaged,) = [a.id for a in store.drift.open_alerts() if a.target.entry_point == "live"]
         with store.engine.begin() as conn:
             conn.execute(drift_alerts.update().where(drift_alerts.c.id == damaged).values(**damage))
 
         for user in ("UBOB", "UDAVE"):
             assert "`ep2` (na" in home_alerts(open_home(driver, slack, user))
             assert "`live` (na" not in home_alerts(slack.home(user)), user
-        assert [a.target.entry_point for a in store.open_alerts()] == ["ep2"]
+        assert [a.target.entry_point for a in store.drift.open_alerts()] == ["ep2"]
 
         watch_pass(bot.services, notifier)
         (posted,) = alerts(slack)[2:]
         assert "live (na" in card_shown(slack, posted) and "HLS recording: off → on" in card_shown(slack, posted)
-        assert sorted(a.target.entry_point for a in store.open_alerts()) == ["ep2", "live"]
+        assert sorted(a.target.entry_point for a in store.drift.open_alerts()) == ["ep2", "live"]
         watch_pass(bot.services, notifier)
         assert len(alerts(slack)) == 3  # announced once more, not on every pass
         assert "`live` (na" in home_alerts(open_home(driver, slack, "UBOB"))
@@ -280,7 +280,7 @@ def test_the_fullest_home_stays_within_slacks_limits(switch_status: str) -> None
 
     from bot.models import FieldChange, Target
     from bot.seal import Sealer
-    from bot.store import RequestRow, StreamTaskRow, SwitchRow
+    from bot.store.values import RequestRow, StreamTaskRow, SwitchRow
     from tests.fakes.blockkit import view_problems
 
     now = datetime.now(UTC)

@@ -11,7 +11,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from bot.store import audit_events, change_requests
+from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import click, request_storage_change, text_of

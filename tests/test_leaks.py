@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot.settings import load_settings
-from bot.store import audit_events, change_requests
+from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import click, text_of

@@ -91,12 +91,12 @@ def test_an_approval_that_fails_after_the_patch_says_the_change_was_sent(
     assert SENT in said and "Check it with `/recording get`" in said and answer.params["replace_original"] is False
     bot.drain()
     assert len(agora.calls("PATCH")) == 1
-    assert_logged_where(caplog, said, "bot/changes.py", "in apply_change", "handlers/actions.py", "in approve")
+    assert_logged_where(caplog, said, "bot/applying.py", "in apply_change", "handlers/actions.py", "in approve")
 
 
 def test_a_home_button_that_fails_says_so_on_the_home(driver, slack, bot, monkeypatch, caplog) -> None:
     request_storage_change(driver, slack)
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     approve = home_button(open_home(driver, slack, "UBOB"), row.id, home_blocks.ACTION_APPROVE)
     monkeypatch.setattr(bot.services.approvals, "approve", bug)
     # Acked, then failed at once: Slack still gets the ack (200), not Bolt's 404 "unhandled request".
@@ -109,7 +109,7 @@ def test_a_home_button_that_fails_says_so_on_the_home(driver, slack, bot, monkey
 
 
 def test_opening_a_home_that_fails_is_told_directly(driver, slack, bot, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(bot.services.store, "open_alerts", bug)
+    monkeypatch.setattr(bot.services.store.drift, "open_alerts", bug)
     driver.home_opened("UDAVE")
     (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UDAVE")
     said = text_of(told)

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import sweep
 from bot.models import RecordingConfig, StorageConfig, Target
 from bot.settings import load_settings
 from handlers.blocks import approval_card as card
 from handlers.blocks import home as home_blocks
 from handlers.notify import Notifier
+from recbot.app import sweep
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, click, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
@@ -72,7 +72,7 @@ def test_a_card_slack_refused_is_posted_by_a_later_sweep_once(quiet_driver, quie
     (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
     assert NO_CARD in text_of(told) and TRY_AGAIN in text_of(told) and "live (na, app APPID01)" in text_of(told)
     quiet_bot.drain()
-    (row,) = quiet_bot.services.store.open_requests()
+    (row,) = quiet_bot.services.store.requests.open_requests()
     assert row.state == "pending" and row.cards == []
     assert "Waiting for your approval (1)" in shown(slack.home("UCAROL"))  # an approver's open home has it, card or not
 
@@ -83,7 +83,7 @@ def test_a_card_slack_refused_is_posted_by_a_later_sweep_once(quiet_driver, quie
     (posted,) = [c for c in slack.of("chat.postMessage") if is_card(c)]
     assert row.id in text_of(posted) and card.BLOCK_BUTTONS in text_of(posted)
     assert len(dms(slack, POSTED_NOW)) == 1 and row.id in text_of(dms(slack, POSTED_NOW)[0])
-    assert [(c.channel, c.ts) for c in quiet_bot.services.store.get(row.id).cards] == [
+    assert [(c.channel, c.ts) for c in quiet_bot.services.store.requests.get(row.id).cards] == [
         ("CAPPROVE", posted.params["_ts"])
     ]
     run_sweep(quiet_bot)  # it has its card now: nothing more is posted
@@ -99,7 +99,7 @@ def test_the_requester_cancels_a_request_without_a_card_from_the_home(quiet_driv
     slack.refused_channels["CAPPROVE"] = "channel_not_found"
     open_request(quiet_driver, slack)
     quiet_bot.drain()
-    (row,) = quiet_bot.services.store.open_requests()
+    (row,) = quiet_bot.services.store.requests.open_requests()
     own = next(b for b in open_home(quiet_driver, slack, "UALICE")["blocks"] if b.get("block_id", "").endswith(row.id))
     cancel = own["accessory"]
     assert cancel["action_id"] == home_blocks.ACTION_CANCEL and "confirm" in cancel
@@ -111,7 +111,7 @@ def test_the_requester_cancels_a_request_without_a_card_from_the_home(quiet_driv
     click_home(quiet_driver, slack, "UALICE", {**cancel, "value": "forged"})
     quiet_bot.drain()
     assert "not a genuine recbot button" in shown(slack.home("UALICE"))
-    assert quiet_bot.services.store.get(row.id).state == "pending"
+    assert quiet_bot.services.store.requests.get(row.id).state == "pending"
 
     click_home(quiet_driver, slack, "UALICE", cancel)
     (notice,) = slack.wait_for("chat.postMessage", where=lambda c: "Cancelled" in text_of(c))
@@ -119,7 +119,7 @@ def test_the_requester_cancels_a_request_without_a_card_from_the_home(quiet_driv
     quiet_bot.drain()
     home = shown(slack.home("UALICE"))
     assert f"You cancelled request {row.id}; nothing was sent to Agora." in home and "You have no open requests" in home
-    assert quiet_bot.services.store.get(row.id).state == "cancelled"
+    assert quiet_bot.services.store.requests.get(row.id).state == "cancelled"
     del slack.refused_channels["CAPPROVE"]
     run_sweep(quiet_bot)  # a cancelled request gets no card
     assert [c for c in slack.of("chat.postMessage") if is_card(c)] == [] and agora.calls("PATCH") == []
@@ -183,7 +183,7 @@ def test_two_instances_post_each_missing_card_once(shared_settings, slack, agora
                 list(pool.map(run_sweep, bots * 2))
                 cards = [c for c in slack.of("chat.postMessage") if is_card(c)]
                 for entry_point in refused:
-                    (row,) = [r for r in store.open_requests() if r.target.entry_point == entry_point]
+                    (row,) = [r for r in store.requests.open_requests() if r.target.entry_point == entry_point]
                     mine = [c for c in cards if row.id in text_of(c)]
                     assert len(mine) == 1 and [c.ts for c in row.cards] == [mine[0].params["_ts"]], where
                     assert len([d for d in dms(slack, POSTED_NOW) if row.id in text_of(d)]) == 1, where
@@ -202,7 +202,7 @@ def test_two_instances_post_each_missing_card_once(shared_settings, slack, agora
                 cards = [c for c in slack.of("chat.postMessage") if is_card(c)]
                 assert len(cards) == PER_ROUND and dms(slack, POSTED_NOW) == [] and dms(slack, NO_CARD) == [], where
                 for entry_point in opened:
-                    (row,) = [r for r in store.open_requests() if r.target.entry_point == entry_point]
+                    (row,) = [r for r in store.requests.open_requests() if r.target.entry_point == entry_point]
                     assert len(row.cards) == 1, where
     finally:
         for bot in bots:

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.app import ORPHAN_AGE, orphan_age_at_start, sweep
+from bot.lifecycle import ENDED_STATES
 from bot.models import Target
 from bot.settings import load_settings
-from bot.store import ENDED_STATES, change_requests, utcnow
+from bot.store.schema import change_requests
+from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
 from handlers.blocks import drift_card
 from handlers.notify import Notifier
+from recbot.app import ORPHAN_AGE, orphan_age_at_start, sweep
 from tests.approval_helpers import NEW_ACCESS, NEW_SECRET, card_shown, click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import SlackDriver, start_bot
@@ -65,8 +67,8 @@ def test_twenty_clicks_over_two_instances_apply_and_announce_once(shared_setting
                 assert len(replies) == CLICKS - 1 and all("already" in r for r in replies), where
                 assert all(c.params["response_type"] == "ephemeral" for c in slack.of("response_url")), where
                 store = bots[0].services.store
-                (row,) = [r for r in store.in_state("applied") if r.cards[0].ts == posted.params["_ts"]]
-                events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+                (row,) = [r for r in store.requests.in_state("applied") if r.cards[0].ts == posted.params["_ts"]]
+                events = [e.event for e in store.audit.history(row.target, 100) if e.request_id == row.id]
                 assert events.count("applied") == 1 and events.count("approved") == 1, f"{where}: {events}"
                 assert row.sealed_patch is None, where
     finally:
@@ -80,11 +82,13 @@ def test_a_starting_instance_leaves_another_instances_apply_alone(shared_setting
     first = start_bot(shared_settings, fast_agora(shared_settings))
     try:
         request_storage_change(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack)
-        (row,) = first.services.store.open_requests()
-        assert first.services.store.transition(row.id, ("pending",), "applying")  # first is applying it now
+        (row,) = first.services.store.requests.open_requests()
+        requests = first.services.store.requests
+        assert requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+        assert requests.transition(row.id, "approved", "claim")  # first is applying it now
         second = start_bot(shared_settings, fast_agora(shared_settings))
         try:
-            assert second.services.store.get(row.id).state == "applying"  # not taken over at start
+            assert second.services.store.requests.get(row.id).state == "applying"  # not taken over at start
             assert orphan_age_at_start(second.services) == ORPHAN_AGE
             (ended,) = second.services.approvals.recover(timedelta(0))  # once it is old enough
             assert ended.state == "failed" and "not sent again" in (ended.result or "")
@@ -105,8 +109,8 @@ def test_the_apply_claim_has_one_winner_across_instances(shared_settings, slack,
                 agora.put(APP_ID, "live", "na", LIVE_CONFIG)
                 agora.clear()
                 request_storage_change(driver, slack)
-                (row,) = store.open_requests()
-                assert store.transition(row.id, ("pending",), "approved", decided_by="UBOB")
+                (row,) = store.requests.open_requests()
+                assert store.requests.transition(row.id, "pending", "approve", decided_by="UBOB")
                 results = list(pool.map(lambda b, r=row.id: b.services.approvals.apply(r), bots))
                 winners = [r for r in results if r is not None]
                 assert len(winners) == 1 and winners[0].state == "applied", f"round {round_no}: {results}"
@@ -138,14 +142,14 @@ def test_approve_reject_and_cancel_at_once_end_the_request_one_way(shared_settin
                 for bot in bots:
                     bot.drain()
                 where = f"round {round_no}"
-                (row,) = [r for r in store.in_state(*ENDED_STATES) if r.cards[0].ts == posted.params["_ts"]]
+                (row,) = [r for r in store.requests.in_state(*ENDED_STATES) if r.cards[0].ts == posted.params["_ts"]]
                 outcomes.add(row.state)
                 assert len(agora.calls("PATCH")) == (1 if row.state == "applied" else 0), where
                 dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
                 assert len(dms) == 1 and row.state.capitalize() in dms[0], f"{where}: {row.state} {dms}"
                 shown = card_shown(slack, posted)
                 assert row.state.capitalize() in shown and card.BLOCK_BUTTONS not in shown, f"{where}: {row.state}"
-                events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+                events = [e.event for e in store.audit.history(row.target, 100) if e.request_id == row.id]
                 assert [e for e in events if e in ENDED_STATES] == [row.state], f"{where}: {events}"
     finally:
         for bot in bots:
@@ -186,7 +190,7 @@ def test_two_sweepers_expire_each_request_once(shared_settings, slack, agora) ->
                     assert len(writes) == 1, where
                 dms = [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
                 assert len(dms) == len(entry_points) and all("Expired" in text_of(d) for d in dms)
-                expired = [e for t in entry_points for e in store.history(target(t), 100) if e.event == "expired"]
+                expired = [e for t in entry_points for e in store.audit.history(target(t), 100) if e.event == "expired"]
                 assert len(expired) == len(entry_points) * (round_no + 1)
     finally:
         for bot in bots:
@@ -214,7 +218,7 @@ def test_two_sweepers_make_each_failed_announcement_once(shared_settings, slack,
                 slack.errors["chat.update"] = "internal_error"
                 list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers))
                 del slack.errors["chat.update"]
-                assert len(store.unannounced_ends()) == len(entry_points), where
+                assert len(store.announcements.unannounced_ends()) == len(entry_points), where
                 assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"] == [], where
                 list(pool.map(lambda job: sweep(job[0].services, job[1]), sweepers * 2))
                 dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
@@ -223,7 +227,7 @@ def test_two_sweepers_make_each_failed_announcement_once(shared_settings, slack,
                     assert "Expired" in shown and card.BLOCK_BUTTONS not in shown, where
                     request_id = shown.split("Recording change request ")[1].split(" ")[0]
                     assert len([d for d in dms if request_id in d]) == 1, f"{where}: {request_id}"
-                assert len(dms) == len(entry_points) and store.unannounced_ends() == [], where
+                assert len(dms) == len(entry_points) and store.announcements.unannounced_ends() == [], where
     finally:
         for bot in bots:
             bot.stop()
@@ -267,7 +271,7 @@ def test_two_watching_instances_announce_each_outside_change_once(shared_setting
                 cards = [c for c in slack.of("chat.postMessage") if is_alert(c)]
                 assert sorted(c.params["text"].split(": ")[1].split(" ")[0] for c in cards) == WATCHED, where
                 for entry_point in WATCHED:
-                    events = [e.event for e in store.history(target(entry_point), 100)]
+                    events = [e.event for e in store.audit.history(target(entry_point), 100)]
                     assert events.count("changed_outside") == round_no + 1, f"{where}: {events}"
                 clicks = [
                     (posted, drivers[i % 2], ["UBOB", "UCAROL"][i // 2 % 2]) for posted in cards for i in range(4)
@@ -282,9 +286,9 @@ def test_two_watching_instances_announce_each_outside_change_once(shared_setting
                 for bot in bots:
                     settle(bot, passes=3)
                 assert len([c for c in slack.of("chat.postMessage") if is_alert(c)]) == len(WATCHED), where
-                assert store.open_alerts() == [], where
+                assert store.drift.open_alerts() == [], where
                 acknowledged = [
-                    e for t in WATCHED for e in store.history(target(t), 100) if e.event == "drift_acknowledged"
+                    e for t in WATCHED for e in store.audit.history(target(t), 100) if e.event == "drift_acknowledged"
                 ]
                 assert len(acknowledged) == len(WATCHED) * (round_no + 1), where
     finally:
@@ -328,14 +332,16 @@ def test_an_approval_clicked_the_instant_its_card_is_posted_counts(shared_settin
             for bot in bots:
                 bot.drain()
             assert [text_of(c) for c in slack.of("response_url")] == [], where  # nobody was refused
-            (row,) = [r for r in store.in_state(*ENDED_STATES) if r.cards and r.cards[0].ts == posted.params["_ts"]]
+            (row,) = [
+                r for r in store.requests.in_state(*ENDED_STATES) if r.cards and r.cards[0].ts == posted.params["_ts"]
+            ]
             assert row.state == "applied" and row.approvers == ["UBOB"], f"{where}: {row.state}"
             assert len(agora.calls("PATCH")) == 1, where
             shown = card_shown(slack, posted)
             assert "Applied" in shown and card.BLOCK_BUTTONS not in shown, where
             dms = [text_of(c) for c in slack.of("chat.postMessage") if c.params["channel"] == "UALICE"]
             assert len(dms) == 1 and "Applied" in dms[0], where
-            events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+            events = [e.event for e in store.audit.history(row.target, 100) if e.request_id == row.id]
             assert sorted(events) == ["applied", "approved", "requested"], f"{where}: {events}"
     finally:
         for bot in bots:
@@ -379,8 +385,8 @@ def test_an_outside_change_acknowledged_the_instant_its_alert_is_posted_counts(s
             shown = card_shown(slack, posted)
             assert "Acknowledged" in shown and "<@UBOB>" in shown and drift_card.BLOCK_BUTTONS not in shown, where
             assert len([c for c in slack.of("chat.postMessage") if is_alert(c)]) == 1, where
-            assert store.open_alerts() == [], where
-            events = [e.event for e in store.history(target("live"), 100)]
+            assert store.drift.open_alerts() == [], where
+            events = [e.event for e in store.audit.history(target("live"), 100)]
             assert events.count("drift_acknowledged") == events.count("changed_outside") == round_no + 1, where
     finally:
         for bot in bots:

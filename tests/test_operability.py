@@ -58,7 +58,7 @@ def test_http_mode_json_logs_and_clean_sigterm(settings_overrides, slack, agora,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
     env |= {k: str(v) for k, v in settings_overrides.items()} | {"RECBOT_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--http", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "recbot", "--http", "--host", "127.0.0.1", "--port", "0"],
         cwd=tmp_path,
         env=env,
         stderr=subprocess.PIPE,

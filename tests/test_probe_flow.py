@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.store import audit_events, change_requests
+from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from tests.approval_helpers import card_shown, click, text_of

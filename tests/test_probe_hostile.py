@@ -144,7 +144,7 @@ class TestWithoutTheS3Override:
         assert "Failed" in said and "the storage check just before applying failed" in said
         assert "unknown vendor (99)" in said and "Nothing was sent to Agora" in said
         bot.drain()
-        assert services.store.get(opened.request.id).state == "failed"
+        assert services.store.requests.get(opened.request.id).state == "failed"
         assert listener.connections() == 0 and agora.calls("PATCH") == []
 
 

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.shared_budget import RETRY_SECONDS, SharedBudget
-from bot.store import Store, make_engine
+from bot.store import open_store
+from bot.store.engine import make_engine
 
 RATE = 40.0
 
@@ -29,7 +30,7 @@ def stop_at_first_sleep(slept: list[float]):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def database(postgres_url: str) -> str:
-    Store(postgres_url).close()  # the schema, and the budget's row
+    open_store(postgres_url).close()  # the schema, and the budget's row
     return postgres_url
 
 

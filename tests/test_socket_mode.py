@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from websockets.sync.server import ServerConnection, serve
 
-from bot.app import build_services, create_app
 from bot.server import socket_mode_handler
+from bot.services import build_services
+from recbot.app import create_app
 from tests.conftest import fast_agora
 from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import FakeSlack
@@ -151,7 +152,7 @@ def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slac
     with SocketSlack(get_command(slack)) as ws_slack:
         slack.socket_url = ws_slack.url
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "recbot"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
         )
         try:
             assert ws_slack.acks.get(timeout=30)["envelope_id"] == "env-1"

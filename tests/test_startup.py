@@ -1,4 +1,4 @@
-"""Every way a start can fail: a real `python -m bot` process, exit code 2,
+"""Every way a start can fail: a real `python -m recbot` process, exit code 2,
 one line on stderr saying what is wrong and how to fix it, no traceback and
 no value of any setting."""
 

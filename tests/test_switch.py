@@ -127,7 +127,8 @@ def test_bad_pause_commands_get_usage_and_call_nothing(driver, slack, agora, bot
     assert "Usage" in reply
     bot.drain()
     assert (
-        agora.calls() == [] and bot.services.store.history(Target(app_id=APP_ID, entry_point="live", region="na")) == []
+        agora.calls() == []
+        and bot.services.store.audit.history(Target(app_id=APP_ID, entry_point="live", region="na")) == []
     )
 
 
@@ -213,7 +214,7 @@ class TestThroughApproval:
         bot.drain()
         assert len(switch_calls(agora)) == 1 and not agora.switch(APP_ID, "live")
         known = bot.services.switches.book.known(APP_ID, "live")
-        (row,) = bot.services.store.in_state("applied")
+        (row,) = bot.services.store.requests.in_state("applied")
         assert (known.enabled, known.actor, known.request_id, row.kind) == (False, "UALICE", row.id, "switch")
         assert row.sealed_patch is None and row.spec == {"enabled": False}
         history = said(run(driver, slack, "history live na"))
@@ -221,7 +222,7 @@ class TestThroughApproval:
 
     def test_a_resume_is_a_change_too_and_one_open_switch_request_per_entry_point(self, driver, slack, agora, bot):
         run(driver, slack, "resume live")
-        (held,) = bot.services.store.open_requests()
+        (held,) = bot.services.store.requests.open_requests()
         busy = said(run(driver, slack, "pause live", user="UDAVE"))
         assert f"<@UALICE> already has an open resume request `{held.id}` for this entry point (since" in busy
         posted = self.posted_card(slack)
@@ -261,9 +262,11 @@ class TestInterrupted:
         first = start_bot(settings, fast_agora(settings))
         try:
             run(SlackDriver(first.url, SIGNING_SECRET, slack.response_url()), slack, "pause live")
-            (row,) = first.services.store.open_requests()
+            (row,) = first.services.store.requests.open_requests()
             # As if the process stopped after claiming it, the PATCH sent or not.
-            assert first.services.store.transition(row.id, ("pending",), "applying", decided_by="UBOB")
+            requests = first.services.store.requests
+            assert requests.transition(row.id, "pending", "approve", decided_by="UBOB")
+            assert requests.transition(row.id, "approved", "claim")
         finally:
             first.stop()
         second = start_bot(settings, fast_agora(settings))
@@ -276,7 +279,7 @@ class TestInterrupted:
             assert "unknown: a pause by <@UALICE>" in line and "was interrupted" in line
             second.drain()
             assert switch_calls(agora) == []
-            assert second.services.store.get(row.id).state == "failed"
+            assert second.services.store.requests.get(row.id).state == "failed"
         finally:
             second.stop()
 
@@ -288,7 +291,7 @@ def test_the_drift_watch_does_not_guess_about_the_switch(driver, slack, agora, b
     before = bot.services.switches.book.known(APP_ID, "live")
     assert bot.services.drift.run() == []
     bot.drain()
-    assert bot.services.store.open_alerts() == []
+    assert bot.services.store.drift.open_alerts() == []
     assert bot.services.switches.book.known(APP_ID, "live") == before
     assert [c.method for c in agora.calls()][-1] == "GET"  # the watch only reads configurations
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.models import FieldChange, Target
-from bot.store import utcnow
+from bot.store.values import utcnow
 from handlers.blocks import switch as switch_blocks
 from tests.conftest import APP_ID, LIVE_CONFIG
 from tests.switch_helpers import run, switch_calls, task_calls
@@ -134,7 +134,7 @@ def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot, kno
     store = bot.services.store
     for i in range(30):  # more than the home shows of each part
         target = Target(app_id=APP_ID, entry_point=f"ep{i:02}", region="na")
-        store.create_request(
+        store.requests.create(
             request_id=f"r{i:02}",
             target=target,
             requester="UALICE",
@@ -143,7 +143,7 @@ def test_the_home_stays_within_slacks_block_limit(driver, slack, agora, bot, kno
             sealed_patch=b"sealed",
             changes=[FieldChange("HLS recording", "off", "on")],
         )
-        store.add_stream_task(target, f"cam-{i}", "UALICE", answered=known)
+        store.switches.add_stream_task(target, f"cam-{i}", "UALICE", answered=known)
         with bot.services.switches.book.changing(APP_ID, f"ep{i:02}", False, "switch", "UALICE") as change:
             if known:
                 change.landed()

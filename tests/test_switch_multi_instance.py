@@ -68,9 +68,9 @@ def test_racing_approvals_of_pauses_and_resumes_send_each_once(two_bots, slack, 
             replies = [said(c) for c in slack.of("response_url") if not interim(c)][1:]
             assert len(replies) == CLICKS - 1 and all("already" in r for r in replies), where
             store = two_bots[0].services.store
-            row = store.get(posted.params["text"].split()[3])
+            row = store.requests.get(posted.params["text"].split()[3])
             assert row is not None and row.state == "applied" and row.kind == "switch", where
-            events = [e.event for e in store.history(row.target, 100) if e.request_id == row.id]
+            events = [e.event for e in store.audit.history(row.target, 100) if e.request_id == row.id]
             assert events.count("applied") == 1 and events.count("approved") == 1, f"{where}: {events}"
             known = two_bots[round_no % 2].services.switches.book.known(APP_ID, "live")
             assert known is not None and known.enabled is enabled and known.request_id == row.id, where

@@ -9,20 +9,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from bot.models import EVERY_REGION, FieldChange, Target
-from bot.store import (
-    LATEST_VERSION,
-    Store,
-    SwitchBusy,
-    SwitchRow,
-    TargetBusy,
-    audit_events,
-    change_requests,
-    schema_version,
-    utcnow,
-)
+from bot.store import Store, migrations, open_store
+from bot.store.schema import audit_events, change_requests
+from bot.store.values import SwitchBusy, SwitchRow, TargetBusy, utcnow
+from tests.legacy_schema import rebuild
 from tests.test_store import CHANGES, TARGET, new_request, store  # noqa: F401 - the store fixture
 
 LIVE_AS_A_WHOLE = Target.every_region("A", "live")
@@ -30,7 +23,7 @@ SWITCH_CHANGES = [FieldChange("Custom recording, every stream", "on", "paused")]
 
 
 def new_switch_request(store: Store, request_id: str = "s1", enabled: bool = False):  # noqa: F811
-    return store.create_request(
+    return store.requests.create(
         request_id=request_id,
         target=LIVE_AS_A_WHOLE,
         requester="UALICE",
@@ -50,7 +43,7 @@ def test_a_switch_request_reads_back_with_its_kind_and_spec(store: Store) -> Non
     assert new_request(store).kind == "config"  # a config request of one region is another target
     with pytest.raises(TargetBusy):
         new_switch_request(store, "s2", enabled=True)  # one open switch request per entry point
-    assert store.transition("s1", ("pending",), "cancelled")
+    assert store.requests.transition("s1", "pending", "cancel")
     new_switch_request(store, "s3")
 
 
@@ -58,17 +51,17 @@ def test_a_kind_this_recbot_does_not_know_is_a_problem_not_a_crash(store: Store)
     new_switch_request(store)
     with store.engine.begin() as conn:
         conn.execute(change_requests.update().values(kind="bulk"))
-    (row,) = store.open_requests()
+    (row,) = store.requests.open_requests()
     assert row.problem and "bulk" in row.problem
 
 
 def test_history_of_a_region_includes_its_entry_points_switch(store: Store) -> None:  # noqa: F811
-    store.audit("paused", "UALICE", LIVE_AS_A_WHOLE, changes=SWITCH_CHANGES)
-    store.audit("direct_change", "UALICE", TARGET, changes=CHANGES)
-    store.audit("stream_on", "UALICE", Target(app_id="A", entry_point="live", region="eu"))
-    history = store.history(TARGET)
+    store.audit.append("paused", "UALICE", LIVE_AS_A_WHOLE, changes=SWITCH_CHANGES)
+    store.audit.append("direct_change", "UALICE", TARGET, changes=CHANGES)
+    store.audit.append("stream_on", "UALICE", Target(app_id="A", entry_point="live", region="eu"))
+    history = store.audit.history(TARGET)
     assert [(e.event, e.target.region) for e in history] == [("direct_change", "na"), ("paused", EVERY_REGION)]
-    assert store.history(Target(app_id="A", entry_point="other", region="na")) == []
+    assert store.audit.history(Target(app_id="A", entry_point="other", region="na")) == []
 
 
 def _state(enabled: bool | None, cause: str = "switch", entry_point: str = "live") -> SwitchRow:
@@ -77,39 +70,39 @@ def _state(enabled: bool | None, cause: str = "switch", entry_point: str = "live
 
 
 def test_what_recbot_knows_of_a_switch_is_kept_per_entry_point(store: Store) -> None:  # noqa: F811
-    assert store.switch_state("A", "live") is None
-    store.put_switch(_state(False))
-    store.put_switch(_state(None, entry_point="other"))
-    assert store.switch_state("A", "live").enabled is False
-    store.put_switch(_state(True, "config"))
-    known = store.switch_state("A", "live")
+    assert store.switches.state("A", "live") is None
+    store.switches.put(_state(False))
+    store.switches.put(_state(None, entry_point="other"))
+    assert store.switches.state("A", "live").enabled is False
+    store.switches.put(_state(True, "config"))
+    known = store.switches.state("A", "live")
     assert (known.enabled, known.cause, known.at.tzinfo is not None) == (True, "config", True)
-    assert [(s.entry_point, s.enabled) for s in store.switch_states("A")] == [("live", True), ("other", None)]
-    assert store.switch_states("B") == []
-    store.forget_switch("A", "live")
-    assert store.switch_state("A", "live") is None
+    assert [(s.entry_point, s.enabled) for s in store.switches.states("A")] == [("live", True), ("other", None)]
+    assert store.switches.states("B") == []
+    store.switches.forget("A", "live")
+    assert store.switches.state("A", "live") is None
 
 
 def test_stream_tasks_are_listed_once_until_removed(store: Store) -> None:  # noqa: F811
-    store.add_stream_task(TARGET, "cam/1", "UALICE")
-    store.add_stream_task(TARGET, "cam/1", "UBOB")  # started again: still one
-    (task,) = store.stream_tasks()
+    store.switches.add_stream_task(TARGET, "cam/1", "UALICE")
+    store.switches.add_stream_task(TARGET, "cam/1", "UBOB")  # started again: still one
+    (task,) = store.switches.stream_tasks()
     assert (task.target, task.stream, task.started_by) == (TARGET, "cam/1", "UBOB")
-    assert store.remove_stream_task(TARGET, "cam/1") and not store.remove_stream_task(TARGET, "cam/1")
-    assert store.stream_tasks() == []
+    assert store.switches.remove_stream_task(TARGET, "cam/1") and not store.switches.remove_stream_task(TARGET, "cam/1")
+    assert store.switches.stream_tasks() == []
 
 
 def test_the_switch_lock_has_one_holder_per_entry_point(store: Store) -> None:  # noqa: F811
     shared = store.engine.dialect.name == "postgresql"
-    other = Store(store.engine.url.render_as_string(hide_password=False)) if shared else store
+    other = open_store(store.engine.url.render_as_string(hide_password=False)) if shared else store
     try:
-        with store.switch_lock("A", "live"):
+        with store.switches.lock("A", "live"):
             with pytest.raises(SwitchBusy):
-                with other.switch_lock("A", "live", timeout=0.2):
+                with other.switches.lock("A", "live", timeout=0.2):
                     pass
-            with other.switch_lock("A", "other", timeout=5):  # another entry point is free
+            with other.switches.lock("A", "other", timeout=5):  # another entry point is free
                 pass
-        with other.switch_lock("A", "live", timeout=5):  # released
+        with other.switches.lock("A", "live", timeout=5):  # released
             pass
     finally:
         if other is not store:
@@ -121,7 +114,7 @@ def test_the_switch_lock_makes_the_second_holder_wait(store: Store) -> None:  # 
     holding = threading.Event()
 
     def first() -> None:
-        with store.switch_lock("A", "live"):
+        with store.switches.lock("A", "live"):
             holding.set()
             time.sleep(0.3)
             order.append("first done")
@@ -129,57 +122,48 @@ def test_the_switch_lock_makes_the_second_holder_wait(store: Store) -> None:  # 
     thread = threading.Thread(target=first)
     thread.start()
     assert holding.wait(10)
-    with store.switch_lock("A", "live", timeout=30):
+    with store.switches.lock("A", "live", timeout=30):
         order.append("second in")
     thread.join()
     assert order == ["first done", "second in"]
 
 
 def test_a_version_4_database_with_rows_is_upgraded_in_place(store: Store) -> None:  # noqa: F811
-    new_request(store)
-    store.audit("requested", "UALICE", TARGET, request_id="r1", changes=CHANGES)
-    with store.engine.begin() as conn:  # as schema version 4 left it
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN kind"))
-        conn.execute(text("ALTER TABLE change_requests DROP COLUMN spec"))
-        conn.execute(text("DROP TABLE recording_switches"))
-        conn.execute(text("DROP TABLE stream_tasks"))
-        conn.execute(schema_version.update().values(version=4))
-    url = store.engine.url.render_as_string(hide_password=False)
-    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    url = rebuild(store.engine, "v4")  # as schema version 4 left it, with a pending request and audit rows
+    upgraded = open_store(url)
     try:
         with upgraded.engine.connect() as conn:
-            assert conn.execute(schema_version.select()).scalar() == LATEST_VERSION
+            assert migrations.position(conn) == migrations.Position(migrations.head())
             tables = set(inspect(conn).get_table_names())
             assert {"recording_switches", "stream_tasks"} <= tables
             assert conn.execute(audit_events.select()).first() is not None
-        row = upgraded.get("r1")
+        row = upgraded.requests.get("open1")
         assert (row.kind, row.spec, row.problem, row.sealed_patch) == ("config", None, None, b"ciphertext")
-        assert upgraded.transition("r1", ("pending",), "cancelled")
+        assert upgraded.requests.transition("open1", "pending", "cancel")
         new_switch_request(upgraded)
-        upgraded.put_switch(_state(False))
-        assert upgraded.switch_state("A", "live").enabled is False
+        upgraded.switches.put(_state(False))
+        assert upgraded.switches.state("A", "live").enabled is False
     finally:
         upgraded.close()
 
 
 def test_a_version_6_database_learns_which_stream_tasks_got_no_answer(store: Store) -> None:  # noqa: F811
-    store.add_stream_task(TARGET, "cam-1", "UALICE")
-    with store.engine.begin() as conn:  # as schema version 6 left it
-        conn.execute(text("ALTER TABLE stream_tasks DROP COLUMN status"))
-        conn.execute(schema_version.update().values(version=6))
-    url = store.engine.url.render_as_string(hide_password=False)
-    upgraded = Store(url.replace("postgresql+psycopg", "postgresql"))
+    url = rebuild(store.engine, "v6")  # as schema version 6 left it, with stream task cam1 of TARGET
+    upgraded = open_store(url)
     try:
         with upgraded.engine.connect() as conn:
-            assert conn.execute(schema_version.select()).scalar() == LATEST_VERSION
-        assert [(t.stream, t.answered) for t in upgraded.stream_tasks()] == [("cam-1", True)]  # accepted before
-        upgraded.add_stream_task(TARGET, "cam-2", "UBOB", answered=False)
-        upgraded.add_stream_task(TARGET, "cam-1", "UBOB", answered=False)  # asked again; no answer this time
-        assert [(t.stream, t.answered) for t in upgraded.stream_tasks_of(TARGET)] == [
-            ("cam-1", False),
+            assert migrations.position(conn) == migrations.Position(migrations.head())
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks()] == [("cam1", True)]  # accepted before
+        upgraded.switches.add_stream_task(TARGET, "cam-2", "UBOB", answered=False)
+        upgraded.switches.add_stream_task(TARGET, "cam1", "UBOB", answered=False)  # asked again; no answer this time
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks_of(TARGET)] == [
+            ("cam1", False),
             ("cam-2", False),
         ]
-        upgraded.add_stream_task(TARGET, "cam-1", "UBOB")  # and then accepted
-        assert [(t.stream, t.answered) for t in upgraded.stream_tasks_of(TARGET)] == [("cam-1", True), ("cam-2", False)]
+        upgraded.switches.add_stream_task(TARGET, "cam1", "UBOB")  # and then accepted
+        assert [(t.stream, t.answered) for t in upgraded.switches.stream_tasks_of(TARGET)] == [
+            ("cam1", True),
+            ("cam-2", False),
+        ]
     finally:
         upgraded.close()

@@ -68,7 +68,7 @@ def test_agoras_refusals_of_on_are_passed_on_and_list_nothing(driver, slack, ago
     if fault.status == 400:
         assert "stream is not pushed" in reply and "pushed now or within the next 24 hours" in reply
         assert "pause it first" not in reply  # recbot knows it paused the entry point
-    assert bot.services.store.stream_tasks() == [] and agora.tasks == set()
+    assert bot.services.store.switches.stream_tasks() == [] and agora.tasks == set()
 
 
 @pytest.mark.parametrize("status", [429, 500, 504])
@@ -80,7 +80,7 @@ def test_on_and_off_ride_out_transient_errors_and_explain_persistent_ones(driver
     agora.inject(*[Fault(status, {"Retry-After": "0"}, method="DELETE")] * 4)
     reply = said(run(driver, slack, "stream live na cam-1 off"))
     assert ("rate-limiting" if status == 429 else "whether Agora still records stream `cam-1` is unknown") in reply
-    assert len(bot.services.store.stream_tasks()) == 1  # still listed: it may still record
+    assert len(bot.services.store.switches.stream_tasks()) == 1  # still listed: it may still record
     assert agora.tasks == {(APP_ID, "live", "na", "cam-1")}
 
 
@@ -90,7 +90,7 @@ def test_off_for_a_task_agora_does_not_have_says_so_and_unlists_it(driver, slack
     agora.tasks.clear()  # the push ended
     reply = said(run(driver, slack, "stream live na cam-1 off"))
     assert "Agora has no recording task for stream `cam-1`" in reply and "no longer lists it" in reply
-    assert bot.services.store.stream_tasks() == []
+    assert bot.services.store.switches.stream_tasks() == []
     reply = said(run(driver, slack, "stream live na never-seen off"))
     assert "Check the names, the region and `--app`" in reply
 
@@ -141,7 +141,7 @@ def test_bad_stream_commands_get_usage_and_call_nothing(driver, slack, agora, bo
     reply = said(run(driver, slack, text))
     assert words in reply and "Usage" in reply
     bot.drain()
-    assert agora.calls() == [] and bot.services.store.stream_tasks() == []
+    assert agora.calls() == [] and bot.services.store.switches.stream_tasks() == []
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_agoras_refusals_of_off_are_passed_on_and_keep_it_listed(driver, slack, 
     reply = said(run(driver, slack, "stream live na cam-1 off"))
     assert words in reply and "Nothing was stopped" in reply
     assert [c.method for c in task_calls(agora)] == ["PUT", "DELETE"]  # not retried
-    assert len(bot.services.store.stream_tasks()) == 1 and agora.tasks == {(APP_ID, "live", "na", "cam-1")}
+    assert len(bot.services.store.switches.stream_tasks()) == 1 and agora.tasks == {(APP_ID, "live", "na", "cam-1")}
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -169,4 +169,4 @@ def test_a_persistent_error_on_on_is_explained_and_listed_only_if_it_may_record(
     assert ("rate-limiting" if status == 429 else "whether Agora records stream `cam-1` is unknown") in reply
     assert len(task_calls(agora)) == 4
     # A 429 refused it; a server error may have come after Agora took it: listed as unknown, to be stopped.
-    assert [task.answered for task in bot.services.store.stream_tasks()] == ([] if status == 429 else [False])
+    assert [task.answered for task in bot.services.store.switches.stream_tasks()] == ([] if status == 429 else [False])

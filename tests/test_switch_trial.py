@@ -14,7 +14,7 @@ from bot.agora import AgoraUnavailable
 from bot.commands import parse_command
 from bot.models import Target
 from bot.seal import Sealer
-from bot.store import StreamTaskRow, utcnow
+from bot.store.values import StreamTaskRow, utcnow
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
 from handlers.blocks import home as home_blocks
@@ -59,7 +59,7 @@ def reject_on_card(driver, slack, bot, posted, user: str, reason: str) -> None:
 
 def test_the_home_notice_is_escaped_once_and_a_failure_is_marked_as_one(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
-    (row,) = bot.services.store.open_requests()
+    (row,) = bot.services.store.requests.open_requests()
     stale = open_home(driver, slack, "UBOB")
     reject_on_card(driver, slack, bot, posted, "UCAROL", "not now")
     click_home(driver, slack, "UBOB", home_button(stale, row.id, home_blocks.ACTION_APPROVE))
@@ -144,7 +144,7 @@ def test_a_server_error_is_called_one_not_silence(driver, slack, agora, bot, ver
 
 
 def test_no_answer_at_all_is_said_as_such() -> None:
-    from bot.switching import no_answer
+    from bot.applying import no_answer
 
     assert no_answer(AgoraUnavailable("timed out")) == "Agora did not answer (timed out)"
     assert (
@@ -218,7 +218,7 @@ class TestEveryChangeApproved:
 
     def test_get_says_which_request_waits_and_a_second_one_is_told_its_kind_and_id(self, driver, slack, agora, bot):
         run(driver, slack, "pause live")
-        (row,) = bot.services.store.open_requests()
+        (row,) = bot.services.store.requests.open_requests()
         line = switch_line(run(driver, slack, "get live na", user="UDAVE"))
         assert f":lock: A pause request `{row.id}` from <@UALICE> is waiting for approval (expires <!date^" in line
         busy = said(run(driver, slack, "resume live", user="UDAVE"))
@@ -238,7 +238,7 @@ class TestEveryChangeApproved:
         reply = said(run(driver, slack, text))
         assert words in reply
         bot.drain()
-        assert bot.services.store.open_requests() == [] and switch_calls(agora) == []
+        assert bot.services.store.requests.open_requests() == [] and switch_calls(agora) == []
         assert [c.params["channel"] for c in slack.of("chat.postMessage")] == []  # no card
         assert [c.method for c in agora.calls()] == ["GET"]  # the list, and nothing else
 
@@ -278,7 +278,7 @@ def test_a_stream_task_whose_answer_was_lost_is_listed_as_unknown_with_stop(driv
     agora.tasks.add((APP_ID, "live", "na", "cam-1"))  # Agora had taken it after all
     click_home(driver, slack, "UDAVE", item["accessory"])
     bot.drain()
-    assert agora.tasks == set() and bot.services.store.stream_tasks() == []
+    assert agora.tasks == set() and bot.services.store.switches.stream_tasks() == []
     assert [c.method for c in task_calls(agora)][-1] == "DELETE"
 
 

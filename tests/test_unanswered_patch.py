@@ -75,5 +75,5 @@ def test_an_approved_change_answered_5xx_tells_the_requester_what_the_read_back_
     (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
     assert outcome in text_of(notice) and words in text_of(notice)
     bot.drain()
-    (row,) = bot.services.store.in_state(outcome.lower())
+    (row,) = bot.services.store.requests.in_state(outcome.lower())
     assert row.result is not None and words in row.result

@@ -60,7 +60,7 @@ def test_approved_change_whose_patch_always_times_out_ends_failed_and_told(impat
     (notice,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
     assert "Failed" in text_of(notice)
     assert len(agora.calls("PATCH")) == 4  # the first try and three retries, then given up
-    (row,) = impatient_bot.services.store.in_state("failed")
+    (row,) = impatient_bot.services.store.requests.in_state("failed")
     assert row.sealed_patch is None
     assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "rec-bucket"
 

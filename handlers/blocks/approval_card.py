@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.seal import Sealer
-from bot.store import RequestRow
+from bot.store.values import RequestRow
 from bot.switch import consequence, verb
 from handlers.blocks.messages import escape
 

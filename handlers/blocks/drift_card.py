@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.seal import Sealer
-from bot.store import AlertRow
+from bot.store.values import AlertRow
 from handlers.blocks.approval_card import when
 from handlers.blocks.messages import escape
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.catalog import CATALOG, Vendor, vendor_info
-from bot.changes import Outcome, Proposal
+from bot.changes import Proposal
 from bot.models import (
     MAX_BUCKET_LENGTH,
     RecordingConfig,
@@ -21,6 +21,7 @@ from bot.models import (
 )
 from bot.naming import MAX_KEY_LENGTH
 from bot.observation import Observation
+from bot.outcome import Outcome
 from bot.seal import Sealer
 from handlers.blocks.messages import escape, escape_keeping_mentions
 

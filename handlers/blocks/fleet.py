@@ -9,7 +9,7 @@ from typing import Any
 from bot.fleet import FleetRow, Scan
 from bot.models import describe_storage, fingerprint
 from bot.seal import Sealer
-from bot.store import SwitchRow
+from bot.store.values import SwitchRow
 from handlers.blocks.messages import escape
 from handlers.blocks.switch import state_text
 

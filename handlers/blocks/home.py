@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.seal import Sealer
-from bot.store import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
+from bot.store.values import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
 from handlers.blocks import approval_card, drift_card
 from handlers.blocks import switch as switch_blocks
 from handlers.blocks.messages import target_name

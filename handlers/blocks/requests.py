@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.drift import OUTSIDE
 from bot.models import Target
-from bot.store import AuditEvent, RequestRow
+from bot.store.values import AuditEvent, RequestRow
 from bot.switching import UNANSWERED
 from handlers.blocks.messages import escape, text_blocks
 

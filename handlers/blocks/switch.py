@@ -7,10 +7,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bot.changes import Outcome
 from bot.models import EVERY_REGION, Target
+from bot.outcome import Outcome
 from bot.seal import Sealer
-from bot.store import RequestRow, StreamTaskRow, SwitchRow
+from bot.store.values import RequestRow, StreamTaskRow, SwitchRow
 from bot.switch import consequence, describe, verb
 from bot.switching import SwitchService
 from handlers.blocks.approval_card import switch_wanted, when

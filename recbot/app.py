@@ -1,4 +1,6 @@
-"""The composition root: settings -> services -> Bolt app with every listener."""
+"""The composition root: the Bolt app with every listener (handlers/) on the services
+(bot/), and the background work of a running recbot: the sweep and the drift watch,
+whose results the listeners' notifier announces."""
 
 from __future__ import annotations
 
@@ -7,27 +9,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
-from bot.access import Audience
-from bot.agora import AgoraClient, sent_a_change
-from bot.approvals import ApprovalService
+from bot.agora import sent_a_change
 from bot.background import Background, Periodic
-from bot.changes import ChangeService
-from bot.drift import DriftWatch
-from bot.fleet import Fleet
 from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
-from bot.probe import Prober
-from bot.ratelimit import Limiter, TokenBucket
 from bot.respond import PooledRespond, ResponsePool
-from bot.seal import Sealer, resolve_seal_key
-from bot.services import Services
-from bot.settings import Settings, is_sqlite
-from bot.shared_budget import SharedBudget
-from bot.store import RequestRow, Store, make_engine, utcnow
-from bot.switch import SwitchBook
-from bot.switching import SwitchService
+from bot.services import Services, slack_client
+from bot.store.values import RequestRow, utcnow
 from handlers import register
 from handlers.notify import Notifier
 
@@ -39,83 +27,6 @@ ORPHAN_AGE = timedelta(minutes=5)
 # Listeners ack from this pool, then wait on Agora in it: a slow Agora must not
 # leave no thread free to ack the next command or open the next modal.
 LISTENER_THREADS = 64
-
-
-def slack_client(settings: Settings) -> WebClient:
-    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk."""
-    return WebClient(
-        token=settings.SLACK_BOT_TOKEN.get_secret_value(),
-        base_url=settings.SLACK_API_URL,
-        timeout=10,
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
-    )
-
-
-def agora_limiter(settings: Settings) -> Limiter:
-    """The AGORA_RATE_LIMIT budget: in the shared database for every instance on
-    PostgreSQL (on its own connections), in this process on the embedded SQLite."""
-    if is_sqlite(settings.DATABASE_URL):
-        return TokenBucket(settings.AGORA_RATE_LIMIT)
-    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT)
-
-
-def agora_client(settings: Settings) -> AgoraClient:
-    """The one Agora client of the process, every call under the AGORA_RATE_LIMIT budget."""
-    return AgoraClient(
-        base_url=settings.AGORA_API_URL,
-        customer_id=settings.AGORA_CUSTOMER_ID,
-        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
-        limiter=agora_limiter(settings),
-    )
-
-
-def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
-    """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
-    agora = agora or agora_client(settings)
-    seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
-    store = Store(settings.DATABASE_URL)
-    prober = Prober(
-        settings.RECBOT_STORAGE_PROBE,
-        s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
-        azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
-        timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
-    )
-    drift = DriftWatch(
-        store, agora, sealer.digest_key, app_id=settings.AGORA_APP_ID, watch_all=settings.RECBOT_DRIFT_ALL
-    )
-    book = SwitchBook(store)
-    approvals = ApprovalService(
-        store=store,
-        sealer=sealer,
-        agora=agora,
-        digest_key=sealer.digest_key,
-        ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
-        required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
-        prober=prober,
-        watch=drift,
-        switches=book,
-    )
-    changes = ChangeService(
-        agora, store, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
-    )
-    switches = SwitchService(
-        agora, store, book, approvals, default_app=settings.AGORA_APP_ID, approval_for=settings.RECBOT_APPROVAL_FOR
-    )
-    return Services(
-        settings=settings,
-        agora=agora,
-        sealer=sealer,
-        store=store,
-        changes=changes,
-        approvals=approvals,
-        approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
-        requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
-        prober=prober,
-        fleet=Fleet(agora),
-        drift=drift,
-        switches=switches,
-    )
 
 
 class KeptAck(Ack):
@@ -185,7 +96,7 @@ def sweep(services: Services, notifier: Notifier, orphan_age: timedelta = ORPHAN
     steps: list[tuple[str, Callable[[], list[RequestRow]]]] = [
         ("recovery", lambda: services.approvals.recover(orphan_age)),
         ("expiry", services.approvals.expire_due),
-        ("announcement", services.store.unannounced_ends),
+        ("announcement", services.store.announcements.unannounced_ends),
     ]
     stale_claims_before = utcnow() - orphan_age
     for name, step in steps:
@@ -210,7 +121,7 @@ def repost_missing_cards(services: Services, notifier: Notifier, stale_claims_be
     refused, or was down), or their poster stopped before `stale_claims_before`. Each request is
     guarded and claimed, so one failure does not stop the rest and each is posted once."""
     try:
-        rows = services.store.cardless_requests()
+        rows = services.store.announcements.cardless_requests()
     except Exception as exc:  # noqa: BLE001 - the next sweep tries again; where it failed is logged
         log.error("could not list the requests without a card: %s", failure_frames(exc))
         return

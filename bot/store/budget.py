@@ -1,6 +1,6 @@
-"""The deployment's one Agora budget in the shared database (PostgreSQL): a
-one-row table, read and written back in one short transaction per lease,
-with the database's clock, so every instance counts time alike."""
+"""The deployment's one Agora budget in the shared database (PostgreSQL): its one
+row, read and written back in one short transaction per lease, by the database's
+clock, so every instance counts time alike."""
 
 from __future__ import annotations
 
@@ -9,22 +9,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Column, Connection, DateTime, Float, Integer, Table, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from bot.ratelimit import Budget
-from bot.store import metadata
+from bot.store.schema import agora_budget
 
 T = TypeVar("T")
-
-agora_budget = Table(
-    "agora_budget",
-    metadata,
-    Column("id", Integer, primary_key=True),  # the one row: 1
-    Column("tokens", Float, nullable=False),  # at updated_at; negative: owed to reserved calls
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("paused_until", DateTime(timezone=True)),  # a 429's Retry-After, for every instance
-)
 
 # Built once: the budget is changed up to ten times a second per instance.
 _LOCKED = (
@@ -33,13 +24,6 @@ _LOCKED = (
     .with_for_update()
 )
 _WRITE = update(agora_budget).where(agora_budget.c.id == 1)
-
-
-def create_budget(conn: Connection) -> None:
-    """The table and its row: an empty bucket that fills from now."""
-    agora_budget.create(conn, checkfirst=True)
-    if conn.execute(select(agora_budget.c.id)).first() is None:
-        conn.execute(insert(agora_budget).values(id=1, tokens=0.0, updated_at=datetime.now(UTC)))
 
 
 def change_budget(engine: Engine, rate: float, capacity: float, change: Callable[[Budget, float], T]) -> T:

@@ -1,0 +1,57 @@
+"""The store (SQLite by default, PostgreSQL through the same URL), one module per concern:
+engine (dialects, shared locks), schema (tables), values (rows), requests, announcements,
+audit, drift, homes, switches, and migrations (Alembic). Services are handed the
+repository they need; `open_store` builds them all on one engine, upgraded to the head
+revision, for the composition root and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from bot.store import migrations
+from bot.store.announcements import AnnouncementStore
+from bot.store.audit import AuditLog
+from bot.store.drift import DriftStore
+from bot.store.engine import SharedLocks, make_engine
+from bot.store.homes import HomeViewers
+from bot.store.requests import RequestStore
+from bot.store.switches import SwitchStore
+
+
+@dataclass(frozen=True)
+class Store:
+    """Every repository, on one engine."""
+
+    engine: Engine
+    requests: RequestStore
+    announcements: AnnouncementStore
+    audit: AuditLog
+    drift: DriftStore
+    homes: HomeViewers
+    switches: SwitchStore
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(database_url: str) -> Store:
+    """The repositories on a new engine for `database_url`, its schema upgraded first."""
+    engine = make_engine(database_url)
+    migrations.upgrade(engine)
+    locks = SharedLocks(engine)
+    return Store(
+        engine=engine,
+        requests=RequestStore(engine),
+        announcements=AnnouncementStore(engine),
+        audit=AuditLog(engine),
+        drift=DriftStore(engine, locks),
+        homes=HomeViewers(engine),
+        switches=SwitchStore(engine, locks),
+    )

@@ -1,0 +1,116 @@
+"""The engine of DATABASE_URL and what differs between its two dialects: psycopg 3
+for `postgresql://`, SQLite's pragmas, datetimes SQLite hands back naive, and the
+locks every process on one database shares (PostgreSQL advisory locks, of the schema
+recbot uses; on the embedded SQLite, which one process uses, locks of this process)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+# The advisory lock keys of recbot. An advisory lock is the whole PostgreSQL database's: the
+# second key, a hash of the schema (and the switch lock's entry point), keeps recbots that
+# share a database in schemas of their own from waiting on each other.
+SCHEMA = "hashtext(coalesce(current_schema(), ''))"
+SCHEMA_AND_NAME = "hashtext(coalesce(current_schema(), '') || ' ' || :n)"
+MIGRATION_LOCK = 4242001
+WATCH_LOCK = 4242002
+SWITCH_LOCK = 4242003
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(database_url: str, connect_timeout: int = 10) -> Engine:
+    """An engine for `DATABASE_URL`; `postgresql://` uses psycopg 3."""
+    connect_args: dict[str, Any] = {}
+    if database_url.startswith(("postgresql://", "postgres://")):
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+        connect_args["connect_timeout"] = connect_timeout
+    engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
+    return engine
+
+
+def is_postgresql(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class SharedLocks:
+    """Locks held across every process on the database: a PostgreSQL advisory lock on
+    a connection of its own for as long as it is held, or on the embedded SQLite
+    (one process) a lock of this process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local: dict[tuple[int, str], threading.Lock] = {}
+        self._local_guard = threading.Lock()
+
+    def _lock_of(self, key: int, name: str) -> threading.Lock:
+        with self._local_guard:
+            return self._local.setdefault((key, name), threading.Lock())
+
+    @contextmanager
+    def try_hold(self, key: int) -> Iterator[bool]:
+        """Whether this caller holds lock `key` (never waits)."""
+        if not is_postgresql(self._engine):
+            lock = self._lock_of(key, "")
+            held = lock.acquire(blocking=False)
+            try:
+                yield held
+            finally:
+                if held:
+                    lock.release()
+            return
+        with self._engine.connect() as conn:
+            held = bool(conn.execute(text(f"SELECT pg_try_advisory_lock(:k, {SCHEMA})"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute(text(f"SELECT pg_advisory_unlock(:k, {SCHEMA})"), {"k": key})
+                    conn.commit()
+
+    @contextmanager
+    def hold(self, key: int, name: str, timeout: float, busy: Callable[[], Exception]) -> Iterator[None]:
+        """Hold lock (`key`, `name`), waiting at most `timeout` seconds, else raise `busy()`."""
+        if not is_postgresql(self._engine):
+            lock = self._lock_of(key, name)
+            if not lock.acquire(timeout=timeout):
+                raise busy()
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        with self._engine.connect() as conn:
+            # Local to this transaction; the advisory lock itself outlives the commit.
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{int(timeout * 1000)}ms"})
+            try:
+                conn.execute(text(f"SELECT pg_advisory_lock(:k, {SCHEMA_AND_NAME})"), {"k": key, "n": name})
+            except OperationalError:
+                raise busy() from None
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text(f"SELECT pg_advisory_unlock(:k, {SCHEMA_AND_NAME})"), {"k": key, "n": name})
+                conn.commit()

@@ -1,0 +1,157 @@
+"""The rows the store hands out and the exceptions it raises: plain values, no SQL,
+so services and listeners can use them without reaching into the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from bot.lifecycle import OPEN_STATES
+from bot.models import FieldChange, Target
+from bot.observation import Observation
+
+REQUEST_KINDS = ("config", "switch")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CardRef:
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class ProbeNote:
+    """The storage probe's verdict (ok, refused, unreachable) and its summary, as stored."""
+
+    verdict: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A change request as stored; `sealed_patch` is ciphertext, or None once ended.
+    `version` grows with every change of what its card shows; `problem` says why
+    a row's stored fields could not be read (it can then only be failed)."""
+
+    id: str
+    target: Target
+    state: str
+    requester: str
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    base_digest: str
+    sealed_patch: bytes | None
+    changes: list[FieldChange]
+    cards: list[CardRef]
+    approvers: list[str]
+    decided_by: str | None
+    reason: str | None
+    result: str | None
+    version: int = 0
+    problem: str | None = None
+    probe: ProbeNote | None = None
+    kind: str = "config"
+    spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
+    # Only on the row handed to whoever opened or ended the request: their claim on announcing
+    # it (posting its cards; announcing its end).
+    announce_token: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+class Vote(Enum):
+    """What one approval did."""
+
+    CLOSED = "the request is no longer pending, or has expired"
+    REPEAT = "this approver had already approved"
+    COUNTED = "counted; more approvals are needed"
+    COMPLETED = "counted, and it was the last one needed: the request is now approved"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    event: str
+    actor: str
+    target: Target
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """A change seen outside recbot: what recbot last saw (`before`), what is
+    live (`after`), the safe diff, and where its cards are."""
+
+    id: str
+    target: Target
+    state: str
+    detected_at: datetime
+    updated_at: datetime
+    before: Observation
+    after: Observation
+    changes: list[FieldChange]
+    cards: list[CardRef]
+    decided_by: str | None
+    note: str | None
+    version: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class SwitchRow:
+    """What recbot knows of an entry point's custom recording switch: the value it
+    last sent (`wanted`), by the switch itself or by a configuration (`cause`
+    "switch" or "config": setting one switches recording on), and whether Agora's
+    answer showed it took effect (`status` "set"), or that is unknown ("sending",
+    "unanswered", "interrupted")."""
+
+    app_id: str
+    entry_point: str
+    wanted: bool
+    cause: str
+    status: str
+    actor: str
+    at: datetime
+    request_id: str | None = None
+
+    @property
+    def enabled(self) -> bool | None:
+        """On or off as recbot set it; None: unknown."""
+        return self.wanted if self.status == "set" else None
+
+
+@dataclass(frozen=True)
+class StreamTaskRow:
+    """A single stream recbot asked Agora to record, and has not stopped; `answered` False when
+    Agora's answer was lost, so that it may or may not record."""
+
+    target: Target
+    stream: str
+    started_by: str
+    started_at: datetime
+    answered: bool = True
+
+
+class SwitchBusy(Exception):
+    """Another change of the same entry point's switch is being sent; try again shortly."""
+
+
+class TargetBusy(Exception):
+    """Another request for the same target is open."""
+
+    def __init__(self, holder: RequestRow) -> None:
+        self.holder = holder
+        super().__init__(f"request {holder.id} is open for {holder.target.describe()}")

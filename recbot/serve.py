@@ -1,0 +1,78 @@
+"""Serving until stopped: HTTP mode on waitress with `/healthz`, or Socket Mode, with the
+background work running; both stop cleanly on SIGTERM, finishing in-flight work."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import signal
+import threading
+
+from slack_bolt import App
+
+from bot.server import EVENTS_PATH, HOST_FIX, StartupError, finish, in_use, make_http_server, socket_mode_handler
+from bot.services import Services
+from recbot.app import start_background
+
+log = logging.getLogger(__name__)
+
+
+def freeze_start_up() -> None:
+    """What start-up made lives as long as the process: it is moved out of the garbage
+    collector's generations, so full collections no longer walk it (gc.freeze)."""
+    gc.collect()
+    gc.freeze()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    log.info("received signal %d; finishing in-flight work", signum)
+    raise _Stop
+
+
+def serve_http(app: App, services: Services, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
+    try:
+        server = make_http_server(app, services, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(in_use(host, port)) from None
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
+    except ValueError:  # waitress's word for an address it cannot resolve or bind
+        raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
+    sweeper = start_background(app, services)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    log.info("recbot serving HTTP on %s:%s (POST %s, GET /healthz)", host, server.effective_port, EVENTS_PATH)
+    freeze_start_up()
+    try:
+        server.run()
+    except _Stop:
+        pass
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
+        finish(app, services, sweeper)
+
+
+def serve_socket_mode(app: App, services: Services, url: str) -> None:
+    """Hold a Socket Mode connection, opened at `url` (from socket_mode_url), until SIGTERM or SIGINT."""
+    token = services.settings.SLACK_APP_TOKEN
+    assert token is not None
+    handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
+    # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
+    handler.client.wss_uri = url
+    sweeper = start_background(app, services)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    handler.connect()
+    freeze_start_up()
+    log.info("recbot connected in Socket Mode")
+    stopping.wait()
+    handler.close()
+    finish(app, services, sweeper)

@@ -1,0 +1,282 @@
+"""Migrations by Alembic: a database recbot made before Alembic, at any hand-written schema
+version, upgrades in place with every row kept, on SQLite and PostgreSQL; a fresh one
+upgrades to the head; `alembic check` finds nothing to generate; two instances starting
+at once on PostgreSQL upgrade once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import inspect, select, text
+
+from bot.store import migrations, open_store
+from bot.store.engine import make_engine
+from bot.store.schema import metadata
+from tests.conftest import POSTGRES_URL
+from tests.legacy_schema import LAYOUTS, build
+from tests.test_doctor import cli
+
+Urls = Callable[[], str]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Urls]:
+    """Makes URLs of empty databases: SQLite files, or fresh schemas of the local PostgreSQL (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield lambda: f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
+        return
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    made: list[str] = []
+
+    def fresh() -> str:
+        schema = f"recbot_test_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        made.append(schema)
+        return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+    yield fresh
+    for schema in made:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.close()
+
+
+def _same(value: Any) -> Any:
+    """A value as both dialects hand it back: datetimes in UTC without a zone (SQLite drops it)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return value
+
+
+def _rows(url: str, table: str, columns: list[str]) -> list[dict[str, Any]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            t = metadata.tables[table]
+            found = conn.execute(select(*[t.c[c] for c in columns])).mappings()
+            return [{k: _same(v) for k, v in r.items()} for r in found]
+    finally:
+        engine.dispose()
+
+
+def _position(url: str) -> tuple[migrations.Position, set[str]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return migrations.position(conn), set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_database_made_before_alembic_upgrades_in_place_with_every_row_kept(new_url: Urls, layout: str) -> None:
+    url = new_url()
+    legacy = make_engine(url)
+    written = build(legacy, layout)
+    legacy.dispose()
+    assert set(written) >= {"change_requests", "approvals", "audit_events"}
+    store = open_store(url)
+    try:
+        for table, rows in written.items():
+            expected = [{k: _same(v) for k, v in r.items()} for r in rows]
+            assert sorted(_rows(url, table, list(rows[0])), key=repr) == sorted(expected, key=repr), (
+                f"{layout}: {table}"
+            )
+        versions, _ = LAYOUTS[layout]
+        after = {r["id"]: r for r in _rows(url, "change_requests", ["id", "version", "announced_version", "kind"])}
+        if 5 not in versions:  # open requests are tracked from the upgrade on, ended ones never announced again
+            assert after["open1"]["announced_version"] == after["open1"]["version"]
+            assert after["ended1"]["announced_version"] is None
+        assert after["open1"]["version"] == (2 if 2 in versions else 0)
+        assert {r["kind"] for r in after.values()} == {"config"}
+        # What recbot reads of them.
+        opened = store.requests.get("open1")
+        assert opened is not None and opened.problem is None and opened.sealed_patch == b"ciphertext"
+        assert opened.cards[0].channel == "CAPPROVE" and opened.approvers == []
+        ended = store.requests.get("ended1")
+        assert ended is not None and ended.approvers == ["UBOB"] and ended.state == "applied"
+        assert store.announcements.unannounced_ends() == []
+        assert [e.event for e in store.audit.latest()] == ["applied", "requested"]  # newest first
+        if 4 in versions:
+            assert [a.id for a in store.drift.open_alerts()] == ["alert1"] and store.homes.all() == ["UBOB"]
+        if 6 in versions:
+            switch = store.switches.state("A", "live")
+            assert switch is not None and switch.enabled is False
+            assert [(t.stream, t.answered) for t in store.switches.stream_tasks()] == [("cam1", True)]
+        # It moves on as any request does, and its end is tracked.
+        assert store.requests.transition("open1", "pending", "cancel")
+        assert [r.id for r in store.announcements.unannounced_ends()] == ["open1"]
+    finally:
+        store.close()
+    where, tables = _position(url)
+    assert where == migrations.Position(migrations.head()) and "schema_version" not in tables
+
+
+def test_a_fresh_database_upgrades_to_the_head_and_alembic_check_finds_nothing(new_url: Urls) -> None:
+    url = new_url()
+    store = open_store(url)
+    try:
+        migrations.check(store.engine)  # AutogenerateDiffsDetected if schema.py and the revisions differ
+        with store.engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position(migrations.head())
+            assert migrations.pending(conn) == []
+    finally:
+        store.close()
+    again = open_store(url)  # a second start finds nothing to do
+    again.close()
+
+
+@pytest.mark.parametrize("layout", ["v1", "v5-switches-first"])
+def test_alembic_check_finds_nothing_after_an_upgrade_from_before_alembic(new_url: Urls, layout: str) -> None:
+    url = new_url()
+    legacy = make_engine(url)
+    build(legacy, layout)
+    legacy.dispose()
+    store = open_store(url)
+    try:
+        migrations.check(store.engine)
+    finally:
+        store.close()
+
+
+def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) -> None:
+    url = new_url()
+    engine = make_engine(url)
+    build(engine, "v3")
+    try:
+        with engine.connect() as conn:
+            where = migrations.position(conn)
+            todo = [revision for revision, _ in migrations.pending(conn)]
+        assert where == migrations.Position("0003", legacy_version=3)
+        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009"]
+        with engine.connect() as conn:
+            assert "alembic_version" not in inspect(conn).get_table_names()
+            assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
+    finally:
+        engine.dispose()
+
+
+ROUNDS = 10
+
+# A start's upgrade in a process of its own, once the test says go, its log on stderr.
+START = """
+import logging, pathlib, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+from bot.store import open_store
+pathlib.Path(sys.argv[2] + ".ready").touch()
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.005)
+open_store(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.parametrize("new_url", ["postgresql"], indirect=True)  # the embedded SQLite has one process
+def test_two_instances_starting_at_once_upgrade_once(new_url: Urls, tmp_path: Path) -> None:
+    """Each round, two processes start on one PostgreSQL database (fresh, or made before Alembic with
+    rows) at once: both start, every revision runs once, and no row is lost or doubled."""
+    for round_no in range(ROUNDS):
+        url = new_url()
+        if round_no % 2:
+            legacy = make_engine(url)
+            build(legacy, "v4")
+            legacy.dispose()
+        go = tmp_path / f"go{round_no}"
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-c", START, url, f"{go}"],
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).parent.parent,
+            )
+            for _ in range(2)
+        ]
+        while not Path(f"{go}.ready").exists():
+            time.sleep(0.005)
+        time.sleep(0.05)  # both have imported recbot by now, or nearly: the go matters, not the pause
+        go.touch()
+        logs = [start.communicate(timeout=60)[1] for start in starts]
+        where = f"round {round_no}"
+        assert [start.returncode for start in starts] == [0, 0], f"{where}: {logs}"
+        ran = [line for log in logs for line in log.splitlines() if line.startswith("Running upgrade")]
+        assert len(ran) == len(set(ran)) and any("0007 -> 0008" in line for line in ran), f"{where}: {ran}"
+        where_now, _ = _position(url)
+        assert where_now == migrations.Position(migrations.head()), where
+        if round_no % 2:
+            assert len(_rows(url, "change_requests", ["id"])) == 2, where
+
+
+def test_migrate_upgrades_before_a_rollout_and_sql_prints_it_applying_nothing(
+    new_url: Urls, settings_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    url = new_url()
+    engine = make_engine(url)
+    build(engine, "v3")
+    env = {**{k: str(v) for k, v in settings_overrides.items()}, "DATABASE_URL": url}
+    if url.startswith("postgresql"):
+        env["RECBOT_SEAL_KEY"] = Fernet.generate_key().decode()
+    try:
+        printed = cli(["migrate", "--sql"], tmp_path, env)
+        assert printed.returncode == 0, printed.stderr
+        sql = printed.stdout
+        assert "ALTER TABLE change_requests ADD COLUMN announced_version INTEGER" in sql
+        assert "CREATE TABLE recording_switches" in sql and "DROP TABLE IF EXISTS schema_version" in sql
+        assert "INSERT INTO alembic_version (version_num) VALUES ('0003')" in sql  # stamped first
+        assert "CREATE TABLE observed_configs" in sql and "CREATE TABLE change_requests" not in sql
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position("0003", legacy_version=3)  # nothing applied
+        done = cli(["migrate"], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        assert (
+            f"upgraded from revision 0003 (schema_version 3, from before Alembic) to revision {migrations.head()}"
+            in (done.stdout)
+        )
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position(migrations.head())
+        again = cli(["migrate"], tmp_path, env)
+        assert again.returncode == 0 and f"already at revision {migrations.head()}" in again.stdout
+        assert len(_rows(url, "change_requests", ["id"])) == 2
+    finally:
+        engine.dispose()
+
+
+def test_migrate_says_what_is_wrong_with_the_settings_and_touches_nothing(tmp_path: Path) -> None:
+    refused = cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}"})
+    assert refused.returncode == 2 and "recbot cannot migrate: " in refused.stderr
+    assert "SLACK_BOT_TOKEN" in refused.stderr and not (tmp_path / "recbot.db").exists()
+
+
+def test_a_database_a_newer_recbot_upgraded_is_refused_at_start_and_left_alone(
+    settings_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    url = settings_overrides["DATABASE_URL"]
+    open_store(url).close()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(migrations.UnknownRevision):
+        open_store(url)
+    env = {k: str(v) for k, v in settings_overrides.items()}
+    started = cli(["--http", "--host", "127.0.0.1", "--port", "0"], tmp_path, env)
+    assert started.returncode == 2
+    assert "recbot cannot start: the database is at revision 9999, which this recbot does not know" in started.stderr
+    refused = cli(["migrate"], tmp_path, env)
+    assert refused.returncode == 2 and "the database is at revision 9999, which this recbot does not" in refused.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    engine.dispose()
