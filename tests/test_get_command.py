@@ -90,6 +90,7 @@ def test_traversal_entry_point_stays_one_segment(driver, slack: FakeSlack, agora
 
 def test_help_and_unknown_subcommand_show_usage(driver, slack: FakeSlack, agora: AgoraEmulator, bot) -> None:
     driver.command("help")
+    slack.wait_for("response_url")  # one at a time: answers leave from a pool, in either order
     driver.command("frobnicate live")
     replies = slack.wait_for("response_url", count=2)
     # Escaped as Slack wants it, and shown as `[<entry_point> [region]]`: a bare `<` starts a Slack link.
