@@ -6,10 +6,11 @@ both win. Ending a request frees its target and deletes its sealed secrets."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -90,7 +91,8 @@ class RequestStore:
 
     def _open_for(self, target: Target) -> RequestRow | None:
         with self.engine.connect() as conn:
-            rows = read_requests(conn, change_requests.c.open_target == open_key(target))
+            found = conn.execute(_OPEN_FOR, {"open_target": open_key(target)}).mappings().all()
+            rows = with_approvers(conn, found)
         return rows[0] if rows else None
 
     def open_requests(self) -> list[RequestRow]:
@@ -175,10 +177,24 @@ class RequestStore:
             return Vote.REPEAT
 
 
+# Read on every `/recording get` (is a pause or resume waiting?): built once, as building
+# a statement costs more than running it.
+_OPEN_FOR = (
+    select(change_requests)
+    .where(change_requests.c.open_target == bindparam("open_target"))
+    .order_by(change_requests.c.created_at)
+)
+
+
 def read_requests(conn: Connection, where: Any) -> list[RequestRow]:
     """The requests `where` selects, oldest first, each with its approvers in order."""
     c = change_requests.c
     found = conn.execute(select(change_requests).where(where).order_by(c.created_at)).mappings().all()
+    return with_approvers(conn, found)
+
+
+def with_approvers(conn: Connection, found: Sequence[Any]) -> list[RequestRow]:
+    """Stored request rows as RequestRows, each with its approvers in order."""
     approved_by: dict[str, list[str]] = {}
     if found:
         for request_id, approver in conn.execute(

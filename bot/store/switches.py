@@ -23,6 +23,15 @@ from bot.store.values import StreamTaskRow, SwitchBusy, SwitchRow, utcnow
 _STATE = select(recording_switches).where(
     recording_switches.c.app_id == bindparam("app_id"), recording_switches.c.entry_point == bindparam("entry_point")
 )
+_TASKS_OF = (
+    select(stream_tasks)
+    .where(
+        stream_tasks.c.app_id == bindparam("app_id"),
+        stream_tasks.c.entry_point == bindparam("entry_point"),
+        stream_tasks.c.region == bindparam("region"),
+    )
+    .order_by(stream_tasks.c.started_at.desc())
+)
 
 
 class SwitchStore:
@@ -121,11 +130,9 @@ class SwitchStore:
 
     def stream_tasks_of(self, target: Target) -> list[StreamTaskRow]:
         """The stream tasks recbot lists for one entry point in one region, newest first."""
-        query = (
-            select(stream_tasks).where(where_target(stream_tasks, target)).order_by(stream_tasks.c.started_at.desc())
-        )
+        where = {"app_id": target.app_id, "entry_point": target.entry_point, "region": target.region}
         with self.engine.connect() as conn:
-            return [_stream_task(r) for r in conn.execute(query).mappings()]
+            return [_stream_task(r) for r in conn.execute(_TASKS_OF, where).mappings()]
 
 
 def _stream_task(r: Any) -> StreamTaskRow:
