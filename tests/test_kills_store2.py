@@ -1,0 +1,56 @@
+"""Gaps a mutation spot check found in the store package's tests (issues 18 and 22), on
+the embedded SQLite and on the local PostgreSQL: what the store hands out must match
+what people see (`/recording requests`, history, stream tasks) and what a sweep acts on."""
+
+from __future__ import annotations
+
+from bot.models import Target
+from bot.store import Store
+from tests.test_store import CHANGES, TARGET, _obs, new_request, store  # noqa: F401 - the store fixture
+
+
+def test_every_open_request_is_listed_whatever_its_state_and_no_ended_one(store: Store) -> None:  # noqa: F811
+    """`/recording requests` lists what is open: pending, approved, applying; never an ended one."""
+    for n, state_path in enumerate([[], ["approve"], ["approve", "claim"], ["reject"]]):
+        request_id = f"r{n}"
+        new_request(store, request_id, target=Target(app_id="A", entry_point=f"ep{n}", region="na"))
+        state = "pending"
+        for event in state_path:
+            assert store.requests.transition(request_id, state, event)
+            state = store.requests.get(request_id).state
+    listed = {row.id: row.state for row in store.requests.open_requests()}
+    assert listed == {"r0": "pending", "r1": "approved", "r2": "applying"}
+
+
+def test_after_an_acknowledgement_an_outside_change_is_alerted_even_if_an_unfinished_apply_expected_it(
+    store: Store,  # noqa: F811
+) -> None:
+    """An apply that never finished (its process killed) left `two` expected; once a person
+    acknowledges an outside change, `two` set outside recbot later is a change to alert on."""
+    store.drift.remember(TARGET, _obs("one"))
+    store.drift.expect(TARGET, _obs("two"))
+    store.drift.create_alert("a1", TARGET, _obs("one"), _obs("three"), CHANGES)
+    assert store.drift.end_alert("a1", "acknowledged", baseline=_obs("three"), decided_by="UBOB")
+    made = store.drift.create_alert("a2", TARGET, _obs("three"), _obs("two"), CHANGES)
+    assert made is not None and made[0].is_open
+
+
+def test_an_apply_that_ends_leaves_what_a_later_apply_expects(store: Store) -> None:  # noqa: F811
+    """Two changes of one target in flight: the first one ending must not make the watch
+    call the second one's result a change made outside recbot."""
+    store.drift.remember(TARGET, _obs("one"))
+    store.drift.expect(TARGET, _obs("two"))  # the first change
+    store.drift.expect(TARGET, _obs("three"))  # the second, sent meanwhile
+    store.drift.unexpect(TARGET, _obs("two"))  # the first one failed
+    assert store.drift.create_alert("a1", TARGET, _obs("one"), _obs("three"), CHANGES) is None
+    assert store.drift.open_alerts() == []
+
+
+def test_a_rebase_that_lost_a_race_does_not_undo_what_recbot_saw_since(store: Store) -> None:  # noqa: F811
+    """The watch re-keys the baseline `one` while recbot records `two` (it applied it): the
+    re-key must not put `one` back, or the next outside change would not be alerted."""
+    store.drift.remember(TARGET, _obs("one"))
+    store.drift.record(TARGET, _obs("two"))  # in between the watch's read and its rebase
+    store.drift.rebase(TARGET, _obs("one"), _obs("one", keys="k2"))
+    made = store.drift.create_alert("a1", TARGET, _obs("two"), _obs("three"), CHANGES)
+    assert made is not None and made[0].is_open
