@@ -4,8 +4,11 @@ what people see (`/recording requests`, history, stream tasks) and what a sweep 
 
 from __future__ import annotations
 
+from sqlalchemy import update
+
 from bot.models import Target
 from bot.store import Store
+from bot.store.schema import drift_alerts
 from tests.test_store import CHANGES, TARGET, _obs, new_request, store  # noqa: F401 - the store fixture
 
 
@@ -54,3 +57,31 @@ def test_a_rebase_that_lost_a_race_does_not_undo_what_recbot_saw_since(store: St
     store.drift.rebase(TARGET, _obs("one"), _obs("one", keys="k2"))
     made = store.drift.create_alert("a1", TARGET, _obs("two"), _obs("three"), CHANGES)
     assert made is not None and made[0].is_open
+
+
+def test_what_recbot_applied_to_a_target_the_watch_never_saw_is_its_baseline(store: Store) -> None:  # noqa: F811
+    """recbot applies `two` to a target before the watch's first pass: an outside change
+    after that is alerted, not taken in as the first baseline."""
+    store.drift.record(TARGET, _obs("two"))
+    assert store.drift.observed(TARGET) == (_obs("two"), None)
+    made = store.drift.create_alert("a1", TARGET, _obs("two"), _obs("three"), CHANGES)
+    assert made is not None and made[0].is_open
+
+
+def test_an_open_alert_that_cannot_be_read_is_replaced_by_one_people_can_act_on(store: Store) -> None:  # noqa: F811
+    store.drift.remember(TARGET, _obs("one"))
+    store.drift.create_alert("a1", TARGET, _obs("one"), _obs("two"), CHANGES)
+    with store.engine.begin() as conn:
+        conn.execute(update(drift_alerts).where(drift_alerts.c.id == "a1").values(changes="{damaged"))
+    made = store.drift.create_alert("a2", TARGET, _obs("one"), _obs("two"), CHANGES)
+    assert made is not None
+    assert [a.id for a in store.drift.open_alerts()] == ["a2"]
+
+
+def test_the_stream_tasks_of_a_region_are_only_that_regions(store: Store) -> None:  # noqa: F811
+    """`/recording get` in one region lists the single streams recbot started there, not elsewhere."""
+    eu = Target(app_id=TARGET.app_id, entry_point=TARGET.entry_point, region="eu")
+    store.switches.add_stream_task(TARGET, "cam-na", "UALICE")
+    store.switches.add_stream_task(eu, "cam-eu", "UBOB")
+    assert [t.stream for t in store.switches.stream_tasks_of(TARGET)] == ["cam-na"]
+    assert [t.stream for t in store.switches.stream_tasks_of(eu)] == ["cam-eu"]
