@@ -4,11 +4,13 @@ what people see (`/recording requests`, history, stream tasks) and what a sweep 
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import text, update
 
 from bot.models import Target
-from bot.store import Store
+from bot.store import Store, open_store
 from bot.store.schema import drift_alerts
+from tests.legacy_schema import rebuild
 from tests.test_store import CHANGES, TARGET, _obs, new_request, store  # noqa: F401 - the store fixture
 
 
@@ -85,3 +87,25 @@ def test_the_stream_tasks_of_a_region_are_only_that_regions(store: Store) -> Non
     store.switches.add_stream_task(eu, "cam-eu", "UBOB")
     assert [t.stream for t in store.switches.stream_tasks_of(TARGET)] == ["cam-na"]
     assert [t.stream for t in store.switches.stream_tasks_of(eu)] == ["cam-eu"]
+
+
+@pytest.mark.parametrize(
+    ("state", "events"), [("pending", ["cancel"]), ("approved", ["claim", "fail"]), ("applying", ["fail"])]
+)
+def test_a_request_open_when_version_4_was_upgraded_has_its_end_announced(
+    store: Store,  # noqa: F811
+    state: str,
+    events: list[str],
+) -> None:
+    """A request open in any state when a version-4 database is upgraded ends after it: its
+    end is one the sweeps announce, so the requester is told even if the first try failed."""
+    url = rebuild(store.engine, "v4")
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE change_requests SET state = :s WHERE id = 'open1'"), {"s": state})
+    upgraded = open_store(url)
+    try:
+        for event in events:
+            assert upgraded.requests.transition("open1", upgraded.requests.get("open1").state, event)
+        assert [r.id for r in upgraded.announcements.unannounced_ends()] == ["open1"]
+    finally:
+        upgraded.close()
