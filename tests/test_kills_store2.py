@@ -1,6 +1,7 @@
-"""Gaps a mutation spot check found in the store package's tests (issues 18 and 22), on
-the embedded SQLite and on the local PostgreSQL: what the store hands out must match
-what people see (`/recording requests`, history, stream tasks) and what a sweep acts on."""
+"""Gaps a mutation spot check found in the tests of the store package (issues 18 and 22),
+on the embedded SQLite and on the local PostgreSQL, and of the apply that writes to it:
+what the store hands out must match what people see (`/recording requests`, stream
+tasks, drift alerts, the answer to a change) and what a sweep acts on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from sqlalchemy import text, update
 from bot.models import Target
 from bot.store import Store, open_store
 from bot.store.schema import drift_alerts
+from tests.conftest import APP_ID
 from tests.legacy_schema import rebuild
+from tests.test_change_flow import final_view_text, open_form, state
 from tests.test_store import CHANGES, TARGET, _obs, new_request, store  # noqa: F401 - the store fixture
 
 
@@ -109,3 +112,13 @@ def test_a_request_open_when_version_4_was_upgraded_has_its_end_announced(
         assert [r.id for r in upgraded.announcements.unannounced_ends()] == ["open1"]
     finally:
         upgraded.close()
+
+
+def test_switching_a_format_off_is_applied_and_confirmed(driver, slack, agora) -> None:  # type: ignore[no-untyped-def]
+    """MP4 on -> off: Agora holds it off, and the person is told it is applied, not that the
+    read-back differs (it is compared with the change, not with what was live before)."""
+    view = open_form(driver, slack)
+    driver.submit("UALICE", view, state(mp4=False, hls=True))
+    text = final_view_text(slack)
+    assert "MP4 recording: on → off" in text and "Change applied and confirmed" in text
+    assert agora.config(APP_ID, "live", "na")["mp4Config"] == {"enabled": False}
