@@ -12,7 +12,9 @@ from bot.models import Target
 from bot.store import Store, open_store
 from bot.store.schema import drift_alerts
 from tests.conftest import APP_ID
+from tests.fakes.agora import Fault
 from tests.legacy_schema import rebuild
+from tests.switch_helpers import run
 from tests.test_change_flow import final_view_text, open_form, state
 from tests.test_store import CHANGES, TARGET, _obs, new_request, store  # noqa: F401 - the store fixture
 
@@ -114,7 +116,7 @@ def test_a_request_open_when_version_4_was_upgraded_has_its_end_announced(
         upgraded.close()
 
 
-def test_switching_a_format_off_is_applied_and_confirmed(driver, slack, agora) -> None:  # type: ignore[no-untyped-def]
+def test_switching_a_format_off_is_applied_and_confirmed(driver, slack, agora) -> None:
     """MP4 on -> off: Agora holds it off, and the person is told it is applied, not that the
     read-back differs (it is compared with the change, not with what was live before)."""
     view = open_form(driver, slack)
@@ -122,3 +124,14 @@ def test_switching_a_format_off_is_applied_and_confirmed(driver, slack, agora) -
     text = final_view_text(slack)
     assert "MP4 recording: on → off" in text and "Change applied and confirmed" in text
     assert agora.config(APP_ID, "live", "na")["mp4Config"] == {"enabled": False}
+
+
+def test_a_configuration_set_while_the_switch_is_unknown_says_recording_is_on_now(driver, slack, agora) -> None:
+    """A pause Agora never answered leaves the switch unknown; setting a configuration then
+    switches recording on, and the person is told so, as after a pause that was answered."""
+    agora.inject(*[Fault(504, message="Gateway Timeout", path="/auto")] * 4)
+    run(driver, slack, "pause live")
+    view = open_form(driver, slack)
+    driver.submit("UALICE", view, state(mp4=True, hls=True))
+    applied = final_view_text(slack)
+    assert "switches custom recording on for every stream" in applied and "recbot knew it as unknown" in applied
