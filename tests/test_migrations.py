@@ -164,7 +164,7 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
             where = migrations.position(conn)
             todo = [revision for revision, _ in migrations.pending(conn)]
         assert where == migrations.Position("0003", legacy_version=3)
-        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009"]
+        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010"]
         with engine.connect() as conn:
             assert "alembic_version" not in inspect(conn).get_table_names()
             assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
