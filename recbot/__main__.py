@@ -31,7 +31,7 @@ from bot.settings import (
     sqlite_file_problem,
 )
 from bot.store import migrations
-from bot.store.engine import make_engine, sqlite_path, sqlite_unwritable
+from bot.store.engine import DatabaseInUse, make_engine, only_process, sqlite_path, sqlite_unwritable
 from recbot.app import create_app
 from recbot.serve import serve_http, serve_socket_mode
 
@@ -101,16 +101,20 @@ def start(mode: Mode, host: str, port: str) -> None:
     if mode == "socket":
         assert settings.SLACK_APP_TOKEN is not None
         socket_url = socket_mode_url(settings.SLACK_APP_TOKEN.get_secret_value(), settings.SLACK_API_URL)
-    services = open_services(settings)
     try:
-        app = create_app(services)
-        if mode == "http":
-            serve_http(app, services, host, int(port))
-        else:
-            serve_socket_mode(app, services, socket_url)
-    except StartupError:
-        services.close()
-        raise
+        with only_process(settings.DATABASE_URL):  # held until the process stops serving
+            services = open_services(settings)
+            try:
+                app = create_app(services)
+                if mode == "http":
+                    serve_http(app, services, host, int(port))
+                else:
+                    serve_socket_mode(app, services, socket_url)
+            except StartupError:
+                services.close()
+                raise
+    except DatabaseInUse as exc:
+        raise StartupError(str(exc)) from None
 
 
 def migrate(sql: bool, out: TextIO) -> int:
@@ -127,7 +131,7 @@ def migrate(sql: bool, out: TextIO) -> int:
         if sql:
             return _print_sql(settings, out)
         return _migrate(settings, out)
-    except (migrations.UnknownRevision, migrations.OfflineUnsafe, SealError, StartupError) as exc:
+    except (migrations.UnknownRevision, migrations.OfflineUnsafe, SealError, DatabaseInUse, StartupError) as exc:
         print(f"recbot cannot migrate: {exc}", file=sys.stderr)
     except SQLAlchemyError as exc:
         print(f"recbot cannot migrate: {database_problem(settings.DATABASE_URL, exc)}", file=sys.stderr)
@@ -152,17 +156,18 @@ def _migrate(settings: Settings, out: TextIO) -> int:
     unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
     if unusable:
         raise StartupError(unusable)
-    key = key_file_for(settings.DATABASE_URL)
-    made = settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists()
-    configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-    resolve_seal_key(configured, settings.DATABASE_URL)  # as a start would: doctor then finds the pair
-    engine = make_engine(settings.DATABASE_URL)
-    try:
-        with engine.connect() as conn:
-            before = migrations.position(conn)
-        migrations.upgrade(engine)
-    finally:
-        engine.dispose()
+    with only_process(settings.DATABASE_URL):  # not under a running recbot on the embedded SQLite
+        key = key_file_for(settings.DATABASE_URL)
+        made = settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists()
+        configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+        resolve_seal_key(configured, settings.DATABASE_URL)  # as a start would: doctor then finds the pair
+        engine = make_engine(settings.DATABASE_URL)
+        try:
+            with engine.connect() as conn:
+                before = migrations.position(conn)
+            migrations.upgrade(engine)
+        finally:
+            engine.dispose()
     head = migrations.head()
     done = "already at" if before.revision == head else f"upgraded from {before.describe()} to"
     print(f"{shown_database_url(settings.DATABASE_URL)}: {done} revision {head}", file=out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from bot.store import migrations, open_store
 from bot.store.engine import make_engine
 from tests.legacy_schema import LAYOUTS, build
+from tests.test_budget_instances import start_process
 from tests.test_doctor import cli, run_doctor
 
 HTTP = ["--http", "--host", "127.0.0.1", "--port", "0"]
@@ -239,3 +241,30 @@ def test_options_that_do_not_apply_to_the_command_are_refused(env, tmp_path, arg
 def test_migrate_refuses_a_port_it_would_ignore(env, tmp_path) -> None:
     done = cli(["migrate", "--http", "--port", "99999"], tmp_path, env)
     assert done.returncode == 2 and "do not apply to `migrate`" in done.stderr
+
+
+# 8 and 12: one recbot per SQLite file; the seal key's log line says to back it up separately.
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+
+
+def test_a_second_start_on_one_sqlite_file_is_refused_and_a_later_one_starts(env, tmp_path) -> None:
+    first_dir, later_dir = tmp_path / "first", tmp_path / "later"
+    first_dir.mkdir()
+    later_dir.mkdir()
+    first, _ = start_process(env, first_dir)
+    try:
+        log = (first_dir / "recbot.log").read_text()
+        assert "back it up separately from the database" in log
+        assert "Context impl" not in log and "Will assume" not in log and "upgraded the database from" in log
+        line = one_line(cli(HTTP, tmp_path, env), "recbot cannot start: another recbot is running on the SQLite file")
+        assert "PostgreSQL" in line
+        one_line(cli(["migrate"], tmp_path, env), "recbot cannot migrate: another recbot is running")
+    finally:
+        stop(first)
+    later, _ = start_process(env, later_dir)
+    stop(later)
+    assert later.returncode == 0, (later_dir / "recbot.log").read_text()[-3000:]

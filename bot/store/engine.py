@@ -5,6 +5,7 @@ recbot uses; on the embedded SQLite, which one process uses, locks of this proce
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -82,6 +83,33 @@ def sqlite_unwritable(database_url: str) -> str | None:
             "and lock there: let recbot's user write the folder, or change DATABASE_URL"
         )
     return None
+
+
+class DatabaseInUse(Exception):
+    """Another recbot holds the embedded SQLite file."""
+
+
+@contextmanager
+def only_process(database_url: str) -> Iterator[None]:
+    """On SQLite, an exclusive lock on `<database>.lock` while the caller runs: the embedded store
+    serves one process (its recovery of work left behind assumes no other runs), so a second
+    start on the same file is refused; the kernel drops the lock when the process ends, however
+    it ends. Nothing on PostgreSQL, where instances share by design."""
+    path = sqlite_path(database_url)
+    if path is None:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUse(
+                f"another recbot is running on the SQLite file {path} (it holds {lock}): the embedded SQLite "
+                "serves one process; stop the other, or run several instances on one PostgreSQL "
+                "(README, Several instances)"
+            ) from None
+        yield
 
 
 def aware(value: datetime) -> datetime:
