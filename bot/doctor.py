@@ -52,6 +52,8 @@ from bot.store.schema import change_requests, jobs, observed_configs
 CHECK_TIMEOUT = 2
 DEADLINE = 3.0
 SHOWN_ENTRY_POINTS = 5
+# Agora allows an account about this many calls a second; above it, expect 429s.
+AGORA_ACCOUNT_RATE = 50
 # How long the drift check waits for the Agora check's list of entry points (RECBOT_DRIFT_ALL).
 LIST_WAIT = DEADLINE - 0.5
 
@@ -308,6 +310,19 @@ def _sealed_rows(conn: Connection) -> int:
     return count
 
 
+def check_rate_limit(settings: Settings) -> Check | None:
+    """A warning when AGORA_RATE_LIMIT is above what Agora allows an account; None otherwise."""
+    rate = settings.AGORA_RATE_LIMIT
+    if rate <= AGORA_ACCOUNT_RATE:
+        return None
+    return Check(
+        "Agora rate limit",
+        "warn",
+        f"AGORA_RATE_LIMIT is {rate:g} calls/s, but Agora allows an account about {AGORA_ACCOUNT_RATE} a second: "
+        f"expect Agora to refuse calls (429) at busy times; set it to {AGORA_ACCOUNT_RATE} or less (default 40)",
+    )
+
+
 def check_approvers(settings: Settings) -> Check:
     ids, needed = settings.RECBOT_APPROVERS, settings.RECBOT_REQUIRED_APPROVALS
     if not ids:
@@ -431,7 +446,10 @@ def doctor(
         print(f"Fix {where} as said above, then run the doctor again.", file=out)
         return 1
     show(Check("Settings", "ok", "all present and valid"))
-    results = run_checks(checks_for(settings, mode, host, int(port)), show)
+    rate = check_rate_limit(settings)
+    if rate is not None:
+        show(rate)
+    results = run_checks(checks_for(settings, mode, host, int(port)), show) + ([rate] if rate else [])
     failed = sum(c.failed for c in results)
     warned = sum(c.status == "warn" for c in results)
     print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)

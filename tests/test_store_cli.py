@@ -268,3 +268,13 @@ def test_a_second_start_on_one_sqlite_file_is_refused_and_a_later_one_starts(env
     later, _ = start_process(env, later_dir)
     stop(later)
     assert later.returncode == 0, (later_dir / "recbot.log").read_text()[-3000:]
+
+
+def test_doctor_warns_of_a_rate_limit_above_agoras(settings_overrides, slack, agora) -> None:
+    _, checks = run_doctor({**settings_overrides, "AGORA_RATE_LIMIT": "60"})
+    assert checks["Agora rate limit"].startswith(
+        "warn: AGORA_RATE_LIMIT is 60 calls/s, but Agora allows an account about 50"
+    )
+    assert "429" in checks["Agora rate limit"]
+    _, checks = run_doctor({**settings_overrides, "AGORA_RATE_LIMIT": "50"})
+    assert "Agora rate limit" not in checks
