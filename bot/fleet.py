@@ -145,7 +145,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: str) -> str:
+def csv_cell(value: str) -> str:
     """A spreadsheet must not run a value as a formula: one that starts with
     =, +, -, @, tab or CR, even after spaces, is led with a quote."""
     return "'" + value if value[:1] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS else value
@@ -162,7 +162,7 @@ def to_csv(scan: Scan, switches: Mapping[str, SwitchRow] | None = None) -> str:
         shown = describe_storage(storage)
         status = "read failed" if row.error else "no configuration" if row.missing else "ok"
         writer.writerow(
-            _cell(value)
+            csv_cell(value)
             for value in (
                 row.name,
                 row.region,
