@@ -92,8 +92,9 @@ class Fleet:
         self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def entry_points(self, app_id: str, wait_limit: float = INTERACTIVE_WAIT_SECONDS) -> list[str]:
-        """The names of the app's entry points (AgoraError if they cannot be listed)."""
+    def entry_points(self, app_id: str, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
+        """The names of the app's entry points (AgoraError if they cannot be listed); `wait_limit` None:
+        the background lane."""
         names = self._agora.list_entry_points(app_id, wait_limit=wait_limit)
         with self._lock:
             self._names[app_id] = (self._clock(), names)
