@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 
 from bot.agora import AgoraError
 from bot.applying import is_empty, storage_wire
-from bot.bulk_change import BulkRequest, NameList, NewKeys, NewStorage, new_config, patch_for
+from bot.bulk_change import BulkRequest, NewKeys, NewStorage, new_config, patch_for
+from bot.bulk_targets import NameList
 from bot.catalog import region_label, vendor_name
 from bot.fleet import Fleet, csv_cell
 from bot.models import FieldChange, RecordingConfig, StorageConfig, Target, describe_storage, diff, fingerprint, is_set

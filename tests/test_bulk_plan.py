@@ -19,21 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from bot.applying import storage_wire
-from bot.bulk_change import (
-    NAME_RULE,
-    PATTERN_RULE,
-    REGION_RULE,
-    BulkRequest,
-    Change,
-    KeepStorage,
-    NameList,
-    NamePattern,
-    NewKeys,
-    NewStorage,
-    TargetFilter,
-    new_config,
-    patch_for,
-)
+from bot.bulk_change import BulkRequest, Change, KeepStorage, NewKeys, NewStorage, new_config, patch_for
 from bot.bulk_plan import (
     EVERY_REGION_ASKED,
     PLAN_CSV_COLUMNS,
@@ -47,6 +33,7 @@ from bot.bulk_plan import (
     summary,
     to_csv,
 )
+from bot.bulk_targets import NAME_RULE, PATTERN_RULE, REGION_RULE, NameList, NamePattern, TargetFilter
 from bot.catalog import CATALOG
 from bot.fleet import Fleet
 from bot.models import MAX_NAME_LENGTH, FormatConfig, RecordingConfig, StorageConfig, Target, TypedStorageConfig
@@ -146,7 +133,7 @@ def test_the_plan_sorts_every_target_and_names_the_unreadable(fleet, agora, gran
         )
         progress = store.jobs.progress("j1")
         assert (progress["planned"], progress["unchanged"]) == (3, 1)
-        assert store.jobs.get("j1").unreadable_count == 3  # type: ignore[union-attr]
+        assert store.jobs.get("j1").unreadable_count == 3
     finally:
         store.close()
 
@@ -281,13 +268,17 @@ def test_regions_and_filters_say_what_is_valid() -> None:
         ask(vendor=42)
     with pytest.raises(ValidationError, match="A bucket is 1-255 characters"):
         ask(bucket="rec eu")
+    asked = ask(("eu", "na"), entry_points={"kind": "pattern", "pattern": "live-*"}, vendor=1, bucket="b", hls=False)
+    assert asked.targets.describe() == (
+        f"App ID {APP_ID}, regions na, eu, entry points named live-*, vendor Amazon S3, bucket b, HLS off now"
+    )
 
 
 def test_the_change_is_stored_with_fingerprints_and_rebuilt_from_its_sealed_keys() -> None:
     typed = {"vendor": 1, "region": 4, "bucket": "new-bucket", "access_key": NEW_ACCESS, "secret_key": NEW_SECRET}
     for change in (
         Change(hls=True),
-        Change(mp4=False, storage=NewKeys(access_key=NEW_ACCESS, secret_key=NEW_SECRET)),  # type: ignore[arg-type]
+        Change(mp4=False, storage=NewKeys(access_key=NEW_ACCESS, secret_key=NEW_SECRET)),
         Change(storage=NewStorage.model_validate({"storage": typed})),
     ):
         public, keys = change.stored()
@@ -355,7 +346,7 @@ def storages(draw: st.DrawFn) -> StorageConfig:
 formats = st.none() | st.builds(FormatConfig, enabled=st.booleans())
 configs = st.builds(RecordingConfig, mp4_config=formats, hls_config=formats, storage_config=st.none() | storages())
 NEW_STORAGE = NewStorage(
-    storage=TypedStorageConfig(vendor=1, region=4, bucket="new-bucket", access_key=NEW_ACCESS, secret_key=NEW_SECRET)  # type: ignore[arg-type]
+    storage=TypedStorageConfig(vendor=1, region=4, bucket="new-bucket", access_key=NEW_ACCESS, secret_key=NEW_SECRET)
 )
 storage_changes = st.sampled_from([KeepStorage(), NEW_STORAGE]) | st.builds(
     lambda a, s: NewKeys(access_key=SecretStr("A" + a), secret_key=SecretStr("S" + s)), keys, keys
@@ -435,11 +426,10 @@ def test_no_key_appears_in_the_csv_summary_reprs_stored_change_or_errors(
         with pytest.raises(ValidationError) as refused:  # a request refused for something else
             ask(("us",), change=change, vendor=1, bucket=bucket)
         said.append(str(refused.value))
-    with pytest.raises(ValidationError) as spaced:  # refused for the key itself
-        ask(
-            change={"storage": {"kind": "keys", "access_key": new_access + " x", "secret_key": new_secret}},
-            vendor=1,
-            bucket=bucket,
-        )
-    said.append(str(spaced.value))
+    spaced_keys = {"access_key": new_access + " x", "secret_key": new_secret}
+    for change in ({"kind": "keys", **spaced_keys}, {"kind": "storage", "storage": {**typed, **spaced_keys}}):
+        with pytest.raises(ValidationError) as spaced:  # refused for the key itself
+            ask(change={"storage": change}, vendor=1, bucket=bucket)
+        assert "Keys must not contain spaces" in str(spaced.value)
+        said.append(str(spaced.value))
     assert not [secret for secret in secrets for text in said if secret in text]
