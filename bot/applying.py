@@ -37,6 +37,11 @@ def expected_after(live: RecordingConfig, patch: RecordingConfig) -> RecordingCo
     )
 
 
+def is_empty(patch: RecordingConfig) -> bool:
+    """A patch that changes nothing: the target is already as asked."""
+    return patch.mp4_config is None and patch.hls_config is None and patch.storage_config is None
+
+
 def matches(expected: RecordingConfig, actual: RecordingConfig) -> bool:
     """Whether a read-back shows the change took effect."""
     return (
@@ -211,11 +216,19 @@ def send_switch(
                 agora.set_switch(app_id, entry_point, enabled, wait_limit=wait_limit)
             except AgoraUnavailable as exc:
                 log.warning("switch of %s not answered (%s)", target.describe(), exc.upstream_message)
-                message = (
-                    f"{no_answer(exc)} to the {verb(enabled)}, so it may or may not have taken effect: whether "
-                    f"custom recording of {ep} is {'on' if enabled else 'paused'} is unknown now, and recbot "
-                    "shows it as unknown. Send it again to be sure: it is safe to repeat."
-                )
+                state = "on" if enabled else "paused"
+                was = change.previous
+                if was is not None and was.enabled is enabled and was.status == "set":
+                    message = (  # sent again to what recbot knew it was: either way it is as it was
+                        f"{no_answer(exc)} to the {verb(enabled)}, but it could not have changed anything: "
+                        f"custom recording of {ep} was {state} already, and is {state} whether or not it took effect."
+                    )
+                else:
+                    message = (
+                        f"{no_answer(exc)} to the {verb(enabled)}, so it may or may not have taken effect: whether "
+                        f"custom recording of {ep} is {state} is unknown now, and recbot "
+                        "shows it as unknown. Send it again to be sure: it is safe to repeat."
+                    )
                 return Outcome("failed", message, changes), True
             except AgoraNotFound:
                 change.refused()

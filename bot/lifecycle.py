@@ -1,14 +1,17 @@
 """The life cycle of a change request as data: every move is (state, event) -> next
 state in TRANSITIONS, and nothing else moves a request. The store's compare-and-set
 and the approval service both ask `next_state`, the one place a move is refused.
-`python -m bot.lifecycle` prints the table as the Mermaid diagram the README shows."""
+`python -m bot.lifecycle` prints the table as the Mermaid diagram the README shows.
+A fleet-wide job's tables (bot/job_lifecycle.py) use the same `move` and `diagram`."""
 
 from __future__ import annotations
 
 import sys
 
+Table = dict[tuple[str, str], str]
+
 # Insertion order is the order of the diagram and of OPEN_STATES / ENDED_STATES.
-TRANSITIONS: dict[tuple[str, str], str] = {
+TRANSITIONS: Table = {
     ("pending", "approve"): "approved",  # the last approval needed was counted
     ("pending", "reject"): "rejected",
     ("pending", "cancel"): "cancelled",  # by the requester
@@ -20,32 +23,49 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 
 START = "pending"
-STATES: tuple[str, ...] = tuple(dict.fromkeys([START, *(s for s, _ in TRANSITIONS), *TRANSITIONS.values()]))
-OPEN_STATES: tuple[str, ...] = tuple(dict.fromkeys(s for s, _ in TRANSITIONS))
-ENDED_STATES: tuple[str, ...] = tuple(s for s in STATES if s not in OPEN_STATES)
+
+
+def states_of(table: Table, start: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A table's states, those open (some event moves them) and those ended, in the table's order."""
+    states = tuple(dict.fromkeys([start, *(s for s, _ in table), *table.values()]))
+    open_states = tuple(dict.fromkeys(s for s, _ in table))
+    return states, open_states, tuple(s for s in states if s not in open_states)
+
+
+STATES, OPEN_STATES, ENDED_STATES = states_of(TRANSITIONS, START)
 
 
 class LifecycleError(ValueError):
     """An event the table does not allow in that state."""
 
 
-def next_state(state: str, event: str) -> str:
-    """Where `event` takes a request in `state`; LifecycleError saying what is allowed if nowhere."""
+def move(table: Table, noun: str, state: str, event: str) -> str:
+    """Where `event` takes a `noun` in `state`; LifecycleError saying what is allowed if nowhere."""
     try:
-        return TRANSITIONS[(state, event)]
+        return table[(state, event)]
     except KeyError:
-        allowed = [e for s, e in TRANSITIONS if s == state]
+        allowed = [e for s, e in table if s == state]
         can = f"it can only {', '.join(allowed)}" if allowed else "it has ended and cannot move"
         article = "an" if state[0] in "aeiou" else "a"
-        raise LifecycleError(f"{article} {state} request cannot {event}: {can}") from None
+        raise LifecycleError(f"{article} {state} {noun} cannot {event}: {can}") from None
+
+
+def next_state(state: str, event: str) -> str:
+    """Where `event` takes a request in `state`; LifecycleError saying what is allowed if nowhere."""
+    return move(TRANSITIONS, "request", state, event)
+
+
+def diagram(table: Table, start: str) -> str:
+    """A table as a Mermaid state diagram."""
+    lines = ["stateDiagram-v2", f"    [*] --> {start}"]
+    lines += [f"    {state} --> {to}: {event}" for (state, event), to in table.items()]
+    lines += [f"    {state} --> [*]" for state in states_of(table, start)[2]]
+    return "\n".join(lines) + "\n"
 
 
 def mermaid() -> str:
-    """The table as a Mermaid state diagram."""
-    lines = ["stateDiagram-v2", f"    [*] --> {START}"]
-    lines += [f"    {state} --> {to}: {event}" for (state, event), to in TRANSITIONS.items()]
-    lines += [f"    {state} --> [*]" for state in ENDED_STATES]
-    return "\n".join(lines) + "\n"
+    """The request table as a Mermaid state diagram."""
+    return diagram(TRANSITIONS, START)
 
 
 if __name__ == "__main__":

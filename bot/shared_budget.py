@@ -4,8 +4,8 @@ for every instance, so AGORA_RATE_LIMIT is the whole deployment's rate.
 Background callers of an instance lease tokens in small batches: at most one
 transaction per LEASE_SECONDS, for what its callers used of the last lease
 and are waiting for now, and only tokens that exist and no person is owed.
-Leased tokens not used within LEASE_SECONDS are dropped, so an instance that
-dies loses at most its current lease. A person's call takes a leased token if
+Leased tokens not used within LEASE_SECONDS of asking are dropped, so an
+instance that dies, or stalls, loses at most its current lease. A person's call takes a leased token if
 one is left, or reserves the next token in the database at once (the bucket
 may go into debt for it): it waits at most one token interval behind
 background work on any instance."""
@@ -123,10 +123,10 @@ class SharedBudget:
         """The first background caller in line: take a leased token, or lease more
         when the last lease is LEASE_SECONDS old, or sleep until then. Whether it has one."""
         with self._lock:
-            now = self._clock()
-            if self._take_held(now):
+            asked = self._clock()
+            if self._take_held(asked):
                 return True
-            wait = max(self._next_lease, self._paused_until) - now
+            wait = max(self._next_lease, self._paused_until) - asked
             want = min(self.lease_size, self._tickets - self._serving + self._used)
         if wait > 0:
             self._sleep(wait)
@@ -138,7 +138,9 @@ class SharedBudget:
             granted, due = 0, RETRY_SECONDS
         with self._lock:
             now = self._clock()
-            self._held, self._held_until, self._used = granted, now + LEASE_SECONDS, 0
+            # Good from when it was asked for, not from when it arrived: a lease an instance
+            # was stalled over is gone, as the others have spent what accrued since.
+            self._held, self._held_until, self._used = granted, asked + LEASE_SECONDS, 0
             # Instances leasing at fixed phases would split the rate by the gaps between them: jitter evens it.
             self._next_lease = now + max(LEASE_SECONDS * random.uniform(*LEASE_JITTER), due)  # noqa: S311
             return self._take_held(now)

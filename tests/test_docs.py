@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bot.job_lifecycle import JOB_TRANSITIONS, TARGET_TRANSITIONS, job_mermaid, target_mermaid
 from bot.lifecycle import TRANSITIONS, mermaid
 from bot.settings import Settings
 
@@ -46,6 +47,14 @@ def test_the_readme_shows_the_life_cycle_table_as_it_is() -> None:
     assert shown is not None and shown.group(1) == mermaid()
     edges = re.findall(r"^    (\w+) --> (\w+): (\w+)$", shown.group(1), re.MULTILINE)
     assert {(state, event): to for state, to, event in edges} == TRANSITIONS
+
+
+def test_the_readme_shows_the_job_and_target_tables_as_they_are() -> None:
+    shown = re.findall(r"```mermaid\n(.*?)```", README, re.DOTALL)
+    assert shown[1:] == [job_mermaid(), target_mermaid()]
+    for diagram, table in zip(shown[1:], [JOB_TRANSITIONS, TARGET_TRANSITIONS], strict=True):
+        edges = re.findall(r"^    (\w+) --> (\w+): (\w+)$", diagram, re.MULTILINE)
+        assert {(state, event): to for state, to, event in edges} == table
 
 
 def test_env_example_documents_every_setting_and_sets_none() -> None:

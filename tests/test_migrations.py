@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 
 from bot.store import migrations, open_store
 from bot.store.engine import make_engine
-from bot.store.schema import metadata
+from bot.store.schema import agora_budget, metadata
+from bot.store.values import PlannedTarget
 from tests.conftest import POSTGRES_URL
 from tests.legacy_schema import LAYOUTS, build
 from tests.test_doctor import cli
@@ -164,12 +167,49 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
             where = migrations.position(conn)
             todo = [revision for revision, _ in migrations.pending(conn)]
         assert where == migrations.Position("0003", legacy_version=3)
-        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009"]
+        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010"]
         with engine.connect() as conn:
             assert "alembic_version" not in inspect(conn).get_table_names()
             assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
     finally:
         engine.dispose()
+
+
+def test_a_database_at_0009_with_rows_upgrades_to_0010_with_every_row_kept(new_url: Urls) -> None:
+    """Revision 0010 only adds the job tables: a database at 0009 (made before Alembic, with rows
+    in every table, upgraded to 0009 as a release of it did) keeps every row, and takes jobs."""
+    url = new_url()
+    engine = make_engine(url)
+    written = build(engine, "v7")
+    with engine.begin() as conn:
+        MigrationContext.configure(conn).stamp(migrations.scripts(), "0007")
+        command.upgrade(migrations.config(conn), "0009")
+        conn.execute(agora_budget.update().values(tokens=7.5))
+    engine.dispose()
+    where, tables = _position(url)
+    assert where == migrations.Position("0009") and "jobs" not in tables
+    every_column = {table: [c.name for c in metadata.tables[table].c] for table in tables - {"alembic_version"}}
+    before = {table: sorted(_rows(url, table, columns), key=repr) for table, columns in every_column.items()}
+    assert all(before[table] for table in written) and before["agora_budget"][0]["tokens"] == 7.5
+    store = open_store(url)
+    try:
+        for table, columns in every_column.items():
+            assert sorted(_rows(url, table, columns), key=repr) == before[table], table
+        assert _rows(url, "jobs", ["id"]) == [] and _rows(url, "job_targets", ["id"]) == []
+        store.jobs.create(
+            job_id="j1",
+            requester="UALICE",
+            change={"hls": True},
+            sealed_secrets=None,
+            expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+            targets=[PlannedTarget(store.requests.get("open1").target, {"digest": "d"})],
+        )
+        assert store.jobs.progress("j1")["planned"] == 1
+        migrations.check(store.engine)
+    finally:
+        store.close()
+    where, tables = _position(url)
+    assert where == migrations.Position("0010") and {"jobs", "job_targets"} <= tables
 
 
 ROUNDS = 10

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.shared_budget import RETRY_SECONDS, SharedBudget
+from bot.shared_budget import LEASE_SECONDS, RETRY_SECONDS, SharedBudget
 from bot.store import open_store
 from bot.store.engine import make_engine
 
@@ -91,3 +91,23 @@ def test_with_the_database_down_a_person_is_served_and_background_waits() -> Non
         down.close()
     (retry,) = slept
     assert RETRY_SECONDS / 2 < retry <= RETRY_SECONDS  # not at once: a second after the failed transaction
+
+
+def test_a_lease_that_arrives_late_is_not_spent_after_its_time(database) -> None:
+    """An instance stalled while its lease was granted (CPU starved, a slow
+    transaction) must not spend those tokens when it wakes: the other instances
+    have spent what accrued meanwhile, and the two together reach Agora above
+    its rate. A lease is good for LEASE_SECONDS from when it was asked for."""
+    moments = iter([0.0, 0.0])  # the bucket's start, then the lease is asked for at 0.0 ...
+
+    def clock() -> float:
+        return next(moments, LEASE_SECONDS * 5)  # ... and granted half a second later
+
+    slept: list[float] = []
+    stalled = SharedBudget(make_engine(database), RATE, clock=clock, sleep=stop_at_first_sleep(slept))
+    try:
+        with pytest.raises(Stop):
+            stalled.acquire()  # background work: the late lease is dropped, it waits for the next
+    finally:
+        stalled.close()
+    assert slept and slept[0] > 0

@@ -14,12 +14,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     and_,
 )
 
@@ -169,6 +171,48 @@ agora_budget = Table(
     Column("tokens", Float, nullable=False),  # at updated_at; negative: owed to reserved calls
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("paused_until", DateTime(timezone=True)),  # a 429's Retry-After, for every instance
+)
+
+# A fleet-wide change, one approval for many targets, applied as a durable job (revision 0010).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("requester", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    # What it changes, as plain JSON with no secret; its keys Fernet-sealed, NULL once the job ends.
+    Column("change", Text, nullable=False),
+    Column("sealed_secrets", LargeBinary),
+    # The plan's counts: target rows, and targets matched that could not be read (not rows).
+    Column("target_count", Integer, nullable=False, server_default="0"),
+    Column("unreadable_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # For approval while pending, to be resumed while paused; past it, it expires.
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text),
+    Column("version", Integer, nullable=False, server_default="0"),  # bumped by every move
+)
+
+# One row per target of a job: what the plan saw, and how applying it went.
+job_targets = Table(
+    "job_targets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False),
+    Column("app_id", String(128), nullable=False),
+    Column("region", String(2), nullable=False),
+    Column("entry_point", String(128), nullable=False),
+    Column("seen", Text, nullable=False),  # what the plan read, JSON with no secret (a digest, fingerprints)
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # times handed to a worker
+    Column("claimed_by", String(64)),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("detail", Text),  # how it ended, safe to show
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("job_id", "app_id", "region", "entry_point", name="job_targets_once"),
+    # Claims read a job's planned rows in id order.
+    Index("job_targets_by_state", "job_id", "state", "id"),
 )
 
 

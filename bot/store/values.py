@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from bot.job_lifecycle import OPEN_JOB_STATES
 from bot.lifecycle import OPEN_STATES
 from bot.models import FieldChange, Target
 from bot.observation import Observation
@@ -143,6 +144,56 @@ class StreamTaskRow:
     started_by: str
     started_at: datetime
     answered: bool = True
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    """One target as the plan read it: `seen` is what the plan saw, with no secret (a digest,
+    fingerprints), to tell at apply time whether it changed since; `unchanged`: already as asked."""
+
+    target: Target
+    seen: dict[str, Any]
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A fleet-wide job as stored; `sealed_secrets` is ciphertext, or None once ended. `version`
+    grows with every move; `problem` says why its stored change could not be read."""
+
+    id: str
+    requester: str
+    state: str
+    change: dict[str, Any]
+    sealed_secrets: bytes | None
+    target_count: int
+    unreadable_count: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    reason: str | None
+    version: int
+    problem: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_JOB_STATES
+
+
+@dataclass(frozen=True)
+class JobTarget:
+    """One target row of a job: what the plan saw, its state, and who holds it while in flight."""
+
+    id: int
+    job_id: str
+    target: Target
+    seen: dict[str, Any]
+    state: str
+    attempts: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    detail: str | None
+    updated_at: datetime
 
 
 class SwitchBusy(Exception):
