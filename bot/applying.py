@@ -115,12 +115,7 @@ def _patch_and_read_back(
                 return Outcome("failed", _not_in_effect(unanswered, matches(live, confirmed)), changes)
             switch.landed()
     except SwitchBusy:
-        return Outcome(
-            "failed",
-            "Another change of this entry point's recording switch is being sent right now, so nothing was sent. "
-            "Try again in a minute.",
-            changes,
-        )
+        return Outcome("failed", BUSY, changes)
     watch.applied(target, confirmed)
     if unanswered is None:
         message = "Change applied and confirmed by reading it back."

@@ -109,6 +109,30 @@ def test_the_switch_lock_has_one_holder_per_entry_point(store: Store) -> None:  
             other.close()
 
 
+def test_a_wait_for_the_switch_lock_shorter_than_a_millisecond_still_gives_up(store: Store) -> None:  # noqa: F811
+    """PostgreSQL reads a lock_timeout of 0 ms as no limit at all: a tiny wait must not become a wait forever."""
+    shared = store.engine.dialect.name == "postgresql"
+    other = open_store(store.engine.url.render_as_string(hide_password=False)) if shared else store
+    gave_up: list[bool] = []
+
+    def wait_briefly() -> None:
+        try:
+            with other.switches.lock("A", "live", timeout=0.0005):
+                gave_up.append(False)
+        except SwitchBusy:
+            gave_up.append(True)
+
+    try:
+        with store.switches.lock("A", "live"):
+            waiter = threading.Thread(target=wait_briefly, daemon=True)
+            waiter.start()
+            waiter.join(20)
+            assert gave_up == [True]  # refused while held; not still waiting when the holder lets go
+    finally:
+        if other is not store:
+            other.close()
+
+
 def test_the_switch_lock_makes_the_second_holder_wait(store: Store) -> None:  # noqa: F811
     order: list[str] = []
     holding = threading.Event()

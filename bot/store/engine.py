@@ -6,6 +6,7 @@ recbot uses; on the embedded SQLite, which one process uses, locks of this proce
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import threading
@@ -167,7 +168,9 @@ class SharedLocks:
             return
         with self._engine.connect() as conn:
             # Local to this transaction; the advisory lock itself outlives the commit.
-            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{int(timeout * 1000)}ms"})
+            # At least 1 ms: PostgreSQL reads a lock_timeout of 0 as "wait forever".
+            wait_ms = max(1, math.ceil(timeout * 1000))
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{wait_ms}ms"})
             try:
                 conn.execute(text(f"SELECT pg_advisory_lock(:k, {SCHEMA_AND_NAME})"), {"k": key, "n": name})
             except OperationalError:
