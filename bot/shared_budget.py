@@ -70,6 +70,7 @@ class SharedBudget:
         self._used = 0  # tokens of the current lease used so far
         self._next_lease = -math.inf
         self._paused_until = -math.inf  # a 429 this instance saw
+        self._gone_since: float | None = None  # when the database began failing, while it still does
 
     def acquire(self, max_wait: float | None = None) -> bool:
         if max_wait is None:
@@ -80,11 +81,8 @@ class SharedBudget:
                 return True
         try:
             delay = self._transact(lambda budget, now: budget.reserve(now, max_wait))
-        except SQLAlchemyError as exc:
-            log.warning(
-                "the shared Agora budget is unreachable (%s): a person's call uses this process's own", _why(exc)
-            )
-            return self._alone.acquire(max_wait)
+        except SQLAlchemyError:
+            return self._alone.acquire(max_wait)  # logged by _transact, once per outage
         if delay is None:
             return False
         if delay > 0:
@@ -100,8 +98,8 @@ class SharedBudget:
         self._alone.pause(seconds)
         try:
             self._transact(lambda budget, now: budget.pause(now, seconds))
-        except SQLAlchemyError as exc:
-            log.warning("the shared Agora budget is unreachable (%s): the 429 pauses this process only", _why(exc))
+        except SQLAlchemyError:
+            log.warning("a 429 pauses this process only: the shared Agora budget is unreachable")
 
     def close(self) -> None:
         self._engine.dispose()
@@ -133,8 +131,7 @@ class SharedBudget:
             return False
         try:
             granted, due = self._transact(lambda budget, now: budget.take(now, want))
-        except SQLAlchemyError as exc:
-            log.warning("the shared Agora budget is unreachable (%s); background calls wait for it", _why(exc))
+        except SQLAlchemyError:
             granted, due = 0, RETRY_SECONDS
         with self._lock:
             now = self._clock()
@@ -155,7 +152,31 @@ class SharedBudget:
     def _transact(self, change: Callable[[Budget, float], T]) -> T:
         with self._lock:
             self.transactions += 1
-        return change_budget(self._engine, self.rate, self.capacity, change)
+        try:
+            result = change_budget(self._engine, self.rate, self.capacity, change)
+        except SQLAlchemyError as exc:
+            self._unreachable(exc)
+            raise
+        self._reachable()
+        return result
+
+    def _unreachable(self, exc: SQLAlchemyError) -> None:
+        """Log an outage once, not on every retry and person's call while it lasts."""
+        with self._lock:
+            first, self._gone_since = self._gone_since is None, self._gone_since or self._clock()
+        if first:
+            log.warning(
+                "the shared Agora budget is unreachable (%s): people's calls use this process's own bucket, "
+                "background calls wait for it (trying again every %g s)",
+                _why(exc),
+                RETRY_SECONDS,
+            )
+
+    def _reachable(self) -> None:
+        with self._lock:
+            since, self._gone_since = self._gone_since, None
+        if since is not None:
+            log.warning("the shared Agora budget is reachable again, after %.0f s", self._clock() - since)
 
 
 def _why(exc: SQLAlchemyError) -> str:

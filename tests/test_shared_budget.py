@@ -4,14 +4,18 @@ a person is served by the process's own bucket while the database is down."""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from bot.shared_budget import LEASE_SECONDS, RETRY_SECONDS, SharedBudget
 from bot.store import open_store
 from bot.store.engine import make_engine
+from tests.fake_time import FakeTime
 
 RATE = 40.0
 
@@ -111,3 +115,36 @@ def test_a_lease_that_arrives_late_is_not_spent_after_its_time(database) -> None
     finally:
         stalled.close()
     assert slept and slept[0] > 0
+
+
+def test_an_outage_is_logged_once_and_its_end_once_with_how_long_it_lasted(database, caplog) -> None:
+    """A database gone for minutes must not write a warning per second per instance:
+    one line when the budget cannot be used, one when it can again, saying for how long."""
+    engine = make_engine(database)
+    time = FakeTime()
+
+    def move_table(name: str, to: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {name} RENAME TO {to}"))
+
+    def sleep(seconds: float) -> None:
+        back = time.now < 5 <= time.now + seconds
+        time.sleep(seconds)
+        if back:  # five seconds on, the table comes back
+            move_table("agora_budget_away", "agora_budget")
+
+    shared = SharedBudget(engine, RATE, clock=time.clock, sleep=sleep)
+    move_table("agora_budget", "agora_budget_away")
+    try:
+        with caplog.at_level(logging.INFO, logger="bot.shared_budget"):
+            for _ in range(3):
+                assert shared.acquire(max_wait=5.0)  # people's calls, on this process's own bucket
+            shared.acquire()  # background work: retries every second until the budget is back
+    finally:
+        shared.close()
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert "unreachable" in lines[0] and "UndefinedTable" in lines[0]
+    assert "reachable again" in lines[1]
+    (gone,) = re.findall(r"after (\d+) s", lines[1])
+    assert int(gone) >= 5
