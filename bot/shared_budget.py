@@ -70,6 +70,7 @@ class SharedBudget:
         self._used = 0  # tokens of the current lease used so far
         self._next_lease = -math.inf
         self._paused_until = -math.inf  # a 429 this instance saw
+        self._paused_seen = -math.inf  # the shared pause (any instance's 429) at the last transaction, on our clock
         self._gone_since: float | None = None  # when the database began failing, while it still does
 
     def acquire(self, max_wait: float | None = None) -> bool:
@@ -100,6 +101,10 @@ class SharedBudget:
             self._transact(lambda budget, now: budget.pause(now, seconds))
         except SQLAlchemyError:
             log.warning("a 429 pauses this process only: the shared Agora budget is unreachable")
+
+    def paused_for(self) -> float:
+        with self._lock:
+            return max(0.0, max(self._paused_until, self._paused_seen) - self._clock())
 
     def close(self) -> None:
         self._engine.dispose()
@@ -152,8 +157,15 @@ class SharedBudget:
     def _transact(self, change: Callable[[Budget, float], T]) -> T:
         with self._lock:
             self.transactions += 1
+
+        def noting_the_pause(budget: Budget, now: float) -> T:
+            result = change(budget, now)
+            with self._lock:  # the database's clock is not ours: keep what is left of the pause
+                self._paused_seen = self._clock() + (budget.paused_until - now)
+            return result
+
         try:
-            result = change_budget(self._engine, self.rate, self.capacity, change)
+            result = change_budget(self._engine, self.rate, self.capacity, noting_the_pause)
         except SQLAlchemyError as exc:
             self._unreachable(exc)
             raise

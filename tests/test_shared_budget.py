@@ -52,6 +52,7 @@ def test_a_429_seen_by_one_instance_holds_both_lanes_of_another(database, budget
     other = SharedBudget(make_engine(database), RATE, sleep=stop_at_first_sleep(slept))
     try:
         assert not other.acquire(max_wait=1.0)  # a person's call: refused at once, as the pause is longer
+        assert 4.0 < other.paused_for() <= 5.0  # what the person is told to wait: the other instance's 429
         with pytest.raises(Stop):
             other.acquire(max_wait=10.0)  # one that may wait: it waits out the pause
         with pytest.raises(Stop):
