@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.ratelimit import Budget, TokenBucket
-from bot.store.budget import change_budget
+from bot.store.budget import LastWriter, change_budget
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ LEASE_JITTER = (0.75, 1.25)  # of LEASE_SECONDS between an instance's leases: at
 CAPACITY_LEASES = 1.5
 # How soon background callers try the database again after it failed.
 RETRY_SECONDS = 1.0
+# The last writer of the budget is an instance running now if it wrote this recently: one with
+# work writes every LEASE_SECONDS, and an idle one spends nothing; a process stopped before a
+# restart (with a new AGORA_RATE_LIMIT) has not written for longer than a start takes.
+RUNNING_SECONDS = 1.0
 
 
 class SharedBudget:
@@ -72,6 +76,7 @@ class SharedBudget:
         self._paused_until = -math.inf  # a 429 this instance saw
         self._paused_seen = -math.inf  # the shared pause (any instance's 429) at the last transaction, on our clock
         self._gone_since: float | None = None  # when the database began failing, while it still does
+        self._other_rates: set[float] = set()  # other instances' AGORA_RATE_LIMIT, each warned of once
 
     def acquire(self, max_wait: float | None = None) -> bool:
         if max_wait is None:
@@ -165,12 +170,30 @@ class SharedBudget:
             return result
 
         try:
-            result = change_budget(self._engine, self.rate, self.capacity, noting_the_pause)
+            result, last = change_budget(self._engine, self.rate, self.capacity, noting_the_pause)
         except SQLAlchemyError as exc:
             self._unreachable(exc)
             raise
         self._reachable()
+        self._compare_rates(last)
         return result
+
+    def _compare_rates(self, last: LastWriter) -> None:
+        """Say once per other rate that an instance running now has another
+        AGORA_RATE_LIMIT: the bucket then refills at whichever touched it last."""
+        if last.rate is None or last.rate == self.rate or last.seconds_ago > RUNNING_SECONDS:
+            return
+        with self._lock:
+            if last.rate in self._other_rates:
+                return
+            self._other_rates.add(last.rate)
+        log.warning(
+            "AGORA_RATE_LIMIT differs between instances sharing the Agora budget: this instance has %g/s, "
+            "another %g/s; each refills the one bucket at its own, so the deployment's rate lies between the "
+            "two: give every instance the same value",
+            self.rate,
+            last.rate,
+        )
 
     def _unreachable(self, exc: SQLAlchemyError) -> None:
         """Log an outage once, not on every retry and person's call while it lasts."""

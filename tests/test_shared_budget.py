@@ -149,3 +149,49 @@ def test_an_outage_is_logged_once_and_its_end_once_with_how_long_it_lasted(datab
     assert "reachable again" in lines[1]
     (gone,) = re.findall(r"after (\d+) s", lines[1])
     assert int(gone) >= 5
+
+
+def no_sleep(seconds: float) -> None:
+    """A reserved token's wait, not slept: these tests look at what is logged."""
+
+
+def rate_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if "AGORA_RATE_LIMIT" in record.getMessage()]
+
+
+def test_instances_with_different_rates_each_warn_once_naming_both(database, caplog) -> None:
+    """Each instance refills the one bucket at its own rate: one at 5/s and one at 40
+    together make neither. Each says so once, however many calls follow."""
+    slow = SharedBudget(make_engine(database), 5.0, sleep=no_sleep)
+    fast = SharedBudget(make_engine(database), 40.0, sleep=no_sleep)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.shared_budget"):
+            for _ in range(3):
+                for instance in (slow, fast):
+                    assert instance.acquire(max_wait=5.0)  # a person's call: a transaction each
+    finally:
+        slow.close()
+        fast.close()
+    lines = rate_warnings(caplog)
+    assert len(lines) == 2, lines
+    said = {re.search(r"this instance has \S+ another \S+", line).group() for line in lines}  # type: ignore[union-attr]
+    assert said == {"this instance has 5/s, another 40/s;", "this instance has 40/s, another 5/s;"}
+
+
+def test_instances_with_one_rate_and_an_old_rate_left_by_a_stopped_instance_warn_nothing(database, caplog) -> None:
+    """The rate an instance stopped long ago wrote (before a restart with a new
+    value) is no instance running now: no warning."""
+    engine = make_engine(database)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE agora_budget SET rate = 5, updated_at = now() - interval '1 minute'"))
+    one, two = (SharedBudget(make_engine(database), RATE, sleep=no_sleep) for _ in range(2))
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.shared_budget"):
+            for _ in range(3):
+                for instance in (one, two):
+                    assert instance.acquire(max_wait=5.0)
+    finally:
+        one.close()
+        two.close()
+        engine.dispose()
+    assert rate_warnings(caplog) == []
