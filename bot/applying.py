@@ -37,6 +37,11 @@ def expected_after(live: RecordingConfig, patch: RecordingConfig) -> RecordingCo
     )
 
 
+def is_empty(patch: RecordingConfig) -> bool:
+    """A patch that changes nothing: the target is already as asked."""
+    return patch.mp4_config is None and patch.hls_config is None and patch.storage_config is None
+
+
 def matches(expected: RecordingConfig, actual: RecordingConfig) -> bool:
     """Whether a read-back shows the change took effect."""
     return (

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.agora import AgoraClient, AgoraError
-from bot.applying import apply_change, storage_wire
+from bot.applying import apply_change, is_empty, storage_wire
 from bot.approvals import ApprovalService
 from bot.drift import DriftWatch
 from bot.models import FormatConfig, RecordingConfig, StorageConfig, Target
@@ -39,10 +39,6 @@ def build_patch(live: RecordingConfig, proposal: Proposal) -> RecordingConfig:
     if proposal.storage is not None and storage_wire(live.storage_config) != storage_wire(proposal.storage):
         patch.storage_config = proposal.storage
     return patch
-
-
-def is_empty(patch: RecordingConfig) -> bool:
-    return patch.mp4_config is None and patch.hls_config is None and patch.storage_config is None
 
 
 def carries_secrets(patch: RecordingConfig) -> bool:

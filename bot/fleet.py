@@ -92,8 +92,9 @@ class Fleet:
         self._names: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def entry_points(self, app_id: str, wait_limit: float = INTERACTIVE_WAIT_SECONDS) -> list[str]:
-        """The names of the app's entry points (AgoraError if they cannot be listed)."""
+    def entry_points(self, app_id: str, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS) -> list[str]:
+        """The names of the app's entry points (AgoraError if they cannot be listed); `wait_limit` None:
+        the background lane."""
         names = self._agora.list_entry_points(app_id, wait_limit=wait_limit)
         with self._lock:
             self._names[app_id] = (self._clock(), names)
@@ -145,7 +146,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: str) -> str:
+def csv_cell(value: str) -> str:
     """A spreadsheet must not run a value as a formula: one that starts with
     =, +, -, @, tab or CR, even after spaces, is led with a quote."""
     return "'" + value if value[:1] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS else value
@@ -162,7 +163,7 @@ def to_csv(scan: Scan, switches: Mapping[str, SwitchRow] | None = None) -> str:
         shown = describe_storage(storage)
         status = "read failed" if row.error else "no configuration" if row.missing else "ok"
         writer.writerow(
-            _cell(value)
+            csv_cell(value)
             for value in (
                 row.name,
                 row.region,
