@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -109,6 +110,21 @@ class AgoraBusy(AgoraError):
 
     def user_message(self) -> str:
         return "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+
+
+class AgoraPaused(AgoraBusy):
+    """Agora itself answered 429 and asked for a pause, longer than a person's call may wait:
+    nothing was sent. `retry_in`: seconds left of the pause."""
+
+    def __init__(self, retry_in: float) -> None:
+        self.retry_in = retry_in
+        super().__init__("Agora's Retry-After would have kept this call waiting")
+
+    def user_message(self) -> str:
+        return (
+            "Agora asked recbot to slow down (it answered 429, too many requests): nothing was sent; "
+            f"try again in {math.ceil(self.retry_in)} s."
+        )
 
 
 class AgoraUnavailable(AgoraError):
@@ -303,7 +319,14 @@ class AgoraClient:
             last = attempt == self._max_retries
             if self._limiter is not None and not self._limiter.acquire(wait_limit):
                 # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
-                raise uncertain or AgoraBusy("recbot's rate limit would have kept this call waiting")
+                if uncertain:
+                    raise uncertain
+                paused = self._limiter.paused_for()
+                raise (
+                    AgoraPaused(paused)
+                    if paused > 0
+                    else AgoraBusy("recbot's rate limit would have kept this call waiting")
+                )
             if method != "GET":
                 sent_a_change.set(True)
             try:
@@ -322,7 +345,10 @@ class AgoraClient:
                 continue
             if response.status_code == 200:
                 return self._json(response)
-            log.warning("agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
+            # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
+            # meets hundreds), or a mistyped name, which the caller is told of; it is never retried.
+            level = logging.DEBUG if response.status_code == 404 else logging.WARNING
+            log.log(level, "agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if response.status_code == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.

@@ -30,6 +30,11 @@ class Limiter(Protocol):
         """Agora answered 429: no token for `seconds`, and none saved up."""
         ...
 
+    def paused_for(self) -> float:
+        """Seconds left of the longest 429 pause known here (0: none): what a person
+        refused during it is told to wait."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -130,6 +135,10 @@ class TokenBucket:
     def pause(self, seconds: float) -> None:
         with self._lock:
             self._budget.pause(self._clock(), seconds)
+
+    def paused_for(self) -> float:
+        with self._lock:
+            return max(0.0, self._budget.paused_until - self._clock())
 
     def close(self) -> None:
         """Nothing to release: the bucket lives in this process."""

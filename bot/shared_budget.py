@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.ratelimit import Budget, TokenBucket
-from bot.store.budget import change_budget
+from bot.store.budget import LastWriter, change_budget
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ LEASE_JITTER = (0.75, 1.25)  # of LEASE_SECONDS between an instance's leases: at
 CAPACITY_LEASES = 1.5
 # How soon background callers try the database again after it failed.
 RETRY_SECONDS = 1.0
+# The last writer of the budget is an instance running now if it wrote this recently: one with
+# work writes every LEASE_SECONDS, and an idle one spends nothing; a process stopped before a
+# restart (with a new AGORA_RATE_LIMIT) has not written for longer than a start takes.
+RUNNING_SECONDS = 1.0
 
 
 class SharedBudget:
@@ -70,6 +74,9 @@ class SharedBudget:
         self._used = 0  # tokens of the current lease used so far
         self._next_lease = -math.inf
         self._paused_until = -math.inf  # a 429 this instance saw
+        self._paused_seen = -math.inf  # the shared pause (any instance's 429) at the last transaction, on our clock
+        self._gone_since: float | None = None  # when the database began failing, while it still does
+        self._other_rates: set[float] = set()  # other instances' AGORA_RATE_LIMIT, each warned of once
 
     def acquire(self, max_wait: float | None = None) -> bool:
         if max_wait is None:
@@ -80,11 +87,8 @@ class SharedBudget:
                 return True
         try:
             delay = self._transact(lambda budget, now: budget.reserve(now, max_wait))
-        except SQLAlchemyError as exc:
-            log.warning(
-                "the shared Agora budget is unreachable (%s): a person's call uses this process's own", _why(exc)
-            )
-            return self._alone.acquire(max_wait)
+        except SQLAlchemyError:
+            return self._alone.acquire(max_wait)  # logged by _transact, once per outage
         if delay is None:
             return False
         if delay > 0:
@@ -100,8 +104,12 @@ class SharedBudget:
         self._alone.pause(seconds)
         try:
             self._transact(lambda budget, now: budget.pause(now, seconds))
-        except SQLAlchemyError as exc:
-            log.warning("the shared Agora budget is unreachable (%s): the 429 pauses this process only", _why(exc))
+        except SQLAlchemyError:
+            log.warning("a 429 pauses this process only: the shared Agora budget is unreachable")
+
+    def paused_for(self) -> float:
+        with self._lock:
+            return max(0.0, max(self._paused_until, self._paused_seen) - self._clock())
 
     def close(self) -> None:
         self._engine.dispose()
@@ -133,8 +141,7 @@ class SharedBudget:
             return False
         try:
             granted, due = self._transact(lambda budget, now: budget.take(now, want))
-        except SQLAlchemyError as exc:
-            log.warning("the shared Agora budget is unreachable (%s); background calls wait for it", _why(exc))
+        except SQLAlchemyError:
             granted, due = 0, RETRY_SECONDS
         with self._lock:
             now = self._clock()
@@ -155,7 +162,56 @@ class SharedBudget:
     def _transact(self, change: Callable[[Budget, float], T]) -> T:
         with self._lock:
             self.transactions += 1
-        return change_budget(self._engine, self.rate, self.capacity, change)
+
+        def noting_the_pause(budget: Budget, now: float) -> T:
+            result = change(budget, now)
+            with self._lock:  # the database's clock is not ours: keep what is left of the pause
+                self._paused_seen = self._clock() + (budget.paused_until - now)
+            return result
+
+        try:
+            result, last = change_budget(self._engine, self.rate, self.capacity, noting_the_pause)
+        except SQLAlchemyError as exc:
+            self._unreachable(exc)
+            raise
+        self._reachable()
+        self._compare_rates(last)
+        return result
+
+    def _compare_rates(self, last: LastWriter) -> None:
+        """Say once per other rate that an instance running now has another
+        AGORA_RATE_LIMIT: the bucket then refills at whichever touched it last."""
+        if last.rate is None or last.rate == self.rate or last.seconds_ago > RUNNING_SECONDS:
+            return
+        with self._lock:
+            if last.rate in self._other_rates:
+                return
+            self._other_rates.add(last.rate)
+        log.warning(
+            "AGORA_RATE_LIMIT differs between instances sharing the Agora budget: this instance has %g/s, "
+            "another %g/s; each refills the one bucket at its own, so the deployment's rate lies between the "
+            "two: give every instance the same value",
+            self.rate,
+            last.rate,
+        )
+
+    def _unreachable(self, exc: SQLAlchemyError) -> None:
+        """Log an outage once, not on every retry and person's call while it lasts."""
+        with self._lock:
+            first, self._gone_since = self._gone_since is None, self._gone_since or self._clock()
+        if first:
+            log.warning(
+                "the shared Agora budget is unreachable (%s): people's calls use this process's own bucket, "
+                "background calls wait for it (trying again every %g s)",
+                _why(exc),
+                RETRY_SECONDS,
+            )
+
+    def _reachable(self) -> None:
+        with self._lock:
+            since, self._gone_since = self._gone_since, None
+        if since is not None:
+            log.warning("the shared Agora budget is reachable again, after %.0f s", self._clock() - since)
 
 
 def _why(exc: SQLAlchemyError) -> str:

@@ -1,5 +1,5 @@
 """When recbot's own rate limit would keep a person waiting (a long 429 pause,
-a slow rate), the person is told at once that Agora is busy, nothing is sent
+a slow rate), the person is told at once (for a 429's pause, how long it has left), nothing is sent
 to Agora for them, and the bot keeps serving; background work (the fleet
 scan, the drift watch, an approved change, the sweep) waits its turn instead.
 The limiter's clock is the test's: time moves only when the test says so, or
@@ -23,7 +23,8 @@ from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fake_time import FakeTime
 from tests.test_picker import pick_block, suggest
 
-BUSY = "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+# A 429's pause, Agora's own, in every test here: the person is told how long it has left.
+BUSY = "Agora asked recbot to slow down (it answered 429, too many requests): nothing was sent; try again in "
 LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
 
 
@@ -64,7 +65,7 @@ def test_get_during_a_long_pause_says_busy_sends_nothing_and_the_bot_keeps_servi
     limiter.pause(60)  # a 429 elsewhere in the process asked for a minute
     busy_driver.command("get live na")
     (answer,) = slack.wait_for("response_url")
-    assert BUSY in text_of(answer) and answer.params["response_type"] == "ephemeral"
+    assert BUSY + "60 s." in text_of(answer) and answer.params["response_type"] == "ephemeral"
     busy_bot.drain()
     assert agora.calls() == []
     clock.now = 61.0  # the pause is over

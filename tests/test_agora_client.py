@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -76,6 +77,21 @@ def test_client_errors_are_typed_and_not_retried(client, agora, status, error) -
         client.get_config(LIVE)
     assert caught.value.upstream_message == "upstream says no"
     assert len(agora.calls()) == 1
+
+
+def test_a_404_is_logged_at_debug_and_retries_and_failures_at_warning(client, agora, caplog) -> None:
+    """A scan meets a 404 for every region an entry point has no configuration in,
+    hundreds per scan: an answer, not a failure, and no WARNING each."""
+    agora.inject(Fault(404, message="no such configuration"), Fault(503))
+    with caplog.at_level(logging.DEBUG, logger="bot.agora"):
+        with pytest.raises(AgoraNotFound):
+            client.get_config(LIVE)
+        client.get_config(LIVE)  # a 503, retried: still a warning
+    answered = [(record.levelno, record.getMessage()) for record in caplog.records if "answered" in record.getMessage()]
+    assert [(level, "404" in line, "503" in line) for level, line in answered] == [
+        (logging.DEBUG, True, False),
+        (logging.WARNING, False, True),
+    ]
 
 
 def test_429_honours_retry_after(client, agora, sleeps) -> None:
@@ -189,8 +205,9 @@ def test_during_a_long_429_pause_a_persons_calls_are_refused_and_send_nothing(ag
     ):
         with pytest.raises(AgoraBusy) as caught:
             call()
+        # Agora's own 429, not recbot's pace: the person is told so, and for how long.
         assert caught.value.user_message() == (
-            "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+            "Agora asked recbot to slow down (it answered 429, too many requests): nothing was sent; try again in 60 s."
         )
     assert agora.calls() == []
 
@@ -200,8 +217,12 @@ def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> 
     limiter = TokenBucket(0.1, clock=time.clock, sleep=time.sleep)  # the next token is 10 s away
     client = limited_client(agora, limiter)
     client.get_config(LIVE)  # the one saved token
-    with pytest.raises(AgoraBusy):
+    with pytest.raises(AgoraBusy) as caught:
         client.get_config(LIVE)
+    # recbot's own pace, not Agora's: no 429 to wait out.
+    assert caught.value.user_message() == (
+        "Agora is busy right now (recbot is keeping under its rate limit); try again in a moment."
+    )
     assert time.slept == [] and len(agora.calls()) == 1
     client.get_config(LIVE, wait_limit=None)  # a scan's or the drift watch's read: waits its turn
     assert time.slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
@@ -210,8 +231,10 @@ def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> 
 def test_a_retry_refused_after_a_429_is_busy(agora) -> None:
     client = limited_client(agora, TokenBucket(40, clock=lambda: 0.0, sleep=never_sleeps))
     agora.inject(Fault(429, {"Retry-After": "60"}, method="GET"))
-    with pytest.raises(AgoraBusy):
+    with pytest.raises(AgoraBusy) as caught:
         client.get_config(LIVE)
+    # The pause recbot keeps: Agora's Retry-After, at most 30 s.
+    assert "answered 429" in caught.value.user_message() and "try again in 30 s" in caught.value.user_message()
     assert [c.status for c in agora.calls()] == [429]  # Agora did nothing with it: nothing changed
 
 

@@ -167,7 +167,7 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
             where = migrations.position(conn)
             todo = [revision for revision, _ in migrations.pending(conn)]
         assert where == migrations.Position("0003", legacy_version=3)
-        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
         with engine.connect() as conn:
             assert "alembic_version" not in inspect(conn).get_table_names()
             assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
@@ -175,9 +175,10 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
         engine.dispose()
 
 
-def test_a_database_at_0009_with_rows_upgrades_to_0010_with_every_row_kept(new_url: Urls) -> None:
-    """Revision 0010 only adds the job tables: a database at 0009 (made before Alembic, with rows
-    in every table, upgraded to 0009 as a release of it did) keeps every row, and takes jobs."""
+def test_a_database_at_0009_with_rows_upgrades_to_0011_with_every_row_kept(new_url: Urls) -> None:
+    """Revision 0010 only adds the job tables and 0011 the budget's rate: a database at 0009 (made
+    before Alembic, with rows in every table, upgraded to 0009 as a release of it did) keeps every
+    row and the budget's tokens, and takes jobs."""
     url = new_url()
     engine = make_engine(url)
     written = build(engine, "v7")
@@ -188,7 +189,10 @@ def test_a_database_at_0009_with_rows_upgrades_to_0010_with_every_row_kept(new_u
     engine.dispose()
     where, tables = _position(url)
     assert where == migrations.Position("0009") and "jobs" not in tables
-    every_column = {table: [c.name for c in metadata.tables[table].c] for table in tables - {"alembic_version"}}
+    every_column = {
+        table: [c.name for c in metadata.tables[table].c if (table, c.name) != ("agora_budget", "rate")]  # 0011's
+        for table in tables - {"alembic_version"}
+    }
     before = {table: sorted(_rows(url, table, columns), key=repr) for table, columns in every_column.items()}
     assert all(before[table] for table in written) and before["agora_budget"][0]["tokens"] == 7.5
     store = open_store(url)
@@ -196,6 +200,7 @@ def test_a_database_at_0009_with_rows_upgrades_to_0010_with_every_row_kept(new_u
         for table, columns in every_column.items():
             assert sorted(_rows(url, table, columns), key=repr) == before[table], table
         assert _rows(url, "jobs", ["id"]) == [] and _rows(url, "job_targets", ["id"]) == []
+        assert _rows(url, "agora_budget", ["rate"]) == [{"rate": None}]  # no instance has written it yet
         store.jobs.create(
             job_id="j1",
             requester="UALICE",
@@ -209,7 +214,7 @@ def test_a_database_at_0009_with_rows_upgrades_to_0010_with_every_row_kept(new_u
     finally:
         store.close()
     where, tables = _position(url)
-    assert where == migrations.Position("0010") and {"jobs", "job_targets"} <= tables
+    assert where == migrations.Position("0011") and {"jobs", "job_targets"} <= tables
 
 
 ROUNDS = 10

@@ -34,5 +34,8 @@ class WatchedLimiter:
     def pause(self, seconds: float) -> None:
         self.inner.pause(seconds)
 
+    def paused_for(self) -> float:
+        return self.inner.paused_for()
+
     def close(self) -> None:
         self.inner.close()

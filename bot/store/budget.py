@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -19,18 +20,37 @@ T = TypeVar("T")
 
 # Built once: the budget is changed up to ten times a second per instance.
 _LOCKED = (
-    select(agora_budget.c.tokens, agora_budget.c.updated_at, agora_budget.c.paused_until, func.clock_timestamp())
+    select(
+        agora_budget.c.tokens,
+        agora_budget.c.updated_at,
+        agora_budget.c.paused_until,
+        agora_budget.c.rate,
+        func.clock_timestamp(),
+    )
     .where(agora_budget.c.id == 1)
     .with_for_update()
 )
 _WRITE = update(agora_budget).where(agora_budget.c.id == 1)
 
 
-def change_budget(engine: Engine, rate: float, capacity: float, change: Callable[[Budget, float], T]) -> T:
+@dataclass(frozen=True)
+class LastWriter:
+    """Who changed the budget before this transaction: its AGORA_RATE_LIMIT (None:
+    nobody since revision 0011), and how many seconds ago, by the database's clock."""
+
+    rate: float | None
+    seconds_ago: float
+
+
+def change_budget(
+    engine: Engine, rate: float, capacity: float, change: Callable[[Budget, float], T]
+) -> tuple[T, LastWriter]:
     """Run `change(budget, now)` on the shared budget, the row locked, and store
-    what it left; its result. `now` is the database's clock, in seconds."""
+    what it left and `rate`; its result, and who wrote the row before. `now` is the
+    database's clock, in seconds."""
     with engine.begin() as conn:
-        tokens, updated_at, paused_until, now = conn.execute(_LOCKED).one()
+        tokens, updated_at, paused_until, last_rate, now = conn.execute(_LOCKED).one()
+        last = LastWriter(last_rate, (now - updated_at).total_seconds())
         budget = Budget(
             rate,
             capacity,
@@ -44,9 +64,10 @@ def change_budget(engine: Engine, rate: float, capacity: float, change: Callable
                 tokens=budget.tokens,
                 updated_at=_moment(budget.updated),
                 paused_until=_moment(budget.paused_until) if math.isfinite(budget.paused_until) else None,
+                rate=rate,
             )
         )
-    return result
+    return result, last
 
 
 def _moment(seconds: float) -> datetime:

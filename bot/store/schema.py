@@ -171,6 +171,8 @@ agora_budget = Table(
     Column("tokens", Float, nullable=False),  # at updated_at; negative: owed to reserved calls
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("paused_until", DateTime(timezone=True)),  # a 429's Retry-After, for every instance
+    # The AGORA_RATE_LIMIT of the instance that wrote it last: another's there means they disagree (revision 0011).
+    Column("rate", Float),
 )
 
 # A fleet-wide change, one approval for many targets, applied as a durable job (revision 0010).
