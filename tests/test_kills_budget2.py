@@ -73,7 +73,7 @@ def at_once(engines: list[Engine], rate: float, change: Callable[[Budget, float]
 
     def call(engine: Engine) -> None:
         start.wait()
-        results.append(change_budget(engine, rate, TOKENS, change))
+        results.append(change_budget(engine, rate, TOKENS, change)[0])
 
     threads = [threading.Thread(target=call, args=(engines[i % INSTANCES],)) for i in range(CALLERS)]
     for thread in threads:
@@ -145,7 +145,7 @@ def test_one_background_call_leaves_the_rest_of_the_budget_to_other_instances(da
     one = SharedBudget(make_engine(database), 40.0, clock=time.clock, sleep=time.sleep)
     try:
         one.acquire()
-        left = change_budget(engine, 40.0, one.capacity, lambda budget, now: budget.take(now, 6)[0])
+        left = change_budget(engine, 40.0, one.capacity, lambda budget, now: budget.take(now, 6)[0])[0]
     finally:
         one.close()
         engine.dispose()
