@@ -18,8 +18,8 @@ from typing import Literal, TextIO
 from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
@@ -27,24 +27,33 @@ from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnauthorized,
 from bot.catalog import API_REGIONS
 from bot.models import Target
 from bot.seal import key_file_for
-from bot.server import EVENTS_PATH, cannot_listen, in_use, listen_problems, slack_error, slack_trouble
+from bot.server import (
+    EVENTS_PATH,
+    cannot_listen,
+    database_problem,
+    in_use,
+    listen_problems,
+    slack_error,
+    slack_trouble,
+)
 from bot.settings import (
     Mode,
     Settings,
     SettingsError,
-    database_unusable,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
 )
 from bot.store import migrations
-from bot.store.engine import make_engine
-from bot.store.schema import observed_configs
+from bot.store.engine import make_engine, sqlite_unwritable
+from bot.store.schema import change_requests, jobs, observed_configs
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
 CHECK_TIMEOUT = 2
 DEADLINE = 3.0
 SHOWN_ENTRY_POINTS = 5
+# Agora allows an account about this many calls a second; above it, expect 429s.
+AGORA_ACCOUNT_RATE = 50
 # How long the drift check waits for the Agora check's list of entry points (RECBOT_DRIFT_ALL).
 LIST_WAIT = DEADLINE - 0.5
 
@@ -193,7 +202,7 @@ def remembered_targets(settings: Settings) -> set[tuple[str, str, str]]:
     them now: nothing is created or migrated (no file, no table: none remembered)."""
     if _sqlite_file_missing(settings.DATABASE_URL):
         return set()
-    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT)
+    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT, read_only=True)
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(observed_configs.name):
@@ -251,42 +260,67 @@ def check_drift(settings: Settings, listed: EntryPoints) -> Check:
 
 
 def check_database(settings: Settings) -> Check:
-    """Reads the revision and what a start would apply; creates no file and migrates nothing."""
+    """Reads the revision, what a start would apply, and whether a start would make a seal key;
+    opens the database read-only, so it creates no file and migrates nothing."""
     url = make_url(settings.DATABASE_URL)
     shown = shown_database_url(settings.DATABASE_URL)
-    unusable = sqlite_file_problem(settings.DATABASE_URL)  # what a start refuses, in its words
+    # What a start refuses, in its words.
+    unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
     if unusable:
         return Check("Database", "FAIL", unusable)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database)
-        key = key_file_for(settings.DATABASE_URL)
-        if not path.exists():
-            made = "it" if settings.RECBOT_SEAL_KEY else "it and its seal key"
-            return Check("Database", "ok", f"{path} does not exist yet; the first start creates {made}")
-        if settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists():
-            return Check(
-                "Database",
-                "FAIL",
-                f"{path} exists but its seal key {key} does not: restore the key from its backup, "
-                "or open requests cannot be applied",
-            )
-    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT)
+    key = key_file_for(settings.DATABASE_URL) if settings.RECBOT_SEAL_KEY is None else None
+    key_missing = key is not None and not key.exists()
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        made = "it and its seal key" if key_missing else "it"
+        return Check("Database", "ok", f"{url.database} does not exist yet; the first start creates {made}")
+    engine = make_engine(settings.DATABASE_URL, connect_timeout=CHECK_TIMEOUT, read_only=True)
     head = migrations.head()
     try:
         with engine.connect() as conn:
-            where = migrations.position(conn)
             try:
+                where = migrations.position(conn)
                 todo = migrations.pending(conn)
             except migrations.UnknownRevision as exc:
-                return Check("Database", "FAIL", f"the database is at {exc}: a newer recbot upgraded it")
+                return Check("Database", "FAIL", str(exc))
+            sealed = _sealed_rows(conn) if key_missing else 0
     except SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", None) or exc).__name__
-        return Check("Database", "FAIL", database_unusable(settings.DATABASE_URL, reason))
+        return Check("Database", "FAIL", database_problem(settings.DATABASE_URL, exc))
     finally:
         engine.dispose()
+    if sealed:
+        return Check(
+            "Database",
+            "FAIL",
+            f"its seal key {key} is missing, and {sealed} open request(s) or job(s) are sealed with it: a start "
+            "would make a new key, and they could never be applied; restore the key from its backup",
+        )
     applies = "; ".join(f"{revision} {title}" for revision, title in todo)
     plan = f"a start applies {len(todo)} revision(s): {applies}" if todo else "up to date"
-    return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}")
+    keyed = f"; the seal key {key} does not exist, and nothing is sealed yet: a start makes it" if key_missing else ""
+    return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}{keyed}")
+
+
+def _sealed_rows(conn: Connection) -> int:
+    """How many rows hold secrets sealed with the seal key (open requests and jobs)."""
+    found = inspect(conn)
+    count = 0
+    for table, column in ((change_requests, change_requests.c.sealed_patch), (jobs, jobs.c.sealed_secrets)):
+        if found.has_table(table.name) and column.name in {c["name"] for c in found.get_columns(table.name)}:
+            count += conn.execute(select(func.count()).select_from(table).where(column.is_not(None))).scalar_one()
+    return count
+
+
+def check_rate_limit(settings: Settings) -> Check | None:
+    """A warning when AGORA_RATE_LIMIT is above what Agora allows an account; None otherwise."""
+    rate = settings.AGORA_RATE_LIMIT
+    if rate <= AGORA_ACCOUNT_RATE:
+        return None
+    return Check(
+        "Agora rate limit",
+        "warn",
+        f"AGORA_RATE_LIMIT is {rate:g} calls/s, but Agora allows an account about {AGORA_ACCOUNT_RATE} a second: "
+        f"expect Agora to refuse calls (429) at busy times; set it to {AGORA_ACCOUNT_RATE} or less (default 40)",
+    )
 
 
 def check_approvers(settings: Settings) -> Check:
@@ -412,7 +446,10 @@ def doctor(
         print(f"Fix {where} as said above, then run the doctor again.", file=out)
         return 1
     show(Check("Settings", "ok", "all present and valid"))
-    results = run_checks(checks_for(settings, mode, host, int(port)), show)
+    rate = check_rate_limit(settings)
+    if rate is not None:
+        show(rate)
+    results = run_checks(checks_for(settings, mode, host, int(port)), show) + ([rate] if rate else [])
     failed = sum(c.failed for c in results)
     warned = sum(c.status == "warn" for c in results)
     print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)

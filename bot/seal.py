@@ -95,5 +95,9 @@ def resolve_seal_key(configured: str | None, database_url: str) -> bytes:
             f"cannot read or create the seal key {path} ({exc.strerror or type(exc).__name__}): "
             "check DATABASE_URL, and that recbot's user can read and write the folder"
         ) from None
-    log.warning("generated a new seal key in %s (mode 0600); back it up with the database", path)
+    log.warning(
+        "generated a new seal key in %s (mode 0600); back it up separately from the database: "
+        "whoever has both can open the credentials sealed in it",
+        path,
+    )
     return key

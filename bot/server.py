@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,12 +26,13 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.builtin.client import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
+from sqlalchemy.exc import SQLAlchemyError
 from waitress.server import create_server
 
 from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.services import Services, slack_client
-from bot.settings import Settings, is_host_name, is_ip_address
+from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, shown_database_url
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,24 @@ def _unsendable(setting: str) -> StartupError:
         f"{setting} contains a character that cannot be sent to Slack (not printable ASCII): "
         f"set it again, pasting the value alone"
     )
+
+
+def database_problem(database_url: str, exc: SQLAlchemyError) -> str:
+    """`<what>: <how to fix>` for a database recbot could not use (a start's, migrate's and doctor's
+    words), with what the driver said where it tells what to fix: SQLite's own words (they
+    hold no secret), or the PostgreSQL database that does not exist."""
+    orig = getattr(exc, "orig", None) or exc
+    said = " ".join(str(orig).split())
+    missing = re.search(r'database "([^"]{1,128})" does not exist', said)
+    if missing:
+        return (
+            f"the database {missing.group(1)!r} does not exist on the server of {shown_database_url(database_url)}: "
+            "create it (e.g. createdb), or change DATABASE_URL"
+        )
+    reason = type(orig).__name__
+    if isinstance(orig, sqlite3.Error) and said:
+        reason += f": {said[:200]}"
+    return database_unusable(database_url, reason)
 
 
 def verify_bot_token(settings: Settings) -> None:

@@ -12,20 +12,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.doctor import doctor
 from bot.logs import configure_logging
-from bot.seal import SealError
-from bot.server import StartupError, cannot_listen, listen_problems, socket_mode_url, verify_bot_token
+from bot.seal import SealError, key_file_for, resolve_seal_key
+from bot.server import (
+    StartupError,
+    cannot_listen,
+    database_problem,
+    listen_problems,
+    socket_mode_url,
+    verify_bot_token,
+)
 from bot.services import Services, build_services
 from bot.settings import (
     Mode,
     Settings,
     SettingsError,
-    database_unusable,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
 )
 from bot.store import migrations
-from bot.store.engine import make_engine
+from bot.store.engine import DatabaseInUse, make_engine, only_process, sqlite_path, sqlite_unwritable
 from recbot.app import create_app
 from recbot.serve import serve_http, serve_socket_mode
 
@@ -38,16 +44,22 @@ def known_secrets(settings: Settings) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; an option that does not apply to the command is refused, not ignored."""
     parser = argparse.ArgumentParser(prog="./run", description="recbot, the recording chat-ops bot")
     parser.add_argument("command", nargs="?", choices=["run", "doctor", "migrate"], default="run")
     parser.add_argument("--sql", action="store_true", help="migrate: print the SQL of the upgrade, apply nothing")
     parser.add_argument("--http", action="store_true", help="serve HTTP (POST /slack/events) instead of Socket Mode")
-    parser.add_argument("--host", default="0.0.0.0", help="HTTP mode: the address to listen on (default 0.0.0.0)")
+    parser.add_argument("--host", help="HTTP mode: the address to listen on (default 0.0.0.0)")
     # A string, checked with the settings, so that a bad port is one line like every other problem.
-    parser.add_argument(
-        "--port", default="3000", help="HTTP mode: the port to listen on (default 3000; 0: any free port, logged)"
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--port", help="HTTP mode: the port to listen on (default 3000; 0: any free port, logged)")
+    args = parser.parse_args(argv)
+    if args.sql and args.command != "migrate":
+        parser.error("--sql applies only to `migrate`")
+    if args.command == "migrate" and (args.http or args.host is not None or args.port is not None):
+        parser.error("--http, --host and --port do not apply to `migrate`, which serves nothing")
+    args.host = "0.0.0.0" if args.host is None else args.host
+    args.port = "3000" if args.port is None else args.port
+    return args
 
 
 def open_services(settings: Settings) -> Services:
@@ -57,10 +69,9 @@ def open_services(settings: Settings) -> Services:
     except SealError as exc:
         raise StartupError(str(exc)) from None
     except migrations.UnknownRevision as exc:
-        raise StartupError(f"the database is at {exc}: run the newer recbot that upgraded it") from None
+        raise StartupError(str(exc)) from None
     except SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", None) or exc).__name__
-        raise StartupError(database_unusable(settings.DATABASE_URL, reason)) from None
+        raise StartupError(database_problem(settings.DATABASE_URL, exc)) from None
 
 
 def start(mode: Mode, host: str, port: str) -> None:
@@ -81,7 +92,8 @@ def start(mode: Mode, host: str, port: str) -> None:
         unusable = cannot_listen(host, int(port))
         if unusable:
             raise StartupError(unusable)
-    unusable = sqlite_file_problem(settings.DATABASE_URL)  # as doctor says it, before the key file is made
+    # As doctor says it, before the key file is made.
+    unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
     if unusable:
         raise StartupError(unusable)
     verify_bot_token(settings)
@@ -89,54 +101,78 @@ def start(mode: Mode, host: str, port: str) -> None:
     if mode == "socket":
         assert settings.SLACK_APP_TOKEN is not None
         socket_url = socket_mode_url(settings.SLACK_APP_TOKEN.get_secret_value(), settings.SLACK_API_URL)
-    services = open_services(settings)
     try:
-        app = create_app(services)
-        if mode == "http":
-            serve_http(app, services, host, int(port))
-        else:
-            serve_socket_mode(app, services, socket_url)
-    except StartupError:
-        services.close()
-        raise
+        with only_process(settings.DATABASE_URL):  # held until the process stops serving
+            services = open_services(settings)
+            try:
+                app = create_app(services)
+                if mode == "http":
+                    serve_http(app, services, host, int(port))
+                else:
+                    serve_socket_mode(app, services, socket_url)
+            except StartupError:
+                services.close()
+                raise
+    except DatabaseInUse as exc:
+        raise StartupError(str(exc)) from None
 
 
 def migrate(sql: bool, out: TextIO) -> int:
-    """Upgrade the database to the head revision before a rollout (a start would do it too),
-    or with `sql` print the SQL of that upgrade for a DBA to review, applying nothing."""
+    """Upgrade the database to the head revision before a rollout, making the seal key as a
+    start would, or with `sql` print the SQL of that upgrade for a DBA to review, creating
+    and writing nothing. Every problem is one line on stderr (exit code 2)."""
     try:
         settings = load_settings("http")
     except SettingsError as exc:
         for line in exc.problems:
             print(f"recbot cannot migrate: {line}", file=sys.stderr)
         return 2
-    unusable = sqlite_file_problem(settings.DATABASE_URL)
-    if unusable:
-        print(f"recbot cannot migrate: {unusable}", file=sys.stderr)
-        return 2
-    shown = shown_database_url(settings.DATABASE_URL)
-    engine = make_engine(settings.DATABASE_URL)
     try:
         if sql:
-            migrations.upgrade_sql(engine, out)
-            return 0
-        with engine.connect() as conn:
-            before = migrations.position(conn)
-        migrations.upgrade(engine)
-    except migrations.UnknownRevision as exc:
-        print(
-            f"recbot cannot migrate: the database is at {exc}: run the newer recbot that upgraded it", file=sys.stderr
-        )
-        return 2
+            return _print_sql(settings, out)
+        return _migrate(settings, out)
+    except (migrations.UnknownRevision, migrations.OfflineUnsafe, SealError, DatabaseInUse, StartupError) as exc:
+        print(f"recbot cannot migrate: {exc}", file=sys.stderr)
     except SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", None) or exc).__name__
-        print(f"recbot cannot migrate: {database_unusable(settings.DATABASE_URL, reason)}", file=sys.stderr)
-        return 2
+        print(f"recbot cannot migrate: {database_problem(settings.DATABASE_URL, exc)}", file=sys.stderr)
+    return 2
+
+
+def _print_sql(settings: Settings, out: TextIO) -> int:
+    """The SQL from where the database stands, read read-only; from the start if it does not exist yet."""
+    unusable = sqlite_file_problem(settings.DATABASE_URL)
+    if unusable:
+        raise StartupError(unusable)
+    engine = make_engine(settings.DATABASE_URL, read_only=True)
+    path = sqlite_path(settings.DATABASE_URL)
+    try:
+        migrations.upgrade_sql(None if path and not path.exists() else engine, engine.dialect.name, out)
     finally:
         engine.dispose()
+    return 0
+
+
+def _migrate(settings: Settings, out: TextIO) -> int:
+    unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
+    if unusable:
+        raise StartupError(unusable)
+    with only_process(settings.DATABASE_URL):  # not under a running recbot on the embedded SQLite
+        key = key_file_for(settings.DATABASE_URL)
+        made = settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists()
+        configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+        resolve_seal_key(configured, settings.DATABASE_URL)  # as a start would: doctor then finds the pair
+        engine = make_engine(settings.DATABASE_URL)
+        try:
+            with engine.connect() as conn:
+                before = migrations.position(conn)
+            migrations.upgrade(engine)
+        finally:
+            engine.dispose()
     head = migrations.head()
     done = "already at" if before.revision == head else f"upgraded from {before.describe()} to"
-    print(f"{shown}: {done} revision {head}", file=out)
+    print(f"{shown_database_url(settings.DATABASE_URL)}: {done} revision {head}", file=out)
+    if made:
+        print(f"made the seal key {key} (mode 0600): back it up, separately from the database", file=out)
     return 0
 
 
@@ -150,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)  # the checklist is the output; no log line may interleave
         return doctor(mode, args.host, args.port, sys.stdout)
     configure_logging("text")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are chatter; recbot logs the upgrade
     try:
         start(mode, args.host, args.port)
     except StartupError as exc:

@@ -104,7 +104,8 @@ def test_database_reports_pending_migrations_without_applying_them(settings_over
     store = open_store(settings_overrides["DATABASE_URL"])
     rebuild(store.engine, "v1")  # as recbot's first release left it
     code, checks = run_doctor(settings_overrides)
-    assert code == 1 and "exists but its seal key" in checks["Database"] and "backup" in checks["Database"]
+    assert code == 1 and "1 open request(s) or job(s) are sealed with it" in checks["Database"]
+    assert checks["Database"].endswith("restore the key from its backup")
     resolve_seal_key(None, settings_overrides["DATABASE_URL"])
     _, checks = run_doctor(settings_overrides)
     head = migrations.head()
@@ -134,7 +135,7 @@ def test_a_database_a_newer_recbot_upgraded_fails_and_one_up_to_date_is_ok(setti
     code, checks = run_doctor(settings_overrides)
     assert code == 1 and checks["Database"] == (
         f"FAIL: the database is at revision 9999, which this recbot does not know (its head is {migrations.head()}): "
-        "a newer recbot upgraded it"
+        "a newer recbot upgraded it; run that recbot, or restore the backup taken before that upgrade"
     )
     store.close()
 

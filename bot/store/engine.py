@@ -5,14 +5,19 @@ recbot uses; on the embedded SQLite, which one process uses, locks of this proce
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 # The advisory lock keys of recbot. An advisory lock is the whole PostgreSQL database's: the
@@ -32,13 +37,19 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str, connect_timeout: int = 10) -> Engine:
-    """An engine for `DATABASE_URL`; `postgresql://` uses psycopg 3."""
+def make_engine(database_url: str, connect_timeout: int = 10, *, read_only: bool = False) -> Engine:
+    """An engine for `DATABASE_URL`; `postgresql://` uses psycopg 3. `read_only` opens a SQLite
+    file read-only, never creating it: what only looks (doctor, `migrate --sql`) writes nothing."""
     connect_args: dict[str, Any] = {}
     if database_url.startswith(("postgresql://", "postgres://")):
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
         connect_args["connect_timeout"] = connect_timeout
-    engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
+    path = sqlite_path(database_url)
+    if read_only and path is not None:
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+    else:
+        engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _enable_sqlite_pragmas)
     return engine
@@ -46,6 +57,59 @@ def make_engine(database_url: str, connect_timeout: int = 10) -> Engine:
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite DATABASE_URL, or None (PostgreSQL, in-memory)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def sqlite_unwritable(database_url: str) -> str | None:
+    """Why recbot could not write the SQLite file or its folder (the journal, the seal key and the
+    lock are made beside it), as `<what>: <how to fix>`; None if it can, or for PostgreSQL. A start
+    and doctor refuse in these words, rather than fail every command once started."""
+    path = sqlite_path(database_url)
+    if path is None:
+        return None
+    folder = path.resolve().parent
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"the SQLite file {path} is read-only to recbot: let recbot's user write it, or change DATABASE_URL"
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the folder {folder} is read-only to recbot, which writes the database, its journal, seal key "
+            "and lock there: let recbot's user write the folder, or change DATABASE_URL"
+        )
+    return None
+
+
+class DatabaseInUse(Exception):
+    """Another recbot holds the embedded SQLite file."""
+
+
+@contextmanager
+def only_process(database_url: str) -> Iterator[None]:
+    """On SQLite, an exclusive lock on `<database>.lock` while the caller runs: the embedded store
+    serves one process (its recovery of work left behind assumes no other runs), so a second
+    start on the same file is refused; the kernel drops the lock when the process ends, however
+    it ends. Nothing on PostgreSQL, where instances share by design."""
+    path = sqlite_path(database_url)
+    if path is None:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUse(
+                f"another recbot is running on the SQLite file {path} (it holds {lock}): the embedded SQLite "
+                "serves one process; stop the other, or run several instances on one PostgreSQL "
+                "(README, Several instances)"
+            ) from None
+        yield
 
 
 def aware(value: datetime) -> datetime:
