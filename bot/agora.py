@@ -291,10 +291,17 @@ class AgoraClient:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
 
     def set_config(
-        self, target: Target, change: RecordingConfig, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS
+        self,
+        target: Target,
+        change: RecordingConfig,
+        *,
+        wait_limit: float | None = INTERACTIVE_WAIT_SECONDS,
+        resend: bool = True,
     ) -> None:
-        """PATCH `change` (only the parts that are set) onto `target`."""
-        self._call("PATCH", config_path(target), target.describe(), change.wire_json(), wait_limit)
+        """PATCH `change` (only the parts that are set) onto `target`. `resend` False: never sent
+        again after an attempt that may have landed (5xx, no answer), for a caller that reads
+        back instead, so that Agora gets it once (a fleet-wide job's exactly once per target)."""
+        self._call("PATCH", config_path(target), target.describe(), change.wire_json(), wait_limit, resend)
 
     def set_switch(
         self, app_id: str, entry_point: str, enabled: bool, *, wait_limit: float | None = INTERACTIVE_WAIT_SECONDS
@@ -312,7 +319,15 @@ class AgoraClient:
         """Stop recording one stream started with `start_stream`."""
         self._call("DELETE", stream_stop_path(target, stream), f"stream task of {target.describe()}", None, wait_limit)
 
-    def _call(self, method: str, path: str, what: str, payload: dict[str, Any] | None, wait_limit: float | None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        payload: dict[str, Any] | None,
+        wait_limit: float | None,
+        resend: bool = True,
+    ) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         uncertain: AgoraError | None = None  # an earlier attempt that may have reached Agora and landed
         for attempt in range(self._max_retries + 1):
@@ -338,7 +353,7 @@ class AgoraClient:
             except requests.RequestException as exc:
                 reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
-                if last:
+                if last or not resend:
                     raise AgoraUnavailable(reason) from None
                 uncertain = AgoraUnavailable(reason)
                 self._sleep(self._backoff(attempt, None))
@@ -355,7 +370,7 @@ class AgoraClient:
                 self._limiter.pause(self._backoff(attempt, retry_after))
                 if not last:
                     continue
-            elif response.status_code in RETRY_STATUSES and not last:
+            elif response.status_code in RETRY_STATUSES and not last and (resend or response.status_code == 429):
                 if response.status_code != 429:
                     uncertain = AgoraUnavailable(_upstream_message(response), response.status_code)
                 self._sleep(self._backoff(attempt, retry_after))

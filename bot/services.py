@@ -16,6 +16,7 @@ from bot.approvals import ApprovalService
 from bot.changes import ChangeService
 from bot.drift import DriftWatch
 from bot.fleet import Fleet
+from bot.jobs import JobRunner
 from bot.models import RecordingConfig, Target
 from bot.probe import Prober
 from bot.ratelimit import Limiter, TokenBucket
@@ -42,6 +43,7 @@ class Services:
     fleet: Fleet
     drift: DriftWatch
     switches: SwitchService
+    jobs: JobRunner
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -153,4 +155,5 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         fleet=Fleet(agora),
         drift=drift,
         switches=switches,
+        jobs=JobRunner(store.jobs, agora, sealer, drift, book),
     )

@@ -1,6 +1,6 @@
 """The composition root: the Bolt app with every listener (handlers/) on the services
 (bot/), and the background work of a running recbot: the sweep and the drift watch,
-whose results the listeners' notifier announces."""
+whose results the listeners' notifier announces, and the worker of fleet-wide jobs."""
 
 from __future__ import annotations
 
@@ -144,11 +144,13 @@ def watch_pass(services: Services, notifier: Notifier) -> None:
 
 
 def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Background:
-    """Finish what a stopped process left open, then sweep expiries and orphans,
-    and watch for changes made outside recbot unless RECBOT_DRIFT_INTERVAL_SECONDS is 0."""
+    """Finish what a stopped process left open, then sweep expiries and orphans, work on
+    fleet-wide jobs (every instance does), and watch for changes made outside recbot unless
+    RECBOT_DRIFT_INTERVAL_SECONDS is 0."""
     notifier = Notifier(app.client, services)
     sweep(services, notifier, orphan_age_at_start(services))
     tasks = [Periodic(sweep_seconds, lambda: sweep(services, notifier), "expiry-sweep").start()]
+    tasks += services.jobs.start()
     interval = services.settings.RECBOT_DRIFT_INTERVAL_SECONDS
     if interval > 0:
         tasks.append(Periodic(interval, lambda: watch_pass(services, notifier), "drift-watch").start())

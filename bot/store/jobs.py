@@ -8,11 +8,11 @@ reconcile by read-back. Ending a job skips what was never claimed and deletes it
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from bot.job_lifecycle import (
@@ -26,12 +26,11 @@ from bot.job_lifecycle import (
     next_target_state,
 )
 from bot.lifecycle import LifecycleError
-from bot.models import Target
-from bot.store.engine import aware
+from bot.store.job_rows import PLANNED, insert_targets, job_row, target_row
 from bot.store.schema import job_targets, jobs
 from bot.store.values import JobRow, JobTarget, PlannedTarget, utcnow
 
-PLANNED, IN_FLIGHT = "planned", next_target_state("planned", "claim")
+IN_FLIGHT = next_target_state(PLANNED, "claim")
 SKIPPED = next_target_state(PLANNED, "skip")
 EXPIRING = tuple(state for state, event in JOB_TRANSITIONS if event == "expire")
 
@@ -71,7 +70,7 @@ class JobStore:
                     expires_at=expires_at,
                 )
             )
-            _insert_targets(conn, job_id, targets)
+            insert_targets(conn, job_id, targets)
         row = self.get(job_id)
         assert row is not None
         return row
@@ -91,26 +90,26 @@ class JobStore:
             )
             if counted.rowcount != 1:
                 return False
-            _insert_targets(conn, job_id, targets)
+            insert_targets(conn, job_id, targets)
         return True
 
     def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return _job_row(r) if r is not None else None
+        return job_row(r) if r is not None else None
 
     def in_state(self, *states: str) -> list[JobRow]:
         """The jobs in any of `states`, newest first."""
         with self.engine.connect() as conn:
             found = conn.execute(select(jobs).where(jobs.c.state.in_(states)).order_by(jobs.c.created_at.desc()))
-            return [_job_row(r) for r in found.mappings()]
+            return [job_row(r) for r in found.mappings()]
 
     def due_for_expiry(self, now: datetime) -> list[JobRow]:
         """Jobs waiting on a person (for approval, or paused) past their expiry."""
         c = jobs.c
         with self.engine.connect() as conn:
             found = conn.execute(select(jobs).where(c.state.in_(EXPIRING), c.expires_at <= now))
-            return [_job_row(r) for r in found.mappings()]
+            return [job_row(r) for r in found.mappings()]
 
     def transition(
         self,
@@ -174,7 +173,7 @@ class JobStore:
                 .values(state=IN_FLIGHT, claimed_by=claimer, claimed_at=now, attempts=t.attempts + 1, updated_at=now)
                 .returning(*job_targets.c)
             )
-            return sorted((_target_row(r) for r in claimed.mappings()), key=lambda row: row.id)
+            return sorted((target_row(r) for r in claimed.mappings()), key=lambda row: row.id)
 
     def record(self, target_id: int, claimer: str, event: str, detail: str | None = None) -> bool:
         """Compare-and-set a target's outcome (confirm, fail, find_stale) once: only from in flight,
@@ -199,7 +198,7 @@ class JobStore:
         if job_id is not None:
             where = and_(where, t.job_id == job_id)
         with self.engine.connect() as conn:
-            return [_target_row(r) for r in conn.execute(select(job_targets).where(where).order_by(t.id)).mappings()]
+            return [target_row(r) for r in conn.execute(select(job_targets).where(where).order_by(t.id)).mappings()]
 
     def reclaim(self, target_id: int, dead_claimer: str, claimer: str) -> bool:
         """Take a stranded target over from `dead_claimer`, to send it again once its read-back
@@ -213,6 +212,20 @@ class JobStore:
             )
         return done.rowcount == 1
 
+    def heartbeat(self, claimer: str, target_ids: Collection[int]) -> int:
+        """Refresh the claim of `claimer` on those of `target_ids` still in flight by it: a claimer
+        alive keeps its targets from turning stranded, however long its Agora calls take. How many."""
+        if not target_ids:
+            return 0
+        t = job_targets.c
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(job_targets)
+                .where(t.id.in_(list(target_ids)), t.state == IN_FLIGHT, t.claimed_by == claimer)
+                .values(claimed_at=utcnow())
+            )
+        return done.rowcount
+
     def targets(self, job_id: str, *states: str) -> list[JobTarget]:
         """A job's targets (in `states`, if named), in the plan's order."""
         t = job_targets.c
@@ -220,7 +233,7 @@ class JobStore:
         if states:
             query = query.where(t.state.in_(states))
         with self.engine.connect() as conn:
-            return [_target_row(r) for r in conn.execute(query).mappings()]
+            return [target_row(r) for r in conn.execute(query).mappings()]
 
     def progress(self, job_id: str) -> dict[str, int]:
         """How many of a job's targets are in each target state (every state named, 0 if none)."""
@@ -230,69 +243,3 @@ class JobStore:
             for state, count in conn.execute(select(t.state, func.count()).where(t.job_id == job_id).group_by(t.state)):
                 counts[state] = count
         return counts
-
-
-def _insert_targets(conn: Connection, job_id: str, targets: Sequence[PlannedTarget]) -> None:
-    if not targets:
-        return
-    now, unchanged = utcnow(), next_target_state(PLANNED, "find_unchanged")
-    conn.execute(
-        insert(job_targets),
-        [
-            {
-                "job_id": job_id,
-                "app_id": p.target.app_id,
-                "region": p.target.region,
-                "entry_point": p.target.entry_point,
-                "seen": json.dumps(p.seen),
-                "state": unchanged if p.unchanged else PLANNED,
-                "updated_at": now,
-            }
-            for p in targets
-        ],
-    )
-
-
-def _job_row(r: Any) -> JobRow:
-    """A stored job; a change that cannot be read is named in `problem`, so a sweep can end it."""
-    problem = None
-    try:
-        change = json.loads(r["change"])
-        if not isinstance(change, dict):
-            raise TypeError
-    except (ValueError, TypeError) as exc:
-        change, problem = {}, f"its stored change could not be read ({type(exc).__name__})"
-    return JobRow(
-        id=r["id"],
-        requester=r["requester"],
-        state=r["state"],
-        change=change,
-        sealed_secrets=r["sealed_secrets"],
-        target_count=r["target_count"],
-        unreadable_count=r["unreadable_count"],
-        created_at=aware(r["created_at"]),
-        updated_at=aware(r["updated_at"]),
-        expires_at=aware(r["expires_at"]),
-        reason=r["reason"],
-        version=r["version"],
-        problem=problem,
-    )
-
-
-def _target_row(r: Any) -> JobTarget:
-    try:
-        seen = json.loads(r["seen"])
-    except ValueError:
-        seen = {}  # a reconcile then finds it changed, and leaves it as it is (stale)
-    return JobTarget(
-        id=r["id"],
-        job_id=r["job_id"],
-        target=Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
-        seen=seen if isinstance(seen, dict) else {},
-        state=r["state"],
-        attempts=r["attempts"],
-        claimed_by=r["claimed_by"],
-        claimed_at=aware(r["claimed_at"]) if r["claimed_at"] is not None else None,
-        detail=r["detail"],
-        updated_at=aware(r["updated_at"]),
-    )

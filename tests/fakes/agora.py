@@ -15,13 +15,14 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from tests.fakes.http import LoopbackServer
+from tests.fakes.http import HANG_UP, LoopbackServer
 
 LIST_PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points$")
 PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/regions/([^/]+)$")
@@ -70,6 +71,7 @@ class Fault:
     lands: bool = False  # serve the request for real, then answer late: the answer is lost
     applies: bool = False  # serve the request for real, then answer with this fault anyway (a 5xx that landed)
     path: str | None = None  # only requests whose path contains this
+    drops: bool = False  # serve the request for real, then hang up: the answer is lost, the change made
 
 
 class AgoraEmulator:
@@ -139,6 +141,24 @@ class AgoraEmulator:
         with self._lock:
             return [r for r in self.received if method is None or r.method == method]
 
+    def patches(self) -> Counter[tuple[str, str, str]]:
+        """How many PATCHes of each configuration (app, entry point, region) reached Agora, and of
+        those, answered or not; `landed()` counts the ones it made."""
+        return self._patches(lambda r: True)
+
+    def landed(self) -> Counter[tuple[str, str, str]]:
+        """How many PATCHes of each configuration Agora made (answered 200, or its answer dropped)."""
+        return self._patches(lambda r: r.status in (200, HANG_UP))
+
+    def _patches(self, counted: Callable[[Received], bool]) -> Counter[tuple[str, str, str]]:
+        found: Counter[tuple[str, str, str]] = Counter()
+        for call in self.calls("PATCH"):
+            match = PATH.match(call.path)
+            if match and counted(call):
+                app, entry_point, region = (unquote(part) for part in match.groups())
+                found[(app, entry_point, region)] += 1
+        return found
+
     # the API
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -159,7 +179,10 @@ class AgoraEmulator:
                 self.faults.remove(fault)
         if method == "GET" and self.get_delay:
             time.sleep(self.get_delay)
-        if fault and fault.lands:
+        if fault and fault.drops:
+            status, out_headers, out = HANG_UP, {}, {}
+            self._serve(method, path, headers, body)
+        elif fault and fault.lands:
             status, out_headers, out = self._serve(method, path, headers, body)
             time.sleep(fault.delay)
         elif fault and fault.applies:

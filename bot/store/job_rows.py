@@ -1,0 +1,84 @@
+"""Stored job and target rows to values and back (bot/store/jobs.py moves them): a row
+that cannot be read is named, not raised, so a sweep can still end it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from bot.job_lifecycle import TARGET_START, next_target_state
+from bot.models import Target
+from bot.store.engine import aware
+from bot.store.schema import job_targets
+from bot.store.values import JobRow, JobTarget, PlannedTarget, utcnow
+
+PLANNED = TARGET_START
+
+
+def insert_targets(conn: Connection, job_id: str, targets: Sequence[PlannedTarget]) -> None:
+    if not targets:
+        return
+    now, unchanged = utcnow(), next_target_state(PLANNED, "find_unchanged")
+    conn.execute(
+        insert(job_targets),
+        [
+            {
+                "job_id": job_id,
+                "app_id": p.target.app_id,
+                "region": p.target.region,
+                "entry_point": p.target.entry_point,
+                "seen": json.dumps(p.seen),
+                "state": unchanged if p.unchanged else PLANNED,
+                "updated_at": now,
+            }
+            for p in targets
+        ],
+    )
+
+
+def job_row(r: Any) -> JobRow:
+    """A stored job; a change that cannot be read is named in `problem`, so a sweep can end it."""
+    problem = None
+    try:
+        change = json.loads(r["change"])
+        if not isinstance(change, dict):
+            raise TypeError
+    except (ValueError, TypeError) as exc:
+        change, problem = {}, f"its stored change could not be read ({type(exc).__name__})"
+    return JobRow(
+        id=r["id"],
+        requester=r["requester"],
+        state=r["state"],
+        change=change,
+        sealed_secrets=r["sealed_secrets"],
+        target_count=r["target_count"],
+        unreadable_count=r["unreadable_count"],
+        created_at=aware(r["created_at"]),
+        updated_at=aware(r["updated_at"]),
+        expires_at=aware(r["expires_at"]),
+        reason=r["reason"],
+        version=r["version"],
+        problem=problem,
+    )
+
+
+def target_row(r: Any) -> JobTarget:
+    try:
+        seen = json.loads(r["seen"])
+    except ValueError:
+        seen = {}  # a reconcile then finds it changed, and leaves it as it is (stale)
+    return JobTarget(
+        id=r["id"],
+        job_id=r["job_id"],
+        target=Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
+        seen=seen if isinstance(seen, dict) else {},
+        state=r["state"],
+        attempts=r["attempts"],
+        claimed_by=r["claimed_by"],
+        claimed_at=aware(r["claimed_at"]) if r["claimed_at"] is not None else None,
+        detail=r["detail"],
+        updated_at=aware(r["updated_at"]),
+    )
