@@ -290,7 +290,8 @@ def test_the_watch_is_off_at_zero(settings_overrides, slack, agora: AgoraEmulato
     settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_DRIFT_INTERVAL_SECONDS": "0"})
     bot = start_bot(settings, fast_agora(settings))
     try:
-        assert [t.name for t in bot.sweeper.tasks] == ["expiry-sweep"]
+        running = [t.name for t in bot.sweeper.tasks]
+        assert "expiry-sweep" in running and "drift-watch" not in running  # the rest of the background goes on
     finally:
         bot.stop()
 
