@@ -156,8 +156,9 @@ class JobRunner:
         or finish it if nothing is left. Whether there was anything to do."""
         busy = False
         running = self._store.in_state("running")
+        ids = {job.id for job in running}
         with self._lock:
-            self._server_errors = {k: v for k, v in self._server_errors.items() if k in {j.id for j in running}}
+            self._server_errors = {k: v for k, v in self._server_errors.items() if k in ids}
         for job in running:
             if self._stopping.is_set():
                 break
