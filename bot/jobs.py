@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
@@ -119,6 +120,19 @@ class JobRunner:
         self._server_errors: dict[str, int] = {}  # per job, in a row
         self._stopping = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
+        self._watchers: list[Callable[[str], None]] = []
+
+    def watch(self, watcher: Callable[[str], None]) -> None:
+        """Call `watcher(job_id)` (on the worker's thread) after each batch of a job's targets and
+        each move the worker makes (pause, finish, fail): what people see of it can be redrawn."""
+        self._watchers.append(watcher)
+
+    def _tell(self, job_id: str) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(job_id)
+            except Exception:  # what people see is redrawn at the next batch; the job goes on
+                log.exception("job %s: a watcher of the worker failed", job_id)
 
     def start(self) -> list[Periodic]:
         """Start working on jobs; the periodic tasks to stop on shutdown (the worker first)."""
@@ -167,6 +181,7 @@ class JobRunner:
             except Unreadable as exc:
                 if self._store.transition(job.id, "running", "fail", reason=f"Not applied further: {exc}."):
                     log.error("job %s failed: %s", job.id, exc)
+                    self._tell(job.id)
                 continue
             at = _Round(job, change)
             busy |= self._reconcile(at)
@@ -178,6 +193,7 @@ class JobRunner:
                 busy = True
             elif self._store.transition(job.id, "running", "finish"):
                 log.info("job %s done: %s", job.id, self._store.progress(job.id))
+                self._tell(job.id)
         return busy
 
     def _reconcile(self, at: _Round) -> bool:
@@ -199,6 +215,7 @@ class JobRunner:
             self._held.update(t.id for t in targets)
         assert self._pool is not None, "the runner was not started"
         list(self._pool.map(lambda t: self._one(at, t, reconciling), targets))
+        self._tell(at.job.id)
 
     def _one(self, at: _Round, t: JobTarget, reconciling: bool) -> None:
         try:
@@ -312,6 +329,7 @@ class JobRunner:
             self._server_errors.pop(at.job.id, None)
         if self._store.transition(at.job.id, "running", "pause", reason=reason):
             log.warning("job %s paused: %s", at.job.id, reason)
+            self._tell(at.job.id)
 
     def _record(self, at: _Round, t: JobTarget, event: str, detail: str) -> None:
         if not self._store.record(t.id, self.claimer, event, detail):

@@ -291,3 +291,18 @@ def test_a_change_of_formats_only_sends_no_keys_and_leaves_the_storage(services,
     for t in planned:
         config = agora.config(*key(t))
         assert config["hlsConfig"] == {"enabled": True} and config["storageConfig"] == LIVE_CONFIG["storageConfig"]
+
+
+def test_a_watcher_hears_of_every_batch_and_of_the_job_s_end(services, agora) -> None:
+    """What people see of a job is redrawn from the worker's word: after each batch, and after
+    the move that ends it; a watcher that fails does not stop the job."""
+    heard: list[tuple[str, str]] = []
+    services.jobs.watch(lambda job_id: heard.append((job_id, state(services, job_id))))
+    services.jobs.watch(lambda job_id: 1 / 0)
+    planned = targets(bot.jobs.WORKERS * 2)
+    new_job(services, agora, planned)
+    with working(services.jobs):
+        wait_until(lambda: state(services) == "done" and ("j1", "done") in heard, "the watcher never heard the end")
+    batches = [moment for moment in heard if moment == ("j1", "running")]
+    assert len(batches) >= 2 and heard[-1] == ("j1", "done")
+    assert agora.patches() == {key(t): 1 for t in planned}

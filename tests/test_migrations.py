@@ -167,7 +167,7 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
             where = migrations.position(conn)
             todo = [revision for revision, _ in migrations.pending(conn)]
         assert where == migrations.Position("0003", legacy_version=3)
-        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
+        assert todo == ["0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"]
         with engine.connect() as conn:
             assert "alembic_version" not in inspect(conn).get_table_names()
             assert conn.execute(text("SELECT version FROM schema_version")).scalar() == 3
@@ -175,8 +175,9 @@ def test_what_an_upgrade_would_apply_is_told_without_applying_it(new_url: Urls) 
         engine.dispose()
 
 
-def test_a_database_at_0009_with_rows_upgrades_to_0011_with_every_row_kept(new_url: Urls) -> None:
-    """Revision 0010 only adds the job tables and 0011 the budget's rate: a database at 0009 (made
+def test_a_database_at_0009_with_rows_upgrades_to_the_head_with_every_row_kept(new_url: Urls) -> None:
+    """Revision 0010 only adds the job tables, 0011 the budget's rate, 0012 columns and tables for
+    jobs in Slack, the audit's job_id and the fleet scans: a database at 0009 (made
     before Alembic, with rows in every table, upgraded to 0009 as a release of it did) keeps every
     row and the budget's tokens, and takes jobs."""
     url = new_url()
@@ -189,8 +190,9 @@ def test_a_database_at_0009_with_rows_upgrades_to_0011_with_every_row_kept(new_u
     engine.dispose()
     where, tables = _position(url)
     assert where == migrations.Position("0009") and "jobs" not in tables
+    added_since = {("agora_budget", "rate"), ("audit_events", "job_id")}  # 0011's and 0012's
     every_column = {
-        table: [c.name for c in metadata.tables[table].c if (table, c.name) != ("agora_budget", "rate")]  # 0011's
+        table: [c.name for c in metadata.tables[table].c if (table, c.name) not in added_since]
         for table in tables - {"alembic_version"}
     }
     before = {table: sorted(_rows(url, table, columns), key=repr) for table, columns in every_column.items()}
@@ -214,7 +216,8 @@ def test_a_database_at_0009_with_rows_upgrades_to_0011_with_every_row_kept(new_u
     finally:
         store.close()
     where, tables = _position(url)
-    assert where == migrations.Position("0011") and {"jobs", "job_targets"} <= tables
+    assert where == migrations.Position(migrations.head()) == migrations.Position("0012")
+    assert {"jobs", "job_targets", "job_approvals", "fleet_scans"} <= tables
 
 
 ROUNDS = 10

@@ -28,10 +28,12 @@ class AuditLog:
         target: Target,
         *,
         request_id: str | None = None,
+        job_id: str | None = None,
         changes: list[FieldChange] | None = None,
         note: str | None = None,
     ) -> None:
-        """Append one event; `changes` must already be safe (keys as fingerprints)."""
+        """Append one event (of a request, or of a job's target); `changes` must already be safe
+        (keys as fingerprints)."""
         detail: dict[str, Any] = {"changes": json.loads(changes_json(changes or []))}
         if note:
             detail["note"] = note
@@ -45,6 +47,7 @@ class AuditLog:
                     entry_point=target.entry_point,
                     region=target.region,
                     request_id=request_id,
+                    job_id=job_id,
                     detail=json.dumps(detail),
                 )
             )
@@ -72,6 +75,7 @@ class AuditLog:
                     target if r["region"] == target.region else Target.every_region(target.app_id, target.entry_point),
                     r["request_id"],
                     json.loads(r["detail"]),
+                    r["job_id"],
                 )
                 for r in rows
             ]
@@ -88,6 +92,7 @@ class AuditLog:
                     Target.model_construct(app_id=r["app_id"], entry_point=r["entry_point"], region=r["region"]),
                     r["request_id"],
                     json.loads(r["detail"]),
+                    r["job_id"],
                 )
                 for r in rows
             ]

@@ -13,7 +13,7 @@ from bot.job_lifecycle import TARGET_START, next_target_state
 from bot.models import Target
 from bot.store.engine import aware
 from bot.store.schema import job_targets
-from bot.store.values import JobRow, JobTarget, PlannedTarget, utcnow
+from bot.store.values import CardRef, JobRow, JobTarget, PlannedTarget, utcnow
 
 PLANNED = TARGET_START
 
@@ -39,7 +39,29 @@ def insert_targets(conn: Connection, job_id: str, targets: Sequence[PlannedTarge
     )
 
 
-def job_row(r: Any) -> JobRow:
+def cards_json(cards: Sequence[CardRef]) -> str:
+    return json.dumps([[c.channel, c.ts] for c in cards])
+
+
+def _cards(text: str | None) -> list[CardRef]:
+    """Stored card references; a damaged list reads as none (nothing to update)."""
+    try:
+        found = json.loads(text or "[]")
+        return [CardRef(str(channel), str(ts)) for channel, ts in found]
+    except (ValueError, TypeError):
+        return []
+
+
+def _json(text: str | None, kind: type) -> Any:
+    """Stored JSON of `kind`, or None if missing or damaged: shown as unknown, never raised."""
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, kind) else None
+
+
+def job_row(r: Any, approvers: Sequence[str] = ()) -> JobRow:
     """A stored job; a change that cannot be read is named in `problem`, so a sweep can end it."""
     problem = None
     try:
@@ -48,6 +70,8 @@ def job_row(r: Any) -> JobRow:
             raise TypeError
     except (ValueError, TypeError) as exc:
         change, problem = {}, f"its stored change could not be read ({type(exc).__name__})"
+    progress = _cards(f"[{r['progress_ref']}]" if r["progress_ref"] else None)
+    summary = _json(r["summary"], list) or []
     return JobRow(
         id=r["id"],
         requester=r["requester"],
@@ -62,6 +86,15 @@ def job_row(r: Any) -> JobRow:
         reason=r["reason"],
         version=r["version"],
         problem=problem,
+        cards=_cards(r["cards"]),
+        approvers=list(approvers),
+        decided_by=r["decided_by"],
+        filter=_json(r["filter"], dict),
+        summary=[str(line) for line in summary],
+        started_at=aware(r["started_at"]) if r["started_at"] is not None else None,
+        progress_ref=progress[0] if progress else None,
+        progress_at=aware(r["progress_at"]) if r["progress_at"] is not None else None,
+        announced_version=r["announced_version"],
     )
 
 

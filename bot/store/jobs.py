@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bot.job_lifecycle import (
     ENDED_JOB_STATES,
@@ -27,7 +27,7 @@ from bot.job_lifecycle import (
 )
 from bot.lifecycle import LifecycleError
 from bot.store.job_rows import PLANNED, insert_targets, job_row, target_row
-from bot.store.schema import job_targets, jobs
+from bot.store.schema import job_approvals, job_targets, jobs
 from bot.store.values import JobRow, JobTarget, PlannedTarget, utcnow
 
 IN_FLIGHT = next_target_state(PLANNED, "claim")
@@ -95,21 +95,19 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return job_row(r) if r is not None else None
+            found = _read_jobs(conn, jobs.c.id == job_id)
+        return found[0] if found else None
 
     def in_state(self, *states: str) -> list[JobRow]:
         """The jobs in any of `states`, newest first."""
         with self.engine.connect() as conn:
-            found = conn.execute(select(jobs).where(jobs.c.state.in_(states)).order_by(jobs.c.created_at.desc()))
-            return [job_row(r) for r in found.mappings()]
+            return _read_jobs(conn, jobs.c.state.in_(states))
 
     def due_for_expiry(self, now: datetime) -> list[JobRow]:
         """Jobs waiting on a person (for approval, or paused) past their expiry."""
         c = jobs.c
         with self.engine.connect() as conn:
-            found = conn.execute(select(jobs).where(c.state.in_(EXPIRING), c.expires_at <= now))
-            return [job_row(r) for r in found.mappings()]
+            return _read_jobs(conn, and_(c.state.in_(EXPIRING), c.expires_at <= now))
 
     def transition(
         self,
@@ -243,3 +241,15 @@ class JobStore:
             for state, count in conn.execute(select(t.state, func.count()).where(t.job_id == job_id).group_by(t.state)):
                 counts[state] = count
         return counts
+
+
+def _read_jobs(conn: Connection, where: ColumnElement[bool]) -> list[JobRow]:
+    """The jobs `where` selects, newest first, each with its approvers in the order they approved."""
+    found = conn.execute(select(jobs).where(where).order_by(jobs.c.created_at.desc())).mappings().all()
+    approved_by: dict[str, list[str]] = {}
+    if found:
+        a = job_approvals.c
+        voters = select(a.job_id, a.approver).where(a.job_id.in_([r["id"] for r in found])).order_by(a.at)
+        for job_id, approver in conn.execute(voters):
+            approved_by.setdefault(job_id, []).append(approver)
+    return [job_row(r, approved_by.get(r["id"], [])) for r in found]

@@ -88,6 +88,7 @@ audit_events = Table(
     Column("region", String(2), nullable=False),
     Column("request_id", String(32)),
     Column("detail", Text, nullable=False),
+    Column("job_id", String(32)),  # a fleet-wide job's target (revision 0012)
 )
 
 
@@ -194,6 +195,32 @@ jobs = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text),
     Column("version", Integer, nullable=False, server_default="0"),  # bumped by every move
+    # Seen in Slack (revision 0012): where its approval cards are, who decided last, the filter
+    # (JSON) and the plan's masked summary (JSON list of lines) the cards show, and when it started.
+    Column("cards", Text, nullable=False, server_default="[]"),
+    Column("decided_by", String(32)),
+    Column("filter", Text),
+    Column("summary", Text),
+    Column("started_at", DateTime(timezone=True)),
+    # Its one progress message ([channel, ts]), posted once across instances (the claim), and
+    # when it was last edited: Slack's chat.update takes about one edit a second, recbot makes one per 2 s.
+    Column("progress_ref", Text),
+    Column("progress_claimed_by", String(32)),
+    Column("progress_claimed_at", DateTime(timezone=True)),
+    Column("progress_at", DateTime(timezone=True)),
+    # The version whose end was announced, and the claim on announcing it (as change_requests').
+    Column("announced_version", Integer),
+    Column("announce_claimed_by", String(32)),
+    Column("announce_claimed_at", DateTime(timezone=True)),
+)
+
+# Who approved a job, as `approvals` for a request (revision 0012).
+job_approvals = Table(
+    "job_approvals",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id"), primary_key=True),
+    Column("approver", String(32), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per target of a job: what the plan saw, and how applying it went.
@@ -215,6 +242,19 @@ job_targets = Table(
     UniqueConstraint("job_id", "app_id", "region", "entry_point", name="job_targets_once"),
     # Claims read a job's planned rows in id order.
     Index("job_targets_by_state", "job_id", "state", "id"),
+)
+
+
+# A `/recording list` table, kept so its pages, CSV and "Change these" work from any instance (revision 0012).
+fleet_scans = Table(
+    "fleet_scans",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("app_id", String(128), nullable=False),
+    Column("regions", Text, nullable=False),  # JSON list
+    Column("rows", Text, nullable=False),  # JSON, no secret (keys as fingerprints)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("fleet_scans_by_age", "created_at"),
 )
 
 

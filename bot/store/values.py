@@ -3,7 +3,7 @@ so services and listeners can use them without reaching into the database."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -86,6 +86,7 @@ class AuditEvent:
     target: Target
     request_id: str | None
     detail: dict[str, Any]
+    job_id: str | None = None  # a fleet-wide job's target (revision 0012)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,18 @@ class JobRow:
     reason: str | None
     version: int
     problem: str | None = None
+    # Seen in Slack (revision 0012): its approval cards and approvers (in order), who decided
+    # last, the filter and the plan's masked summary lines, when it started, its progress
+    # message and when that was last edited, and the version whose end was announced.
+    cards: list[CardRef] = field(default_factory=list)
+    approvers: list[str] = field(default_factory=list)
+    decided_by: str | None = None
+    filter: dict[str, Any] | None = None
+    summary: list[str] = field(default_factory=list)
+    started_at: datetime | None = None
+    progress_ref: CardRef | None = None
+    progress_at: datetime | None = None
+    announced_version: int | None = None
 
     @property
     def is_open(self) -> bool:
