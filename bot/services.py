@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access import Audience
 from bot.agora import AgoraClient
 from bot.approvals import ApprovalService
+from bot.bulk_jobs import BulkJobs
 from bot.changes import ChangeService
 from bot.drift import DriftWatch
 from bot.fleet import Fleet
@@ -44,6 +45,7 @@ class Services:
     drift: DriftWatch
     switches: SwitchService
     jobs: JobRunner
+    bulk: BulkJobs
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -142,6 +144,17 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         default_app=settings.AGORA_APP_ID,
         approval_for=settings.RECBOT_APPROVAL_FOR,
     )
+    fleet = Fleet(agora)
+    bulk = BulkJobs(
+        jobs=store.jobs,
+        votes=store.job_approvals,
+        fleet=fleet,
+        sealer=sealer,
+        prober=prober,
+        ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
+        required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
+        max_targets=settings.RECBOT_BULK_MAX_TARGETS,
+    )
     return Services(
         settings=settings,
         agora=agora,
@@ -152,8 +165,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
         requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
         prober=prober,
-        fleet=Fleet(agora),
+        fleet=fleet,
         drift=drift,
         switches=switches,
         jobs=JobRunner(store.jobs, agora, sealer, drift, book),
+        bulk=bulk,
     )

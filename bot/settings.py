@@ -65,6 +65,8 @@ HOW_TO_FIX: dict[str, str] = {
     "RECBOT_REQUEST_TTL_SECONDS": f"set it to how many seconds a change request can be approved, from 1 to "
     f"{MAX_REQUEST_TTL} (30 days, default 86400, a day; a change approved later than that is one nobody remembers "
     "asking for, and its sealed keys would wait as long)",
+    "RECBOT_BULK_MAX_TARGETS": "set it to how many targets one fleet-wide job may change at most, 1 or more "
+    "(default 2000)",
     "DATABASE_URL": "set it to sqlite:///path/to/recbot.db (default sqlite:///recbot.db), "
     "or postgresql://user@host:5432/db for several processes",
     "RECBOT_SEAL_KEY": "set it to the output of `.venv/bin/python -c 'from cryptography.fernet import Fernet; "
@@ -217,6 +219,8 @@ class Settings(BaseSettings):
     RECBOT_APPROVAL_FOR: Literal["secrets", "all"] = "secrets"
     RECBOT_REQUIRED_APPROVALS: int = Field(default=1, ge=1, le=10)
     RECBOT_REQUEST_TTL_SECONDS: int = Field(default=86400, ge=1, le=MAX_REQUEST_TTL)
+    # A fleet-wide job's targets at most: a bigger one is refused before anything is asked of anyone.
+    RECBOT_BULK_MAX_TARGETS: int = Field(default=2000, ge=1)
     DATABASE_URL: str = "sqlite:///recbot.db"
     # Validated even when unset: a shared database needs one (see _seal_key).
     RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
