@@ -41,6 +41,15 @@ class Planned:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Approval:
+    """What one approval did: the job as it left it, and whether it started the job (its vote
+    was the last one needed): only that caller tells the requester."""
+
+    job: JobRow
+    started: bool
+
+
 def already(job: JobRow) -> str:
     """Why a job can no longer be decided, for whoever clicked too late."""
     by = f" by <@{job.decided_by}>" if job.decided_by else ""
@@ -152,7 +161,7 @@ class BulkJobs:
             raise Refused(f"Job `{job.id}` has expired and can no longer be decided.")
         return job
 
-    def approve(self, job_id: str, user: str, *, is_approver: bool) -> JobRow:
+    def approve(self, job_id: str, user: str, *, is_approver: bool) -> Approval:
         """Count one approval; the last one needed approves the job and starts it, once."""
         job = self.pending_job(job_id)
         if user == job.requester:
@@ -166,9 +175,8 @@ class BulkJobs:
         if vote is Vote.REPEAT:
             raise Refused(f"You have already approved job `{job.id}`; it needs another approver.")
         log.info("job %s: approval by %s counted (%s)", job.id, user, vote.name)
-        if vote is Vote.COMPLETED:
-            self.start(job.id)
-        return self.get(job.id)
+        started = vote is Vote.COMPLETED and self.start(job.id)
+        return Approval(self.get(job.id), started)
 
     def start(self, job_id: str) -> bool:
         """Start an approved job: workers of every instance may claim its targets from now on.

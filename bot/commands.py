@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from bot.catalog import API_REGIONS
 from bot.models import Target, check_path_segment
 
-Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream"]
+Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream", "bulk"]
 TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
@@ -23,6 +23,7 @@ USAGE = (
     "• `/recording resume <entry_point> [--app APPID]`: record every stream again\n"
     "• `/recording stream <entry_point> <region> <stream_name> on|off [--app APPID]`: record one stream "
     "(while paused) or stop it\n"
+    "• `/recording bulk [--app APPID]`: one change to many entry points, planned first, approved once\n"
     "• `/recording pending`: open change requests\n"
     "• `/recording help`: this text\n"
     f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
@@ -60,6 +61,8 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         if args:
             raise UsageError("`/recording pending` takes no arguments.")
         return Command("pending")
+    if verb == "bulk":
+        return _bulk_command(args, default_app)
     if verb in ("pause", "resume"):
         return _switch_command("pause" if verb == "pause" else "resume", args, default_app)
     if verb == "stream":
@@ -98,6 +101,20 @@ def _list_command(positional: list[str], app_id: str, default_region: str) -> Co
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Command("list", app_id=app_id, regions=tuple(API_REGIONS) if asked == "all" else (asked,))
+
+
+def _bulk_command(args: list[str], default_app: str) -> Command:
+    """`bulk [--app APPID]`: the modal names the rest."""
+    app_id, positional = _options(args, default_app)
+    if positional:
+        raise UsageError(
+            "`/recording bulk [--app APPID]` takes no other arguments: the form asks for the targets and the change."
+        )
+    try:
+        check_path_segment(app_id, "App ID")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return Command("bulk", app_id=app_id)
 
 
 def _switch_command(verb: Verb, args: list[str], default_app: str) -> Command:

@@ -9,14 +9,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
 from bot.background import Background, Periodic
 from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
 from bot.respond import PooledRespond, ResponsePool
 from bot.services import Services, slack_client
-from bot.store.values import RequestRow, utcnow
+from bot.store.values import JobRow, RequestRow, utcnow
 from handlers import register
+from handlers.bulk import announce
 from handlers.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,27 @@ def repost_missing_cards(services: Services, notifier: Notifier, stale_claims_be
             )
 
 
+def sweep_jobs(services: Services, client: WebClient) -> None:
+    """Expire pending fleet-wide jobs past their expiry, and start approved ones left unstarted
+    (their last approver's process stopped first), announcing each (cards, requester). Each step
+    and each job is guarded; each move is a compare-and-set, so it is made and announced once."""
+    steps: list[tuple[str, Callable[[], list[JobRow]]]] = [
+        ("job expiry", services.bulk.expire_due),
+        ("job start", services.bulk.start_approved),
+    ]
+    for name, step in steps:
+        try:
+            moved = step()
+        except Exception:
+            log.exception("the %s sweep failed; it runs again at the next sweep", name)
+            continue
+        for job in moved:
+            try:
+                announce(client, services, job)
+            except Exception:
+                log.exception("could not announce job %s; its cards show it when next redrawn", job.id)
+
+
 def watch_pass(services: Services, notifier: Notifier) -> None:
     """One drift watch pass (if no other process runs one); announce what it did."""
     for move in services.drift.run():
@@ -149,7 +172,13 @@ def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_
     RECBOT_DRIFT_INTERVAL_SECONDS is 0."""
     notifier = Notifier(app.client, services)
     sweep(services, notifier, orphan_age_at_start(services))
-    tasks = [Periodic(sweep_seconds, lambda: sweep(services, notifier), "expiry-sweep").start()]
+    sweep_jobs(services, app.client)
+
+    def sweep_all() -> None:
+        sweep(services, notifier)
+        sweep_jobs(services, app.client)
+
+    tasks = [Periodic(sweep_seconds, sweep_all, "expiry-sweep").start()]
     tasks += services.jobs.start()
     interval = services.settings.RECBOT_DRIFT_INTERVAL_SECONDS
     if interval > 0:

@@ -16,6 +16,7 @@ from bot.catalog import Vendor
 from bot.fleet import FORMULA_LEADS, KEPT_SCANS, SCAN_TTL_SECONDS, Fleet, FleetRow, Scan, to_csv
 from bot.models import FormatConfig, RecordingConfig, StorageConfig
 from handlers.blocks import fleet
+from handlers.blocks.bulk_form import BLOCK_CHANGE_THESE
 from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
 from tests.fakes.agora import Fault
 
@@ -30,7 +31,8 @@ def listing(driver, slack, bot, text: str = "list") -> list[dict[str, Any]]:
 
 
 def rows_of(table: dict[str, Any]) -> list[dict[str, Any]]:
-    return [b for b in table["blocks"] if b.get("block_id") not in (fleet.BLOCK_HEADER, fleet.BLOCK_PAGES)]
+    below = (fleet.BLOCK_HEADER, fleet.BLOCK_PAGES, BLOCK_CHANGE_THESE)  # the table's own blocks, not rows
+    return [b for b in table["blocks"] if b.get("block_id") not in below]
 
 
 def test_one_region_shows_every_entry_point_masked_and_warned(driver, slack, agora, bot) -> None:

@@ -125,6 +125,7 @@ BAD_VALUES: dict[str, str] = {
     "RECBOT_APPROVAL_FOR": "some",
     "RECBOT_REQUIRED_APPROVALS": "11",
     "RECBOT_REQUEST_TTL_SECONDS": "one day",
+    "RECBOT_BULK_MAX_TARGETS": "-5",
     "DATABASE_URL": "mysql://root@localhost/recbot",
     "RECBOT_SEAL_KEY": "too-short",
     "RECBOT_LOG_FORMAT": "xml",

@@ -10,6 +10,7 @@ from bot.fleet import FleetRow, Scan
 from bot.models import describe_storage, fingerprint
 from bot.seal import Sealer
 from bot.store.values import SwitchRow
+from handlers.blocks.bulk_form import change_these
 from handlers.blocks.messages import escape
 from handlers.blocks.switch import state_text
 
@@ -127,6 +128,7 @@ def page(
     if number < pages - 1:
         buttons.append(_page_button("Next", scan, number + 1, sealer))
     blocks.append({"type": "actions", "block_id": BLOCK_PAGES, "elements": buttons})
+    blocks.append(change_these(scan, sealer))
     return blocks
 
 

@@ -1,0 +1,324 @@
+"""`/recording bulk` end to end with signed Slack requests: the modal, every field's bad input
+refused on the modal saying what is valid (nothing made), requesters only, the plan in the
+requester's DM (card and CSV, keys only as fingerprints, formula cells neutralised), too many
+targets, nothing to change, "Change these" on the fleet table, and the approval rules on the
+job's one card: no self-approval, approvers only, N-of-M, a repeat vote, reject with a reason,
+cancel, expiry; once approved the worker applies it, and no secret is anywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.models import fingerprint
+from bot.settings import load_settings
+from bot.store.schema import audit_events, job_approvals, job_targets, jobs
+from handlers.blocks import bulk_form as form
+from handlers.blocks import fleet as fleet_blocks
+from handlers.blocks import job_card
+from handlers.bulk import refresh_job_cards
+from tests.bulk_helpers import (
+    CAMERAS,
+    NEW_ACCESS,
+    NEW_SECRET,
+    ROTATION,
+    ask,
+    bulk_state,
+    cards,
+    click,
+    dms,
+    fleet,
+    open_bulk,
+    plan_update,
+    replies,
+    shown,
+)
+from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
+from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.slack import FakeSlack
+
+EVERY_STATE = ("planning", "pending", "approved", "running", "paused", "done", "cancelled", "failed", "rejected")
+
+
+def all_jobs(bot: RunningBot) -> list[Any]:
+    return bot.services.store.jobs.in_state(*EVERY_STATE, "expired")
+
+
+@pytest.fixture
+def overrides() -> dict[str, str]:
+    """Settings a test changes (it parametrizes this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def running(settings_overrides: dict[str, Any], overrides: dict[str, str]) -> Iterator[RunningBot]:
+    """The bot with the test's `overrides`; its job cards redrawn by the worker."""
+    settings = load_settings(_env_file=None, **{**settings_overrides, **overrides})
+    bot = start_bot(settings, fast_agora(settings))
+    # What the `run` side does at a job's end; here after each batch, so the tests see the end drawn.
+    bot.services.jobs.watch(lambda job_id: refresh_job_cards(bot.app.client, bot.services, job_id))
+    yield bot
+    bot.stop()
+
+
+@pytest.fixture
+def drive(running: RunningBot, slack: FakeSlack) -> SlackDriver:
+    return SlackDriver(running.url, SIGNING_SECRET, slack.response_url())
+
+
+def test_bulk_opens_the_modal_at_once_filled_with_the_app_and_default_region(drive, slack, agora) -> None:
+    view = open_bulk(drive, slack, text="bulk --app OTHERAPP")
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert blocks[form.BLOCK_APP]["element"]["initial_value"] == "OTHERAPP"
+    assert [o["value"] for o in blocks[form.BLOCK_REGIONS]["element"]["initial_options"]] == ["na"]
+    assert agora.calls() == []  # nothing is read before the modal is submitted
+
+
+@pytest.mark.parametrize("overrides", [{"RECBOT_REQUESTERS": "UALICE"}])
+def test_only_requesters_may_open_or_submit_it(drive, slack, running) -> None:
+    drive.command("bulk", user="UMALLORY")
+    said = slack.wait_for("response_url")[-1]
+    assert "not in RECBOT_REQUESTERS" in json.dumps(said.params)
+    assert slack.of("views.open") == []
+    view = open_bulk(drive, slack)  # a requester's modal, submitted by someone else
+    answer = drive.submit("UMALLORY", view, bulk_state(**ROTATION))
+    assert "not in RECBOT_REQUESTERS" in json.dumps(answer.json())
+    running.drain()
+    assert all_jobs(running) == [] and dms(slack) == []
+
+
+BAD_INPUT = [
+    ({"app": "has space"}, form.BLOCK_APP, "App ID"),
+    ({"regions": ()}, form.BLOCK_REGIONS, "cn, ap, na, eu"),
+    ({"entry": form.PATTERN, "entry_text": ""}, form.BLOCK_ENTRY_TEXT, "* matches any run"),
+    ({"entry": form.PATTERN, "entry_text": "live\u0007"}, form.BLOCK_ENTRY_TEXT, "* matches any run"),
+    ({"entry": form.LIST, "entry_text": ""}, form.BLOCK_ENTRY_TEXT, "one a line"),
+    ({"entry": form.LIST, "entry_text": "live\n.."}, form.BLOCK_ENTRY_TEXT, "Entry point names are"),
+    ({"now_bucket": "a" * 300}, form.BLOCK_NOW_BUCKET, "A bucket is 1-"),
+    ({"storage": form.KEEP}, form.BLOCK_MP4, "Choose at least one change"),
+    ({"now_vendor": None}, form.BLOCK_NOW_VENDOR, "choose the vendor and bucket"),
+    ({"now_bucket": ""}, form.BLOCK_NOW_BUCKET, "choose the vendor and bucket"),
+    ({"access": ""}, form.BLOCK_ACCESS_KEY, "Enter the new access key"),
+    ({"secret": NEW_ACCESS}, form.BLOCK_SECRET_KEY, "the same"),
+    ({"storage": form.STORAGE, "new_vendor": None, "new_bucket": "b"}, form.BLOCK_NEW_VENDOR, "vendor"),
+    ({"storage": form.STORAGE, "new_vendor": 1, "new_bucket": ""}, form.BLOCK_NEW_BUCKET, "bucket"),
+    (
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "x", "new_bucket": "b-bucket"},
+        form.BLOCK_NEW_REGION,
+        "a number",
+    ),
+    (
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "999", "new_bucket": "b-bucket"},
+        form.BLOCK_NEW_REGION,
+        "is not one of",
+    ),
+    (
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "0", "new_bucket": "Bad_Bucket!"},
+        form.BLOCK_NEW_BUCKET,
+        "Amazon",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "block", "said"), BAD_INPUT)
+def test_bad_input_is_refused_on_its_field_saying_what_is_valid(drive, slack, agora, running, values, block, said):
+    view = open_bulk(drive, slack)
+    answer = drive.submit("UALICE", view, bulk_state(**{**ROTATION, **values}))
+    body = answer.json()
+    assert body["response_action"] == "errors" and block in body["errors"], body
+    assert said in body["errors"][block], body
+    assert NEW_SECRET not in answer.text and NEW_ACCESS not in answer.text
+    running.drain()
+    assert all_jobs(running) == [] and agora.calls() == [] and dms(slack) == []
+
+
+def test_a_key_rotation_is_planned_approved_once_and_applied_with_no_secret_anywhere(
+    drive, slack, agora, running, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fleet(agora, [*CAMERAS, "=HYPERLINK(1)"])
+    posted = ask(drive, slack)
+    # The requester: "planning…" at once, then the plan card in its place, and the CSV.
+    planning = dms(slack)[0]
+    assert "Planning" in planning.params["text"]
+    plan = json.dumps(plan_update(slack).params)
+    assert "*8* matched: *8* would change, *0* already as asked, *0* unreadable" in plan
+    assert job_card.ACTION_CANCEL_PLAN in plan
+    (upload,) = [f for f in slack.files.values() if f.get("channel") == "DALICE"]
+    rows = list(csv.DictReader(io.StringIO(upload["content"])))
+    assert len(rows) == 8 and {r["access_key"] for r in rows} == {fingerprint(ACCESS_KEY)}
+    assert "'=HYPERLINK(1)" in {r["entry_point"] for r in rows}  # a formula cell, neutralised
+    assert all(fingerprint(NEW_ACCESS) in r["changes"] for r in rows)
+    # One approval card for the whole job, its masked summary.
+    card = shown(slack, posted)
+    assert "storage keys: replaced on 8 targets (bucket rec-bucket)" in card
+    assert "Approvals: 0 of 1" in card
+    (job,) = all_jobs(running)
+    assert job.state == "pending" and job.sealed_secrets is not None and job.target_count == 8
+    # The requester cannot approve; a non-approver neither.
+    click(drive, posted, "UALICE", job_card.ACTION_APPROVE)
+    click(drive, posted, "UMALLORY", job_card.ACTION_APPROVE)
+    running.drain()
+    told = replies(slack)
+    assert "cannot approve your own" in told[0] and "Only the approvers" in told[1]
+    assert running.services.bulk.get(job.id).state == "pending" and agora.patches() == {}
+    # An approver approves: it starts, and the worker PATCHes every target once.
+    click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
+    _wait_for_end(running, job.id)
+    assert set(agora.patches().values()) == {1} and len(agora.patches()) == 8
+    for name in [*CAMERAS, "live"]:
+        storage = agora.config(APP_ID, name, "na")["storageConfig"]
+        assert (storage["accessKey"], storage["secretKey"]) == (NEW_ACCESS, NEW_SECRET)
+    running.drain()
+    ended = running.services.bulk.get(job.id)
+    assert ended.state == "done" and ended.sealed_secrets is None and ended.started_at is not None
+    assert "*Done*" in shown(slack, posted) and "applied 8" in shown(slack, posted)
+    assert job_card.BLOCK_BUTTONS not in shown(slack, posted)
+    approved = [d for d in dms(slack) if "being applied" in json.dumps(d.params)]
+    assert len(approved) == 1 and "<@UBOB>" in json.dumps(approved[0].params)
+    _assert_no_secret(slack, caplog, running)
+
+
+def _wait_for_end(bot: RunningBot, job_id: str) -> None:
+    from tests.test_job_worker import wait_until
+
+    wait_until(lambda: not bot.services.bulk.get(job_id).is_open, "the job ended")
+
+
+def _assert_no_secret(slack: FakeSlack, caplog: pytest.LogCaptureFixture, bot: RunningBot) -> None:
+    secrets = (NEW_ACCESS, NEW_SECRET, ACCESS_KEY, SECRET_KEY)
+    sent = slack.payload_text() + "".join(str(f.get("content")) for f in slack.files.values())
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    with bot.services.store.engine.connect() as conn:
+        tables = (jobs, job_targets, job_approvals, audit_events)
+        stored = "\n".join(str(tuple(row)) for table in tables for row in conn.execute(select(table)))
+    for secret in secrets:
+        assert secret not in sent and secret not in logged and secret not in stored, secret
+
+
+@pytest.mark.parametrize("overrides", [{"RECBOT_REQUIRED_APPROVALS": "2"}])
+def test_two_approvals_are_needed_and_a_repeat_vote_is_refused(drive, slack, agora, running) -> None:
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
+    running.drain()
+    assert "Approvals: 1 of 2 (<@UBOB>)" in shown(slack, posted)
+    assert "awaits more approvals: 1 of 2" in replies(slack)[-1]
+    click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
+    running.drain()
+    assert "already approved" in replies(slack)[-1]
+    assert running.services.bulk.get(job.id).state == "pending" and agora.patches() == {}
+    click(drive, posted, "UCAROL", job_card.ACTION_APPROVE)
+    _wait_for_end(running, job.id)
+    assert len(agora.patches()) == 7 and set(agora.patches().values()) == {1}
+
+
+def test_an_approver_rejects_with_a_reason(drive, slack, agora, running) -> None:
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    click(drive, posted, "UBOB", job_card.ACTION_REJECT)
+    modal = slack.wait_for("views.open", count=2)[-1]
+    view = slack.view(modal.params["_view_id"])
+    empty = drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": " "}}})
+    assert "Say why" in empty.json()["errors"][job_card.BLOCK_REASON]
+    reason = {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": "wrong bucket <!channel>"}}}
+    assert drive.submit("UBOB", view, reason).status_code == 200
+    running.drain()
+    ended = running.services.bulk.get(job.id)
+    assert ended.state == "rejected" and ended.sealed_secrets is None and ended.decided_by == "UBOB"
+    card = shown(slack, posted)
+    assert "*Rejected* by <@UBOB>" in card and "wrong bucket &lt;!channel&gt;" in card
+    assert job_card.BLOCK_BUTTONS not in card
+    assert any("Rejected" in json.dumps(d.params) for d in dms(slack))
+    click(drive, posted, "UCAROL", job_card.ACTION_APPROVE)
+    running.drain()
+    assert "already rejected by <@UBOB>" in replies(slack)[-1] and agora.patches() == {}
+
+
+def test_only_the_requester_cancels_while_it_is_pending(drive, slack, agora, running) -> None:
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    click(drive, posted, "UBOB", job_card.ACTION_CANCEL)
+    running.drain()
+    assert "Only the requester can cancel" in replies(slack)[-1]
+    click(drive, posted, "UALICE", job_card.ACTION_CANCEL)
+    running.drain()
+    ended = running.services.bulk.get(job.id)
+    assert ended.state == "cancelled" and ended.sealed_secrets is None
+    assert "*Cancelled* by <@UALICE>" in shown(slack, posted)
+    assert [t.state for t in running.services.store.jobs.targets(job.id)] == ["skipped"] * 7
+
+
+def test_a_pending_job_past_its_expiry_is_expired_by_the_sweep(drive, slack, agora, running) -> None:
+    from tests.test_job_worker import wait_until
+
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    with running.services.store.engine.begin() as conn:  # its expiry passed: the sweep's clock is the real one
+        conn.execute(update(jobs).where(jobs.c.id == job.id).values(expires_at=job.created_at))
+    wait_until(lambda: "*Expired*" in shown(slack, posted), "the card shows the expiry")
+    ended = running.services.bulk.get(job.id)
+    assert ended.state == "expired" and ended.sealed_secrets is None
+    wait_until(lambda: any("Expired" in json.dumps(d.params) for d in dms(slack)), "the requester is told")
+    click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
+    running.drain()
+    assert "already expired" in replies(slack)[-1] and agora.patches() == {}
+
+
+@pytest.mark.parametrize("overrides", [{"RECBOT_BULK_MAX_TARGETS": "3"}])
+def test_more_targets_than_a_job_takes_are_refused_saying_how_to_narrow_it(drive, slack, agora, running) -> None:
+    fleet(agora)
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(**ROTATION))
+    said = json.dumps(plan_update(slack).params)
+    assert "7 targets match, and one job takes at most 3" in said and "Narrow the filter" in said
+    running.drain()
+    assert all_jobs(running) == [] and cards(slack) == [] and agora.calls("PATCH") == []
+
+
+def test_a_plan_with_nothing_to_change_makes_no_job(drive, slack, agora, running) -> None:
+    fleet(agora)
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(mp4=form.ON))  # every one records MP4 already
+    said = json.dumps(plan_update(slack).params)
+    assert "*7* matched: *0* would change, *7* already as asked" in said and "no job was made" in said
+    running.drain()
+    assert all_jobs(running) == [] and cards(slack) == []
+
+
+def test_unreadable_targets_are_named_on_the_plan(drive, slack, agora, running) -> None:
+    fleet(agora)
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(entry=form.LIST, entry_text="cam1\nghost", hls=form.ON))
+    said = json.dumps(plan_update(slack).params)
+    assert "*1* matched: *1* would change" in said and "*1* unreadable" in said
+    assert "ghost" in said and "no entry point of this name" in said
+
+
+def test_change_these_opens_the_modal_with_the_tables_app_and_regions(drive, slack, agora, running) -> None:
+    fleet(agora, ["cam0"], region="eu")
+    drive.command("list all")
+    table = slack.wait_for("response_url", count=3)[-1]
+    block = next(b for b in table.params["blocks"] if b.get("block_id") == form.BLOCK_CHANGE_THESE)
+    action = block["elements"][0]
+    assert drive.block_action("UALICE", action, message={"ts": "1.1", "blocks": []}, channel="CRUN").ok
+    opened = slack.wait_for("views.open")[-1]
+    blocks = {b.get("block_id"): b for b in opened.params["view"]["blocks"]}
+    assert blocks[form.BLOCK_APP]["element"]["initial_value"] == APP_ID
+    assert [o["value"] for o in blocks[form.BLOCK_REGIONS]["element"]["initial_options"]] == ["cn", "ap", "na", "eu"]
+    forged = {**action, "value": action["value"][:-2] + "xx"}
+    drive.block_action("UALICE", forged, message={"ts": "1.1", "blocks": []}, channel="CRUN")
+    running.drain()
+    assert "not a genuine" in replies(slack)[-1] and len(slack.of("views.open")) == 1
+    assert fleet_blocks.BLOCK_PAGES in json.dumps(table.params)
