@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from bot.approvals import Refused
 from bot.bulk_change import BulkRequest
 from bot.bulk_plan import Plan, destinations, make_plan, summary
-from bot.catalog import vendor_name
+from bot.catalog import region_label, vendor_name
 from bot.fleet import Fleet
 from bot.models import StorageConfig
 from bot.probe import Prober
@@ -67,7 +67,8 @@ def already(job: JobRow) -> str:
 
 
 def _where(storage: StorageConfig) -> str:
-    return f"{vendor_name(storage.vendor)} bucket {storage.bucket}"
+    """A destination as the card names it: vendor, bucket and region (no key)."""
+    return f"{vendor_name(storage.vendor)} bucket {storage.bucket} ({region_label(storage.vendor, storage.region)})"
 
 
 class BulkJobs:
