@@ -175,8 +175,8 @@ def status_line(job: JobRow, required: int, counts: Mapping[str, int] | None) ->
 
 def headline(job: JobRow) -> str:
     return (
-        f"*Fleet-wide change* `{job.id}`\n<@{job.requester}> asks to change *{job.target_count}* targets: "
-        f"{escape(described(job))}"
+        f"*Fleet-wide change* `{job.id}`\n<@{job.requester}> asks for one change to the *{job.target_count}* "
+        f"targets matched by {escape(described(job))}"
     )
 
 
