@@ -43,6 +43,7 @@ from tests.bulk_helpers import (
 from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.slack import FakeSlack
+from tests.test_job_worker import wait_until
 
 EVERY_STATE = ("planning", "pending", "approved", "running", "paused", "done", "cancelled", "failed", "rejected")
 
@@ -164,6 +165,7 @@ def test_a_key_rotation_is_planned_approved_once_and_applied_with_no_secret_anyw
     assert job.state == "pending" and job.sealed_secrets is not None and job.target_count == 8
     # The requester cannot approve; a non-approver neither.
     click(drive, posted, "UALICE", job_card.ACTION_APPROVE)
+    running.drain()  # each refusal told before the next click: in order
     click(drive, posted, "UMALLORY", job_card.ACTION_APPROVE)
     running.drain()
     told = replies(slack)
@@ -179,7 +181,8 @@ def test_a_key_rotation_is_planned_approved_once_and_applied_with_no_secret_anyw
     running.drain()
     ended = running.services.bulk.get(job.id)
     assert ended.state == "done" and ended.sealed_secrets is None and ended.started_at is not None
-    assert "*Done*" in shown(slack, posted) and "applied 8" in shown(slack, posted)
+    wait_until(lambda: "*Done*" in shown(slack, posted), "the worker's watcher redraws the card at the end")
+    assert "applied 8" in shown(slack, posted)
     assert job_card.BLOCK_BUTTONS not in shown(slack, posted)
     approved = [d for d in dms(slack) if "being applied" in json.dumps(d.params)]
     assert len(approved) == 1 and "<@UBOB>" in json.dumps(approved[0].params)
@@ -187,8 +190,6 @@ def test_a_key_rotation_is_planned_approved_once_and_applied_with_no_secret_anyw
 
 
 def _wait_for_end(bot: RunningBot, job_id: str) -> None:
-    from tests.test_job_worker import wait_until
-
     wait_until(lambda: not bot.services.bulk.get(job_id).is_open, "the job ended")
 
 
@@ -260,8 +261,6 @@ def test_only_the_requester_cancels_while_it_is_pending(drive, slack, agora, run
 
 
 def test_a_pending_job_past_its_expiry_is_expired_by_the_sweep(drive, slack, agora, running) -> None:
-    from tests.test_job_worker import wait_until
-
     fleet(agora)
     posted = ask(drive, slack)
     (job,) = all_jobs(running)
@@ -322,3 +321,37 @@ def test_change_these_opens_the_modal_with_the_tables_app_and_regions(drive, sla
     running.drain()
     assert "not a genuine" in replies(slack)[-1] and len(slack.of("views.open")) == 1
     assert fleet_blocks.BLOCK_PAGES in json.dumps(table.params)
+
+
+@pytest.mark.parametrize("overrides", [{"RECBOT_APPROVAL_CHANNEL": None}])
+def test_without_an_approval_channel_each_approver_but_the_requester_gets_the_card(drive, slack, agora, running):
+    fleet(agora)
+    view = open_bulk(drive, slack, user="UBOB")
+    drive.submit("UBOB", view, bulk_state(**ROTATION))
+    (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UCAROL")
+    running.drain()
+    assert not any(job_card.ACTION_APPROVE in json.dumps(c.params) for c in dms(slack, "UBOB"))
+    (job,) = all_jobs(running)
+    click(drive, posted, "UCAROL", job_card.ACTION_APPROVE)
+    _wait_for_end(running, job.id)
+    assert len(agora.patches()) == 7
+
+
+def test_the_requester_cancels_from_the_plan_in_their_dm(drive, slack, agora, running) -> None:
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    plan = plan_update(slack)
+    buttons = next(b for b in plan.params["blocks"] if b.get("block_id") == job_card.BLOCK_BUTTONS)["elements"]
+    message = {"ts": plan.params["ts"], "blocks": plan.params["blocks"]}
+    drive.block_action("UMALLORY", buttons[0], message=message, channel="DALICE")
+    running.drain()
+    assert "Only the requester" in replies(slack)[-1] and running.services.bulk.get(job.id).state == "pending"
+    drive.block_action("UALICE", buttons[0], message=message, channel="DALICE")
+    running.drain()
+    assert running.services.bulk.get(job.id).state == "cancelled"
+    assert "*Cancelled* by <@UALICE>" in shown(slack, posted)
+    forged = {**buttons[0], "value": job_card.job_value(job.id, running.services.sealer) + "x"}
+    drive.block_action("UALICE", forged, message=message, channel="DALICE")
+    running.drain()
+    assert "not a genuine" in replies(slack)[-1]
