@@ -43,10 +43,11 @@ class Planned:
 
 @dataclass(frozen=True)
 class Approval:
-    """What one approval did: the job as it left it, and whether it started the job (its vote
-    was the last one needed): only that caller tells the requester."""
+    """What one approval did: the job as it left it, the vote (counted, or the last one needed),
+    and whether this call started the job: only the caller that started it tells the requester."""
 
     job: JobRow
+    vote: Vote
     started: bool
 
 
@@ -177,7 +178,7 @@ class BulkJobs:
             raise Refused(f"You have already approved job `{job.id}`; it needs another approver.")
         log.info("job %s: approval by %s counted (%s)", job.id, user, vote.name)
         started = vote is Vote.COMPLETED and self.start(job.id)
-        return Approval(self.get(job.id), started)
+        return Approval(self.get(job.id), vote, started)
 
     def start(self, job_id: str) -> bool:
         """Start an approved job: workers of every instance may claim its targets from now on.

@@ -18,7 +18,7 @@ from bot.bulk_change import BulkRequest
 from bot.bulk_plan import PlanError, to_csv
 from bot.commands import Command
 from bot.services import Services
-from bot.store.values import CardRef, JobRow
+from bot.store.values import CardRef, JobRow, Vote
 from handlers.blocks import bulk_form, edit_form, job_card, messages
 from handlers.notify import MAX_CARD_PASSES, SLACK_FAILURES, GroupLookup
 
@@ -102,9 +102,9 @@ def register(app: App, services: Services) -> None:
         refresh_job_cards(client, services, job_id)
         if approval.started:
             tell_requester(client, services, approval.job)
-        elif approval.job.state == "pending":
-            counted = f"{len(approval.job.approvers)} of {services.bulk.required_approvals} approvals"
-            _tell(respond, f"Noted. Job `{job_id}` awaits more approvals: {counted}.")
+        elif approval.vote is Vote.COUNTED:  # another vote may have completed it since: the card says so
+            needed = services.bulk.required_approvals
+            _tell(respond, f"Noted. Your approval of job `{job_id}` is counted; it needs {needed} in all.")
 
     @app.action(job_card.ACTION_REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:

@@ -212,7 +212,7 @@ def test_two_approvals_are_needed_and_a_repeat_vote_is_refused(drive, slack, ago
     click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
     running.drain()
     assert "Approvals: 1 of 2 (<@UBOB>)" in shown(slack, posted)
-    assert "awaits more approvals: 1 of 2" in replies(slack)[-1]
+    assert "Your approval of job" in replies(slack)[-1] and "it needs 2 in all" in replies(slack)[-1]
     click(drive, posted, "UBOB", job_card.ACTION_APPROVE)
     running.drain()
     assert "already approved" in replies(slack)[-1]

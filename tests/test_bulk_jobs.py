@@ -25,7 +25,7 @@ from bot.models import fingerprint
 from bot.probe import Prober
 from bot.services import Services, build_services
 from bot.settings import Settings
-from bot.store.values import utcnow
+from bot.store.values import Vote, utcnow
 from handlers.blocks import bulk_form as form
 from tests.bulk_helpers import NEW_ACCESS, NEW_SECRET, ROTATION, bulk_state, fleet
 from tests.conftest import APP_ID, LIVE_CONFIG, fast_agora
@@ -122,11 +122,12 @@ def test_the_approval_rules_of_one_change_and_a_start_made_once(services, agora)
     with pytest.raises(Refused, match="Only the approvers"):
         bulk.approve(job.id, "UMALLORY", is_approver=False)
     first = bulk.approve(job.id, "UBOB", is_approver=True)
-    assert not first.started and first.job.state == "pending" and first.job.approvers == ["UBOB"]
+    assert (first.vote, first.started, first.job.state) == (Vote.COUNTED, False, "pending")
+    assert first.job.approvers == ["UBOB"]
     with pytest.raises(Refused, match="already approved job"):
         bulk.approve(job.id, "UBOB", is_approver=True)
     last = bulk.approve(job.id, "UCAROL", is_approver=True)
-    assert last.started and last.job.state == "running" and last.job.started_at is not None
+    assert last.vote is Vote.COMPLETED and last.started and last.job.state == "running" and last.job.started_at
     assert last.job.decided_by == "UCAROL" and last.job.approvers == ["UBOB", "UCAROL"]
     with pytest.raises(Refused, match="already approved by <@UCAROL> and is being applied"):
         bulk.approve(job.id, "UDAVE", is_approver=True)
