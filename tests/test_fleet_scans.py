@@ -249,11 +249,11 @@ def test_each_save_prunes_at_most_a_batch_of_expired_tables_oldest_first(store: 
     clock = Clock()
     scans = FleetScans(store.engine, clock=lambda: clock.wall)
     old = [f"old{i:02}" for i in range(2 * PRUNE_BATCH + 3)]
-    for scan_id in old:
+    for scan_id in reversed(old):  # saved newest first: the oldest is not merely the first saved
         scans.save(scan_id, APP_ID, ("na",), [], keep_for=SCAN_TTL)
-        clock.advance(1)
+        clock.advance(-1)
     assert ids_kept(store) == old  # none of them expired while they were saved
-    clock.advance(SCAN_TTL_SECONDS)  # now every one of them has
+    clock.advance(SCAN_TTL_SECONDS + len(old) + 1)  # now every one of them has
     scans.save("new1", APP_ID, ("na",), [], keep_for=SCAN_TTL)
     assert ids_kept(store) == [*old[PRUNE_BATCH:], "new1"]
     scans.save("new2", APP_ID, ("na",), [], keep_for=SCAN_TTL)
