@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import secrets
 import threading
 import time
@@ -21,6 +22,8 @@ from bot.models import Target
 from bot.store.fleet_scans import FleetScans
 from bot.store.values import SwitchRow
 from bot.switch import describe
+
+log = logging.getLogger(__name__)
 
 # Reads in flight at once; the rate limiter sets the pace. Few, because granted
 # but unsent reads can reach Agora together after a stall (see TokenBucket).
@@ -107,8 +110,10 @@ class Fleet:
             return None
         # Dated on this process's clock by its age, so it expires here when it does everywhere.
         scan = restored(saved.id, saved.app_id, saved.regions, saved.rows, self._clock() - saved.age.total_seconds())
-        if scan is not None:
-            self._remember(scan)  # the next click on this instance needs no query
+        if scan is None:
+            log.warning("kept fleet table %s is damaged; treated as expired", saved.id)
+            return None
+        self._remember(scan)  # the next click on this instance needs no query
         return scan
 
     def _remember(self, scan: Scan) -> None:
