@@ -144,7 +144,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         default_app=settings.AGORA_APP_ID,
         approval_for=settings.RECBOT_APPROVAL_FOR,
     )
-    fleet = Fleet(agora)
+    fleet = Fleet(agora, store.fleet_scans)
     bulk = BulkJobs(
         jobs=store.jobs,
         votes=store.job_approvals,
