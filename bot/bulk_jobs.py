@@ -28,6 +28,10 @@ from bot.store.values import CardRef, JobRow, Vote, utcnow
 log = logging.getLogger(__name__)
 
 EXPIRED = "Expired before it was approved."
+INTERRUPTED = "Its plan was interrupted before it was sent for approval (recbot stopped); ask again."
+# A job is made in planning and sent for approval in the same call, well within this: one
+# still planning after it was left by a process that stopped, with its keys sealed.
+STRANDED_PLAN_AGE = timedelta(minutes=5)
 CANCELLED = "Cancelled by the requester."
 NOTHING_TO_CHANGE = "Every target matched is already as asked, so there is nothing to approve and no job was made."
 
@@ -216,6 +220,17 @@ class BulkJobs:
             raise Refused(already(now) if now.state != "pending" else f"Job `{job.id}` has expired.")
         log.info("job %s: %s by %s", job.id, event, user)
         return self.get(job.id)
+
+    def fail_stranded_plans(self) -> list[JobRow]:
+        """The sweep's: fail jobs left planning by a process that stopped (their keys deleted);
+        the ones this call failed."""
+        before = self._clock() - STRANDED_PLAN_AGE
+        failed = []
+        for job in self._jobs.in_state("planning"):
+            if job.created_at < before and self._jobs.transition(job.id, "planning", "fail", reason=INTERRUPTED):
+                log.info("job %s failed: its plan was interrupted", job.id)
+                failed.append(self.get(job.id))
+        return failed
 
     def expire_due(self) -> list[JobRow]:
         """The sweep's: end every pending job past its expiry (a paused one's is the worker's

@@ -137,12 +137,14 @@ def repost_missing_cards(services: Services, notifier: Notifier, stale_claims_be
 
 
 def sweep_jobs(services: Services, client: WebClient) -> None:
-    """Expire pending fleet-wide jobs past their expiry, and start approved ones left unstarted
-    (their last approver's process stopped first), announcing each (cards, requester). Each step
-    and each job is guarded; each move is a compare-and-set, so it is made and announced once."""
+    """Expire pending fleet-wide jobs past their expiry, start approved ones left unstarted and
+    fail ones left planning (their process stopped first), announcing each (cards, requester).
+    Each step and each job is guarded; each move is a compare-and-set, so it is made and
+    announced once."""
     steps: list[tuple[str, Callable[[], list[JobRow]]]] = [
         ("job expiry", services.bulk.expire_due),
         ("job start", services.bulk.start_approved),
+        ("stranded plan", services.bulk.fail_stranded_plans),
     ]
     for name, step in steps:
         try:

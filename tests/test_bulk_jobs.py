@@ -194,6 +194,23 @@ def test_a_job_left_approved_is_started_by_the_sweep_once(services, agora) -> No
 BUCKETS_MADE: set[str] = set()
 
 
+def test_a_job_left_planning_by_a_process_that_stopped_is_failed_with_its_keys_deleted(services, agora) -> None:
+    clock = Clock()
+    bulk = service(services, clock)
+    services.store.jobs.create(  # what ask leaves if its process stops between making the job and sending it
+        job_id="stranded",
+        requester="UALICE",
+        change=rotation().change.stored()[0],
+        sealed_secrets=services.sealer.seal("keys"),
+        expires_at=clock.now + timedelta(hours=1),
+    )
+    assert bulk.fail_stranded_plans() == []  # a plan may still be under way
+    clock.now += timedelta(minutes=6)
+    (failed,) = bulk.fail_stranded_plans()
+    assert (failed.id, failed.state, failed.sealed_secrets) == ("stranded", "failed", None)
+    assert "interrupted" in (failed.reason or "") and bulk.fail_stranded_plans() == []
+
+
 @pytest.fixture
 def s3(moto_s3: Any) -> Any:
     if "rec-bucket" not in BUCKETS_MADE:  # moto_s3 lives for the session
