@@ -72,6 +72,15 @@ def register(app: App, services: Services) -> None:
             return
         open_bulk_form(body["trigger_id"], scan.app_id, scan.regions, client, respond)
 
+    @app.action(bulk_form.ACTION_NEW_VENDOR)
+    def new_vendor_chosen(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """Show exactly the chosen vendor's regions, keeping what was typed."""
+        ack()
+        view = body.get("view") or {}
+        if view.get("id"):
+            region = bulk_form.with_regions_of(view, bulk_form.chosen_vendor(view))
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=region)
+
     @app.view(bulk_form.CALLBACK_BULK)
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         """Validate before acking (errors go back on the modal), then plan after the ack."""

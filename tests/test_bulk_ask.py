@@ -111,17 +111,17 @@ BAD_INPUT = [
     ({"storage": form.STORAGE, "new_vendor": None, "new_bucket": "b"}, form.BLOCK_NEW_VENDOR, "vendor"),
     ({"storage": form.STORAGE, "new_vendor": 1, "new_bucket": ""}, form.BLOCK_NEW_BUCKET, "bucket"),
     (
-        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "x", "new_bucket": "b-bucket"},
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": None, "new_bucket": "b-bucket"},
         form.BLOCK_NEW_REGION,
-        "a number",
+        "Choose one of Amazon S3's regions",
     ),
     (
-        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "999", "new_bucket": "b-bucket"},
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": 999, "new_bucket": "b-bucket"},
         form.BLOCK_NEW_REGION,
         "is not one of",
     ),
     (
-        {"storage": form.STORAGE, "new_vendor": 1, "new_region": "0", "new_bucket": "Bad_Bucket!"},
+        {"storage": form.STORAGE, "new_vendor": 1, "new_region": 0, "new_bucket": "Bad_Bucket!"},
         form.BLOCK_NEW_BUCKET,
         "Amazon",
     ),
@@ -355,3 +355,26 @@ def test_the_requester_cancels_from_the_plan_in_their_dm(drive, slack, agora, ru
     drive.block_action("UALICE", forged, message=message, channel="DALICE")
     running.drain()
     assert "not a genuine" in replies(slack)[-1]
+
+
+def test_a_new_storage_shows_the_chosen_vendors_regions_and_is_planned_for_every_target(drive, slack, agora, running):
+    fleet(agora)
+    view = open_bulk(drive, slack)
+    region = next(b for b in view["blocks"] if b.get("block_id") == form.BLOCK_NEW_REGION)
+    assert region["type"] == "context" and "Choose the new vendor" in json.dumps(region)
+    chosen = {form.BLOCK_NEW_VENDOR: {form.ACTION_NEW_VENDOR: {"selected_option": {"value": "1"}}}}
+    vendor = next(b for b in view["blocks"] if b.get("block_id") == form.BLOCK_NEW_VENDOR)["element"]
+    drive.block_action(
+        "UALICE", {**vendor, "block_id": form.BLOCK_NEW_VENDOR}, view={**view, "state": {"values": chosen}}
+    )
+    update = slack.wait_for("views.update")[-1]
+    redrawn = slack.view(update.params["view_id"])
+    region = next(b for b in redrawn["blocks"] if b.get("block_id") == form.BLOCK_NEW_REGION)
+    assert region["element"]["action_id"] == f"{form.ACTION_NEW_REGION}_1" and "US_EAST_1 (0)" in json.dumps(region)
+    assert [b.get("block_id") for b in redrawn["blocks"]] == [b.get("block_id") for b in view["blocks"]]
+    storage = {"new_vendor": 1, "new_region": 3, "new_bucket": "new-bucket", "access": NEW_ACCESS, "secret": NEW_SECRET}
+    posted = len(cards(slack))
+    drive.submit("UALICE", redrawn, bulk_state(mp4=form.OFF, storage=form.STORAGE, **storage))
+    card = slack.wait_for("chat.postMessage", count=posted + 1, where=lambda c: c.params.get("channel") == "CAPPROVE")
+    said = json.dumps(card[-1].params)
+    assert "MP4: off for 7 targets" in said and "bucket new-bucket, access key" in said and NEW_ACCESS not in said

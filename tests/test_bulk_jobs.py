@@ -265,7 +265,7 @@ typed_key = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_si
 )
 def test_the_modals_errors_never_quote_a_typed_key(access: str, secret: str, storage: str, bucket: str) -> None:
     values = {**ROTATION, "storage": storage, "access": access, "secret": secret}
-    values |= {"new_vendor": 1, "new_region": "0", "new_bucket": bucket, "now_bucket": bucket}
+    values |= {"new_vendor": 1, "new_region": 0, "new_bucket": bucket, "now_bucket": bucket}
     request, errors = form.read_request({"values": bulk_state(**values)})
     assert request is not None or errors
     assert not any(CANARY in text for text in errors.values()), errors

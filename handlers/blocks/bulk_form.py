@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from bot.bulk_change import BulkRequest, Change, NewKeys
 from bot.bulk_targets import PATTERN_RULE, REGION_RULE, TargetFilter
-from bot.catalog import API_REGIONS, CATALOG
+from bot.catalog import API_REGIONS, CATALOG, Vendor
 from bot.fleet import Scan
 from bot.models import MAX_BUCKET_LENGTH, MAX_NAME_LENGTH, TypedStorageConfig, typed_problems
 from bot.naming import MAX_KEY_LENGTH
@@ -32,7 +32,7 @@ BLOCK_MP4, ACTION_MP4 = "bulk_mp4", "bulk_mp4_radio"
 BLOCK_HLS, ACTION_HLS = "bulk_hls", "bulk_hls_radio"
 BLOCK_STORAGE, ACTION_STORAGE = "bulk_storage", "bulk_storage_radio"
 BLOCK_NEW_VENDOR, ACTION_NEW_VENDOR = "bulk_new_vendor", "bulk_new_vendor_select"
-BLOCK_NEW_REGION, ACTION_NEW_REGION = "bulk_new_region", "bulk_new_region_input"
+BLOCK_NEW_REGION, ACTION_NEW_REGION = "bulk_new_region", "bulk_new_region_select"
 BLOCK_NEW_BUCKET, ACTION_NEW_BUCKET = "bulk_new_bucket", "bulk_new_bucket_input"
 BLOCK_ACCESS_KEY, ACTION_ACCESS_KEY = "bulk_access_key", "bulk_access_key_input"
 BLOCK_SECRET_KEY, ACTION_SECRET_KEY = "bulk_secret_key", "bulk_secret_key_input"
@@ -42,10 +42,6 @@ ALL, PATTERN, LIST = "all", "pattern", "list"
 ANY, ON, OFF, UNCHANGED = "any", "on", "off", "unchanged"
 KEEP, KEYS, STORAGE = "unchanged", "keys", "storage"
 MAX_PASTED = 3000  # Slack's longest plain-text input
-NEW_REGION_HINT = (
-    "The new vendor's region number as Agora numbers them (e.g. 0); the form of `/recording set` names them. "
-    "Leave it empty for a vendor without regions."
-)
 KEY_HINT = (
     "Slack cannot mask this field: type it where nobody reads over your shoulder, and use a write-only key. "
     "It is sealed until the job ends, sent only after approval, and never shown again."
@@ -131,8 +127,8 @@ def form_view(app_id: str, regions: tuple[str, ...]) -> dict[str, Any]:
         _input(BLOCK_MP4, "MP4 recording", _radio(ACTION_MP4, changes)),
         _input(BLOCK_HLS, "HLS recording", _radio(ACTION_HLS, changes)),
         _input(BLOCK_STORAGE, "Storage", _radio(ACTION_STORAGE, storage)),
-        _input(BLOCK_NEW_VENDOR, "New storage: vendor", _vendor_select(ACTION_NEW_VENDOR)),
-        _input(BLOCK_NEW_REGION, "New storage: region number", _plain(ACTION_NEW_REGION, 3), NEW_REGION_HINT),
+        {**_input(BLOCK_NEW_VENDOR, "New storage: vendor", _vendor_select(ACTION_NEW_VENDOR)), "dispatch_action": True},
+        region_block(None),
         _input(BLOCK_NEW_BUCKET, "New storage: bucket", _plain(ACTION_NEW_BUCKET, MAX_BUCKET_LENGTH)),
         _input(BLOCK_ACCESS_KEY, "New access key", _plain(ACTION_ACCESS_KEY, MAX_KEY_LENGTH), KEY_HINT),
         _input(BLOCK_SECRET_KEY, "New secret key", _plain(ACTION_SECRET_KEY, MAX_KEY_LENGTH), KEY_HINT),
@@ -145,6 +141,31 @@ def form_view(app_id: str, regions: tuple[str, ...]) -> dict[str, Any]:
         "close": _text("Close"),
         "blocks": blocks,
     }
+
+
+def region_block(vendor: int | None) -> dict[str, Any]:
+    """The new storage's region: the chosen vendor's regions (the action id names the vendor, so
+    a region picked for another never carries over), or why there is none to choose."""
+    info = CATALOG.get(Vendor(vendor)) if vendor in CATALOG else None
+    if info is None or not info.has_regions:
+        said = f"Region does not apply to {info.name}." if info else "Choose the new vendor to see its regions."
+        return {"type": "context", "block_id": BLOCK_NEW_REGION, "elements": [_text(said)]}
+    options = [_option(f"{r.name} ({r.code})", str(r.code)) for r in info.regions]
+    select = {"type": "static_select", "action_id": f"{ACTION_NEW_REGION}_{info.vendor.value}", "options": options}
+    return _input(BLOCK_NEW_REGION, f"New storage: {info.name} region", select)
+
+
+def with_regions_of(view: dict[str, Any], vendor: int | None) -> dict[str, Any]:
+    """The modal as Slack sent it, its region block for `vendor`: every other block, and what
+    was typed in it (Slack keeps it by block and action id), stays as it is."""
+    blocks = [region_block(vendor) if b.get("block_id") == BLOCK_NEW_REGION else b for b in view.get("blocks") or []]
+    kept = ("type", "callback_id", "title", "submit", "close", "private_metadata")
+    return {key: view[key] for key in kept if key in view} | {"blocks": blocks}
+
+
+def chosen_vendor(view: dict[str, Any]) -> int | None:
+    """The new storage's vendor chosen in a modal Slack sent."""
+    return _number(_State(view.get("state")).chosen(BLOCK_NEW_VENDOR))
 
 
 def change_these(scan: Scan, sealer: Sealer) -> dict[str, Any]:
@@ -265,14 +286,15 @@ def _new_storage(state: _State) -> tuple[dict[str, Any] | None, dict[str, str]]:
     required = {BLOCK_NEW_VENDOR: "Choose the new storage's vendor.", BLOCK_NEW_BUCKET: "Enter the new bucket."}
     errors = {block: text for block, text in required.items() if not (state.chosen(block) or state.text(block))}
     errors |= _keys_missing(state)
-    region = state.text(BLOCK_NEW_REGION)
-    if region and _number(region) is None:
-        errors[BLOCK_NEW_REGION] = "The region is a number, e.g. 0: the new vendor's region as Agora numbers them."
+    vendor, region = _number(state.chosen(BLOCK_NEW_VENDOR)), _number(state.chosen(BLOCK_NEW_REGION))
+    info = CATALOG.get(Vendor(vendor)) if vendor in CATALOG else None
+    if info is not None and info.has_regions and region is None:
+        errors[BLOCK_NEW_REGION] = f"Choose one of {info.name}'s regions."
     if errors:
         return None, errors
     fields = {
-        "vendor": _number(state.chosen(BLOCK_NEW_VENDOR)),
-        "region": _number(region) or 0,
+        "vendor": vendor,
+        "region": region or 0,
         "bucket": state.text(BLOCK_NEW_BUCKET),
         "access_key": state.text(BLOCK_ACCESS_KEY),
         "secret_key": state.text(BLOCK_SECRET_KEY),
