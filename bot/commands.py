@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from bot.catalog import API_REGIONS
 from bot.models import Target, check_path_segment
 
-Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream"]
+Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream", "jobs"]
 TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
@@ -24,6 +24,7 @@ USAGE = (
     "• `/recording stream <entry_point> <region> <stream_name> on|off [--app APPID]`: record one stream "
     "(while paused) or stop it\n"
     "• `/recording pending`: open change requests\n"
+    "• `/recording jobs`: fleet-wide jobs running and ended lately, with Pause, Resume and Cancel\n"
     "• `/recording help`: this text\n"
     f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
 )
@@ -60,6 +61,10 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         if args:
             raise UsageError("`/recording pending` takes no arguments.")
         return Command("pending")
+    if verb == "jobs":
+        if args:
+            raise UsageError("`/recording jobs` takes no arguments.")
+        return Command("jobs")
     if verb in ("pause", "resume"):
         return _switch_command("pause" if verb == "pause" else "resume", args, default_app)
     if verb == "stream":

@@ -5,7 +5,8 @@ outcome once. A target is in flight from its claim on; its claimer's heartbeat k
 fresh, so one left in flight past STRANDED_AFTER has a dead claimer, and is reconciled by
 reading it back: in effect -> applied with no PATCH; as the plan saw it -> PATCHed now;
 else stale. Agora refusing recbot's credentials, or answering server errors in a row,
-pauses the job.
+pauses the job (until a person resumes it, or it expires like a request). Each outcome is
+audited once, by the worker that recorded it, with the job's id.
 
 A job's change is bot/bulk_change.py's Change as `Change.stored` gives it (plain JSON, and
 the keys sealed apart); what the plan saw of a target is its Observation (bot/bulk_plan.py)."""
@@ -33,10 +34,13 @@ from bot.applying import expected_after, is_empty, matches, no_answer
 from bot.background import Periodic
 from bot.bulk_change import Change, patch_for
 from bot.drift import DriftWatch
+from bot.job_lifecycle import next_target_state
+from bot.job_report import asked_changes
 from bot.models import RecordingConfig
 from bot.observation import observe
 from bot.seal import Sealer, SealError
-from bot.store.jobs import JobStore
+from bot.store.audit import AuditLog
+from bot.store.jobs import IN_FLIGHT, JobStore
 from bot.store.values import JobRow, JobTarget, SwitchBusy, utcnow
 from bot.switch import SwitchBook
 
@@ -106,9 +110,13 @@ class JobRunner:
         watch: DriftWatch,
         switches: SwitchBook,
         *,
+        audit: AuditLog,
+        paused_for: timedelta,
         workers: int = WORKERS,
     ) -> None:
         self._store = store
+        self._audit = audit
+        self._paused_for = paused_for  # a job the worker pauses waits this long for a person, then expires
         self._agora = agora
         self._sealer = sealer
         self._watch = watch
@@ -121,14 +129,20 @@ class JobRunner:
         self._stopping = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._watchers: list[Callable[[str], None]] = []
+        self._pause_watchers: list[Callable[[str], None]] = []
 
     def watch(self, watcher: Callable[[str], None]) -> None:
         """Call `watcher(job_id)` (on the worker's thread) after each batch of a job's targets and
         each move the worker makes (pause, finish, fail): what people see of it can be redrawn."""
         self._watchers.append(watcher)
 
-    def _tell(self, job_id: str) -> None:
-        for watcher in self._watchers:
+    def watch_pauses(self, watcher: Callable[[str], None]) -> None:
+        """Call `watcher(job_id)` (on the worker's thread) when this worker paused a job itself
+        (Agora refused recbot, or kept failing): once across instances, as only one makes that move."""
+        self._pause_watchers.append(watcher)
+
+    def _tell(self, job_id: str, watchers: list[Callable[[str], None]] | None = None) -> None:
+        for watcher in self._watchers if watchers is None else watchers:
             try:
                 watcher(job_id)
             except Exception:  # what people see is redrawn at the next batch; the job goes on
@@ -327,13 +341,22 @@ class JobRunner:
         at.halted.set()
         with self._lock:
             self._server_errors.pop(at.job.id, None)
-        if self._store.transition(at.job.id, "running", "pause", reason=reason):
+        expires_at = utcnow() + self._paused_for
+        if self._store.transition(at.job.id, "running", "pause", reason=reason, expires_at=expires_at):
             log.warning("job %s paused: %s", at.job.id, reason)
             self._tell(at.job.id)
+            self._tell(at.job.id, self._pause_watchers)
 
     def _record(self, at: _Round, t: JobTarget, event: str, detail: str) -> None:
         if not self._store.record(t.id, self.claimer, event, detail):
             log.warning("job %s: target %s was taken over before its outcome (%s) was recorded", at.job.id, t.id, event)
+            return
+        outcome = next_target_state(IN_FLIGHT, event)
+        try:  # only the recorder audits it: once per target, whichever instance it was
+            changes = asked_changes(at.job.change)
+            self._audit.append(outcome, at.job.requester, t.target, job_id=at.job.id, changes=changes, note=detail)
+        except Exception:  # the outcome itself is recorded; the job goes on
+            log.exception("job %s: could not audit the outcome of target %s", at.job.id, t.id)
 
     def _configured(self, at: _Round, t: JobTarget) -> None:
         """A configuration found in effect switched recording on (as bot/approvals.py records it)."""

@@ -1,8 +1,8 @@
 """The store (SQLite by default, PostgreSQL through the same URL), one module per concern:
 engine (dialects, shared locks), schema (tables), values (rows), requests, announcements,
-audit, drift, homes, switches, jobs, and migrations (Alembic). Services are handed the
-repository they need; `open_store` builds them all on one engine, upgraded to the head
-revision, for the composition root and tests."""
+audit, drift, homes, switches, jobs, job_progress (what people see of a job), and migrations
+(Alembic). Services are handed the repository they need; `open_store` builds them all on one
+engine, upgraded to the head revision, for the composition root and tests."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bot.store.audit import AuditLog
 from bot.store.drift import DriftStore
 from bot.store.engine import SharedLocks, make_engine
 from bot.store.homes import HomeViewers
+from bot.store.job_progress import JobProgressStore
 from bot.store.jobs import JobStore
 from bot.store.requests import RequestStore
 from bot.store.switches import SwitchStore
@@ -34,6 +35,7 @@ class Store:
     homes: HomeViewers
     switches: SwitchStore
     jobs: JobStore
+    job_progress: JobProgressStore
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -57,4 +59,5 @@ def open_store(database_url: str) -> Store:
         homes=HomeViewers(engine),
         switches=SwitchStore(engine, locks),
         jobs=JobStore(engine),
+        job_progress=JobProgressStore(engine),
     )
