@@ -15,8 +15,9 @@ from slack_sdk import WebClient
 
 from bot.background import Periodic
 from bot.job_control import JobControl
-from bot.job_lifecycle import ENDED_JOB_STATES
+from bot.job_lifecycle import ENDED_JOB_STATES, TARGET_START, next_target_state
 from bot.job_report import outcome_csv
+from bot.jobs import STRANDED_AFTER
 from bot.services import Services
 from bot.store.values import CardRef, JobRow, utcnow
 from handlers.blocks import job_progress
@@ -24,6 +25,7 @@ from handlers.notify import SLACK_FAILURES, Notifier, _lasting, _why, job_contro
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT = next_target_state(TARGET_START, "claim")
 DRAIN_SECONDS = 0.2  # how soon a batch the worker reported is drawn
 # A claim on posting a progress message older than this has a poster that stopped: taken over.
 STALE_POST_CLAIM = timedelta(minutes=1)
@@ -137,8 +139,11 @@ class JobNotifier:
 
     def announce_end(self, job_id: str, stale_claims_before: datetime | None = None) -> bool:
         """Once across instances (claimed first; with `stale_claims_before` also from a holder that
-        stopped): the end on the progress message, the outcome CSV in the requester's DM, and the
-        homes of whom it concerns. Released if Slack failed, for the sweep. Whether this call made it."""
+        stopped), once no target sent before the end awaits its outcome: the end on the progress
+        message, the outcome CSV in the requester's DM, and the homes of whom it concerns.
+        Released if Slack failed, for the sweep. Whether this call made it."""
+        if self._still_in_flight(job_id):
+            return False  # its worker records them, then tells: announced with every outcome known
         progress = self._services.store.job_progress
         token = progress.claim_end(job_id, stale_before=stale_claims_before)
         if token is None:
@@ -156,6 +161,13 @@ class JobNotifier:
                 log.warning("the end of job %s was not announced in full; the next sweep tries again", job_id)
         self._refresh_homes(job_id)
         return announced
+
+    def _still_in_flight(self, job_id: str) -> bool:
+        """Whether targets sent before the job ended still await their outcome from a live worker
+        (a claim older than STRANDED_AFTER has a dead one: the CSV says "in flight" for those)."""
+        fresh_after = utcnow() - STRANDED_AFTER
+        in_flight = self._services.store.jobs.targets(job_id, IN_FLIGHT)
+        return any(t.claimed_at is not None and t.claimed_at > fresh_after for t in in_flight)
 
     def _send_outcome(self, job_id: str) -> bool:
         """The end and every target's outcome, as a CSV in the requester's DM. Whether it was sent
