@@ -82,13 +82,14 @@ class JobNotifier:
         job = self._services.store.jobs.get(job_id)
         if job is None:
             return
-        if job.progress_ref is None:
-            if job.state in ("running", "paused") or (job.state in ENDED_JOB_STATES and job.started_at):
-                self._post(job)
-        elif self._services.store.job_progress.claim_edit(job.id, self._clock(), forced=forced):
+        if job.progress_ref is None and (job.state in ("running", "paused") or job.started_at is not None):
+            self._post(job)  # drawn as it is now
+        if self._ended(job.id) and self.announce_end(job.id):
+            return  # the end, drawn on it
+        if job.progress_ref is not None and self._services.store.job_progress.claim_edit(
+            job.id, self._clock(), forced=forced
+        ):
             self._write(job.id)
-        if job.state in ENDED_JOB_STATES or self._ended(job.id):
-            self.announce_end(job.id)
 
     def _ended(self, job_id: str) -> bool:
         job = self._services.store.jobs.get(job_id)

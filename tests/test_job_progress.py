@@ -33,7 +33,7 @@ from handlers.job_notify import JobNotifier
 from tests.conftest import APP_ID, BOT_TOKEN, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import Fault
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import Call, FakeSlack
 from tests.job_helpers import (
     NEW_ACCESS,
     NEW_SECRET,
@@ -170,6 +170,39 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
     assert len(outcome_files(slack)) == 1
     notifiers[0].show("j1")  # the other instance hears of the end too: announced once
     assert len(outcome_files(slack)) == 1 and len(progress_posts(slack)) == 1
+
+
+def test_an_edit_drawn_before_the_job_moved_is_drawn_again_so_the_last_one_shows_its_end(
+    settings, services, slack, agora
+) -> None:
+    """One instance draws the running job; before Slack takes that edit, the job is cancelled and
+    another instance shows the end. The first edit lands last, so its writer draws the job again."""
+    new_job(services, agora, targets(4))
+    row = services.store.jobs.get("j1")
+    assert row is not None and row.started_at is not None
+    clock = Clock(row.started_at)
+    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    slow, other = JobNotifier(client, services, clock), JobNotifier(client, services, clock)
+    slow.show("j1")
+    (posted,) = progress_posts(slack)
+    cancelled: list[bool] = []
+
+    def meanwhile(call: Call) -> None:
+        if not cancelled:
+            cancelled.append(True)
+            assert services.store.jobs.transition("j1", "running", "cancel", reason="Cancelled by <@UBOB>.")
+            other.show("j1", forced=True)
+
+    slack.before["chat.update"] = meanwhile
+    clock.tick(2)
+    slow.show("j1")
+    texts = [c.params["text"] for c in slack.of("chat.update")]
+    assert [t.split(":")[0] for t in texts] == [
+        "Fleet-wide job j1 (cancelled)",  # the other instance's, landed first
+        "Fleet-wide job j1 (running)",  # the slow one's, drawn before the cancel
+        "Fleet-wide job j1 (cancelled)",  # drawn again by the slow one: the job had moved
+    ]
+    assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (cancelled)")
 
 
 def test_requester_and_approver_pause_resume_and_cancel_others_are_refused(settings, services, slack, agora) -> None:
