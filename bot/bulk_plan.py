@@ -106,7 +106,7 @@ def make_plan(fleet: Fleet, request: BulkRequest, max_targets: int = MAX_TARGETS
         names = [name for name in listed if chosen.selects(name)]
     rows: list[PlanRow] = []
     absent = 0
-    for read in fleet.scan(wanted.app_id, names, wanted.regions).rows:
+    for read in fleet.scan(wanted.app_id, names, wanted.regions, keep=False).rows:
         if read.error is not None or read.target is None:
             unreadable.append(Unreadable(read.name, read.region, read.error or "it could not be read"))
         elif read.missing or read.config is None:

@@ -5,66 +5,38 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import ValidationError
 
 from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
-from bot.catalog import geography_mismatch
-from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
+from bot.fleet_rows import FleetRow, Scan, kept_rows, restored
+from bot.models import Target
+from bot.store.fleet_scans import FleetScans
 from bot.store.values import SwitchRow
 from bot.switch import describe
+
+log = logging.getLogger(__name__)
 
 # Reads in flight at once; the rate limiter sets the pace. Few, because granted
 # but unsent reads can reach Agora together after a stall (see TokenBucket).
 SCAN_WORKERS = 8
 KEPT_SCANS = 32
 SCAN_TTL_SECONDS = 600.0
+SCAN_TTL = timedelta(seconds=SCAN_TTL_SECONDS)
 # The picker asks on every keystroke: the list is read at most this often per app.
 NAMES_TTL_SECONDS = 30.0
 # Slack drops an options answer after 3 s, so the picker's list waits less for the limiter.
 PICKER_WAIT_SECONDS = 1.0
 # What makes a spreadsheet run a cell as a formula, first or after leading spaces.
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
-
-
-@dataclass(frozen=True)
-class FleetRow:
-    """One entry point in one region: its config, or why there is none."""
-
-    name: str
-    region: str
-    target: Target | None  # None: a name recbot cannot address as one path segment
-    config: RecordingConfig | None = None
-    missing: bool = False  # Agora has no configuration for it in this region
-    error: str | None = None
-
-    def warnings(self) -> list[str]:
-        if self.error:
-            return [f"read failed: {self.error}"]
-        if self.config is None or self.missing:
-            return []
-        storage = self.config.storage_config
-        if storage is None:
-            return ["no storage configured"] if (self.config.mp4 or self.config.hls) else []
-        if geography_mismatch(self.region, storage.vendor, storage.region):
-            return [f"bucket region outside {self.region}"]
-        return []
-
-
-@dataclass(frozen=True)
-class Scan:
-    id: str
-    app_id: str
-    regions: tuple[str, ...]
-    rows: tuple[FleetRow, ...]
-    at: float
 
 
 def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRow:
@@ -82,11 +54,15 @@ def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRo
 
 
 class Fleet:
-    """Scans an app's entry points and keeps the last few scans, so paging
-    through a big fleet does not read it all again."""
+    """Scans an app's entry points and keeps recent scans, so paging through a big fleet
+    does not read it all again: in the shared database (`saved`), for whichever instance
+    a click reaches, and the last few in this process, which then need no query."""
 
-    def __init__(self, agora: AgoraClient, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, agora: AgoraClient, saved: FleetScans | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._agora = agora
+        self._saved = saved  # None: scans are kept in this process only
         self._clock = clock
         self._scans: OrderedDict[str, Scan] = OrderedDict()
         self._names: dict[str, tuple[float, list[str]]] = {}
@@ -109,25 +85,42 @@ class Fleet:
         wanted = typed.strip().lower()
         return sorted(name for name in names if wanted in name.lower())[:limit]
 
-    def scan(self, app_id: str, names: list[str], regions: tuple[str, ...]) -> Scan:
-        """Read every (entry point, region) concurrently, in a stable order."""
+    def scan(self, app_id: str, names: list[str], regions: tuple[str, ...], keep: bool = True) -> Scan:
+        """Read every (entry point, region) concurrently, in a stable order; `keep`: for its pages
+        to be turned (a plan's scan is not: it holds live configs only the plan needs)."""
         pairs = [(name, region) for name in sorted(names) for region in regions]
         with ThreadPoolExecutor(SCAN_WORKERS, thread_name_prefix="fleet") as pool:
             rows = tuple(pool.map(lambda pair: read_row(self._agora, app_id, *pair), pairs))
         scan = Scan(secrets.token_hex(6), app_id, regions, rows, self._clock())
+        if keep:
+            if self._saved is not None:
+                self._saved.save(scan.id, app_id, regions, kept_rows(scan), keep_for=SCAN_TTL)
+            self._remember(scan)
+        return scan
+
+    def kept(self, scan_id: str) -> Scan | None:
+        """A scan at most SCAN_TTL_SECONDS old, made here or by any instance on the shared
+        database, or None (expired, or damaged in the database)."""
+        with self._lock:
+            scan = self._scans.get(scan_id)
+        if scan is not None:
+            return scan if self._clock() - scan.at <= SCAN_TTL_SECONDS else None
+        saved = self._saved.get(scan_id, max_age=SCAN_TTL) if self._saved is not None else None
+        if saved is None:
+            return None
+        # Dated on this process's clock by its age, so it expires here when it does everywhere.
+        scan = restored(saved.id, saved.app_id, saved.regions, saved.rows, self._clock() - saved.age.total_seconds())
+        if scan is None:
+            log.warning("kept fleet table %s is damaged; treated as expired", saved.id)
+            return None
+        self._remember(scan)  # the next click on this instance needs no query
+        return scan
+
+    def _remember(self, scan: Scan) -> None:
         with self._lock:
             self._scans[scan.id] = scan
             while len(self._scans) > KEPT_SCANS:
                 self._scans.popitem(last=False)
-        return scan
-
-    def kept(self, scan_id: str) -> Scan | None:
-        """A recent scan of this process, or None (expired, or made by another instance)."""
-        with self._lock:
-            scan = self._scans.get(scan_id)
-        if scan is None or self._clock() - scan.at > SCAN_TTL_SECONDS:
-            return None
-        return scan
 
 
 CSV_COLUMNS = (
@@ -159,24 +152,24 @@ def to_csv(scan: Scan, switches: Mapping[str, SwitchRow] | None = None) -> str:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in scan.rows:
-        config, storage = row.config, row.config.storage_config if row.config else None
-        shown = describe_storage(storage)
+        shown = row.shown
+        storage = shown.described() if shown else {}
         status = "read failed" if row.error else "no configuration" if row.missing else "ok"
         writer.writerow(
             csv_cell(value)
             for value in (
                 row.name,
                 row.region,
-                ("on" if config.mp4 else "off") if config else "",
-                ("on" if config.hls else "off") if config else "",
-                shown["vendor"] if config else "",
-                shown["region"] if config else "",
-                shown["bucket"] if config else "",
-                fingerprint(storage.access_key if storage else None) if config else "",
-                ("set" if storage and is_set(storage.secret_key) else "not set") if config else "",
+                ("on" if shown.mp4 else "off") if shown else "",
+                ("on" if shown.hls else "off") if shown else "",
+                storage.get("vendor", ""),
+                storage.get("region", ""),
+                storage.get("bucket", ""),
+                shown.access_key_fingerprint if shown else "",
+                ("set" if shown.secret_key_set else "not set") if shown else "",
                 status,
                 "; ".join(row.warnings()),
-                describe(switches.get(row.name)) if switches is not None and config else "",
+                describe(switches.get(row.name)) if switches is not None and shown else "",
             )
         )
     return out.getvalue()

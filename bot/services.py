@@ -153,7 +153,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvers=Audience(settings.RECBOT_APPROVERS, empty_means_everyone=False),
         requesters=Audience(settings.RECBOT_REQUESTERS, empty_means_everyone=True),
         prober=prober,
-        fleet=Fleet(agora),
+        fleet=Fleet(agora, store.fleet_scans),
         drift=drift,
         switches=switches,
         jobs=JobRunner(

@@ -81,7 +81,7 @@ EXPIRED_LIST = "This list has expired; run `/recording list` again."
 
 
 def _kept_scan(value: Any, services: Services, parts: int, scan_at: int = 0) -> tuple[list[str], Scan] | None:
-    """The fields of a genuine fleet value and the scan it names, if this process still keeps it."""
+    """The fields of a genuine fleet value and the scan it names, if still kept (by any instance)."""
     fields = fleet.read_value(value, services.sealer, parts)
     scan = services.fleet.kept(fields[scan_at]) if fields else None
     return (fields, scan) if fields and scan else None

@@ -1,8 +1,8 @@
 """The store (SQLite by default, PostgreSQL through the same URL), one module per concern:
 engine (dialects, shared locks), schema (tables), values (rows), requests, announcements,
-audit, drift, homes, switches, jobs, job_progress (what people see of a job), and migrations
-(Alembic). Services are handed the repository they need; `open_store` builds them all on one
-engine, upgraded to the head revision, for the composition root and tests."""
+audit, drift, homes, switches, jobs, job_progress (what people see of a job), fleet_scans, and
+migrations (Alembic). Services are handed the repository they need; `open_store` builds them
+all on one engine, upgraded to the head revision, for the composition root and tests."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.store.announcements import AnnouncementStore
 from bot.store.audit import AuditLog
 from bot.store.drift import DriftStore
 from bot.store.engine import SharedLocks, make_engine
+from bot.store.fleet_scans import FleetScans
 from bot.store.homes import HomeViewers
 from bot.store.job_progress import JobProgressStore
 from bot.store.jobs import JobStore
@@ -36,6 +37,7 @@ class Store:
     switches: SwitchStore
     jobs: JobStore
     job_progress: JobProgressStore
+    fleet_scans: FleetScans
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -60,4 +62,5 @@ def open_store(database_url: str) -> Store:
         switches=SwitchStore(engine, locks),
         jobs=JobStore(engine),
         job_progress=JobProgressStore(engine),
+        fleet_scans=FleetScans(engine),
     )

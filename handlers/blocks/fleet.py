@@ -7,7 +7,6 @@ from math import ceil
 from typing import Any
 
 from bot.fleet import FleetRow, Scan
-from bot.models import describe_storage, fingerprint
 from bot.seal import Sealer
 from bot.store.values import SwitchRow
 from handlers.blocks.messages import escape
@@ -53,14 +52,14 @@ def _row_text(row: FleetRow) -> str:
     head = f"*`{escape(row.name)}`* ({row.region})"
     if row.error:
         return f"{head} :x: read failed: {escape(row.error)}"
-    if row.missing or row.config is None:
+    if row.missing or row.shown is None:
         return f"{head} no configuration in this region"
-    config = row.config
-    storage = describe_storage(config.storage_config)
-    key = fingerprint(config.storage_config.access_key if config.storage_config else None)
+    shown = row.shown
+    storage = shown.described()
     line = (
-        f"{head} · MP4 {'on' if config.mp4 else 'off'} · HLS {'on' if config.hls else 'off'} · "
-        f"{storage['vendor']}, {storage['region']} · bucket `{escape(storage['bucket'])}` · key {key}"
+        f"{head} · MP4 {'on' if shown.mp4 else 'off'} · HLS {'on' if shown.hls else 'off'} · "
+        f"{storage['vendor']}, {storage['region']} · bucket `{escape(storage['bucket'])}` · "
+        f"key {shown.access_key_fingerprint}"
     )
     warnings = row.warnings()
     return line + "".join(f"\n:warning: {escape(w)}" for w in warnings)
@@ -98,7 +97,7 @@ def page(
     start = number * PAGE_SIZE
     for index, row in enumerate(rows[start : start + PAGE_SIZE], start=start):
         text = _row_text(row)
-        if switches is not None and row.config is not None:
+        if switches is not None and row.shown is not None:
             text += f"\nrecording: {state_text(switches.get(row.name))}"
         block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
         if row.target is not None:
