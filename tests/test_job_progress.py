@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk import WebClient
 
+import bot.jobs
 from bot.approvals import Refused
 from bot.job_control import JobControl, progress_line
 from bot.job_lifecycle import TARGET_STATES
@@ -404,3 +405,31 @@ def test_a_person_s_move_is_one_compare_and_set_and_a_forged_job_is_refused(serv
     assert control.move("j1", "cancel", "UDAVE", is_approver=True).state == "cancelled"
     with pytest.raises(Refused, match=r"already ended: cancelled\. Cancelled by <@UDAVE>\."):
         control.move("j1", "cancel", "UALICE", is_approver=False)
+
+
+def test_targets_a_dead_claimer_left_in_flight_in_a_cancelled_job_are_read_back_not_sent(
+    settings, services, slack, agora, monkeypatch
+) -> None:
+    monkeypatch.setattr(bot.jobs, "STRANDED_AFTER", timedelta(seconds=0.5))
+    landed, untouched, elsewhere = planned = targets(3)
+    new_job(services, agora, planned)
+    assert len(services.store.jobs.claim("j1", "dead-instance", 10)) == 3
+    rotated_config = agora.config(*key(landed))
+    rotated_config["storageConfig"] |= {"accessKey": NEW_ACCESS, "secretKey": NEW_SECRET}
+    agora.put(*key(landed), rotated_config)  # its PATCH landed before its claimer died
+    changed = agora.config(*key(elsewhere))
+    changed["mp4Config"] = {"enabled": False}
+    agora.put(*key(elsewhere), changed)  # someone else changed it
+    assert services.store.jobs.transition("j1", "running", "cancel", reason="Cancelled by <@UALICE>.")
+    with running_bot(settings, slack) as (bot_, _):
+        wait_until(lambda: announced(bot_.services), "the end was not announced")
+        found = {key(t.target): (t.state, t.detail) for t in bot_.services.store.jobs.targets("j1")}
+        audited = [e.event for t in planned for e in bot_.services.store.audit.history(t) if e.job_id == "j1"]
+    assert found == {
+        key(landed): ("applied", "Applied (found in effect by reading it back after the job ended)."),
+        key(untouched): ("failed", "Not sent: the job ended (cancelled) before it was."),
+        key(elsewhere): ("stale", "Changed since the plan read it, so left as it is."),
+    }
+    assert agora.calls("PATCH") == [] and sorted(audited) == ["applied", "failed", "stale"]
+    (outcome,) = outcome_files(slack)
+    assert "1/3 applied, 1 failed, 1 stale" in outcome["comment"] and "in flight" not in outcome["content"]
