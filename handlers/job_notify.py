@@ -40,7 +40,7 @@ class JobNotifier:
         self._client = client
         self._services = services
         self._clock = clock
-        self._control: JobControl = job_control(services)
+        self._control: JobControl = job_control(services, clock)
         self._lock = threading.Lock()
         self._moved: set[str] = set()
         self._paused: set[str] = set()

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.job_control import JobControl
 from bot.services import Services
-from bot.store.values import AlertRow, CardRef, RequestRow
+from bot.store.values import AlertRow, CardRef, RequestRow, utcnow
 from handlers.blocks import approval_card, drift_card, home
 from handlers.blocks import switch as switch_blocks
 
@@ -260,10 +260,10 @@ class Notifier:
         return approval_card.card(row, self._services.sealer, required, channel, resumes)
 
 
-def job_control(services: Services) -> JobControl:
+def job_control(services: Services, clock: Callable[[], datetime] = utcnow) -> JobControl:
     """People's moves on fleet-wide jobs, on this process's store and settings."""
     ttl = services.settings.RECBOT_REQUEST_TTL_SECONDS
-    return JobControl(services.store.jobs, services.store.job_progress, ttl_seconds=ttl)
+    return JobControl(services.store.jobs, services.store.job_progress, ttl_seconds=ttl, clock=clock)
 
 
 def _lasting(exc: Exception) -> bool:
