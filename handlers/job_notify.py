@@ -98,7 +98,7 @@ class JobNotifier:
     def _post(self, job: JobRow) -> None:
         """Post the progress message, once across instances (claimed first)."""
         progress = self._services.store.job_progress
-        token = progress.claim_post(job.id, stale_before=self._clock() - STALE_POST_CLAIM)
+        token = progress.claim_post(job.id, stale_before=utcnow() - STALE_POST_CLAIM)  # claims carry real time
         if token is None:
             return  # posted, or being posted, by another call
         channel = self._services.settings.RECBOT_APPROVAL_CHANNEL or job.requester
