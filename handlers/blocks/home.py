@@ -52,9 +52,8 @@ class HomeContent:
     paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused, or whose switch is unknown
     streams: list[StreamTaskRow] = field(default_factory=list)  # single streams recbot records by task
     pause_needs_approval: bool = False  # RECBOT_APPROVAL_FOR=all: the Pause button says so
-    jobs: list[JobView] = field(
-        default_factory=list
-    )  # fleet-wide jobs running, paused or approved, and the latest ended
+    # Fleet-wide jobs running, paused or approved, and the latest ended.
+    jobs: list[JobView] = field(default_factory=list)
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
