@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 EXPIRED = "Expired before it was approved."
 INTERRUPTED = "Its plan was interrupted before it was sent for approval (recbot stopped); ask again."
-# A job is made in planning and sent for approval in the same call, well within this: one
-# still planning after it was left by a process that stopped, with its keys sealed.
-STRANDED_PLAN_AGE = timedelta(minutes=5)
+# A job is made in planning and sent for approval in the same call, and the last approval
+# starts it at once, well within this: one still planning or approved after it was left by a
+# process that stopped (a planning one with its keys sealed).
+STRANDED_AGE = timedelta(minutes=5)
 CANCELLED = "Cancelled by the requester."
 NOTHING_TO_CHANGE = "Every target matched is already as asked, so there is nothing to approve and no job was made."
 
@@ -193,9 +194,11 @@ class BulkJobs:
         return started
 
     def start_approved(self) -> list[JobRow]:
-        """The sweep's: start jobs left approved (their last approver's process stopped before
-        starting them); the ones this call started."""
-        return [self.get(job.id) for job in self._jobs.in_state("approved") if self.start(job.id)]
+        """The sweep's: start jobs left approved for STRANDED_AGE (their last approver's process
+        stopped before starting them; a live one starts its job at once); the ones this call started."""
+        before = self._clock() - STRANDED_AGE
+        left = [job for job in self._jobs.in_state("approved") if job.updated_at < before]
+        return [self.get(job.id) for job in left if self.start(job.id)]
 
     def reject(self, job_id: str, user: str, reason: str, *, is_approver: bool) -> JobRow:
         job = self.pending_job(job_id)
@@ -224,7 +227,7 @@ class BulkJobs:
     def fail_stranded_plans(self) -> list[JobRow]:
         """The sweep's: fail jobs left planning by a process that stopped (their keys deleted);
         the ones this call failed."""
-        before = self._clock() - STRANDED_PLAN_AGE
+        before = self._clock() - STRANDED_AGE
         failed = []
         for job in self._jobs.in_state("planning"):
             if job.created_at < before and self._jobs.transition(job.id, "planning", "fail", reason=INTERRUPTED):

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from bot.catalog import API_REGIONS
 from bot.models import Target, check_path_segment
 
-Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream", "bulk"]
+Verb = Literal["get", "set", "history", "pending", "list", "help", "pause", "resume", "stream", "jobs", "bulk"]
 TARGETED: tuple[Verb, ...] = ("get", "set", "history")
 
 USAGE = (
@@ -25,6 +25,7 @@ USAGE = (
     "(while paused) or stop it\n"
     "• `/recording bulk [--app APPID]`: one change to many entry points, planned first, approved once\n"
     "• `/recording pending`: open change requests\n"
+    "• `/recording jobs`: fleet-wide jobs running and ended lately, with Pause, Resume and Cancel\n"
     "• `/recording help`: this text\n"
     f"`region` is one of {', '.join(API_REGIONS)}; the default entry point is called `live`."
 )
@@ -63,6 +64,10 @@ def parse_command(text: str, *, default_app: str, default_region: str) -> Comman
         return Command("pending")
     if verb == "bulk":
         return _bulk_command(args, default_app)
+    if verb == "jobs":
+        if args:
+            raise UsageError("`/recording jobs` takes no arguments.")
+        return Command("jobs")
     if verb in ("pause", "resume"):
         return _switch_command("pause" if verb == "pause" else "resume", args, default_app)
     if verb == "stream":

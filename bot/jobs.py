@@ -4,8 +4,10 @@ job's change only onto a target still as the plan saw it, reads it back and reco
 outcome once. A target is in flight from its claim on; its claimer's heartbeat keeps it
 fresh, so one left in flight past STRANDED_AFTER has a dead claimer, and is reconciled by
 reading it back: in effect -> applied with no PATCH; as the plan saw it -> PATCHed now;
-else stale. Agora refusing recbot's credentials, or answering server errors in a row,
-pauses the job.
+else stale; in a job that ended since, it is only read back (in effect -> applied; as the
+plan saw it -> failed, not sent). Agora refusing recbot's credentials, or answering server
+errors in a row, pauses the job (until a person resumes it, or it expires like a request).
+Each outcome is audited once, by the worker that recorded it, with the job's id.
 
 A job's change is bot/bulk_change.py's Change as `Change.stored` gives it (plain JSON, and
 the keys sealed apart); what the plan saw of a target is its Observation (bot/bulk_plan.py)."""
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from bot.agora import (
     AgoraBadRequest,
@@ -33,10 +37,13 @@ from bot.applying import expected_after, is_empty, matches, no_answer
 from bot.background import Periodic
 from bot.bulk_change import Change, patch_for
 from bot.drift import DriftWatch
-from bot.models import RecordingConfig
+from bot.job_lifecycle import ENDED_JOB_STATES, next_target_state
+from bot.job_report import asked_changes
+from bot.models import RecordingConfig, fingerprint
 from bot.observation import observe
 from bot.seal import Sealer, SealError
-from bot.store.jobs import JobStore
+from bot.store.audit import AuditLog
+from bot.store.jobs import IN_FLIGHT, JobStore
 from bot.store.values import JobRow, JobTarget, SwitchBusy, utcnow
 from bot.switch import SwitchBook
 
@@ -76,6 +83,23 @@ def as_seen(t: JobTarget, live: RecordingConfig, digest_key: bytes) -> bool:
     return asdict(observe(live, digest_key)) == t.seen
 
 
+def as_asked(live: RecordingConfig, public: dict[str, Any]) -> bool:
+    """Whether `live` holds what a job's change asks, as far as its stored public JSON tells (the
+    keys themselves were deleted when it ended: the access key is compared by fingerprint)."""
+    for wanted, now in ((public.get("mp4"), live.mp4), (public.get("hls"), live.hls)):
+        if isinstance(wanted, bool) and wanted != now:
+            return False
+    storage, current = public.get("storage") or {}, live.storage_config
+    if not isinstance(storage, dict) or storage.get("kind") == "unchanged":
+        return True
+    if current is None or fingerprint(current.access_key) != storage.get("access_key"):
+        return False
+    if storage.get("kind") == "storage":
+        asked = (storage.get("vendor"), storage.get("region"), storage.get("bucket"))
+        return asked == (current.vendor, current.region, current.bucket)
+    return True
+
+
 def refuses_credentials(exc: AgoraError) -> bool:
     """Agora refused recbot itself (401, 403), or the credentials could not be sent."""
     return isinstance(exc, AgoraUnauthorized | AgoraCredentialsUnusable) or exc.status == 403
@@ -106,9 +130,13 @@ class JobRunner:
         watch: DriftWatch,
         switches: SwitchBook,
         *,
+        audit: AuditLog,
+        paused_for: timedelta,
         workers: int = WORKERS,
     ) -> None:
         self._store = store
+        self._audit = audit
+        self._paused_for = paused_for  # a job the worker pauses waits this long for a person, then expires
         self._agora = agora
         self._sealer = sealer
         self._watch = watch
@@ -121,14 +149,21 @@ class JobRunner:
         self._stopping = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._watchers: list[Callable[[str], None]] = []
+        self._pause_watchers: list[Callable[[str], None]] = []
+        self._settled_at = float("-inf")  # when targets left in flight in ended jobs were last looked for
 
     def watch(self, watcher: Callable[[str], None]) -> None:
         """Call `watcher(job_id)` (on the worker's thread) after each batch of a job's targets and
         each move the worker makes (pause, finish, fail): what people see of it can be redrawn."""
         self._watchers.append(watcher)
 
-    def _tell(self, job_id: str) -> None:
-        for watcher in self._watchers:
+    def watch_pauses(self, watcher: Callable[[str], None]) -> None:
+        """Call `watcher(job_id)` (on the worker's thread) when this worker paused a job itself
+        (Agora refused recbot, or kept failing): once across instances, as only one makes that move."""
+        self._pause_watchers.append(watcher)
+
+    def _tell(self, job_id: str, watchers: list[Callable[[str], None]] | None = None) -> None:
+        for watcher in self._watchers if watchers is None else watchers:
             try:
                 watcher(job_id)
             except Exception:  # what people see is redrawn at the next batch; the job goes on
@@ -194,7 +229,7 @@ class JobRunner:
             elif self._store.transition(job.id, "running", "finish"):
                 log.info("job %s done: %s", job.id, self._store.progress(job.id))
                 self._tell(job.id)
-        return busy
+        return self._settle_ended() or busy
 
     def _reconcile(self, at: _Round) -> bool:
         """Take over the targets of `at`'s job whose claimer is dead (or that this runner let go)."""
@@ -238,14 +273,14 @@ class JobRunner:
         try:
             patch = patch_for(live, at.change)
         except ValueError as exc:
-            return self._record(at, t, "fail", f"Not sent: {exc}.")
+            return self._record(at.job, t, "fail", f"Not sent: {exc}.")
         seen = as_seen(t, live, self._sealer.digest_key)
         if is_empty(patch) and (reconciling or seen):  # its PATCH landed before its claimer stopped
             self._watch.applied(t.target, live)
             self._configured(at, t)
-            return self._record(at, t, "confirm", "Applied (found in effect by reading it back).")
+            return self._record(at.job, t, "confirm", "Applied (found in effect by reading it back).")
         if not seen:
-            return self._record(at, t, "find_stale", "Changed since the plan read it, so left as it is.")
+            return self._record(at.job, t, "find_stale", "Changed since the plan read it, so left as it is.")
         after = expected_after(live, patch)
         if at.halted.is_set() or self._stopping.is_set():
             return  # left in flight; reconciled by reading it back
@@ -280,12 +315,12 @@ class JobRunner:
                 if matches(after, confirmed):
                     switch.landed()
                     self._watch.applied(t.target, confirmed)
-                    return self._record(at, t, "confirm", "Applied and confirmed by reading it back.")
+                    return self._record(at.job, t, "confirm", "Applied and confirmed by reading it back.")
         except SwitchBusy:
             return  # left in flight; reconciled by reading it back
         if unanswered is not None and matches(live, confirmed):
             return self._let_go(at, t, unanswered)  # it did not land: sent again by a reconcile
-        self._record(at, t, "fail", "Not in effect: the configuration read back differs from the change.")
+        self._record(at.job, t, "fail", "Not in effect: the configuration read back differs from the change.")
 
     def _trouble(self, at: _Round, t: JobTarget, exc: AgoraError) -> None:
         """An Agora call of `t` failed: a refusal of the target fails it; one of recbot pauses the
@@ -293,7 +328,7 @@ class JobRunner:
         if refuses_credentials(exc):
             self._pause(at, f"Agora refused recbot's credentials ({exc.status or 'not sent'}); paused.")
         elif isinstance(exc, AgoraBadRequest | AgoraNotFound) or (exc.status or 0) in range(400, 429):
-            self._record(at, t, "fail", f"Refused by Agora: {exc.user_message()}")
+            self._record(at.job, t, "fail", f"Refused by Agora: {exc.user_message()}")
         else:
             if may_have_landed(exc):
                 self._server_error(at, exc)
@@ -302,13 +337,13 @@ class JobRunner:
     def _let_go(self, at: _Round, t: JobTarget, exc: AgoraError) -> None:
         if t.attempts >= MAX_ATTEMPTS:
             message = f"Given up after {t.attempts} attempts: {_why(exc)}. Check it with `/recording get`."
-            self._record(at, t, "fail", message)
+            self._record(at.job, t, "fail", message)
         else:
             log.info("job %s: target %s left for a reconcile (%s)", at.job.id, t.id, type(exc).__name__)
 
     def _give_up(self, at: _Round, t: JobTarget) -> None:
         try:
-            self._record(at, t, "fail", f"Given up after {t.attempts} attempts: recbot could not work on it.")
+            self._record(at.job, t, "fail", f"Given up after {t.attempts} attempts: recbot could not work on it.")
         except Exception:  # the database too: the next reconcile tries again
             log.exception("job %s: could not record that target %s was given up", at.job.id, t.id)
 
@@ -327,13 +362,70 @@ class JobRunner:
         at.halted.set()
         with self._lock:
             self._server_errors.pop(at.job.id, None)
-        if self._store.transition(at.job.id, "running", "pause", reason=reason):
+        expires_at = utcnow() + self._paused_for
+        if self._store.transition(at.job.id, "running", "pause", reason=reason, expires_at=expires_at):
             log.warning("job %s paused: %s", at.job.id, reason)
             self._tell(at.job.id)
+            self._tell(at.job.id, self._pause_watchers)
 
-    def _record(self, at: _Round, t: JobTarget, event: str, detail: str) -> None:
+    def _record(self, job: JobRow, t: JobTarget, event: str, detail: str) -> None:
         if not self._store.record(t.id, self.claimer, event, detail):
-            log.warning("job %s: target %s was taken over before its outcome (%s) was recorded", at.job.id, t.id, event)
+            log.warning("job %s: target %s was taken over before its outcome (%s) was recorded", job.id, t.id, event)
+            return
+        outcome = next_target_state(IN_FLIGHT, event)
+        try:  # only the recorder audits it: once per target, whichever instance it was
+            changes = asked_changes(job.change)
+            self._audit.append(outcome, job.requester, t.target, job_id=job.id, changes=changes, note=detail)
+        except Exception:  # the outcome itself is recorded; the job goes on
+            log.exception("job %s: could not audit the outcome of target %s", job.id, t.id)
+
+    def _settle_ended(self) -> bool:
+        """Targets a dead claimer left in flight in a job that has ended since (cancelled, failed)
+        are read back, never sent: as the job asked -> applied; as the plan saw them -> failed, not
+        sent; else stale. Whether there was any."""
+        now = time.monotonic()
+        if now - self._settled_at < STRANDED_AFTER.total_seconds() / 3:
+            return False  # a scan of every target in flight: a few times per STRANDED_AFTER is enough
+        self._settled_at = now
+        jobs: dict[str, JobRow | None] = {}
+        settled = set()
+        for stranded in self._store.stranded(claimed_before=utcnow() - STRANDED_AFTER):
+            if stranded.job_id not in jobs:
+                jobs[stranded.job_id] = self._store.get(stranded.job_id)
+            job = jobs[stranded.job_id]
+            if self._stopping.is_set() or job is None or job.state not in ENDED_JOB_STATES:
+                continue
+            assert stranded.claimed_by is not None
+            if self._store.reclaim(stranded.id, stranded.claimed_by, self.claimer):
+                self._settle(job, _again(stranded, self.claimer))
+                settled.add(job.id)
+        for job_id in settled:
+            self._tell(job_id)
+        return bool(settled)
+
+    def _settle(self, job: JobRow, t: JobTarget) -> None:
+        with self._lock:
+            self._held.add(t.id)
+        try:
+            live = self._agora.get_config(t.target, wait_limit=None)
+        except AgoraError as exc:  # read again after STRANDED_AFTER, up to MAX_ATTEMPTS
+            if t.attempts >= MAX_ATTEMPTS:
+                self._record(
+                    job,
+                    t,
+                    "fail",
+                    f"Given up after {t.attempts} attempts: {_why(exc)}. Check it with `/recording get`.",
+                )
+            return
+        finally:
+            with self._lock:
+                self._held.discard(t.id)
+        if as_asked(live, job.change):
+            self._record(job, t, "confirm", "Applied (found in effect by reading it back after the job ended).")
+        elif as_seen(t, live, self._sealer.digest_key):
+            self._record(job, t, "fail", f"Not sent: the job ended ({job.state}) before it was.")
+        else:
+            self._record(job, t, "find_stale", "Changed since the plan read it, so left as it is.")
 
     def _configured(self, at: _Round, t: JobTarget) -> None:
         """A configuration found in effect switched recording on (as bot/approvals.py records it)."""

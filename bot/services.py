@@ -4,6 +4,7 @@ they are built from the settings, on one store and one Agora client."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -168,6 +169,14 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         fleet=fleet,
         drift=drift,
         switches=switches,
-        jobs=JobRunner(store.jobs, agora, sealer, drift, book),
+        jobs=JobRunner(
+            store.jobs,
+            agora,
+            sealer,
+            drift,
+            book,
+            audit=store.audit,
+            paused_for=timedelta(seconds=settings.RECBOT_REQUEST_TTL_SECONDS),
+        ),
         bulk=bulk,
     )

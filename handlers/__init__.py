@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, bulk, commands, errors, events, switch, views
+from handlers import actions, bulk, commands, errors, events, jobs, switch, views
 
 
 def register(app: App, services: Services) -> None:
@@ -18,5 +18,6 @@ def register(app: App, services: Services) -> None:
     events.register(app, services)
     views.register(app, services)
     switch.register(app, services)
+    jobs.register(app, services)
     bulk.register(app, services)
     errors.register(app, services)

@@ -14,7 +14,7 @@ from bot.commands import Command, UsageError, parse_command
 from bot.models import Target
 from bot.observation import Observation
 from bot.services import Services
-from handlers import bulk, switch
+from handlers import bulk, jobs, switch
 from handlers.blocks import edit_form, fleet, messages, picker, requests, summary
 from handlers.blocks import switch as switch_blocks
 from handlers.notify import GroupLookup
@@ -71,6 +71,8 @@ def register(app: App, services: Services) -> None:
             reply(respond, requests.history(parsed.target, services.store.audit.history(parsed.target)))
         elif parsed.verb == "pending":
             reply(respond, requests.pending(services.approvals.open_requests()))
+        elif parsed.verb == "jobs":
+            jobs.show_jobs(command.get("user_id", ""), services, client, respond)
         elif parsed.verb == "list":
             list_fleet(parsed, services, respond)
         elif parsed.verb == "bulk":

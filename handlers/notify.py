@@ -11,8 +11,9 @@ from functools import partial
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.job_control import JobControl
 from bot.services import Services
-from bot.store.values import AlertRow, CardRef, RequestRow
+from bot.store.values import AlertRow, CardRef, RequestRow, utcnow
 from handlers.blocks import approval_card, drift_card, home
 from handlers.blocks import switch as switch_blocks
 
@@ -234,6 +235,7 @@ class Notifier:
             paused=services.switches.book.paused_or_unknown(),
             pause_needs_approval=services.switches.needs_approval,
             streams=services.store.switches.stream_tasks(),
+            jobs=job_control(services).overview(),
         )
         try:
             self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))
@@ -256,6 +258,12 @@ class Notifier:
             resumes = switch_blocks.resumes_warning(known)
         required = self._services.approvals.required_approvals
         return approval_card.card(row, self._services.sealer, required, channel, resumes)
+
+
+def job_control(services: Services, clock: Callable[[], datetime] = utcnow) -> JobControl:
+    """People's moves on fleet-wide jobs, on this process's store and settings."""
+    ttl = services.settings.RECBOT_REQUEST_TTL_SECONDS
+    return JobControl(services.store.jobs, services.store.job_progress, ttl_seconds=ttl, clock=clock)
 
 
 def _lasting(exc: Exception) -> bool:

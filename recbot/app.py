@@ -1,6 +1,7 @@
 """The composition root: the Bolt app with every listener (handlers/) on the services
 (bot/), and the background work of a running recbot: the sweep and the drift watch,
-whose results the listeners' notifier announces, and the worker of fleet-wide jobs."""
+whose results the listeners' notifier announces, and the worker of fleet-wide jobs,
+whose progress the job notifier shows."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from bot.services import Services, slack_client
 from bot.store.values import JobRow, RequestRow, utcnow
 from handlers import register
 from handlers.bulk import announce
-from handlers.notify import Notifier
+from handlers.job_notify import JobNotifier
+from handlers.notify import Notifier, job_control
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,34 @@ def repost_missing_cards(services: Services, notifier: Notifier, stale_claims_be
             )
 
 
-def sweep_jobs(services: Services, client: WebClient) -> None:
+def sweep_jobs(services: Services, notifier: JobNotifier, orphan_age: timedelta = ORPHAN_AGE) -> None:
+    """Expire the jobs left paused past their expiry, announce every job end not announced yet
+    (its announcement failed, or its announcer stopped `orphan_age` ago), and post the progress
+    message of running jobs that have none. Each step and each job is guarded; each
+    announcement is claimed, so it is made once across every process."""
+    stale_claims_before = utcnow() - orphan_age
+    steps: list[tuple[str, Callable[[], list[str]]]] = [
+        ("job expiry", lambda: [job.id for job in job_control(services).expire_paused()]),
+        ("job announcement", services.store.job_progress.unannounced_ends),
+        ("progress message", lambda: [job.id for job in services.store.jobs.in_state("running", "paused")]),
+    ]
+    for name, step in steps:
+        try:
+            job_ids = step()
+        except Exception:
+            log.exception("the %s sweep failed; it runs again at the next sweep", name)
+            continue
+        for job_id in job_ids:
+            try:
+                if name == "job announcement":
+                    notifier.announce_end(job_id, stale_claims_before)
+                else:
+                    notifier.show(job_id, forced=name == "job expiry")
+            except Exception:
+                log.exception("could not show job %s; the next sweep tries again", job_id)
+
+
+def sweep_asked_jobs(services: Services, client: WebClient) -> None:
     """Expire pending fleet-wide jobs past their expiry, start approved ones left unstarted and
     fail ones left planning (their process stopped first), announcing each (cards, requester).
     Each step and each job is guarded; each move is a compare-and-set, so it is made and
@@ -172,15 +201,19 @@ def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_
     """Finish what a stopped process left open, then sweep expiries and orphans, work on
     fleet-wide jobs (every instance does), and watch for changes made outside recbot unless
     RECBOT_DRIFT_INTERVAL_SECONDS is 0."""
-    notifier = Notifier(app.client, services)
+    notifier, job_notifier = Notifier(app.client, services), JobNotifier(app.client, services)
     sweep(services, notifier, orphan_age_at_start(services))
-    sweep_jobs(services, app.client)
+    sweep_jobs(services, job_notifier, orphan_age_at_start(services))
+    sweep_asked_jobs(services, app.client)
 
-    def sweep_all() -> None:
+    def sweeps() -> None:
         sweep(services, notifier)
-        sweep_jobs(services, app.client)
+        sweep_jobs(services, job_notifier)
+        sweep_asked_jobs(services, app.client)
 
-    tasks = [Periodic(sweep_seconds, sweep_all, "expiry-sweep").start()]
+    tasks = [Periodic(sweep_seconds, sweeps, "expiry-sweep").start(), job_notifier.start()]
+    services.jobs.watch(job_notifier.job_moved)
+    services.jobs.watch_pauses(job_notifier.worker_paused)
     tasks += services.jobs.start()
     interval = services.settings.RECBOT_DRIFT_INTERVAL_SECONDS
     if interval > 0:

@@ -1,8 +1,9 @@
 """The store (SQLite by default, PostgreSQL through the same URL), one module per concern:
 engine (dialects, shared locks), schema (tables), values (rows), requests, announcements,
-audit, drift, homes, switches, jobs, job approvals, fleet_scans, and migrations (Alembic).
-Services are handed the repository they need; `open_store` builds them all on one engine,
-upgraded to the head revision, for the composition root and tests."""
+audit, drift, homes, switches, jobs, job approvals, job_progress (what people see of a job),
+fleet_scans, and migrations (Alembic). Services are handed the repository they need;
+`open_store` builds them all on one engine, upgraded to the head revision, for the
+composition root and tests."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bot.store.engine import SharedLocks, make_engine
 from bot.store.fleet_scans import FleetScans
 from bot.store.homes import HomeViewers
 from bot.store.job_approvals import JobApprovals
+from bot.store.job_progress import JobProgressStore
 from bot.store.jobs import JobStore
 from bot.store.requests import RequestStore
 from bot.store.switches import SwitchStore
@@ -37,6 +39,7 @@ class Store:
     switches: SwitchStore
     jobs: JobStore
     job_approvals: JobApprovals
+    job_progress: JobProgressStore
     fleet_scans: FleetScans
 
     def ping(self) -> None:
@@ -62,5 +65,6 @@ def open_store(database_url: str) -> Store:
         switches=SwitchStore(engine, locks),
         jobs=JobStore(engine),
         job_approvals=JobApprovals(engine),
+        job_progress=JobProgressStore(engine),
         fleet_scans=FleetScans(engine),
     )

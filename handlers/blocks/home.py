@@ -1,14 +1,15 @@
 """recbot's App Home: what waits for an approver, a person's own requests,
-open drift alerts and the latest changes, in one place."""
+open drift alerts, fleet-wide jobs and the latest changes, in one place."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.job_control import JobView
 from bot.seal import Sealer
 from bot.store.values import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
-from handlers.blocks import approval_card, drift_card
+from handlers.blocks import approval_card, drift_card, job_progress
 from handlers.blocks import switch as switch_blocks
 from handlers.blocks.messages import target_name
 from handlers.blocks.requests import event_line
@@ -23,10 +24,11 @@ BLOCK_OWN = "home_own"
 OWN_PREFIX = "home_own_"
 BLOCK_ALERTS = "home_alerts"
 BLOCK_LATEST = "home_latest"
+BLOCK_JOBS = "home_jobs"
 WAITING_PREFIX = "home_request_"
 # A home tab holds at most 100 blocks; three per waiting request, one per own request shown,
-# the rest for the other parts (tests/test_home.py fills every part to its limit).
-MAX_WAITING = 25
+# the rest for the other parts, the jobs section two (tests/test_home.py fills every part to its limit).
+MAX_WAITING = 24
 MAX_OWN = 3
 MAX_LINES = 15
 # The mark before the notice line, by how what it reports ended; anything else went wrong.
@@ -50,6 +52,8 @@ class HomeContent:
     paused: list[SwitchRow] = field(default_factory=list)  # entry points recbot paused, or whose switch is unknown
     streams: list[StreamTaskRow] = field(default_factory=list)  # single streams recbot records by task
     pause_needs_approval: bool = False  # RECBOT_APPROVAL_FOR=all: the Pause button says so
+    # Fleet-wide jobs running, paused or approved, and the latest ended.
+    jobs: list[JobView] = field(default_factory=list)
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
@@ -162,6 +166,8 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
         )
     )
     blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer, content.pause_needs_approval)
+    blocks.append(_header("Fleet-wide jobs"))
+    blocks.append(_listing(BLOCK_JOBS, job_progress.home_lines(content.jobs), "No fleet-wide jobs lately."))
     blocks.append(_header("Latest changes"))
     blocks.append(
         _listing(

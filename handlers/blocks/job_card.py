@@ -16,19 +16,20 @@ from bot.store.values import JobRow
 from handlers.blocks.approval_card import when
 from handlers.blocks.messages import code, escape
 
-ACTION_APPROVE = "job_approve"
-ACTION_REJECT = "job_reject"
-ACTION_CANCEL = "job_cancel"
-ACTION_CANCEL_PLAN = "job_plan_cancel"
-BLOCK_SUMMARY = "job_summary"
-BLOCK_PLAN = "job_plan"
-BLOCK_ROWS = "job_rows"
-BLOCK_UNREADABLE = "job_unreadable"
-BLOCK_STATUS = "job_status"
-BLOCK_BUTTONS = "job_buttons"
-CALLBACK_REJECT = "job_reject_reason"
-BLOCK_REASON = "job_reject_reason"
-ACTION_REASON = "job_reject_reason_input"
+# Prefixed job_card_: a running job's progress message (handlers/blocks/job_progress.py) has job_ ids of its own.
+ACTION_APPROVE = "job_card_approve"
+ACTION_REJECT = "job_card_reject"
+ACTION_CANCEL = "job_card_cancel"
+ACTION_CANCEL_PLAN = "job_card_plan_cancel"
+BLOCK_SUMMARY = "job_card_summary"
+BLOCK_PLAN = "job_card_plan"
+BLOCK_ROWS = "job_card_rows"
+BLOCK_UNREADABLE = "job_card_unreadable"
+BLOCK_STATUS = "job_card_status"
+BLOCK_BUTTONS = "job_card_buttons"
+CALLBACK_REJECT = "job_card_reject_reason"
+BLOCK_REASON = "job_card_reject_reason"
+ACTION_REASON = "job_card_reject_reason_input"
 MAX_REASON = 500
 FIRST_ROWS = 10  # rows of the plan on its card; the CSV has every one
 NAMED_UNREADABLE = 10

@@ -41,10 +41,12 @@ def _actor(actor: str) -> str:
 
 
 def event_line(event: AuditEvent) -> str:
-    """One audit event: when, what, which request, who, and the safe diff; for one that did
+    """One audit event: when, what, which request (or job), who, and the safe diff; for one that did
     not do what it lists (failed, no answer, rejected...), what was asked and the stored note."""
     changes = "; ".join(f"{escape(c[0])}: {escape(c[1])} → {escape(c[2])}" for c in event.detail.get("changes", []))
     request = f" `{event.request_id}`" if event.request_id else ""
+    if event.job_id:  # one target of a fleet-wide job
+        request = f" job `{escape(event.job_id)}`"
     name = EVENT_NAMES.get(event.event, event.event.replace("_", " "))
     line = f"{event.at:%Y-%m-%d %H:%M} UTC *{name}*{request} by {_actor(event.actor)}"
     if event.event not in NOT_DONE:
