@@ -21,6 +21,7 @@ from bot.jobs import STRANDED_AFTER
 from bot.services import Services
 from bot.store.values import CardRef, JobRow, utcnow
 from handlers.blocks import job_progress
+from handlers.bulk import refresh_job_cards
 from handlers.notify import SLACK_FAILURES, Notifier, _lasting, _why, job_control
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class JobNotifier:
         try:
             progress.claim_edit(job_id, self._clock(), forced=True)
             announced = self._write(job_id) and self._send_outcome(job_id)
-            # TODO(lead): refresh approval cards
+            refresh_job_cards(self._client, self._services, job_id)  # the approval cards show the end too
         finally:
             if announced:
                 progress.finish_end(job_id, token)

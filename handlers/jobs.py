@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from bot.approvals import Refused
 from bot.services import Services
 from handlers.blocks import job_progress
+from handlers.bulk import refresh_job_cards
 from handlers.job_notify import JobNotifier
 from handlers.notify import GroupLookup, job_control
 
@@ -48,6 +49,7 @@ def _mover(services: Services, event: str) -> Callable[..., None]:
             _tell(respond, str(refusal))
             return
         JobNotifier(client, services).show(job.id, forced=True)
+        refresh_job_cards(client, services, job.id)  # its approval cards say paused, being applied, or how it ended
         ref, clicked_on = job.progress_ref, (body.get("container") or {}).get("message_ts")
         if ref is None or clicked_on != ref.ts:  # clicked elsewhere than the message that shows it
             _tell(respond, f"Job `{job.id}` is now {job.state}.")

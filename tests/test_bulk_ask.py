@@ -23,7 +23,6 @@ from bot.store.schema import audit_events, job_approvals, job_targets, jobs
 from handlers.blocks import bulk_form as form
 from handlers.blocks import fleet as fleet_blocks
 from handlers.blocks import job_card
-from handlers.bulk import refresh_job_cards
 from tests.bulk_helpers import (
     CAMERAS,
     NEW_ACCESS,
@@ -60,11 +59,9 @@ def overrides() -> dict[str, str]:
 
 @pytest.fixture
 def running(settings_overrides: dict[str, Any], overrides: dict[str, str]) -> Iterator[RunningBot]:
-    """The bot with the test's `overrides`; its job cards redrawn by the worker."""
+    """The bot with the test's `overrides`."""
     settings = load_settings(_env_file=None, **{**settings_overrides, **overrides})
     bot = start_bot(settings, fast_agora(settings))
-    # What the `run` side does at a job's end; here after each batch, so the tests see the end drawn.
-    bot.services.jobs.watch(lambda job_id: refresh_job_cards(bot.app.client, bot.services, job_id))
     yield bot
     bot.stop()
 

@@ -14,10 +14,9 @@ from cryptography.fernet import Fernet
 
 from bot.settings import load_settings
 from handlers.blocks import job_card
-from handlers.bulk import refresh_job_cards
 from tests.bulk_helpers import CAMERAS, ask, click, dms, fleet, replies, shown
 from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
-from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.driver import SlackDriver, start_bot
 from tests.test_job_worker import wait_until
 
 ROUNDS = 10
@@ -38,15 +37,9 @@ def shared_settings(settings_overrides: dict[str, Any], postgres_url: str) -> An
     )
 
 
-def watched(bot: RunningBot) -> RunningBot:
-    """What the `run` side does at a job's end; here after each batch of the worker, on every instance."""
-    bot.services.jobs.watch(lambda job_id: refresh_job_cards(bot.app.client, bot.services, job_id))
-    return bot
-
-
 def test_approvals_clicked_at_once_on_two_instances_start_the_job_once(shared_settings, slack, agora, caplog) -> None:
     caplog.set_level(logging.INFO, logger="bot.bulk_jobs")
-    bots = [watched(start_bot(shared_settings, fast_agora(shared_settings))) for _ in range(2)]
+    bots = [start_bot(shared_settings, fast_agora(shared_settings)) for _ in range(2)]
     drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
     approvers = ["UBOB", "UCAROL"]
     try:
