@@ -35,6 +35,11 @@ INTERRUPTED = "Its plan was interrupted before it was sent for approval (recbot 
 STRANDED_AGE = timedelta(minutes=5)
 CANCELLED = "Cancelled by the requester."
 NOTHING_TO_CHANGE = "Every target matched is already as asked, so there is nothing to approve and no job was made."
+NOTHING_MATCHED = (
+    "No target matches this filter, so there is nothing to approve and no job was made: check the App ID, "
+    "regions, names, vendor and bucket (`/recording list` shows what each entry point has)."
+)
+NOTHING_READABLE = "No target asked for could be read (why is above), so nothing is to approve and no job was made."
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ def already(job: JobRow) -> str:
     if job.state == "expired":
         return f"Job `{job.id}` has already expired."
     return f"Job `{job.id}` has already ended ({job.state})."
+
+
+def _why_nothing(plan: Plan) -> str:
+    """Why a plan that changes nothing made no job: all as asked, none readable, or none matched."""
+    if plan.rows:
+        return NOTHING_TO_CHANGE
+    return NOTHING_READABLE if plan.unreadable else NOTHING_MATCHED
 
 
 def _where(storage: StorageConfig) -> str:
@@ -109,7 +121,7 @@ class BulkJobs:
         and make the job awaiting approval; Refused if the storage check refuses it."""
         plan = make_plan(self._fleet, request, self.max_targets)
         if not plan.changing:
-            return Planned(plan, None, NOTHING_TO_CHANGE)
+            return Planned(plan, None, _why_nothing(plan))
         checked = self._check_storage(plan)
         public, keys = request.change.stored()
         job_id = secrets.token_hex(8)

@@ -105,6 +105,18 @@ def test_a_plan_with_nothing_to_change_makes_no_job(services, agora) -> None:
     assert services.store.jobs.in_state("planning", "pending") == []
 
 
+def test_a_filter_matching_nothing_says_so_not_that_all_are_as_asked(services, agora) -> None:
+    fleet(agora)
+    nothing = service(services, Clock()).ask(rotation(bucket="no-such-bucket"), "UALICE")
+    assert nothing.job is None and "No target matches" in nothing.note and "already as asked" not in nothing.note
+    names = {"app_id": APP_ID, "regions": ["na"], "entry_points": {"kind": "list", "names": ["ghost"]}}
+    ghost = BulkRequest.model_validate({"targets": names, "change": {"hls": True}})
+    unread = service(services, Clock()).ask(ghost, "UALICE")
+    assert unread.job is None and len(unread.plan.unreadable) == 1
+    assert "could be read" in unread.note and "already as asked" not in unread.note
+    assert services.store.jobs.in_state("planning", "pending") == []
+
+
 def test_more_targets_than_the_maximum_are_refused_and_make_no_job(services, agora) -> None:
     fleet(agora)
     with pytest.raises(TooManyTargets, match="7 targets match, and one job takes at most 6"):
