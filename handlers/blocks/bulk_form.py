@@ -353,7 +353,7 @@ def read_request(state: Any) -> tuple[BulkRequest | None, dict[str, str]]:
             return None, {STORAGE_BLOCKS[field]: text[:300] for field, text in problems.items()}
     try:
         return BulkRequest(targets=targets, change=change), {}
-    except ValidationError as exc:  # what the vendor's rules say of the new keys
+    except ValidationError as exc:  # a rule of the whole request not checked field by field above
         return None, _messages(exc, lambda loc: BLOCK_ACCESS_KEY)
 
 
