@@ -127,7 +127,8 @@ class Run:
         span = self.done - self.began
         calls = [r for r in self.agora.calls() if self.began <= r.at <= self.done and "/regions/" in r.path]
         people = len(self.asked) / span  # a get is one Agora call
-        achieved = len(calls) / span
+        every = (len(calls) - 1) / (calls[-1].at - calls[0].at)  # the job's and the person's, first to last
+        achieved = every - people
         share = args.rate - people
         edits = self._edits()
         gaps = [b - a for a, b in pairwise(edits)]
@@ -139,9 +140,9 @@ class Run:
         shape = f"{args.entry_points} entry points x 4 regions"
         print(f"targets: {self.targets} ({shape}); the plan read them in {self.plan_seconds:.1f} s")
         print(f"job: {self.end} in {span:.1f} s; outcomes {_nonzero(self.outcomes)}")
-        print(f"Agora calls during the job: {len(calls)} ({achieved:.1f}/s); 429s received: {self.agora.rate_limited}")
+        print(f"Agora calls during the job: {len(calls)} ({every:.1f}/s); 429s received: {self.agora.rate_limited}")
         print(f"  the job's share of the rate (less the person's {people:.1f} gets/s): {share:.1f}/s")
-        print(f"  achieved {achieved / share:.0%} of its share")
+        print(f"  the job's calls: {achieved:.1f}/s, {achieved / share:.0%} of its share")
         if answered:
             print(
                 f"a person's gets during the job: {len(self.asked)}, answered {len(answered)}: "
