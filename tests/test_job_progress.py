@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -138,7 +139,7 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
     settings, services, slack, agora
 ) -> None:
     """Two notifiers (as on two instances) hear of a batch every 0.5 s of their clock: between
-    them, one edit per 2 s; batches skipped are caught up, and the end is shown at once."""
+    them, one edit per 2 s; batches skipped are caught up, and the end waits for its turn."""
     planned = targets(40)
     new_job(services, agora, planned)
     row = services.store.jobs.get("j1")
@@ -146,7 +147,7 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
     start = row.started_at
     clock = Clock(start)
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
-    notifiers = [JobNotifier(client, services, clock), JobNotifier(client, services, clock)]
+    notifiers = [JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)]
     jobs = services.store.jobs
     notifiers[0].show("j1")
     (posted,) = progress_posts(slack)
@@ -165,9 +166,10 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
         shown(slack, posted)["text"] == "Fleet-wide job j1 (running): 32/40 applied, 0 failed, 0 stale, about 1 s left"
     )
     assert jobs.transition("j1", "running", "finish")
-    clock.tick(0.5)  # within 2 s of the last edit: the end is shown all the same
+    clock.tick(0.5)  # within 2 s of the last edit: the end waits for its turn, then is shown
     notifiers[1].show("j1")
     assert shown(slack, posted)["text"] == "Fleet-wide job j1 (done): 40/40 applied, 0 failed, 0 stale"
+    assert clock.now - start == timedelta(seconds=6)  # 2 s after the last edit, at 4 s
     assert len(outcome_files(slack)) == 1
     notifiers[0].show("j1")  # the other instance hears of the end too: announced once
     assert len(outcome_files(slack)) == 1 and len(progress_posts(slack)) == 1
@@ -183,7 +185,7 @@ def test_an_edit_drawn_before_the_job_moved_is_drawn_again_so_the_last_one_shows
     assert row is not None and row.started_at is not None
     clock = Clock(row.started_at)
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
-    slow, other = JobNotifier(client, services, clock), JobNotifier(client, services, clock)
+    slow, other = JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)
     slow.show("j1")
     (posted,) = progress_posts(slack)
     cancelled: list[bool] = []
@@ -203,6 +205,31 @@ def test_an_edit_drawn_before_the_job_moved_is_drawn_again_so_the_last_one_shows
         "Fleet-wide job j1 (running)",  # the slow one's, drawn before the cancel
         "Fleet-wide job j1 (cancelled)",  # drawn again by the slow one: the job had moved
     ]
+    assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (cancelled)")
+
+
+def test_moves_one_after_another_on_two_instances_are_each_drawn_two_seconds_apart(
+    settings, services, slack, agora
+) -> None:
+    """A pause, a resume and a cancel clicked within a second on two instances: none is skipped,
+    each waits for its turn, so Slack gets no two edits of the message within 2 s."""
+    new_job(services, agora, targets(4))
+    row = services.store.jobs.get("j1")
+    assert row is not None and row.started_at is not None
+    clock = Clock(row.started_at)
+    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    notifiers = [JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)]
+    notifiers[0].show("j1")
+    (posted,) = progress_posts(slack)
+    edits_at: list[datetime] = []
+    slack.before["chat.update"] = lambda call: edits_at.append(clock.now)
+    jobs = services.store.jobs
+    for number, (at, event) in enumerate([("running", "pause"), ("paused", "resume"), ("running", "cancel")]):
+        assert jobs.transition("j1", at, event)
+        clock.tick(0.3)
+        notifiers[number % 2].show("j1", forced=True)
+    gaps = [(b - a).total_seconds() for a, b in pairwise(edits_at)]
+    assert len(edits_at) == 3 and all(gap >= 2 for gap in gaps), (edits_at, gaps)
     assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (cancelled)")
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from bot.job_lifecycle import ENDED_JOB_STATES
+from bot.store.engine import aware
 from bot.store.job_rows import job_row
 from bot.store.schema import job_approvals, jobs
 from bot.store.values import CardRef, JobRow, utcnow
@@ -68,16 +69,33 @@ class JobProgressStore:
                 .values(progress_claimed_by=None, progress_claimed_at=None)
             )
 
-    def claim_edit(self, job_id: str, now: datetime, *, forced: bool = False) -> bool:
+    def claim_edit(self, job_id: str, now: datetime) -> bool:
         """Compare-and-set on its last edit: whether the caller may edit the progress message now,
-        no edit having been claimed within EDIT_GAP before `now` (`forced`: a move people must see
-        at once, claimed whenever; it still counts as the last edit)."""
+        no edit having been claimed within EDIT_GAP before `now` (a batch's edit: skipped if not,
+        the next batch or the end catches it up)."""
         c = jobs.c
-        where: list[ColumnElement[bool]] = [c.id == job_id, c.progress_ref.is_not(None)]
-        if not forced:
-            where.append(or_(c.progress_at.is_(None), c.progress_at <= now - EDIT_GAP))
+        recent = or_(c.progress_at.is_(None), c.progress_at <= now - EDIT_GAP)
         with self.engine.begin() as conn:
-            return conn.execute(update(jobs).where(*where).values(progress_at=now)).rowcount == 1
+            done = conn.execute(
+                update(jobs).where(c.id == job_id, c.progress_ref.is_not(None), recent).values(progress_at=now)
+            )
+        return done.rowcount == 1
+
+    def reserve_edit(self, job_id: str, now: datetime) -> datetime | None:
+        """The moment the caller may edit the progress message, reserved for it: `now`, or EDIT_GAP
+        after the last edit claimed or reserved, whichever is later (an edit people must see, such as
+        a move or the end, waits its turn rather than being skipped). None: it has no message yet."""
+        c = jobs.c
+        while True:  # a compare-and-set on the last reservation: retried only when another won it
+            with self.engine.begin() as conn:
+                found = conn.execute(select(c.progress_at).where(c.id == job_id, c.progress_ref.is_not(None))).first()
+                if found is None:
+                    return None
+                last = aware(found[0]) if found[0] is not None else None
+                slot = max(now, last + EDIT_GAP) if last is not None else now
+                same = c.progress_at.is_(None) if found[0] is None else c.progress_at == found[0]
+                if conn.execute(update(jobs).where(c.id == job_id, same).values(progress_at=slot)).rowcount == 1:
+                    return slot
 
     def unannounced_ends(self) -> list[str]:
         """Jobs that ran and ended without their end announced (it failed, or is being made)."""
