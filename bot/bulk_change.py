@@ -145,6 +145,7 @@ def key_problems(vendor: int, bucket: str, keys: NewKeys) -> dict[str, str]:
         )
     except ValidationError as exc:
         found = [e for e in exc.errors(include_input=False) if e["loc"] and e["loc"][0] in ("access_key", "secret_key")]
+        # reversed: each field's first error is the one kept
         return {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in reversed(found)}
     problems = typed_problems(typed)
     return {field: problems[field] for field in ("access_key", "secret_key") if field in problems}
