@@ -122,6 +122,7 @@ class BulkJobs:
         plan = make_plan(self._fleet, request, self.max_targets)
         if not plan.changing:
             return Planned(plan, None, _why_nothing(plan))
+        self._refuse_overlap(plan)
         checked = self._check_storage(plan)
         public, keys = request.change.stored()
         job_id = secrets.token_hex(8)
@@ -144,6 +145,22 @@ class BulkJobs:
         )
         log.info("job %s asked by %s: %s targets", job_id, requester, len(plan.rows))
         return Planned(plan, self.get(job_id))
+
+    def _refuse_overlap(self, plan: Plan) -> None:
+        """Refused if an open job may still change some of the targets this plan would: two jobs on
+        one target would leave it to whichever runs last (and the other's rows stale)."""
+        held = self._jobs.open_jobs_of(plan.request.targets.app_id)
+        taken = [held[key] for row in plan.changing if (key := (row.target.entry_point, row.target.region)) in held]
+        if not taken:
+            return
+        first = self.get(taken[0])
+        others = len(set(taken)) - 1
+        also = f" (and {others} other open job{'s' if others > 1 else ''})" if others else ""
+        raise Refused(
+            f"{len(taken)} of the targets this would change are in job `{first.id}`{also}, asked by "
+            f"<@{first.requester}> and {first.state}: one job at a time per target. Wait for it to end, or "
+            "cancel it (`/recording jobs`), then ask again. Nothing was planned."
+        )
 
     def _check_storage(self, plan: Plan) -> list[str]:
         """The storage check of each destination with new keys, once each: the card's lines.

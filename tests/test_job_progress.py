@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -30,8 +31,9 @@ from bot.models import Target
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.store.values import JobRow, JobTarget, utcnow
-from handlers.blocks import job_progress
+from handlers.blocks import job_card, job_progress
 from handlers.job_notify import JobNotifier
+from handlers.notify import job_control
 from tests.conftest import APP_ID, BOT_TOKEN, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import Fault
@@ -460,3 +462,47 @@ def test_targets_a_dead_claimer_left_in_flight_in_a_cancelled_job_are_read_back_
     assert agora.calls("PATCH") == [] and sorted(audited) == ["applied", "failed", "stale"]
     (outcome,) = outcome_files(slack)
     assert "1/3 applied, 1 failed, 1 stale" in outcome["comment"] and "in flight" not in outcome["content"]
+
+
+def test_a_job_done_with_a_target_failed_or_stale_is_not_shown_as_a_success(services, agora) -> None:
+    """Done means no target is left to work on, not that every one applied: with one failed, the
+    progress message, the lists and the approval card mark it with a warning, not a green check."""
+    new_job(services, agora, targets(3))
+    jobs = services.store.jobs
+    first, *rest = jobs.claim("j1", "worker", 3)
+    assert jobs.record(first.id, "worker", "fail", "Refused by Agora: 404.")
+    for t in rest:
+        assert jobs.record(t.id, "worker", "confirm", "Applied and confirmed by reading it back.")
+    assert jobs.transition("j1", "running", "finish")
+    job = jobs.get("j1")
+    assert job is not None
+    view = job_control(services).view(job)
+    heading = json.dumps(job_progress.progress_blocks(view, services.sealer))
+    listed = json.dumps(job_progress.jobs_list([view], services.sealer, set()))
+    card = job_card.status_line(job, 1, view.counts)
+    for shown_as in (heading, listed, card):
+        assert ":warning:" in shown_as and ":white_check_mark:" not in shown_as, shown_as
+    clean = replace(view, counts={**view.counts, "failed": 0, "applied": 3})
+    assert ":white_check_mark: Done" in json.dumps(job_progress.progress_blocks(clean, services.sealer))
+    assert ":white_check_mark:" in job_card.status_line(job, 1, clean.counts)
+
+
+def test_a_job_awaiting_approval_is_listed_without_buttons(services, agora) -> None:
+    """An approver who lost the card finds the job in `/recording jobs` (deciding it stays on its
+    card and the App Home's rules); nobody can pause or cancel it from the list."""
+    new_job(services, agora, targets(2))
+    services.store.jobs.create(
+        job_id="j2",
+        requester="UCAROL",
+        change={"hls": True},
+        sealed_secrets=None,
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    assert services.store.jobs.transition("j2", "planning", "plan")
+    views = job_control(services).overview()
+    assert [(v.job.id, v.job.state) for v in views] == [("j2", "pending"), ("j1", "running")]
+    blocks = job_progress.jobs_list(views, services.sealer, {"j1", "j2"})
+    text = json.dumps(blocks)
+    assert ":lock: Awaiting approval* `j2` by <@UCAROL>" in text
+    buttons = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert buttons and all(job_progress.read_button_value(v, services.sealer) == "j1" for v in buttons)

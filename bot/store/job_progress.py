@@ -21,7 +21,8 @@ from bot.store.schema import job_approvals, jobs
 from bot.store.values import CardRef, JobRow, utcnow
 
 EDIT_GAP = timedelta(seconds=2)
-LISTED_OPEN = ("running", "paused", "approved")  # what `/recording jobs` lists besides the latest ended
+# What `/recording jobs` lists besides the latest ended: pending too, so a card lost is found again.
+LISTED_OPEN = ("running", "paused", "approved", "pending")
 
 
 class JobProgressStore:
@@ -137,7 +138,7 @@ class JobProgressStore:
             )
 
     def listed(self, ended: int = 5) -> list[JobRow]:
-        """Running, paused and approved jobs (newest first), then the latest `ended` that ran."""
+        """Running, paused, approved and pending jobs (newest first), then the latest `ended` that ran."""
         c = jobs.c
         with self.engine.connect() as conn:
             open_jobs = _read(conn, select(jobs).where(c.state.in_(LISTED_OPEN)).order_by(c.created_at.desc()))

@@ -20,6 +20,7 @@ from bot.job_lifecycle import (
     ENDED_TARGET_STATES,
     JOB_START,
     JOB_TRANSITIONS,
+    OPEN_JOB_STATES,
     OPEN_TARGET_STATES,
     TARGET_STATES,
     next_job_state,
@@ -102,6 +103,18 @@ class JobStore:
         """The jobs in any of `states`, newest first."""
         with self.engine.connect() as conn:
             return _read_jobs(conn, jobs.c.state.in_(states))
+
+    def open_jobs_of(self, app_id: str) -> dict[tuple[str, str], str]:
+        """Which open job (planning, pending, approved, running or paused) holds each (entry point,
+        region) of `app_id` it may still change: its id, by target."""
+        c, t = jobs.c, job_targets.c
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(t.entry_point, t.region, t.job_id)
+                .join(jobs, jobs.c.id == t.job_id)
+                .where(t.app_id == app_id, c.state.in_(OPEN_JOB_STATES), t.state.in_(OPEN_TARGET_STATES))
+            )
+            return {(entry_point, region): job_id for entry_point, region, job_id in found}
 
     def due_for_expiry(self, now: datetime) -> list[JobRow]:
         """Jobs waiting on a person (for approval, or paused) past their expiry."""
