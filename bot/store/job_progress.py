@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.engine import Engine
 
 from bot.job_lifecycle import ENDED_JOB_STATES
 from bot.store.engine import aware
-from bot.store.job_rows import job_row
-from bot.store.schema import job_approvals, jobs
+from bot.store.job_rows import read_jobs
+from bot.store.schema import jobs
 from bot.store.values import CardRef, JobRow, utcnow
 
 EDIT_GAP = timedelta(seconds=2)
@@ -141,28 +140,16 @@ class JobProgressStore:
         """Running, paused, approved and pending jobs (newest first), then the latest `ended` that ran."""
         c = jobs.c
         with self.engine.connect() as conn:
-            open_jobs = _read(conn, select(jobs).where(c.state.in_(LISTED_OPEN)).order_by(c.created_at.desc()))
+            open_jobs = read_jobs(conn, select(jobs).where(c.state.in_(LISTED_OPEN)).order_by(c.created_at.desc()))
             recent = (
                 select(jobs)
                 .where(c.state.in_(ENDED_JOB_STATES), c.started_at.is_not(None))
                 .order_by(c.updated_at.desc())
                 .limit(ended)
             )
-            return open_jobs + _read(conn, recent)
+            return open_jobs + read_jobs(conn, recent)
 
 
 def _unannounced() -> ColumnElement[bool]:
     c = jobs.c
     return and_(c.state.in_(ENDED_JOB_STATES), or_(c.announced_version.is_(None), c.announced_version < c.version))
-
-
-def _read(conn: Connection, query: Select[Any]) -> list[JobRow]:
-    """The jobs `query` selects, each with its approvers in the order they approved."""
-    found = conn.execute(query).mappings().all()
-    approved_by: dict[str, list[str]] = {}
-    if found:
-        a = job_approvals.c
-        voters = select(a.job_id, a.approver).where(a.job_id.in_([r["id"] for r in found])).order_by(a.at)
-        for job_id, approver in conn.execute(voters):
-            approved_by.setdefault(job_id, []).append(approver)
-    return [job_row(r, approved_by.get(r["id"], [])) for r in found]
