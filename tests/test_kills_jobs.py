@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from slack_sdk import WebClient
@@ -18,13 +20,25 @@ from bot.job_control import JobControl
 from bot.models import RecordingConfig
 from bot.observation import observe
 from bot.services import Services, build_services
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from bot.store.values import CardRef, PlannedTarget, Vote, utcnow
+from handlers.blocks import bulk_form, job_card, job_progress
 from handlers.job_notify import JobNotifier
 from recbot.app import sweep_jobs
-from tests.conftest import BOT_TOKEN, LIVE_CONFIG, fast_agora
+from tests.bulk_helpers import fleet
+from tests.conftest import BOT_TOKEN, LIVE_CONFIG, SIGNING_SECRET, fast_agora
+from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.slack import FakeSlack
-from tests.job_helpers import ROTATE, new_job, outcome_files, progress_posts, targets
+from tests.job_helpers import (
+    ROTATE,
+    click_job,
+    ephemeral_texts,
+    new_job,
+    outcome_files,
+    progress_posts,
+    targets,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -38,19 +52,19 @@ def client_of(slack: FakeSlack) -> WebClient:
     return WebClient(token=BOT_TOKEN, base_url=slack.api_url)
 
 
-def pending_job(services: Services, job_id: str = "j1", requester: str = "UALICE") -> None:
+def pending_job(services: Services, job_id: str = "j1", summary: tuple[str, ...] = ("2 targets matched",)) -> None:
     """A job awaiting approval for an hour, as asking leaves it."""
     live = RecordingConfig.model_validate(LIVE_CONFIG)
     public, keys = ROTATE.stored()
     services.store.jobs.create(
         job_id=job_id,
-        requester=requester,
+        requester="UALICE",
         change=public,
         sealed_secrets=services.sealer.seal(keys) if keys else None,
         expires_at=utcnow() + timedelta(hours=1),
         targets=[PlannedTarget(t, asdict(observe(live, services.sealer.digest_key))) for t in targets(2)],
     )
-    assert services.store.jobs.transition(job_id, "planning", "plan", summary=json.dumps(["2 targets matched"]))
+    assert services.store.jobs.transition(job_id, "planning", "plan", summary=json.dumps(list(summary)))
 
 
 def test_a_vote_on_a_job_past_its_expiry_or_no_longer_pending_is_not_counted(services) -> None:
@@ -129,3 +143,81 @@ def test_a_job_s_end_redraws_only_the_open_homes_it_concerns(services, agora, sl
     JobNotifier(client_of(slack), services).announce_end("j1")
     published = sorted(c.params["user_id"] for c in slack.of("views.publish"))
     assert published == ["UALICE", "UBOB"]
+
+
+@contextmanager
+def running_bot(settings: Settings, slack: FakeSlack) -> Iterator[tuple[RunningBot, SlackDriver]]:
+    bot = start_bot(settings, fast_agora(settings))
+    try:
+        yield bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+    finally:
+        bot.stop()
+
+
+def test_a_person_s_pause_and_resume_redraw_the_job_s_approval_cards(settings, services, slack, agora) -> None:
+    new_job(services, agora, targets(48))
+    card = client_of(slack).chat_postMessage(channel="CAPPROVE", text="Fleet-wide change j1 of 48 targets: running")
+    services.store.job_approvals.set_cards("j1", [CardRef(card["channel"], card["ts"])])
+    agora.get_delay = 0.3  # long enough for the clicks to land while it runs
+    with running_bot(settings, slack) as (bot, driver):
+        wait_until(lambda: len(progress_posts(slack)) == 1, "no progress message")
+        (posted,) = progress_posts(slack)
+        click_job(driver, slack, posted, "UALICE", job_progress.ACTION_PAUSE)
+        bot.drain()
+        paused = slack.message(card["channel"], card["ts"])
+        assert paused["text"] == "Fleet-wide change j1 of 48 targets: paused"
+        assert "Paused by <@UALICE>." in json.dumps(paused["blocks"])
+        click_job(driver, slack, posted, "UBOB", job_progress.ACTION_RESUME)
+        bot.drain()
+        assert slack.message(card["channel"], card["ts"])["text"] == "Fleet-wide change j1 of 48 targets: running"
+        click_job(driver, slack, posted, "UBOB", job_progress.ACTION_CANCEL)
+        bot.drain()
+        agora.get_delay = 0
+
+
+@pytest.fixture
+def some_requesters(settings_overrides: dict[str, Any]) -> Settings:
+    return load_settings(_env_file=None, **{**settings_overrides, "RECBOT_REQUESTERS": "UALICE"})
+
+
+def test_change_these_clicked_by_someone_not_a_requester_opens_nothing(some_requesters, slack, agora) -> None:
+    fleet(agora, ["cam0"])
+    with running_bot(some_requesters, slack) as (bot, driver):
+        driver.command("list all")
+        table = slack.wait_for("response_url", count=3)[-1]
+        block = next(b for b in table.params["blocks"] if b.get("block_id") == bulk_form.BLOCK_CHANGE_THESE)
+        assert driver.block_action("UMALLORY", block["elements"][0], message={"ts": "1.1", "blocks": []}).ok
+        bot.drain()
+        assert "not in RECBOT_REQUESTERS" in ephemeral_texts(slack)[-1]
+        assert slack.of("views.open") == []
+
+
+HOSTILE = "Agora said <!channel> <https://evil.example|log in> & *more*"
+
+
+def test_why_a_job_paused_is_shown_inert_on_its_progress_message_and_in_the_requester_s_notice(services, agora) -> None:
+    """A worker's pause quotes Agora's words: no mention, channel-wide ping or link from them."""
+    new_job(services, agora, targets(2))
+    assert services.store.jobs.transition("j1", "running", "pause", reason=HOSTILE)
+    row = services.store.jobs.get("j1")
+    assert row is not None
+    view = JobControl(services.store.jobs, services.store.job_progress, ttl_seconds=3600).view(row)
+    for shown_text in (
+        json.dumps(job_progress.progress_blocks(view, services.sealer)),
+        job_progress.paused_notice(row),
+    ):
+        assert "<!channel>" not in shown_text and "<https://evil.example" not in shown_text, shown_text
+        assert "&lt;!channel&gt;" in shown_text and "&amp;" in shown_text, shown_text
+
+
+def test_the_approval_card_shows_the_plan_s_lines_and_a_rejection_s_reason_inert(services) -> None:
+    """A plan's lines carry what Agora holds (a bucket) and the storage check's words; a rejection's
+    reason is typed: no mention, channel-wide ping or link from any of them."""
+    pending_job(services, summary=(f"storage keys: replaced on 2 targets (bucket {HOSTILE})",))
+    reason = "Cancelled by <@UDAVE>. " + HOSTILE  # typed by the approver who rejects it
+    assert services.store.jobs.transition("j1", "pending", "reject", decided_by="UBOB", reason=reason)
+    row = services.store.jobs.get("j1")
+    assert row is not None
+    shown_text = json.dumps(job_card.card(row, services.sealer, 1, "CAPPROVE", None))
+    assert "<!channel>" not in shown_text and "<https://evil.example" not in shown_text and "<@UDAVE>" not in shown_text
+    assert "&lt;!channel&gt;" in shown_text
