@@ -221,3 +221,31 @@ def test_the_approval_card_shows_the_plan_s_lines_and_a_rejection_s_reason_inert
     shown_text = json.dumps(job_card.card(row, services.sealer, 1, "CAPPROVE", None))
     assert "<!channel>" not in shown_text and "<https://evil.example" not in shown_text and "<@UDAVE>" not in shown_text
     assert "&lt;!channel&gt;" in shown_text
+
+
+def test_an_end_whose_announcer_stopped_holding_its_claim_is_announced_by_a_later_sweep(services, agora, slack) -> None:
+    new_job(services, agora, targets(2))
+    assert services.store.jobs.transition("j1", "running", "cancel", reason="Cancelled by <@UALICE>.")
+    assert services.store.job_progress.claim_end("j1") is not None  # its announcer stopped right after
+    notifier = JobNotifier(client_of(slack), services)
+    sweep_jobs(services, notifier)  # the claim is fresh: its holder may be announcing it now
+    assert outcome_files(slack) == []
+    sweep_jobs(services, notifier, orphan_age=timedelta(0))  # as a sweep does once the claim is stale
+    (outcome,) = outcome_files(slack)
+    assert "Cancelled by <@UALICE>." in outcome["comment"]
+    assert services.store.job_progress.unannounced_ends() == []
+
+
+def test_a_pause_the_worker_made_redraws_the_job_s_approval_cards(services, agora, slack) -> None:
+    """Agora refused recbot's credentials: the cards say paused, as the progress message does."""
+    new_job(services, agora, targets(2))
+    client = client_of(slack)
+    card = client.chat_postMessage(channel="CAPPROVE", text="Fleet-wide change j1 of 2 targets: running")
+    services.store.job_approvals.set_cards("j1", [CardRef(card["channel"], card["ts"])])
+    assert services.store.jobs.transition("j1", "running", "pause", reason="Agora refused recbot's credentials.")
+    notifier = JobNotifier(client, services)
+    notifier.worker_paused("j1")
+    notifier.drain()
+    shown_card = slack.message(card["channel"], card["ts"])
+    assert shown_card["text"] == "Fleet-wide change j1 of 2 targets: paused"
+    assert "Agora refused recbot's credentials." in json.dumps(shown_card["blocks"])
