@@ -28,14 +28,16 @@ from recbot.app import sweep_jobs
 from tests.bulk_helpers import fleet
 from tests.conftest import BOT_TOKEN, LIVE_CONFIG, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import Call, FakeSlack
 from tests.job_helpers import (
     ROTATE,
     click_job,
     ephemeral_texts,
+    job_button,
     new_job,
     outcome_files,
     progress_posts,
+    shown,
     targets,
     wait_until,
 )
@@ -167,8 +169,11 @@ def test_a_person_s_pause_and_resume_redraw_the_job_s_approval_cards(settings, s
         paused = slack.message(card["channel"], card["ts"])
         assert paused["text"] == "Fleet-wide change j1 of 48 targets: paused"
         assert "Paused by <@UALICE>." in json.dumps(paused["blocks"])
-        click_job(driver, slack, posted, "UBOB", job_progress.ACTION_RESUME)
+        assert not any("is now paused" in text for text in ephemeral_texts(slack))  # the message clicked shows it
+        resume = {**job_button(shown(slack, posted)["blocks"], job_progress.ACTION_RESUME), "block_id": "jobs_list"}
+        assert driver.block_action("UBOB", resume, message={"ts": "9.000900", "blocks": []}).ok  # from elsewhere
         bot.drain()
+        assert "Job `j1` is now running." in ephemeral_texts(slack)[-1]
         assert slack.message(card["channel"], card["ts"])["text"] == "Fleet-wide change j1 of 48 targets: running"
         click_job(driver, slack, posted, "UBOB", job_progress.ACTION_CANCEL)
         bot.drain()
@@ -249,3 +254,34 @@ def test_a_pause_the_worker_made_redraws_the_job_s_approval_cards(services, agor
     shown_card = slack.message(card["channel"], card["ts"])
     assert shown_card["text"] == "Fleet-wide change j1 of 2 targets: paused"
     assert "Agora refused recbot's credentials." in json.dumps(shown_card["blocks"])
+
+
+def test_an_end_whose_outcome_csv_slack_refused_is_announced_by_the_next_sweep(services, agora, slack) -> None:
+    new_job(services, agora, targets(2))
+    assert services.store.jobs.transition("j1", "running", "cancel", reason="Cancelled by <@UALICE>.")
+    notifier = JobNotifier(client_of(slack), services)
+    slack.errors["files.completeUploadExternal"] = "internal_error"  # Slack's trouble, which may pass
+    assert not notifier.announce_end("j1")
+    assert services.store.job_progress.unannounced_ends() == ["j1"]
+    refused = len(outcome_files(slack))  # the upload Slack answered with an error
+    del slack.errors["files.completeUploadExternal"]
+    sweep_jobs(services, notifier)
+    assert len(outcome_files(slack)) == refused + 1 and services.store.job_progress.unannounced_ends() == []
+    sweep_jobs(services, notifier)
+    assert len(outcome_files(slack)) == refused + 1
+
+
+def test_a_job_that_moved_while_its_progress_message_was_posted_is_shown_as_it_is_now(services, agora, slack) -> None:
+    new_job(services, agora, targets(4))
+    moved: list[bool] = []
+
+    def paused_meanwhile(call: Call) -> None:
+        if call.params.get("text", "").startswith("Fleet-wide job j1 ") and not moved:
+            moved.append(True)
+            assert services.store.jobs.transition("j1", "running", "pause", reason="Paused by <@UBOB>.")
+
+    slack.before["chat.postMessage"] = paused_meanwhile
+    JobNotifier(client_of(slack), services).show("j1")
+    (posted,) = progress_posts(slack)
+    assert posted.params["text"].startswith("Fleet-wide job j1 (running)")  # drawn before it moved
+    assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (paused)")
