@@ -10,12 +10,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from slack_sdk import WebClient
 
+from bot.approvals import Refused
+from bot.bulk_jobs import BulkJobs
 from bot.job_control import JobControl
 from bot.models import RecordingConfig
 from bot.observation import observe
@@ -285,3 +287,69 @@ def test_a_job_that_moved_while_its_progress_message_was_posted_is_shown_as_it_i
     (posted,) = progress_posts(slack)
     assert posted.params["text"].startswith("Fleet-wide job j1 (running)")  # drawn before it moved
     assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (paused)")
+
+
+def test_a_posting_that_failed_after_its_claim_was_taken_over_frees_only_its_own_claim(services, agora) -> None:
+    """A poster that stalled past STALE_POST_CLAIM is taken over; when its post then fails, the
+    release it makes must leave the new holder's claim alone, or a third caller posts a second message."""
+    new_job(services, agora, targets(2))
+    progress = services.store.job_progress
+    stalled = progress.claim_post("j1", stale_before=utcnow() - timedelta(minutes=1))
+    taker = progress.claim_post("j1", stale_before=utcnow() + timedelta(seconds=1))  # the stalled one is stale
+    assert stalled is not None and taker is not None and taker != stalled
+    progress.release_post("j1", stalled)
+    assert progress.claim_post("j1", stale_before=utcnow() - timedelta(minutes=1)) is None
+
+
+class SteppingClock:
+    """The service's clock: each reading the next of `times` (the last one from then on)."""
+
+    def __init__(self, *times: datetime) -> None:
+        self.times = list(times)
+
+    def __call__(self) -> datetime:
+        return self.times.pop(0) if len(self.times) > 1 else self.times[0]
+
+
+def test_a_decision_that_reaches_the_store_after_the_job_expired_is_refused(services) -> None:
+    """Read as pending just before its expiry, then decided at it: expired, not rejected or cancelled."""
+    pending_job(services, "rejected")
+    pending_job(services, "cancelled")
+    for job_id in ("rejected", "cancelled"):
+        row = services.store.jobs.get(job_id)
+        assert row is not None
+        clock = SteppingClock(row.expires_at - timedelta(seconds=1), row.expires_at)
+        bulk = BulkJobs(
+            jobs=services.store.jobs,
+            votes=services.store.job_approvals,
+            fleet=services.fleet,
+            sealer=services.sealer,
+            prober=services.prober,
+            ttl_seconds=3600,
+            required_approvals=1,
+            max_targets=2000,
+            clock=clock,
+        )
+        with pytest.raises(Refused, match="has expired"):
+            if job_id == "rejected":
+                bulk.reject(job_id, "UBOB", "wrong bucket", is_approver=True)
+            else:
+                bulk.cancel(job_id, "UALICE")
+        now = services.store.jobs.get(job_id)
+        assert now is not None and (now.state, now.decided_by) == ("pending", None), job_id
+
+
+def test_an_announcement_that_failed_after_its_claim_was_taken_over_frees_only_its_own_claim(services, agora) -> None:
+    """As for posting: a stalled announcer's release leaves the new holder's claim, so the end is announced once."""
+    new_job(services, agora, targets(2))
+    assert services.store.jobs.transition("j1", "running", "cancel", reason="Cancelled by <@UALICE>.")
+    progress = services.store.job_progress
+    stalled = progress.claim_end("j1")
+    taker = progress.claim_end("j1", stale_before=utcnow() + timedelta(seconds=1))
+    assert stalled is not None and taker is not None and taker != stalled
+    progress.release_end("j1", stalled)
+    assert progress.claim_end("j1") is None
+    progress.finish_end("j1", stalled)  # nor does it end the new holder's announcement
+    assert progress.unannounced_ends() == ["j1"]
+    progress.finish_end("j1", taker)
+    assert progress.unannounced_ends() == []
