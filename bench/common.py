@@ -14,21 +14,25 @@ from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import FakeSlack
 
 
-def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path | str, **extra: str) -> Settings:
+def bench_environment(slack: FakeSlack, agora: AgoraEmulator, database: Path | str, **extra: str) -> dict[str, str]:
     """HTTP-mode settings pointing at the fakes, a SQLite store at `database` (a path) or the
-    database at that URL, and `extra` on top."""
-    return load_settings(
-        _env_file=None,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        AGORA_CUSTOMER_ID=CUSTOMER_ID,
-        AGORA_CUSTOMER_SECRET=CUSTOMER_SECRET,
-        AGORA_API_URL=agora.url,
-        AGORA_APP_ID=APP_ID,
-        DATABASE_URL=f"sqlite:///{database}" if isinstance(database, Path) else database,
+    database at that URL, and `extra` on top, as the environment variables a recbot process reads."""
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "AGORA_CUSTOMER_ID": CUSTOMER_ID,
+        "AGORA_CUSTOMER_SECRET": CUSTOMER_SECRET,
+        "AGORA_API_URL": agora.url,
+        "AGORA_APP_ID": APP_ID,
+        "DATABASE_URL": f"sqlite:///{database}" if isinstance(database, Path) else database,
         **extra,
-    )
+    }
+
+
+def bench_settings(slack: FakeSlack, agora: AgoraEmulator, database: Path | str, **extra: str) -> Settings:
+    """The settings of `bench_environment`, for a recbot in this process."""
+    return load_settings(_env_file=None, **bench_environment(slack, agora, database, **extra))
 
 
 def fleet_agora(entry_points: int) -> AgoraEmulator:

@@ -131,9 +131,9 @@ class Change(StrictModel):
             raise ValueError(f"not a stored change ({type(exc).__name__})") from None
 
 
-def _key_problems(vendor: int, bucket: str, keys: NewKeys) -> list[str]:
-    """What the vendor's rules say of new keys for its bucket: the checks of one change's
-    form (TypedStorageConfig, then typed_problems), keeping only those of the keys."""
+def key_problems(vendor: int, bucket: str, keys: NewKeys) -> dict[str, str]:
+    """What the vendor's rules say of new keys for its bucket, by field (access_key, secret_key):
+    the checks of one change's form (TypedStorageConfig, then typed_problems), keeping only those of the keys."""
     info = vendor_info(vendor)
     try:
         typed = TypedStorageConfig(
@@ -145,9 +145,10 @@ def _key_problems(vendor: int, bucket: str, keys: NewKeys) -> list[str]:
         )
     except ValidationError as exc:
         found = [e for e in exc.errors(include_input=False) if e["loc"] and e["loc"][0] in ("access_key", "secret_key")]
-        return [e["msg"].removeprefix("Value error, ") for e in found]
+        # reversed: each field's first error is the one kept
+        return {str(e["loc"][0]): e["msg"].removeprefix("Value error, ") for e in reversed(found)}
     problems = typed_problems(typed)
-    return list(dict.fromkeys(problems[field] for field in ("access_key", "secret_key") if field in problems))
+    return {field: problems[field] for field in ("access_key", "secret_key") if field in problems}
 
 
 class BulkRequest(StrictModel):
@@ -167,9 +168,9 @@ class BulkRequest(StrictModel):
                     "New keys only replaces the keys of one bucket: choose its vendor and bucket "
                     "under what the targets have now."
                 )
-            problems = _key_problems(self.targets.vendor, self.targets.bucket, keys)
+            problems = key_problems(self.targets.vendor, self.targets.bucket, keys)
             if problems:
-                raise ValueError(" ".join(problems))
+                raise ValueError(" ".join(dict.fromkeys(problems.values())))
         return self
 
 

@@ -35,6 +35,11 @@ INTERRUPTED = "Its plan was interrupted before it was sent for approval (recbot 
 STRANDED_AGE = timedelta(minutes=5)
 CANCELLED = "Cancelled by the requester."
 NOTHING_TO_CHANGE = "Every target matched is already as asked, so there is nothing to approve and no job was made."
+NOTHING_MATCHED = (
+    "No target matches this filter, so there is nothing to approve and no job was made: check the App ID, "
+    "regions, names, vendor and bucket (`/recording list` shows what each entry point has)."
+)
+NOTHING_READABLE = "No target asked for could be read (why is above), so nothing is to approve and no job was made."
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ def already(job: JobRow) -> str:
     if job.state == "expired":
         return f"Job `{job.id}` has already expired."
     return f"Job `{job.id}` has already ended ({job.state})."
+
+
+def _why_nothing(plan: Plan) -> str:
+    """Why a plan that changes nothing made no job: all as asked, none readable, or none matched."""
+    if plan.rows:
+        return NOTHING_TO_CHANGE
+    return NOTHING_READABLE if plan.unreadable else NOTHING_MATCHED
 
 
 def _where(storage: StorageConfig) -> str:
@@ -109,7 +121,8 @@ class BulkJobs:
         and make the job awaiting approval; Refused if the storage check refuses it."""
         plan = make_plan(self._fleet, request, self.max_targets)
         if not plan.changing:
-            return Planned(plan, None, NOTHING_TO_CHANGE)
+            return Planned(plan, None, _why_nothing(plan))
+        self._refuse_overlap(plan)
         checked = self._check_storage(plan)
         public, keys = request.change.stored()
         job_id = secrets.token_hex(8)
@@ -132,6 +145,22 @@ class BulkJobs:
         )
         log.info("job %s asked by %s: %s targets", job_id, requester, len(plan.rows))
         return Planned(plan, self.get(job_id))
+
+    def _refuse_overlap(self, plan: Plan) -> None:
+        """Refused if an open job may still change some of the targets this plan would: two jobs on
+        one target would leave it to whichever runs last (and the other's rows stale)."""
+        held = self._jobs.open_jobs_of(plan.request.targets.app_id)
+        taken = [held[key] for row in plan.changing if (key := (row.target.entry_point, row.target.region)) in held]
+        if not taken:
+            return
+        first = self.get(taken[0])
+        others = len(set(taken)) - 1
+        also = f" (and {others} other open job{'s' if others > 1 else ''})" if others else ""
+        raise Refused(
+            f"{len(taken)} of the targets this would change are in job `{first.id}`{also}, asked by "
+            f"<@{first.requester}> and {first.state}: one job at a time per target. Wait for it to end, or "
+            "cancel it (`/recording jobs`), then ask again. Nothing was planned."
+        )
 
     def _check_storage(self, plan: Plan) -> list[str]:
         """The storage check of each destination with new keys, once each: the card's lines.

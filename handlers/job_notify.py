@@ -1,5 +1,6 @@
 """What people see of a fleet-wide job while it runs and once it ended: its one progress message
-(posted once across instances, edited at most once per EDIT_GAP, a move drawn at once), its
+(posted once across instances, edited at most once per EDIT_GAP across instances: a batch's edit
+is skipped within it, a move or the end waits for its turn), its
 end shown on it and the outcome CSV sent to the requester once, and the requester told when
 the worker paused it. The worker's watcher only notes a job id (no I/O on the worker's
 thread); the notes are drawn on a thread of their own."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -37,10 +39,17 @@ MAX_PASSES = 5
 class JobNotifier:
     """Draws jobs for people; `job_moved` and `worker_paused` are the worker's watchers."""
 
-    def __init__(self, client: WebClient, services: Services, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        services: Services,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._services = services
         self._clock = clock
+        self._sleep = sleep
         self._control: JobControl = job_control(services, clock)
         self._lock = threading.Lock()
         self._moved: set[str] = set()
@@ -78,8 +87,8 @@ class JobNotifier:
 
     def show(self, job_id: str, *, forced: bool = False) -> None:
         """Bring what people see of `job_id` up to date: its progress message posted once it runs,
-        or edited (if no edit was made within EDIT_GAP, or `forced`: a move people must see at once),
-        and its end announced once."""
+        or edited (if no edit was made within EDIT_GAP; `forced`: a move people must see, drawn as
+        soon as EDIT_GAP allows), and its end announced once."""
         job = self._services.store.jobs.get(job_id)
         if job is None:
             return
@@ -87,10 +96,8 @@ class JobNotifier:
             self._post(job)  # drawn as it is now
         if self._ended(job.id) and self.announce_end(job.id):
             return  # the end, drawn on it
-        if job.progress_ref is not None and self._services.store.job_progress.claim_edit(
-            job.id, self._clock(), forced=forced
-        ):
-            self._write(job.id)
+        if job.progress_ref is not None:
+            self._write(job.id, forced=forced)
 
     def _ended(self, job_id: str) -> bool:
         job = self._services.store.jobs.get(job_id)
@@ -115,20 +122,26 @@ class JobNotifier:
             log.error("could not post the progress message of job %s: %s", job.id, _why(exc))
             return
         progress.posted(job.id, token, CardRef(posted["channel"], posted["ts"]), self._clock())
-        self._write(job.id, shown=job.version)  # it may have moved while it was posted
+        self._write(job.id, shown=job.version, forced=True)  # it may have moved while it was posted
 
-    def _write(self, job_id: str, shown: int | None = None) -> bool:
+    def _write(self, job_id: str, shown: int | None = None, *, forced: bool = False) -> bool:
         """Edit the progress message from the job as it is at write time, and again if it moved
-        meanwhile, so the last edit Slack keeps shows its latest state. Whether it was written."""
-        for _ in range(MAX_PASSES):
+        meanwhile, so the last edit Slack keeps shows its latest state; each edit in its turn
+        (`forced`, and every pass after the first: waiting for it; else skipped if it is not now).
+        Whether it was written, or needed no writing."""
+        for number in range(MAX_PASSES):
             job = self._services.store.jobs.get(job_id)
             if job is None or job.progress_ref is None or job.version == shown:
                 return True
-            view = self._control.view(job)
+            if not self._turn(job_id, waiting=forced or number > 0):
+                return True  # a batch's edit within EDIT_GAP of the last: the next one draws it
+            job = self._services.store.jobs.get(job_id) or job  # as it is now, after any wait
+            ref, view = job.progress_ref, self._control.view(job)
+            assert ref is not None  # a progress message, once posted, stays
             try:
                 self._client.chat_update(
-                    channel=job.progress_ref.channel,
-                    ts=job.progress_ref.ts,
+                    channel=ref.channel,
+                    ts=ref.ts,
                     text=job_progress.progress_text(view),
                     blocks=job_progress.progress_blocks(view, self._services.sealer),
                 )
@@ -137,6 +150,20 @@ class JobNotifier:
                 return _lasting(exc)
             shown = job.version
         log.warning("job %s kept moving; its progress message was left at version %s", job_id, shown)
+        return True
+
+    def _turn(self, job_id: str, *, waiting: bool) -> bool:
+        """Whether this caller may edit the progress message now, one edit per EDIT_GAP across
+        instances: `waiting`, it reserves the next turn and waits for it; else only if it is now."""
+        progress = self._services.store.job_progress
+        if not waiting:
+            return progress.claim_edit(job_id, self._clock())
+        now = self._clock()
+        turn = progress.reserve_edit(job_id, now)
+        if turn is None:
+            return False
+        if turn > now:
+            self._sleep((turn - now).total_seconds())
         return True
 
     def announce_end(self, job_id: str, stale_claims_before: datetime | None = None) -> bool:
@@ -152,8 +179,7 @@ class JobNotifier:
             return False  # announced, or being announced, by another call or instance
         announced = False
         try:
-            progress.claim_edit(job_id, self._clock(), forced=True)
-            announced = self._write(job_id) and self._send_outcome(job_id)
+            announced = self._write(job_id, forced=True) and self._send_outcome(job_id)
             refresh_job_cards(self._client, self._services, job_id)  # the approval cards show the end too
         finally:
             if announced:

@@ -35,7 +35,8 @@ def register(app: App, services: Services) -> None:
 
 def _mover(services: Services, event: str) -> Callable[..., None]:
     def clicked(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        """Move the job the button names, if the clicker may; the progress message is redrawn at once."""
+        """Move the job the button names, if the clicker may; the progress message is redrawn in its
+        turn (at most one edit per EDIT_GAP)."""
         ack()
         user = body["user"]["id"]
         job_id = job_progress.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
@@ -48,11 +49,11 @@ def _mover(services: Services, event: str) -> Callable[..., None]:
         except Refused as refusal:
             _tell(respond, str(refusal))
             return
-        JobNotifier(client, services).show(job.id, forced=True)
-        refresh_job_cards(client, services, job.id)  # its approval cards say paused, being applied, or how it ended
         ref, clicked_on = job.progress_ref, (body.get("container") or {}).get("message_ts")
         if ref is None or clicked_on != ref.ts:  # clicked elsewhere than the message that shows it
             _tell(respond, f"Job `{job.id}` is now {job.state}.")
+        refresh_job_cards(client, services, job.id)  # its approval cards say paused, being applied, or how it ended
+        JobNotifier(client, services).show(job.id, forced=True)  # in its turn: up to EDIT_GAP from now
 
     return clicked
 

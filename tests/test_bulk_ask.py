@@ -105,6 +105,7 @@ BAD_INPUT = [
     ({"now_bucket": ""}, form.BLOCK_NOW_BUCKET, "choose the vendor and bucket"),
     ({"access": ""}, form.BLOCK_ACCESS_KEY, "Enter the new access key"),
     ({"secret": NEW_ACCESS}, form.BLOCK_SECRET_KEY, "the same"),
+    ({"secret": "s\u00e9cret-rotated"}, form.BLOCK_SECRET_KEY, "printable ASCII"),  # under its own field
     ({"storage": form.STORAGE, "new_vendor": None, "new_bucket": "b"}, form.BLOCK_NEW_VENDOR, "vendor"),
     ({"storage": form.STORAGE, "new_vendor": 1, "new_bucket": ""}, form.BLOCK_NEW_BUCKET, "bucket"),
     (

@@ -32,12 +32,15 @@ from tests.conftest import APP_ID, LIVE_CONFIG, fast_agora
 from tests.fakes.agora import AgoraEmulator
 
 
-def rotation(bucket: str = "rec-bucket", access: str = NEW_ACCESS, secret: str = NEW_SECRET) -> BulkRequest:
+def rotation(
+    bucket: str = "rec-bucket", access: str = NEW_ACCESS, secret: str = NEW_SECRET, names: list[str] | None = None
+) -> BulkRequest:
+    """A key rotation of bucket's targets in na (of `names` alone, if given)."""
+    targets: dict[str, Any] = {"app_id": APP_ID, "regions": ["na"], "vendor": 1, "bucket": bucket}
+    if names is not None:
+        targets["entry_points"] = {"kind": "list", "names": names}
     return BulkRequest.model_validate(
-        {
-            "targets": {"app_id": APP_ID, "regions": ["na"], "vendor": 1, "bucket": bucket},
-            "change": {"storage": {"kind": "keys", "access_key": access, "secret_key": secret}},
-        }
+        {"targets": targets, "change": {"storage": {"kind": "keys", "access_key": access, "secret_key": secret}}}
     )
 
 
@@ -105,6 +108,39 @@ def test_a_plan_with_nothing_to_change_makes_no_job(services, agora) -> None:
     assert services.store.jobs.in_state("planning", "pending") == []
 
 
+def test_a_filter_matching_nothing_says_so_not_that_all_are_as_asked(services, agora) -> None:
+    fleet(agora)
+    nothing = service(services, Clock()).ask(rotation(bucket="no-such-bucket"), "UALICE")
+    assert nothing.job is None and "No target matches" in nothing.note and "already as asked" not in nothing.note
+    names = {"app_id": APP_ID, "regions": ["na"], "entry_points": {"kind": "list", "names": ["ghost"]}}
+    ghost = BulkRequest.model_validate({"targets": names, "change": {"hls": True}})
+    unread = service(services, Clock()).ask(ghost, "UALICE")
+    assert unread.job is None and len(unread.plan.unreadable) == 1
+    assert "could be read" in unread.note and "already as asked" not in unread.note
+    assert services.store.jobs.in_state("planning", "pending") == []
+
+
+def test_a_second_job_over_targets_an_open_job_holds_is_refused_until_that_one_ends(services, agora) -> None:
+    """One job at a time per target, as one open request per target: two rotations of the same
+    targets would leave each to whichever ran last. A job over other targets is not held back."""
+    fleet(agora)
+    bulk = service(services, Clock())
+    first = bulk.ask(rotation(), "UALICE").job
+    assert first is not None
+    other_keys = rotation(access="AKIAOTHERACCESS999", secret="OTHER-secret-999")
+    with pytest.raises(
+        Refused, match=rf"7 of the targets this would change are in job `{first.id}`, asked by <@UALICE>"
+    ):
+        bulk.ask(other_keys, "UCAROL")
+    assert [job.id for job in services.store.jobs.in_state("planning", "pending")] == [first.id]
+    elsewhere = BulkRequest.model_validate({"targets": {"app_id": APP_ID, "regions": ["eu"]}, "change": {"hls": True}})
+    agora.put(APP_ID, "live", "eu", LIVE_CONFIG)
+    assert bulk.ask(elsewhere, "UCAROL").job is not None
+    bulk.cancel(first.id, "UALICE")
+    second = bulk.ask(other_keys, "UCAROL").job
+    assert second is not None and second.state == "pending"
+
+
 def test_more_targets_than_the_maximum_are_refused_and_make_no_job(services, agora) -> None:
     fleet(agora)
     with pytest.raises(TooManyTargets, match="7 targets match, and one job takes at most 6"):
@@ -165,10 +201,10 @@ def test_only_pending_jobs_past_their_expiry_expire(services, agora) -> None:
     fleet(agora)
     clock = Clock()
     bulk = service(services, clock)
-    due = bulk.ask(rotation(), "UALICE").job
+    due = bulk.ask(rotation(names=["live", "cam0"]), "UALICE").job  # three jobs, over targets of their own
     clock.now += timedelta(seconds=1800)
-    later = bulk.ask(rotation(), "UALICE").job
-    running = bulk.ask(rotation(), "UALICE").job
+    later = bulk.ask(rotation(names=["cam1", "cam2"]), "UALICE").job
+    running = bulk.ask(rotation(names=["cam3", "cam4"]), "UALICE").job
     assert due is not None and later is not None and running is not None
     bulk.approve(running.id, "UBOB", is_approver=True)
     clock.now += timedelta(seconds=1800)  # the first one's hour is up, the second's is not

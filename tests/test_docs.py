@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
+from bot.commands import Verb
 from bot.job_lifecycle import JOB_TRANSITIONS, TARGET_TRANSITIONS, job_mermaid, target_mermaid
 from bot.lifecycle import TRANSITIONS, mermaid
 from bot.settings import Settings
@@ -96,3 +98,8 @@ def test_the_layout_names_every_file_and_no_other() -> None:
     assert all((ROOT / name).is_file() for name in TOP_LEVEL)
     executables = {p.name for p in ROOT.iterdir() if p.is_file() and p.stat().st_mode & 0o111}
     assert executables <= set(TOP_LEVEL)  # a new top-level script must be listed too
+
+
+def test_the_readme_usage_lists_every_verb_the_bot_answers() -> None:
+    usage = re.findall(r"^    /recording (\w+)", section("Using it"), re.MULTILINE)
+    assert sorted(usage) == sorted(get_args(Verb)) and len(usage) == len(set(usage))

@@ -13,7 +13,9 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -29,8 +31,9 @@ from bot.models import Target
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.store.values import JobRow, JobTarget, utcnow
-from handlers.blocks import job_progress
+from handlers.blocks import job_card, job_progress
 from handlers.job_notify import JobNotifier
+from handlers.notify import job_control
 from tests.conftest import APP_ID, BOT_TOKEN, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import Fault
@@ -138,7 +141,7 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
     settings, services, slack, agora
 ) -> None:
     """Two notifiers (as on two instances) hear of a batch every 0.5 s of their clock: between
-    them, one edit per 2 s; batches skipped are caught up, and the end is shown at once."""
+    them, one edit per 2 s; batches skipped are caught up, and the end waits for its turn."""
     planned = targets(40)
     new_job(services, agora, planned)
     row = services.store.jobs.get("j1")
@@ -146,7 +149,7 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
     start = row.started_at
     clock = Clock(start)
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
-    notifiers = [JobNotifier(client, services, clock), JobNotifier(client, services, clock)]
+    notifiers = [JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)]
     jobs = services.store.jobs
     notifiers[0].show("j1")
     (posted,) = progress_posts(slack)
@@ -165,9 +168,10 @@ def test_the_progress_message_is_edited_at_most_once_per_two_seconds_across_noti
         shown(slack, posted)["text"] == "Fleet-wide job j1 (running): 32/40 applied, 0 failed, 0 stale, about 1 s left"
     )
     assert jobs.transition("j1", "running", "finish")
-    clock.tick(0.5)  # within 2 s of the last edit: the end is shown all the same
+    clock.tick(0.5)  # within 2 s of the last edit: the end waits for its turn, then is shown
     notifiers[1].show("j1")
     assert shown(slack, posted)["text"] == "Fleet-wide job j1 (done): 40/40 applied, 0 failed, 0 stale"
+    assert clock.now - start == timedelta(seconds=6)  # 2 s after the last edit, at 4 s
     assert len(outcome_files(slack)) == 1
     notifiers[0].show("j1")  # the other instance hears of the end too: announced once
     assert len(outcome_files(slack)) == 1 and len(progress_posts(slack)) == 1
@@ -183,7 +187,7 @@ def test_an_edit_drawn_before_the_job_moved_is_drawn_again_so_the_last_one_shows
     assert row is not None and row.started_at is not None
     clock = Clock(row.started_at)
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
-    slow, other = JobNotifier(client, services, clock), JobNotifier(client, services, clock)
+    slow, other = JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)
     slow.show("j1")
     (posted,) = progress_posts(slack)
     cancelled: list[bool] = []
@@ -203,6 +207,31 @@ def test_an_edit_drawn_before_the_job_moved_is_drawn_again_so_the_last_one_shows
         "Fleet-wide job j1 (running)",  # the slow one's, drawn before the cancel
         "Fleet-wide job j1 (cancelled)",  # drawn again by the slow one: the job had moved
     ]
+    assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (cancelled)")
+
+
+def test_moves_one_after_another_on_two_instances_are_each_drawn_two_seconds_apart(
+    settings, services, slack, agora
+) -> None:
+    """A pause, a resume and a cancel clicked within a second on two instances: none is skipped,
+    each waits for its turn, so Slack gets no two edits of the message within 2 s."""
+    new_job(services, agora, targets(4))
+    row = services.store.jobs.get("j1")
+    assert row is not None and row.started_at is not None
+    clock = Clock(row.started_at)
+    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    notifiers = [JobNotifier(client, services, clock, clock.tick), JobNotifier(client, services, clock, clock.tick)]
+    notifiers[0].show("j1")
+    (posted,) = progress_posts(slack)
+    edits_at: list[datetime] = []
+    slack.before["chat.update"] = lambda call: edits_at.append(clock.now)
+    jobs = services.store.jobs
+    for number, (at, event) in enumerate([("running", "pause"), ("paused", "resume"), ("running", "cancel")]):
+        assert jobs.transition("j1", at, event)
+        clock.tick(0.3)
+        notifiers[number % 2].show("j1", forced=True)
+    gaps = [(b - a).total_seconds() for a, b in pairwise(edits_at)]
+    assert len(edits_at) == 3 and all(gap >= 2 for gap in gaps), (edits_at, gaps)
     assert shown(slack, posted)["text"].startswith("Fleet-wide job j1 (cancelled)")
 
 
@@ -433,3 +462,47 @@ def test_targets_a_dead_claimer_left_in_flight_in_a_cancelled_job_are_read_back_
     assert agora.calls("PATCH") == [] and sorted(audited) == ["applied", "failed", "stale"]
     (outcome,) = outcome_files(slack)
     assert "1/3 applied, 1 failed, 1 stale" in outcome["comment"] and "in flight" not in outcome["content"]
+
+
+def test_a_job_done_with_a_target_failed_or_stale_is_not_shown_as_a_success(services, agora) -> None:
+    """Done means no target is left to work on, not that every one applied: with one failed, the
+    progress message, the lists and the approval card mark it with a warning, not a green check."""
+    new_job(services, agora, targets(3))
+    jobs = services.store.jobs
+    first, *rest = jobs.claim("j1", "worker", 3)
+    assert jobs.record(first.id, "worker", "fail", "Refused by Agora: 404.")
+    for t in rest:
+        assert jobs.record(t.id, "worker", "confirm", "Applied and confirmed by reading it back.")
+    assert jobs.transition("j1", "running", "finish")
+    job = jobs.get("j1")
+    assert job is not None
+    view = job_control(services).view(job)
+    heading = json.dumps(job_progress.progress_blocks(view, services.sealer))
+    listed = json.dumps(job_progress.jobs_list([view], services.sealer, set()))
+    card = job_card.status_line(job, 1, view.counts)
+    for shown_as in (heading, listed, card):
+        assert ":warning:" in shown_as and ":white_check_mark:" not in shown_as, shown_as
+    clean = replace(view, counts={**view.counts, "failed": 0, "applied": 3})
+    assert ":white_check_mark: Done" in json.dumps(job_progress.progress_blocks(clean, services.sealer))
+    assert ":white_check_mark:" in job_card.status_line(job, 1, clean.counts)
+
+
+def test_a_job_awaiting_approval_is_listed_without_buttons(services, agora) -> None:
+    """An approver who lost the card finds the job in `/recording jobs` (deciding it stays on its
+    card and the App Home's rules); nobody can pause or cancel it from the list."""
+    new_job(services, agora, targets(2))
+    services.store.jobs.create(
+        job_id="j2",
+        requester="UCAROL",
+        change={"hls": True},
+        sealed_secrets=None,
+        expires_at=utcnow() + timedelta(hours=1),
+    )
+    assert services.store.jobs.transition("j2", "planning", "plan")
+    views = job_control(services).overview()
+    assert [(v.job.id, v.job.state) for v in views] == [("j2", "pending"), ("j1", "running")]
+    blocks = job_progress.jobs_list(views, services.sealer, {"j1", "j2"})
+    text = json.dumps(blocks)
+    assert ":lock: Awaiting approval* `j2` by <@UCAROL>" in text
+    buttons = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert buttons and all(job_progress.read_button_value(v, services.sealer) == "j1" for v in buttons)

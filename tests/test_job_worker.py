@@ -8,9 +8,8 @@ reading it back, while one whose claimer is alive but slow is left to it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -21,20 +20,15 @@ from sqlalchemy import update
 import bot.jobs
 from bot.bulk_change import Change
 from bot.jobs import JobRunner
-from bot.models import RecordingConfig, Target
-from bot.observation import observe
+from bot.models import Target
 from bot.seal import Sealer
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.store.schema import jobs as jobs_table
-from bot.store.values import PlannedTarget, utcnow
+from bot.store.values import utcnow
 from tests.conftest import APP_ID, LIVE_CONFIG, fast_agora
 from tests.fakes.agora import AgoraEmulator, Fault
-
-NEW_ACCESS = "AKIANEWACCESS5678"
-NEW_SECRET = "NEWSECRET-abc-123-rotated"
-ROTATE = Change.model_validate({"storage": {"kind": "keys", "access_key": NEW_ACCESS, "secret_key": NEW_SECRET}})
-REGIONS = ("na", "eu", "ap", "cn")
+from tests.job_helpers import NEW_ACCESS, NEW_SECRET, ROTATE, key, new_job, targets, wait_until
 
 
 @pytest.fixture
@@ -55,50 +49,9 @@ def working(runner: JobRunner) -> Iterator[JobRunner]:
             task.stop()
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout  # a generous bound that only catches a worker that never gets there
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
-def targets(count: int, prefix: str = "ep") -> list[Target]:
-    return [Target(app_id=APP_ID, entry_point=f"{prefix}{i // 4}", region=REGIONS[i % 4]) for i in range(count)]
-
-
-def new_job(
-    services: Services,
-    agora: AgoraEmulator,
-    planned: list[Target],
-    *,
-    job_id: str = "j1",
-    change: Change = ROTATE,
-) -> None:
-    """A running job of `change` over `planned`, each held by Agora as LIVE_CONFIG when the plan read it."""
-    live = RecordingConfig.model_validate(LIVE_CONFIG)
-    for t in planned:
-        agora.put(t.app_id, t.entry_point, t.region, LIVE_CONFIG)
-    jobs = services.store.jobs
-    public, keys = change.stored()
-    jobs.create(
-        job_id=job_id,
-        requester="UALICE",
-        change=public,
-        sealed_secrets=services.sealer.seal(keys) if keys else None,
-        expires_at=utcnow() + timedelta(hours=1),
-        targets=[PlannedTarget(t, asdict(observe(live, services.sealer.digest_key))) for t in planned],
-    )
-    for at, event in [("planning", "plan"), ("pending", "approve"), ("approved", "start")]:
-        assert jobs.transition(job_id, at, event)
-
-
 def rotated(agora: AgoraEmulator, t: Target) -> bool:
     storage = agora.config(t.app_id, t.entry_point, t.region)["storageConfig"]
     return (storage["accessKey"], storage["secretKey"]) == (NEW_ACCESS, NEW_SECRET)
-
-
-def key(t: Target) -> tuple[str, str, str]:
-    return (t.app_id, t.entry_point, t.region)
 
 
 def state(services: Services, job_id: str = "j1") -> str:

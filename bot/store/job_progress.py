@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.engine import Engine
 
 from bot.job_lifecycle import ENDED_JOB_STATES
-from bot.store.job_rows import job_row
-from bot.store.schema import job_approvals, jobs
+from bot.store.engine import aware
+from bot.store.job_rows import read_jobs
+from bot.store.schema import jobs
 from bot.store.values import CardRef, JobRow, utcnow
 
 EDIT_GAP = timedelta(seconds=2)
-LISTED_OPEN = ("running", "paused", "approved")  # what `/recording jobs` lists besides the latest ended
+# What `/recording jobs` lists besides the latest ended: pending too, so a card lost is found again.
+LISTED_OPEN = ("running", "paused", "approved", "pending")
 
 
 class JobProgressStore:
@@ -68,16 +69,33 @@ class JobProgressStore:
                 .values(progress_claimed_by=None, progress_claimed_at=None)
             )
 
-    def claim_edit(self, job_id: str, now: datetime, *, forced: bool = False) -> bool:
+    def claim_edit(self, job_id: str, now: datetime) -> bool:
         """Compare-and-set on its last edit: whether the caller may edit the progress message now,
-        no edit having been claimed within EDIT_GAP before `now` (`forced`: a move people must see
-        at once, claimed whenever; it still counts as the last edit)."""
+        no edit having been claimed within EDIT_GAP before `now` (a batch's edit: skipped if not,
+        the next batch or the end catches it up)."""
         c = jobs.c
-        where: list[ColumnElement[bool]] = [c.id == job_id, c.progress_ref.is_not(None)]
-        if not forced:
-            where.append(or_(c.progress_at.is_(None), c.progress_at <= now - EDIT_GAP))
+        recent = or_(c.progress_at.is_(None), c.progress_at <= now - EDIT_GAP)
         with self.engine.begin() as conn:
-            return conn.execute(update(jobs).where(*where).values(progress_at=now)).rowcount == 1
+            done = conn.execute(
+                update(jobs).where(c.id == job_id, c.progress_ref.is_not(None), recent).values(progress_at=now)
+            )
+        return done.rowcount == 1
+
+    def reserve_edit(self, job_id: str, now: datetime) -> datetime | None:
+        """The moment the caller may edit the progress message, reserved for it: `now`, or EDIT_GAP
+        after the last edit claimed or reserved, whichever is later (an edit people must see, such as
+        a move or the end, waits its turn rather than being skipped). None: it has no message yet."""
+        c = jobs.c
+        while True:  # a compare-and-set on the last reservation: retried only when another won it
+            with self.engine.begin() as conn:
+                found = conn.execute(select(c.progress_at).where(c.id == job_id, c.progress_ref.is_not(None))).first()
+                if found is None:
+                    return None
+                last = aware(found[0]) if found[0] is not None else None
+                slot = max(now, last + EDIT_GAP) if last is not None else now
+                same = c.progress_at.is_(None) if found[0] is None else c.progress_at == found[0]
+                if conn.execute(update(jobs).where(c.id == job_id, same).values(progress_at=slot)).rowcount == 1:
+                    return slot
 
     def unannounced_ends(self) -> list[str]:
         """Jobs that ran and ended without their end announced (it failed, or is being made)."""
@@ -119,31 +137,19 @@ class JobProgressStore:
             )
 
     def listed(self, ended: int = 5) -> list[JobRow]:
-        """Running, paused and approved jobs (newest first), then the latest `ended` that ran."""
+        """Running, paused, approved and pending jobs (newest first), then the latest `ended` that ran."""
         c = jobs.c
         with self.engine.connect() as conn:
-            open_jobs = _read(conn, select(jobs).where(c.state.in_(LISTED_OPEN)).order_by(c.created_at.desc()))
+            open_jobs = read_jobs(conn, select(jobs).where(c.state.in_(LISTED_OPEN)).order_by(c.created_at.desc()))
             recent = (
                 select(jobs)
                 .where(c.state.in_(ENDED_JOB_STATES), c.started_at.is_not(None))
                 .order_by(c.updated_at.desc())
                 .limit(ended)
             )
-            return open_jobs + _read(conn, recent)
+            return open_jobs + read_jobs(conn, recent)
 
 
 def _unannounced() -> ColumnElement[bool]:
     c = jobs.c
     return and_(c.state.in_(ENDED_JOB_STATES), or_(c.announced_version.is_(None), c.announced_version < c.version))
-
-
-def _read(conn: Connection, query: Select[Any]) -> list[JobRow]:
-    """The jobs `query` selects, each with its approvers in the order they approved."""
-    found = conn.execute(query).mappings().all()
-    approved_by: dict[str, list[str]] = {}
-    if found:
-        a = job_approvals.c
-        voters = select(a.job_id, a.approver).where(a.job_id.in_([r["id"] for r in found])).order_by(a.at)
-        for job_id, approver in conn.execute(voters):
-            approved_by.setdefault(job_id, []).append(approver)
-    return [job_row(r, approved_by.get(r["id"], [])) for r in found]

@@ -7,12 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Select, insert, select
 
 from bot.job_lifecycle import TARGET_START, next_target_state
 from bot.models import Target
 from bot.store.engine import aware
-from bot.store.schema import job_targets
+from bot.store.schema import job_approvals, job_targets
 from bot.store.values import CardRef, JobRow, JobTarget, PlannedTarget, utcnow
 
 PLANNED = TARGET_START
@@ -115,3 +115,15 @@ def target_row(r: Any) -> JobTarget:
         detail=r["detail"],
         updated_at=aware(r["updated_at"]),
     )
+
+
+def read_jobs(conn: Connection, query: Select[Any]) -> list[JobRow]:
+    """The jobs `query` selects, in its order, each with its approvers in the order they approved."""
+    found = conn.execute(query).mappings().all()
+    approved_by: dict[str, list[str]] = {}
+    if found:
+        a = job_approvals.c
+        voters = select(a.job_id, a.approver).where(a.job_id.in_([r["id"] for r in found])).order_by(a.at)
+        for job_id, approver in conn.execute(voters):
+            approved_by.setdefault(job_id, []).append(approver)
+    return [job_row(r, approved_by.get(r["id"], [])) for r in found]

@@ -12,22 +12,23 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import ColumnElement, Select, and_, exists, func, insert, select, update
+from sqlalchemy.engine import Engine
 
 from bot.job_lifecycle import (
     ENDED_JOB_STATES,
     ENDED_TARGET_STATES,
     JOB_START,
     JOB_TRANSITIONS,
+    OPEN_JOB_STATES,
     OPEN_TARGET_STATES,
     TARGET_STATES,
     next_job_state,
     next_target_state,
 )
 from bot.lifecycle import LifecycleError
-from bot.store.job_rows import PLANNED, insert_targets, job_row, target_row
-from bot.store.schema import job_approvals, job_targets, jobs
+from bot.store.job_rows import PLANNED, insert_targets, read_jobs, target_row
+from bot.store.schema import job_targets, jobs
 from bot.store.values import JobRow, JobTarget, PlannedTarget, utcnow
 
 IN_FLIGHT = next_target_state(PLANNED, "claim")
@@ -95,19 +96,31 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRow | None:
         with self.engine.connect() as conn:
-            found = _read_jobs(conn, jobs.c.id == job_id)
+            found = read_jobs(conn, _newest_first(jobs.c.id == job_id))
         return found[0] if found else None
 
     def in_state(self, *states: str) -> list[JobRow]:
         """The jobs in any of `states`, newest first."""
         with self.engine.connect() as conn:
-            return _read_jobs(conn, jobs.c.state.in_(states))
+            return read_jobs(conn, _newest_first(jobs.c.state.in_(states)))
+
+    def open_jobs_of(self, app_id: str) -> dict[tuple[str, str], str]:
+        """Which open job (planning, pending, approved, running or paused) holds each (entry point,
+        region) of `app_id` it may still change: its id, by target."""
+        c, t = jobs.c, job_targets.c
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(t.entry_point, t.region, t.job_id)
+                .join(jobs, jobs.c.id == t.job_id)
+                .where(t.app_id == app_id, c.state.in_(OPEN_JOB_STATES), t.state.in_(OPEN_TARGET_STATES))
+            )
+            return {(entry_point, region): job_id for entry_point, region, job_id in found}
 
     def due_for_expiry(self, now: datetime) -> list[JobRow]:
         """Jobs waiting on a person (for approval, or paused) past their expiry."""
         c = jobs.c
         with self.engine.connect() as conn:
-            return _read_jobs(conn, and_(c.state.in_(EXPIRING), c.expires_at <= now))
+            return read_jobs(conn, _newest_first(c.state.in_(EXPIRING), c.expires_at <= now))
 
     def transition(
         self,
@@ -243,13 +256,5 @@ class JobStore:
         return counts
 
 
-def _read_jobs(conn: Connection, where: ColumnElement[bool]) -> list[JobRow]:
-    """The jobs `where` selects, newest first, each with its approvers in the order they approved."""
-    found = conn.execute(select(jobs).where(where).order_by(jobs.c.created_at.desc())).mappings().all()
-    approved_by: dict[str, list[str]] = {}
-    if found:
-        a = job_approvals.c
-        voters = select(a.job_id, a.approver).where(a.job_id.in_([r["id"] for r in found])).order_by(a.at)
-        for job_id, approver in conn.execute(voters):
-            approved_by.setdefault(job_id, []).append(approver)
-    return [job_row(r, approved_by.get(r["id"], [])) for r in found]
+def _newest_first(*where: ColumnElement[bool]) -> Select[Any]:
+    return select(jobs).where(*where).order_by(jobs.c.created_at.desc())

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.bulk_change import BulkRequest, Change, NewKeys
+from bot.bulk_change import BulkRequest, Change, NewKeys, key_problems
 from bot.bulk_targets import PATTERN_RULE, REGION_RULE, TargetFilter
 from bot.catalog import API_REGIONS, CATALOG, Vendor
 from bot.fleet import Scan
@@ -343,13 +343,17 @@ def read_request(state: Any) -> tuple[BulkRequest | None, dict[str, str]]:
         return None, errors
     if isinstance(change.storage, NewKeys):
         needs = "New keys only replaces the keys of one bucket: choose the vendor and bucket its targets have now."
-        missing = {BLOCK_NOW_VENDOR: targets.vendor, BLOCK_NOW_BUCKET: targets.bucket}
-        errors = {block: needs for block, value in missing.items() if value is None}
-        if errors:
-            return None, errors
+        vendor, bucket = targets.vendor, targets.bucket
+        if vendor is None or bucket is None:
+            missing = {BLOCK_NOW_VENDOR: vendor, BLOCK_NOW_BUCKET: bucket}
+            return None, {block: needs for block, value in missing.items() if value is None}
+        # Each key's problem under its own field (the request's own check names neither).
+        problems = key_problems(vendor, bucket, change.storage)
+        if problems:
+            return None, {STORAGE_BLOCKS[field]: text[:300] for field, text in problems.items()}
     try:
         return BulkRequest(targets=targets, change=change), {}
-    except ValidationError as exc:  # what the vendor's rules say of the new keys
+    except ValidationError as exc:  # a rule of the whole request not checked field by field above
         return None, _messages(exc, lambda loc: BLOCK_ACCESS_KEY)
 
 

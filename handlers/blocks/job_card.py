@@ -169,6 +169,8 @@ def status_line(job: JobRow, required: int, counts: Mapping[str, int] | None) ->
     if job.state == "paused":
         return f"{ICONS['paused']} Approved by {approved}; *Paused*{progress}.{reason}"
     icon = ICONS.get(job.state, ":grey_question:")
+    if job.state == "done" and counts and (counts.get("failed", 0) or counts.get("stale", 0)):
+        icon = ":warning:"  # done, but not every target applied: not marked as a success
     if job.started_at is not None:
         return f"{icon} Approved by {approved}; *{job.state.capitalize()}*, {when(job.updated_at)}{progress}.{reason}"
     who = f" by <@{job.decided_by}>" if job.decided_by and job.state != "expired" else ""

@@ -24,6 +24,7 @@ MAX_LISTED = 15  # a message holds 50 blocks: two per job, and the heading
 MAX_SUMMARY_LINES = 5
 
 STATE_WORDS = {
+    "pending": ":lock: Awaiting approval",
     "approved": ":hourglass_flowing_sand: Approved, about to start",
     "running": ":arrows_counterclockwise: Running",
     "paused": ":double_vertical_bar: Paused",
@@ -44,7 +45,11 @@ def read_button_value(value: Any, sealer: Sealer) -> str | None:
     return sealer.read_signed("job", value)
 
 
-def _state(job: JobRow) -> str:
+def _state(view: JobView) -> str:
+    """The job's state in words; a job done with targets failed or stale is not marked as a success."""
+    job, counts = view.job, view.counts
+    if job.state == "done" and (counts.get("failed", 0) or counts.get("stale", 0)):
+        return ":warning: Done, not every target applied"
     return STATE_WORDS.get(job.state, job.state)
 
 
@@ -65,7 +70,7 @@ def progress_blocks(view: JobView, sealer: Sealer) -> list[dict[str, Any]]:
     """The progress message: what the job does, its figures, why it stopped, and the buttons
     for what can still be done to it (the clicker's right is checked on the click)."""
     job = view.job
-    heading = f"*{_state(job)}*: fleet-wide job `{escape(job.id)}` requested by <@{job.requester}>"
+    heading = f"*{_state(view)}*: fleet-wide job `{escape(job.id)}` requested by <@{job.requester}>"
     summary = [f"• {escape(line)}" for line in job.summary[:MAX_SUMMARY_LINES]]
     figures = view.line + (f"\n{_reason(job)}" if _reason(job) else "")
     if job.state == "paused":
@@ -116,7 +121,7 @@ def end_notice(view: JobView) -> str:
     """The requester's notice of the end, sent with the outcome CSV (mrkdwn)."""
     reason = f" {_reason(view.job)}" if _reason(view.job) else ""
     return (
-        f"{_state(view.job)}: your fleet-wide job `{escape(view.job.id)}`: {view.line}.{reason}\n"
+        f"{_state(view)}: your fleet-wide job `{escape(view.job.id)}`: {view.line}.{reason}\n"
         "The outcome of every target is in this CSV."
     )
 
@@ -131,7 +136,7 @@ def jobs_list(views: list[JobView], sealer: Sealer, may_act: set[str]) -> list[d
     blocks = [_section(BLOCK_LIST, f"*Fleet-wide jobs: {len(views)}*{more}")]
     for view in shown:
         job = view.job
-        line = f"*{_state(job)}* `{escape(job.id)}` by <@{job.requester}>: {view.line}"
+        line = f"*{_state(view)}* `{escape(job.id)}` by <@{job.requester}>: {view.line}"
         if _reason(job):
             line += f"\n{_reason(job)}"
         blocks.append(_section(f"{LIST_PREFIX}{job.id}", line))
@@ -143,7 +148,7 @@ def jobs_list(views: list[JobView], sealer: Sealer, may_act: set[str]) -> list[d
 
 def home_lines(views: list[JobView]) -> list[str]:
     """One line per job for the App Home."""
-    return [f"• *{_state(v.job)}* `{escape(v.job.id)}` by <@{v.job.requester}>: {v.line}" for v in views]
+    return [f"• *{_state(v)}* `{escape(v.job.id)}` by <@{v.job.requester}>: {v.line}" for v in views]
 
 
 def _section(block_id: str, text: str) -> dict[str, Any]:
