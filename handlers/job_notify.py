@@ -223,6 +223,7 @@ class JobNotifier:
         if job is None or job.state != "paused":
             return  # resumed or ended since: the progress message shows it
         self.show(job_id, forced=True)
+        refresh_job_cards(self._client, self._services, job_id)  # its approval cards say paused too
         try:
             self._client.chat_postMessage(channel=job.requester, text=job_progress.paused_notice(job))
         except SLACK_FAILURES as exc:

@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from bot.bulk_plan import EVERY_REGION_ASKED, Plan, PlanRow
 from bot.bulk_targets import TargetFilter
+from bot.job_control import mover
 from bot.seal import Sealer
 from bot.store.values import JobRow
 from handlers.blocks.approval_card import when
-from handlers.blocks.messages import code, escape
+from handlers.blocks.messages import code, escape, escape_keeping_mentions
 
 # Prefixed job_card_: a running job's progress message (handlers/blocks/job_progress.py) has job_ ids of its own.
 ACTION_APPROVE = "job_card_approve"
@@ -157,7 +158,7 @@ def status_line(job: JobRow, required: int, counts: Mapping[str, int] | None) ->
     """What the job is now, who decided, and how far it got once started."""
     approved = ", ".join(f"<@{u}>" for u in job.approvers)
     progress = f": {progress_text(counts, job.target_count)}" if counts is not None else ""
-    reason = f" {escape(job.reason)}" if job.reason else ""
+    reason = f" {_reason(job)}" if job.reason else ""
     if job.state == "pending":
         return (
             f"Approvals: {len(job.approvers)} of {required} ({approved or 'nobody yet'}). "
@@ -174,6 +175,13 @@ def status_line(job: JobRow, required: int, counts: Mapping[str, int] | None) ->
         return f"{icon} Approved by {approved}; *{job.state.capitalize()}*, {when(job.updated_at)}{progress}.{reason}"
     who = f" by <@{job.decided_by}>" if job.decided_by and job.state != "expired" else ""
     return f"{icon} *{job.state.capitalize()}*{who}, {when(job.updated_at)}.{reason}"
+
+
+def _reason(job: JobRow) -> str:
+    """Why it paused or ended, inert as mrkdwn but for the person recbot's own words name as having
+    moved it ("Paused by <@U123>."); a rejection's reason is typed, so it names nobody."""
+    moved_by = mover(job.reason) if job.reason and job.state != "rejected" else None
+    return escape_keeping_mentions(job.reason or "", [moved_by] if moved_by else [])
 
 
 def headline(job: JobRow) -> str:
