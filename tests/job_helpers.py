@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -14,10 +15,11 @@ from bot.bulk_change import Change
 from bot.models import RecordingConfig, Target
 from bot.observation import observe
 from bot.services import Services
+from bot.settings import Settings
 from bot.store.values import PlannedTarget, utcnow
 from handlers.blocks import job_progress
-from tests.conftest import APP_ID, LIVE_CONFIG
-from tests.driver import SlackDriver
+from tests.conftest import APP_ID, LIVE_CONFIG, SIGNING_SECRET, fast_agora
+from tests.driver import RunningBot, SlackDriver, start_bot
 from tests.fakes.agora import AgoraEmulator
 from tests.fakes.slack import Call, FakeSlack
 
@@ -126,3 +128,13 @@ def outcome_files(slack: FakeSlack, user: str = "UALICE", job_id: str = "j1") ->
 
 def ephemeral_texts(slack: FakeSlack) -> list[str]:
     return [json.dumps(c.params, ensure_ascii=False) for c in slack.of("response_url")]
+
+
+@contextmanager
+def running_bot(settings: Settings, slack: FakeSlack) -> Iterator[tuple[RunningBot, SlackDriver]]:
+    """The bot started after the test made its job (so its worker finds the job as made), and a driver of it."""
+    bot = start_bot(settings, fast_agora(settings))
+    try:
+        yield bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
+    finally:
+        bot.stop()

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -34,10 +33,9 @@ from bot.store.values import JobRow, JobTarget, utcnow
 from handlers.blocks import job_card, job_progress
 from handlers.job_notify import JobNotifier
 from handlers.notify import job_control
-from tests.conftest import APP_ID, BOT_TOKEN, SIGNING_SECRET, fast_agora
-from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.conftest import APP_ID, BOT_TOKEN, fast_agora
 from tests.fakes.agora import Fault
-from tests.fakes.slack import Call, FakeSlack
+from tests.fakes.slack import Call
 from tests.job_helpers import (
     NEW_ACCESS,
     NEW_SECRET,
@@ -49,20 +47,11 @@ from tests.job_helpers import (
     new_job,
     outcome_files,
     progress_posts,
+    running_bot,
     shown,
     targets,
     wait_until,
 )
-
-
-@contextmanager
-def running_bot(settings: Settings, slack: FakeSlack) -> Iterator[tuple[RunningBot, SlackDriver]]:
-    """The bot started after the test made its job (so its worker finds the job as made)."""
-    bot = start_bot(settings, fast_agora(settings))
-    try:
-        yield bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
-    finally:
-        bot.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,8 +27,7 @@ from handlers.blocks import bulk_form, job_card, job_progress
 from handlers.job_notify import JobNotifier
 from recbot.app import sweep_jobs
 from tests.bulk_helpers import fleet
-from tests.conftest import BOT_TOKEN, LIVE_CONFIG, SIGNING_SECRET, fast_agora
-from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.conftest import BOT_TOKEN, LIVE_CONFIG, fast_agora
 from tests.fakes.slack import Call, FakeSlack
 from tests.job_helpers import (
     ROTATE,
@@ -39,6 +37,7 @@ from tests.job_helpers import (
     new_job,
     outcome_files,
     progress_posts,
+    running_bot,
     shown,
     targets,
     wait_until,
@@ -147,15 +146,6 @@ def test_a_job_s_end_redraws_only_the_open_homes_it_concerns(services, agora, sl
     JobNotifier(client_of(slack), services).announce_end("j1")
     published = sorted(c.params["user_id"] for c in slack.of("views.publish"))
     assert published == ["UALICE", "UBOB"]
-
-
-@contextmanager
-def running_bot(settings: Settings, slack: FakeSlack) -> Iterator[tuple[RunningBot, SlackDriver]]:
-    bot = start_bot(settings, fast_agora(settings))
-    try:
-        yield bot, SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
-    finally:
-        bot.stop()
 
 
 def test_a_person_s_pause_and_resume_redraw_the_job_s_approval_cards(settings, services, slack, agora) -> None:
