@@ -29,7 +29,10 @@ from handlers.notify import SLACK_FAILURES, Notifier, _lasting, _why, job_contro
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = next_target_state(TARGET_START, "claim")
-DRAIN_SECONDS = 0.2  # how soon a batch the worker reported is drawn
+# The worker's reports wake the drawing thread; draws are at least DRAIN_SECONDS apart, so that
+# a burst of batches is drawn once. Idle, it only wakes every IDLE_DRAIN_SECONDS.
+DRAIN_SECONDS = 0.2
+IDLE_DRAIN_SECONDS = 60.0
 # A claim on posting a progress message older than this has a poster that stopped: taken over.
 STALE_POST_CLAIM = timedelta(minutes=1)
 # Each pass draws the job as it is then; another pass only if it moved (paused, ended) meanwhile.
@@ -54,20 +57,28 @@ class JobNotifier:
         self._lock = threading.Lock()
         self._moved: set[str] = set()
         self._paused: set[str] = set()
+        self._drawer: Periodic | None = None
 
     def job_moved(self, job_id: str) -> None:
         """The worker's word after a batch or a move: drawn soon, on the notifier's thread."""
         with self._lock:
             self._moved.add(job_id)
+        self._wake()
 
     def worker_paused(self, job_id: str) -> None:
         """The worker paused `job_id` itself: its requester is told why, soon."""
         with self._lock:
             self._paused.add(job_id)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._drawer is not None:
+            self._drawer.wake()
 
     def start(self) -> Periodic:
-        """Draw what the worker reported, every DRAIN_SECONDS; stopped on shutdown."""
-        return Periodic(DRAIN_SECONDS, self.drain, "job-notify").start()
+        """Draw what the worker reports as it reports it, on a thread of its own; stopped on shutdown."""
+        self._drawer = Periodic(IDLE_DRAIN_SECONDS, self.drain, "job-notify", gap=DRAIN_SECONDS).start()
+        return self._drawer
 
     def drain(self) -> None:
         """Tell the requesters of jobs the worker paused, then draw every job it reported."""

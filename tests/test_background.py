@@ -1,0 +1,50 @@
+"""Periodic tasks: run at their interval, at once when woken, and a burst of wake-ups is one run."""
+
+from __future__ import annotations
+
+import threading
+
+from bot.background import Periodic
+
+WAIT = 10.0  # generous: these wait for an event, they do not time anything
+
+
+def test_a_wake_runs_the_task_before_its_interval_ends() -> None:
+    ran = threading.Event()
+    task = Periodic(3600.0, ran.set, "woken").start()
+    try:
+        assert not ran.wait(0.2)  # idle: nothing runs before the hour is up
+        task.wake()
+        assert ran.wait(WAIT)
+    finally:
+        task.stop()
+
+
+def test_wake_ups_during_a_run_and_its_gap_make_one_more_run() -> None:
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    def slow() -> None:
+        runs.append(1)
+        started.set()
+        release.wait(WAIT)
+
+    task = Periodic(3600.0, slow, "burst", gap=0.05).start()
+    try:
+        task.wake()
+        assert started.wait(WAIT)
+        started.clear()
+        for _ in range(20):
+            task.wake()
+        release.set()
+        assert started.wait(WAIT)  # the burst is drawn once more...
+        started.clear()
+        assert not started.wait(0.3)  # ...and only once
+        assert len(runs) == 2
+    finally:
+        task.stop()
+
+
+def test_stop_ends_a_task_that_waits_for_its_interval() -> None:
+    task = Periodic(3600.0, lambda: None, "stopped").start()
+    task.stop(timeout=WAIT)
+    assert not task._thread.is_alive()
