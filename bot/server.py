@@ -31,6 +31,7 @@ from waitress.server import create_server
 
 from bot.background import Background
 from bot.inbound import check_request, is_handled
+from bot.metrics_listener import MetricsListener
 from bot.services import Services, slack_client
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, shown_database_url
 
@@ -84,7 +85,7 @@ def wsgi_app(
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if path == "/healthz" and method == "GET":
+        if path in ("/healthz", "/readyz") and method == "GET":  # in HTTP mode, ready is healthy
             report = health()
             return _json(start_response, "200 OK" if report.get("ok") else "503 Service Unavailable", report)
         if path == EVENTS_PATH and method == "POST":
@@ -176,12 +177,12 @@ def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
         return f"--host {host} resolves to no address ({reason}): {HOST_FIX}"
 
 
-def in_use(host: str, port: int) -> str:
+def in_use(host: str, port: int, fix: str = "pass --port") -> str:
     """The words for a port something else listens on, the start's and doctor's."""
-    return f"port {port} on {host} is already in use: stop what uses it, or pass --port"
+    return f"port {port} on {host} is already in use: stop what uses it, or {fix}"
 
 
-def cannot_listen(host: str, port: int) -> str | None:
+def cannot_listen(host: str, port: int, port_fix: str = "pass --port", host_fix: str = HOST_FIX) -> str | None:
     """Why waitress could not listen on `host`:`port`, found by binding each address as it
     will and letting go at once, so that a start is refused before it creates anything."""
     found = _listen_addresses(host, port)
@@ -194,16 +195,19 @@ def cannot_listen(host: str, port: int) -> str | None:
                 trial.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return in_use(host, port)
-            return f"cannot listen on {host}:{port} ({exc.strerror}): {HOST_FIX}"
+                return in_use(host, port, port_fix)
+            return f"cannot listen on {host}:{port} ({exc.strerror}): {host_fix}"
     return None
 
 
-def finish(app: App, services: Services, sweeper: Background) -> None:
-    """Let listeners that already acked finish (an approval being applied), then close the store."""
+def finish(app: App, services: Services, sweeper: Background, metrics: MetricsListener | None = None) -> None:
+    """Let listeners that already acked finish (an approval being applied), then close the store
+    (and the metrics listener: scraped until the end)."""
     services.drift.stop()  # a pass can outlast the sweeper's join: end it, not close the store under it
     sweeper.stop()
     app.listener_runner.listener_executor.shutdown(wait=True)
+    if metrics is not None:
+        metrics.close()
     services.close()
     log.info("recbot stopped cleanly")
 

@@ -3,6 +3,7 @@ they are built from the settings, on one store and one Agora client."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,10 @@ from bot.bulk_jobs import BulkJobs
 from bot.changes import ChangeService
 from bot.drift import DriftWatch
 from bot.fleet import Fleet
+from bot.job_lifecycle import JOB_STATES
 from bot.jobs import JobRunner
+from bot.lifecycle import OPEN_STATES
+from bot.metrics import Metrics
 from bot.models import RecordingConfig, Target
 from bot.probe import Prober
 from bot.ratelimit import Limiter, TokenBucket
@@ -27,6 +31,7 @@ from bot.settings import Settings, is_sqlite
 from bot.shared_budget import SharedBudget
 from bot.store import Store, open_store
 from bot.store.engine import make_engine
+from bot.store.gauges import read_gauges
 from bot.switch import SwitchBook
 from bot.switching import SwitchService
 
@@ -47,6 +52,7 @@ class Services:
     switches: SwitchService
     jobs: JobRunner
     bulk: BulkJobs
+    metrics: Metrics
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -65,6 +71,16 @@ class Services:
         except SQLAlchemyError:
             return {"ok": False, "database": "unreachable"}
         return {"ok": True, "database": "ok"}
+
+    def readiness(self, socket_connected: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """What `/readyz` reports: ready when the database answers and, in Socket Mode
+        (`socket_connected` given), the WebSocket is connected."""
+        report = self.health()
+        if socket_connected is not None:
+            connected = socket_connected()
+            report["socket_mode"] = "connected" if connected else "disconnected"
+            report["ok"] = report["ok"] and connected
+        return report
 
     def close(self) -> None:
         self.agora.close()
@@ -102,9 +118,11 @@ def agora_client(settings: Settings) -> AgoraClient:
 def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
     agora = agora or agora_client(settings)
+    metrics = Metrics()
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = open_store(settings.DATABASE_URL)
+    metrics.watch_database(lambda: read_gauges(store.engine), OPEN_STATES, JOB_STATES)
     prober = Prober(
         settings.RECBOT_STORAGE_PROBE,
         s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
@@ -179,4 +197,5 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
             paused_for=timedelta(seconds=settings.RECBOT_REQUEST_TTL_SECONDS),
         ),
         bulk=bulk,
+        metrics=metrics,
     )

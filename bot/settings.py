@@ -6,6 +6,7 @@ wrong>: <how to fix it>`, and never a value (a value may be a secret)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -83,6 +84,8 @@ HOW_TO_FIX: dict[str, str] = {
     "RECBOT_DRIFT_INTERVAL_SECONDS": f"set it to the seconds between drift watch passes, from "
     f"{MIN_DRIFT_INTERVAL:g} to {MAX_DRIFT_INTERVAL:g} (default 300), or 0 to turn the watch off",
     "RECBOT_DRIFT_ALL": "set it to true or false (default false)",
+    "RECBOT_METRICS_ADDR": "set it to the address of the metrics listener as IP:port, e.g. 127.0.0.1:9464 "
+    "(the default; [::1]:9464 for IPv6, port 0 for any free port, which the log names), or to off",
 }
 
 # HTTP mode does not use an App-Level Token: advice to get one, or to pass --http, would not fit.
@@ -154,6 +157,25 @@ def is_host_name(host: str) -> bool:
     an IPv4 address: a last label of digits (999.1.1.1) is a mistyped address, not a name."""
     labels = host.removesuffix(".").split(".")
     return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def listen_address(value: str) -> tuple[str, int] | None:
+    """`IP:port` (`[IPv6]:port`; `localhost:port`) as a host and a port; None for off (or empty).
+    An address, not a name: where recbot listens should not hang on a name server."""
+    if value.strip().lower() in ("", "off"):
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not is_ip_address(host) or ":" not in host:
+            raise Problem("has brackets around something that is not an IPv6 address")
+    elif ":" in host:
+        raise Problem("has an IPv6 address without brackets (write [::1]:9464)")
+    if not sep or not (is_ip_address(host) or host == "localhost"):
+        raise Problem("is not an IP address and a port (IP:port)")
+    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise Problem("has a port that is not a number from 0 to 65535")
+    return host, int(port)
 
 
 def is_ip_address(host: str) -> bool:
@@ -236,6 +258,8 @@ class Settings(BaseSettings):
     RECBOT_DRIFT_INTERVAL_SECONDS: float = Field(default=300.0, allow_inf_nan=False)
     # Also watch every entry point of AGORA_APP_ID the list call returns, in every API region.
     RECBOT_DRIFT_ALL: bool = False
+    # /metrics, /healthz and /readyz, never on the Slack-facing listener; None: off (set to off, or empty).
+    RECBOT_METRICS_ADDR: Annotated[tuple[str, int] | None, NoDecode] = ("127.0.0.1", 9464)
 
     @field_validator(*CREDENTIALS, mode="before")
     @classmethod
@@ -332,6 +356,11 @@ class Settings(BaseSettings):
         if v != 0 and not MIN_DRIFT_INTERVAL <= v <= MAX_DRIFT_INTERVAL:
             raise Problem(f"must be 0 (off) or from {MIN_DRIFT_INTERVAL:g} to {MAX_DRIFT_INTERVAL:g} seconds")
         return v
+
+    @field_validator("RECBOT_METRICS_ADDR", mode="before")
+    @classmethod
+    def _metrics_addr(cls, v: object) -> object:
+        return listen_address(v) if isinstance(v, str) else v
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -477,6 +506,8 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     """Read the settings for `mode`, or raise one SettingsError naming every
     problem and how to fix it; values are never echoed, so no secret is printed."""
     model = SocketModeSettings if mode == "socket" else Settings
+    if os.environ.get("RECBOT_METRICS_ADDR") == "" and "RECBOT_METRICS_ADDR" not in overrides:
+        overrides["RECBOT_METRICS_ADDR"] = "off"  # empty turns it off (the settings ignore empty values)
     try:
         return model(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

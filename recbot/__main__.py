@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.doctor import doctor
 from bot.logs import configure_logging
+from bot.metrics_listener import METRICS_FIX
 from bot.seal import SealError, key_file_for, resolve_seal_key
 from bot.server import (
     StartupError,
@@ -90,6 +91,10 @@ def start(mode: Mode, host: str, port: str) -> None:
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
     if mode == "http":
         unusable = cannot_listen(host, int(port))
+        if unusable:
+            raise StartupError(unusable)
+    if settings.RECBOT_METRICS_ADDR is not None:
+        unusable = cannot_listen(*settings.RECBOT_METRICS_ADDR, port_fix=METRICS_FIX, host_fix=METRICS_FIX)
         if unusable:
             raise StartupError(unusable)
     # As doctor says it, before the key file is made.

@@ -1,5 +1,6 @@
 """Serving until stopped: HTTP mode on waitress with `/healthz`, or Socket Mode, with the
-background work running; both stop cleanly on SIGTERM, finishing in-flight work."""
+background work and the metrics listener running; both stop cleanly on SIGTERM, finishing
+in-flight work."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import gc
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from slack_bolt import App
 
+from bot import __version__
+from bot.metrics_listener import METRICS_FIX, MetricsListener, metrics_wsgi
 from bot.server import EVENTS_PATH, HOST_FIX, StartupError, finish, in_use, make_http_server, socket_mode_handler
 from bot.services import Services
 from recbot.app import start_background
@@ -34,6 +38,26 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop
 
 
+def start_metrics(
+    services: Services, mode: str, socket_connected: Callable[[], bool] | None = None
+) -> MetricsListener | None:
+    """The metrics listener on RECBOT_METRICS_ADDR (None when off), recbot_build_info set."""
+    services.metrics.describe_build(__version__, mode)
+    address = services.settings.RECBOT_METRICS_ADDR
+    if address is None:
+        return None
+    host, port = address
+    app = metrics_wsgi(services.metrics.registry, services.health, lambda: services.readiness(socket_connected))
+    try:
+        listener = MetricsListener(host, port, app)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(in_use(host, port, METRICS_FIX)) from None
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {METRICS_FIX}") from None
+    log.info("recbot metrics on http://%s:%s/metrics (and GET /healthz, /readyz)", host, listener.port)
+    return listener.start()
+
+
 def serve_http(app: App, services: Services, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT; then stop accepting, finish requests and listeners."""
     try:
@@ -44,6 +68,11 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     except ValueError:  # waitress's word for an address it cannot resolve or bind
         raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
+    try:
+        metrics = start_metrics(services, "http")
+    except StartupError:
+        server.close()
+        raise
     sweeper = start_background(app, services)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -56,7 +85,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     finally:
         server.close()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
-        finish(app, services, sweeper)
+        finish(app, services, sweeper, metrics)
 
 
 def serve_socket_mode(app: App, services: Services, url: str) -> None:
@@ -66,6 +95,7 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
     # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
     handler.client.wss_uri = url
+    metrics = start_metrics(services, "socket", handler.client.is_connected)
     sweeper = start_background(app, services)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -75,4 +105,4 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     log.info("recbot connected in Socket Mode")
     stopping.wait()
     handler.close()
-    finish(app, services, sweeper)
+    finish(app, services, sweeper, metrics)

@@ -85,6 +85,8 @@ def settings_overrides(tmp_path: Path, slack: FakeSlack, agora: AgoraEmulator) -
         "RECBOT_AZURE_ENDPOINT_OVERRIDE": DEAD_ENDPOINT,
         # The drift watch runs only in the tests about it (tests/test_drift.py).
         "RECBOT_DRIFT_INTERVAL_SECONDS": "0",
+        # Any free port: bots started as processes must not fight over the default 9464.
+        "RECBOT_METRICS_ADDR": "127.0.0.1:0",
     }
 
 

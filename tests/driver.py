@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from bot.metrics_listener import MetricsListener, metrics_wsgi
 from bot.server import finish, make_http_server
 from bot.services import Services, build_services
 from recbot.app import create_app, start_background
@@ -32,6 +33,9 @@ class RunningBot:
         self.sweeper = start_background(self.app, services, sweep_seconds)
         self.server = make_http_server(self.app, services, "127.0.0.1", 0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        wsgi = metrics_wsgi(services.metrics.registry, services.health, services.readiness)
+        self.metrics = MetricsListener("127.0.0.1", 0, wsgi).start()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics.port}/metrics"
         self._closing = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -52,7 +56,7 @@ class RunningBot:
         self._closing = True
         self.server.close()
         self._thread.join(timeout=5)
-        finish(self.app, self.services, self.sweeper)
+        finish(self.app, self.services, self.sweeper, self.metrics)
 
 
 @dataclass

@@ -135,6 +135,7 @@ BAD_VALUES: dict[str, str] = {
     "RECBOT_AZURE_ENDPOINT_OVERRIDE": "http://azurite:10000/?comp=list",
     "RECBOT_DRIFT_INTERVAL_SECONDS": "0.01",
     "RECBOT_DRIFT_ALL": "sometimes",
+    "RECBOT_METRICS_ADDR": "metrics.example.com:9464",
 }
 
 
@@ -337,3 +338,42 @@ def test_an_empty_value_in_the_environment_counts_as_unset(monkeypatch, settings
     monkeypatch.setenv("AGORA_CUSTOMER_ID", "cust")
     settings = load_settings(_env_file=None)
     assert settings.SLACK_API_URL == "https://slack.com/api/" and settings.RECBOT_DRIFT_INTERVAL_SECONDS == 300
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:9100", ("localhost", 9100)),
+        ("off", None),
+        ("OFF", None),
+    ],
+)
+def test_the_metrics_address_is_an_ip_and_a_port_or_off(settings_overrides, typed, meant) -> None:
+    settings = load_settings(_env_file=None, **{**settings_overrides, "RECBOT_METRICS_ADDR": typed})
+    assert settings.RECBOT_METRICS_ADDR == meant
+
+
+@pytest.mark.parametrize(
+    ("typed", "why"),
+    [
+        ("::1:9101", "without brackets"),
+        ("[10.1.2.3]:9101", "brackets"),
+        ("9101", "IP:port"),
+        ("10.1.2.3", "IP:port"),
+        ("10.1.2.3:65536", "0 to 65535"),
+        ("10.1.2.3:-1", "0 to 65535"),
+        ("http://10.1.2.3:9101", "IP:port"),
+    ],
+)
+def test_a_metrics_address_that_is_not_one_is_refused(settings_overrides, typed, why) -> None:
+    (line,) = problems("http", **{**settings_overrides, "RECBOT_METRICS_ADDR": typed})
+    assert line.startswith("RECBOT_METRICS_ADDR ") and why in line and typed not in line
+
+
+def test_an_empty_metrics_address_in_the_environment_turns_the_listener_off(settings_overrides, monkeypatch) -> None:
+    monkeypatch.setenv("RECBOT_METRICS_ADDR", "")
+    overrides = {k: v for k, v in settings_overrides.items() if k != "RECBOT_METRICS_ADDR"}
+    assert load_settings(_env_file=None, **overrides).RECBOT_METRICS_ADDR is None
