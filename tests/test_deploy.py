@@ -175,3 +175,16 @@ def test_a_label_not_on_a_family_is_caught(bot) -> None:
 def test_the_ttl_gauge_says_the_settings_ttl(bot) -> None:
     found = scrape(bot.metrics_url)
     assert found.value("recbot_change_request_ttl_seconds") == bot.services.settings.RECBOT_REQUEST_TTL_SECONDS
+
+
+def test_the_readme_table_lists_every_family_a_bot_serves_once(bot) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Metrics, alerts and probes\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    rows = re.findall(r"^\| `(recbot_[a-z_]+)` \| (\w+) \|", section, re.MULTILINE)
+    served = served_labels(bot, scrape(bot.metrics_url).text)
+    listed = [family_of(name, served)[0] for name, _ in rows]
+    created = {f"{name}_created" for name, (kind, _) in served.items() if kind in ("counter", "histogram")}
+    families = set(served) - created  # prometheus_client's `x_created` timestamps are not families of ours
+    assert sorted(listed) == sorted(families) and len(listed) == len(set(listed))
+    assert all(kind == served[family_of(name, served)[0]][0] for name, kind in rows), rows
