@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from tests.metrics_helpers import scrape
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "recbot-rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "recbot.json"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Prometheus's) is not installed")
 
 # Prometheus's duration syntax: units from the largest down, each at most once (e.g. 1h30m, 0m).
 DURATION = re.compile(r"^(?!$)(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
@@ -188,3 +192,28 @@ def test_the_readme_table_lists_every_family_a_bot_serves_once(bot) -> None:
     families = set(served) - created  # prometheus_client's `x_created` timestamps are not families of ours
     assert sorted(listed) == sorted(families) and len(listed) == len(set(listed))
     assert all(kind == served[family_of(name, served)[0]][0] for name, kind in rows), rows
+
+
+def promtool(*args: str, cwd: Path) -> None:
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_passes_the_rules_and_their_unit_tests() -> None:
+    promtool("check", "rules", RULES.name, cwd=RULES.parent)
+    promtool("test", "rules", "recbot-rules.test.yml", cwd=RULES.parent)
+
+
+@needs_promtool
+def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
+    """Each expression as a recording rule, with Grafana's variables given values."""
+    exprs = [
+        target["expr"].replace("$__rate_interval", "5m").replace("$instance", ".*")
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+    ]
+    records = [{"record": f"dashboard:expr{i}", "expr": expr} for i, expr in enumerate(exprs)]
+    (tmp_path / "dashboard.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+    promtool("check", "rules", "dashboard.yml", cwd=tmp_path)
