@@ -119,6 +119,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
     agora = agora or agora_client(settings)
     metrics = Metrics()
+    metrics.request_ttl_seconds.set(settings.RECBOT_REQUEST_TTL_SECONDS)  # alert rules compare waits with it
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = open_store(settings.DATABASE_URL)
