@@ -138,6 +138,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         sealer.digest_key,
         app_id=settings.AGORA_APP_ID,
         watch_all=settings.RECBOT_DRIFT_ALL,
+        metrics=metrics,
     )
     book = SwitchBook(store.switches)
     approvals = ApprovalService(
@@ -151,9 +152,18 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         prober=prober,
         watch=drift,
         switches=book,
+        metrics=metrics,
     )
     changes = ChangeService(
-        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+        agora,
+        store.audit,
+        approvals,
+        sealer.digest_key,
+        prober,
+        drift,
+        settings.RECBOT_APPROVAL_FOR,
+        switches=book,
+        metrics=metrics,
     )
     switches = SwitchService(
         agora,
@@ -196,6 +206,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
             book,
             audit=store.audit,
             paused_for=timedelta(seconds=settings.RECBOT_REQUEST_TTL_SECONDS),
+            metrics=metrics,
         ),
         bulk=bulk,
         metrics=metrics,
