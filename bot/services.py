@@ -184,7 +184,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
         max_targets=settings.RECBOT_BULK_MAX_TARGETS,
+        metrics=metrics,
     )
+    store.jobs.on_skipped = metrics.bulk_targets.labels(outcome="skipped").inc
     return Services(
         settings=settings,
         agora=agora,

@@ -319,6 +319,23 @@ def test_a_fleet_wide_job_counts_each_target_it_ended_by_outcome(driver, slack, 
     assert after.value("recbot_bulk_jobs", state="pending") == 0
 
 
+def test_targets_already_as_asked_count_at_the_plan_and_those_never_sent_at_the_jobs_end(
+    driver, slack, agora, bot
+) -> None:
+    fleet(agora)
+    agora.put(APP_ID, "cam0", "na", OUTSIDE_CHANGE)  # records HLS already: nothing to send it
+    before = scrape(bot.metrics_url)
+    posted = ask(driver, slack, hls="on")
+    asked = scrape(bot.metrics_url)
+    assert flow(before, asked) == {targets("unchanged"): 1}
+    bulk_helpers.click(driver, posted, "UALICE", job_card.ACTION_CANCEL)
+    wait_until(lambda: bot.services.store.jobs.in_state("cancelled") != [], "the job was cancelled")
+    bulk_helpers.click(driver, posted, "UALICE", job_card.ACTION_CANCEL)  # a late click ends nothing more
+    bot.drain()
+    assert flow(asked, scrape(bot.metrics_url)) == {targets("skipped"): 6}
+    assert not agora.patches()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_settings(request: pytest.FixtureRequest, settings_overrides: dict[str, Any]) -> Settings:
     """The test's settings on the embedded SQLite, or on the local PostgreSQL in a schema of its own."""
