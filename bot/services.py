@@ -173,6 +173,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvals,
         default_app=settings.AGORA_APP_ID,
         approval_for=settings.RECBOT_APPROVAL_FOR,
+        metrics=metrics,
     )
     fleet = Fleet(agora, store.fleet_scans)
     bulk = BulkJobs(

@@ -32,6 +32,7 @@ from tests.fakes.agora import AgoraEmulator, Fault, Received
 from tests.fakes.slack import FakeSlack
 from tests.job_helpers import wait_until
 from tests.metrics_helpers import Scrape, moved, scrape
+from tests.switch_helpers import run
 from tests.test_approvals import ended_card, ephemeral_replies
 from tests.test_change_flow import final_view_text, open_form, state
 
@@ -407,3 +408,14 @@ def test_the_database_gauges_read_requests_alerts_and_jobs(any_bot: RunningBot, 
     bulk_helpers.click(driver, posted, "UALICE", job_card.ACTION_CANCEL)
     wait_until(lambda: bot.services.store.jobs.in_state("cancelled") != [], "the job was cancelled")
     assert gauges(scrape(url)) == {**gauges(empty), "jobs{cancelled}": 1}
+
+
+def test_a_direct_pause_and_resume_count_as_applies_and_a_failed_one_as_failed(driver, slack, agora, bot) -> None:
+    before = scrape(bot.metrics_url)
+    run(driver, slack, "pause live")
+    run(driver, slack, "resume live")
+    sent = scrape(bot.metrics_url)
+    assert flow(before, sent) == {applies("applied"): 2}
+    agora.inject(*[Fault(504, message="Gateway Timeout", path="/auto")] * 4)
+    run(driver, slack, "pause live")
+    assert flow(sent, scrape(bot.metrics_url)) == {applies("failed"): 1}
