@@ -228,7 +228,8 @@ class AgoraClient:
     429 pauses the limiter for every thread (and instance). `wait_limit` bounds
     that wait and picks the lane: a person's call (the default) goes first and is
     refused with AgoraBusy rather than kept waiting; background work passes None,
-    takes what people leave, and waits as long as it takes.
+    takes what people leave, and waits as long as it takes. Every attempt sent is
+    counted into `metrics` (recbot_agora_*), by method and its answer's status class.
     """
 
     def __init__(
