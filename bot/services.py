@@ -119,6 +119,7 @@ def agora_client(settings: Settings, metrics: Metrics | None = None) -> AgoraCli
 def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
     metrics = Metrics()
+    metrics.request_ttl_seconds.set(settings.RECBOT_REQUEST_TTL_SECONDS)  # alert rules compare waits with it
     if agora is None:
         agora = agora_client(settings, metrics)
     else:
@@ -142,6 +143,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         sealer.digest_key,
         app_id=settings.AGORA_APP_ID,
         watch_all=settings.RECBOT_DRIFT_ALL,
+        metrics=metrics,
     )
     book = SwitchBook(store.switches)
     approvals = ApprovalService(
@@ -155,9 +157,18 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         prober=prober,
         watch=drift,
         switches=book,
+        metrics=metrics,
     )
     changes = ChangeService(
-        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+        agora,
+        store.audit,
+        approvals,
+        sealer.digest_key,
+        prober,
+        drift,
+        settings.RECBOT_APPROVAL_FOR,
+        switches=book,
+        metrics=metrics,
     )
     switches = SwitchService(
         agora,
@@ -200,6 +211,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
             book,
             audit=store.audit,
             paused_for=timedelta(seconds=settings.RECBOT_REQUEST_TTL_SECONDS),
+            metrics=metrics,
         ),
         bulk=bulk,
         metrics=metrics,
