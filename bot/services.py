@@ -97,29 +97,33 @@ def slack_client(settings: Settings) -> WebClient:
     )
 
 
-def agora_limiter(settings: Settings) -> Limiter:
+def agora_limiter(settings: Settings, metrics: Metrics | None = None) -> Limiter:
     """The AGORA_RATE_LIMIT budget: in the shared database for every instance on
     PostgreSQL (on its own connections), in this process on the embedded SQLite."""
     if is_sqlite(settings.DATABASE_URL):
-        return TokenBucket(settings.AGORA_RATE_LIMIT)
-    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT)
+        return TokenBucket(settings.AGORA_RATE_LIMIT, metrics=metrics)
+    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT, metrics=metrics)
 
 
-def agora_client(settings: Settings) -> AgoraClient:
+def agora_client(settings: Settings, metrics: Metrics | None = None) -> AgoraClient:
     """The one Agora client of the process, every call under the AGORA_RATE_LIMIT budget."""
     return AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
-        limiter=agora_limiter(settings),
+        limiter=agora_limiter(settings, metrics),
+        metrics=metrics,
     )
 
 
 def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
-    agora = agora or agora_client(settings)
     metrics = Metrics()
     metrics.request_ttl_seconds.set(settings.RECBOT_REQUEST_TTL_SECONDS)  # alert rules compare waits with it
+    if agora is None:
+        agora = agora_client(settings, metrics)
+    else:
+        agora.report_to(metrics)  # a client made elsewhere counts into this process's metrics too
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = open_store(settings.DATABASE_URL)
@@ -129,6 +133,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
         azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
         timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
+        metrics=metrics,
     )
     drift = DriftWatch(
         store.drift,
