@@ -7,9 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from bot.server import socket_mode_handler
+from bot.services import build_services
+from recbot.app import create_app
+from tests.conftest import fast_agora
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
 from tests.metrics_helpers import Scrape, moved, scrape
+from tests.test_socket_mode import APP_TOKEN, SocketSlack, get_command
 
 
 def settled(url: str, done: Callable[[Scrape], bool], timeout: float = 10.0) -> Scrape:
@@ -128,3 +133,32 @@ def test_an_event_is_acked_and_timed_as_an_event(bot, driver, slack: FakeSlack) 
     assert moved_of(before, after, "recbot_commands_total") == {}
     assert moved_of(before, after, "recbot_answer_seconds_count") == {}
     assert moved_of(before, after, "recbot_slack_api_calls_total") == {labels(method="views.publish", outcome="ok"): 1}
+
+
+def test_a_command_over_socket_mode_is_timed_and_counted(settings, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    """Socket Mode has no HTTP gate: its handler notes the arrival, the same middleware times the ack."""
+    services = build_services(settings, agora=fast_agora(settings))
+    registry = services.metrics.registry
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    with SocketSlack(get_command(slack)) as ws_slack:
+        slack.socket_url = ws_slack.url
+        handler = socket_mode_handler(create_app(services), APP_TOKEN, settings.SLACK_API_URL, services.metrics)
+        handler.connect()
+        try:
+            assert value("recbot_socket_mode_connected") == 1
+            assert ws_slack.acks.get(timeout=10)["envelope_id"] == "env-1"
+            slack.wait_for("response_url")
+            assert value("recbot_ack_seconds_count", kind="command") == 1
+            deadline = time.monotonic() + 10
+            while value("recbot_commands_total", verb="get", outcome="ok") == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert value("recbot_commands_total", verb="get", outcome="ok") == 1
+            assert value("recbot_answer_seconds_count", verb="get") == 1
+            assert value("recbot_socket_mode_reconnects_total") == 0
+        finally:
+            handler.close()
+            services.close()
+    assert value("recbot_socket_mode_connected") == 0
