@@ -54,7 +54,6 @@ def switch_outcome(kind: str) -> CommandOutcome:
 
 
 def register(app: App, services: Services) -> None:
-
     @app.command("/recording")
     def recording(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, context: BoltContext) -> None:
         ack()

@@ -94,9 +94,7 @@ def create_app(services: Services) -> App:
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
-    answers = ResponsePool()
-
-    metrics = services.metrics
+    answers, metrics = ResponsePool(), services.metrics
 
     @app.middleware
     def tag_request(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
