@@ -122,7 +122,8 @@ class Processes:
         self, name: str, *, root: Path = ROOT, python: str = sys.executable, slow: bool = False, **env: str
     ) -> Contender:
         """`python -m recbot --http` (`bot` at a ref that predates it) from the checkout at `root`,
-        its own SQLite store; `env` on top."""
+        its own SQLite store, its metrics listener on a free port (several recbots run at once:
+        the default port would be taken); `env` on top."""
         port = free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
         clean |= {
@@ -136,6 +137,7 @@ class Processes:
             "DATABASE_URL": f"sqlite:///{self.workdir / name}.db",
             "RECBOT_APPROVERS": "UBOB",
             "PYTHONPATH": str(root),
+            "RECBOT_METRICS_ADDR": f"127.0.0.1:{free_port()}",
             **env,
         }
         entry = "recbot" if (root / "recbot" / "__main__.py").exists() else "bot"  # a ref from before recbot/

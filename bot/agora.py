@@ -20,8 +20,9 @@ import requests
 import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.metrics import Metrics, status_class
 from bot.models import RecordingConfig, Target
-from bot.ratelimit import Limiter
+from bot.ratelimit import Limiter, Reporting
 from bot.signing import sign
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ class AgoraClient:
     429 pauses the limiter for every thread (and instance). `wait_limit` bounds
     that wait and picks the lane: a person's call (the default) goes first and is
     refused with AgoraBusy rather than kept waiting; background work passes None,
-    takes what people leave, and waits as long as it takes.
+    takes what people leave, and waits as long as it takes. Every attempt sent is
+    counted into `metrics` (recbot_agora_*), by method and its answer's status class.
     """
 
     def __init__(
@@ -243,6 +245,7 @@ class AgoraClient:
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         limiter: Limiter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
@@ -262,6 +265,14 @@ class AgoraClient:
         self._session.proxies = requests.utils.get_environ_proxies(self._base)
         self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._session.trust_env = False
+        self.report_to(metrics or Metrics())
+
+    def report_to(self, metrics: Metrics) -> None:
+        """Count every attempt into `metrics`, and the limiter's waits and tokens if it reports:
+        build_services gives a client passed in (tests tune one) its process's Metrics."""
+        self._metrics = metrics
+        if isinstance(self._limiter, Reporting):
+            self._limiter.report_to(metrics)
 
     def __repr__(self) -> str:
         return f"AgoraClient(base_url={self._base!r}, customer_id={self._customer_id!r})"
@@ -344,6 +355,8 @@ class AgoraClient:
                 )
             if method != "GET":
                 sent_a_change.set(True)
+            if attempt:
+                self._metrics.agora_retries.inc()
             try:
                 response = self._send(method, path, body)
             except (UnicodeError, requests.exceptions.InvalidHeader):
@@ -351,6 +364,7 @@ class AgoraClient:
                 # escape as a listener's traceback, nor be retried as a network failure.
                 raise AgoraCredentialsUnusable("credentials cannot be sent") from None
             except requests.RequestException as exc:
+                self._count(method, None)
                 reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 if last or not resend:
@@ -358,6 +372,7 @@ class AgoraClient:
                 uncertain = AgoraUnavailable(reason)
                 self._sleep(self._backoff(attempt, None))
                 continue
+            self._count(method, response.status_code)
             if response.status_code == 200:
                 return self._json(response)
             # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
@@ -378,6 +393,12 @@ class AgoraClient:
             error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
             raise error(_upstream_message(response), response.status_code)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count(self, method: str, status: int | None) -> None:
+        """One attempt that reached the wire: its answer's class (none: no answer), and a 429 apart."""
+        self._metrics.agora_requests.labels(method=method, status_class=status_class(status)).inc()
+        if status == 429:
+            self._metrics.agora_rate_limited.inc()
 
     def _send(self, method: str, path: str, body: bytes) -> requests.Response:
         headers = sign(

@@ -19,7 +19,8 @@ from typing import Any
 from bot.agora import AgoraClient, AgoraError
 from bot.applying import apply_change, apply_switch, expected_after, matches
 from bot.drift import DriftWatch
-from bot.lifecycle import next_state
+from bot.lifecycle import START, next_state
+from bot.metrics import Metrics
 from bot.models import FieldChange, RecordingConfig, Target, diff
 from bot.outcome import Outcome
 from bot.probe import Prober
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 
 EXPIRED = "Expired before it was approved."
+# The table has no event for a request's birth: its creation is counted as this event, into START.
+CREATE = "create"
+DECISIONS = ("approve", "reject")  # the moves whose wait since the request's creation is observed
 
 
 class Refused(Exception):
@@ -79,7 +83,9 @@ class ApprovalService:
         watch: DriftWatch,
         clock: Callable[[], datetime] = utcnow,
         switches: SwitchBook,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._watch = watch
         self._switches = switches
         self._requests = requests
@@ -113,6 +119,7 @@ class ApprovalService:
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), safe_diff, mentions=(busy.holder.requester,))
+        self._created()
         self._audit.append("requested", requester, target, request_id=row.id, changes=safe_diff)
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -145,6 +152,7 @@ class ApprovalService:
             )
         except TargetBusy as busy:
             return Outcome("refused", _busy(busy.holder), changes, mentions=(busy.holder.requester,))
+        self._created()
         self._audit.append("requested", requester, target, request_id=row.id, changes=changes)
         log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
@@ -193,6 +201,8 @@ class ApprovalService:
             raise Refused(already(now) if now.state != "pending" else "That request has expired.")
         if vote is Vote.REPEAT:
             raise Refused(f"You have already approved request `{row.id}`; it needs another approver.")
+        if vote is Vote.COMPLETED:
+            self._moved("pending", "approve", row.created_at)
         self._audit.append("approved", user, row.target, request_id=row.id, changes=row.changes)
         if vote is Vote.COUNTED:
             return self.get(row.id)
@@ -203,6 +213,7 @@ class ApprovalService:
         None if another process claimed it first."""
         if not self._requests.transition(request_id, "approved", "claim"):
             return None
+        self._moved("approved", "claim")
         row = self.get(request_id)
         if row.kind == "switch":
             return self._apply_switch(row)
@@ -366,9 +377,25 @@ class ApprovalService:
         token = secrets.token_hex(8)
         if not self._requests.transition(row.id, row.state, event, result=note, announcer=token, **fields):
             return None
+        self._moved(row.state, event, row.created_at)
         self._audit.append(state, actor, row.target, request_id=row.id, changes=row.changes, note=note)
         log.info("change request %s %s", row.id, state)
         return replace(self.get(row.id), announce_token=token)
+
+    def _created(self) -> None:
+        """Count a request this process created (the table's START, by CREATE)."""
+        self._metrics.request_transitions.labels(event=CREATE, state=START).inc()
+
+    def _moved(self, state: str, event: str, created_at: datetime | None = None) -> None:
+        """Count a move this process made (its compare-and-set won): the transition; the end of
+        an apply (a move out of applying), by how it ended; a decision's wait since creation."""
+        to_state = next_state(state, event)
+        self._metrics.request_transitions.labels(event=event, state=to_state).inc()
+        if state == "applying":
+            self._metrics.applies.labels(outcome=to_state).inc()
+        if event in DECISIONS and created_at is not None:
+            waited = (utcnow() - created_at).total_seconds()  # both read on the store's clock
+            self._metrics.decision_seconds.labels(decision=to_state).observe(max(0.0, waited))
 
 
 def _busy(holder: RequestRow) -> str:

@@ -18,6 +18,7 @@ from bot.bulk_change import BulkRequest
 from bot.bulk_plan import Plan, destinations, make_plan, summary
 from bot.catalog import region_label, vendor_name
 from bot.fleet import Fleet
+from bot.metrics import Metrics
 from bot.models import StorageConfig
 from bot.probe import Prober
 from bot.seal import Sealer
@@ -105,6 +106,7 @@ class BulkJobs:
         required_approvals: int,
         max_targets: int,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self._jobs = jobs
         self._votes = votes
@@ -115,6 +117,7 @@ class BulkJobs:
         self.required_approvals = required_approvals
         self.max_targets = max_targets
         self._clock = clock
+        self._metrics = metrics or Metrics()
 
     def ask(self, request: BulkRequest, requester: str) -> Planned:
         """Read every target (PlanError, TooManyTargets), check each new destination's storage,
@@ -143,6 +146,8 @@ class BulkJobs:
             filter=request.targets.model_dump_json(),
             summary=json.dumps(lines),
         )
+        if plan.already:  # their outcome is known now: nothing will be sent to them
+            self._metrics.bulk_targets.labels(outcome="unchanged").inc(plan.already)
         log.info("job %s asked by %s: %s targets", job_id, requester, len(plan.rows))
         return Planned(plan, self.get(job_id))
 

@@ -10,6 +10,7 @@ from bot.agora import AgoraClient, AgoraError
 from bot.applying import apply_change, is_empty, storage_wire
 from bot.approvals import ApprovalService
 from bot.drift import DriftWatch
+from bot.metrics import Metrics
 from bot.models import FormatConfig, RecordingConfig, StorageConfig, Target
 from bot.outcome import Outcome
 from bot.probe import Prober
@@ -64,7 +65,9 @@ class ChangeService:
         watch: DriftWatch,
         approval_for: str = "secrets",
         switches: SwitchBook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._watch = watch
         self._switches = switches
         self._agora = agora
@@ -104,6 +107,9 @@ class ChangeService:
         if self.needs_approval(patch):
             return self._approvals.open(target, live, patch, requester, probe)
         outcome = apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
+        # A direct change has no request to go stale: it applied, or failed (a form found stale
+        # above sent nothing and is not counted; an approved request's staleness is, as its apply's end).
+        self._metrics.applies.labels(outcome="applied" if outcome.kind == "applied" else "failed").inc()
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._audit.append(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound
 from bot.catalog import API_REGIONS
+from bot.metrics import Metrics
 from bot.models import RecordingConfig, Target
 from bot.observation import Observation, changes_between, observe, under_key_of
 from bot.store.audit import AuditLog
@@ -64,7 +66,9 @@ class DriftWatch:
         *,
         app_id: str,
         watch_all: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._audit = audit
         self._requests = requests
@@ -135,18 +139,31 @@ class DriftWatch:
             return self._passes_lock.wait_for(lambda: self._passes >= count, timeout)
 
     def run(self) -> list[AlertMove]:
-        """One watch pass, if no other process is running one; the alert moves it made."""
+        """One watch pass, if no other process is running one; the alert moves it made.
+        Counted when this process ran it (done) or could not (failed: the lock or the list
+        of targets could not be had); a pass left to the process holding the lock is not."""
         moves: list[AlertMove] = []
-        with self._store.watch_lock() as held:
-            if held:
-                targets = self._targets()
-                with ThreadPoolExecutor(WATCH_WORKERS, thread_name_prefix="drift") as pool:
-                    for found in pool.map(self._check, targets):
-                        moves += found
+        started = time.monotonic()
+        try:
+            with self._store.watch_lock() as held:
+                if held:
+                    targets = self._targets()
+                    with ThreadPoolExecutor(WATCH_WORKERS, thread_name_prefix="drift") as pool:
+                        for found in pool.map(self._check, targets):
+                            moves += found
+        except Exception:
+            self._ran("failed", started)
+            raise
+        if held:
+            self._ran("done", started)
         with self._passes_lock:
             self._passes += 1
             self._passes_lock.notify_all()
         return moves
+
+    def _ran(self, outcome: str, started: float) -> None:
+        self._metrics.drift_passes.labels(outcome=outcome).inc()
+        self._metrics.drift_pass_seconds.observe(time.monotonic() - started)
 
     def stop(self) -> None:
         """Shutting down: a pass under way ends after the reads in flight, before the store closes under it."""

@@ -39,6 +39,7 @@ from bot.bulk_change import Change, patch_for
 from bot.drift import DriftWatch
 from bot.job_lifecycle import ENDED_JOB_STATES, next_target_state
 from bot.job_report import asked_changes
+from bot.metrics import Metrics
 from bot.models import RecordingConfig, fingerprint
 from bot.observation import observe
 from bot.seal import Sealer, SealError
@@ -133,7 +134,9 @@ class JobRunner:
         audit: AuditLog,
         paused_for: timedelta,
         workers: int = WORKERS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._audit = audit
         self._paused_for = paused_for  # a job the worker pauses waits this long for a person, then expires
@@ -373,6 +376,7 @@ class JobRunner:
             log.warning("job %s: target %s was taken over before its outcome (%s) was recorded", job.id, t.id, event)
             return
         outcome = next_target_state(IN_FLIGHT, event)
+        self._metrics.bulk_targets.labels(outcome=outcome).inc()  # only the recorder: once per target
         try:  # only the recorder audits it: once per target, whichever instance it was
             changes = asked_changes(job.change)
             self._audit.append(outcome, job.requester, t.target, job_id=job.id, changes=changes, note=detail)

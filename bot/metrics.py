@@ -178,6 +178,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.request_ttl_seconds = Gauge(
+            "recbot_change_request_ttl_seconds",
+            "How long a change request can wait for approval (RECBOT_REQUEST_TTL_SECONDS).",
+            registry=r,
+        )
         self.decision_seconds = Histogram(
             "recbot_change_request_decision_seconds",
             "From a change request to its approval or rejection.",

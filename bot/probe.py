@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from bot.catalog import Vendor, known_vendor, vendor_info, vendor_name
+from bot.metrics import Metrics
 from bot.models import StorageConfig, StorageField, fingerprint, typed_problems
 from bot.probe_verdicts import (
     AZURE_REFUSALS,
@@ -89,8 +90,10 @@ class Prober:
         timeout: float = 5.0,
         resolve: Callable[[str, int], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.mode = mode
+        self._metrics = metrics or Metrics()
         self._s3_endpoint = s3_endpoint.rstrip("/") if s3_endpoint else None
         self._azure_endpoint = azure_endpoint.rstrip("/") if azure_endpoint else None
         self._timeout = timeout
@@ -114,6 +117,15 @@ class Prober:
     def probe(self, storage: StorageConfig) -> ProbeResult:
         """Write, read back and delete one small object with `storage`'s keys, in memory only,
         within the timeout for the whole check. Never raises: anything unexpected is a verdict."""
+        began = self._clock()
+        result = self._check(storage)
+        vendor = vendor_key(storage.vendor)
+        self._metrics.storage_checks.labels(vendor=vendor, outcome=result.verdict).inc()
+        self._metrics.storage_check_seconds.labels(vendor=vendor).observe(max(0.0, self._clock() - began))
+        return result
+
+    def _check(self, storage: StorageConfig) -> ProbeResult:
+        """The check itself; `probe` counts and times it."""
         problems = typed_problems(storage)  # first: nothing is looked up or shown from a value the vendor refuses
         shown = self._shown(storage, problems)
         if problems:  # the form refuses these already; nothing typed may choose where recbot connects
@@ -267,6 +279,13 @@ class Prober:
             if exc.errno == socket.EAI_NONAME:
                 raise _Found(refused("NoSuchAccount", AZURE_REFUSALS)) from None
             raise _Found(Finding("unreachable", "name lookup failed")) from None
+
+
+def vendor_key(vendor: int) -> str:
+    """A vendor as a metric label: the catalog's key (`amazon_s3`, `azure`, ...), `unknown` for
+    a code recbot does not know, so the label keeps to a small fixed set whatever Agora holds."""
+    info = known_vendor(vendor)
+    return info.vendor.name.lower() if info else "unknown"
 
 
 def _look_up(host: str, port: int) -> object:

@@ -11,7 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
+
+from bot.metrics import Metrics
 
 # Float sums of accrued tokens land a hair under a whole token exactly when one is due.
 _WHOLE = 1e-9
@@ -38,6 +40,23 @@ class Limiter(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Reporting(Protocol):
+    """A limiter that reports its waits and tokens into a process's Metrics."""
+
+    def report_to(self, metrics: Metrics) -> None:
+        """Observe waits into `metrics` and read its tokens gauge from this limiter."""
+        ...
+
+
+Lane = Literal["interactive", "background"]
+
+
+def lane(max_wait: float | None) -> Lane:
+    """A person's call has a bound on its wait; background work has none."""
+    return "background" if max_wait is None else "interactive"
+
+
 @dataclass
 class Budget:
     """A token bucket's state, without threads or clocks of its own: `tokens` at
@@ -53,13 +72,18 @@ class Budget:
     def reserve(self, now: float, max_wait: float | None = None) -> float | None:
         """The interactive lane: take the next token, even one not there yet; how
         long until it is due. A wait over `max_wait` is refused: None, nothing taken."""
+        taken, delay = self.ask(now, max_wait)
+        return delay if taken else None
+
+    def ask(self, now: float, max_wait: float | None = None) -> tuple[bool, float]:
+        """`reserve`, also saying how long a refused call would have had to wait (its metric)."""
         self._refill(now)
         left = self.tokens - 1
         delay = max(0.0, self.paused_until - now) + max(0.0, -left) / self.rate
         if max_wait is not None and delay > max_wait:
-            return None
+            return False, delay
         self.tokens = left
-        return delay
+        return True, delay
 
     def take(self, now: float, want: int = 1) -> tuple[int, float]:
         """The background lane: up to `want` whole tokens that exist now, none
@@ -76,6 +100,14 @@ class Budget:
         self._refill(now)
         self.paused_until = max(self.paused_until, now + seconds)
         self.tokens = min(self.tokens, 0.0)
+
+    def available(self, now: float) -> int:
+        """Whole tokens a call could take at `now` without waiting; changes nothing (read at scrape)."""
+        if now < self.paused_until:
+            return 0
+        start = max(self.updated, self.paused_until)
+        tokens = min(self.capacity, self.tokens + max(0.0, now - start) * self.rate)
+        return max(0, math.floor(tokens + _WHOLE))
 
     def _refill(self, now: float) -> None:
         start = max(self.updated, self.paused_until)
@@ -96,6 +128,7 @@ class TokenBucket:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -107,6 +140,16 @@ class TokenBucket:
         self._turn = threading.Condition(self._lock)
         self._tickets = 0  # background callers so far; each waits for its ticket to be served
         self._serving = 0
+        self.report_to(metrics or Metrics())
+
+    def report_to(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        metrics.limiter_tokens.set_function(self.available)
+
+    def available(self) -> int:
+        """Whole tokens a call could take now without waiting (the tokens gauge, read at scrape)."""
+        with self._lock:
+            return self._budget.available(self._clock())
 
     @property
     def rate(self) -> float:
@@ -122,15 +165,24 @@ class TokenBucket:
             return self._budget.reserve(self._clock(), max_wait)
 
     def acquire(self, max_wait: float | None = None) -> bool:
+        given, seconds = self.waited(max_wait)
+        self._metrics.limiter_wait_seconds.labels(lane=lane(max_wait)).observe(seconds)
+        return given
+
+    def waited(self, max_wait: float | None = None) -> tuple[bool, float]:
+        """`acquire`, unobserved: whether the token was given, and the seconds waited for it
+        on this limiter's clock (refused: the wait it would have needed, over `max_wait`)."""
+        began = self._clock()
         if max_wait is None:
             self._take_background()
-            return True
-        delay = self.reserve(max_wait)
-        if delay is None:
-            return False
+            return True, self._clock() - began
+        with self._lock:
+            taken, delay = self._budget.ask(began, max_wait)
+        if not taken:
+            return False, delay
         if delay > 0:
             self._sleep(delay)
-        return True
+        return True, self._clock() - began
 
     def pause(self, seconds: float) -> None:
         with self._lock:

@@ -187,28 +187,33 @@ def slack_client(settings: Settings, metrics: Metrics | None = None) -> WebClien
     )
 
 
-def agora_limiter(settings: Settings) -> Limiter:
+def agora_limiter(settings: Settings, metrics: Metrics | None = None) -> Limiter:
     """The AGORA_RATE_LIMIT budget: in the shared database for every instance on
     PostgreSQL (on its own connections), in this process on the embedded SQLite."""
     if is_sqlite(settings.DATABASE_URL):
-        return TokenBucket(settings.AGORA_RATE_LIMIT)
-    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT)
+        return TokenBucket(settings.AGORA_RATE_LIMIT, metrics=metrics)
+    return SharedBudget(make_engine(settings.DATABASE_URL), settings.AGORA_RATE_LIMIT, metrics=metrics)
 
 
-def agora_client(settings: Settings) -> AgoraClient:
+def agora_client(settings: Settings, metrics: Metrics | None = None) -> AgoraClient:
     """The one Agora client of the process, every call under the AGORA_RATE_LIMIT budget."""
     return AgoraClient(
         base_url=settings.AGORA_API_URL,
         customer_id=settings.AGORA_CUSTOMER_ID,
         customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
-        limiter=agora_limiter(settings),
+        limiter=agora_limiter(settings, metrics),
+        metrics=metrics,
     )
 
 
 def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> Services:
     """Everything the listeners need; `agora` may be passed in (tests tune its backoff)."""
-    agora = agora or agora_client(settings)
     metrics = Metrics()
+    metrics.request_ttl_seconds.set(settings.RECBOT_REQUEST_TTL_SECONDS)  # alert rules compare waits with it
+    if agora is None:
+        agora = agora_client(settings, metrics)
+    else:
+        agora.report_to(metrics)  # a client made elsewhere counts into this process's metrics too
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
     store = open_store(settings.DATABASE_URL)
@@ -218,6 +223,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,
         azure_endpoint=settings.RECBOT_AZURE_ENDPOINT_OVERRIDE,
         timeout=settings.RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS,
+        metrics=metrics,
     )
     drift = DriftWatch(
         store.drift,
@@ -227,6 +233,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         sealer.digest_key,
         app_id=settings.AGORA_APP_ID,
         watch_all=settings.RECBOT_DRIFT_ALL,
+        metrics=metrics,
     )
     book = SwitchBook(store.switches)
     approvals = ApprovalService(
@@ -240,9 +247,18 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         prober=prober,
         watch=drift,
         switches=book,
+        metrics=metrics,
     )
     changes = ChangeService(
-        agora, store.audit, approvals, sealer.digest_key, prober, drift, settings.RECBOT_APPROVAL_FOR, switches=book
+        agora,
+        store.audit,
+        approvals,
+        sealer.digest_key,
+        prober,
+        drift,
+        settings.RECBOT_APPROVAL_FOR,
+        switches=book,
+        metrics=metrics,
     )
     switches = SwitchService(
         agora,
@@ -252,6 +268,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         approvals,
         default_app=settings.AGORA_APP_ID,
         approval_for=settings.RECBOT_APPROVAL_FOR,
+        metrics=metrics,
     )
     fleet = Fleet(agora, store.fleet_scans)
     bulk = BulkJobs(
@@ -263,7 +280,9 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         ttl_seconds=settings.RECBOT_REQUEST_TTL_SECONDS,
         required_approvals=settings.RECBOT_REQUIRED_APPROVALS,
         max_targets=settings.RECBOT_BULK_MAX_TARGETS,
+        metrics=metrics,
     )
+    store.jobs.on_skipped = metrics.bulk_targets.labels(outcome="skipped").inc
     return Services(
         settings=settings,
         agora=agora,
@@ -285,6 +304,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
             book,
             audit=store.audit,
             paused_for=timedelta(seconds=settings.RECBOT_REQUEST_TTL_SECONDS),
+            metrics=metrics,
         ),
         bulk=bulk,
         metrics=metrics,

@@ -23,7 +23,8 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.ratelimit import Budget, TokenBucket
+from bot.metrics import Metrics
+from bot.ratelimit import Budget, TokenBucket, lane
 from bot.store.budget import LastWriter, change_budget
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class SharedBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -64,6 +66,7 @@ class SharedBudget:
         self._clock = clock
         self._sleep = sleep
         # People's calls use it while the database cannot be reached; background work waits instead.
+        # Its waits are observed here (waited), its tokens not: it is not what this instance spends.
         self._alone = TokenBucket(rate, clock=clock, sleep=sleep)
         self._lock = threading.Lock()
         self._turn = threading.Condition(self._lock)
@@ -77,23 +80,45 @@ class SharedBudget:
         self._paused_seen = -math.inf  # the shared pause (any instance's 429) at the last transaction, on our clock
         self._gone_since: float | None = None  # when the database began failing, while it still does
         self._other_rates: set[float] = set()  # other instances' AGORA_RATE_LIMIT, each warned of once
+        self.report_to(metrics or Metrics())
+
+    def report_to(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        metrics.limiter_tokens.set_function(self.available)
+
+    def available(self) -> int:
+        """Tokens of this instance's lease still usable now: what it knows without asking the
+        database (a scrape must not cost a transaction). 0 does not mean a person would wait:
+        their call may reserve the next token in the database."""
+        with self._lock:
+            now = self._clock()
+            usable = now < self._held_until and now >= self._paused_until
+            return self._held if usable else 0
 
     def acquire(self, max_wait: float | None = None) -> bool:
+        given, seconds = self._waited(max_wait)
+        self._metrics.limiter_wait_seconds.labels(lane=lane(max_wait)).observe(seconds)
+        return given
+
+    def _waited(self, max_wait: float | None) -> tuple[bool, float]:
+        """Whether the token was given, and the seconds waited for it on our clock, the database's
+        transaction included (refused: the wait it would have needed, as TokenBucket.waited)."""
+        began = self._clock()
         if max_wait is None:
             self._take_background()
-            return True
+            return True, self._clock() - began
         with self._lock:
-            if self._take_held(self._clock()):
-                return True
+            if self._take_held(began):
+                return True, 0.0
         try:
-            delay = self._transact(lambda budget, now: budget.reserve(now, max_wait))
+            taken, delay = self._transact(lambda budget, now: budget.ask(now, max_wait))
         except SQLAlchemyError:
-            return self._alone.acquire(max_wait)  # logged by _transact, once per outage
-        if delay is None:
-            return False
+            return self._alone.waited(max_wait)  # logged by _transact, once per outage
+        if not taken:
+            return False, delay
         if delay > 0:
             self._sleep(delay)
-        return True
+        return True, self._clock() - began
 
     def pause(self, seconds: float) -> None:
         """Every instance's callers wait `seconds`: this one's at once, the others'

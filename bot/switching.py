@@ -12,6 +12,7 @@ import logging
 from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable, AgoraUnknownApp
 from bot.applying import BUSY, no_answer, refusal, send_switch
 from bot.approvals import ApprovalService
+from bot.metrics import Metrics
 from bot.models import FieldChange, Target
 from bot.outcome import Outcome
 from bot.store.audit import AuditLog
@@ -39,6 +40,7 @@ class SwitchService:
         *,
         default_app: str,
         approval_for: str = "secrets",
+        metrics: Metrics | None = None,
     ) -> None:
         self._agora = agora
         self._audit = audit
@@ -47,6 +49,7 @@ class SwitchService:
         self._approvals = approvals
         self._default_app = default_app
         self._approval_for = approval_for
+        self._metrics = metrics or Metrics()
 
     @property
     def needs_approval(self) -> bool:
@@ -82,6 +85,8 @@ class SwitchService:
             return self._approvals.open_switch(target, enabled, requester, changes, self._other_app(app_id))
         sent = send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
         outcome, unanswered = sent
+        if outcome.message != BUSY:  # sent to Agora (a busy limiter sent nothing)
+            self._metrics.applies.labels(outcome="applied" if outcome.kind == "applied" else "failed").inc()
         if outcome.kind == "applied":
             self._audit.append("resumed" if enabled else "paused", requester, target, changes=outcome.changes)
             other = self.command("pause" if enabled else "resume", entry_point, app_id=app_id)

@@ -103,7 +103,8 @@ def test_a_lease_that_arrives_late_is_not_spent_after_its_time(database) -> None
     transaction) must not spend those tokens when it wakes: the other instances
     have spent what accrued meanwhile, and the two together reach Agora above
     its rate. A lease is good for LEASE_SECONDS from when it was asked for."""
-    moments = iter([0.0, 0.0])  # the bucket's start, then the lease is asked for at 0.0 ...
+    # The bucket's start, the acquire's (its wait is timed), then the lease is asked for at 0.0 ...
+    moments = iter([0.0, 0.0, 0.0])
 
     def clock() -> float:
         return next(moments, LEASE_SECONDS * 5)  # ... and granted half a second later

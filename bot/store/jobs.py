@@ -8,7 +8,7 @@ reconcile by read-back. Ending a job skips what was never claimed and deletes it
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,8 @@ class JobStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Told how many targets an end skipped (the metrics count them); set by the composition.
+        self.on_skipped: Callable[[int], None] = lambda count: None
 
     def create(
         self,
@@ -146,7 +148,7 @@ class JobStore:
             where.append(c.expires_at > unexpired_at)
         if event == "finish":
             where.append(~exists().where(t.job_id == job_id, t.state.in_(OPEN_TARGET_STATES)))
-        ended = to_state in ENDED_JOB_STATES
+        ended, skipped = to_state in ENDED_JOB_STATES, 0
         if ended:
             values["sealed_secrets"] = None
         with self.engine.begin() as conn:
@@ -154,7 +156,9 @@ class JobStore:
                 return False
             if ended:
                 skip = update(job_targets).where(t.job_id == job_id, t.state == PLANNED)
-                conn.execute(skip.values(state=SKIPPED, updated_at=now))
+                skipped = conn.execute(skip.values(state=SKIPPED, updated_at=now)).rowcount
+        if skipped:
+            self.on_skipped(skipped)
         return True
 
     def claim(self, job_id: str, claimer: str, limit: int) -> list[JobTarget]:
