@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access import is_group
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnauthorized, AgoraUnavailable
 from bot.catalog import API_REGIONS
+from bot.metrics_listener import METRICS_FIX
 from bot.models import Target
 from bot.seal import key_file_for
 from bot.server import (
@@ -135,6 +136,23 @@ def check_request_url(host: str, port: int) -> Check:
         f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL, Interactivity's Request URL, "
         "Interactivity's Options Load URL (the entry-point picker's search) and Event Subscriptions' "
         "Request URL (the Home tab)",
+    )
+
+
+def check_metrics_listener(settings: Settings) -> Check:
+    """Where /metrics, /healthz and /readyz will be served: taken is a warning, as for the HTTP port."""
+    name = "Metrics listener"
+    if settings.RECBOT_METRICS_ADDR is None:
+        return Check(name, "ok", "off (RECBOT_METRICS_ADDR=off): no /metrics, /healthz or /readyz")
+    host, port = settings.RECBOT_METRICS_ADDR
+    unusable = cannot_listen(host, port, port_fix=METRICS_FIX, host_fix=METRICS_FIX)
+    if unusable == in_use(host, port, METRICS_FIX):
+        return Check(name, "warn", f"{unusable} (if recbot itself runs there, that is expected)")
+    if unusable:
+        return Check(name, "FAIL", unusable)
+    shown = f"[{host}]" if ":" in host else host
+    return Check(
+        name, "ok", f"recbot will serve /metrics, /healthz and /readyz on http://{shown}:{port or '<a free port>'}"
     )
 
 
@@ -380,6 +398,7 @@ def checks_for(settings: Settings, mode: Mode, host: str, port: int) -> list[tup
     return [
         ("Slack bot token", lambda: check_bot_token(settings)),
         slack_mode,
+        ("Metrics listener", lambda: check_metrics_listener(settings)),
         ("Agora", lambda: check_agora(settings, listed)),
         ("Database", lambda: check_database(settings)),
         ("Drift watch", lambda: check_drift(settings, listed)),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+from prometheus_client import Histogram
 from slack_bolt.context.respond import Respond
 from slack_sdk.webhook import WebhookResponse
 from urllib3.util.retry import Retry
@@ -51,12 +53,36 @@ class ResponsePool:
         self._session.close()
 
 
-class PooledRespond(Respond):
-    """Bolt's `respond()`, the same arguments, posted through a `ResponsePool`."""
+class FirstAnswer:
+    """Times a slash command from its arrival (time.monotonic()) to its first answer, once:
+    a later answer (replacing the first, a failure's notice) is not observed again."""
 
-    def __init__(self, *, response_url: str | None, pool: ResponsePool) -> None:
+    def __init__(self, seconds: Histogram, arrived: float) -> None:
+        self._seconds = seconds  # recbot_answer_seconds of the command's verb
+        self._arrived = arrived
+        self._done = False
+
+    def answered(self) -> None:
+        if not self._done:
+            self._done = True
+            self._seconds.observe(time.monotonic() - self._arrived)
+
+
+class PooledRespond(Respond):
+    """Bolt's `respond()`, the same arguments, posted through a `ResponsePool`; with `first`,
+    the first answer Slack took is timed."""
+
+    def __init__(self, *, response_url: str | None, pool: ResponsePool, first: FirstAnswer | None = None) -> None:
         super().__init__(response_url=response_url)
         self._pool = pool
+        self._first = first
+
+    def _post(self, message: dict[str, Any]) -> WebhookResponse:
+        assert self.response_url is not None
+        answer = self._pool.post(self.response_url, message)
+        if self._first is not None and 200 <= answer.status_code < 300:
+            self._first.answered()
+        return answer
 
     def __call__(  # type: ignore[override]
         self,
@@ -74,9 +100,8 @@ class PooledRespond(Respond):
         if self.response_url is None:
             raise ValueError("respond is unsupported here as there is no response_url")
         if isinstance(text, dict):
-            return self._pool.post(self.response_url, _message(**text))
-        return self._pool.post(
-            self.response_url,
+            return self._post(_message(**text))
+        return self._post(
             _message(
                 text,
                 blocks,

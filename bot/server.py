@@ -15,8 +15,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
+from prometheus_client import Counter
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -31,8 +33,9 @@ from waitress.server import create_server
 
 from bot.background import Background
 from bot.inbound import check_request, is_handled
+from bot.metrics import Metrics
 from bot.metrics_listener import MetricsListener
-from bot.services import Services, slack_client
+from bot.services import MeteredWebClient, Services, slack_client
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, shown_database_url
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,23 @@ EVENTS_PATH = "/slack/events"
 MAX_BODY_BYTES = 1 << 20  # Slack payloads are a few KB; refuse anything huge before parsing
 
 HealthCheck = Callable[[], dict[str, Any]]
+
+# When the Slack request now being dispatched arrived (time.monotonic()): noted by the HTTP gate or
+# the Socket Mode handler on the thread that then runs Bolt's dispatch, read by recbot's middleware.
+_arrived: ContextVar[float | None] = ContextVar("recbot_arrived", default=None)
+
+
+def note_arrival() -> None:
+    """A Slack request arrived now; Bolt dispatches it on this thread next."""
+    _arrived.set(time.monotonic())
+
+
+def take_arrival() -> float:
+    """When the request being dispatched arrived (now, when nothing noted it), forgotten once read:
+    a thread serves request after request."""
+    arrived = _arrived.get()
+    _arrived.set(None)
+    return time.monotonic() if arrived is None else arrived
 
 
 def _json(start_response: Callable[..., Any], status: str, content: dict[str, Any]) -> list[bytes]:
@@ -89,6 +109,7 @@ def wsgi_app(
             report = health()
             return _json(start_response, "200 OK" if report.get("ok") else "503 Service Unavailable", report)
         if path == EVENTS_PATH and method == "POST":
+            note_arrival()
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
             headers["content-type"] = environ.get("CONTENT_TYPE", "")
@@ -118,11 +139,41 @@ def make_http_server(app: App, services: Services, host: str, port: int, threads
     )
 
 
+class CountingSocketModeClient(SocketModeClient):
+    """slack_sdk's Socket Mode client, which reconnects on its own (on a close, or when its monitor
+    finds the session dead), counting every connection it opens after the first."""
+
+    def __init__(self, *, reconnects: Counter | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._reconnects = reconnects
+        self._opened = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self._opened += 1  # a reconnect holds connect_operation_lock; the first connect is alone
+        if self._opened > 1 and self._reconnects is not None:
+            self._reconnects.inc()
+
+
 class GuardedSocketModeHandler(SocketModeHandler):
     """Acks and drops envelopes of a shape recbot does not handle instead of
-    letting Bolt's parsing raise on them, as the HTTP gate does."""
+    letting Bolt's parsing raise on them, as the HTTP gate does; notes each envelope's arrival."""
+
+    def __init__(self, app: App, app_token: str, web_client: WebClient, metrics: Metrics | None = None) -> None:
+        # Bolt's SocketModeHandler.__init__, with a client that counts its reconnects.
+        self.app = app
+        self.app_token = app_token
+        self.client = CountingSocketModeClient(
+            reconnects=metrics.socket_mode_reconnects if metrics is not None else None,
+            app_token=app_token,
+            logger=app.logger,
+            web_client=web_client,
+            proxy=app.client.proxy,
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
 
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        note_arrival()
         if not is_handled(req.type, req.payload):
             log.warning("dropped a Socket Mode envelope recbot does not handle (type %s)", req.type)
             client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
@@ -130,9 +181,16 @@ class GuardedSocketModeHandler(SocketModeHandler):
         super().handle(client, req)
 
 
-def socket_mode_handler(app: App, app_token: str, api_url: str) -> SocketModeHandler:
-    """Socket Mode over the WebSocket URL that `apps.connections.open` returns."""
-    return GuardedSocketModeHandler(app, app_token=app_token, web_client=WebClient(token=app_token, base_url=api_url))
+def socket_mode_handler(app: App, app_token: str, api_url: str, metrics: Metrics | None = None) -> SocketModeHandler:
+    """Socket Mode over the WebSocket URL that `apps.connections.open` returns; with `metrics`, its
+    calls of apps.connections.open and its reconnects are counted, and its connection shown."""
+    if metrics is None:
+        return GuardedSocketModeHandler(app, app_token, WebClient(token=app_token, base_url=api_url))
+    web_client = MeteredWebClient(metrics, token=app_token, base_url=api_url)
+    handler = GuardedSocketModeHandler(app, app_token, web_client, metrics)
+    client = handler.client
+    metrics.socket_mode_connected.set_function(lambda: 1.0 if client.is_connected() else 0.0)
+    return handler
 
 
 class StartupError(Exception):

@@ -9,7 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web import SlackResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import Audience
@@ -87,13 +92,98 @@ class Services:
         self.store.close()
 
 
-def slack_client(settings: Settings) -> WebClient:
-    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk."""
-    return WebClient(
-        token=settings.SLACK_BOT_TOKEN.get_secret_value(),
-        base_url=settings.SLACK_API_URL,
-        timeout=10,
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
+# The Web API methods recbot calls, the label values of recbot_slack_api_calls_total; any other is `other`.
+SLACK_METHODS = frozenset(
+    {
+        "apps.connections.open",
+        "auth.test",
+        "chat.postMessage",
+        "chat.update",
+        "conversations.info",
+        "conversations.open",
+        "files.completeUploadExternal",
+        "files.getUploadURLExternal",
+        "usergroups.users.list",
+        "views.open",
+        "views.publish",
+        "views.update",
+    }
+)
+
+
+class CountingRateLimitHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's retry of 429s, counting every 429 answer, the retried ones too."""
+
+    def __init__(self, metrics: Metrics, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._rate_limited = metrics.slack_rate_limited
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None and response.status_code == 429:
+            self._rate_limited.inc()
+        return super().can_retry(state=state, request=request, response=response, error=error)
+
+
+class MeteredWebClient(WebClient):
+    """A WebClient counting each API call once, retries included, by method and how it ended."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._calls = metrics.slack_calls
+
+    def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:  # type: ignore[override]
+        method = api_method if api_method in SLACK_METHODS else "other"
+        try:
+            answer = super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            limited = exc.response.status_code == 429
+            self._calls.labels(method=method, outcome="ratelimited" if limited else "error").inc()
+            raise
+        except Exception:
+            self._calls.labels(method=method, outcome="error").inc()  # no answer: the network, a timeout
+            raise
+        self._calls.labels(method=method, outcome="ok").inc()
+        return answer
+
+
+def metered_copy(client: WebClient, metrics: Metrics) -> MeteredWebClient:
+    """`client` as one that counts its calls: Bolt gives each request a WebClient of its own, made
+    as this one is, which would not count."""
+    return MeteredWebClient(
+        metrics,
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        ssl=client.ssl,
+        proxy=client.proxy,
+        headers=client.headers,
+        team_id=client.default_params.get("team_id"),
+        logger=client.logger,
+        retry_handlers=client.retry_handlers,
+    )
+
+
+def slack_client(settings: Settings, metrics: Metrics | None = None) -> WebClient:
+    """The Web API client; Slack's 429s and dropped connections are retried by slack_sdk.
+    With `metrics`, every call and every 429 is counted (recbot_slack_*)."""
+    options: dict[str, Any] = {
+        "token": settings.SLACK_BOT_TOKEN.get_secret_value(),
+        "base_url": settings.SLACK_API_URL,
+        "timeout": 10,
+    }
+    if metrics is None:
+        limits = RateLimitErrorRetryHandler(max_retry_count=2)
+        return WebClient(**options, retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), limits])
+    counted = CountingRateLimitHandler(metrics, max_retry_count=2)
+    return MeteredWebClient(
+        metrics, **options, retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), counted]
     )
 
 

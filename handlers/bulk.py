@@ -7,7 +7,7 @@ to the clicker alone."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -31,18 +31,19 @@ EXPIRED_LIST = "This list has expired; run `/recording list` again."
 
 def run_command(
     parsed: Command, user: str, trigger_id: str, services: Services, client: WebClient, respond: Respond
-) -> None:
+) -> Literal["ok", "refused", "failed"]:
     """`/recording bulk [--app APPID]`: the modal, for requesters only, with the App ID and the default region."""
     if not services.requesters.includes(user, GroupLookup(client)):
         respond(blocks=messages.error(f"{NOT_A_REQUESTER} Ask whoever runs recbot."), text=NOT_A_REQUESTER)
-        return
+        return "refused"
     assert parsed.app_id is not None
-    open_bulk_form(trigger_id, parsed.app_id, (services.settings.AGORA_DEFAULT_REGION,), client, respond)
+    opened = open_bulk_form(trigger_id, parsed.app_id, (services.settings.AGORA_DEFAULT_REGION,), client, respond)
+    return "ok" if opened else "failed"
 
 
 def open_bulk_form(
     trigger_id: str, app_id: str, regions: tuple[str, ...], client: WebClient, respond: Respond | None
-) -> None:
+) -> bool:
     """Open the modal at once, while the trigger is fresh; nothing is read before it is submitted."""
     try:
         client.views_open(trigger_id=trigger_id, view=bulk_form.form_view(app_id, regions))
@@ -50,6 +51,8 @@ def open_bulk_form(
         log.warning("views.open failed: %s", exc.response.get("error"))
         if respond is not None:
             _tell(respond, "Slack did not open the form (it may have taken too long). Try again.")
+        return False
+    return True
 
 
 def _tell(respond: Respond, text: str) -> None:

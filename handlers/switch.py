@@ -28,11 +28,11 @@ NOT_REQUESTER = (
 NOT_GENUINE = "That button is not a genuine recbot button; nothing was done."
 
 
-def run_command(parsed: Command, user: str, services: Services, client: WebClient, respond: Respond) -> None:
-    """`/recording pause|resume|stream`, answered to the person alone."""
+def run_command(parsed: Command, user: str, services: Services, client: WebClient, respond: Respond) -> str:
+    """`/recording pause|resume|stream`, answered to the person alone; its Outcome's kind (metrics)."""
     if not services.requesters.includes(user, GroupLookup(client)):
         respond(blocks=messages.error(NOT_REQUESTER), text=NOT_REQUESTER, response_type="ephemeral")
-        return
+        return "refused"
     assert parsed.target is not None and parsed.enabled is not None
     # Agora may take up to ~45 s (four attempts): say at once that it is asked, then replace that with the answer.
     interim = blocks.interim_text(parsed.verb, parsed.target, parsed.stream, parsed.enabled, services.switches)
@@ -44,6 +44,7 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
     _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
     _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=True)
+    return outcome.kind
 
 
 def _respond(

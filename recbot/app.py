@@ -6,20 +6,25 @@ whose progress the job notifier shows."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from prometheus_client import Histogram
 from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
 from bot.background import Background, Periodic
 from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
-from bot.respond import PooledRespond, ResponsePool
-from bot.services import Services, slack_client
+from bot.respond import FirstAnswer, PooledRespond, ResponsePool
+from bot.server import take_arrival
+from bot.services import Services, metered_copy, slack_client
 from bot.store.values import JobRow, RequestRow, utcnow
 from handlers import register
 from handlers.bulk import announce
+from handlers.commands import FIRST_ANSWER, verb_label
 from handlers.job_notify import JobNotifier
 from handlers.notify import Notifier, job_control
 
@@ -36,9 +41,14 @@ LISTENER_THREADS = 64
 class KeptAck(Ack):
     """Bolt's ack of one request, which stays given: when a listener fails after acking, Bolt sets
     the ack's response back to None, and a request whose answer was not sent yet would then be
-    answered 404 "unhandled request" (and logged as never acked) instead of with its ack."""
+    answered 404 "unhandled request" (and logged as never acked) instead of with its ack.
+    With `timed`, the time from the request's arrival to the ack given is observed, once."""
 
     _given: BoltResponse | None = None
+
+    def __init__(self, timed: tuple[Histogram, float] | None = None) -> None:
+        self._timed = timed  # recbot_ack_seconds of the request's kind, and its arrival
+        super().__init__()
 
     @property  # type: ignore[override]
     def response(self) -> BoltResponse | None:
@@ -47,14 +57,33 @@ class KeptAck(Ack):
     @response.setter
     def response(self, value: BoltResponse | None) -> None:
         if value is not None:
+            if self._given is None and self._timed is not None:
+                seconds, arrived = self._timed
+                seconds.observe(time.monotonic() - arrived)
             self._given = value
+
+
+# A payload's type -> the kind recbot_ack_seconds counts it as (a command has no type).
+KINDS = {
+    "block_actions": "action",
+    "interactive_message": "action",
+    "view_submission": "view",
+    "view_closed": "view",
+    "block_suggestion": "options",
+    "event_callback": "event",
+}
+
+
+def request_kind(body: dict[str, Any]) -> str | None:
+    """command, action, view, options or event; None for anything else (not timed)."""
+    return "command" if "command" in body else KINDS.get(str(body.get("type")))
 
 
 def create_app(services: Services) -> App:
     """A Bolt app with every listener registered. Listeners run after the ack."""
     settings = services.settings
     app = App(
-        client=slack_client(settings),
+        client=slack_client(settings, services.metrics),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
         process_before_response=False,
         # A start checks the bot token itself first (bot/server.py), before anything is created.
@@ -65,16 +94,23 @@ def create_app(services: Services) -> App:
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
-    answers = ResponsePool()
+    answers, metrics = ResponsePool(), services.metrics
 
     @app.middleware
-    def tag_request(context: BoltContext, next: Callable[[], None]) -> None:
+    def tag_request(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
         request_id.set(new_request_id())
         sent_a_change.set(False)
+        arrived = take_arrival()  # noted by the HTTP gate or the Socket Mode handler
+        kind = request_kind(body)
+        context["client"] = metered_copy(context.client, metrics)  # Bolt's own per-request client counts nothing
         if context.ack.response is None:  # made, not given, by Bolt's argument injection
-            context["ack"] = KeptAck()
+            context["ack"] = KeptAck((metrics.ack_seconds.labels(kind=kind), arrived) if kind else None)
+        first = None
+        if kind == "command":
+            first = FirstAnswer(metrics.answer_seconds.labels(verb=verb_label(body.get("text") or "")), arrived)
+            context[FIRST_ANSWER] = first
         if context.response_url:
-            context["respond"] = PooledRespond(response_url=context.response_url, pool=answers)
+            context["respond"] = PooledRespond(response_url=context.response_url, pool=answers, first=first)
         next()
 
     register(app, services)  # with the error handler, handlers/errors.py

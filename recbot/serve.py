@@ -92,7 +92,7 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     """Hold a Socket Mode connection, opened at `url` (from socket_mode_url), until SIGTERM or SIGINT."""
     token = services.settings.SLACK_APP_TOKEN
     assert token is not None
-    handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL)
+    handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL, services.metrics)
     # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
     handler.client.wss_uri = url
     metrics = start_metrics(services, "socket", handler.client.is_connected)

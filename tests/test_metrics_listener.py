@@ -1,0 +1,189 @@
+"""The metrics listener of recbot started as a real process (`python -m recbot`), in HTTP mode
+and in Socket Mode: /metrics with the build's mode, /readyz following the WebSocket, a taken
+RECBOT_METRICS_ADDR refused before anything is created, `off` serving nothing; and doctor's
+check of the address."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fakes.slack import FakeSlack
+from tests.metrics_helpers import Scrape, scrape
+from tests.storage_servers import free_port
+from tests.test_doctor import run_doctor
+from tests.test_socket_mode import APP_TOKEN, SocketSlack
+from tests.test_startup import refused
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS_FIX = "set RECBOT_METRICS_ADDR to another IP:port, or to off"
+
+
+@pytest.fixture
+def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
+    slack.app_token = APP_TOKEN
+    return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
+
+
+@contextmanager
+def recbot(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """`python -m recbot ARGS` running; stopped with SIGTERM after, and it must stop cleanly."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recbot", *args],
+        cwd=cwd,
+        env={**base, **env, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def until(process: subprocess.Popen[str], what: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """`what()` once it returns something true (connection errors count as not yet); fails the test
+    if the process ends or the time runs out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            found = what()
+        except requests.ConnectionError:
+            found = None
+        if found:
+            return found
+        assert time.monotonic() < deadline, "recbot never got there"
+        time.sleep(0.05)
+
+
+def readyz(base: str, status: int) -> Callable[[], dict[str, Any] | None]:
+    """/readyz's report once it answers `status`."""
+
+    def check() -> dict[str, Any] | None:
+        answer = requests.get(base + "/readyz", timeout=5)
+        return answer.json() if answer.status_code == status else None
+
+    return check
+
+
+def test_http_mode_serves_metrics_on_its_own_address(env, tmp_path) -> None:
+    port = free_port()
+    env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
+    with recbot(["--http", "--host", "127.0.0.1", "--port", str(free_port())], env, tmp_path) as process:
+        found: Scrape = until(process, lambda: scrape(base + "/metrics"))
+        ready = until(process, readyz(base, 200))
+    assert found.total("recbot_build_info", mode="http") == 1
+    assert found.total("recbot_build_info") == 1  # one series: one mode
+    assert found.value("recbot_socket_mode_connected") == 0
+    assert ready == {"ok": True, "database": "ok"}  # no WebSocket to wait for
+
+
+def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:
+    port = free_port()
+    env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
+    first = SocketSlack().__enter__()
+    slack.socket_url = first.url
+    try:
+        with recbot([], env, tmp_path) as process:
+            ready = until(process, readyz(base, 200))
+            connected = scrape(base + "/metrics")
+            first.__exit__()  # Slack's end of the WebSocket goes away, and every reconnect fails
+            gone = until(process, readyz(base, 503))
+            disconnected = scrape(base + "/metrics")
+            with SocketSlack() as second:
+                slack.socket_url = second.url  # what apps.connections.open answers from now on
+                again = until(process, readyz(base, 200))
+                reconnected = scrape(base + "/metrics")
+    finally:
+        first.__exit__()
+    assert ready == again == {"ok": True, "database": "ok", "socket_mode": "connected"}
+    assert gone == {"ok": False, "database": "ok", "socket_mode": "disconnected"}
+    assert connected.total("recbot_build_info", mode="socket") == 1
+    assert [s.value("recbot_socket_mode_connected") for s in (connected, disconnected, reconnected)] == [1, 0, 1]
+    assert connected.value("recbot_socket_mode_reconnects_total") == 0
+    assert reconnected.value("recbot_socket_mode_reconnects_total") == 1
+    # The first connection's URL was asked for before the services existed: the reconnects' asks are counted,
+    # each (the one that found nobody there too).
+    asked_again = len(slack.of("apps.connections.open")) - 1
+    assert asked_again >= 1
+    opened = reconnected.value("recbot_slack_api_calls_total", method="apps.connections.open", outcome="ok")
+    assert opened == asked_again
+
+
+def test_a_taken_metrics_address_refuses_the_start_before_anything_is_created(env, tmp_path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{port}"
+        lines = refused(["--http", "--host", "127.0.0.1", "--port", str(free_port())], env, tmp_path)
+        socket_lines = refused([], env, tmp_path)
+    expected = f"recbot cannot start: port {port} on 127.0.0.1 is already in use: stop what uses it, or {METRICS_FIX}"
+    assert lines == socket_lines == [expected]
+    assert os.listdir(tmp_path) == []  # no database, no seal key
+
+
+def test_off_serves_no_metrics_listener(env, tmp_path) -> None:
+    env["RECBOT_METRICS_ADDR"] = "off"
+    main = free_port()
+    with recbot(["--http", "--host", "127.0.0.1", "--port", str(main)], env, tmp_path) as process:
+        until(process, lambda: requests.get(f"http://127.0.0.1:{main}/readyz", timeout=5).ok)
+        listening = listening_ports(process.pid)
+    assert listening == {main}  # the Slack-facing listener alone
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (Linux: its sockets' inodes in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_doctor_checks_the_metrics_address(settings_overrides, slack, agora) -> None:
+    port = free_port()
+    _, checks = run_doctor({**settings_overrides, "RECBOT_METRICS_ADDR": f"127.0.0.1:{port}"})
+    assert (
+        checks["Metrics listener"] == f"ok: recbot will serve /metrics, /healthz and /readyz on http://127.0.0.1:{port}"
+    )
+    _, checks = run_doctor({**settings_overrides, "RECBOT_METRICS_ADDR": "off"})
+    assert checks["Metrics listener"].startswith("ok: off (RECBOT_METRICS_ADDR=off)")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        taken_overrides = {
+            **settings_overrides,
+            "RECBOT_METRICS_ADDR": f"127.0.0.1:{port}",
+            "SLACK_APP_TOKEN": APP_TOKEN,
+        }
+        _, checks = run_doctor(taken_overrides, mode="socket")
+    assert checks["Metrics listener"] == (
+        f"warn: port {port} on 127.0.0.1 is already in use: stop what uses it, or {METRICS_FIX} "
+        "(if recbot itself runs there, that is expected)"
+    )
