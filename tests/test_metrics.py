@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import requests
 
 from bot import __version__
+from bot import server as bot_server
+from bot.metrics import status_class
+from bot.server import note_arrival, take_arrival
+from tests.conftest import fast_agora
+from tests.driver import start_bot
 from tests.metrics_helpers import scrape
 
 
@@ -54,3 +61,32 @@ def test_a_database_that_does_not_answer_leaves_its_gauges_out_not_the_scrape(bo
     assert found.value("recbot_database_up") == 0
     assert "recbot_change_requests_open" not in found.families
     assert "recbot_agora_requests" in found.families
+
+
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [
+        *[(100, "1xx"), (200, "2xx"), (299, "2xx"), (300, "3xx"), (429, "4xx"), (500, "5xx"), (599, "5xx")],
+        *[(None, "none"), (99, "none"), (600, "none"), (0, "none")],
+    ],
+)
+def test_a_status_is_labelled_by_its_class_and_no_answer_or_nonsense_as_none(status: int | None, label: str) -> None:
+    assert status_class(status) == label
+
+
+def test_an_arrival_is_read_once_then_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter([10.0, 20.0, 30.0])
+    monkeypatch.setattr(bot_server, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    note_arrival()  # at 10
+    assert take_arrival() == 10.0  # the request is timed from its arrival, not from the middleware
+    assert take_arrival() == 20.0  # the next request on this thread, noted by no one, is timed from now
+
+
+def test_stopping_the_bot_closes_its_metrics_listener(settings) -> None:
+    running = start_bot(settings, fast_agora(settings))
+    try:
+        assert scrape(running.metrics_url).value("recbot_database_up") == 1
+    finally:
+        running.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(running.metrics_url, timeout=5)

@@ -410,6 +410,16 @@ def test_the_database_gauges_read_requests_alerts_and_jobs(any_bot: RunningBot, 
     assert gauges(scrape(url)) == {**gauges(empty), "jobs{cancelled}": 1}
 
 
+def test_the_oldest_pending_age_is_the_oldest_requests_not_the_newest(driver, slack, agora, bot) -> None:
+    request_storage_change(driver, slack)
+    backdate_request(bot, timedelta(hours=2))
+    agora.put(APP_ID, "backup", "na", LIVE_CONFIG)
+    request_storage_change(driver, slack, entry_point="backup")  # pending too, and new
+    found = scrape(bot.metrics_url)
+    assert found.value("recbot_change_requests_open", state="pending") == 2
+    assert found.value("recbot_change_requests_oldest_pending_seconds") >= 2 * HOUR
+
+
 def test_a_direct_pause_and_resume_count_as_applies_and_a_failed_one_as_failed(driver, slack, agora, bot) -> None:
     before = scrape(bot.metrics_url)
     run(driver, slack, "pause live")

@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 
+from bot.metrics import Metrics
+from bot.server import StartupError
+from recbot.serve import start_metrics
 from tests.fakes.slack import FakeSlack
 from tests.metrics_helpers import Scrape, scrape
 from tests.storage_servers import free_port
@@ -187,3 +191,15 @@ def test_doctor_checks_the_metrics_address(settings_overrides, slack, agora) -> 
         f"warn: port {port} on 127.0.0.1 is already in use: stop what uses it, or {METRICS_FIX} "
         "(if recbot itself runs there, that is expected)"
     )
+
+
+def test_an_address_taken_after_the_checks_refuses_with_the_metrics_fix(bot) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = bot.services.settings.model_copy(update={"RECBOT_METRICS_ADDR": ("127.0.0.1", port)})
+        services = SimpleNamespace(
+            metrics=Metrics(), settings=settings, health=bot.services.health, readiness=bot.services.readiness
+        )
+        with pytest.raises(StartupError) as refusal:
+            start_metrics(services, "http")  # type: ignore[arg-type]
+    assert str(refusal.value) == f"port {port} on 127.0.0.1 is already in use: stop what uses it, or {METRICS_FIX}"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from bot.metrics import Metrics
 from bot.server import socket_mode_handler
 from bot.services import build_services
-from recbot.app import create_app
+from recbot.app import KeptAck, create_app
 from tests.conftest import fast_agora
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
@@ -162,3 +163,11 @@ def test_a_command_over_socket_mode_is_timed_and_counted(settings, slack: FakeSl
             handler.close()
             services.close()
     assert value("recbot_socket_mode_connected") == 0
+
+
+def test_an_ack_given_again_is_timed_once() -> None:
+    metrics = Metrics()
+    ack = KeptAck((metrics.ack_seconds.labels(kind="view"), time.monotonic()))
+    ack()
+    ack(response_action="errors", errors={"block": "again"})  # a listener acking a second time
+    assert metrics.registry.get_sample_value("recbot_ack_seconds_count", {"kind": "view"}) == 1
