@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from bot.metrics import Metrics
 from bot.server import socket_mode_handler
@@ -171,3 +172,14 @@ def test_an_ack_given_again_is_timed_once() -> None:
     ack()
     ack(response_action="errors", errors={"block": "again"})  # a listener acking a second time
     assert metrics.registry.get_sample_value("recbot_ack_seconds_count", {"kind": "view"}) == 1
+
+
+def test_an_answer_slack_refused_is_not_timed_as_answered(bot, driver, slack: FakeSlack) -> None:
+    before = scrape(bot.metrics_url)
+    gone = slack.response_url().replace("/response/", "/expired/")  # Slack answers it 404, as an expired one
+    assert replace(driver, response_url=gone).command("get live na").status_code == 200
+    assert driver.command("get live na").status_code == 200
+    slack.wait_for("response_url")
+    after = settled(bot.metrics_url, commands_moved(before, 2))
+    assert moved_of(before, after, "recbot_commands_total") == {labels(verb="get", outcome="ok"): 2}
+    assert moved_of(before, after, "recbot_answer_seconds_count") == {labels(verb="get"): 1}
