@@ -10,9 +10,9 @@ from dataclasses import replace
 
 from bot.metrics import Metrics
 from bot.server import socket_mode_handler
-from bot.services import build_services
+from bot.services import MeteredWebClient, build_services
 from recbot.app import KeptAck, create_app
-from tests.conftest import fast_agora
+from tests.conftest import BOT_TOKEN, fast_agora
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
 from tests.metrics_helpers import Scrape, moved, scrape
@@ -183,3 +183,11 @@ def test_an_answer_slack_refused_is_not_timed_as_answered(bot, driver, slack: Fa
     after = settled(bot.metrics_url, commands_moved(before, 2))
     assert moved_of(before, after, "recbot_commands_total") == {labels(verb="get", outcome="ok"): 2}
     assert moved_of(before, after, "recbot_answer_seconds_count") == {labels(verb="get"): 1}
+
+
+def test_a_method_outside_the_known_set_is_labelled_other(slack: FakeSlack) -> None:
+    metrics = Metrics()
+    client = MeteredWebClient(metrics, token=BOT_TOKEN, base_url=slack.api_url)
+    client.api_call("team.info")  # not one recbot calls: its name would be a new series
+    counted = {s.labels["method"] for s in next(iter(metrics.slack_calls.collect())).samples}
+    assert counted == {"other"}
