@@ -7,11 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
+
+import pytest
 
 from bot.metrics import Metrics
 from bot.server import socket_mode_handler
 from bot.services import MeteredWebClient, build_services
-from recbot.app import KeptAck, create_app
+from recbot.app import KeptAck, create_app, request_kind
 from tests.conftest import BOT_TOKEN, fast_agora
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
@@ -191,3 +194,21 @@ def test_a_method_outside_the_known_set_is_labelled_other(slack: FakeSlack) -> N
     client.api_call("team.info")  # not one recbot calls: its name would be a new series
     counted = {s.labels["method"] for s in next(iter(metrics.slack_calls.collect())).samples}
     assert counted == {"other"}
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"command": "/recbot", "type": "view_submission"}, "command"),  # a command has no type; its key decides
+        ({"type": "block_actions"}, "action"),
+        ({"type": "interactive_message"}, "action"),
+        ({"type": "view_submission"}, "view"),
+        ({"type": "view_closed"}, "view"),
+        ({"type": "block_suggestion"}, "options"),
+        ({"type": "event_callback"}, "event"),
+        ({"type": "shortcut"}, None),
+        ({}, None),
+    ],
+)
+def test_each_payload_type_is_timed_as_its_kind(body: dict[str, Any], kind: str | None) -> None:
+    assert request_kind(body) == kind
