@@ -217,6 +217,16 @@ def test_the_token_bucket_observes_each_wait_in_its_lane() -> None:
     assert sample(metrics, TOKENS) == 1  # read at each scrape, capped at the burst
 
 
+def test_part_of_a_token_is_shown_as_none_until_it_is_whole() -> None:
+    time, metrics = FakeTime(), Metrics()
+    bucket = TokenBucket(10, clock=time.clock, sleep=time.sleep, metrics=metrics)
+    assert bucket.acquire(max_wait=5)
+    time.now += 0.05  # half a token: a person would still wait
+    assert sample(metrics, TOKENS) == 0
+    time.now += 0.05
+    assert sample(metrics, TOKENS) == 1
+
+
 def test_reading_the_tokens_takes_none() -> None:
     time = FakeTime()
     bucket = TokenBucket(10, clock=time.clock, sleep=time.sleep)
