@@ -429,3 +429,19 @@ def test_a_direct_pause_and_resume_count_as_applies_and_a_failed_one_as_failed(d
     agora.inject(*[Fault(504, message="Gateway Timeout", path="/auto")] * 4)
     run(driver, slack, "pause live")
     assert flow(sent, scrape(bot.metrics_url)) == {applies("failed"): 1}
+
+
+class TestASwitchAskedForApproval:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
+
+    def test_is_an_ok_command_that_applies_nothing_yet(self, driver, slack, agora, bot) -> None:
+        before = scrape(bot.metrics_url)
+        run(driver, slack, "pause live")
+        counted = lambda: scrape(bot.metrics_url).total("recbot_commands_total") > before.total("recbot_commands_total")  # noqa: E731
+        wait_until(counted, "the command was counted")
+        after = scrape(bot.metrics_url)
+        commands = {labels: d for (name, labels), d in moved(before, after).items() if name == "recbot_commands_total"}
+        assert commands == {frozenset({("verb", "pause"), ("outcome", "ok")}): 1}
+        assert applies("applied") not in flow(before, after) and applies("failed") not in flow(before, after)
