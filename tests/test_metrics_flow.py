@@ -325,15 +325,16 @@ def test_targets_already_as_asked_count_at_the_plan_and_those_never_sent_at_the_
 ) -> None:
     fleet(agora)
     agora.put(APP_ID, "cam0", "na", OUTSIDE_CHANGE)  # records HLS already: nothing to send it
+    agora.put(APP_ID, "cam1", "na", OUTSIDE_CHANGE)  # and so does this one: each counts
     before = scrape(bot.metrics_url)
     posted = ask(driver, slack, hls="on")
     asked = scrape(bot.metrics_url)
-    assert flow(before, asked) == {targets("unchanged"): 1}
+    assert flow(before, asked) == {targets("unchanged"): 2}
     bulk_helpers.click(driver, posted, "UALICE", job_card.ACTION_CANCEL)
     wait_until(lambda: bot.services.store.jobs.in_state("cancelled") != [], "the job was cancelled")
     bulk_helpers.click(driver, posted, "UALICE", job_card.ACTION_CANCEL)  # a late click ends nothing more
     bot.drain()
-    assert flow(asked, scrape(bot.metrics_url)) == {targets("skipped"): 6}
+    assert flow(asked, scrape(bot.metrics_url)) == {targets("skipped"): 5}
     assert not agora.patches()
 
 

@@ -212,3 +212,16 @@ def test_a_method_outside_the_known_set_is_labelled_other(slack: FakeSlack) -> N
 )
 def test_each_payload_type_is_timed_as_its_kind(body: dict[str, Any], kind: str | None) -> None:
     assert request_kind(body) == kind
+
+
+class TestAChannelNotAllowed:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_ALLOWED_CHANNELS": "CRUN"}
+
+    def test_refuses_the_command(self, bot, driver, slack: FakeSlack) -> None:
+        before = scrape(bot.metrics_url)
+        assert driver.command("get live na", channel="COTHER").status_code == 200
+        slack.wait_for("response_url")
+        after = settled(bot.metrics_url, commands_moved(before, 1))
+        assert moved_of(before, after, "recbot_commands_total") == {labels(verb="get", outcome="refused"): 1}
