@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 from bot.background import Periodic
+from handlers.job_notify import JobNotifier
 
 WAIT = 10.0  # generous: these wait for an event, they do not time anything
 
@@ -48,3 +50,13 @@ def test_stop_ends_a_task_that_waits_for_its_interval() -> None:
     task = Periodic(3600.0, lambda: None, "stopped").start()
     task.stop(timeout=WAIT)
     assert not task._thread.is_alive()
+
+
+def test_the_workers_reports_wake_the_job_drawer(bot) -> None:
+    """A batch or a move is drawn soon, not at the idle interval's end (a minute later)."""
+    notifier = JobNotifier(bot.app.client, bot.services)
+    woken = []
+    notifier._drawer = SimpleNamespace(wake=lambda: woken.append(True))  # type: ignore[assignment]
+    notifier.job_moved("J1")
+    notifier.worker_paused("J2")
+    assert woken == [True, True]
