@@ -178,6 +178,10 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # Each outcome from 0: a series born at 1 has no increase to Prometheus, so a process's
+        # first failed apply would never fire RecbotAppliesFailing (rate() of it stays 0).
+        for outcome in ("applied", "failed", "stale"):
+            self.applies.labels(outcome=outcome)
         self.request_ttl_seconds = Gauge(
             "recbot_change_request_ttl_seconds",
             "How long a change request can wait for approval (RECBOT_REQUEST_TTL_SECONDS).",
