@@ -77,7 +77,9 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:  # from the handler on: a signal that comes before the server runs stops it cleanly too
-        log.info("recbot serving HTTP on %s:%s (POST %s, GET /healthz)", host, server.effective_port, EVENTS_PATH)
+        log.info(
+            "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)", host, server.effective_port, EVENTS_PATH
+        )
         freeze_start_up()
         server.run()
     except _Stop:

@@ -81,6 +81,14 @@ def test_an_ipv6_metrics_address_is_logged_as_a_url_that_works(env, tmp_path: Pa
         process.communicate = lambda timeout=None: ("", stderr)  # type: ignore[method-assign] # recbot() asks again
     logged = re.findall(r"recbot metrics on (\S+)/metrics", stderr)
     assert logged == [f"http://[::1]:{port}"], stderr  # a URL curl and Prometheus accept, the port named
+    assert f"recbot serving HTTP on 127.0.0.1:{main} (POST /slack/events, GET /healthz, /readyz)" in stderr
+
+
+def test_the_slack_facing_probes_answer_head_too(bot) -> None:
+    """A load balancer's check of the Slack-facing /readyz may be HEAD (HAProxy's httpchk HEAD)."""
+    for path in ("/healthz", "/readyz"):
+        head = requests.head(bot.url + path, timeout=5)
+        assert (head.status_code, head.headers["Content-Type"], head.content) == (200, "application/json", b"")
 
 
 def test_head_probes_answer_as_get_without_a_body(bot) -> None:
