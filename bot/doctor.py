@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.access import is_group
 from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnauthorized, AgoraUnavailable
 from bot.catalog import API_REGIONS
-from bot.metrics_listener import METRICS_FIX
+from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
 from bot.seal import key_file_for
 from bot.server import (
@@ -139,21 +139,23 @@ def check_request_url(host: str, port: int) -> Check:
     )
 
 
-def check_metrics_listener(settings: Settings) -> Check:
-    """Where /metrics, /healthz and /readyz will be served: taken is a warning, as for the HTTP port."""
+def check_metrics_listener(settings: Settings, slack_port: tuple[str, int] | None = None) -> Check:
+    """Where /metrics, /healthz and /readyz will be served: taken is a warning, as for the HTTP port;
+    the Slack-facing `slack_port` (HTTP mode's --host and --port) fails, as a start refuses it."""
     name = "Metrics listener"
     if settings.RECBOT_METRICS_ADDR is None:
         return Check(name, "ok", "off (RECBOT_METRICS_ADDR=off): no /metrics, /healthz or /readyz")
+    clash = slack_port and on_slack_port(settings.RECBOT_METRICS_ADDR, *slack_port)
+    if clash:
+        return Check(name, "FAIL", clash)
     host, port = settings.RECBOT_METRICS_ADDR
     unusable = cannot_listen(host, port, port_fix=METRICS_FIX, host_fix=METRICS_FIX)
     if unusable == in_use(host, port, METRICS_FIX):
         return Check(name, "warn", f"{unusable} (if recbot itself runs there, that is expected)")
     if unusable:
         return Check(name, "FAIL", unusable)
-    shown = f"[{host}]" if ":" in host else host
-    return Check(
-        name, "ok", f"recbot will serve /metrics, /healthz and /readyz on http://{shown}:{port or '<a free port>'}"
-    )
+    where = url(host, port) if port else url(host, 0).removesuffix("0") + "<a free port>"
+    return Check(name, "ok", f"recbot will serve /metrics, /healthz and /readyz on {where}")
 
 
 def check_agora(settings: Settings, listed: EntryPoints | None = None) -> Check:
@@ -398,7 +400,7 @@ def checks_for(settings: Settings, mode: Mode, host: str, port: int) -> list[tup
     return [
         ("Slack bot token", lambda: check_bot_token(settings)),
         slack_mode,
-        ("Metrics listener", lambda: check_metrics_listener(settings)),
+        ("Metrics listener", lambda: check_metrics_listener(settings, (host, port) if mode == "http" else None)),
         ("Agora", lambda: check_agora(settings, listed)),
         ("Database", lambda: check_database(settings)),
         ("Drift watch", lambda: check_drift(settings, listed)),

@@ -14,11 +14,15 @@ import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+
+# A `_created` timestamp beside every counter and histogram series doubles what each scrape
+# carries and says nothing Prometheus needs (it sees resets itself). Process-wide, as the client's setting is.
+disable_created_metrics()
 
 # Seconds, from a fast ack to a slow apply: Slack's 3-second ack deadline sits between two buckets.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -178,6 +182,10 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # Each outcome from 0: a series born at 1 has no increase to Prometheus, so a process's
+        # first failed apply would never fire RecbotAppliesFailing (rate() of it stays 0).
+        for outcome in ("applied", "failed", "stale"):
+            self.applies.labels(outcome=outcome)
         self.request_ttl_seconds = Gauge(
             "recbot_change_request_ttl_seconds",
             "How long a change request can wait for approval (RECBOT_REQUEST_TTL_SECONDS).",

@@ -4,6 +4,7 @@ the Socket Mode connection, so that what Prometheus and Kubernetes read is never
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -17,6 +18,34 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[], dict[str, Any]]
 METRICS_FIX = "set RECBOT_METRICS_ADDR to another IP:port, or to off"
+# Methods a probe or a scrape may use: HEAD is GET without the body (load balancers' checks use it).
+READ_METHODS = ("GET", "HEAD")
+_WILDCARDS = (ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::"))
+
+
+def _same_interface(a: str, b: str) -> bool:
+    """Whether listening on `a` and on `b` (IPs, or localhost) would take the same socket:
+    the same address, or either is every interface."""
+    first, second = (ipaddress.ip_address("127.0.0.1" if h == "localhost" else h) for h in (a, b))
+    return first == second or first in _WILDCARDS or second in _WILDCARDS
+
+
+def on_slack_port(metrics_addr: tuple[str, int] | None, host: str, port: int) -> str | None:
+    """Why RECBOT_METRICS_ADDR cannot be the HTTP mode's Slack-facing `host`:`port`, said before
+    anything is created (else waitress finds the port taken by recbot itself, and says so wrongly)."""
+    if metrics_addr is None or port == 0 or metrics_addr[1] != port:
+        return None
+    if not _same_interface(metrics_addr[0], host):
+        return None
+    return (
+        f"RECBOT_METRICS_ADDR names port {port}, the Slack-facing --port: /metrics is never served where Slack "
+        f"reaches; {METRICS_FIX}, or pass another --port"
+    )
+
+
+def url(host: str, port: int) -> str:
+    """http://host:port, an IPv6 address in brackets (as a browser, curl or Prometheus needs it)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _json(start_response: Callable[..., Any], report: dict[str, Any]) -> list[bytes]:
@@ -32,13 +61,13 @@ def probe_routes(health: Report, readiness: Report) -> dict[str, Report]:
 
 
 def metrics_wsgi(registry: CollectorRegistry, health: Report, readiness: Report) -> Callable[..., Iterable[bytes]]:
-    """GET /metrics, /healthz and /readyz; anything else is 404."""
+    """GET (or HEAD) /metrics, /healthz and /readyz; any other path is 404, any other method 405."""
     probes = probe_routes(health, readiness)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if method != "GET":
-            start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Length", "0")])
+        if method not in READ_METHODS:
+            start_response("405 Method Not Allowed", [("Allow", ", ".join(READ_METHODS)), ("Content-Length", "0")])
             return [b""]
         if path == "/metrics":
             body = generate_latest(registry)

@@ -105,7 +105,7 @@ def wsgi_app(
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if path in ("/healthz", "/readyz") and method == "GET":  # in HTTP mode, ready is healthy
+        if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):  # in HTTP mode, ready is healthy
             report = health()
             return _json(start_response, "200 OK" if report.get("ok") else "503 Service Unavailable", report)
         if path == EVENTS_PATH and method == "POST":

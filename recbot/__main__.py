@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.doctor import doctor
 from bot.logs import configure_logging
-from bot.metrics_listener import METRICS_FIX
+from bot.metrics_listener import METRICS_FIX, on_slack_port
 from bot.seal import SealError, key_file_for, resolve_seal_key
 from bot.server import (
     StartupError,
@@ -86,6 +86,8 @@ def start(mode: Mode, host: str, port: str) -> None:
     except SettingsError as exc:
         problems += exc.problems
     problems += listen_problems(host, port)
+    if mode == "http" and settings is not None and not problems:
+        problems += [p for p in [on_slack_port(settings.RECBOT_METRICS_ADDR, host, int(port))] if p]
     if problems or settings is None:
         raise StartupError("\n".join(problems))
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))

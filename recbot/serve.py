@@ -14,7 +14,7 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot import __version__
-from bot.metrics_listener import METRICS_FIX, MetricsListener, metrics_wsgi
+from bot.metrics_listener import METRICS_FIX, MetricsListener, metrics_wsgi, url
 from bot.server import EVENTS_PATH, HOST_FIX, StartupError, finish, in_use, make_http_server, socket_mode_handler
 from bot.services import Services
 from recbot.app import start_background
@@ -54,7 +54,7 @@ def start_metrics(
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(in_use(host, port, METRICS_FIX)) from None
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {METRICS_FIX}") from None
-    log.info("recbot metrics on http://%s:%s/metrics (and GET /healthz, /readyz)", host, listener.port)
+    log.info("recbot metrics on %s/metrics (and GET /healthz, /readyz)", url(host, listener.port))
     return listener.start()
 
 
@@ -77,7 +77,9 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:  # from the handler on: a signal that comes before the server runs stops it cleanly too
-        log.info("recbot serving HTTP on %s:%s (POST %s, GET /healthz)", host, server.effective_port, EVENTS_PATH)
+        log.info(
+            "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)", host, server.effective_port, EVENTS_PATH
+        )
         freeze_start_up()
         server.run()
     except _Stop:
