@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -34,6 +34,20 @@ INTERACTIVE_WAIT_SECONDS = 5.0
 # Whether the work of the current Slack request has sent Agora anything but a read: what a
 # failure afterwards can truthfully tell the person (each listener runs in a context of its own).
 sent_a_change: contextvars.ContextVar[bool] = contextvars.ContextVar("sent_a_change", default=False)
+T = TypeVar("T")
+
+
+def sending(call: Callable[[], T]) -> tuple[T, bool]:
+    """`call()`'s result, and whether it sent Agora anything but a read (what counts as an apply:
+    a call the rate limiter refused sent nothing). The request's own note keeps what it had."""
+    before = sent_a_change.get()
+    sent_a_change.set(False)
+    try:
+        result = call()
+    finally:
+        sent = sent_a_change.get()
+        sent_a_change.set(before or sent)
+    return result, sent
 
 
 class AgoraError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.agora import AgoraClient, AgoraError
+from bot.agora import AgoraClient, AgoraError, sending
 from bot.applying import apply_change, is_empty, storage_wire
 from bot.approvals import ApprovalService
 from bot.drift import DriftWatch
@@ -106,10 +106,14 @@ class ChangeService:
             probe = ProbeNote(result.verdict, result.summary())
         if self.needs_approval(patch):
             return self._approvals.open(target, live, patch, requester, probe)
-        outcome = apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
-        # A direct change has no request to go stale: it applied, or failed (a form found stale
-        # above sent nothing and is not counted; an approved request's staleness is, as its apply's end).
-        self._metrics.applies.labels(outcome="applied" if outcome.kind == "applied" else "failed").inc()
+        outcome, sent = sending(
+            lambda: apply_change(self._agora, target, live, patch, self._watch, self._switches, requester)
+        )
+        # A direct change has no request to go stale: it applied, or failed (a form found stale above,
+        # or a PATCH the rate limiter refused, sent nothing and is not counted; an approved request's
+        # staleness is, as its apply's end).
+        if sent:
+            self._metrics.applies.labels(outcome="applied" if outcome.kind == "applied" else "failed").inc()
         event = "direct_change" if outcome.kind == "applied" else "failed"
         self._audit.append(event, requester, target, changes=outcome.changes, note=outcome.message)
         log.info("direct change to %s by %s: %s", target.describe(), requester, outcome.kind)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from bot.agora import AgoraBadRequest, AgoraClient, AgoraError, AgoraNotFound, AgoraUnavailable, AgoraUnknownApp
+from bot.agora import (
+    AgoraBadRequest,
+    AgoraClient,
+    AgoraError,
+    AgoraNotFound,
+    AgoraUnavailable,
+    AgoraUnknownApp,
+    sending,
+)
 from bot.applying import BUSY, no_answer, refusal, send_switch
 from bot.approvals import ApprovalService
 from bot.metrics import Metrics
@@ -83,9 +91,10 @@ class SwitchService:
             if unlisted:
                 return Outcome("refused", unlisted, changes)
             return self._approvals.open_switch(target, enabled, requester, changes, self._other_app(app_id))
-        sent = send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
-        outcome, unanswered = sent
-        if outcome.message != BUSY:  # sent to Agora (a busy limiter sent nothing)
+        (outcome, unanswered), sent = sending(
+            lambda: send_switch(self._agora, self.book, target, enabled, requester, app_named=self._other_app(app_id))
+        )
+        if sent:  # a switch held by another change, or refused by the rate limiter, sent nothing
             self._metrics.applies.labels(outcome="applied" if outcome.kind == "applied" else "failed").inc()
         if outcome.kind == "applied":
             self._audit.append("resumed" if enabled else "paused", requester, target, changes=outcome.changes)

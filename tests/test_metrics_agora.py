@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.agora import AgoraClient
+from bot.agora import AgoraClient, sending, sent_a_change
 from bot.metrics import Metrics
 from bot.models import StorageConfig
 from bot.probe import Prober
@@ -192,11 +192,6 @@ def test_a_person_refused_by_the_limiter_sends_nothing_and_is_observed_above_the
     assert scrape(bot.metrics_url).value(TOKENS) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: switching.py excludes only BUSY (the switch's lock), so a limiter's refusal, which sent "
-    "nothing, counts as recbot_applies_total{outcome=failed} and would fire RecbotAppliesFailing",
-)
 def test_a_switch_refused_by_the_limiter_sent_nothing_so_applies_nothing(paced_bot, slack, agora) -> None:
     bot, limiter = paced_bot
     driver = SlackDriver(bot.url, SIGNING_SECRET, slack.response_url())
@@ -347,3 +342,18 @@ def test_a_check_refused_before_connecting_counts_too_and_an_unknown_vendor_is_o
     odd = StorageConfig.model_construct(vendor=42, region=0, bucket="b", access_key=None, secret_key=None)
     verdict = prober.probe(odd).verdict
     assert sample(metrics, CHECKS, vendor="unknown", outcome=verdict) == 1
+
+
+def test_sending_says_whether_the_call_sent_a_change_and_keeps_the_requests_own_note() -> None:
+    def patches() -> str:
+        sent_a_change.set(True)
+        return "patched"
+
+    def reads() -> str:
+        return "read"
+
+    sent_a_change.set(False)
+    assert sending(reads) == ("read", False) and sent_a_change.get() is False
+    assert sending(patches) == ("patched", True) and sent_a_change.get() is True
+    assert sending(reads) == ("read", False)  # this call sent nothing...
+    assert sent_a_change.get() is True  # ...but the request had: its note stays
