@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import SimpleNamespace
 
-from bot.background import Periodic
+from bot.background import Failures, Periodic
 from handlers.job_notify import JobNotifier
 
 WAIT = 10.0  # generous: these wait for an event, they do not time anything
@@ -60,3 +61,44 @@ def test_the_workers_reports_wake_the_job_drawer(bot) -> None:
     notifier.job_moved("J1")
     notifier.worker_paused("J2")
     assert woken == [True, True]
+
+
+def test_a_task_that_keeps_failing_logs_its_traceback_once_then_a_line_a_minute(caplog) -> None:
+    now = [0.0]
+    failures = Failures("job-worker", clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="bot.background")
+    for second in range(0, 125):  # fails every second for two minutes
+        now[0] = float(second)
+        failures.failed(ConnectionError("database down"))
+    failures.succeeded()
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("ERROR", "job-worker failed; it runs again", True),
+        ("ERROR", "job-worker is still failing (61 runs in a row; last: ConnectionError)", False),
+        ("ERROR", "job-worker is still failing (121 runs in a row; last: ConnectionError)", False),
+        ("INFO", "job-worker works again, after 125 failed runs", False),
+    ]
+    caplog.clear()
+    failures.failed(ValueError("once"))  # a new streak: its traceback again
+    failures.succeeded()  # one failure and back: nothing more to say
+    assert [(r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        ("job-worker failed; it runs again", True)
+    ]
+
+
+def test_a_periodic_task_that_fails_keeps_running(caplog) -> None:
+    runs: list[int] = []
+    again = threading.Event()
+
+    def flaky() -> None:
+        runs.append(1)
+        if len(runs) >= 3:
+            again.set()
+        raise RuntimeError("boom")
+
+    task = Periodic(0.01, flaky, "flaky").start()
+    try:
+        assert again.wait(WAIT)
+    finally:
+        task.stop()
+    assert next(r.getMessage() for r in caplog.records if r.name == "bot.background") == "flaky failed; it runs again"
