@@ -112,6 +112,8 @@ class Processes:
         self.agora_url: str = urls["agora"]
         self.slow_agora_url: str = urls["slow_agora"]
         self.base = self.slack_url.removesuffix("/api/")
+        self._answers: dict[str, tuple[float, str]] = {}
+        self._seen = 0
 
     def _spawn(self, argv: list[str], **kwargs: object) -> subprocess.Popen:
         process = subprocess.Popen(argv, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
@@ -161,7 +163,11 @@ class Processes:
         return Contender(f"{kind} bolt", url, answers=kind == "plain", pid=process.pid)
 
     def answers(self) -> dict[str, tuple[float, str]]:
-        return requests.get(self.base + "/_answers", timeout=30).json()
+        """By name: when its last answer arrived and the start of its text; fetches only what is new."""
+        for name, at, text in requests.get(self.base + f"/_answers?since={self._seen}", timeout=30).json():
+            self._answers[name] = (at, text)
+            self._seen += 1
+        return self._answers
 
     def close(self) -> None:
         for child in self._children:

@@ -21,7 +21,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from slack_bolt import App
@@ -36,30 +36,33 @@ from tests.fakes.slack import FakeSlack
 
 class TimedSlack(FakeSlack):
     """The Slack fake, plus two read-outs on the system-wide monotonic clock (CLOCK_MONOTONIC):
-    GET /_opened, when each views.open arrived; GET /_answers, when each `/response/<name>`
-    post arrived and its text, by name (one name per command: the bench's answer time)."""
+    GET /_opened, when each views.open arrived; GET /_answers?since=K, the `/response/<name>`
+    posts from the K-th on, in arrival order: name, when, the start of its text (one name per
+    command: the bench's answer time). Only what is new is sent: the client polls while the
+    apps work, and the whole list at every poll was CPU taken from them, growing with the run."""
 
     def __init__(self, bot_token: str) -> None:
         super().__init__(bot_token)
-        self.answers: dict[str, tuple[float, str]] = {}
+        self.answers: list[tuple[str, float, str]] = []
 
-    def answered(self) -> dict[str, tuple[float, str]]:
-        """By name: when the last answer arrived, and its text (its first 2000 characters)."""
+    def answered(self, since: int) -> list[tuple[str, float, str]]:
+        """Answers from the `since`-th on: name, when it arrived, its text's first 300 characters."""
         with self._lock:
-            return dict(self.answers)
+            return self.answers[since:]
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         if path == "/_opened":
             return 200, {"Content-Type": "application/json"}, json.dumps([c.at for c in self.of("views.open")]).encode()
-        if path == "/_answers":
-            return 200, {"Content-Type": "application/json"}, json.dumps(self.answered()).encode()
+        if path.startswith("/_answers"):
+            since = int(parse_qs(urlsplit(path).query).get("since", ["0"])[0])
+            return 200, {"Content-Type": "application/json"}, json.dumps(self.answered(since)).encode()
         if path.startswith("/response/"):
             arrived = time.monotonic()
-            text = json.dumps(json.loads(body or b"{}"))[:2000]
+            text = json.dumps(json.loads(body or b"{}"))[:300]
             with self._lock:
-                self.answers[path.removeprefix("/response/")] = (arrived, text)
+                self.answers.append((path.removeprefix("/response/"), arrived, text))
                 # Not kept as calls: a long run would hold every answer twice.
             return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
         return super()._handle(method, path, headers, body)
