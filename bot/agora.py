@@ -6,7 +6,6 @@ import contextvars
 import json
 import logging
 import math
-import os
 import random
 import re
 import time
@@ -16,14 +15,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import requests
-import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.metrics import Metrics, status_class
 from bot.models import RecordingConfig, Target
 from bot.ratelimit import Limiter, Reporting
 from bot.signing import sign
+from bot.transport import Answer, Transport, TransportError, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +221,13 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         return None
 
 
-def _upstream_message(response: requests.Response) -> str:
+def _upstream_message(response: Answer) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.reason or ""
+        return response.reason
     message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:300] if message else (response.reason or "")
+    return str(message)[:300] if message else response.reason
 
 
 class AgoraClient:
@@ -265,20 +263,15 @@ class AgoraClient:
         self._host = urlsplit(self._base).netloc
         self._customer_id = customer_id
         self._customer_secret = customer_secret
-        self._timeout = (connect_timeout, read_timeout)
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._max_backoff = max_backoff
         self._sleep = sleep
         self._limiter = limiter
-        self._session = requests.Session()
-        # One pooled connection per concurrent listener, so keep-alive survives bursts.
-        self._session.mount(self._base, requests.adapters.HTTPAdapter(pool_maxsize=64))
-        # Proxy and CA-bundle variables are read once, here: with trust_env, requests
-        # scans the whole environment on every call (a quarter of a `get`'s CPU).
-        self._session.proxies = requests.utils.get_environ_proxies(self._base)
-        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._session.trust_env = False
+        # One pooled connection per concurrent listener, so keep-alive survives bursts; the
+        # proxy and CA-bundle settings are read once, here.
+        self._transport = Transport(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._transport.prepare(self._base)
         self.report_to(metrics or Metrics())
 
     def report_to(self, metrics: Metrics) -> None:
@@ -292,7 +285,7 @@ class AgoraClient:
         return f"AgoraClient(base_url={self._base!r}, customer_id={self._customer_id!r})"
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
         if self._limiter is not None:
             self._limiter.close()
 
@@ -373,39 +366,40 @@ class AgoraClient:
                 self._metrics.agora_retries.inc()
             try:
                 response = self._send(method, path, body)
-            except (UnicodeError, requests.exceptions.InvalidHeader):
-                # Settings refuse such credentials; a header that cannot be encoded must still not
-                # escape as a listener's traceback, nor be retried as a network failure.
-                raise AgoraCredentialsUnusable("credentials cannot be sent") from None
-            except requests.RequestException as exc:
+            except TransportError as exc:
                 self._count(method, None)
-                reason = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                reason = "timed out" if timed_out(exc) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 if last or not resend:
                     raise AgoraUnavailable(reason) from None
                 uncertain = AgoraUnavailable(reason)
                 self._sleep(self._backoff(attempt, None))
                 continue
-            self._count(method, response.status_code)
-            if response.status_code == 200:
+            except ValueError:
+                # Settings refuse such credentials; a header that cannot be encoded (http.client's
+                # ValueError, UnicodeEncodeError among them) must still not escape as a listener's
+                # traceback, nor be retried as a network failure.
+                raise AgoraCredentialsUnusable("credentials cannot be sent") from None
+            self._count(method, response.status)
+            if response.status == 200:
                 return self._json(response)
             # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
             # meets hundreds), or a mistyped name, which the caller is told of; it is never retried.
-            level = logging.DEBUG if response.status_code == 404 else logging.WARNING
-            log.log(level, "agora %s %s answered %d (attempt %d)", method, what, response.status_code, attempt + 1)
+            level = logging.DEBUG if response.status == 404 else logging.WARNING
+            log.log(level, "agora %s %s answered %d (attempt %d)", method, what, response.status, attempt + 1)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            if response.status_code == 429 and self._limiter is not None:
+            if response.status == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
                 self._limiter.pause(self._backoff(attempt, retry_after))
                 if not last:
                     continue
-            elif response.status_code in RETRY_STATUSES and not last and (resend or response.status_code == 429):
-                if response.status_code != 429:
-                    uncertain = AgoraUnavailable(_upstream_message(response), response.status_code)
+            elif response.status in RETRY_STATUSES and not last and (resend or response.status == 429):
+                if response.status != 429:
+                    uncertain = AgoraUnavailable(_upstream_message(response), response.status)
                 self._sleep(self._backoff(attempt, retry_after))
                 continue
-            error = _BY_STATUS.get(response.status_code, AgoraUnavailable)
-            raise error(_upstream_message(response), response.status_code)
+            error = _BY_STATUS.get(response.status, AgoraUnavailable)
+            raise error(_upstream_message(response), response.status)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _count(self, method: str, status: int | None) -> None:
@@ -414,7 +408,7 @@ class AgoraClient:
         if status == 429:
             self._metrics.agora_rate_limited.inc()
 
-    def _send(self, method: str, path: str, body: bytes) -> requests.Response:
+    def _send(self, method: str, path: str, body: bytes) -> Answer:
         headers = sign(
             customer_id=self._customer_id,
             customer_secret=self._customer_secret,
@@ -425,11 +419,7 @@ class AgoraClient:
         )
         if body:
             headers["content-type"] = "application/json"
-        # A request prepared here and sent as is: Session.request would merge session
-        # settings on every call, a third of a call's CPU; and no redirect is followed, as
-        # where recbot connects comes from the settings alone.
-        prepared = requests.Request(method, self._base + path, data=body or None, headers=headers).prepare()
-        return self._session.send(prepared, timeout=self._timeout, allow_redirects=False)
+        return self._transport.send(method, self._base + path, body=body or None, headers=headers)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Jitter spreads retries from several bot processes; not security-relevant.
@@ -439,8 +429,8 @@ class AgoraClient:
         return min(delay, self._max_backoff)
 
     @staticmethod
-    def _json(response: requests.Response) -> Any:
-        if not response.content:
+    def _json(response: Answer) -> Any:
+        if not response.body:
             return {}
         try:
             return response.json()

@@ -1,4 +1,4 @@
-"""Answers on a Slack `response_url`, over one keep-alive connection pool.
+"""Answers on a Slack `response_url`, over kept connections.
 
 Bolt's own `respond()` opens a new connection for every answer: in production
 a TLS handshake with hooks.slack.com per command, CPU that the next command's
@@ -8,49 +8,33 @@ listener's `respond` is (see recbot/app.py)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-import requests.adapters
 from prometheus_client import Histogram
 from slack_bolt.context.respond import Respond
 from slack_sdk.webhook import WebhookResponse
-from urllib3.util.retry import Retry
 
-TIMEOUT = (3.05, 10.0)
+from bot.transport import Transport
+
+HEADERS = {"Content-Type": "application/json;charset=utf-8"}
 
 
 class ResponsePool:
-    """One requests session for every answer of the process. Proxy settings are read
-    from the environment once per host, not rescanned on every answer."""
+    """Kept connections for every answer of the process (bot/transport.py): proxy settings
+    are read once per host, a connection that could not be made is tried once more (then
+    nothing was sent), nothing else is sent twice."""
 
     def __init__(self) -> None:
-        self._session = requests.Session()
-        self._session.trust_env = False
-        # Only a connection that could not be made is tried again: then nothing was sent.
-        retries = Retry(total=1, connect=1, read=0, status=0, other=0, allowed_methods=None)
-        self._session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=64, max_retries=retries))
-        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64, max_retries=retries))
-        self._verify: str | bool = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._proxies: dict[str, dict[str, str]] = {}
+        self._transport = Transport(connect_timeout=3.05, read_timeout=10.0, connect_retries=1)
 
     def post(self, url: str, message: dict[str, Any]) -> WebhookResponse:
-        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
-        if origin not in self._proxies:
-            self._proxies[origin] = requests.utils.get_environ_proxies(origin)
-        headers = {"Content-Type": "application/json;charset=utf-8"}
-        prepared = requests.Request("POST", url, data=json.dumps(message).encode(), headers=headers).prepare()
-        answer = self._session.send(
-            prepared, timeout=TIMEOUT, proxies=self._proxies[origin], verify=self._verify, allow_redirects=False
-        )
-        return WebhookResponse(url=url, status_code=answer.status_code, body=answer.text, headers=dict(answer.headers))
+        answer = self._transport.send("POST", url, body=json.dumps(message).encode(), headers=HEADERS)
+        return WebhookResponse(url=url, status_code=answer.status, body=answer.text, headers=dict(answer.headers))
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
 
 class FirstAnswer:

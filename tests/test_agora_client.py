@@ -19,6 +19,7 @@ from bot.agora import (
     AgoraBadRequest,
     AgoraBusy,
     AgoraClient,
+    AgoraCredentialsUnusable,
     AgoraNotFound,
     AgoraRateLimited,
     AgoraUnauthorized,
@@ -323,3 +324,17 @@ def test_an_unknown_app_id_is_not_an_unknown_entry_point(client, agora) -> None:
         client.list_entry_points("NOSUCHAPP")
     assert "Unknown App ID" in caught.value.user_message()
     assert "entry point" not in caught.value.user_message()
+
+
+@pytest.mark.parametrize("customer_id", ["cust\nid", "cust-id-\u2713"])
+def test_credentials_that_cannot_be_sent_are_told_as_such_and_never_retried(
+    agora: AgoraEmulator, sleeps: list[float], customer_id: str
+) -> None:
+    """Settings refuse such an ID; one that slipped past them is neither a network failure nor a traceback."""
+    odd = AgoraClient(base_url=agora.url, customer_id=customer_id, customer_secret="s", sleep=sleeps.append)
+    try:
+        with pytest.raises(AgoraCredentialsUnusable):
+            odd.get_config(LIVE)
+    finally:
+        odd.close()
+    assert sleeps == [] and agora.calls() == []

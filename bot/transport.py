@@ -1,0 +1,119 @@
+"""recbot's own HTTP calls (Agora's API, Slack's response_url) on urllib3, requests' engine,
+directly: requests prepares, merges and wraps every call, half of what a call cost recbot's
+CPU, and that CPU is what the next command's ack waits behind (issue 17's profile).
+Connections are kept per origin; the operator's proxy and CA-bundle settings are read from
+the environment once per origin, as requests reads them; redirects are never followed,
+since where recbot connects comes from its settings alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+from requests.utils import get_environ_proxies
+from urllib3.util.retry import Retry
+
+# What a call raises when no answer came: no connection, a dropped one, a timeout.
+TransportError = urllib3.exceptions.HTTPError
+
+
+def timed_out(exc: TransportError) -> bool:
+    """Whether no answer came in time (urllib3 files a refused connection under its timeouts too)."""
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, read whole. `headers` is case-insensitive."""
+
+    status: int
+    reason: str
+    headers: urllib3.HTTPHeaderDict
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError when it is not)."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def _ca_settings() -> dict[str, str]:
+    """The CA bundle requests would use: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else certifi's."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    return {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
+
+
+class Transport:
+    """Kept connections to any origin; `connect_retries` tries a connection that could not be
+    made again (then nothing was sent), nothing else is ever sent twice."""
+
+    def __init__(
+        self, *, connect_timeout: float, read_timeout: float, pool_size: int = 64, connect_retries: int = 0
+    ) -> None:
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._retries: Retry | bool = (
+            Retry(total=connect_retries, connect=connect_retries, read=0, status=0, other=0, allowed_methods=None)
+            if connect_retries
+            else False
+        )
+        self._pool_size = pool_size
+        # By origin: its proxy (which takes the whole URL), or its own pool (the path alone).
+        self._routes: dict[str, tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]] = {}
+        self._managers: list[urllib3.PoolManager] = []
+        self._lock = threading.Lock()
+
+    def prepare(self, url: str) -> None:
+        """Read the proxy settings of `url`'s origin now (a start), not at its first call."""
+        parts = urlsplit(url)
+        self._route(parts.scheme, parts.netloc)
+
+    def _route(self, scheme: str, netloc: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]:
+        origin = f"{scheme}://{netloc}"
+        route = self._routes.get(origin)
+        if route is None:
+            with self._lock:
+                route = self._routes.get(origin)
+                if route is None:
+                    route = self._routes[origin] = self._new_route(origin, scheme)
+        return route
+
+    def _new_route(self, origin: str, scheme: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]:
+        settings: dict[str, Any] = {"maxsize": self._pool_size, "cert_reqs": "CERT_REQUIRED", **_ca_settings()}
+        proxies = get_environ_proxies(origin)  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, as requests reads them
+        proxy = proxies.get(scheme) or proxies.get("all")
+        if proxy:
+            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, **settings)
+            self._managers.append(manager)
+            return manager, True
+        manager = urllib3.PoolManager(**settings)
+        self._managers.append(manager)
+        return manager.connection_from_url(origin), False
+
+    def send(self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str]) -> Answer:
+        """Send one request and read its answer; TransportError when none came."""
+        parts = urlsplit(url)
+        opener, proxied = self._route(parts.scheme, parts.netloc)
+        target = url if proxied else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        answer = opener.urlopen(
+            method, target, body=body, headers=headers, timeout=self._timeout, retries=self._retries, redirect=False
+        )
+        return Answer(answer.status, answer.reason or "", answer.headers, answer.data)
+
+    def close(self) -> None:
+        with self._lock:
+            for manager in self._managers:
+                manager.clear()
+            self._managers.clear()
+            self._routes.clear()

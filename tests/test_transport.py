@@ -1,0 +1,242 @@
+"""bot/transport.py, recbot's own HTTP calls: kept connections per origin, the request target as
+an origin server expects it, the operator's proxy read once per origin, redirects never followed,
+and no answer told apart as a timeout or a connection that failed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import certifi
+import pytest
+
+from bot.transport import Transport, TransportError, _ca_settings, timed_out
+from tests.fakes.http import HANG_UP, LoopbackServer, SilentServer
+
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that records each request and the connections it accepts."""
+
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, body: bytes = b'{"ok": true}') -> None:
+        self.requests: list[tuple[str, str, bytes]] = []
+        self.answer = (status, headers or {"Content-Type": "application/json"}, body)
+        self._server = LoopbackServer(self._handle)
+        accepted = self._server._server.get_request
+        self.connections = 0
+
+        def counting() -> tuple[socket.socket, object]:
+            self.connections += 1
+            return accepted()
+
+        self._server._server.get_request = counting  # type: ignore[method-assign]
+        self._server.start()
+        self.url = self._server.url
+
+    def _handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        self.requests.append((method, path, body))
+        return self.answer
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[Recorder]:
+    recorder = Recorder()
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def transport(**kwargs: float) -> Transport:
+    return Transport(connect_timeout=kwargs.get("connect", 2.0), read_timeout=kwargs.get("read", 5.0))
+
+
+def test_calls_to_one_origin_share_a_kept_connection_and_send_the_path_alone(
+    server: Recorder, no_proxy_settings: None
+) -> None:
+    client = transport()
+    try:
+        answers = [
+            client.send("POST", f"{server.url}/response/r{n}?a=1&b=%2F", body=b"{}", headers={"X-N": str(n)})
+            for n in range(4)
+        ]
+    finally:
+        client.close()
+    assert [a.status for a in answers] == [200] * 4
+    assert answers[0].json() == {"ok": True} and answers[0].headers["content-type"] == "application/json"
+    assert [r[1] for r in server.requests] == [f"/response/r{n}?a=1&b=%2F" for n in range(4)]
+    assert server.connections == 1
+
+
+def test_a_url_without_a_path_asks_for_the_root(server: Recorder, no_proxy_settings: None) -> None:
+    client = transport()
+    try:
+        client.send("GET", server.url, headers={})
+    finally:
+        client.close()
+    assert server.requests == [("GET", "/", b"")]
+
+
+def test_a_redirect_is_an_answer_not_a_hop(no_proxy_settings: None) -> None:
+    elsewhere = Recorder()
+    moved = Recorder(status=302, headers={"Location": elsewhere.url + "/else"}, body=b"")
+    client = transport()
+    try:
+        answer = client.send("GET", moved.url + "/here", headers={})
+    finally:
+        client.close()
+        moved.stop()
+        elsewhere.stop()
+    assert answer.status == 302 and answer.headers["location"].endswith("/else")
+    assert elsewhere.requests == []
+
+
+def test_the_proxy_of_an_origin_is_read_once_at_its_first_call(
+    server: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = Recorder()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = transport()
+    try:
+        client.send("POST", server.url + "/response/r1", body=b"{}", headers={})
+        monkeypatch.delenv("HTTP_PROXY")  # read already: the next call of this origin still goes through it
+        client.send("POST", server.url + "/response/r2", body=b"{}", headers={})
+    finally:
+        client.close()
+        proxy.stop()
+    assert [r[1] for r in proxy.requests] == [server.url + "/response/r1", server.url + "/response/r2"]
+    assert server.requests == []
+
+
+def test_prepare_reads_the_proxy_settings_before_any_call(server: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = Recorder()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = transport()
+    client.prepare(server.url + "/v1")
+    monkeypatch.delenv("HTTP_PROXY")
+    try:
+        client.send("GET", server.url + "/v1/x", headers={})
+    finally:
+        client.close()
+        proxy.stop()
+    assert [r[1] for r in proxy.requests] == [server.url + "/v1/x"]
+
+
+def test_no_proxy_sends_that_origin_directly(server: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = Recorder()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = transport()
+    try:
+        client.send("GET", server.url + "/direct", headers={})
+    finally:
+        client.close()
+        proxy.stop()
+    assert proxy.requests == [] and [r[1] for r in server.requests] == ["/direct"]
+
+
+def test_an_upstream_that_never_answers_times_out(no_proxy_settings: None) -> None:
+    silent = SilentServer().start()
+    client = transport(read=0.2)
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("GET", silent.url + "/x", headers={})
+    finally:
+        client.close()
+        silent.stop()
+    assert timed_out(raised.value)
+
+
+def test_a_refused_connection_is_no_timeout(no_proxy_settings: None) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for client in (transport(), Transport(connect_timeout=2.0, read_timeout=5.0, connect_retries=1)):
+        try:
+            with pytest.raises(TransportError) as raised:
+                client.send("POST", f"http://127.0.0.1:{port}/x", body=b"{}", headers={})
+        finally:
+            client.close()
+        assert not timed_out(raised.value)
+
+
+def test_a_request_whose_answer_was_lost_is_not_sent_again(no_proxy_settings: None) -> None:
+    """Only a connection that could not be made is tried again: a dropped answer may have landed."""
+    posts: list[str] = []
+
+    def hang_up(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        posts.append(path)
+        return HANG_UP, {}, b""
+
+    dropping = LoopbackServer(hang_up).start()
+    client = Transport(connect_timeout=2.0, read_timeout=5.0, connect_retries=1)
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("POST", dropping.url + "/response/r1", body=b"{}", headers={})
+    finally:
+        client.close()
+        dropping.stop()
+    assert posts == ["/response/r1"]
+    assert not timed_out(raised.value)
+
+
+def test_calls_from_many_threads_each_get_their_own_answer(no_proxy_settings: None) -> None:
+    def echo(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, json.dumps({"path": path}).encode()
+
+    echoing = LoopbackServer(echo).start()
+    client = transport()
+    got: dict[int, str] = {}
+
+    def call(n: int) -> None:
+        got[n] = client.send("GET", f"{echoing.url}/n/{n}", headers={}).json()["path"]
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        client.close()
+        echoing.stop()
+    assert got == {n: f"/n/{n}" for n in range(16)}
+
+
+def test_the_ca_bundle_is_the_operators_else_certifis(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert _ca_settings() == {"ca_certs": certifi.where()}
+    bundle = tmp_path / "corp.pem"
+    bundle.write_text("-")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert _ca_settings() == {"ca_certs": str(bundle)}
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))  # a directory of certificates; it comes first
+    assert _ca_settings() == {"ca_cert_dir": str(tmp_path)}
+
+
+@pytest.mark.parametrize("value", ["line\nbreak", "carriage\rreturn", "beyond Latin-1 \u2713"])
+def test_a_header_that_cannot_be_sent_is_refused_before_anything_is_sent(value: str, server: Recorder) -> None:
+    """http.client refuses a line break or a character beyond Latin-1 in a header (a ValueError,
+    UnicodeEncodeError among them); the Agora client tells that as its credentials' problem."""
+    client = transport()
+    try:
+        with pytest.raises(ValueError):
+            client.send("GET", server.url + "/x", headers={"X-Value": value})
+    finally:
+        client.close()
+    assert server.requests == []
