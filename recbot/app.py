@@ -74,6 +74,11 @@ KINDS = {
 }
 
 
+# What recbot acks empty, whatever it then does: acked here, on the thread that received it, so
+# the ack never waits for a listener thread (Bolt's runner polls for a listener's ack every 10 ms).
+ACKED_ON_ARRIVAL = frozenset({"command", "action"})
+
+
 def request_kind(body: dict[str, Any]) -> str | None:
     """command, action, view, options or event; None for anything else (not timed)."""
     return "command" if "command" in body else KINDS.get(str(body.get("type")))
@@ -109,6 +114,8 @@ def create_app(services: Services) -> App:
         if kind == "command":
             first = FirstAnswer(metrics.answer_seconds.labels(verb=verb_label(body.get("text") or "")), arrived)
             context[FIRST_ANSWER] = first
+        if kind in ACKED_ON_ARRIVAL:
+            context.ack()
         if context.response_url:
             context["respond"] = PooledRespond(response_url=context.response_url, pool=answers, first=first)
         next()
