@@ -29,6 +29,9 @@ SCHEMA_AND_NAME = "hashtext(coalesce(current_schema(), '') || ' ' || :n)"
 MIGRATION_LOCK = 4242001
 WATCH_LOCK = 4242002
 SWITCH_LOCK = 4242003
+# Connections kept to the embedded SQLite file, and opened beyond them at a peak.
+SQLITE_POOL_SIZE = 16
+SQLITE_POOL_OVERFLOW = 48
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -49,6 +52,10 @@ def make_engine(database_url: str, connect_timeout: int = 10, *, read_only: bool
     if read_only and path is not None:
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+    elif path is not None:
+        # One process on a local file: a kept connection is never dropped under it (no ping),
+        # and one is kept per thread that reads at once, not opened and closed per read under load.
+        engine = create_engine(database_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
     else:
         engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
