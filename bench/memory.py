@@ -43,6 +43,7 @@ def gets(processes: Processes, recbot: Contender, count: int) -> None:
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda _: send_command(recbot, processes, "get live na", samples), range(count)))
     collect_answers(processes, {recbot.name: samples})
+    processes.collect_garbage()  # the fakes collect only when asked
 
 
 def list_all(processes: Processes, recbot: Contender) -> float:

@@ -12,6 +12,7 @@ python -m bench.processes plain PORT SLACK AGORA
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import http.server
@@ -35,11 +36,12 @@ from tests.fakes.slack import FakeSlack
 
 
 class TimedSlack(FakeSlack):
-    """The Slack fake, plus two read-outs on the system-wide monotonic clock (CLOCK_MONOTONIC):
+    """The Slack fake, plus read-outs on the system-wide monotonic clock (CLOCK_MONOTONIC):
     GET /_opened, when each views.open arrived; GET /_answers?since=K, the `/response/<name>`
     posts from the K-th on, in arrival order: name, when, the start of its text (one name per
     command: the bench's answer time). Only what is new is sent: the client polls while the
-    apps work, and the whole list at every poll was CPU taken from them, growing with the run."""
+    apps work, and the whole list at every poll was CPU taken from them, growing with the run.
+    GET /_collect collects this process's garbage, which the client asks for between batches."""
 
     def __init__(self, bot_token: str) -> None:
         super().__init__(bot_token)
@@ -55,6 +57,9 @@ class TimedSlack(FakeSlack):
     ) -> tuple[int, dict[str, str], bytes]:
         if path == "/_opened":
             return 200, {"Content-Type": "application/json"}, json.dumps([c.at for c in self.of("views.open")]).encode()
+        if path == "/_collect":
+            gc.collect()
+            return 200, {"Content-Type": "application/json"}, b"{}"
         if path.startswith("/_answers"):
             since = int(parse_qs(urlsplit(path).query).get("since", ["0"])[0])
             return 200, {"Content-Type": "application/json"}, json.dumps(self.answered(since)).encode()
@@ -79,6 +84,10 @@ def fakes(entry_points: int = 1) -> None:
             instant.put(APP_ID, "live" if i == 0 else f"ep{i:03}", region, LIVE_CONFIG)
     # A long run would otherwise keep every request the emulator saw.
     instant.received = _Discard()
+    # The fakes stand for Slack's and Agora's servers: a collection here (40-60 ms) stalled whichever
+    # app's batch was under way and made its p99. They collect when the client says, between batches.
+    gc.freeze()
+    gc.disable()
     print(json.dumps({"slack": slack.api_url, "agora": instant.url, "slow_agora": slow.url}), flush=True)
     threading.Event().wait()
 
