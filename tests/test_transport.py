@@ -4,13 +4,21 @@ and no answer told apart as a timeout or a connection that failed."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import certifi
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from bot.transport import Transport, TransportError, _ca_settings, timed_out
 from tests.fakes.http import HANG_UP, LoopbackServer, SilentServer
@@ -87,10 +95,11 @@ def test_a_url_without_a_path_asks_for_the_root(server: Recorder, no_proxy_setti
     assert server.requests == [("GET", "/", b"")]
 
 
-def test_a_redirect_is_an_answer_not_a_hop(no_proxy_settings: None) -> None:
+@pytest.mark.parametrize("connect_retries", [0, 1])
+def test_a_redirect_is_an_answer_not_a_hop(no_proxy_settings: None, connect_retries: int) -> None:
     elsewhere = Recorder()
     moved = Recorder(status=302, headers={"Location": elsewhere.url + "/else"}, body=b"")
-    client = transport()
+    client = Transport(connect_timeout=2.0, read_timeout=5.0, connect_retries=connect_retries)
     try:
         answer = client.send("GET", moved.url + "/here", headers={})
     finally:
@@ -240,3 +249,98 @@ def test_a_header_that_cannot_be_sent_is_refused_before_anything_is_sent(value: 
     finally:
         client.close()
     assert server.requests == []
+
+
+def test_all_proxy_carries_an_origin_without_a_proxy_of_its_scheme(
+    server: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = Recorder()
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", proxy.url)
+    client = transport()
+    try:
+        client.send("GET", server.url + "/via-all", headers={})
+    finally:
+        client.close()
+        proxy.stop()
+    assert [r[1] for r in proxy.requests] == [server.url + "/via-all"] and server.requests == []
+
+
+class TlsServer:
+    """HTTPS on 127.0.0.1 with a certificate of its own, made here and trusted by nobody."""
+
+    def __init__(self, directory: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "recbot test")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        self.cert_file = directory / "server.pem"
+        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file = directory / "server.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.recorder = Recorder()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, key_file)
+        server = self.recorder._server._server
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.url = self.recorder.url.replace("http://", "https://")
+
+    def stop(self) -> None:
+        self.recorder.stop()
+
+
+def test_https_trusts_only_the_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_proxy_settings: None
+) -> None:
+    """A certificate the bundle does not vouch for is refused before anything is sent; the
+    operator's REQUESTS_CA_BUNDLE (a private CA, a TLS-inspecting proxy) is honoured."""
+    tls = TlsServer(tmp_path)
+    try:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        refusing = transport()
+        with pytest.raises(TransportError):
+            refusing.send("GET", tls.url + "/secret", headers={})
+        refusing.close()
+        assert tls.recorder.requests == []
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.cert_file))
+        trusting = transport()
+        assert trusting.send("GET", tls.url + "/trusted", headers={}).status == 200
+        trusting.close()
+    finally:
+        tls.stop()
+    assert [r[1] for r in tls.recorder.requests] == ["/trusted"]
+
+
+@pytest.mark.parametrize("connect_retries", [0, 1])
+def test_a_redirect_through_a_proxy_is_not_followed_either(
+    server: Recorder, monkeypatch: pytest.MonkeyPatch, connect_retries: int
+) -> None:
+    moving = Recorder(status=307, headers={"Location": server.url + "/else"}, body=b"")
+    monkeypatch.setenv("HTTP_PROXY", moving.url)  # the proxy answers every request with a redirect
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = Transport(connect_timeout=2.0, read_timeout=5.0, connect_retries=connect_retries)
+    try:
+        answer = client.send("GET", server.url + "/here", headers={})
+    finally:
+        client.close()
+        moving.stop()
+    assert answer.status == 307
+    assert [r[1] for r in moving.requests] == [server.url + "/here"] and server.requests == []
