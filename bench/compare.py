@@ -21,7 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.ack_latency import ROOT, Processes, arguments, measure, ratios, report, warm_up
+from bench.ack_latency import ROOT, Processes, Samples, arguments, measure, percentile, ratios, report, warm_up
+
+
+def own_figures(samples: Samples) -> tuple[float, float]:
+    """(CPU per command, ack p50), in ms: what a change to recbot alone moves, whatever the peers did."""
+    return samples.cpu / len(samples.acks) * 1000, percentile(samples.acks, 0.5) * 1000
 
 
 def git(*args: str, cwd: Path = ROOT) -> str:
@@ -69,11 +74,17 @@ def main() -> None:
             samples = measure(processes, contenders, args.command, args.requests, args.concurrency, args.batch)
             print(f"run {run}")
             report(samples)
-            ours = ratios(samples["work"], samples["bare bolt"], samples["plain bolt"])
-            theirs = ratios(samples["ref"], samples["bare bolt"], samples["plain bolt"])
+            ours = ratios(samples["work"], samples["bare bolt"], samples["plain bolt"]) + own_figures(samples["work"])
+            theirs = ratios(samples["ref"], samples["bare bolt"], samples["plain bolt"]) + own_figures(samples["ref"])
             rows.append((ours, theirs))
         print(f"\n{'':30} {'working tree':>20} {label:>28}")
-        names = ("ack p99 / bare bolt", "ack p99 / plain bolt", "answer p99 / plain bolt")
+        names = (
+            "ack p99 / bare bolt",
+            "ack p99 / plain bolt",
+            "answer p99 / plain bolt",
+            "CPU per command (ms)",
+            "ack p50 (ms)",
+        )
         for i, name in enumerate(names):
             mine = ", ".join(f"{r[0][i]:.2f}" for r in rows)
             ref = ", ".join(f"{r[1][i]:.2f}" for r in rows)
