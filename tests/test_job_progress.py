@@ -331,7 +331,9 @@ def test_recording_jobs_lists_running_and_ended_jobs_with_buttons_for_who_may_ac
             assert "Cancelled" in blocks[f"{job_progress.LIST_PREFIX}j0"]["text"]["text"]
             assert (f"{job_progress.LIST_PREFIX}j1_buttons" in blocks) is buttons, user
             assert f"{job_progress.LIST_PREFIX}j0_buttons" not in blocks  # ended: nothing to do
-        driver.command("jobs now")
+        before = len(slack.of("response_url"))
+        driver.command("jobs now")  # acked on arrival: its answer comes after
+        slack.wait_for("response_url", count=before + 1)
         assert "`/recording jobs` takes no arguments." in ephemeral_texts(slack)[-1]
 
 
