@@ -110,7 +110,7 @@ class Run:
                 self.taken_over_at = time.monotonic()
         self.done = time.monotonic()
         settle = self.done + 10  # the last gets' answers may still be on their way
-        while time.monotonic() < settle and len(self.slack.answered()) < len(self.asked):
+        while time.monotonic() < settle and len(self.slack.by_name()) < len(self.asked):
             time.sleep(0.05)
         self.end = job.state if job else "gone"
         self.progress_ref = job.progress_ref if job else None
@@ -132,7 +132,7 @@ class Run:
         share = args.rate - people
         edits = self._edits()
         gaps = [b - a for a, b in pairwise(edits)]
-        got = self.slack.answered()
+        got = self.slack.by_name()
         shown = [(name, at) for name, at in self.asked if "Recording configuration of" in got.get(name, (0, ""))[1]]
         answered = sorted(got[name][0] - at for name, at in shown)
         where = "two instances on one PostgreSQL, one killed halfway" if args.kill else "one instance, SQLite"

@@ -87,13 +87,13 @@ def main() -> None:
 
 def tables(slack: TimedSlack, instances: int) -> list[float]:
     """When each scan's table arrived, of those that did."""
-    answers = slack.answered()
+    answers = slack.by_name()
     return [answers[f"scan{i}"][0] for i in range(instances) if "Page 1 of" in answers.get(f"scan{i}", (0, ""))[1]]
 
 
 def answers(slack: TimedSlack, asked: list[tuple[str, float]]) -> list[float]:
     """When each answered `get` got its configuration shown, in the order asked."""
-    got = slack.answered()
+    got = slack.by_name()
     return [got[name][0] for name, _ in asked if "Recording configuration of" in got.get(name, (0, ""))[1]]
 
 

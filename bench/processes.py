@@ -38,7 +38,7 @@ from tests.fakes.slack import FakeSlack
 class TimedSlack(FakeSlack):
     """The Slack fake, plus read-outs on the system-wide monotonic clock (CLOCK_MONOTONIC):
     GET /_opened, when each views.open arrived; GET /_answers?since=K, the `/response/<name>`
-    posts from the K-th on, in arrival order: name, when, the start of its text (one name per
+    posts from the K-th on, in arrival order: name, when, the start of its text, 300 characters (one name per
     command: the bench's answer time). Only what is new is sent: the client polls while the
     apps work, and the whole list at every poll was CPU taken from them, growing with the run.
     GET /_collect collects this process's garbage, which the client asks for between batches."""
@@ -47,10 +47,14 @@ class TimedSlack(FakeSlack):
         super().__init__(bot_token)
         self.answers: list[tuple[str, float, str]] = []
 
-    def answered(self, since: int) -> list[tuple[str, float, str]]:
-        """Answers from the `since`-th on: name, when it arrived, its text's first 300 characters."""
+    def answered(self, since: int = 0) -> list[tuple[str, float, str]]:
+        """Answers from the `since`-th on: name, when it arrived, its text's first 2000 characters."""
         with self._lock:
             return self.answers[since:]
+
+    def by_name(self) -> dict[str, tuple[float, str]]:
+        """By name: when its last answer arrived, and its text (for benches that run the fakes in-process)."""
+        return {name: (at, text) for name, at, text in self.answered()}
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -62,10 +66,11 @@ class TimedSlack(FakeSlack):
             return 200, {"Content-Type": "application/json"}, b"{}"
         if path.startswith("/_answers"):
             since = int(parse_qs(urlsplit(path).query).get("since", ["0"])[0])
-            return 200, {"Content-Type": "application/json"}, json.dumps(self.answered(since)).encode()
+            new = [(name, at, text[:300]) for name, at, text in self.answered(since)]
+            return 200, {"Content-Type": "application/json"}, json.dumps(new).encode()
         if path.startswith("/response/"):
             arrived = time.monotonic()
-            text = json.dumps(json.loads(body or b"{}"))[:300]
+            text = json.dumps(json.loads(body or b"{}"))[:2000]
             with self._lock:
                 self.answers.append((path.removeprefix("/response/"), arrived, text))
                 # Not kept as calls: a long run would hold every answer twice.
