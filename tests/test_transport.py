@@ -60,6 +60,17 @@ def server() -> Iterator[Recorder]:
 
 
 @pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """A forward proxy in HTTP_PROXY, NO_PROXY unset; it answers every request itself."""
+    recorder = Recorder()
+    monkeypatch.setenv("HTTP_PROXY", recorder.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture
 def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -111,12 +122,8 @@ def test_a_redirect_is_an_answer_not_a_hop(no_proxy_settings: None, connect_retr
 
 
 def test_the_proxy_of_an_origin_is_read_once_at_its_first_call(
-    server: Recorder, monkeypatch: pytest.MonkeyPatch
+    server: Recorder, proxy: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = Recorder()
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
     client = transport()
     try:
         client.send("POST", server.url + "/response/r1", body=b"{}", headers={})
@@ -124,16 +131,13 @@ def test_the_proxy_of_an_origin_is_read_once_at_its_first_call(
         client.send("POST", server.url + "/response/r2", body=b"{}", headers={})
     finally:
         client.close()
-        proxy.stop()
     assert [r[1] for r in proxy.requests] == [server.url + "/response/r1", server.url + "/response/r2"]
     assert server.requests == []
 
 
-def test_prepare_reads_the_proxy_settings_before_any_call(server: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = Recorder()
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+def test_prepare_reads_the_proxy_settings_before_any_call(
+    server: Recorder, proxy: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = transport()
     client.prepare(server.url + "/v1")
     monkeypatch.delenv("HTTP_PROXY")
@@ -141,20 +145,18 @@ def test_prepare_reads_the_proxy_settings_before_any_call(server: Recorder, monk
         client.send("GET", server.url + "/v1/x", headers={})
     finally:
         client.close()
-        proxy.stop()
     assert [r[1] for r in proxy.requests] == [server.url + "/v1/x"]
 
 
-def test_no_proxy_sends_that_origin_directly(server: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = Recorder()
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+def test_no_proxy_sends_that_origin_directly(
+    server: Recorder, proxy: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     client = transport()
     try:
         client.send("GET", server.url + "/direct", headers={})
     finally:
         client.close()
-        proxy.stop()
     assert proxy.requests == [] and [r[1] for r in server.requests] == ["/direct"]
 
 
@@ -330,17 +332,13 @@ def test_https_trusts_only_the_ca_bundle(
 
 @pytest.mark.parametrize("connect_retries", [0, 1])
 def test_a_redirect_through_a_proxy_is_not_followed_either(
-    server: Recorder, monkeypatch: pytest.MonkeyPatch, connect_retries: int
+    server: Recorder, proxy: Recorder, connect_retries: int
 ) -> None:
-    moving = Recorder(status=307, headers={"Location": server.url + "/else"}, body=b"")
-    monkeypatch.setenv("HTTP_PROXY", moving.url)  # the proxy answers every request with a redirect
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    proxy.answer = (307, {"Location": server.url + "/else"}, b"")  # every request answered with a redirect
     client = Transport(connect_timeout=2.0, read_timeout=5.0, connect_retries=connect_retries)
     try:
         answer = client.send("GET", server.url + "/here", headers={})
     finally:
         client.close()
-        moving.stop()
     assert answer.status == 307
-    assert [r[1] for r in moving.requests] == [server.url + "/here"] and server.requests == []
+    assert [r[1] for r in proxy.requests] == [server.url + "/here"] and server.requests == []
