@@ -8,6 +8,7 @@ since where recbot connects comes from its settings alone."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from urllib.parse import urlsplit
 
 import certifi
 import urllib3
-from requests.utils import get_environ_proxies
+from requests.utils import get_auth_from_url, get_environ_proxies, prepend_scheme_if_needed
 from urllib3.util.retry import Retry
+
+log = logging.getLogger(__name__)
 
 # What a call raises when no answer came: no connection, a dropped one, a timeout.
 TransportError = urllib3.exceptions.HTTPError
@@ -75,9 +78,19 @@ class Transport:
         self._lock = threading.Lock()
 
     def prepare(self, url: str) -> None:
-        """Read the proxy settings of `url`'s origin now (a start), not at its first call."""
+        """Read the proxy settings of `url`'s origin now (a start), not at its first call. A proxy
+        recbot cannot use (a SOCKS one) is logged, without its value, and fails each call instead."""
         parts = urlsplit(url)
-        self._route(parts.scheme, parts.netloc)
+        try:
+            self._route(parts.scheme, parts.netloc)
+        except TransportError as exc:
+            log.warning(
+                "the proxy set for %s://%s cannot be used (%s): calls there fail until HTTP_PROXY, HTTPS_PROXY "
+                "or ALL_PROXY names an http:// or https:// proxy, or NO_PROXY exempts it",
+                parts.scheme,
+                parts.netloc,
+                type(exc).__name__,
+            )
 
     def _route(self, scheme: str, netloc: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]:
         origin = f"{scheme}://{netloc}"
@@ -94,7 +107,10 @@ class Transport:
         proxies = get_environ_proxies(origin)  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, as requests reads them
         proxy = proxies.get(scheme) or proxies.get("all")
         if proxy:
-            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, **settings)
+            proxy = prepend_scheme_if_needed(proxy, "http")  # "proxy:3128" means http://, as for requests
+            username, password = get_auth_from_url(proxy)  # credentials in the URL, sent as requests sends them
+            auth = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=auth, **settings)
             self._managers.append(manager)
             return manager, True
         manager = urllib3.PoolManager(**settings)

@@ -4,6 +4,7 @@ and no answer told apart as a timeout or a connection that failed."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import socket
@@ -29,6 +30,7 @@ class Recorder:
 
     def __init__(self, status: int = 200, headers: dict[str, str] | None = None, body: bytes = b'{"ok": true}') -> None:
         self.requests: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         self.answer = (status, headers or {"Content-Type": "application/json"}, body)
         self._server = LoopbackServer(self._handle)
         accepted = self._server._server.get_request
@@ -46,6 +48,7 @@ class Recorder:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         self.requests.append((method, path, body))
+        self.headers.append(headers)
         return self.answer
 
     def stop(self) -> None:
@@ -342,3 +345,43 @@ def test_a_redirect_through_a_proxy_is_not_followed_either(
         client.close()
     assert answer.status == 307
     assert [r[1] for r in proxy.requests] == [server.url + "/here"] and server.requests == []
+
+
+def test_proxy_credentials_in_its_url_are_sent_to_the_proxy(server: Recorder, proxy: Recorder, monkeypatch) -> None:
+    """As requests sends them: an authenticating company proxy keeps working."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://svc:p%40ss@"))
+    client = transport()
+    try:
+        assert client.send("GET", server.url + "/x", headers={}).status == 200
+    finally:
+        client.close()
+    assert [r[1] for r in proxy.requests] == [server.url + "/x"]
+    assert proxy.headers[0]["proxy-authorization"] == "Basic " + base64.b64encode(b"svc:p@ss").decode()
+
+
+def test_a_proxy_without_a_scheme_is_an_http_proxy(server: Recorder, proxy: Recorder, monkeypatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removeprefix("http://"))  # "127.0.0.1:port", as curl takes it
+    client = transport()
+    try:
+        client.send("GET", server.url + "/x", headers={})
+    finally:
+        client.close()
+    assert [r[1] for r in proxy.requests] == [server.url + "/x"] and server.requests == []
+
+
+def test_a_proxy_recbot_cannot_use_fails_each_call_not_the_start(
+    server: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://svc:hunter2@127.0.0.1:1080")
+    client = transport()
+    try:
+        client.prepare(server.url + "/v1")  # a start: logged, not raised
+        with pytest.raises(TransportError):
+            client.send("GET", server.url + "/x", headers={})
+    finally:
+        client.close()
+    assert server.requests == []
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "bot.transport"]
+    assert "cannot be used" in warning and "ALL_PROXY" in warning and "hunter2" not in warning

@@ -53,8 +53,8 @@ def make_engine(database_url: str, connect_timeout: int = 10, *, read_only: bool
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     elif path is not None:
-        # One process on a local file: a kept connection is never dropped under it (no ping),
-        # and one is kept per thread that reads at once, not opened and closed per read under load.
+        # One process on a local file: a kept connection is never dropped under it (no ping), and
+        # a burst of readers finds connections kept, not one opened and closed per read.
         engine = create_engine(database_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
     else:
         engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
