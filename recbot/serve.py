@@ -33,9 +33,37 @@ class _Stop(Exception):
     pass
 
 
-def _raise_stop(signum: int, _frame: object) -> None:
-    log.info("received signal %d; finishing in-flight work", signum)
-    raise _Stop
+class StopSignals:
+    """SIGTERM and SIGINT, caught from before the process shows itself (the metrics listener)
+    until it has stopped: one that comes while it is still starting is kept and acted on once
+    the server runs, and one that comes while it is stopping is only logged."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._armed = False
+        signal.signal(signal.SIGTERM, self._received)
+        signal.signal(signal.SIGINT, self._received)
+
+    def _received(self, signum: int, _frame: object) -> None:
+        if self.requested.is_set():
+            log.info("received signal %d; already stopping", signum)
+            return
+        log.info("received signal %d; finishing in-flight work", signum)
+        self.requested.set()
+        if self._armed:
+            raise _Stop
+
+    def raise_from_now_on(self) -> None:
+        """From here on a signal raises _Stop in the main thread (which ends waitress's loop);
+        a signal that came before raises it now."""
+        self._armed = True
+        if self.requested.is_set():
+            raise _Stop
+
+    def disarm(self) -> None:
+        """Stopping: a further signal must not break off the shutdown."""
+        self._armed = False
+        self.requested.set()
 
 
 def start_metrics(
@@ -68,23 +96,24 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     except ValueError:  # waitress's word for an address it cannot resolve or bind
         raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
+    signals = StopSignals()  # before the metrics listener: once /readyz answers, SIGTERM stops cleanly
     try:
         metrics = start_metrics(services, "http")
     except StartupError:
         server.close()
         raise
     sweeper = start_background(app, services)
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
-    try:  # from the handler on: a signal that comes before the server runs stops it cleanly too
+    try:
         log.info(
             "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)", host, server.effective_port, EVENTS_PATH
         )
         freeze_start_up()
+        signals.raise_from_now_on()
         server.run()
     except _Stop:
         pass
     finally:
+        signals.disarm()
         server.close()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
         finish(app, services, sweeper, metrics)
@@ -97,14 +126,12 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL, services.metrics)
     # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
     handler.client.wss_uri = url
+    signals = StopSignals()  # before the metrics listener: once /metrics answers, SIGTERM stops cleanly
     metrics = start_metrics(services, "socket", handler.client.is_connected)
     sweeper = start_background(app, services)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     handler.connect()
     freeze_start_up()
     log.info("recbot connected in Socket Mode")
-    stopping.wait()
+    signals.requested.wait()
     handler.close()
     finish(app, services, sweeper, metrics)

@@ -40,14 +40,46 @@ def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
     return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
 
 
+# recbot as `python -m recbot` runs it, sending itself SIGTERM once its metrics listener is up and
+# before its background work has started (where a supervisor's probe of /readyz can come first), and
+# again while it is stopping (a supervisor that repeats itself).
+SIGTERM_WHILE_STARTING_AND_STOPPING = """
+import os, signal, sys
+import recbot.serve
+from recbot.__main__ import main
+
+def sigterm_after(function):
+    def call(*args, **kwargs):
+        result = function(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+    return call
+
+def sigterm_before(function):
+    def call(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return function(*args, **kwargs)
+    return call
+
+recbot.serve.start_metrics = sigterm_after(recbot.serve.start_metrics)
+recbot.serve.finish = sigterm_before(recbot.serve.finish)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with recbot's settings replaced by `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
+    return {**base, **env, "PYTHONPATH": str(ROOT)}
+
+
 @contextmanager
 def recbot(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
     """`python -m recbot ARGS` running; stopped with SIGTERM after, and it must stop cleanly."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "recbot", *args],
         cwd=cwd,
-        env={**base, **env, "PYTHONPATH": str(ROOT)},
+        env=process_env(env),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -100,6 +132,27 @@ def test_http_mode_serves_metrics_on_its_own_address(env, tmp_path) -> None:
     assert found.total("recbot_build_info") == 1  # one series: one mode
     assert found.value("recbot_socket_mode_connected") == 0
     assert ready == {"ok": True, "database": "ok"}  # no WebSocket to wait for
+
+
+def test_a_sigterm_once_metrics_answer_stops_either_mode_cleanly_and_another_while_stopping_is_noted(
+    env, slack: FakeSlack, tmp_path
+) -> None:
+    env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    with SocketSlack() as socket_slack:
+        slack.socket_url = socket_slack.url
+        for args in (["--http", "--host", "127.0.0.1", "--port", str(free_port())], []):
+            process = subprocess.Popen(
+                [sys.executable, "-c", SIGTERM_WHILE_STARTING_AND_STOPPING, *args],
+                cwd=tmp_path,
+                env=process_env(env),
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            _, stderr = process.communicate(timeout=60)
+            assert process.returncode == 0, stderr
+            assert "received signal 15; finishing in-flight work" in stderr
+            assert "received signal 15; already stopping" in stderr
+            assert stderr.rstrip().endswith("recbot stopped cleanly") and "Traceback" not in stderr
 
 
 def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:
