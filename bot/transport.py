@@ -20,7 +20,12 @@ import urllib3
 from requests.utils import get_auth_from_url, get_environ_proxies, prepend_scheme_if_needed
 from urllib3.util.retry import Retry
 
+from bot import __version__
+
 log = logging.getLogger(__name__)
+
+# Who is calling, for whoever reads Agora's (or a proxy's) logs: not urllib3's default.
+USER_AGENT = f"recbot/{__version__}"
 
 # What a call raises when no answer came: no connection, a dropped one, a timeout.
 TransportError = urllib3.exceptions.HTTPError
@@ -123,7 +128,13 @@ class Transport:
         opener, proxied = self._route(parts.scheme, parts.netloc)
         target = url if proxied else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         answer = opener.urlopen(
-            method, target, body=body, headers=headers, timeout=self._timeout, retries=self._retries, redirect=False
+            method,
+            target,
+            body=body,
+            headers={"User-Agent": USER_AGENT, **headers},
+            timeout=self._timeout,
+            retries=self._retries,
+            redirect=False,
         )
         return Answer(answer.status, answer.reason or "", answer.headers, answer.data)
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bot import __version__
 from bot.transport import Transport, TransportError, _ca_settings, timed_out
 from tests.fakes.http import HANG_UP, LoopbackServer, SilentServer
 
@@ -98,6 +99,9 @@ def test_calls_to_one_origin_share_a_kept_connection_and_send_the_path_alone(
     assert answers[0].json() == {"ok": True} and answers[0].headers["content-type"] == "application/json"
     assert [r[1] for r in server.requests] == [f"/response/r{n}?a=1&b=%2F" for n in range(4)]
     assert server.connections == 1
+    assert [(h["x-n"], h["user-agent"]) for h in server.headers] == [
+        (str(n), f"recbot/{__version__}") for n in range(4)
+    ]
 
 
 def test_a_url_without_a_path_asks_for_the_root(server: Recorder, no_proxy_settings: None) -> None:
