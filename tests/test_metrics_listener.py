@@ -40,31 +40,64 @@ def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
     return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
 
 
-# recbot as `python -m recbot` runs it, sending itself SIGTERM once its metrics listener is up and
+# recbot as `python -m recbot` runs it, sending itself SIGNAL once its metrics listener is up and
 # before its background work has started (where a supervisor's probe of /readyz can come first), and
-# again while it is stopping (a supervisor that repeats itself).
-SIGTERM_WHILE_STARTING_AND_STOPPING = """
+# again while it is stopping (a supervisor that repeats itself). With "--server-fails", waitress's
+# loop ends with an error instead, so the stop is no signal's and only the second one comes.
+SIGNALLED_WHILE_STARTING_AND_STOPPING = """
 import os, signal, sys
 import recbot.serve
 from recbot.__main__ import main
 
-def sigterm_after(function):
+SIGNAL = signal.Signals[sys.argv[1]]
+FAILS = sys.argv[2] == "--server-fails"
+
+def signal_after(function):
     def call(*args, **kwargs):
         result = function(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not FAILS:
+            os.kill(os.getpid(), SIGNAL)
         return result
     return call
 
-def sigterm_before(function):
+def signal_before(function):
     def call(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), SIGNAL)
         return function(*args, **kwargs)
     return call
 
-recbot.serve.start_metrics = sigterm_after(recbot.serve.start_metrics)
-recbot.serve.finish = sigterm_before(recbot.serve.finish)
-sys.exit(main(sys.argv[1:]))
+def failing_server(*args, **kwargs):
+    server = made(*args, **kwargs)
+    def run():
+        raise RuntimeError("the server's loop broke")
+    server.run = run
+    return server
+
+recbot.serve.start_metrics = signal_after(recbot.serve.start_metrics)
+recbot.serve.finish = signal_before(recbot.serve.finish)
+made = recbot.serve.make_http_server
+if FAILS:
+    recbot.serve.make_http_server = failing_server
+sys.exit(main(sys.argv[3:]))
 """
+
+
+def run_signalled(signal_name: str, how: str, args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """SIGNALLED_WHILE_STARTING_AND_STOPPING run to its end: its exit code and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED_WHILE_STARTING_AND_STOPPING, signal_name, how, *args],
+        cwd=cwd,
+        env=process_env(env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # it ignores SIGTERM once it is stopping: a failed test must not leave it
+            process.kill()
+            process.communicate()
+    return process.returncode, stderr
 
 
 def process_env(env: dict[str, str]) -> dict[str, str]:
@@ -85,9 +118,11 @@ def recbot(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproce
     )
     try:
         yield process
+        assert process.poll() is None, "recbot ended before it was stopped"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 0, stderr
+        assert "received signal 15; finishing in-flight work" in stderr
         assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr
     finally:
         if process.poll() is None:
@@ -134,25 +169,29 @@ def test_http_mode_serves_metrics_on_its_own_address(env, tmp_path) -> None:
     assert ready == {"ok": True, "database": "ok"}  # no WebSocket to wait for
 
 
-def test_a_sigterm_once_metrics_answer_stops_either_mode_cleanly_and_another_while_stopping_is_noted(
-    env, slack: FakeSlack, tmp_path
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_once_metrics_answer_stops_either_mode_cleanly_and_another_while_stopping_is_noted(
+    signal_name: str, env, slack: FakeSlack, tmp_path
 ) -> None:
     env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    number = signal.Signals[signal_name].value
     with SocketSlack() as socket_slack:
         slack.socket_url = socket_slack.url
         for args in (["--http", "--host", "127.0.0.1", "--port", str(free_port())], []):
-            process = subprocess.Popen(
-                [sys.executable, "-c", SIGTERM_WHILE_STARTING_AND_STOPPING, *args],
-                cwd=tmp_path,
-                env=process_env(env),
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            _, stderr = process.communicate(timeout=60)
-            assert process.returncode == 0, stderr
-            assert "received signal 15; finishing in-flight work" in stderr
-            assert "received signal 15; already stopping" in stderr
-            assert stderr.rstrip().endswith("recbot stopped cleanly") and "Traceback" not in stderr
+            code, stderr = run_signalled(signal_name, "--signalled", args, env, tmp_path)
+            assert code == 0, stderr
+            first = stderr.index(f"received signal {number}; finishing in-flight work")
+            second = stderr.index(f"received signal {number}; already stopping")
+            assert first < second < stderr.index("recbot stopped cleanly") and "Traceback" not in stderr
+
+
+def test_a_signal_while_stopping_after_the_server_broke_does_not_cut_the_stop_short(env, tmp_path) -> None:
+    env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    args = ["--http", "--host", "127.0.0.1", "--port", str(free_port())]
+    code, stderr = run_signalled("SIGTERM", "--server-fails", args, env, tmp_path)
+    assert code == 1, stderr  # the error is the process's end, after a complete stop
+    assert "received signal 15; already stopping" in stderr and "recbot stopped cleanly" in stderr
+    assert stderr.rstrip().endswith("RuntimeError: the server's loop broke") and "_Stop" not in stderr
 
 
 def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:

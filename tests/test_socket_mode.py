@@ -157,6 +157,7 @@ def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slac
         try:
             assert ws_slack.acks.get(timeout=30)["envelope_id"] == "env-1"
             (reply,) = slack.wait_for("response_url", timeout=30)
+            assert process.poll() is None, "recbot ended before it was stopped"
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=30)
         finally:
@@ -165,4 +166,5 @@ def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slac
     assert process.returncode == 0, stderr
     assert "rec-bucket" in json.dumps(reply.params)
     assert [c.token for c in slack.of("apps.connections.open")] == [APP_TOKEN]
+    assert "received signal 15; finishing in-flight work" in stderr
     assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr
