@@ -114,8 +114,10 @@ class Transport:
         if proxy:
             proxy = prepend_scheme_if_needed(proxy, "http")  # "proxy:3128" means http://, as for requests
             username, password = get_auth_from_url(proxy)  # credentials in the URL, sent as requests sends them
-            auth = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
-            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=auth, **settings)
+            credentials = f"{username}:{password}" if username else None
+            # Also on an https:// origin's CONNECT, all its proxy sees of the call.
+            to_proxy = urllib3.make_headers(user_agent=USER_AGENT, proxy_basic_auth=credentials)
+            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=to_proxy, **settings)
             self._managers.append(manager)
             return manager, True
         manager = urllib3.PoolManager(**settings)

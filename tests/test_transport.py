@@ -361,6 +361,44 @@ def test_proxy_credentials_in_its_url_are_sent_to_the_proxy(server: Recorder, pr
         client.close()
     assert [r[1] for r in proxy.requests] == [server.url + "/x"]
     assert proxy.headers[0]["proxy-authorization"] == "Basic " + base64.b64encode(b"svc:p@ss").decode()
+    assert proxy.headers[0]["user-agent"] == f"recbot/{__version__}"
+
+
+def test_the_connect_of_an_https_origin_names_recbot_and_carries_the_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For https:// (Agora, Slack), the CONNECT line and its headers are all a proxy's log shows."""
+    heads: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def refuse_the_tunnel() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += connection.recv(4096)
+                heads.append(head)
+                connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        proxy = threading.Thread(target=refuse_the_tunnel, daemon=True)
+        proxy.start()
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://svc:p%40ss@127.0.0.1:{port}")
+        client = transport()
+        try:
+            with pytest.raises(TransportError):  # the name is never looked up here: the proxy would
+                client.send("GET", "https://agora.invalid/v1/x", headers={"Authorization": "hmac secret"})
+        finally:
+            client.close()
+        proxy.join(timeout=10)
+    (head,) = heads
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0].startswith("connect agora.invalid:443 http/")
+    assert f"user-agent: recbot/{__version__}" in lines
+    assert "proxy-authorization: basic " + base64.b64encode(b"svc:p@ss").decode().lower() in lines
+    assert "secret" not in head.decode()  # the call's own headers go inside the tunnel only
 
 
 def test_a_proxy_without_a_scheme_is_an_http_proxy(server: Recorder, proxy: Recorder, monkeypatch) -> None:
