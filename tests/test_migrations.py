@@ -145,6 +145,41 @@ def test_a_fresh_database_upgrades_to_the_head_and_alembic_check_finds_nothing(n
     again.close()
 
 
+# An upgrade of a fresh database, killed (SIGKILL: nothing of the process's own runs) right after
+# its third CREATE TABLE.
+KILLED_HALFWAY = """
+import os, signal, sys
+from sqlalchemy import event
+from bot.store import migrations
+from bot.store.engine import make_engine
+
+engine = make_engine(sys.argv[1])
+created = []
+
+@event.listens_for(engine, "after_cursor_execute")
+def kill_halfway(conn, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("CREATE TABLE"):
+        created.append(statement)
+        if len(created) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+migrations.upgrade(engine)
+"""
+
+
+def test_an_upgrade_stopped_halfway_leaves_nothing_and_the_next_start_upgrades(new_url: Urls) -> None:
+    url = new_url()
+    root = str(Path(__file__).resolve().parent.parent)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_HALFWAY, url], env={**os.environ, "PYTHONPATH": root}, timeout=120
+    )
+    assert killed.returncode == -9
+    where, tables = _position(url)
+    assert where == migrations.Position(None) and tables == set()  # not tables without a revision
+    open_store(url).close()  # a later start upgrades it, from nothing
+    assert _position(url)[0] == migrations.Position(migrations.head())
+
+
 @pytest.mark.parametrize("layout", ["v1", "v5-switches-first"])
 def test_alembic_check_finds_nothing_after_an_upgrade_from_before_alembic(new_url: Urls, layout: str) -> None:
     url = new_url()

@@ -156,6 +156,11 @@ def _locked(engine: Engine) -> Iterator[Connection]:
     with _upgrading, engine.begin() as conn:
         if is_postgresql(engine):
             conn.execute(text(f"SELECT pg_advisory_xact_lock(:k, {SCHEMA})"), {"k": MIGRATION_LOCK})
+        else:
+            # Python's sqlite3 opens no transaction before CREATE or ALTER, so each would be kept
+            # at once: a start stopped halfway left tables without a revision, a database no later
+            # start could upgrade. An explicit BEGIN makes the upgrade all or nothing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
 
 
