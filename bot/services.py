@@ -3,8 +3,9 @@ they are built from the settings, on one store and one Agora client."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -58,6 +59,8 @@ class Services:
     jobs: JobRunner
     bulk: BulkJobs
     metrics: Metrics
+    # Set once the process has begun to stop: /readyz then says so, and a load balancer drains it.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -78,13 +81,16 @@ class Services:
         return {"ok": True, "database": "ok"}
 
     def readiness(self, socket_connected: Callable[[], bool] | None = None) -> dict[str, Any]:
-        """What `/readyz` reports: ready when the database answers and, in Socket Mode
-        (`socket_connected` given), the WebSocket is connected."""
+        """What `/readyz` reports: ready when the database answers, the process is not stopping
+        and, in Socket Mode (`socket_connected` given), the WebSocket is connected."""
         report = self.health()
         if socket_connected is not None:
             connected = socket_connected()
             report["socket_mode"] = "connected" if connected else "disconnected"
             report["ok"] = report["ok"] and connected
+        if self.stopping.is_set():
+            report["stopping"] = True
+            report["ok"] = False
         return report
 
     def close(self) -> None:

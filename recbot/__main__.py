@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"recbot cannot start: {line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the start got far enough to stop cleanly (recbot/serve.py)
+        print("recbot stopped while starting (Ctrl-C): nothing was served, nothing is left half done", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -114,6 +114,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         pass
     finally:
         signals.disarm()
+        services.stopping.set()
         server.close()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
         finish(app, services, sweeper, metrics)
@@ -133,5 +134,6 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     freeze_start_up()
     log.info("recbot connected in Socket Mode")
     signals.requested.wait()
+    services.stopping.set()
     handler.close()
     finish(app, services, sweeper, metrics)

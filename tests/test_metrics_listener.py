@@ -45,7 +45,7 @@ def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
 # again while it is stopping (a supervisor that repeats itself). With "--server-fails", waitress's
 # loop ends with an error instead, so the stop is no signal's and only the second one comes.
 SIGNALLED_WHILE_STARTING_AND_STOPPING = """
-import os, signal, sys
+import json, os, signal, sys
 import recbot.serve
 from recbot.__main__ import main
 
@@ -61,9 +61,10 @@ def signal_after(function):
     return call
 
 def signal_before(function):
-    def call(*args, **kwargs):
+    def call(app, services, *args, **kwargs):
         os.kill(os.getpid(), SIGNAL)
-        return function(*args, **kwargs)
+        print("readiness while stopping:", json.dumps(services.readiness()), file=sys.stderr)
+        return function(app, services, *args, **kwargs)
     return call
 
 def failing_server(*args, **kwargs):
@@ -183,6 +184,7 @@ def test_a_signal_once_metrics_answer_stops_either_mode_cleanly_and_another_whil
             first = stderr.index(f"received signal {number}; finishing in-flight work")
             second = stderr.index(f"received signal {number}; already stopping")
             assert first < second < stderr.index("recbot stopped cleanly") and "Traceback" not in stderr
+            assert 'readiness while stopping: {"ok": false, "database": "ok", "stopping": true}' in stderr
 
 
 def test_a_signal_while_stopping_after_the_server_broke_does_not_cut_the_stop_short(env, tmp_path) -> None:
@@ -192,6 +194,28 @@ def test_a_signal_while_stopping_after_the_server_broke_does_not_cut_the_stop_sh
     assert code == 1, stderr  # the error is the process's end, after a complete stop
     assert "received signal 15; already stopping" in stderr and "recbot stopped cleanly" in stderr
     assert stderr.rstrip().endswith("RuntimeError: the server's loop broke") and "_Stop" not in stderr
+
+
+def test_ctrl_c_before_the_start_can_stop_cleanly_is_one_line_not_a_traceback(env, tmp_path) -> None:
+    program = """
+import os, signal, sys
+import recbot.__main__
+
+def interrupted(settings):
+    os.kill(os.getpid(), signal.SIGINT)  # while Slack is asked about the bot token, the slowest part
+    return checked(settings)
+
+checked = recbot.__main__.verify_bot_token
+recbot.__main__.verify_bot_token = interrupted
+sys.exit(recbot.__main__.main(sys.argv[1:]))
+"""
+    args = ["--http", "--host", "127.0.0.1", "--port", str(free_port())]
+    done = subprocess.run(
+        [sys.executable, "-c", program, *args], cwd=tmp_path, env=process_env(env), capture_output=True, text=True
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("recbot stopped while starting (Ctrl-C)")
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())  # nothing made on disk yet
 
 
 def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:
