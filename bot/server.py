@@ -216,7 +216,7 @@ def listen_problems(host: str, port: str) -> list[str]:
         problems.append(f"--host is a host name, not an IP address: {HOST_FIX}")
     elif not (is_ip_address(host) or host == "localhost"):
         problems.append(f"--host is not an IP address: {HOST_FIX}")
-    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         problems.append(
             "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): "
             "pass the port to listen on, e.g. --port 3000"

@@ -125,6 +125,11 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
             {},
             "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): pass the port",
         ),
+        (
+            ["--http", "--port", "9" * 5000],  # past what int() reads from a string: a refusal, not a traceback
+            {},
+            "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): pass the port",
+        ),
         (["--http", "--host", "999.1.1.1"], {}, "--host is not an IP address: pass an IP address of this machine"),
         (["--http", "--host", "recbot.internal"], {}, "--host is a host name, not an IP address: pass an IP"),
         (["--http", "--host", "my host"], {}, "--host is not an IP address: pass an IP address of this machine"),
@@ -146,6 +151,7 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
         "port-negative",
         "port-too-big",
         "port-not-a-number",
+        "port-of-5000-digits",
         "host-not-an-address",
         "host-a-name",
         "host-with-a-space",
