@@ -164,6 +164,12 @@ def listen_address(value: str) -> tuple[str, int] | None:
     An address, not a name: where recbot listens should not hang on a name server."""
     if value.strip().lower() in ("", "off"):
         return None
+    if "://" in value:
+        raise Problem("is a URL, not an address: write only IP:port")
+    if "@" in value or "/" in value:
+        raise Problem("is not an IP address and a port (IP:port)")
+    if value.strip().startswith("[") and value.strip().endswith("]"):
+        raise Problem("has no port (write [::1]:9464)")
     host, sep, port = value.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -173,7 +179,7 @@ def listen_address(value: str) -> tuple[str, int] | None:
         raise Problem("has an IPv6 address without brackets (write [::1]:9464)")
     if not sep or not (is_ip_address(host) or host == "localhost"):
         raise Problem("is not an IP address and a port (IP:port)")
-    if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         raise Problem("has a port that is not a number from 0 to 65535")
     return host, int(port)
 
@@ -191,6 +197,8 @@ def check_url(url: str) -> str:
     """`url` if it is an http(s) URL recbot can connect to; Problem saying what it lacks if not."""
     if any(c.isspace() or not c.isprintable() for c in url):
         raise Problem("contains spaces or control characters")
+    if not url.isascii():  # what cannot be sent on the wire, refused here rather than blamed on a token later
+        raise Problem("contains characters other than ASCII (a host name in its xn-- form, a path %-encoded)")
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -468,7 +476,7 @@ def _what(kind: str, ctx: dict[str, Any]) -> str:
             return f"must be {words} {_number(ctx[key])}"
     return {
         "missing": "is missing",
-        "finite_number": "must be a finite number, not nan or inf",
+        "finite_number": "must be a finite number, not nan, inf or too large to hold",
         "float_parsing": "is not a number",
         "float_type": "is not a number",
         "int_parsing": "is not a whole number",

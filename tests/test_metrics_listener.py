@@ -122,6 +122,7 @@ def recbot(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subproce
         assert process.poll() is None, "recbot ended before it was stopped"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
+        process.stopped_stderr = stderr  # type: ignore[attr-defined]  # for what a test reads after
         assert process.returncode == 0, stderr
         assert "received signal 15; finishing in-flight work" in stderr
         assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr

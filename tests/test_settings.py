@@ -177,17 +177,22 @@ def test_a_misplaced_app_token_gets_advice_that_fits_the_mode(settings_overrides
         ("AGORA_RATE_LIMIT", "0", "must be at least 1"),
         ("AGORA_RATE_LIMIT", "-5", "must be at least 1"),
         ("AGORA_RATE_LIMIT", "1001", "must be at most 1000"),
-        ("AGORA_RATE_LIMIT", "nan", "must be a finite number, not nan or inf"),
-        ("AGORA_RATE_LIMIT", "inf", "must be a finite number, not nan or inf"),
-        ("AGORA_RATE_LIMIT", "-inf", "must be a finite number, not nan or inf"),
+        ("AGORA_RATE_LIMIT", "nan", "must be a finite number, not nan, inf or too large to hold"),
+        ("AGORA_RATE_LIMIT", "inf", "must be a finite number, not nan, inf or too large to hold"),
+        ("AGORA_RATE_LIMIT", "-inf", "must be a finite number, not nan, inf or too large to hold"),
         ("AGORA_RATE_LIMIT", "forty", "is not a number"),
         ("RECBOT_DRIFT_INTERVAL_SECONDS", "0.01", "must be 0 (off) or from 30 to 86400 seconds"),
         ("RECBOT_DRIFT_INTERVAL_SECONDS", "29.9", "must be 0 (off) or from 30 to 86400 seconds"),
         ("RECBOT_DRIFT_INTERVAL_SECONDS", "-1", "must be 0 (off) or from 30 to 86400 seconds"),
         ("RECBOT_DRIFT_INTERVAL_SECONDS", "86401", "must be 0 (off) or from 30 to 86400 seconds"),
-        ("RECBOT_DRIFT_INTERVAL_SECONDS", "nan", "must be a finite number, not nan or inf"),
-        ("RECBOT_DRIFT_INTERVAL_SECONDS", "inf", "must be a finite number, not nan or inf"),
-        ("RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS", "nan", "must be a finite number, not nan or inf"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "nan", "must be a finite number, not nan, inf or too large to hold"),
+        ("RECBOT_DRIFT_INTERVAL_SECONDS", "inf", "must be a finite number, not nan, inf or too large to hold"),
+        ("RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS", "nan", "must be a finite number, not nan, inf or too large to hold"),
+        (
+            "RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS",
+            "9" * 5000,
+            "must be a finite number, not nan, inf or too large to hold",
+        ),
     ],
 )
 def test_rates_and_intervals_have_sane_bounds(settings_overrides, name, value, says) -> None:
@@ -226,6 +231,14 @@ URL_SETTINGS = ["SLACK_API_URL", "AGORA_API_URL", "RECBOT_STORAGE_ENDPOINT_OVERR
         ("https://host example/", "contains spaces or control characters"),
         ("https://host.example/a b", "contains spaces or control characters"),
         ("https://host.example/\tx", "contains spaces or control characters"),
+        (
+            "http://127.0.0.1:18081/äpi/",
+            "contains characters other than ASCII (a host name in its xn-- form, a path %-encoded)",
+        ),
+        (
+            "https://bücher.example/",
+            "contains characters other than ASCII (a host name in its xn-- form, a path %-encoded)",
+        ),
         ("https://host.example/path?query=1", "must not have a query (?...) or a fragment (#...)"),
         ("https://host.example/#part", "must not have a query (?...) or a fragment (#...)"),
         ("https://host.example/?", "must not have a query (?...) or a fragment (#...)"),
@@ -365,12 +378,16 @@ def test_the_metrics_address_is_an_ip_and_a_port_or_off(settings_overrides, type
         ("10.1.2.3", "IP:port"),
         ("10.1.2.3:65536", "0 to 65535"),
         ("10.1.2.3:-1", "0 to 65535"),
-        ("http://10.1.2.3:9101", "IP:port"),
+        ("http://10.1.2.3:9101", "is a URL, not an address"),
+        ("user:pw@127.0.0.1:9464", "is not an IP address and a port (IP:port)"),
+        ("[::2]", "has no port"),
+        ("10.1.2.3:" + "9" * 5000, "0 to 65535"),
     ],
 )
 def test_a_metrics_address_that_is_not_one_is_refused(settings_overrides, typed, why) -> None:
     (line,) = problems("http", **{**settings_overrides, "RECBOT_METRICS_ADDR": typed})
-    assert line.startswith("RECBOT_METRICS_ADDR ") and why in line and typed not in line
+    what, _fix = line.split(": ", 1)
+    assert what.startswith("RECBOT_METRICS_ADDR ") and why in what and typed not in line
 
 
 def test_an_empty_metrics_address_in_the_environment_turns_the_listener_off(settings_overrides, monkeypatch) -> None:

@@ -139,7 +139,11 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
             f"line 2 is not UTF-8 text: {UTF8_FIX}",
         ),
         (["--http"], {"AGORA_RATE_LIMIT": "0.001"}, "AGORA_RATE_LIMIT must be at least 1: set it to"),
-        (["--http"], {"AGORA_RATE_LIMIT": "nan"}, "AGORA_RATE_LIMIT must be a finite number, not nan or inf: set"),
+        (
+            ["--http"],
+            {"AGORA_RATE_LIMIT": "nan"},
+            "AGORA_RATE_LIMIT must be a finite number, not nan, inf or too large to hold: set",
+        ),
         (["--http"], {"RECBOT_DRIFT_INTERVAL_SECONDS": "0.01"}, "must be 0 (off) or from 30 to 86400 seconds: set"),
         (["--http"], {"SLACK_API_URL": "http://127.0.0.1:99999/api/"}, "SLACK_API_URL has a port that is not a number"),
         (["--http"], {"AGORA_API_URL": "https:///v1"}, "AGORA_API_URL has no host name: set it to"),
