@@ -36,7 +36,7 @@ from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
 from bot.metrics_listener import MetricsListener
 from bot.services import MeteredWebClient, Services, slack_client
-from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, shown_database_url
+from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,14 @@ def make_http_server(app: App, services: Services, host: str, port: int, threads
     )
 
 
+def serve_until(server: Any, stop: threading.Event, tick: float = 0.2) -> None:
+    """Run waitress's loop (what `server.run()` runs) until `stop` is set, looking at it every
+    `tick` seconds: a stop raised into the loop could be caught by waitress's own handlers."""
+    sockets = server.map if hasattr(server, "map") else server._map  # several listening sockets, or one
+    while not stop.is_set():
+        server.asyncore.loop(timeout=tick, map=sockets, use_poll=server.adj.asyncore_use_poll, count=1)
+
+
 class CountingSocketModeClient(SocketModeClient):
     """slack_sdk's Socket Mode client, which reconnects on its own (on a close, or when its monitor
     finds the session dead), counting every connection it opens after the first."""
@@ -216,7 +224,7 @@ def listen_problems(host: str, port: str) -> list[str]:
         problems.append(f"--host is a host name, not an IP address: {HOST_FIX}")
     elif not (is_ip_address(host) or host == "localhost"):
         problems.append(f"--host is not an IP address: {HOST_FIX}")
-    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+    if not is_port(port):
         problems.append(
             "--port must be a whole number from 0 to 65535 (0 takes any free port, which the log names): "
             "pass the port to listen on, e.g. --port 3000"

@@ -15,7 +15,16 @@ from slack_bolt import App
 
 from bot import __version__
 from bot.metrics_listener import METRICS_FIX, MetricsListener, metrics_wsgi, url
-from bot.server import EVENTS_PATH, HOST_FIX, StartupError, finish, in_use, make_http_server, socket_mode_handler
+from bot.server import (
+    EVENTS_PATH,
+    HOST_FIX,
+    StartupError,
+    finish,
+    in_use,
+    make_http_server,
+    serve_until,
+    socket_mode_handler,
+)
 from bot.services import Services
 from recbot.app import start_background
 
@@ -29,41 +38,22 @@ def freeze_start_up() -> None:
     gc.freeze()
 
 
-class _Stop(Exception):
-    pass
+def stop_on_signals(stopping: threading.Event) -> None:
+    """From now on SIGTERM and SIGINT set `stopping` (what /readyz reports, and what ends the
+    serving loop), however far the start has got; a further one while stopping is only logged.
+    Installed before the metrics listener, so a stop that follows a probe of /readyz is clean.
+    Nothing is raised from the handler: waitress's loop catches what its handlers run into, and
+    a stop raised there could be swallowed."""
 
-
-class StopSignals:
-    """SIGTERM and SIGINT, caught from before the process shows itself (the metrics listener)
-    until it has stopped: one that comes while it is still starting is kept and acted on once
-    the server runs, and one that comes while it is stopping is only logged."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self._armed = False
-        signal.signal(signal.SIGTERM, self._received)
-        signal.signal(signal.SIGINT, self._received)
-
-    def _received(self, signum: int, _frame: object) -> None:
-        if self.requested.is_set():
+    def received(signum: int, _frame: object) -> None:
+        if stopping.is_set():
             log.info("received signal %d; already stopping", signum)
             return
         log.info("received signal %d; finishing in-flight work", signum)
-        self.requested.set()
-        if self._armed:
-            raise _Stop
+        stopping.set()
 
-    def raise_from_now_on(self) -> None:
-        """From here on a signal raises _Stop in the main thread (which ends waitress's loop);
-        a signal that came before raises it now."""
-        self._armed = True
-        if self.requested.is_set():
-            raise _Stop
-
-    def disarm(self) -> None:
-        """Stopping: a further signal must not break off the shutdown."""
-        self._armed = False
-        self.requested.set()
+    signal.signal(signal.SIGTERM, received)
+    signal.signal(signal.SIGINT, received)
 
 
 def start_metrics(
@@ -96,7 +86,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
     except ValueError:  # waitress's word for an address it cannot resolve or bind
         raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
-    signals = StopSignals()  # before the metrics listener: once /readyz answers, SIGTERM stops cleanly
+    stop_on_signals(services.stopping)
     try:
         metrics = start_metrics(services, "http")
     except StartupError:
@@ -104,16 +94,16 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         raise
     sweeper = start_background(app, services)
     try:
-        log.info(
-            "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)", host, server.effective_port, EVENTS_PATH
-        )
-        freeze_start_up()
-        signals.raise_from_now_on()
-        server.run()
-    except _Stop:
-        pass
+        if not services.stopping.is_set():
+            log.info(
+                "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)",
+                host,
+                server.effective_port,
+                EVENTS_PATH,
+            )
+            freeze_start_up()
+        serve_until(server, services.stopping)
     finally:
-        signals.disarm()
         services.stopping.set()
         server.close()
         server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
@@ -127,13 +117,13 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     handler = socket_mode_handler(app, token.get_secret_value(), services.settings.SLACK_API_URL, services.metrics)
     # The URL was asked for before, not by the SDK's connect(), which logs Slack's whole answer on a refusal.
     handler.client.wss_uri = url
-    signals = StopSignals()  # before the metrics listener: once /metrics answers, SIGTERM stops cleanly
+    stop_on_signals(services.stopping)
     metrics = start_metrics(services, "socket", handler.client.is_connected)
     sweeper = start_background(app, services)
-    handler.connect()
-    freeze_start_up()
-    log.info("recbot connected in Socket Mode")
-    signals.requested.wait()
-    services.stopping.set()
+    if not services.stopping.is_set():
+        handler.connect()
+        freeze_start_up()
+        log.info("recbot connected in Socket Mode")
+    services.stopping.wait()
     handler.close()
     finish(app, services, sweeper, metrics)

@@ -40,22 +40,26 @@ def env(settings_overrides: dict[str, Any], slack: FakeSlack) -> dict[str, str]:
     return {**{k: str(v) for k, v in settings_overrides.items()}, "SLACK_APP_TOKEN": APP_TOKEN}
 
 
-# recbot as `python -m recbot` runs it, sending itself SIGNAL once its metrics listener is up and
-# before its background work has started (where a supervisor's probe of /readyz can come first), and
-# again while it is stopping (a supervisor that repeats itself). With "--server-fails", waitress's
-# loop ends with an error instead, so the stop is no signal's and only the second one comes.
-SIGNALLED_WHILE_STARTING_AND_STOPPING = """
+# recbot as `python -m recbot` runs it, sending itself SIGNAL (sys.argv[1]) at one moment (argv[2]):
+# - "--starting": once its metrics listener is up, before its background work has started (where a
+#   supervisor's probe of /readyz can come first), and again while it stops (a supervisor that
+#   repeats itself);
+# - "--in-waitress": while waitress's own loop handles a request's bytes (its handlers catch what
+#   they run into, so a stop raised there would be lost);
+# - "--server-fails": waitress's loop ends with an error instead, and the signal comes while it stops.
+SIGNALLED = """
 import json, os, signal, sys
 import recbot.serve
+import waitress.channel
 from recbot.__main__ import main
 
 SIGNAL = signal.Signals[sys.argv[1]]
-FAILS = sys.argv[2] == "--server-fails"
+WHEN = sys.argv[2]
 
 def signal_after(function):
     def call(*args, **kwargs):
         result = function(*args, **kwargs)
-        if not FAILS:
+        if WHEN == "--starting":
             os.kill(os.getpid(), SIGNAL)
         return result
     return call
@@ -67,26 +71,29 @@ def signal_before(function):
         return function(app, services, *args, **kwargs)
     return call
 
-def failing_server(*args, **kwargs):
-    server = made(*args, **kwargs)
-    def run():
-        raise RuntimeError("the server's loop broke")
-    server.run = run
-    return server
+def failing_loop(server, stop):
+    raise RuntimeError("the server's loop broke")
+
+handle_read = waitress.channel.HTTPChannel.handle_read
+def handle_read_signalled(channel):
+    os.kill(os.getpid(), SIGNAL)
+    return handle_read(channel)
 
 recbot.serve.start_metrics = signal_after(recbot.serve.start_metrics)
-recbot.serve.finish = signal_before(recbot.serve.finish)
-made = recbot.serve.make_http_server
-if FAILS:
-    recbot.serve.make_http_server = failing_server
+if WHEN in ("--starting", "--server-fails"):
+    recbot.serve.finish = signal_before(recbot.serve.finish)
+if WHEN == "--server-fails":
+    recbot.serve.serve_until = failing_loop
+if WHEN == "--in-waitress":
+    waitress.channel.HTTPChannel.handle_read = handle_read_signalled
 sys.exit(main(sys.argv[3:]))
 """
 
 
 def run_signalled(signal_name: str, how: str, args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    """SIGNALLED_WHILE_STARTING_AND_STOPPING run to its end: its exit code and stderr."""
+    """SIGNALLED run to its end: its exit code and stderr."""
     process = subprocess.Popen(
-        [sys.executable, "-c", SIGNALLED_WHILE_STARTING_AND_STOPPING, signal_name, how, *args],
+        [sys.executable, "-c", SIGNALLED, signal_name, how, *args],
         cwd=cwd,
         env=process_env(env),
         stderr=subprocess.PIPE,
@@ -180,7 +187,7 @@ def test_a_signal_once_metrics_answer_stops_either_mode_cleanly_and_another_whil
     with SocketSlack() as socket_slack:
         slack.socket_url = socket_slack.url
         for args in (["--http", "--host", "127.0.0.1", "--port", str(free_port())], []):
-            code, stderr = run_signalled(signal_name, "--signalled", args, env, tmp_path)
+            code, stderr = run_signalled(signal_name, "--starting", args, env, tmp_path)
             assert code == 0, stderr
             first = stderr.index(f"received signal {number}; finishing in-flight work")
             second = stderr.index(f"received signal {number}; already stopping")
@@ -194,7 +201,46 @@ def test_a_signal_while_stopping_after_the_server_broke_does_not_cut_the_stop_sh
     code, stderr = run_signalled("SIGTERM", "--server-fails", args, env, tmp_path)
     assert code == 1, stderr  # the error is the process's end, after a complete stop
     assert "received signal 15; already stopping" in stderr and "recbot stopped cleanly" in stderr
-    assert stderr.rstrip().endswith("RuntimeError: the server's loop broke") and "_Stop" not in stderr
+    assert stderr.rstrip().endswith("RuntimeError: the server's loop broke")
+
+
+def test_a_signal_while_waitress_handles_a_request_still_stops_recbot(env, tmp_path) -> None:
+    env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SIGNALLED,
+            "SIGTERM",
+            "--in-waitress",
+            "--http",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=process_env(env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:  # the first bytes waitress reads stop it
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except requests.ConnectionError:
+                time.sleep(0.05)
+                continue
+            break
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "received signal 15; finishing in-flight work" in stderr and "recbot stopped cleanly" in stderr
 
 
 def test_ctrl_c_before_the_start_can_stop_cleanly_is_one_line_not_a_traceback(env, tmp_path) -> None:
