@@ -165,7 +165,7 @@ def listen_address(value: str) -> tuple[str, int] | None:
     if value.strip().lower() in ("", "off"):
         return None
     if "://" in value:
-        raise Problem("is a URL, not an address: write only IP:port")
+        raise Problem("is a URL, not an IP address and a port")
     if "@" in value or "/" in value:
         raise Problem("is not an IP address and a port (IP:port)")
     if value.strip().startswith("[") and value.strip().endswith("]"):
@@ -179,9 +179,14 @@ def listen_address(value: str) -> tuple[str, int] | None:
         raise Problem("has an IPv6 address without brackets (write [::1]:9464)")
     if not sep or not (is_ip_address(host) or host == "localhost"):
         raise Problem("is not an IP address and a port (IP:port)")
-    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+    if not is_port(port):
         raise Problem("has a port that is not a number from 0 to 65535")
     return host, int(port)
+
+
+def is_port(text: str) -> bool:
+    """A port to listen on as typed: digits only, 0 to 65535 (0: any free port)."""
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
 
 
 def is_ip_address(host: str) -> bool:
