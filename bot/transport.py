@@ -133,7 +133,7 @@ class Transport:
             method,
             target,
             body=body,
-            headers={"User-Agent": USER_AGENT, **headers},
+            headers={"user-agent": USER_AGENT, **headers},  # make_headers' spelling: one header through a proxy
             timeout=self._timeout,
             retries=self._retries,
             redirect=False,

@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     """A forward proxy in HTTP_PROXY, NO_PROXY unset; it answers every request itself."""
     recorder = Recorder()
     monkeypatch.setenv("HTTP_PROXY", recorder.url)
+    monkeypatch.delenv("http_proxy", raising=False)  # read before HTTP_PROXY where both are set
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     yield recorder
@@ -364,41 +366,62 @@ def test_proxy_credentials_in_its_url_are_sent_to_the_proxy(server: Recorder, pr
     assert proxy.headers[0]["user-agent"] == f"recbot/{__version__}"
 
 
-def test_the_connect_of_an_https_origin_names_recbot_and_carries_the_credentials(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """For https:// (Agora, Slack), the CONNECT line and its headers are all a proxy's log shows."""
+@contextmanager
+def raw_proxy(monkeypatch: pytest.MonkeyPatch, variable: str, answer: bytes) -> Iterator[list[bytes]]:
+    """A proxy in `variable` (with credentials) that records the head of the one request it gets,
+    exactly as it came, and answers `answer`."""
     heads: list[bytes] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
 
-        def refuse_the_tunnel() -> None:
+        def answer_once() -> None:
             connection, _ = listener.accept()
             with connection:
                 head = b""
                 while b"\r\n\r\n" not in head:
                     head += connection.recv(4096)
                 heads.append(head)
-                connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                connection.sendall(answer)
 
-        proxy = threading.Thread(target=refuse_the_tunnel, daemon=True)
+        proxy = threading.Thread(target=answer_once, daemon=True)
         proxy.start()
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "https_proxy"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://svc:p%40ss@127.0.0.1:{port}")
+        monkeypatch.setenv(variable, f"http://svc:p%40ss@127.0.0.1:{port}")
+        yield heads
+        proxy.join(timeout=10)
+
+
+def test_the_connect_of_an_https_origin_names_recbot_and_carries_the_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For https:// (Agora, Slack), the CONNECT line and its headers are all a proxy's log shows."""
+    with raw_proxy(monkeypatch, "HTTPS_PROXY", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n") as heads:
         client = transport()
         try:
             with pytest.raises(TransportError):  # the name is never looked up here: the proxy would
                 client.send("GET", "https://agora.invalid/v1/x", headers={"Authorization": "hmac secret"})
         finally:
             client.close()
-        proxy.join(timeout=10)
     (head,) = heads
     lines = head.decode().lower().split("\r\n")
     assert lines[0].startswith("connect agora.invalid:443 http/")
     assert f"user-agent: recbot/{__version__}" in lines
     assert "proxy-authorization: basic " + base64.b64encode(b"svc:p@ss").decode().lower() in lines
     assert "secret" not in head.decode()  # the call's own headers go inside the tunnel only
+
+
+def test_a_call_through_a_proxy_to_an_http_origin_says_who_it_is_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    with raw_proxy(monkeypatch, "HTTP_PROXY", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}") as heads:
+        client = transport()
+        try:
+            assert client.send("GET", "http://agora.invalid/v1/x", headers={}).status == 200
+        finally:
+            client.close()
+    (head,) = heads
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "get http://agora.invalid/v1/x http/1.1"
+    assert [line for line in lines if line.startswith("user-agent:")] == [f"user-agent: recbot/{__version__}"]
 
 
 def test_a_proxy_without_a_scheme_is_an_http_proxy(server: Recorder, proxy: Recorder, monkeypatch) -> None:
