@@ -378,7 +378,7 @@ def test_the_metrics_address_is_an_ip_and_a_port_or_off(settings_overrides, type
         ("10.1.2.3", "IP:port"),
         ("10.1.2.3:65536", "0 to 65535"),
         ("10.1.2.3:-1", "0 to 65535"),
-        ("http://10.1.2.3:9101", "is a URL, not an address"),
+        ("http://10.1.2.3:9101", "is a URL, not an IP address and a port"),
         ("user:pw@127.0.0.1:9464", "is not an IP address and a port (IP:port)"),
         ("[::2]", "has no port"),
         ("10.1.2.3:" + "9" * 5000, "0 to 65535"),
