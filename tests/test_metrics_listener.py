@@ -248,6 +248,10 @@ def test_ctrl_c_before_the_start_can_stop_cleanly_is_one_line_not_a_traceback(en
 import os, signal, sys
 import recbot.__main__
 
+# As in a terminal: a process started in the background (CI's, `cmd &`) inherits SIGINT ignored,
+# and Python then leaves it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 def interrupted(settings):
     os.kill(os.getpid(), signal.SIGINT)  # while Slack is asked about the bot token, the slowest part
     return checked(settings)
@@ -258,7 +262,12 @@ sys.exit(recbot.__main__.main(sys.argv[1:]))
 """
     args = ["--http", "--host", "127.0.0.1", "--port", str(free_port())]
     done = subprocess.run(
-        [sys.executable, "-c", program, *args], cwd=tmp_path, env=process_env(env), capture_output=True, text=True
+        [sys.executable, "-c", program, *args],
+        cwd=tmp_path,
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("recbot stopped while starting (Ctrl-C)")
@@ -322,7 +331,10 @@ def listening_ports(pid: int) -> set[int]:
     """The TCP ports process `pid` listens on (Linux: its sockets' inodes in /proc/net/tcp{,6})."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing: a connection just answered, not a listener
+            continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
     ports = set()
