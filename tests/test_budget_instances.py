@@ -199,15 +199,20 @@ def test_an_instance_killed_mid_scan_leaves_the_whole_budget_to_the_others(
     """Two instances here and one in its own process scan at once; the process
     is killed (SIGKILL) mid-scan, whatever it was doing with the database. The
     two others finish their scans with no 429 and, from the kill on, together
-    at 90% of the rate or more: what the dead one held is lost, not its share."""
-    per_scan = fleet(agora, 2 * SCAN_ENTRY_POINTS)
+    at 90% of the rate or more: what the dead one held is lost, not its share.
+    Half the default rate: on a slow machine two instances, PostgreSQL and the fakes on
+    two cores could not always make 36 reads a second, and 18 still tells the whole
+    budget (20/s) from two thirds of it (13.3/s)."""
+    rate = RATE / 2
+    settings = shared_settings.model_copy(update={"AGORA_RATE_LIMIT": rate})
+    per_scan = fleet(agora, SCAN_ENTRY_POINTS)
     env = {k: str(v) for k, v in settings_overrides.items()} | {
-        "DATABASE_URL": shared_settings.DATABASE_URL,
-        "RECBOT_SEAL_KEY": shared_settings.RECBOT_SEAL_KEY.get_secret_value(),
-        "AGORA_RATE_LIMIT": str(RATE),
+        "DATABASE_URL": settings.DATABASE_URL,
+        "RECBOT_SEAL_KEY": settings.RECBOT_SEAL_KEY.get_secret_value(),
+        "AGORA_RATE_LIMIT": str(rate),
     }
     process, url = start_process(env, tmp_path)
-    bots = [start_instance(shared_settings)[0] for _ in range(INSTANCES - 1)]
+    bots = [start_instance(settings)[0] for _ in range(INSTANCES - 1)]
     try:
         for bot_url in [url] + [b.url for b in bots]:
             SlackDriver(bot_url, SIGNING_SECRET, slack.response_url()).command("list all")
@@ -224,4 +229,4 @@ def test_an_instance_killed_mid_scan_leaves_the_whole_budget_to_the_others(
     assert agora.rate_limited == 0
     after = [r for r in reads(agora) if r.at > killed]
     assert len(after) > per_scan  # what is measured is most of two scans, not a tail
-    assert per_second(after) >= 0.9 * RATE, f"{per_second(after):.1f}/s after the kill"
+    assert per_second(after) >= 0.9 * rate, f"{per_second(after):.1f}/s after the kill"
