@@ -90,9 +90,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used so far, all cores (/proc/stat: user, nice,
+    system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Samples:
     cpu: float = 0.0  # CPU seconds the app's process used for these commands
+    machine: float = 0.0  # CPU seconds the whole machine used meanwhile: client, fakes, app
     acks: list[float] = field(default_factory=list)
     sent: dict[str, float] = field(default_factory=dict)  # response name -> when its command was sent
     answers: list[float] = field(default_factory=list)
@@ -229,11 +238,12 @@ def measure(
                 for contender in contenders:
                     taken = samples[contender.name]
                     processes.collect_garbage()
-                    before = cpu_seconds(contender.pid)
+                    before, machine_before = cpu_seconds(contender.pid), machine_cpu_seconds()
                     list(pool.map(lambda _, c=contender, s=taken: send_command(c, processes, command, s), range(batch)))
                     if contender.answers:  # a batch ends when its answers are in: the work after the ack counts
                         wait_answered(processes, taken)
                     taken.cpu += cpu_seconds(contender.pid) - before
+                    taken.machine += machine_cpu_seconds() - machine_before
         collect_answers(processes, samples)
     finally:
         gc.enable()
@@ -258,12 +268,15 @@ def ms(value: float) -> str:
 
 
 def report(samples: dict[str, Samples]) -> None:
-    print(f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11} {'CPU/command':>12}")
+    print(
+        f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11} {'CPU/command':>12}"
+        f" {'machine CPU/command':>20}"
+    )
     for name, s in samples.items():
         answer = (
             f"{ms(percentile(s.answers, 0.5)):>11} {ms(percentile(s.answers, 0.99)):>11}" if s.answers else " " * 23
         )
-        cpu = f"{ms(s.cpu / len(s.acks)):>12}" if s.acks else ""
+        cpu = f"{ms(s.cpu / len(s.acks)):>12} {ms(s.machine / len(s.acks)):>20}" if s.acks else ""
         print(f"  {name:16} {ms(percentile(s.acks, 0.5)):>9} {ms(percentile(s.acks, 0.99)):>9} {answer} {cpu}")
 
 
