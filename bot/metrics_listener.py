@@ -43,9 +43,14 @@ def on_slack_port(metrics_addr: tuple[str, int] | None, host: str, port: int) ->
     )
 
 
+def address(host: str, port: int) -> str:
+    """host:port, an IPv6 address in brackets, so the port is told from the address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def url(host: str, port: int) -> str:
     """http://host:port, an IPv6 address in brackets (as a browser, curl or Prometheus needs it)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{address(host, port)}"
 
 
 def _json(start_response: Callable[..., Any], report: dict[str, Any]) -> list[bytes]:

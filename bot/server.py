@@ -34,7 +34,7 @@ from waitress.server import create_server
 from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
-from bot.metrics_listener import MetricsListener
+from bot.metrics_listener import MetricsListener, address
 from bot.services import MeteredWebClient, Services, slack_client
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
 
@@ -254,15 +254,15 @@ def cannot_listen(host: str, port: int, port_fix: str = "pass --port", host_fix:
     found = _listen_addresses(host, port)
     if isinstance(found, str):
         return found
-    for family, kind, proto, _name, address in found:
+    for family, kind, proto, _name, sockaddr in found:
         try:
             with socket.socket(family, kind, proto) as trial:
                 trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
-                trial.bind(address)
+                trial.bind(sockaddr)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return in_use(host, port, port_fix)
-            return f"cannot listen on {host}:{port} ({exc.strerror}): {host_fix}"
+            return f"cannot listen on {address(host, port)} ({exc.strerror}): {host_fix}"
     return None
 
 

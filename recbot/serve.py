@@ -14,7 +14,7 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot import __version__
-from bot.metrics_listener import METRICS_FIX, MetricsListener, metrics_wsgi, url
+from bot.metrics_listener import METRICS_FIX, MetricsListener, address, metrics_wsgi, url
 from bot.server import (
     EVENTS_PATH,
     HOST_FIX,
@@ -61,17 +61,17 @@ def start_metrics(
 ) -> MetricsListener | None:
     """The metrics listener on RECBOT_METRICS_ADDR (None when off), recbot_build_info set."""
     services.metrics.describe_build(__version__, mode)
-    address = services.settings.RECBOT_METRICS_ADDR
-    if address is None:
+    listen_on = services.settings.RECBOT_METRICS_ADDR
+    if listen_on is None:
         return None
-    host, port = address
+    host, port = listen_on
     app = metrics_wsgi(services.metrics.registry, services.health, lambda: services.readiness(socket_connected))
     try:
         listener = MetricsListener(host, port, app)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(in_use(host, port, METRICS_FIX)) from None
-        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): {METRICS_FIX}") from None
+        raise StartupError(f"cannot listen on {address(host, port)} ({exc.strerror}): {METRICS_FIX}") from None
     log.info("recbot metrics on %s/metrics (and GET /healthz, /readyz)", url(host, listener.port))
     return listener.start()
 
@@ -83,9 +83,10 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(in_use(host, port)) from None
-        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host and --port") from None
+        problem = f"cannot listen on {address(host, port)} ({exc.strerror}): check --host and --port"
+        raise StartupError(problem) from None
     except ValueError:  # waitress's word for an address it cannot resolve or bind
-        raise StartupError(f"cannot listen on {host}:{port}: {HOST_FIX}") from None
+        raise StartupError(f"cannot listen on {address(host, port)}: {HOST_FIX}") from None
     stop_on_signals(services.stopping)
     try:
         metrics = start_metrics(services, "http")
@@ -96,9 +97,8 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
     try:
         if not services.stopping.is_set():
             log.info(
-                "recbot serving HTTP on %s:%s (POST %s, GET /healthz, /readyz)",
-                host,
-                server.effective_port,
+                "recbot serving HTTP on %s (POST %s, GET /healthz, /readyz)",
+                address(host, server.effective_port),
                 EVENTS_PATH,
             )
             freeze_start_up()

@@ -81,6 +81,13 @@ def test_an_ipv6_metrics_address_is_logged_as_a_url_that_works(env, tmp_path: Pa
     assert f"recbot serving HTTP on 127.0.0.1:{main} (POST /slack/events, GET /healthz, /readyz)" in stderr
 
 
+def test_an_ipv6_slack_facing_address_is_logged_with_its_port_told_apart(env, tmp_path: Path) -> None:
+    main = free_port()
+    with recbot(["--http", "--host", "::1", "--port", str(main)], env, tmp_path) as process:
+        until(process, lambda: requests.get(f"http://[::1]:{main}/readyz", timeout=5).ok)
+    assert f"recbot serving HTTP on [::1]:{main} (POST /slack/events" in process.stopped_stderr
+
+
 def test_the_slack_facing_probes_answer_head_too(bot) -> None:
     """A load balancer's check of the Slack-facing /readyz may be HEAD (HAProxy's httpchk HEAD)."""
     for path in ("/healthz", "/readyz"):

@@ -134,6 +134,11 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
         (["--http", "--host", "recbot.internal"], {}, "--host is a host name, not an IP address: pass an IP"),
         (["--http", "--host", "my host"], {}, "--host is not an IP address: pass an IP address of this machine"),
         (
+            ["--http", "--host", "2001:db8::1", "--port", "3000"],  # documentation's range: on no machine
+            {},
+            "cannot listen on [2001:db8::1]:3000 (Cannot assign requested address): pass an IP address of this",
+        ),
+        (
             [],
             {".env": LATIN1_ENV},
             f"line 2 is not UTF-8 text: {UTF8_FIX}",
@@ -159,6 +164,7 @@ LATIN1_ENV = "SLACK_BOT_TOKEN=xoxb-1\nAGORA_CUSTOMER_SECRET=café\n".encode("lat
         "host-not-an-address",
         "host-a-name",
         "host-with-a-space",
+        "host-ipv6-not-on-this-machine",
         "env-not-utf8",
         "rate-too-low",
         "rate-nan",
@@ -184,6 +190,17 @@ def test_a_bad_value_is_one_line_before_anything_is_created_and_doctor_says_the_
     assert sorted(os.listdir(tmp_path)) == before  # no SQLite file, no key file
     assert doctor_failures(args, env, tmp_path) == [line.removeprefix("recbot cannot start: ")]
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_metrics_address_not_on_this_machine_is_named_with_its_port_told_apart(env, tmp_path) -> None:
+    env["RECBOT_METRICS_ADDR"] = "[2001:db8::1]:9464"  # the documentation's range: on no machine
+    done = cli(["--http"], tmp_path, env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "recbot cannot start: cannot listen on [2001:db8::1]:9464 (Cannot assign requested address): "
+        "set RECBOT_METRICS_ADDR to another IP:port, or to off"
+    )
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_http_mode_start_does_not_suggest_http_mode(env, tmp_path) -> None:
