@@ -44,6 +44,7 @@ from bot.settings import (
     load_settings,
     shown_database_url,
     sqlite_file_problem,
+    unread_names,
 )
 from bot.store import migrations
 from bot.store.engine import make_engine, sqlite_unwritable
@@ -458,6 +459,9 @@ def doctor(
     except SettingsError as exc:
         for problem in exc.problems:
             show(Check("Settings", "FAIL", problem))
+    unread = [Check("Settings", "warn", line) for line in unread_names()]
+    for check in unread if settings is None else []:  # shown beside what may be missing because of them
+        show(check)
     arguments = listen_problems(host, str(port))
     for problem in arguments:
         show(Check("Command line", "FAIL", problem))
@@ -467,10 +471,12 @@ def doctor(
         print(f"Fix {where} as said above, then run the doctor again.", file=out)
         return 1
     show(Check("Settings", "ok", "all present and valid"))
+    for check in unread:
+        show(check)
     rate = check_rate_limit(settings)
     if rate is not None:
         show(rate)
-    results = run_checks(checks_for(settings, mode, host, int(port)), show) + ([rate] if rate else [])
+    results = run_checks(checks_for(settings, mode, host, int(port)), show) + ([rate] if rate else []) + unread
     failed = sum(c.failed for c in results)
     warned = sum(c.status == "warn" for c in results)
     print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)

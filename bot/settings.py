@@ -5,14 +5,18 @@ wrong>: <how to fix it>`, and never a value (a value may be a secret)."""
 
 from __future__ import annotations
 
+import difflib
+import io
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from dotenv.parser import parse_stream
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -513,6 +517,44 @@ def _unreadable_env_file(exc: UnicodeDecodeError) -> str:
     line = exc.object[: exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else 0
     where = f"{ENV_FILE} line {line}" if line else ENV_FILE
     return f"{where} is not UTF-8 text: save {ENV_FILE} with the UTF-8 encoding (Save As in most editors)"
+
+
+def _read_names() -> list[str]:
+    return sorted(set(Settings.model_fields) | set(SocketModeSettings.model_fields))
+
+
+def _misnamed(name: str, where: str) -> str | None:
+    """Why `name` looks meant for recbot but is not read: in small letters, or a near miss of a
+    name it reads (a misspelt setting silently stays at its default, or shows only as missing)."""
+    read = _read_names()
+    if name in read:
+        return None
+    if name.upper() in read:
+        return f"{name} in {where} is not read (recbot's names are in capitals): rename it {name.upper()}"
+    close = difflib.get_close_matches(name.upper(), read, n=1, cutoff=0.8)
+    if not close:
+        return None
+    return f"{name} in {where} is not a name recbot reads: if it is meant as {close[0]}, rename it"
+
+
+def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path(ENV_FILE)) -> list[str]:
+    """What in the environment or `.env` looks meant for recbot but is ignored: a near miss of
+    a setting's name, and a `.env` line that is not NAME=value (named by its number alone: the
+    line may hold a secret). Each as `<what>: <how to fix>`; a start logs them, doctor warns."""
+    environ = os.environ if environ is None else environ
+    found = [problem for name in sorted(environ) if (problem := _misnamed(name, "the environment"))]
+    try:
+        text = env_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # a missing .env is normal; an unreadable one is the settings' to say
+        return found
+    for binding in parse_stream(io.StringIO(text)):
+        original = binding.original.string
+        line = binding.original.line + len(original) - len(original.lstrip("\n"))
+        if binding.error or (binding.key is not None and binding.value is None):
+            found.append(f"{ENV_FILE} line {line} is not NAME=value, so recbot ignores it: write it as NAME=value")
+        elif binding.key is not None and (problem := _misnamed(binding.key, ENV_FILE)):
+            found.append(problem)
+    return found
 
 
 def load_settings(mode: Mode = "http", **overrides: object) -> Settings:

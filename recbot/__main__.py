@@ -30,6 +30,7 @@ from bot.settings import (
     load_settings,
     shown_database_url,
     sqlite_file_problem,
+    unread_names,
 )
 from bot.store import migrations
 from bot.store.engine import DatabaseInUse, make_engine, only_process, sqlite_path, sqlite_unwritable
@@ -81,16 +82,19 @@ def start(mode: Mode, host: str, port: str) -> None:
     anything is created on disk."""
     settings: Settings | None = None
     problems = []
+    unread = unread_names()
     try:
         settings = load_settings(mode)
     except SettingsError as exc:
-        problems += exc.problems
+        problems += exc.problems + unread  # a misspelt name may be why a setting is missing
     problems += listen_problems(host, port)
     if mode == "http" and settings is not None and not problems:
         problems += [p for p in [on_slack_port(settings.RECBOT_METRICS_ADDR, host, int(port))] if p]
     if problems or settings is None:
         raise StartupError("\n".join(problems))
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
+    for line in unread:
+        logging.getLogger("recbot").warning("%s", line)
     if mode == "http":
         unusable = cannot_listen(host, int(port))
         if unusable:

@@ -19,6 +19,7 @@ from bot.settings import load_settings
 from tests.fakes.slack import FakeSlack
 from tests.metrics_helpers import scrape
 from tests.storage_servers import free_port
+from tests.test_doctor import cli
 from tests.test_metrics_listener import listening_ports, recbot, until
 from tests.test_socket_mode import APP_TOKEN
 from tests.test_startup import refused
@@ -86,6 +87,18 @@ def test_an_ipv6_slack_facing_address_is_logged_with_its_port_told_apart(env, tm
     with recbot(["--http", "--host", "::1", "--port", str(main)], env, tmp_path) as process:
         until(process, lambda: requests.get(f"http://[::1]:{main}/readyz", timeout=5).ok)
     assert f"recbot serving HTTP on [::1]:{main} (POST /slack/events" in process.stopped_stderr
+
+
+def test_a_start_logs_a_misspelt_name_and_doctor_warns_of_it(env, tmp_path) -> None:
+    env["RECBOT_APROVERS"] = "UBOB"
+    near_miss = "RECBOT_APROVERS in the environment is not a name recbot reads: if it is meant as RECBOT_APPROVERS"
+    doctor = cli(["doctor", "--http", "--port", str(free_port())], tmp_path, env, timeout=60)
+    assert any(line.startswith(f"[warn] Settings: {near_miss}") for line in doctor.stdout.splitlines()), doctor.stdout
+    assert doctor.returncode == 0, doctor.stdout  # a warning, not a failure
+    port = free_port()
+    with recbot(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path) as process:
+        until(process, lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok)
+    assert f"WARNING recbot [-] {near_miss}" in process.stopped_stderr
 
 
 def test_the_slack_facing_probes_answer_head_too(bot) -> None:

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import bot.settings
-from bot.settings import Settings, SettingsError, how_to_fix, load_settings
+from bot.settings import Settings, SettingsError, how_to_fix, load_settings, unread_names
 from tests.conftest import CUSTOMER_SECRET
 
 
@@ -394,3 +394,41 @@ def test_an_empty_metrics_address_in_the_environment_turns_the_listener_off(sett
     monkeypatch.setenv("RECBOT_METRICS_ADDR", "")
     overrides = {k: v for k, v in settings_overrides.items() if k != "RECBOT_METRICS_ADDR"}
     assert load_settings(_env_file=None, **overrides).RECBOT_METRICS_ADDR is None
+
+
+READ_NAMES = sorted(set(Settings.model_fields) | set(bot.settings.SocketModeSettings.model_fields))
+
+
+def test_a_near_miss_of_a_setting_is_named_with_the_name_recbot_reads(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SLACK_SIGNIN_SECRET=abc\nslack_bot_token=xoxb-1\n")
+    found = unread_names({"RECBOT_APROVERS": "UBOB", "DATABASE_URI": "sqlite:///x"}, tmp_path / ".env")
+    assert found == [
+        "DATABASE_URI in the environment is not a name recbot reads: if it is meant as DATABASE_URL, rename it",
+        "RECBOT_APROVERS in the environment is not a name recbot reads: if it is meant as RECBOT_APPROVERS, rename it",
+        "SLACK_SIGNIN_SECRET in .env is not a name recbot reads: if it is meant as SLACK_SIGNING_SECRET, rename it",
+        "slack_bot_token in .env is not read (recbot's names are in capitals): rename it SLACK_BOT_TOKEN",
+    ]
+
+
+def test_names_of_other_tools_and_of_recbot_itself_are_left_alone(tmp_path: Path) -> None:
+    others = ["PATH", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_USER_TOKEN", "RECBOT_TEST_POSTGRES_URL"]
+    (tmp_path / ".env").write_text("".join(f"{name}=x\n" for name in READ_NAMES + others))
+    assert unread_names(dict.fromkeys(READ_NAMES + others, "x"), tmp_path / ".env") == []
+    assert unread_names({}, tmp_path / "no-such.env") == []  # no .env is the usual case
+
+
+def test_a_line_that_is_not_name_equals_value_is_named_by_its_number_alone(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("A=1\n\n\nxoxb-pasted-without-a-name\n# a comment\nSLACK_BOT_TOKEN xoxb-2\nB=2\n")
+    found = unread_names({}, tmp_path / ".env")
+    fix = "is not NAME=value, so recbot ignores it: write it as NAME=value"
+    assert found == [f".env line 4 {fix}", f".env line 6 {fix}"]
+    assert not any("xoxb" in line for line in found)
+
+
+@given(secret=st.text(alphabet=string.ascii_letters + string.digits + "-_+/", min_size=12, max_size=40))
+def test_no_value_or_unnamed_line_of_env_is_ever_shown(tmp_path_factory: pytest.TempPathFactory, secret: str) -> None:
+    env_file = tmp_path_factory.mktemp("env") / ".env"
+    env_file.write_text(f"SLACK_SIGNIN_SECRET={secret}\n{secret}\nSLACK_BOT_TOKEN {secret}\n")
+    shown = "\n".join(unread_names({"SLACK_TOKEN": secret}, env_file))
+    assert secret not in shown
+    assert shown.count("\n") == 3  # the environment's near miss, the .env's, two lines that are not NAME=value

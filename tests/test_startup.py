@@ -203,6 +203,20 @@ def test_a_metrics_address_not_on_this_machine_is_named_with_its_port_told_apart
     assert os.listdir(tmp_path) == []
 
 
+def test_a_misspelt_name_is_named_beside_the_setting_it_leaves_missing(env, tmp_path) -> None:
+    del env["SLACK_SIGNING_SECRET"]
+    (tmp_path / ".env").write_text(f"SLACK_SIGNIN_SECRET={SIGNING_SECRET}\n")
+    near_miss = (
+        "SLACK_SIGNIN_SECRET in .env is not a name recbot reads: if it is meant as SLACK_SIGNING_SECRET, rename it"
+    )
+    missing, named = refused(["--http"], env, tmp_path)
+    assert missing.startswith("recbot cannot start: SLACK_SIGNING_SECRET is missing: ")
+    assert named == f"recbot cannot start: {near_miss}"
+    doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
+    assert f"[warn] Settings: {near_miss}" in doctor.stdout.splitlines()
+    assert SIGNING_SECRET not in doctor.stdout + doctor.stderr
+
+
 def test_an_http_mode_start_does_not_suggest_http_mode(env, tmp_path) -> None:
     env["SLACK_APP_TOKEN"] = "xoxb-2-bot-token-in-the-app-slot"
     (line,) = refused(["--http"], env, tmp_path)
