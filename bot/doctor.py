@@ -37,6 +37,7 @@ from bot.server import (
     slack_error,
     slack_trouble,
 )
+from bot.services import slack_unreachable
 from bot.settings import (
     Mode,
     Settings,
@@ -88,7 +89,7 @@ def _slack_failure(exc: Exception, settings: Settings, fix: str) -> str:
     rate-limiting or failing, the network when it did not answer."""
     if isinstance(exc, SlackApiError):
         return slack_trouble(exc) or f"Slack said {slack_error(exc)}: {fix}"
-    return f"no answer from {settings.SLACK_API_URL} ({type(exc).__name__}): check the network and SLACK_API_URL"
+    return slack_unreachable(settings.SLACK_API_URL, exc, "check the network and SLACK_API_URL")
 
 
 SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)

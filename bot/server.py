@@ -35,7 +35,7 @@ from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
 from bot.metrics_listener import MetricsListener, address
-from bot.services import MeteredWebClient, Services, slack_client
+from bot.services import MeteredWebClient, Services, slack_client, slack_unreachable
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
 
 log = logging.getLogger(__name__)
@@ -368,9 +368,7 @@ def verify_bot_token(settings: Settings) -> None:
     except UnicodeError:
         raise _unsendable("SLACK_BOT_TOKEN") from None
     except (SlackClientError, OSError) as exc:
-        raise StartupError(
-            f"cannot reach Slack at {settings.SLACK_API_URL} ({type(exc).__name__}): check the network"
-        ) from None
+        raise StartupError(slack_unreachable(settings.SLACK_API_URL, exc)) from None
 
 
 def socket_mode_url(app_token: str, api_url: str) -> str:
@@ -383,7 +381,7 @@ def socket_mode_url(app_token: str, api_url: str) -> str:
     except UnicodeError:
         raise _unsendable("SLACK_APP_TOKEN") from None
     except (SlackClientError, OSError) as exc:
-        raise StartupError(f"cannot reach Slack at {api_url} ({type(exc).__name__}): check the network") from None
+        raise StartupError(slack_unreachable(api_url, exc)) from None
     url = answer.get("url") if isinstance(answer.data, dict) else None
     if not isinstance(url, str) or not url.startswith(("wss://", "ws://")):
         raise StartupError(

@@ -3,11 +3,14 @@ they are built from the settings, on one store and one Agora client."""
 
 from __future__ import annotations
 
+import os
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -174,6 +177,30 @@ def metered_copy(client: WebClient, metrics: Metrics) -> MeteredWebClient:
         logger=client.logger,
         retry_handlers=client.retry_handlers,
     )
+
+
+# What slack_sdk reads for the proxy of its Web API calls: the first of these that is set, for
+# http:// and https:// alike (ALL_PROXY does not apply; urllib honours NO_PROXY).
+SLACK_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def slack_proxy_variable(api_url: str) -> str | None:
+    """The variable whose proxy slack_sdk sends calls to `api_url` through, as slack_sdk and urllib
+    pick it; None: they go direct. Its value is never shown (it may hold a password)."""
+    for name in SLACK_PROXY_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            bypassed = urllib.request.proxy_bypass(urlsplit(api_url).netloc)
+            return name if value.strip() and not bypassed else None
+    return None
+
+
+def slack_unreachable(api_url: str, exc: BaseException, fix: str = "check the network") -> str:
+    """`<what>: <how to fix>` for a Slack call that got no answer, naming the proxy it went through."""
+    proxy, failure = slack_proxy_variable(api_url), type(exc).__name__
+    if proxy is None:
+        return f"cannot reach Slack at {api_url} ({failure}): {fix}"
+    return f"cannot reach Slack at {api_url} through the proxy in {proxy} ({failure}): check that proxy, or {fix}"
 
 
 def slack_client(settings: Settings, metrics: Metrics | None = None) -> WebClient:

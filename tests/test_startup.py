@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.services import SLACK_PROXY_VARIABLES, slack_proxy_variable
 from tests.conftest import BOT_TOKEN, CUSTOMER_SECRET, SIGNING_SECRET
 from tests.test_doctor import cli
 
@@ -215,6 +216,67 @@ def test_a_misspelt_name_is_named_beside_the_setting_it_leaves_missing(env, tmp_
     doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
     assert f"[warn] Settings: {near_miss}" in doctor.stdout.splitlines()
     assert SIGNING_SECRET not in doctor.stdout + doctor.stderr
+
+
+NO_PROXY_SET = dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"), "")
+
+
+@pytest.mark.parametrize(
+    ("variables", "url", "named"),
+    [
+        ({}, "https://slack.com/api/", None),
+        ({"HTTPS_PROXY": "http://a:3128", "HTTP_PROXY": "http://b:3128"}, "https://slack.com/api/", "HTTPS_PROXY"),
+        ({"https_proxy": "http://a:3128", "HTTP_PROXY": "http://b:3128"}, "https://slack.com/api/", "https_proxy"),
+        ({"HTTPS_PROXY": "", "http_proxy": "http://b:3128"}, "https://slack.com/api/", "http_proxy"),
+        ({"HTTPS_PROXY": "http://a:3128"}, "http://10.1.2.3:8080/api/", "HTTPS_PROXY"),  # http:// too
+        ({"HTTPS_PROXY": "   "}, "https://slack.com/api/", None),
+        ({"HTTPS_PROXY": "http://a:3128", "NO_PROXY": "slack.com"}, "https://slack.com/api/", None),
+        ({"HTTPS_PROXY": "http://a:3128", "no_proxy": ".example.com"}, "https://slack.com/api/", "HTTPS_PROXY"),
+        ({"ALL_PROXY": "http://a:3128"}, "https://slack.com/api/", None),
+    ],
+)
+def test_the_proxy_named_is_the_one_slack_sdk_and_urllib_pick(monkeypatch, variables, url, named) -> None:
+    for name in (*SLACK_PROXY_VARIABLES, "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert slack_proxy_variable(url) == named
+
+
+@pytest.mark.parametrize(
+    ("mode", "proxy"),
+    [(["--http"], {}), ([], {}), (["--http"], {"HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "*"})],
+    ids=["http", "socket", "proxy-not-for-slack"],
+)
+def test_a_slack_that_cannot_be_reached_is_said_so_with_the_network_to_check(env, tmp_path, mode, proxy) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        env["SLACK_API_URL"] = f"http://127.0.0.1:{closed.getsockname()[1]}/api/"
+    env.update({**NO_PROXY_SET, **proxy})
+    (line,) = refused(mode, env, tmp_path)
+    assert line == f"recbot cannot start: cannot reach Slack at {env['SLACK_API_URL']} (URLError): check the network"
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy"])
+def test_a_proxy_slack_calls_cannot_get_through_is_named_by_its_variable_not_its_value(
+    env, tmp_path, variable: str
+) -> None:
+    """slack_sdk sends Web API calls through HTTPS_PROXY or HTTP_PROXY, even to an http:// URL:
+    Slack itself answers here, so only the proxy can be what failed."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        proxy = f"http://ops:proxy-password@127.0.0.1:{closed.getsockname()[1]}"
+    env.update({**NO_PROXY_SET, variable: proxy})
+    done = cli(["--http"], tmp_path, env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"recbot cannot start: cannot reach Slack at {env['SLACK_API_URL']} through the proxy in {variable} "
+        "(URLError): check that proxy, or check the network"
+    )
+    assert "proxy-password" not in done.stderr and proxy not in done.stderr
+    doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
+    assert f"through the proxy in {variable} (URLError): check that proxy, or check the network and SLACK_API_URL" in (
+        doctor.stdout
+    )
+    assert "proxy-password" not in doctor.stdout + doctor.stderr
 
 
 def test_an_http_mode_start_does_not_suggest_http_mode(env, tmp_path) -> None:
