@@ -124,6 +124,11 @@ def check_app_token(settings: Settings) -> Check:
     return Check("Slack Socket Mode", "ok", "the app token opens a Socket Mode connection")
 
 
+def _listen_url(host: str, port: int) -> str:
+    """Where recbot will listen, as a URL; port 0 is the free one the start's log names."""
+    return url(host, port) if port else url(host, 0).removesuffix("0") + "<a free port>"
+
+
 def check_request_url(host: str, port: int) -> Check:
     unusable = cannot_listen(host, port)
     if unusable == in_use(host, port):
@@ -134,7 +139,7 @@ def check_request_url(host: str, port: int) -> Check:
     return Check(
         "Slack HTTP mode",
         "ok",
-        f"recbot will listen on http://{host}:{port or '<a free port>'}{EVENTS_PATH}; Slack must reach it as "
+        f"recbot will listen on {_listen_url(host, port)}{EVENTS_PATH}; Slack must reach it as "
         f"https://YOUR-HOST{EVENTS_PATH}, set as the slash command's URL, Interactivity's Request URL, "
         "Interactivity's Options Load URL (the entry-point picker's search) and Event Subscriptions' "
         "Request URL (the Home tab)",
@@ -156,8 +161,7 @@ def check_metrics_listener(settings: Settings, slack_port: tuple[str, int] | Non
         return Check(name, "warn", f"{unusable} (if recbot itself runs there, that is expected)")
     if unusable:
         return Check(name, "FAIL", unusable)
-    where = url(host, port) if port else url(host, 0).removesuffix("0") + "<a free port>"
-    return Check(name, "ok", f"recbot will serve /metrics, /healthz and /readyz on {where}")
+    return Check(name, "ok", f"recbot will serve /metrics, /healthz and /readyz on {_listen_url(host, port)}")
 
 
 def check_agora(settings: Settings, listed: EntryPoints | None = None) -> Check:
@@ -460,13 +464,13 @@ def doctor(
     except SettingsError as exc:
         for problem in exc.problems:
             show(Check("Settings", "FAIL", problem))
-    unread = [Check("Settings", "warn", line) for line in unread_names()]
-    for check in unread if settings is None else []:  # shown beside what may be missing because of them
-        show(check)
+    unread = [Check("Settings", "warn", name.text) for name in unread_names()]
     arguments = listen_problems(host, str(port))
     for problem in arguments:
         show(Check("Command line", "FAIL", problem))
     if settings is None or arguments:
+        for check in unread:  # beside what may be missing because of them
+            show(check)
         where = "the settings (in .env or the environment)" if settings is None else ""
         where += (" and " if where and arguments else "") + ("--host and --port" if arguments else "")
         print(f"Fix {where} as said above, then run the doctor again.", file=out)

@@ -245,7 +245,7 @@ def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
 
 def in_use(host: str, port: int, fix: str = "pass --port") -> str:
     """The words for a port something else listens on, the start's and doctor's."""
-    return f"port {port} on {host} is already in use: stop what uses it, or {fix}"
+    return f"port {port} on {f'[{host}]' if ':' in host else host} is already in use: stop what uses it, or {fix}"
 
 
 def cannot_listen(host: str, port: int, port_fix: str = "pass --port", host_fix: str = HOST_FIX) -> str | None:

@@ -5,14 +5,14 @@ wrong>: <how to fix it>`, and never a value (a value may be a secret)."""
 
 from __future__ import annotations
 
-import difflib
 import io
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -25,6 +25,10 @@ from sqlalchemy.exc import ArgumentError
 from bot.models import check_path_segment
 
 Mode = Literal["socket", "http"]
+
+# recbot names the `.env` lines it cannot read itself (unread_names), in its log's format;
+# python-dotenv's own warning would be a plain-text line in a JSON log, numbered differently.
+logging.getLogger("dotenv.main").setLevel(logging.ERROR)
 
 ENV_FILE = ".env"
 # Below one call a second, every Agora call waits more than a second for its turn: at 0.001 one
@@ -519,49 +523,115 @@ def _unreadable_env_file(exc: UnicodeDecodeError) -> str:
     return f"{where} is not UTF-8 text: save {ENV_FILE} with the UTF-8 encoding (Save As in most editors)"
 
 
-def _read_names() -> list[str]:
-    return sorted(set(Settings.model_fields) | set(SocketModeSettings.model_fields))
+# A name the environment or `.env` could give a setting; anything else in `.env` is a line recbot ignores.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SHOWN_LINE_NUMBERS = 10
 
 
-def _misnamed(name: str, where: str) -> str | None:
-    """Why `name` looks meant for recbot but is not read: in small letters, or a near miss of a
-    name it reads (a misspelt setting silently stays at its default, or shows only as missing)."""
-    read = _read_names()
+class Unread(NamedTuple):
+    """Something in the environment or `.env` that looks meant for recbot but is not read, as
+    `<what>: <how to fix>`; `meant`, the setting it may have been meant for."""
+
+    text: str
+    meant: str | None = None
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether one letter added, dropped, changed or two swapped turns `a` into `b` (a typo)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    if len(a) == len(b):
+        swapped = a[start + 2 :] == b[start + 2 :] and a[start : start + 2] == b[start : start + 2][::-1]
+        return a[start + 1 :] == b[start + 1 :] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1 :] == shorter[start:]
+
+
+def _misnamed(name: str, where: str, present: set[str]) -> Unread | None:
+    """Why `name` looks meant for recbot but is not read: in small letters, or one typo from a
+    name it reads (a misspelt setting silently stays at its default, or shows only as missing).
+    Names further off are other tools' (Kubernetes sets RECBOT_METRICS_PORT for a Service)."""
+    read = set(Settings.model_fields) | set(SocketModeSettings.model_fields)
     if name in read:
         return None
-    if name.upper() in read:
-        return f"{name} in {where} is not read (recbot's names are in capitals): rename it {name.upper()}"
-    close = difflib.get_close_matches(name.upper(), read, n=1, cutoff=0.8)
-    if not close:
+    meant = name.upper() if name.upper() in read else next((r for r in sorted(read) if _one_edit_apart(name, r)), None)
+    if meant is None:
         return None
-    return f"{name} in {where} is not a name recbot reads: if it is meant as {close[0]}, rename it"
+    if meant in present:
+        return Unread(f"{name} in {where} is not read, and {meant} is set: delete {name}", meant)
+    if meant == name.upper():
+        return Unread(f"{name} in {where} is not read (recbot's names are in capitals): rename it {meant}", meant)
+    return Unread(f"{name} in {where} is not a name recbot reads: if it is meant as {meant}, rename it", meant)
 
 
-def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path(ENV_FILE)) -> list[str]:
-    """What in the environment or `.env` looks meant for recbot but is ignored: a near miss of
-    a setting's name, and a `.env` line that is not NAME=value (named by its number alone: the
-    line may hold a secret). Each as `<what>: <how to fix>`; a start logs them, doctor warns."""
-    environ = os.environ if environ is None else environ
-    found = [problem for name in sorted(environ) if (problem := _misnamed(name, "the environment"))]
+def _unparsed(lines: list[int]) -> Unread:
+    """One warning for every `.env` line that is not NAME=value, by number alone (it may hold a secret)."""
+    shown = ", ".join(str(n) for n in lines[:SHOWN_LINE_NUMBERS])
+    if len(lines) > SHOWN_LINE_NUMBERS:
+        shown += f" and {len(lines) - SHOWN_LINE_NUMBERS:,} more"
+    where = f"{ENV_FILE} line {shown} is" if len(lines) == 1 else f"{ENV_FILE} lines {shown} are"
+    return Unread(
+        f"{where} not NAME=value (a name of letters, digits and _, then =), so recbot ignores "
+        f"{'it' if len(lines) == 1 else 'them'}: write each as NAME=value, or delete it"
+    )
+
+
+def env_file_bindings(env_file: Path) -> list[tuple[int, str | None, str | None]]:
+    """`.env` as (line, name, value): name None for a line that is not NAME=value, value None for
+    a name without `=`; empty for no `.env`, or one the settings cannot read (theirs to say)."""
     try:
-        text = env_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):  # a missing .env is normal; an unreadable one is the settings' to say
-        return found
+        text = env_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
     for binding in parse_stream(io.StringIO(text)):
         original = binding.original.string
-        line = binding.original.line + len(original) - len(original.lstrip("\n"))
-        if binding.error or (binding.key is not None and binding.value is None):
-            found.append(f"{ENV_FILE} line {line} is not NAME=value, so recbot ignores it: write it as NAME=value")
-        elif binding.key is not None and (problem := _misnamed(binding.key, ENV_FILE)):
-            found.append(problem)
+        line = binding.original.line + len(original) - len(original.lstrip("\n"))  # blank lines before it
+        if binding.key is not None or binding.error:
+            found.append((line, None if binding.error else binding.key, binding.value))
     return found
+
+
+def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path(ENV_FILE)) -> list[Unread]:
+    """What in the environment or `.env` looks meant for recbot but is ignored: a name one typo
+    (or its capitals) from a setting's, and `.env` lines that are not NAME=value. A start logs
+    them (and names those of a missing setting in its refusal); doctor warns of them."""
+    environ = os.environ if environ is None else environ
+    bindings = env_file_bindings(env_file)
+    present = {name for name in environ} | {name for _, name, value in bindings if name and value is not None}
+    found = [u for name in sorted(environ) if _NAME.match(name) and (u := _misnamed(name, "the environment", present))]
+    unparsed = []
+    for line, name, value in bindings:
+        if name is None or value is None or not _NAME.match(name):
+            unparsed.append(line)
+        elif unread := _misnamed(name, ENV_FILE, present):
+            found.append(unread)
+    return found + ([_unparsed(unparsed)] if unparsed else [])
+
+
+def _metrics_addr_emptied(env_file: Path | None) -> bool:
+    """Whether RECBOT_METRICS_ADDR is set empty where it is read: the environment, else `.env`."""
+    if "RECBOT_METRICS_ADDR" in os.environ:
+        return os.environ["RECBOT_METRICS_ADDR"] == ""
+    values = {name: value for _, name, value in env_file_bindings(env_file)} if env_file else {}
+    return values.get("RECBOT_METRICS_ADDR") == ""
+
+
+def _env_file_of(overrides: dict[str, object]) -> Path | None:
+    """The `.env` the settings read: ENV_FILE, or a test's `_env_file` (None: none)."""
+    chosen = overrides.get("_env_file", ENV_FILE)
+    return Path(chosen) if isinstance(chosen, str | Path) else None
 
 
 def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     """Read the settings for `mode`, or raise one SettingsError naming every
     problem and how to fix it; values are never echoed, so no secret is printed."""
     model = SocketModeSettings if mode == "socket" else Settings
-    if os.environ.get("RECBOT_METRICS_ADDR") == "" and "RECBOT_METRICS_ADDR" not in overrides:
+    env_file = _env_file_of(overrides)
+    if env_file is not None and env_file.is_dir():  # pydantic-settings would skip it without a word
+        raise SettingsError([f"{env_file} is a folder: make it a file (or remove it, and set the environment)"])
+    if "RECBOT_METRICS_ADDR" not in overrides and _metrics_addr_emptied(env_file):
         overrides["RECBOT_METRICS_ADDR"] = "off"  # empty turns it off (the settings ignore empty values)
     try:
         return model(**overrides)  # type: ignore[arg-type]

@@ -86,15 +86,16 @@ def start(mode: Mode, host: str, port: str) -> None:
     try:
         settings = load_settings(mode)
     except SettingsError as exc:
-        problems += exc.problems + unread  # a misspelt name may be why a setting is missing
+        failing = {problem.split(" ", 1)[0] for problem in exc.problems}
+        problems += exc.problems + [u.text for u in unread if u.meant in failing]  # a typo may be why
     problems += listen_problems(host, port)
     if mode == "http" and settings is not None and not problems:
         problems += [p for p in [on_slack_port(settings.RECBOT_METRICS_ADDR, host, int(port))] if p]
     if problems or settings is None:
         raise StartupError("\n".join(problems))
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
-    for line in unread:
-        logging.getLogger("recbot").warning("%s", line)
+    for name in unread:
+        logging.getLogger("recbot").warning("%s", name.text)
     if mode == "http":
         unusable = cannot_listen(host, int(port))
         if unusable:

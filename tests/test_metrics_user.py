@@ -5,8 +5,10 @@ counter a rule's rate() can see from the first failure."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,8 @@ def test_an_ipv6_slack_facing_address_is_logged_with_its_port_told_apart(env, tm
 
 
 def test_a_start_logs_a_misspelt_name_and_doctor_warns_of_it(env, tmp_path) -> None:
-    env["RECBOT_APROVERS"] = "UBOB"
-    near_miss = "RECBOT_APROVERS in the environment is not a name recbot reads: if it is meant as RECBOT_APPROVERS"
+    env["RECBOT_REQUESTER"] = "UALICE"
+    near_miss = "RECBOT_REQUESTER in the environment is not a name recbot reads: if it is meant as RECBOT_REQUESTERS"
     doctor = cli(["doctor", "--http", "--port", str(free_port())], tmp_path, env, timeout=60)
     assert any(line.startswith(f"[warn] Settings: {near_miss}") for line in doctor.stdout.splitlines()), doctor.stdout
     assert doctor.returncode == 0, doctor.stdout  # a warning, not a failure
@@ -99,6 +101,31 @@ def test_a_start_logs_a_misspelt_name_and_doctor_warns_of_it(env, tmp_path) -> N
     with recbot(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path) as process:
         until(process, lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok)
     assert f"WARNING recbot [-] {near_miss}" in process.stopped_stderr
+
+
+def test_a_line_of_env_recbot_cannot_read_is_logged_once_in_the_logs_own_format(env, tmp_path: Path) -> None:
+    env["RECBOT_LOG_FORMAT"] = "json"
+    (tmp_path / ".env").write_text("\n\n# a comment\n\nSLACK_BOT_TOKEN xoxb-pasted-wrong\n")
+    port = free_port()
+    with recbot(["--http", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path) as process:
+        until(process, lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok)
+    lines = [json.loads(line) for line in process.stopped_stderr.splitlines()]  # python-dotenv's own line is gone
+    warned = [line["message"] for line in lines if ".env" in line["message"]]
+    assert warned == [
+        ".env line 5 is not NAME=value (a name of letters, digits and _, then =), so recbot ignores it: "
+        "write each as NAME=value, or delete it"
+    ]
+    assert "xoxb-pasted-wrong" not in process.stopped_stderr
+
+
+def test_doctor_names_an_ipv6_slack_facing_address_as_a_url(env, tmp_path: Path) -> None:
+    port = free_port()
+    doctor = cli(["doctor", "--http", "--host", "::1", "--port", str(port)], tmp_path, env, timeout=60)
+    assert f"recbot will listen on http://[::1]:{port}/slack/events;" in doctor.stdout, doctor.stdout
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as taken:
+        busy = taken.getsockname()[1]
+        doctor = cli(["doctor", "--http", "--host", "::1", "--port", str(busy)], tmp_path, env, timeout=60)
+    assert f"port {busy} on [::1] is already in use" in doctor.stdout, doctor.stdout
 
 
 def test_the_slack_facing_probes_answer_head_too(bot) -> None:

@@ -399,36 +399,114 @@ def test_an_empty_metrics_address_in_the_environment_turns_the_listener_off(sett
 READ_NAMES = sorted(set(Settings.model_fields) | set(bot.settings.SocketModeSettings.model_fields))
 
 
-def test_a_near_miss_of_a_setting_is_named_with_the_name_recbot_reads(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("SLACK_SIGNIN_SECRET=abc\nslack_bot_token=xoxb-1\n")
-    found = unread_names({"RECBOT_APROVERS": "UBOB", "DATABASE_URI": "sqlite:///x"}, tmp_path / ".env")
+def unread(environ: dict[str, str], env_text: str | None, tmp_path: Path) -> list[str]:
+    env_file = tmp_path / ".env"
+    if env_text is not None:
+        env_file.write_text(env_text)
+    return [name.text for name in unread_names(environ, env_file)]
+
+
+def test_a_typo_of_a_setting_is_named_with_the_name_recbot_reads(tmp_path: Path) -> None:
+    found = unread(
+        {"RECBOT_APROVERS": "UBOB", "DATABASE_URI": "sqlite:///x"},
+        "SLACK_SIGNIN_SECRET=abc\nslack_bot_token=xoxb-1\nAGORA_APP_DI=1\nSLACK_BOT_TOKENS=x\n",
+        tmp_path,
+    )
     assert found == [
         "DATABASE_URI in the environment is not a name recbot reads: if it is meant as DATABASE_URL, rename it",
         "RECBOT_APROVERS in the environment is not a name recbot reads: if it is meant as RECBOT_APPROVERS, rename it",
         "SLACK_SIGNIN_SECRET in .env is not a name recbot reads: if it is meant as SLACK_SIGNING_SECRET, rename it",
         "slack_bot_token in .env is not read (recbot's names are in capitals): rename it SLACK_BOT_TOKEN",
+        "AGORA_APP_DI in .env is not a name recbot reads: if it is meant as AGORA_APP_ID, rename it",
+        "SLACK_BOT_TOKENS in .env is not a name recbot reads: if it is meant as SLACK_BOT_TOKEN, rename it",
+    ]
+
+
+def test_a_typo_beside_the_right_name_is_to_be_deleted_not_renamed(tmp_path: Path) -> None:
+    found = unread(
+        {"SLACK_BOT_TOKEN": "xoxb-1"}, "slack_bot_token=xoxb-2\nRECBOT_APPROVERS=U1\nRECBOT_APROVERS=U2\n", tmp_path
+    )
+    assert found == [
+        "slack_bot_token in .env is not read, and SLACK_BOT_TOKEN is set: delete slack_bot_token",
+        "RECBOT_APROVERS in .env is not read, and RECBOT_APPROVERS is set: delete RECBOT_APROVERS",
     ]
 
 
 def test_names_of_other_tools_and_of_recbot_itself_are_left_alone(tmp_path: Path) -> None:
-    others = ["PATH", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_USER_TOKEN", "RECBOT_TEST_POSTGRES_URL"]
-    (tmp_path / ".env").write_text("".join(f"{name}=x\n" for name in READ_NAMES + others))
-    assert unread_names(dict.fromkeys(READ_NAMES + others, "x"), tmp_path / ".env") == []
-    assert unread_names({}, tmp_path / "no-such.env") == []  # no .env is the usual case
+    others = [
+        *("PATH", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_USER_TOKEN", "SLACK_TOKEN", "DATABASE_USER"),
+        *("TEST_DATABASE_URL", "RECBOT_TEST_POSTGRES_URL", "RECBOT_METRICS_PORT", "RECBOT_PORT", "RECBOT_SERVICE_HOST"),
+    ]  # the last three: what Kubernetes sets for Services named recbot-metrics and recbot
+    env_text = "".join(f"{name}=x\n" for name in READ_NAMES + others)
+    assert unread(dict.fromkeys(READ_NAMES + others, "x"), env_text, tmp_path) == []
+    assert unread({"BAD NAME": "x", "A\u200bB": "x"}, None, tmp_path) == []  # no .env is the usual case
 
 
-def test_a_line_that_is_not_name_equals_value_is_named_by_its_number_alone(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("A=1\n\n\nxoxb-pasted-without-a-name\n# a comment\nSLACK_BOT_TOKEN xoxb-2\nB=2\n")
-    found = unread_names({}, tmp_path / ".env")
-    fix = "is not NAME=value, so recbot ignores it: write it as NAME=value"
-    assert found == [f".env line 4 {fix}", f".env line 6 {fix}"]
-    assert not any("xoxb" in line for line in found)
+@pytest.mark.parametrize("name", READ_NAMES)
+def test_every_setting_one_typo_off_is_named_and_never_another_setting(tmp_path: Path, name: str) -> None:
+    for typo in (name[:-1], name + "S", name[:3] + name[4:], name[:4] + name[5] + name[4] + name[6:]):
+        if typo in READ_NAMES:
+            continue
+        (found,) = unread_names({typo: "x"}, tmp_path / "no.env")
+        assert (
+            found.meant is not None
+            and found.meant in READ_NAMES
+            and found.text.startswith(f"{typo} in the environment")
+        )
+
+
+def test_lines_that_are_not_name_equals_value_are_named_by_their_numbers_alone(tmp_path: Path) -> None:
+    env_text = (
+        "A=1\n\n\nxoxb-pasted-without-a-name\n# a comment\nSLACK_BOT_TOKEN xoxb-2\nB=2\n"
+        "Zm9vYmFy+YmF6/cXV4=\nSLACK_BOT_TOKEN\u200b=xoxb-3\nexport C=3\nD='multi\nline'\n"
+    )
+    found = unread({}, env_text, tmp_path)
+    assert found == [
+        ".env lines 4, 6, 8, 9 are not NAME=value (a name of letters, digits and _, then =), so recbot "
+        "ignores them: write each as NAME=value, or delete it"
+    ]
+    assert not any("xoxb" in line or "Zm9v" in line for line in found)
+
+
+def test_many_unreadable_lines_are_one_warning(tmp_path: Path) -> None:
+    (found,) = unread({}, "A=1\n" + "garbage line\n" * 20_000, tmp_path)
+    assert found.startswith(".env lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 19,990 more are not NAME=value")
 
 
 @given(secret=st.text(alphabet=string.ascii_letters + string.digits + "-_+/", min_size=12, max_size=40))
 def test_no_value_or_unnamed_line_of_env_is_ever_shown(tmp_path_factory: pytest.TempPathFactory, secret: str) -> None:
     env_file = tmp_path_factory.mktemp("env") / ".env"
-    env_file.write_text(f"SLACK_SIGNIN_SECRET={secret}\n{secret}\nSLACK_BOT_TOKEN {secret}\n")
-    shown = "\n".join(unread_names({"SLACK_TOKEN": secret}, env_file))
+    env_file.write_text(f"SLACK_SIGNIN_SECRET={secret}\n{secret}\nSLACK_BOT_TOKEN {secret}\n{secret}=\n")
+    shown = "\n".join(name.text for name in unread_names({"SLACK_SIGNING_SECRE": secret}, env_file))
     assert secret not in shown
-    assert shown.count("\n") == 3  # the environment's near miss, the .env's, two lines that are not NAME=value
+
+
+def test_a_folder_where_env_should_be_is_said_so(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http", _env_file=tmp_path / ".env")
+    assert caught.value.problems == [
+        f"{tmp_path / '.env'} is a folder: make it a file (or remove it, and set the environment)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environment", "env_text", "listens"),
+    [
+        ({}, "RECBOT_METRICS_ADDR=\n", False),
+        ({}, "RECBOT_METRICS_ADDR=127.0.0.1:9999\n", True),
+        ({"RECBOT_METRICS_ADDR": ""}, "RECBOT_METRICS_ADDR=127.0.0.1:9999\n", False),
+        ({"RECBOT_METRICS_ADDR": "127.0.0.1:9999"}, "RECBOT_METRICS_ADDR=\n", True),
+    ],
+    ids=["empty-in-env-file", "set-in-env-file", "environment-empties-env-file", "environment-sets-over-empty"],
+)
+def test_an_empty_metrics_address_turns_the_listener_off_wherever_it_is_read(
+    settings_overrides, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environment, env_text, listens
+) -> None:
+    monkeypatch.delenv("RECBOT_METRICS_ADDR", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / ".env").write_text(env_text)
+    given = {k: v for k, v in settings_overrides.items() if k != "RECBOT_METRICS_ADDR"}
+    settings = load_settings("http", _env_file=tmp_path / ".env", **given)
+    assert (settings.RECBOT_METRICS_ADDR is not None) is listens

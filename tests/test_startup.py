@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -210,12 +212,24 @@ def test_a_misspelt_name_is_named_beside_the_setting_it_leaves_missing(env, tmp_
     near_miss = (
         "SLACK_SIGNIN_SECRET in .env is not a name recbot reads: if it is meant as SLACK_SIGNING_SECRET, rename it"
     )
+    env["RECBOT_APROVERS"] = "UBOB"  # a typo too, but not why the start is refused
     missing, named = refused(["--http"], env, tmp_path)
     assert missing.startswith("recbot cannot start: SLACK_SIGNING_SECRET is missing: ")
     assert named == f"recbot cannot start: {near_miss}"
-    doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
-    assert f"[warn] Settings: {near_miss}" in doctor.stdout.splitlines()
+    doctor = cli(["doctor", "--http", "--port", "99999"], tmp_path, env, timeout=60)
+    shown = doctor.stdout.splitlines()
+    assert f"[warn] Settings: {near_miss}" in shown and any("RECBOT_APROVERS" in line for line in shown)
+    assert any(line.startswith("[FAIL] Command line: --port") for line in shown), shown
     assert SIGNING_SECRET not in doctor.stdout + doctor.stderr
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections while the caller runs: bound, never listening,
+    so no server of another test can take it meanwhile (a port closed after use can be)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 NO_PROXY_SET = dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"), "")
@@ -249,10 +263,10 @@ def test_the_proxy_named_is_the_one_slack_sdk_and_urllib_pick(monkeypatch, varia
     ids=["http", "socket", "proxy-not-for-slack"],
 )
 def test_a_slack_that_cannot_be_reached_is_said_so_with_the_network_to_check(env, tmp_path, mode, proxy) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as closed:
-        env["SLACK_API_URL"] = f"http://127.0.0.1:{closed.getsockname()[1]}/api/"
-    env.update({**NO_PROXY_SET, **proxy})
-    (line,) = refused(mode, env, tmp_path)
+    with refusing_port() as port:
+        env["SLACK_API_URL"] = f"http://127.0.0.1:{port}/api/"
+        env.update({**NO_PROXY_SET, **proxy})
+        (line,) = refused(mode, env, tmp_path)
     assert line == f"recbot cannot start: cannot reach Slack at {env['SLACK_API_URL']} (URLError): check the network"
 
 
@@ -262,17 +276,17 @@ def test_a_proxy_slack_calls_cannot_get_through_is_named_by_its_variable_not_its
 ) -> None:
     """slack_sdk sends Web API calls through HTTPS_PROXY or HTTP_PROXY, even to an http:// URL:
     Slack itself answers here, so only the proxy can be what failed."""
-    with socket.create_server(("127.0.0.1", 0)) as closed:
-        proxy = f"http://ops:proxy-password@127.0.0.1:{closed.getsockname()[1]}"
-    env.update({**NO_PROXY_SET, variable: proxy})
-    done = cli(["--http"], tmp_path, env, timeout=60)
+    with refusing_port() as port:
+        proxy = f"http://ops:proxy-password@127.0.0.1:{port}"
+        env.update({**NO_PROXY_SET, variable: proxy})
+        done = cli(["--http"], tmp_path, env, timeout=60)
+        doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"recbot cannot start: cannot reach Slack at {env['SLACK_API_URL']} through the proxy in {variable} "
         "(URLError): check that proxy, or check the network"
     )
     assert "proxy-password" not in done.stderr and proxy not in done.stderr
-    doctor = cli(["doctor", "--http"], tmp_path, env, timeout=60)
     assert f"through the proxy in {variable} (URLError): check that proxy, or check the network and SLACK_API_URL" in (
         doctor.stdout
     )
