@@ -7,19 +7,23 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from slack_bolt.context.respond.internals import _build_message
 
+from bot import respond
 from bot.respond import PooledRespond, ResponsePool, _message
+from bot.transport import Transport
+from tests.fakes.http import CROWDED_CONNECT_TIMEOUT, crowded
 
 
 class CountingSlack:
     """A response_url endpoint on 127.0.0.1 that counts the connections it accepts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, serving: bool = True) -> None:
         self.connections = 0
         self.bodies: list[dict] = []
         outer = self
@@ -45,8 +49,13 @@ class CountingSlack:
                 return super().get_request()
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self.listener = self._server.socket
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/response/r1"
+        if serving:
+            self.serve()
+
+    def serve(self) -> None:
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -80,6 +89,29 @@ def test_a_whole_message_as_a_dict_is_sent_as_bolt_sends_it(endpoint: CountingSl
     finally:
         pool.close()
     assert endpoint.bodies == [{"text": "t", "replace_original": True}]
+
+
+def test_an_answer_whose_first_connection_could_not_be_made_arrives_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack's endpoint takes no connection while the first attempt lasts (its SYNs are dropped, so
+    nothing was sent): the pool tries once more, and the answer arrives once."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    def timed_for_the_crowd(**settings: Any) -> Transport:  # the pool's own settings, connect_retries among them
+        return Transport(**{**settings, "connect_timeout": CROWDED_CONNECT_TIMEOUT})
+
+    monkeypatch.setattr(respond, "Transport", timed_for_the_crowd)
+    slack = CountingSlack(serving=False)
+    pool = ResponsePool()
+    try:
+        with crowded(slack.listener, slack.serve) as dropped:
+            answer = PooledRespond(response_url=slack.url, pool=pool)("answer", response_type="ephemeral")
+            assert dropped() >= 2  # the first attempt's SYN and its resend: that connection was never made
+    finally:
+        pool.close()
+        slack.stop()
+    assert answer.status_code == 200 and answer.body == "ok"
+    assert [b["text"] for b in slack.bodies] == ["answer"] and slack.connections == 1
 
 
 def test_no_response_url_is_refused_as_bolt_does() -> None:

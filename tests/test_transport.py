@@ -24,13 +24,20 @@ from cryptography.x509.oid import NameOID
 
 from bot import __version__
 from bot.transport import Transport, TransportError, _ca_settings, timed_out
-from tests.fakes.http import HANG_UP, LoopbackServer, SilentServer
+from tests.fakes.http import CROWDED_CONNECT_TIMEOUT, HANG_UP, LoopbackServer, SilentServer, crowded
 
 
 class Recorder:
     """An HTTP server on 127.0.0.1 that records each request and the connections it accepts."""
 
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, body: bytes = b'{"ok": true}') -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        body: bytes = b'{"ok": true}',
+        *,
+        serving: bool = True,
+    ) -> None:
         self.requests: list[tuple[str, str, bytes]] = []
         self.headers: list[dict[str, str]] = []
         self.answer = (status, headers or {"Content-Type": "application/json"}, body)
@@ -43,8 +50,13 @@ class Recorder:
             return accepted()
 
         self._server._server.get_request = counting  # type: ignore[method-assign]
-        self._server.start()
+        self.listener = self._server._server.socket
         self.url = self._server.url
+        if serving:
+            self.serve()
+
+    def serve(self) -> None:
+        self._server.start()
 
     def _handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -212,6 +224,56 @@ def test_a_request_whose_answer_was_lost_is_not_sent_again(no_proxy_settings: No
         dropping.stop()
     assert posts == ["/response/r1"]
     assert not timed_out(raised.value)
+
+
+def test_a_connection_that_could_not_be_made_is_tried_once_more_and_the_request_sent_once(
+    no_proxy_settings: None,
+) -> None:
+    """The first attempt's SYNs are all dropped: it times out before a byte of the request is sent."""
+    server = Recorder(serving=False)
+    client = Transport(connect_timeout=CROWDED_CONNECT_TIMEOUT, read_timeout=5.0, connect_retries=1)
+    try:
+        with crowded(server.listener, server.serve) as dropped:
+            answer = client.send("POST", server.url + "/response/r1", body=b"{}", headers={})
+            assert dropped() >= 2  # the first attempt's SYN and its resend: that connection was never made
+    finally:
+        client.close()
+        server.stop()
+    assert answer.status == 200 and answer.json() == {"ok": True}
+    assert server.requests == [("POST", "/response/r1", b"{}")] and server.connections == 1
+
+
+def test_without_connect_retries_a_connection_that_could_not_be_made_is_not_tried_again(
+    no_proxy_settings: None,
+) -> None:
+    """As above, room made after the first attempt's two SYNs: an attempt made again would get in."""
+    server = Recorder(serving=False)
+    client = Transport(connect_timeout=CROWDED_CONNECT_TIMEOUT, read_timeout=5.0, connect_retries=0)
+    try:
+        with crowded(server.listener, server.serve) as dropped:
+            with pytest.raises(TransportError) as raised:
+                client.send("POST", server.url + "/response/r1", body=b"{}", headers={})
+            assert dropped() == 2  # one attempt's SYN and its resend, no other
+    finally:
+        client.close()
+        server.stop()
+    assert timed_out(raised.value)
+    assert server.requests == [] and server.connections == 0
+
+
+def test_a_connection_that_could_not_be_made_twice_is_not_tried_a_third_time(no_proxy_settings: None) -> None:
+    server = Recorder(serving=False)
+    client = Transport(connect_timeout=CROWDED_CONNECT_TIMEOUT, read_timeout=5.0, connect_retries=1)
+    try:
+        with crowded(server.listener, server.serve, until_dropped=5) as dropped:  # room for a third attempt alone
+            with pytest.raises(TransportError) as raised:
+                client.send("POST", server.url + "/response/r1", body=b"{}", headers={})
+            assert dropped() == 4  # two attempts, two SYNs each
+    finally:
+        client.close()
+        server.stop()
+    assert timed_out(raised.value)
+    assert server.requests == [] and server.connections == 0
 
 
 def test_calls_from_many_threads_each_get_their_own_answer(no_proxy_settings: None) -> None:

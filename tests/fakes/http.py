@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HANG_UP = 0  # a status for `handle` to return: close the connection without an answer
@@ -91,3 +94,46 @@ class SilentServer:
         self._socket.close()
         for connection in self._held:
             connection.close()
+
+
+# A connect timeout for calls to a `crowded` listener. Linux sends a connection's SYN at once and
+# again a second later, and not again within two seconds (linear resends or exponential): an
+# attempt with this timeout sends two SYNs, and one made again after it has time for both.
+CROWDED_CONNECT_TIMEOUT = 1.5
+SO_MEMINFO = 55  # Linux: a socket's nine memory counters; SK_MEMINFO_DROPS, the last, what it dropped
+
+
+@contextmanager
+def crowded(
+    listener: socket.socket, serve: Callable[[], object], *, until_dropped: int = 2
+) -> Iterator[Callable[[], int]]:
+    """Keeps the accept queue of `listener` (listening on 127.0.0.1, nothing accepting yet) full until
+    Linux has dropped `until_dropped` SYNs of connections to it, the two of a first attempt unless told:
+    no connection can be made meanwhile, and an attempt times out before a byte of its request is sent.
+    Then it makes room and calls `serve()`, which accepts from then on. Yields the count of SYNs dropped."""
+    listener.listen(0)  # Linux queues backlog + 1 connections: one, the filler's
+    filler = socket.create_connection(listener.getsockname()[:2])
+    if not select.select([listener], [], [], 5)[0]:
+        filler.close()
+        raise RuntimeError("the filler's connection never reached the accept queue")
+
+    def dropped() -> int:
+        return struct.unpack("9I", listener.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * 9))[8]
+
+    leaving = threading.Event()
+
+    def make_room() -> None:
+        while dropped() < until_dropped and not leaving.wait(0.005):
+            pass
+        connection, _ = listener.accept()
+        connection.close()
+        filler.close()
+        serve()
+
+    thread = threading.Thread(target=make_room, daemon=True)
+    thread.start()
+    try:
+        yield dropped
+    finally:
+        leaving.set()
+        thread.join()
