@@ -555,7 +555,8 @@ def _misnamed(name: str, where: str, present: set[str]) -> Unread | None:
     read = set(Settings.model_fields) | set(SocketModeSettings.model_fields)
     if name in read:
         return None
-    meant = name.upper() if name.upper() in read else next((r for r in sorted(read) if _one_edit_apart(name, r)), None)
+    typed = name.upper()
+    meant = typed if typed in read else next((r for r in sorted(read) if _one_edit_apart(typed, r)), None)
     if meant is None:
         return None
     if meant in present:

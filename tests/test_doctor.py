@@ -17,7 +17,7 @@ from sqlalchemy import insert, inspect, text
 
 from bot.doctor import doctor
 from bot.seal import resolve_seal_key
-from bot.settings import load_settings
+from bot.settings import Mode, Settings, load_settings
 from bot.store import Store, migrations, open_store
 from bot.store.schema import observed_configs
 from bot.store.values import utcnow
@@ -60,6 +60,34 @@ def test_all_green_in_http_mode_and_nothing_is_created(settings_overrides, slack
     database = Path(settings_overrides["DATABASE_URL"].removeprefix("sqlite:///"))
     assert not database.exists() and not Path(f"{database}.key").exists()
     assert [c.method for c in agora.calls()] == ["GET"] and agora.calls()[0].path.endswith("/fls/entry_points")
+
+
+def test_a_misspelt_name_is_one_warning_more_shown_once_after_the_settings(
+    settings_overrides, slack, agora, approvers_seen, monkeypatch, tmp_path
+) -> None:
+    agora.put(APP_ID, "backup", "eu", {})
+    monkeypatch.chdir(tmp_path)  # no .env here
+    port = free_port()
+
+    def load(mode: Mode) -> Settings:
+        return load_settings(mode, _env_file=None, **settings_overrides)
+
+    def checklist() -> list[str]:
+        out = io.StringIO()
+        assert doctor("http", "127.0.0.1", port, out, load=load) == 0, out.getvalue()
+        return out.getvalue().splitlines()
+
+    before = checklist()
+    monkeypatch.setenv("RECBOT_APROVERS", "UBOB")
+    after = checklist()
+    near_miss = (
+        "[warn] Settings: RECBOT_APROVERS in the environment is not a name recbot reads: "
+        "if it is meant as RECBOT_APPROVERS, rename it"
+    )
+    assert [line for line in after if line.startswith("[warn]")] == [near_miss]
+    assert after[after.index(near_miss) - 1] == "[ok]   Settings: all present and valid"
+    assert before[-1].endswith(" ok, 0 warning(s), 0 failed")
+    assert after[-1] == before[-1].replace("0 warning(s)", "1 warning(s)")  # the same ok, one warning more
 
 
 def test_socket_mode_checks_the_app_token_with_slack(settings_overrides, slack, agora, approvers_seen) -> None:

@@ -22,7 +22,7 @@ import requests
 
 from bot.metrics import Metrics
 from bot.server import StartupError
-from recbot.serve import start_metrics
+from recbot.serve import serve_http, start_metrics
 from tests.fakes.slack import FakeSlack
 from tests.metrics_helpers import Scrape, scrape
 from tests.storage_servers import free_port
@@ -378,3 +378,20 @@ def test_an_address_taken_after_the_checks_refuses_with_the_metrics_fix(bot) -> 
         with pytest.raises(StartupError) as refusal:
             start_metrics(services, "http")  # type: ignore[arg-type]
     assert str(refusal.value) == f"port {port} on 127.0.0.1 is already in use: stop what uses it, or {METRICS_FIX}"
+
+
+def test_an_ipv6_address_gone_after_the_checks_is_named_with_its_port_told_apart(bot) -> None:
+    """The documentation's range is on no machine: binding there fails as for an address removed
+    between the checks and the start (a network restart), for Slack's listener and the metrics one."""
+    settings = bot.services.settings.model_copy(update={"RECBOT_METRICS_ADDR": ("2001:db8::1", 9464)})
+    services = SimpleNamespace(
+        metrics=Metrics(), settings=settings, health=bot.services.health, readiness=bot.services.readiness
+    )
+    with pytest.raises(StartupError) as refusal:
+        start_metrics(services, "http")  # type: ignore[arg-type]
+    assert str(refusal.value) == f"cannot listen on [2001:db8::1]:9464 (Cannot assign requested address): {METRICS_FIX}"
+    with pytest.raises(StartupError) as refusal:
+        serve_http(bot.app, bot.services, "2001:db8::1", 3000)
+    assert str(refusal.value) == (
+        "cannot listen on [2001:db8::1]:3000 (Cannot assign requested address): check --host and --port"
+    )

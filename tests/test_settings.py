@@ -455,6 +455,18 @@ def test_every_setting_one_typo_off_is_named_and_never_another_setting(tmp_path:
         )
 
 
+def test_a_typo_in_small_letters_is_named_with_the_name_recbot_reads(tmp_path: Path) -> None:
+    assert unread({"database_uri": "sqlite:///x"}, "recbot_aprovers=UBOB\n", tmp_path) == [
+        "database_uri in the environment is not a name recbot reads: if it is meant as DATABASE_URL, rename it",
+        "recbot_aprovers in .env is not a name recbot reads: if it is meant as RECBOT_APPROVERS, rename it",
+    ]
+
+
+def test_an_indented_line_that_is_not_name_equals_value_is_named_by_its_own_number(tmp_path: Path) -> None:
+    (found,) = unread({}, "A=1\n  xoxb-pasted-indented\n\n\t SLACK_BOT_TOKEN xoxb-2\nB=2\n", tmp_path)
+    assert found.startswith(".env lines 2, 4 are not NAME=value")
+
+
 def test_lines_that_are_not_name_equals_value_are_named_by_their_numbers_alone(tmp_path: Path) -> None:
     env_text = (
         "A=1\n\n\nxoxb-pasted-without-a-name\n# a comment\nSLACK_BOT_TOKEN xoxb-2\nB=2\n"
