@@ -594,13 +594,20 @@ def env_file_bindings(env_file: Path) -> list[tuple[int, str | None, str | None]
     return found
 
 
+def _sets(name: str, value: str | None) -> bool:
+    """Whether `name=value` gives the setting a value: an empty one is ignored (a bare name too),
+    but an empty RECBOT_METRICS_ADDR turns the listener off."""
+    return bool(value) or (value == "" and name == "RECBOT_METRICS_ADDR")
+
+
 def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path(ENV_FILE)) -> list[Unread]:
     """What in the environment or `.env` looks meant for recbot but is ignored: a name one typo
     (or its capitals) from a setting's, and `.env` lines that are not NAME=value. A start logs
     them (and names those of a missing setting in its refusal); doctor warns of them."""
     environ = os.environ if environ is None else environ
     bindings = env_file_bindings(env_file)
-    present = {name for name in environ} | {name for _, name, value in bindings if name and value is not None}
+    present = {name for name, value in environ.items() if _sets(name, value)}
+    present |= {name for _, name, value in bindings if name and _sets(name, value)}
     found = [u for name in sorted(environ) if _NAME.match(name) and (u := _misnamed(name, "the environment", present))]
     unparsed = []
     for line, name, value in bindings:

@@ -233,6 +233,21 @@ def test_doctor_without_settings_exits_1_and_names_them(tmp_path) -> None:
     assert "[FAIL] Settings: SLACK_BOT_TOKEN is missing" in done.stdout and "SLACK_APP_TOKEN is missing" in done.stdout
 
 
+def test_a_misspelt_name_is_shown_when_only_the_command_line_fails(settings_overrides, monkeypatch, tmp_path) -> None:
+    """The settings load, --port does not: doctor stops there, and still says what it will not read."""
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("RECBOT_APROVERS", "UBOB")
+    out = io.StringIO()
+    code = doctor(
+        "http", "127.0.0.1", "99999", out, load=lambda m: load_settings(m, _env_file=None, **settings_overrides)
+    )
+    shown = out.getvalue().splitlines()
+    assert code == 1 and any(line.startswith("[FAIL] Command line: --port") for line in shown), shown
+    near_miss = "RECBOT_APROVERS in the environment is not a name recbot reads: if it is meant as RECBOT_APPROVERS"
+    assert f"[warn] Settings: {near_miss}, rename it" in shown, shown
+    assert not any(line.startswith("[FAIL] Settings") for line in shown), shown
+
+
 def test_http_mode_names_every_url_slack_needs(settings_overrides, slack, agora, approvers_seen) -> None:
     """The four places app.yaml's HTTP-mode edit puts https://YOUR-HOST/slack/events."""
     _, checks = run_doctor(settings_overrides)

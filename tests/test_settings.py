@@ -440,6 +440,10 @@ def test_names_of_other_tools_and_of_recbot_itself_are_left_alone(tmp_path: Path
     env_text = "".join(f"{name}=x\n" for name in READ_NAMES + others)
     assert unread(dict.fromkeys(READ_NAMES + others, "x"), env_text, tmp_path) == []
     assert unread({"BAD NAME": "x", "A\u200bB": "x"}, None, tmp_path) == []  # no .env is the usual case
+    # Not names a shell sets, though one typo off: shown, they would look right, or split a refusal's line.
+    assert (
+        unread({"SLACK_BOT_TOKEN\u200b": "x", "SLACK_BOT_TOKEN\n": "x", "SLACK_BOT TOKEN": "x"}, None, tmp_path) == []
+    )
 
 
 @pytest.mark.parametrize("name", READ_NAMES)
@@ -467,6 +471,33 @@ def test_an_indented_line_that_is_not_name_equals_value_is_named_by_its_own_numb
     assert found.startswith(".env lines 2, 4 are not NAME=value")
 
 
+def test_a_name_two_typos_off_every_setting_is_left_alone(tmp_path: Path) -> None:
+    """Two letters changed side by side, or two swapped and the next one changed, make another name."""
+    for name in READ_NAMES:
+        assert name[4] != name[5] and not any(c.isdigit() for c in name), name  # so each below is two typos off
+        for other in (name[:4] + "00" + name[6:], name[:4] + name[5] + name[4] + "0" + name[7:]):
+            assert unread_names({other: "x"}, tmp_path / "no.env") == [], other
+
+
+def test_a_name_set_without_a_value_sets_nothing_so_its_typo_is_to_be_renamed(tmp_path: Path) -> None:
+    """`NAME` alone, or empty (the settings ignore an empty value), leaves the setting missing: the
+    typo beside it holds the value, and deleting it would lose that. An empty RECBOT_METRICS_ADDR is off."""
+    found = unread(
+        {"SLACK_BOT_TOKEN": "", "RECBOT_METRICS_ADDR": ""},
+        "RECBOT_APPROVERS\nRECBOT_APROVERS=U2\nslack_bot_token=xoxb-2\nSLACK_SIGNING_SECRET=\n"
+        "slack_signing_secret=s\nrecbot_metrics_addr=127.0.0.1:9999\n",
+        tmp_path,
+    )
+    assert found == [
+        "RECBOT_APROVERS in .env is not a name recbot reads: if it is meant as RECBOT_APPROVERS, rename it",
+        "slack_bot_token in .env is not read (recbot's names are in capitals): rename it SLACK_BOT_TOKEN",
+        "slack_signing_secret in .env is not read (recbot's names are in capitals): rename it SLACK_SIGNING_SECRET",
+        "recbot_metrics_addr in .env is not read, and RECBOT_METRICS_ADDR is set: delete recbot_metrics_addr",
+        ".env line 1 is not NAME=value (a name of letters, digits and _, then =), so recbot ignores it: "
+        "write each as NAME=value, or delete it",
+    ]
+
+
 def test_lines_that_are_not_name_equals_value_are_named_by_their_numbers_alone(tmp_path: Path) -> None:
     env_text = (
         "A=1\n\n\nxoxb-pasted-without-a-name\n# a comment\nSLACK_BOT_TOKEN xoxb-2\nB=2\n"
@@ -483,6 +514,13 @@ def test_lines_that_are_not_name_equals_value_are_named_by_their_numbers_alone(t
 def test_many_unreadable_lines_are_one_warning(tmp_path: Path) -> None:
     (found,) = unread({}, "A=1\n" + "garbage line\n" * 20_000, tmp_path)
     assert found.startswith(".env lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 19,990 more are not NAME=value")
+
+
+def test_up_to_ten_unreadable_lines_are_numbered_and_the_rest_counted(tmp_path: Path) -> None:
+    (ten,) = unread({}, "garbage line\n" * 10, tmp_path)
+    assert ten.startswith(".env lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 are not NAME=value (a name"), ten
+    (eleven,) = unread({}, "garbage line\n" * 11, tmp_path)
+    assert eleven.startswith(".env lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 1 more are not NAME=value"), eleven
 
 
 @given(secret=st.text(alphabet=string.ascii_letters + string.digits + "-_+/", min_size=12, max_size=40))

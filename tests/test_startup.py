@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.server import StartupError, socket_mode_url
 from bot.services import SLACK_PROXY_VARIABLES, slack_proxy_variable
 from tests.conftest import BOT_TOKEN, CUSTOMER_SECRET, SIGNING_SECRET
 from tests.storage_servers import free_port
@@ -242,7 +243,9 @@ NO_PROXY_SET = dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_
     [
         ({}, "https://slack.com/api/", None),
         ({"HTTPS_PROXY": "http://a:3128", "HTTP_PROXY": "http://b:3128"}, "https://slack.com/api/", "HTTPS_PROXY"),
+        ({"HTTPS_PROXY": "http://a:3128", "https_proxy": "http://b:3128"}, "https://slack.com/api/", "HTTPS_PROXY"),
         ({"https_proxy": "http://a:3128", "HTTP_PROXY": "http://b:3128"}, "https://slack.com/api/", "https_proxy"),
+        ({"HTTP_PROXY": "http://a:3128", "http_proxy": "http://b:3128"}, "https://slack.com/api/", "HTTP_PROXY"),
         ({"HTTPS_PROXY": "", "http_proxy": "http://b:3128"}, "https://slack.com/api/", "http_proxy"),
         ({"HTTPS_PROXY": "http://a:3128"}, "http://10.1.2.3:8080/api/", "HTTPS_PROXY"),  # http:// too
         ({"HTTPS_PROXY": "   "}, "https://slack.com/api/", None),
@@ -293,6 +296,21 @@ def test_a_proxy_slack_calls_cannot_get_through_is_named_by_its_variable_not_its
         doctor.stdout
     )
     assert "proxy-password" not in doctor.stdout + doctor.stderr
+
+
+def test_socket_modes_connection_call_names_the_proxy_it_went_through(monkeypatch) -> None:
+    """apps.connections.open, a Socket Mode start's call after auth.test, fails through the proxy too."""
+    for name in (*SLACK_PROXY_VARIABLES, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with refusing_port() as port:
+        monkeypatch.setenv("https_proxy", f"http://ops:proxy-password@127.0.0.1:{port}")
+        api_url = f"http://127.0.0.1:{port}/api/"
+        with pytest.raises(StartupError) as caught:
+            socket_mode_url(APP_TOKEN, api_url)
+    assert str(caught.value) == (
+        f"cannot reach Slack at {api_url} through the proxy in https_proxy (URLError): "
+        "check that proxy, or check the network"
+    )
 
 
 def test_an_http_mode_start_does_not_suggest_http_mode(env, tmp_path) -> None:
