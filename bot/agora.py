@@ -29,6 +29,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A person's call waits at most this long for the rate limiter, then is refused
 # (AgoraBusy): a scan or a 429 pause must not leave a command hanging silently.
 INTERACTIVE_WAIT_SECONDS = 5.0
+# A person's call is sent again only within this long of its first attempt: once Agora has kept
+# them waiting a whole timeout, three more would make a hung Agora cost them 44 s, not 10.
+PERSON_RETRY_WINDOW_SECONDS = 5.0
 # Whether the work of the current Slack request has sent Agora anything but a read: what a
 # failure afterwards can truthfully tell the person (each listener runs in a context of its own).
 sent_a_change: contextvars.ContextVar[bool] = contextvars.ContextVar("sent_a_change", default=False)
@@ -240,8 +243,10 @@ class AgoraClient:
     429 pauses the limiter for every thread (and instance). `wait_limit` bounds
     that wait and picks the lane: a person's call (the default) goes first and is
     refused with AgoraBusy rather than kept waiting; background work passes None,
-    takes what people leave, and waits as long as it takes. Every attempt sent is
-    counted into `metrics` (recbot_agora_*), by method and its answer's status class.
+    takes what people leave, and waits as long as it takes. A person's call is retried only
+    within `retry_window` seconds of its first attempt; background work retries every time.
+    Every attempt sent is counted into `metrics` (recbot_agora_*), by method and its answer's
+    status class.
     """
 
     def __init__(
@@ -255,6 +260,7 @@ class AgoraClient:
         max_retries: int = 3,
         backoff_base: float = 0.5,
         max_backoff: float = 30.0,
+        retry_window: float = PERSON_RETRY_WINDOW_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         limiter: Limiter | None = None,
         metrics: Metrics | None = None,
@@ -266,6 +272,7 @@ class AgoraClient:
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._max_backoff = max_backoff
+        self._retry_window = retry_window
         self._sleep = sleep
         self._limiter = limiter
         # One pooled connection per concurrent listener, so keep-alive survives bursts; the
@@ -348,8 +355,8 @@ class AgoraClient:
     ) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         uncertain: AgoraError | None = None  # an earlier attempt that may have reached Agora and landed
+        first_sent = 0.0
         for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
             if self._limiter is not None and not self._limiter.acquire(wait_limit):
                 # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
                 if uncertain:
@@ -364,9 +371,12 @@ class AgoraClient:
                 sent_a_change.set(True)
             if attempt:
                 self._metrics.agora_retries.inc()
+            else:
+                first_sent = time.monotonic()
             try:
                 response = self._send(method, path, body)
             except TransportError as exc:
+                last = self._final(attempt, wait_limit, first_sent)
                 self._count(method, None)
                 reason = "timed out" if timed_out(exc) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
@@ -383,6 +393,7 @@ class AgoraClient:
             self._count(method, response.status)
             if response.status == 200:
                 return self._json(response)
+            last = self._final(attempt, wait_limit, first_sent)
             # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
             # meets hundreds), or a mistyped name, which the caller is told of; it is never retried.
             level = logging.DEBUG if response.status == 404 else logging.WARNING
@@ -401,6 +412,13 @@ class AgoraClient:
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
             raise error(_upstream_message(response), response.status)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _final(self, attempt: int, wait_limit: float | None, first_sent: float) -> bool:
+        """Whether the attempt just answered (or not) is the call's last: retries are used up, or
+        it is a person's call (`wait_limit` set) whose first attempt is over the retry window ago."""
+        if attempt == self._max_retries:
+            return True
+        return wait_limit is not None and time.monotonic() - first_sent > self._retry_window
 
     def _count(self, method: str, status: int | None) -> None:
         """One attempt that reached the wire: its answer's class (none: no answer), and a 429 apart."""

@@ -129,6 +129,46 @@ def test_read_timeout_is_retried_then_unavailable(client, agora) -> None:
     assert len(agora.calls()) == 4
 
 
+def hurried(agora: AgoraEmulator, sleeps: list[float], window: float = 0.2) -> AgoraClient:
+    """A client whose person's calls may be retried for `window` s only, with a 0.3 s read timeout."""
+    return AgoraClient(
+        base_url=agora.url,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        read_timeout=0.3,
+        retry_window=window,
+        sleep=sleeps.append,
+    )
+
+
+def test_a_persons_call_is_not_sent_again_once_a_timeout_outlasted_the_retry_window(agora, sleeps) -> None:
+    agora.inject(*[Fault(200, delay=0.6)] * 4)
+    with pytest.raises(AgoraUnavailable, match="timed out"):
+        hurried(agora, sleeps).get_config(LIVE)
+    assert len(agora.calls()) == 1 and sleeps == []
+
+
+def test_background_work_retries_a_timeout_whatever_the_retry_window(agora, sleeps) -> None:
+    agora.inject(*[Fault(200, delay=0.6)] * 4)
+    with pytest.raises(AgoraUnavailable, match="timed out"):
+        hurried(agora, sleeps).get_config(LIVE, wait_limit=None)
+    assert len(agora.calls()) == 4 and len(sleeps) == 3
+
+
+def test_a_slow_server_error_ends_a_persons_call_once_past_the_retry_window(agora, sleeps) -> None:
+    agora.inject(*[Fault(503, delay=0.25)] * 4)
+    with pytest.raises(AgoraUnavailable) as raised:
+        hurried(agora, sleeps).set_switch(APP_ID, "live", True)
+    assert raised.value.status == 503
+    assert [c.status for c in agora.calls()] == [503]
+
+
+def test_a_persons_quick_failures_are_still_retried_within_the_window(agora, sleeps) -> None:
+    agora.inject(Fault(503), Fault(502))
+    assert hurried(agora, sleeps, window=2.0).get_config(LIVE).mp4
+    assert [c.status for c in agora.calls()] == [503, 502, 200] and len(sleeps) == 2
+
+
 def test_connection_refused_is_unavailable(sleeps) -> None:
     dead = AgoraClient(base_url="http://127.0.0.1:9", customer_id="c", customer_secret="s", sleep=sleeps.append)
     with pytest.raises(AgoraUnavailable, match="connection failed"):

@@ -73,3 +73,27 @@ def test_patch_that_landed_despite_timeouts_ends_applied(impatient_bot, slack, a
     (ended,) = slack.wait_for("chat.update", where=lambda c: card.BLOCK_BUTTONS not in text_of(c))
     assert "Applied" in text_of(ended)
     assert agora.config(APP_ID, "live", "na")["storageConfig"]["bucket"] == "hw-bucket"
+
+
+@pytest.fixture
+def hurried_bot(settings):
+    """A bot whose Agora client times out in 0.3 s and sends a person's call again only within 0.2 s."""
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        read_timeout=0.3,
+        retry_window=0.2,
+    )
+    bot = start_bot(settings, client)
+    yield bot
+    bot.stop()
+
+
+def test_a_persons_get_on_a_hung_agora_is_answered_after_one_timeout(hurried_bot, slack, agora) -> None:
+    driver = SlackDriver(hurried_bot.url, SIGNING_SECRET, slack.response_url())
+    agora.inject(*[Fault(200, delay=1.0, method="GET")] * 4)
+    assert driver.command("get live na").status_code == 200
+    (answer,) = slack.wait_for("response_url")
+    assert "Agora is not answering properly right now (timed out)" in text_of(answer)
+    assert len(agora.calls("GET")) == 1  # not three more timeouts while the person waits
