@@ -43,9 +43,14 @@ def on_slack_port(metrics_addr: tuple[str, int] | None, host: str, port: int) ->
     )
 
 
+def bracketed(host: str) -> str:
+    """The host, an IPv6 address in brackets, so that a port after it is told from the address."""
+    return f"[{host}]" if ":" in host else host
+
+
 def address(host: str, port: int) -> str:
-    """host:port, an IPv6 address in brackets, so the port is told from the address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """host:port, an IPv6 address in brackets."""
+    return f"{bracketed(host)}:{port}"
 
 
 def url(host: str, port: int) -> str:

@@ -34,7 +34,7 @@ from waitress.server import create_server
 from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
-from bot.metrics_listener import MetricsListener, address
+from bot.metrics_listener import MetricsListener, address, bracketed
 from bot.services import MeteredWebClient, Services, slack_client, slack_unreachable
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
 
@@ -245,7 +245,7 @@ def _listen_addresses(host: str, port: int) -> list[tuple[Any, ...]] | str:
 
 def in_use(host: str, port: int, fix: str = "pass --port") -> str:
     """The words for a port something else listens on, the start's and doctor's."""
-    return f"port {port} on {f'[{host}]' if ':' in host else host} is already in use: stop what uses it, or {fix}"
+    return f"port {port} on {bracketed(host)} is already in use: stop what uses it, or {fix}"
 
 
 def cannot_listen(host: str, port: int, port_fix: str = "pass --port", host_fix: str = HOST_FIX) -> str | None:

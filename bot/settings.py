@@ -581,6 +581,8 @@ def _unparsed(lines: list[int]) -> Unread:
 def env_file_bindings(env_file: Path) -> list[tuple[int, str | None, str | None]]:
     """`.env` as (line, name, value): name None for a line that is not NAME=value, value None for
     a name without `=`; empty for no `.env`, or one the settings cannot read (theirs to say)."""
+    if not env_file.is_file():  # a pipe would hang the read
+        return []
     try:
         text = env_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
@@ -639,6 +641,10 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     env_file = _env_file_of(overrides)
     if env_file is not None and env_file.is_dir():  # pydantic-settings would skip it without a word
         raise SettingsError([f"{env_file} is a folder: make it a file (or remove it, and set the environment)"])
+    if env_file is not None and env_file.exists() and not env_file.is_file():  # a pipe would hang the start
+        raise SettingsError(
+            [f"{env_file} is not a file (a pipe or a device): make it a file (or remove it, and set the environment)"]
+        )
     if "RECBOT_METRICS_ADDR" not in overrides and _metrics_addr_emptied(env_file):
         overrides["RECBOT_METRICS_ADDR"] = "off"  # empty turns it off (the settings ignore empty values)
     try:

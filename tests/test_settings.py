@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 from typing import Any
@@ -537,6 +538,18 @@ def test_a_folder_where_env_should_be_is_said_so(tmp_path: Path) -> None:
         load_settings("http", _env_file=tmp_path / ".env")
     assert caught.value.problems == [
         f"{tmp_path / '.env'} is a folder: make it a file (or remove it, and set the environment)"
+    ]
+
+
+@pytest.mark.timeout(10)  # the failure this guards against is a start that never ends
+def test_a_pipe_where_env_should_be_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / ".env")
+    assert unread_names({}, tmp_path / ".env") == []
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http", _env_file=tmp_path / ".env")
+    assert caught.value.problems == [
+        f"{tmp_path / '.env'} is not a file (a pipe or a device): "
+        "make it a file (or remove it, and set the environment)"
     ]
 
 
