@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
@@ -526,6 +527,7 @@ def _unreadable_env_file(exc: UnicodeDecodeError) -> str:
 # A name the environment or `.env` could give a setting; anything else in `.env` is a line recbot ignores.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SHOWN_LINE_NUMBERS = 10
+SETTING_NAMES = frozenset(Settings.model_fields) | frozenset(SocketModeSettings.model_fields)
 
 
 class Unread(NamedTuple):
@@ -552,11 +554,12 @@ def _misnamed(name: str, where: str, present: set[str]) -> Unread | None:
     """Why `name` looks meant for recbot but is not read: in small letters, or one typo from a
     name it reads (a misspelt setting silently stays at its default, or shows only as missing).
     Names further off are other tools' (Kubernetes sets RECBOT_METRICS_PORT for a Service)."""
-    read = set(Settings.model_fields) | set(SocketModeSettings.model_fields)
-    if name in read:
+    if name in SETTING_NAMES:
         return None
     typed = name.upper()
-    meant = typed if typed in read else next((r for r in sorted(read) if _one_edit_apart(typed, r)), None)
+    meant = (
+        typed if typed in SETTING_NAMES else next((r for r in sorted(SETTING_NAMES) if _one_edit_apart(typed, r)), None)
+    )
     if meant is None:
         return None
     if meant in present:
@@ -566,11 +569,26 @@ def _misnamed(name: str, where: str, present: set[str]) -> Unread | None:
     return Unread(f"{name} in {where} is not a name recbot reads: if it is meant as {meant}, rename it", meant)
 
 
-def _unparsed(lines: list[int]) -> Unread:
-    """One warning for every `.env` line that is not NAME=value, by number alone (it may hold a secret)."""
+def _line_numbers(lines: list[int]) -> str:
+    """`.env` line numbers as a person reads them, the first ten only: a file may have thousands."""
     shown = ", ".join(str(n) for n in lines[:SHOWN_LINE_NUMBERS])
     if len(lines) > SHOWN_LINE_NUMBERS:
         shown += f" and {len(lines) - SHOWN_LINE_NUMBERS:,} more"
+    return shown
+
+
+def _set_twice(name: str, lines: list[int]) -> Unread:
+    """A setting on several `.env` lines: the last is read, and the others look as if they counted."""
+    return Unread(
+        f"{name} is on {len(lines)} lines of {ENV_FILE} ({_line_numbers(lines)}), and only the last is read: "
+        "delete the others",
+        name,
+    )
+
+
+def _unparsed(lines: list[int]) -> Unread:
+    """One warning for every `.env` line that is not NAME=value, by number alone (it may hold a secret)."""
+    shown = _line_numbers(lines)
     where = f"{ENV_FILE} line {shown} is" if len(lines) == 1 else f"{ENV_FILE} lines {shown} are"
     return Unread(
         f"{where} not NAME=value (a name of letters, digits and _, then =), so recbot ignores "
@@ -604,19 +622,23 @@ def _sets(name: str, value: str | None) -> bool:
 
 def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path(ENV_FILE)) -> list[Unread]:
     """What in the environment or `.env` looks meant for recbot but is ignored: a name one typo
-    (or its capitals) from a setting's, and `.env` lines that are not NAME=value. A start logs
-    them (and names those of a missing setting in its refusal); doctor warns of them."""
+    (or its capitals) from a setting's, a setting on several `.env` lines (all but the last), and
+    `.env` lines that are not NAME=value. A start logs them (and names those of a missing setting
+    in its refusal); doctor warns of them."""
     environ = os.environ if environ is None else environ
     bindings = env_file_bindings(env_file)
-    present = {name for name, value in environ.items() if _sets(name, value)}
-    present |= {name for _, name, value in bindings if name and _sets(name, value)}
+    in_environment = {name for name, value in environ.items() if _sets(name, value)}
+    present = in_environment | {name for _, name, value in bindings if name and _sets(name, value)}
     found = [u for name in sorted(environ) if _NAME.match(name) and (u := _misnamed(name, "the environment", present))]
-    unparsed = []
+    unparsed, lines_of = [], defaultdict(list)
     for line, name, value in bindings:
         if name is None or value is None or not _NAME.match(name):
             unparsed.append(line)
         elif unread := _misnamed(name, ENV_FILE, present):
             found.append(unread)
+        elif name in SETTING_NAMES and name not in in_environment:  # the environment's value wins over .env
+            lines_of[name].append(line)
+    found += [_set_twice(name, lines) for name, lines in lines_of.items() if len(lines) > 1]
     return found + ([_unparsed(unparsed)] if unparsed else [])
 
 

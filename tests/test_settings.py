@@ -512,6 +512,35 @@ def test_lines_that_are_not_name_equals_value_are_named_by_their_numbers_alone(t
     assert not any("xoxb" in line or "Zm9v" in line for line in found)
 
 
+def test_a_setting_on_several_lines_of_env_is_named_with_its_lines_and_the_last_is_read(
+    tmp_path: Path, monkeypatch
+) -> None:
+    env_text = (
+        "SLACK_BOT_TOKEN=xoxb-first\nSLACK_SIGNING_SECRET=s\nAGORA_CUSTOMER_ID=c\nAGORA_CUSTOMER_SECRET=s\n"
+        "AGORA_APP_ID=A\n# later, pasted again\n\nSLACK_BOT_TOKEN=xoxb-second\nOTHER_TOOL=1\nOTHER_TOOL=2\n"
+    )
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "AGORA_CUSTOMER_ID",
+        "AGORA_CUSTOMER_SECRET",
+        "AGORA_APP_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert unread({}, env_text, tmp_path) == [
+        "SLACK_BOT_TOKEN is on 2 lines of .env (1, 8), and only the last is read: delete the others"
+    ]
+    settings = load_settings("http", _env_file=tmp_path / ".env")
+    assert settings.SLACK_BOT_TOKEN.get_secret_value() == "xoxb-second"
+
+
+def test_a_setting_the_environment_gives_is_not_named_for_its_lines_in_env(tmp_path: Path) -> None:
+    assert unread({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN=xoxb-2\nSLACK_BOT_TOKEN=xoxb-3\n", tmp_path) == []
+    assert unread({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN=xoxb-2\nSLACK_BOT_TOKEN=xoxb-3\n", tmp_path) == [
+        "SLACK_BOT_TOKEN is on 2 lines of .env (1, 2), and only the last is read: delete the others"
+    ]
+
+
 def test_many_unreadable_lines_are_one_warning(tmp_path: Path) -> None:
     (found,) = unread({}, "A=1\n" + "garbage line\n" * 20_000, tmp_path)
     assert found.startswith(".env lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 19,990 more are not NAME=value")
