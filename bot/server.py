@@ -155,12 +155,16 @@ class CountingSocketModeClient(SocketModeClient):
         super().__init__(**kwargs)
         self._reconnects = reconnects
         self._opened = 0
+        self._was_connected = False
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # a handshake Slack refused is only logged: the monitor tries a new URL
         self._opened += 1  # a reconnect holds connect_operation_lock; the first connect is alone
         if self._opened > 1 and self._reconnects is not None:
             self._reconnects.inc()
+        if not self._was_connected and self.is_connected():
+            self._was_connected = True
+            log.info("recbot connected in Socket Mode")
 
 
 class GuardedSocketModeHandler(SocketModeHandler):

@@ -12,10 +12,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
 from bot.server import socket_mode_handler
@@ -32,16 +34,23 @@ ROOT = Path(__file__).resolve().parent.parent
 class SocketSlack:
     """Sends one envelope per connection and collects what the bot answers."""
 
-    def __init__(self, *envelopes: dict[str, Any]) -> None:
+    def __init__(self, *envelopes: dict[str, Any], refuse: int = 0) -> None:
         self.envelopes = envelopes
         self.acks: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._server = serve(self._session, "127.0.0.1", 0)
+        self.refuse = refuse  # handshakes answered 403 first, as Slack answers a URL that expired
+        self._server = serve(self._session, "127.0.0.1", 0, process_request=self._refusing)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.socket.getsockname()[:2]
         return f"ws://{host}:{port}/link"
+
+    def _refusing(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self.refuse <= 0:
+            return None
+        self.refuse -= 1
+        return ws.respond(HTTPStatus.FORBIDDEN, "expired\n")
 
     def _session(self, ws: ServerConnection) -> None:
         ws.send(json.dumps({"type": "hello", "num_connections": 1}))
@@ -144,12 +153,15 @@ def test_app_home_opened_over_socket_mode_publishes_the_home(socket_settings, sl
     assert agora.calls() == []  # the home is built from recbot's own store, not a read of Agora
 
 
-def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slack, agora, tmp_path) -> None:
-    """`./run` as a user starts it: tokens checked, one connection URL asked for, a command answered."""
+def run_in_socket_mode(
+    settings_overrides: dict[str, Any], slack: FakeSlack, tmp_path: Path, refuse: int = 0
+) -> tuple[subprocess.Popen[str], str, Any]:
+    """`python -m recbot` against a SocketSlack that refuses `refuse` handshakes first, until a
+    command is answered; then SIGTERM. (the process, its stderr, the answer)"""
     slack.app_token = APP_TOKEN
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "AGORA_", "RECBOT_", "DATABASE_"))}
     env |= {k: str(v) for k, v in settings_overrides.items()} | {"SLACK_APP_TOKEN": APP_TOKEN, "PYTHONPATH": str(ROOT)}
-    with SocketSlack(get_command(slack)) as ws_slack:
+    with SocketSlack(get_command(slack), refuse=refuse) as ws_slack:
         slack.socket_url = ws_slack.url
         process = subprocess.Popen(
             [sys.executable, "-m", "recbot"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
@@ -163,8 +175,29 @@ def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slac
         finally:
             if process.poll() is None:
                 process.kill()
+    return process, stderr, reply
+
+
+def test_run_in_socket_mode_serves_and_stops_on_sigterm(settings_overrides, slack, agora, tmp_path) -> None:
+    """`./run` as a user starts it: tokens checked, one connection URL asked for, a command answered."""
+    process, stderr, reply = run_in_socket_mode(settings_overrides, slack, tmp_path)
     assert process.returncode == 0, stderr
     assert "rec-bucket" in json.dumps(reply.params)
     assert [c.token for c in slack.of("apps.connections.open")] == [APP_TOKEN]
+    assert stderr.count("recbot connected in Socket Mode") == 1
+    assert "Slack did not accept the Socket Mode connection" not in stderr
     assert "received signal 15; finishing in-flight work" in stderr
     assert "recbot stopped cleanly" in stderr and "Traceback" not in stderr
+
+
+def test_a_refused_socket_mode_handshake_is_said_and_a_new_url_connects(settings_overrides, slack, agora, tmp_path):
+    """A WebSocket URL Slack refuses (it expired) is not "connected": recbot says so, slack_sdk's
+    monitor asks for a new URL a few seconds later, and recbot says connected once it is."""
+    process, stderr, reply = run_in_socket_mode(settings_overrides, slack, tmp_path, refuse=1)
+    assert process.returncode == 0, stderr
+    assert "rec-bucket" in json.dumps(reply.params)
+    assert len(slack.of("apps.connections.open")) == 2
+    refused = stderr.index("Slack did not accept the Socket Mode connection")
+    assert stderr.count("recbot connected in Socket Mode") == 1
+    assert stderr.index("recbot connected in Socket Mode") > refused
+    assert "Traceback" not in stderr
