@@ -577,13 +577,14 @@ def _line_numbers(lines: list[int]) -> str:
     return shown
 
 
-def _set_twice(name: str, lines: list[int]) -> Unread:
-    """A setting on several `.env` lines: the last is read, and the others look as if they counted."""
-    return Unread(
-        f"{name} is on {len(lines)} lines of {ENV_FILE} ({_line_numbers(lines)}), and only the last is read: "
-        "delete the others",
-        name,
-    )
+def _set_twice(name: str, lines: list[tuple[int, str | None]]) -> Unread:
+    """A setting on several `.env` lines, as (line, value): the last is read, and the others look as
+    if they counted; when the last gives no value, it is the one to delete (it unsets the others')."""
+    where = f"{name} is on {len(lines)} lines of {ENV_FILE} ({_line_numbers([line for line, _ in lines])})"
+    last, value = lines[-1]
+    if _sets(name, value):
+        return Unread(f"{where}, and only the last is read: delete the others", name)
+    return Unread(f"{where}, and the last, line {last}, gives it no value, so it is unset: delete line {last}", name)
 
 
 def _unparsed(lines: list[int]) -> Unread:
@@ -630,16 +631,22 @@ def unread_names(environ: Mapping[str, str] | None = None, env_file: Path = Path
     in_environment = {name for name, value in environ.items() if _sets(name, value)}
     present = in_environment | {name for _, name, value in bindings if name and _sets(name, value)}
     found = [u for name in sorted(environ) if _NAME.match(name) and (u := _misnamed(name, "the environment", present))]
-    unparsed, lines_of = [], defaultdict(list)
+    unparsed: list[int] = []
+    lines_of: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
     for line, name, value in bindings:
-        if name is None or value is None or not _NAME.match(name):
+        if name in SETTING_NAMES and name not in in_environment:  # the environment's value wins over .env
+            lines_of[name].append((line, value))  # a bare name too: after a value, it unsets it
+        elif name is None or value is None or not _NAME.match(name):
             unparsed.append(line)
         elif unread := _misnamed(name, ENV_FILE, present):
             found.append(unread)
-        elif name in SETTING_NAMES and name not in in_environment:  # the environment's value wins over .env
-            lines_of[name].append(line)
-    found += [_set_twice(name, lines) for name, lines in lines_of.items() if len(lines) > 1]
-    return found + ([_unparsed(unparsed)] if unparsed else [])
+    for name, lines in lines_of.items():
+        if len(lines) > 1:
+            found.append(_set_twice(name, lines))
+        elif lines[0][1] is None:
+            unparsed.append(lines[0][0])
+    found = list(dict.fromkeys(found))  # a typo on several lines is one warning
+    return found + ([_unparsed(sorted(unparsed))] if unparsed else [])
 
 
 def _metrics_addr_emptied(env_file: Path | None) -> bool:
@@ -663,6 +670,13 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     env_file = _env_file_of(overrides)
     if env_file is not None and env_file.is_dir():  # pydantic-settings would skip it without a word
         raise SettingsError([f"{env_file} is a folder: make it a file (or remove it, and set the environment)"])
+    if env_file is not None and env_file.is_symlink() and not env_file.exists():  # else read as no .env at all
+        raise SettingsError(
+            [
+                f"{env_file} is a link to {os.readlink(env_file)}, which does not exist: make it point to a file "
+                "(or remove it, and set the environment)"
+            ]
+        )
     if env_file is not None and env_file.exists() and not env_file.is_file():  # a pipe would hang the start
         raise SettingsError(
             [f"{env_file} is not a file (a pipe or a device): make it a file (or remove it, and set the environment)"]

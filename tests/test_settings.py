@@ -534,6 +534,46 @@ def test_a_setting_on_several_lines_of_env_is_named_with_its_lines_and_the_last_
     assert settings.SLACK_BOT_TOKEN.get_secret_value() == "xoxb-second"
 
 
+@pytest.mark.parametrize("last", ["SLACK_BOT_TOKEN=", "SLACK_BOT_TOKEN", "export SLACK_BOT_TOKEN=''"])
+def test_a_setting_whose_last_line_gives_no_value_is_told_to_delete_that_line(
+    tmp_path: Path, monkeypatch, last: str
+) -> None:
+    """Deleting "the others" would lose the only value (a secret Agora shows once, perhaps)."""
+    env_text = "SLACK_BOT_TOKEN=xoxb-1\nSLACK_SIGNING_SECRET=s\n" + last + "\n"
+    assert unread({}, env_text, tmp_path) == [
+        "SLACK_BOT_TOKEN is on 2 lines of .env (1, 3), and the last, line 3, gives it no value, "
+        "so it is unset: delete line 3"
+    ]
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http", _env_file=tmp_path / ".env")
+    assert any(problem.startswith("SLACK_BOT_TOKEN is missing") for problem in caught.value.problems)
+
+
+def test_a_typo_on_several_lines_is_one_warning(tmp_path: Path) -> None:
+    assert unread({}, "SLACK_BOT_TOKN=a\nSLACK_BOT_TOKN=b\nslack_bot_token=c\nslack_bot_token=d\n", tmp_path) == [
+        "SLACK_BOT_TOKN in .env is not a name recbot reads: if it is meant as SLACK_BOT_TOKEN, rename it",
+        "slack_bot_token in .env is not read (recbot's names are in capitals): rename it SLACK_BOT_TOKEN",
+    ]
+
+
+def test_a_bare_setting_name_alone_is_an_unreadable_line_among_the_others_in_order(tmp_path: Path) -> None:
+    assert unread({}, "oops\nSLACK_BOT_TOKEN\nalso oops\n", tmp_path) == [
+        ".env lines 1, 2, 3 are not NAME=value (a name of letters, digits and _, then =), so recbot ignores "
+        "them: write each as NAME=value, or delete it"
+    ]
+
+
+def test_a_link_where_env_should_be_that_leads_nowhere_is_said_so(tmp_path: Path) -> None:
+    (tmp_path / ".env").symlink_to(tmp_path / "secrets" / "recbot.env")
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http", _env_file=tmp_path / ".env")
+    assert caught.value.problems == [
+        f"{tmp_path / '.env'} is a link to {tmp_path / 'secrets' / 'recbot.env'}, which does not exist: "
+        "make it point to a file (or remove it, and set the environment)"
+    ]
+
+
 def test_a_setting_the_environment_gives_is_not_named_for_its_lines_in_env(tmp_path: Path) -> None:
     assert unread({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN=xoxb-2\nSLACK_BOT_TOKEN=xoxb-3\n", tmp_path) == []
     assert unread({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN=xoxb-2\nSLACK_BOT_TOKEN=xoxb-3\n", tmp_path) == [
