@@ -376,14 +376,14 @@ class AgoraClient:
             try:
                 response = self._send(method, path, body)
             except TransportError as exc:
-                last = self._final(attempt, wait_limit, first_sent)
                 self._count(method, None)
                 reason = "timed out" if timed_out(exc) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
-                if last or not resend:
+                delay = self._retry_in(attempt, None, wait_limit, first_sent)
+                if delay is None or not resend:
                     raise AgoraUnavailable(reason) from None
                 uncertain = AgoraUnavailable(reason)
-                self._sleep(self._backoff(attempt, None))
+                self._sleep(delay)
                 continue
             except ValueError:
                 # Settings refuse such credentials; a header that cannot be encoded (http.client's
@@ -393,7 +393,6 @@ class AgoraClient:
             self._count(method, response.status)
             if response.status == 200:
                 return self._json(response)
-            last = self._final(attempt, wait_limit, first_sent)
             # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
             # meets hundreds), or a mistyped name, which the caller is told of; it is never retried.
             level = logging.DEBUG if response.status == 404 else logging.WARNING
@@ -402,23 +401,30 @@ class AgoraClient:
             if response.status == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
                 self._limiter.pause(self._backoff(attempt, retry_after))
-                if not last:
+                if attempt < self._max_retries:  # the limiter refuses a person's call a pause would keep too long
                     continue
-            elif response.status in RETRY_STATUSES and not last and (resend or response.status == 429):
-                if response.status != 429:
-                    uncertain = AgoraUnavailable(_upstream_message(response), response.status)
-                self._sleep(self._backoff(attempt, retry_after))
-                continue
+            elif response.status in RETRY_STATUSES and (resend or response.status == 429):
+                delay = self._retry_in(attempt, retry_after, wait_limit, first_sent)
+                if delay is not None:
+                    if response.status != 429:
+                        uncertain = AgoraUnavailable(_upstream_message(response), response.status)
+                    self._sleep(delay)
+                    continue
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
             raise error(_upstream_message(response), response.status)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _final(self, attempt: int, wait_limit: float | None, first_sent: float) -> bool:
-        """Whether the attempt just answered (or not) is the call's last: retries are used up, or
-        it is a person's call (`wait_limit` set) whose first attempt is over the retry window ago."""
+    def _retry_in(
+        self, attempt: int, retry_after: float | None, wait_limit: float | None, first_sent: float
+    ) -> float | None:
+        """Seconds to wait before sending the call again, or None: its retries are used up, or it is
+        a person's call (`wait_limit` set) whose next attempt would go out past the retry window."""
         if attempt == self._max_retries:
-            return True
-        return wait_limit is not None and time.monotonic() - first_sent > self._retry_window
+            return None
+        delay = self._backoff(attempt, retry_after)
+        if wait_limit is not None and time.monotonic() + delay - first_sent > self._retry_window:
+            return None
+        return delay
 
     def _count(self, method: str, status: int | None) -> None:
         """One attempt that reached the wire: its answer's class (none: no answer), and a 429 apart."""

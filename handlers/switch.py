@@ -34,7 +34,7 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         respond(blocks=messages.error(NOT_REQUESTER), text=NOT_REQUESTER, response_type="ephemeral")
         return "refused"
     assert parsed.target is not None and parsed.enabled is not None
-    # Agora may take up to ~45 s (four attempts): say at once that it is asked, then replace that with the answer.
+    # Agora may take up to ~20 s (retried within 5 s, 10 s a try): say at once that it is asked, then answer.
     interim = blocks.interim_text(parsed.verb, parsed.target, parsed.stream, parsed.enabled, services.switches)
     respond(blocks=blocks.interim_blocks(interim), text=interim, response_type="ephemeral")
     if parsed.verb == "stream":

@@ -97,7 +97,7 @@ def test_a_404_is_logged_at_debug_and_retries_and_failures_at_warning(client, ag
 
 def test_429_honours_retry_after(client, agora, sleeps) -> None:
     agora.inject(Fault(429, {"Retry-After": "7"}, "slow down"))
-    client.get_config(LIVE)
+    client.get_config(LIVE, wait_limit=None)  # a person's call is not kept 7 s (see the retry window's tests)
     assert [c.status for c in agora.calls()] == [429, 200]
     assert sleeps == [7.0]
 
@@ -125,7 +125,7 @@ def test_patch_is_retried_too(client, agora) -> None:
 def test_read_timeout_is_retried_then_unavailable(client, agora) -> None:
     agora.inject(*[Fault(200, delay=1.5)] * 4)
     with pytest.raises(AgoraUnavailable, match="timed out"):
-        client.get_config(LIVE)
+        client.get_config(LIVE, wait_limit=None)
     assert len(agora.calls()) == 4
 
 
@@ -161,6 +161,15 @@ def test_a_slow_server_error_ends_a_persons_call_once_past_the_retry_window(agor
         hurried(agora, sleeps).set_switch(APP_ID, "live", True)
     assert raised.value.status == 503
     assert [c.status for c in agora.calls()] == [503]
+
+
+def test_a_persons_call_is_not_kept_waiting_past_the_window_for_a_retry_after(agora, sleeps) -> None:
+    agora.inject(Fault(503, {"Retry-After": "30"}), Fault(503, {"Retry-After": "30"}))
+    with pytest.raises(AgoraUnavailable) as raised:
+        hurried(agora, sleeps, window=5.0).get_config(LIVE)
+    assert raised.value.status == 503 and sleeps == [] and len(agora.calls()) == 1
+    assert hurried(agora, sleeps, window=5.0).get_config(LIVE, wait_limit=None).mp4  # background waits it out
+    assert sleeps == [30.0] and [c.status for c in agora.calls()] == [503, 503, 200]
 
 
 def test_a_persons_quick_failures_are_still_retried_within_the_window(agora, sleeps) -> None:

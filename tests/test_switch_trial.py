@@ -362,7 +362,7 @@ def test_a_slow_agora_gets_an_interim_answer_then_the_result_replaces_it(
     driver, slack, agora, bot, text, method, words
 ):
     seen, final = answered_while_agora_holds(driver, slack, agora, text, method)
-    assert seen and words in said(seen[0]) and "up to about 45 seconds" in said(seen[0])
+    assert seen and words in said(seen[0]) and "up to about 20 seconds" in said(seen[0])
     assert final.params["replace_original"] is True and not interim(final)
     assert [interim(c) for c in slack.of("response_url")] == [True, False]
 

@@ -214,7 +214,7 @@ def interim_text(verb: str, target: Target, stream: str | None, enabled: bool, s
         )
     return (
         f":hourglass_flowing_sand: {asking} The answer replaces this message; when Agora is slow it can take "
-        "up to about 45 seconds."
+        "up to about 20 seconds."
     )
 
 
