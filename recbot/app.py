@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
@@ -84,9 +85,22 @@ def request_kind(body: dict[str, Any]) -> str | None:
     return "command" if "command" in body else KINDS.get(str(body.get("type")))
 
 
+class _TokenInTheClient(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and warns at every start that the
+    client given wins over it; recbot's client carries that very token, so the warning misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+_BOLT_LOG = logging.getLogger("slack_bolt.App")
+
+
 def create_app(services: Services) -> App:
     """A Bolt app with every listener registered. Listeners run after the ack."""
     settings = services.settings
+    if not any(isinstance(f, _TokenInTheClient) for f in _BOLT_LOG.filters):
+        _BOLT_LOG.addFilter(_TokenInTheClient())
     app = App(
         client=slack_client(settings, services.metrics),
         signing_secret=settings.SLACK_SIGNING_SECRET.get_secret_value(),
