@@ -199,6 +199,9 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
             "Customer Secret from Agora Console > Developer Toolkit > RESTful API",
         ), None
     except AgoraUnavailable as exc:
+        if exc.status is not None:  # Agora's own trouble: nothing in recbot's settings to fix
+            said = f"{settings.AGORA_API_URL} answered {exc.status} ({exc.upstream_message}): Agora's side is failing"
+            return Check("Agora", "FAIL", f"{said}; run doctor again later"), None
         return Check(
             "Agora",
             "FAIL",

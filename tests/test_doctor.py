@@ -22,6 +22,7 @@ from bot.store import Store, migrations, open_store
 from bot.store.schema import observed_configs
 from bot.store.values import utcnow
 from tests.conftest import APP_ID
+from tests.fakes.agora import Fault
 from tests.fakes.http import SilentServer
 from tests.legacy_schema import rebuild
 from tests.storage_servers import free_port
@@ -126,6 +127,14 @@ def test_agora_findings(settings_overrides, slack, agora, approvers_seen, change
     code, checks = run_doctor(settings_overrides)
     assert checks["Agora"].startswith(status) and says in checks["Agora"]
     assert code == (1 if status == "FAIL" else 0)
+
+
+def test_agora_failing_on_its_side_is_not_blamed_on_the_settings(settings_overrides, slack, agora, approvers_seen):
+    agora.inject(Fault(503, message="Service Unavailable"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and checks["Agora"].startswith("FAIL")
+    assert "answered 503 (Service Unavailable): Agora's side is failing; run doctor again later" in checks["Agora"]
+    assert "check the network" not in checks["Agora"]
 
 
 def test_database_reports_pending_migrations_without_applying_them(settings_overrides, slack, agora) -> None:
