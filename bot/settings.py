@@ -527,7 +527,7 @@ def _unreadable_env_file(exc: UnicodeDecodeError) -> str:
 # A name the environment or `.env` could give a setting; anything else in `.env` is a line recbot ignores.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SHOWN_LINE_NUMBERS = 10
-SETTING_NAMES = frozenset(Settings.model_fields) | frozenset(SocketModeSettings.model_fields)
+SETTING_NAMES = frozenset(SocketModeSettings.model_fields)  # Settings' and any Socket Mode adds
 
 
 class Unread(NamedTuple):

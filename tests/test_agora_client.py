@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import bot.agora
 from bot.agora import (
     AgoraBadRequest,
     AgoraBusy,
@@ -170,6 +171,52 @@ def test_a_persons_call_is_not_kept_waiting_past_the_window_for_a_retry_after(ag
     assert raised.value.status == 503 and sleeps == [] and len(agora.calls()) == 1
     assert hurried(agora, sleeps, window=5.0).get_config(LIVE, wait_limit=None).mp4  # background waits it out
     assert sleeps == [30.0] and [c.status for c in agora.calls()] == [503, 503, 200]
+
+
+def test_the_window_runs_from_the_first_attempt_not_the_latest(agora, sleeps) -> None:
+    """Slow failures, each shorter than the window, add up past it: the second one ends the call."""
+    client = AgoraClient(
+        base_url=agora.url,
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        read_timeout=2.0,
+        backoff_base=0.01,
+        retry_window=0.45,
+        sleep=sleeps.append,
+    )
+    agora.inject(*[Fault(503, delay=0.3)] * 4)
+    with pytest.raises(AgoraUnavailable):
+        client.get_config(LIVE)
+    assert [c.status for c in agora.calls()] == [503, 503] and len(sleeps) == 1
+
+
+class Elapsed:
+    """Stands in for bot.agora's `time`: monotonic() is 100.0 at the first attempt, then `after` later."""
+
+    def __init__(self, after: float) -> None:
+        self.after, self.calls = after, 0
+
+    def monotonic(self) -> float:
+        self.calls += 1
+        return 100.0 if self.calls == 1 else 100.0 + self.after
+
+
+@pytest.mark.parametrize(("after", "calls"), [(4.0, 2), (4.6, 1)])
+def test_a_person_is_retried_within_five_seconds_of_the_first_attempt_by_default(
+    agora, sleeps, monkeypatch, after: float, calls: int
+) -> None:
+    """The README's 5 s: a retry whose backoff (0.5-0.75 s here) would send it past 5 s is not made."""
+    client = AgoraClient(
+        base_url=agora.url, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, sleep=sleeps.append
+    )
+    monkeypatch.setattr(bot.agora, "time", Elapsed(after))
+    agora.inject(Fault(503))
+    if calls == 2:
+        assert client.get_config(LIVE).mp4
+    else:
+        with pytest.raises(AgoraUnavailable):
+            client.get_config(LIVE)
+    assert len(agora.calls()) == calls
 
 
 def test_a_persons_quick_failures_are_still_retried_within_the_window(agora, sleeps) -> None:
