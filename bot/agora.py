@@ -311,9 +311,12 @@ class AgoraClient:
         """The live configuration of `target`."""
         data = self._call("GET", config_path(target), target.describe(), None, wait_limit)
         try:
-            return RecordingConfig.model_validate(data)
+            config = RecordingConfig.model_validate(data)
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
+        if not config.model_fields_set:  # shown, it would read as recording off with no storage
+            raise AgoraUnavailable("unexpected answer (no mp4Config, hlsConfig or storageConfig in it)")
+        return config
 
     def set_config(
         self,
@@ -358,15 +361,7 @@ class AgoraClient:
         first_sent = 0.0
         for attempt in range(self._max_retries + 1):
             if self._limiter is not None and not self._limiter.acquire(wait_limit):
-                # A retry refused after an attempt that may have landed must say so (a PATCH is then read back).
-                if uncertain:
-                    raise uncertain
-                paused = self._limiter.paused_for()
-                raise (
-                    AgoraPaused(paused)
-                    if paused > 0
-                    else AgoraBusy("recbot's rate limit would have kept this call waiting")
-                )
+                raise self._not_sent_again(uncertain)
             if method != "GET":
                 sent_a_change.set(True)
             if attempt:
@@ -400,9 +395,12 @@ class AgoraClient:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if response.status == 429 and self._limiter is not None:
                 # Every thread of the process slows down, not only this call's retry.
-                self._limiter.pause(self._backoff(attempt, retry_after))
-                if attempt < self._max_retries:  # the limiter refuses a person's call a pause would keep too long
+                delay = self._retry_in(attempt, retry_after, wait_limit, first_sent)
+                self._limiter.pause(self._backoff(attempt, retry_after) if delay is None else delay)
+                if delay is not None:
                     continue
+                if attempt < self._max_retries:  # a person's call past its window: told Agora's wait
+                    raise self._not_sent_again(uncertain)
             elif response.status in RETRY_STATUSES and (resend or response.status == 429):
                 delay = self._retry_in(attempt, retry_after, wait_limit, first_sent)
                 if delay is not None:
@@ -413,6 +411,15 @@ class AgoraClient:
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
             raise error(_upstream_message(response), response.status)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _not_sent_again(self, uncertain: AgoraError | None) -> AgoraError:
+        """Why a call is not sent (again) for the limiter: an earlier attempt that may have landed
+        says so (a PATCH is then read back); else Agora's pause still to run, or recbot's budget."""
+        if uncertain:
+            return uncertain
+        assert self._limiter is not None
+        paused = self._limiter.paused_for()
+        return AgoraPaused(paused) if paused > 0 else AgoraBusy("recbot's rate limit would have kept this call waiting")
 
     def _retry_in(
         self, attempt: int, retry_after: float | None, wait_limit: float | None, first_sent: float

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -22,6 +23,7 @@ from bot.agora import (
     AgoraClient,
     AgoraCredentialsUnusable,
     AgoraNotFound,
+    AgoraPaused,
     AgoraRateLimited,
     AgoraUnauthorized,
     AgoraUnavailable,
@@ -59,6 +61,20 @@ def test_get_parses_config(client: AgoraClient) -> None:
     config = client.get_config(LIVE)
     assert config.mp4 and not config.hls
     assert config.storage_config is not None and config.storage_config.bucket == "rec-bucket"
+
+
+@pytest.mark.parametrize("answer", [{}, {"message": "surprise"}])
+def test_a_configuration_answer_with_none_of_its_objects_is_unexpected_not_all_off(client, agora, answer) -> None:
+    agora.put(APP_ID, "odd", "na", answer)
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.get_config(Target(app_id=APP_ID, entry_point="odd", region="na"))
+    assert caught.value.upstream_message == "unexpected answer (no mp4Config, hlsConfig or storageConfig in it)"
+
+
+def test_a_configuration_of_one_object_is_read_with_the_others_unset(client, agora) -> None:
+    agora.put(APP_ID, "mp4only", "na", {"mp4Config": {"enabled": True}})
+    config = client.get_config(Target(app_id=APP_ID, entry_point="mp4only", region="na"))
+    assert config.mp4 and not config.hls and config.storage_config is None
 
 
 def test_patch_sends_signed_json_body(client: AgoraClient, agora: AgoraEmulator) -> None:
@@ -190,15 +206,14 @@ def test_the_window_runs_from_the_first_attempt_not_the_latest(agora, sleeps) ->
     assert [c.status for c in agora.calls()] == [503, 503] and len(sleeps) == 1
 
 
-class Elapsed:
-    """Stands in for bot.agora's `time`: monotonic() is 100.0 at the first attempt, then `after` later."""
+class Readings:
+    """Stands in for bot.agora's `time`: monotonic() gives `readings` in turn, then the last again."""
 
-    def __init__(self, after: float) -> None:
-        self.after, self.calls = after, 0
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
 
     def monotonic(self) -> float:
-        self.calls += 1
-        return 100.0 if self.calls == 1 else 100.0 + self.after
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
 
 
 @pytest.mark.parametrize(("after", "calls"), [(4.0, 2), (4.6, 1)])
@@ -209,7 +224,7 @@ def test_a_person_is_retried_within_five_seconds_of_the_first_attempt_by_default
     client = AgoraClient(
         base_url=agora.url, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, sleep=sleeps.append
     )
-    monkeypatch.setattr(bot.agora, "time", Elapsed(after))
+    monkeypatch.setattr(bot.agora, "time", Readings(100.0, 100.0 + after))
     agora.inject(Fault(503))
     if calls == 2:
         assert client.get_config(LIVE).mp4
@@ -323,6 +338,28 @@ def test_a_slow_rate_refuses_a_persons_call_but_background_work_waits(agora) -> 
     assert time.slept == [] and len(agora.calls()) == 1
     client.get_config(LIVE, wait_limit=None)  # a scan's or the drift watch's read: waits its turn
     assert time.slept == [pytest.approx(10.0)] and len(agora.calls()) == 2
+
+
+def test_a_persons_call_answered_429_is_not_sent_again_past_the_window(agora, monkeypatch) -> None:
+    """Agora's Retry-After of 4 s allows one retry within the 5 s; the second would go out at 8 s."""
+    time = FakeTime()
+    client = limited_client(agora, TokenBucket(1000, clock=time.clock, sleep=time.sleep))
+    agora.inject(*[Fault(429, {"Retry-After": "4"}, "slow down")] * 4)
+    monkeypatch.setattr(bot.agora, "time", Readings(100.0, 100.2, 104.3))
+    with pytest.raises(AgoraPaused) as caught:
+        client.get_config(LIVE)
+    assert "answered 429" in caught.value.user_message()
+    assert re.search(r"try again in [45] s\.$", caught.value.user_message())  # Agora's 4 s, rounded up
+    assert [c.status for c in agora.calls()] == [429, 429]
+
+
+def test_background_work_answered_429_is_retried_every_time(agora, monkeypatch) -> None:
+    time = FakeTime()
+    client = limited_client(agora, TokenBucket(1000, clock=time.clock, sleep=time.sleep))
+    agora.inject(*[Fault(429, {"Retry-After": "4"}, "slow down")] * 3)
+    monkeypatch.setattr(bot.agora, "time", Readings(100.0, 100.2, 104.3, 108.4))
+    assert client.get_config(LIVE, wait_limit=None).mp4
+    assert [c.status for c in agora.calls()] == [429, 429, 429, 200]
 
 
 def test_a_retry_refused_after_a_429_is_busy(agora) -> None:

@@ -97,3 +97,11 @@ def test_a_persons_get_on_a_hung_agora_is_answered_after_one_timeout(hurried_bot
     (answer,) = slack.wait_for("response_url")
     assert "Agora is not answering properly right now (timed out)" in text_of(answer)
     assert len(agora.calls("GET")) == 1  # not three more timeouts while the person waits
+
+
+def test_a_get_whose_answer_holds_no_configuration_says_so_instead_of_showing_it_all_off(driver, slack, agora):
+    agora.put(APP_ID, "odd", "na", {"message": "surprise"})
+    assert driver.command("get odd na").status_code == 200
+    (answer,) = slack.wait_for("response_url")
+    assert "Agora is not answering properly right now (unexpected answer" in text_of(answer)
+    assert "Recording configuration" not in text_of(answer)
