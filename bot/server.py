@@ -147,6 +147,9 @@ def serve_until(server: Any, stop: threading.Event, tick: float = 0.2) -> None:
         server.asyncore.loop(timeout=tick, map=sockets, use_poll=server.adj.asyncore_use_poll, count=1)
 
 
+REFUSED_WARNING_EVERY = 60.0  # seconds: Slack refusing every connection would otherwise warn every 5 s
+
+
 class CountingSocketModeClient(SocketModeClient):
     """slack_sdk's Socket Mode client, which reconnects on its own (on a close, or when its monitor
     finds the session dead), counting every connection it opens after the first."""
@@ -156,15 +159,22 @@ class CountingSocketModeClient(SocketModeClient):
         self._reconnects = reconnects
         self._opened = 0
         self._was_connected = False
+        self._refused = Throttle(REFUSED_WARNING_EVERY)
 
     def connect(self) -> None:
         super().connect()  # a handshake Slack refused is only logged: the monitor tries a new URL
         self._opened += 1  # a reconnect holds connect_operation_lock; the first connect is alone
         if self._opened > 1 and self._reconnects is not None:
             self._reconnects.inc()
-        if not self._was_connected and self.is_connected():
-            self._was_connected = True
-            log.info("recbot connected in Socket Mode")
+        if self.is_connected():
+            if not self._was_connected:
+                self._was_connected = True
+                log.info("recbot connected in Socket Mode")
+        elif self._refused.ready():  # slack_sdk says "A new session has been established" even so
+            log.warning(
+                "Slack did not accept the Socket Mode connection (slack_sdk logged its answer); "
+                "a new one is tried every 5 s"
+            )
 
 
 class GuardedSocketModeHandler(SocketModeHandler):

@@ -673,7 +673,8 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     if env_file is not None and env_file.is_symlink() and not env_file.exists():  # else read as no .env at all
         raise SettingsError(
             [
-                f"{env_file} is a link to {os.readlink(env_file)}, which does not exist: make it point to a file "
+                f"{env_file} is a link to {os.readlink(env_file)}, which leads to no file (it is missing, or a loop "
+                "of links): make it point to a file "
                 "(or remove it, and set the environment)"
             ]
         )

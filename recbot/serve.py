@@ -123,11 +123,6 @@ def serve_socket_mode(app: App, services: Services, url: str) -> None:
     if not services.stopping.is_set():
         handler.connect()
         freeze_start_up()
-        if not handler.client.is_connected():
-            log.warning(
-                "Slack did not accept the Socket Mode connection (slack_sdk logged its answer); "
-                "a new one is tried every few seconds"
-            )
     services.stopping.wait()
     handler.close()
     finish(app, services, sweeper, metrics)

@@ -564,12 +564,31 @@ def test_a_bare_setting_name_alone_is_an_unreadable_line_among_the_others_in_ord
     ]
 
 
+def test_a_link_where_env_should_be_that_leads_to_a_file_is_read(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "recbot.env").write_text(
+        "SLACK_BOT_TOKEN=xoxb-linked\nSLACK_SIGNING_SECRET=s\nAGORA_CUSTOMER_ID=c\nAGORA_CUSTOMER_SECRET=s\n"
+        "AGORA_APP_ID=A\n"
+    )
+    (tmp_path / ".env").symlink_to(tmp_path / "secrets" / "recbot.env")
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "AGORA_CUSTOMER_ID",
+        "AGORA_CUSTOMER_SECRET",
+        "AGORA_APP_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings("http", _env_file=tmp_path / ".env").SLACK_BOT_TOKEN.get_secret_value() == "xoxb-linked"
+
+
 def test_a_link_where_env_should_be_that_leads_nowhere_is_said_so(tmp_path: Path) -> None:
     (tmp_path / ".env").symlink_to(tmp_path / "secrets" / "recbot.env")
     with pytest.raises(SettingsError) as caught:
         load_settings("http", _env_file=tmp_path / ".env")
     assert caught.value.problems == [
-        f"{tmp_path / '.env'} is a link to {tmp_path / 'secrets' / 'recbot.env'}, which does not exist: "
+        f"{tmp_path / '.env'} is a link to {tmp_path / 'secrets' / 'recbot.env'}, which leads to no file "
+        "(it is missing, or a loop of links): "
         "make it point to a file (or remove it, and set the environment)"
     ]
 

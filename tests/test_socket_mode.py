@@ -4,6 +4,7 @@ server that plays Slack, sends slash command and Events API envelopes and reads 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -202,3 +203,34 @@ def test_a_refused_socket_mode_handshake_is_said_and_a_new_url_connects(settings
     assert stderr.count("recbot connected in Socket Mode") == 1
     assert stderr.index("recbot connected in Socket Mode") > refused
     assert "Traceback" not in stderr
+
+
+def test_refused_connections_are_warned_of_once_a_minute_and_a_connection_once(
+    socket_settings, slack: FakeSlack, agora, caplog
+) -> None:
+    """slack_sdk tries again every 5 s, and says "A new session has been established" each time."""
+    caplog.set_level(logging.INFO, logger="bot.server")
+    services = build_services(socket_settings, agora=fast_agora(socket_settings))
+    with SocketSlack(refuse=2) as ws_slack:
+        slack.socket_url = ws_slack.url
+        handler = socket_mode_handler(create_app(services), APP_TOKEN, socket_settings.SLACK_API_URL)
+        try:
+            handler.client.connect()
+            handler.client.connect()
+            assert not handler.client.is_connected()
+            said = [r.getMessage() for r in caplog.records if r.name == "bot.server"]
+            assert [(r.levelname, r.getMessage()) for r in caplog.records if "did not accept" in r.getMessage()] == [
+                (
+                    "WARNING",
+                    "Slack did not accept the Socket Mode connection (slack_sdk logged its answer); "
+                    "a new one is tried every 5 s",
+                )
+            ]
+            assert not any("connected in Socket Mode" in line for line in said)
+            handler.client.connect()
+            handler.client.connect()  # a reconnect later on is slack_sdk's to log, not a new start
+            assert handler.client.is_connected()
+            said = [r.getMessage() for r in caplog.records if r.name == "bot.server"]
+            assert said.count("recbot connected in Socket Mode") == 1
+        finally:
+            handler.close()
