@@ -1,6 +1,6 @@
 """The ack bench for the working tree and a git ref, in one run, side by side.
 
-    .venv/bin/python -m bench.compare REF [--runs 3] [--requests 2000] [--concurrency 10] [--batch 100]
+    .venv/bin/python -m bench.compare REF [--runs 4] [--requests 2000] [--concurrency 10] [--batch 100]
 
 Run it before landing any change to imports, the request path, the server or
 the store's hot queries, with REF the last landed commit (e.g. `origin/main`
@@ -11,7 +11,10 @@ requirements files equal the working tree's, else on a venv of its own made
 there with scripts/venv.sh. Both recbots (limiter opened, as in
 bench.ack_latency), the ack-only Bolt app and the plain same-job Bolt app get
 alternating batches of signed `/recording get live na`; each run prints both
-builds' figures and their ratios to the two peers.
+builds' figures and their ratios to the two peers. Both recbots start anew for
+every run, the working tree's first in odd runs and REF's in even ones: of two
+copies of the same code, the one started first measured 1-2% more CPU per
+command (why, is not known), so an even number of runs weighs both alike.
 """
 
 from __future__ import annotations
@@ -50,7 +53,12 @@ def python_for(tree: Path) -> str:
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("ref", help="a commit, branch or tag to compare the working tree with")
-    parser.add_argument("--runs", type=int, default=3, help="measurements, each alternating all four apps")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=4,
+        help="measurements, each alternating all four apps (even: each build starts first as often)",
+    )
     args = parser.parse_args()
     commit = git("rev-parse", "--verify", args.ref + "^{commit}")
     label = f"{args.ref} ({commit[:8]})"
@@ -60,18 +68,25 @@ def main() -> None:
     processes = Processes()
     try:
         python = python_for(tree)
-        work = processes.recbot("work", AGORA_RATE_LIMIT="1000")
-        base = processes.recbot("ref", root=tree, python=python, AGORA_RATE_LIMIT="1000")
         bare, plain = processes.peer("bare"), processes.peer("plain")
-        contenders = [work, base, bare, plain]
-        warm_up(processes, contenders, args.command, args.concurrency, args.batch)
         print(
             f"working tree vs {label}: {args.requests} `/recording {args.command}` per app and run, "
             f"concurrency {args.concurrency}, alternating batches of {args.batch}"
         )
         rows = []
         for run in range(1, args.runs + 1):
+            # Both recbots anew each run, the first started taking turns: of identical code, the one
+            # started first spent 1-2% more CPU per command, whichever build it was.
+            builds = [("work", ROOT, sys.executable), ("ref", tree, python)]
+            started = {
+                name: processes.recbot(name, root=root, python=exe, AGORA_RATE_LIMIT="1000")
+                for name, root, exe in (builds if run % 2 else builds[::-1])
+            }
+            contenders = [started["work"], started["ref"], bare, plain]
+            warm_up(processes, contenders, args.command, args.concurrency, args.batch)
             samples = measure(processes, contenders, args.command, args.requests, args.concurrency, args.batch)
+            for recbot in started.values():
+                processes.stop(recbot)
             print(f"run {run}")
             report(samples)
             ours = ratios(samples["work"], samples["bare bolt"], samples["plain bolt"]) + own_figures(samples["work"])
