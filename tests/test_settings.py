@@ -397,6 +397,15 @@ def test_an_empty_metrics_address_in_the_environment_turns_the_listener_off(sett
     assert load_settings(_env_file=None, **overrides).RECBOT_METRICS_ADDR is None
 
 
+REQUIRED = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "AGORA_CUSTOMER_ID", "AGORA_CUSTOMER_SECRET", "AGORA_APP_ID")
+
+
+def only_env_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The required settings are to come from the `.env` under test, not from this process's environment."""
+    for name in REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+
+
 READ_NAMES = sorted(set(Settings.model_fields) | set(bot.settings.SocketModeSettings.model_fields))
 
 
@@ -519,14 +528,7 @@ def test_a_setting_on_several_lines_of_env_is_named_with_its_lines_and_the_last_
         "SLACK_BOT_TOKEN=xoxb-first\nSLACK_SIGNING_SECRET=s\nAGORA_CUSTOMER_ID=c\nAGORA_CUSTOMER_SECRET=s\n"
         "AGORA_APP_ID=A\n# later, pasted again\n\nSLACK_BOT_TOKEN=xoxb-second\nOTHER_TOOL=1\nOTHER_TOOL=2\n"
     )
-    for name in (
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "AGORA_CUSTOMER_ID",
-        "AGORA_CUSTOMER_SECRET",
-        "AGORA_APP_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    only_env_file(monkeypatch)
     assert unread({}, env_text, tmp_path) == [
         "SLACK_BOT_TOKEN is on 2 lines of .env (1, 8), and only the last is read: delete the others"
     ]
@@ -571,14 +573,7 @@ def test_a_link_where_env_should_be_that_leads_to_a_file_is_read(tmp_path: Path,
         "AGORA_APP_ID=A\n"
     )
     (tmp_path / ".env").symlink_to(tmp_path / "secrets" / "recbot.env")
-    for name in (
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "AGORA_CUSTOMER_ID",
-        "AGORA_CUSTOMER_SECRET",
-        "AGORA_APP_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    only_env_file(monkeypatch)
     assert load_settings("http", _env_file=tmp_path / ".env").SLACK_BOT_TOKEN.get_secret_value() == "xoxb-linked"
 
 

@@ -33,17 +33,18 @@ def test_slack_connection_drop_is_retried_and_delivered(driver, slack, agora) ->
     assert posted.params["channel"] == "CAPPROVE"
 
 
+def bot_with_agora_timing(settings, **timing: float):
+    """A bot whose Agora client has `timing` of its own (read_timeout, backoff_base, retry_window)."""
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, **timing
+    )
+    return start_bot(settings, client)
+
+
 @pytest.fixture
 def impatient_bot(settings):
     """A bot whose Agora client gives up on a silent PATCH quickly."""
-    client = AgoraClient(
-        base_url=settings.AGORA_API_URL,
-        customer_id=CUSTOMER_ID,
-        customer_secret=CUSTOMER_SECRET,
-        read_timeout=0.3,
-        backoff_base=0.01,
-    )
-    bot = start_bot(settings, client)
+    bot = bot_with_agora_timing(settings, read_timeout=0.3, backoff_base=0.01)
     yield bot
     bot.stop()
 
@@ -78,14 +79,7 @@ def test_patch_that_landed_despite_timeouts_ends_applied(impatient_bot, slack, a
 @pytest.fixture
 def hurried_bot(settings):
     """A bot whose Agora client times out in 0.3 s and sends a person's call again only within 0.2 s."""
-    client = AgoraClient(
-        base_url=settings.AGORA_API_URL,
-        customer_id=CUSTOMER_ID,
-        customer_secret=CUSTOMER_SECRET,
-        read_timeout=0.3,
-        retry_window=0.2,
-    )
-    bot = start_bot(settings, client)
+    bot = bot_with_agora_timing(settings, read_timeout=0.3, retry_window=0.2)
     yield bot
     bot.stop()
 
