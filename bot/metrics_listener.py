@@ -91,6 +91,19 @@ def metrics_wsgi(registry: CollectorRegistry, health: Report, readiness: Report)
     return application
 
 
+def waitress_map(server: Any) -> dict[int, Any]:
+    """The sockets waitress's loop serves: a server's listening ones, its wake-up pipe, its connections."""
+    return server.map if hasattr(server, "map") else server._map  # several listening sockets, or one
+
+
+def serve_until(server: Any, stop: threading.Event, tick: float = 0.2) -> None:
+    """Run waitress's loop (what `server.run()` runs) until `stop` is set, looking at it every
+    `tick` seconds: a stop raised into the loop could be caught by waitress's own handlers."""
+    sockets = waitress_map(server)
+    while not stop.is_set():
+        server.asyncore.loop(timeout=tick, map=sockets, use_poll=server.adj.asyncore_use_poll, count=1)
+
+
 class MetricsListener:
     """The metrics listener, serving on a daemon thread until `close()`."""
 
@@ -99,6 +112,7 @@ class MetricsListener:
         self._server: Any = create_server(app, host=host, port=port, threads=2, ident="recbot-metrics")
         self.port: int = self._server.effective_port
         self._closing = False
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="metrics-listener", daemon=True)
 
     def start(self) -> MetricsListener:
@@ -107,13 +121,18 @@ class MetricsListener:
 
     def _serve(self) -> None:
         try:
-            self._server.run()
+            serve_until(self._server, self._stopped, tick=0.1)
         except OSError:
-            if not self._closing:  # closing the socket under waitress's loop ends it this way
+            if not self._closing:  # closing the socket under waitress's loop can end it this way
                 raise
 
     def close(self) -> None:
+        """Stop accepting, let a scrape under way finish, end the loop, and hang up on connections
+        kept open (Prometheus keeps one): the loop served them on, and a stop waited 5 s for it."""
         self._closing = True
         self._server.close()
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        self._thread.join(timeout=5)
+        self._stopped.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
+        self._server.asyncore.close_all(waitress_map(self._server))

@@ -139,14 +139,6 @@ def make_http_server(app: App, services: Services, host: str, port: int, threads
     )
 
 
-def serve_until(server: Any, stop: threading.Event, tick: float = 0.2) -> None:
-    """Run waitress's loop (what `server.run()` runs) until `stop` is set, looking at it every
-    `tick` seconds: a stop raised into the loop could be caught by waitress's own handlers."""
-    sockets = server.map if hasattr(server, "map") else server._map  # several listening sockets, or one
-    while not stop.is_set():
-        server.asyncore.loop(timeout=tick, map=sockets, use_poll=server.adj.asyncore_use_poll, count=1)
-
-
 REFUSED_WARNING_EVERY = 60.0  # seconds: Slack refusing every connection would otherwise warn every 5 s
 
 

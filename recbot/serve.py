@@ -14,7 +14,7 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot import __version__
-from bot.metrics_listener import METRICS_FIX, MetricsListener, address, metrics_wsgi, url
+from bot.metrics_listener import METRICS_FIX, MetricsListener, address, metrics_wsgi, serve_until, url
 from bot.server import (
     EVENTS_PATH,
     HOST_FIX,
@@ -22,7 +22,6 @@ from bot.server import (
     finish,
     in_use,
     make_http_server,
-    serve_until,
     socket_mode_handler,
 )
 from bot.services import Services

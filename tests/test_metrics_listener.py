@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from bot.metrics import Metrics
+from bot.metrics_listener import MetricsListener
 from bot.server import StartupError
 from recbot.serve import serve_http, start_metrics
 from tests.fakes.slack import FakeSlack
@@ -395,3 +396,23 @@ def test_an_ipv6_address_gone_after_the_checks_is_named_with_its_port_told_apart
     assert str(refusal.value) == (
         "cannot listen on [2001:db8::1]:3000 (Cannot assign requested address): check --host and --port"
     )
+
+
+def test_closing_the_listener_hangs_up_on_a_connection_a_scraper_keeps_open() -> None:
+    """Prometheus keeps its connection to a target open between scrapes: a stop must not wait on it."""
+
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    listener = MetricsListener("127.0.0.1", 0, answer).start()
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=3) as kept:
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: recbot\r\n\r\n")
+        response = b""
+        while not response.endswith(b"ok"):
+            response += kept.recv(1024)
+        assert response.startswith(b"HTTP/1.1 200")
+        listener.close()
+        assert kept.recv(1024) == b""  # hung up on; before, the loop went on serving it (3 s: a timeout)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", listener.port), timeout=3).close()
