@@ -56,11 +56,22 @@ class AgoraError(Exception):
 
     status: int | None = None
 
-    def __init__(self, upstream_message: str = "", status: int | None = None) -> None:
+    def __init__(self, upstream_message: str = "", status: int | None = None, retry_in: float | None = None) -> None:
         self.upstream_message = upstream_message
         if status is not None:
             self.status = status
+        self.retry_in = retry_in  # Agora's Retry-After, in seconds from the answer, when it gave one
         super().__init__(f"Agora API error {self.status}: {upstream_message}")
+
+    def when_to_retry(self, otherwise: str) -> str:
+        """`try again in N s` when Agora said how long to wait (Retry-After), else `otherwise`."""
+        if self.retry_in is None:
+            return otherwise
+        seconds = math.ceil(self.retry_in)
+        if not seconds:
+            return otherwise
+        wait = f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
+        return f"try again in {wait} (Agora asked recbot to wait that long)"
 
     def user_message(self) -> str:
         """What a person should read, and what they can do about it."""
@@ -118,7 +129,8 @@ class AgoraRateLimited(AgoraError):
     status = 429
 
     def user_message(self) -> str:
-        return "Agora is rate-limiting recbot right now. Nothing was changed; try again in a minute."
+        retry = self.when_to_retry("try again in a minute")
+        return f"Agora is rate-limiting recbot right now. Nothing was changed; {retry}."
 
 
 class AgoraBusy(AgoraError):
@@ -133,8 +145,8 @@ class AgoraPaused(AgoraBusy):
     nothing was sent. `retry_in`: seconds left of the pause."""
 
     def __init__(self, retry_in: float) -> None:
-        self.retry_in = retry_in
-        super().__init__("Agora's Retry-After would have kept this call waiting")
+        super().__init__("Agora's Retry-After would have kept this call waiting", retry_in=retry_in)
+        self.retry_in: float = retry_in
 
     def user_message(self) -> str:
         return (
@@ -149,7 +161,7 @@ class AgoraUnavailable(AgoraError):
     def user_message(self) -> str:
         return (
             "Agora is not answering properly right now "
-            f"({self.upstream_message or 'no detail'}). Nothing was changed; try again later."
+            f"({self.upstream_message or 'no detail'}). Nothing was changed; {self.when_to_retry('try again later')}."
         )
 
 
@@ -409,7 +421,7 @@ class AgoraClient:
                     self._sleep(delay)
                     continue
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
-            raise error(_upstream_message(response), response.status)
+            raise error(_upstream_message(response), response.status, retry_after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _not_sent_again(self, uncertain: AgoraError | None) -> AgoraError:

@@ -186,7 +186,7 @@ def no_answer(exc: AgoraUnavailable) -> str:
 def refusal(lead: str, exc: AgoraError) -> str:
     """A refusal that changed nothing: `lead` says what was not done, Agora's answer why."""
     if isinstance(exc, AgoraRateLimited):  # its own words would say "Nothing was changed" a second time
-        return f"{lead} Agora is rate-limiting recbot right now; try again in a minute."
+        return f"{lead} Agora is rate-limiting recbot right now; {exc.when_to_retry('try again in a minute')}."
     return f"{lead} {exc.user_message()}"
 
 

@@ -189,6 +189,29 @@ def test_a_persons_call_is_not_kept_waiting_past_the_window_for_a_retry_after(ag
     assert sleeps == [30.0] and [c.status for c in agora.calls()] == [503, 503, 200]
 
 
+def test_the_wait_agora_asked_for_is_passed_on_to_the_person(agora, sleeps) -> None:
+    agora.inject(Fault(503, {"Retry-After": "30"}))
+    with pytest.raises(AgoraUnavailable) as raised:
+        hurried(agora, sleeps, window=5.0).get_config(LIVE)
+    assert raised.value.retry_in == 30.0
+    assert "try again in 30 s (Agora asked recbot to wait that long)" in raised.value.user_message()
+
+
+def test_without_a_retry_after_nothing_is_promised() -> None:
+    assert AgoraUnavailable("Bad Gateway", 502).user_message().endswith("Nothing was changed; try again later.")
+    assert AgoraRateLimited("slow down").user_message().endswith("try again in a minute.")
+    assert AgoraRateLimited("slow down", retry_in=0.0).user_message().endswith("try again in a minute.")
+
+
+@given(st.floats(min_value=0.001, max_value=1e7, allow_nan=False))
+def test_any_wait_agora_asks_for_is_told_rounded_up(seconds: float) -> None:
+    """Never a wait shorter than Agora's: whole seconds below 2 minutes, whole minutes from there."""
+    told = AgoraUnavailable("Service Unavailable", 503, retry_in=seconds).user_message()
+    number, unit = re.search(r"try again in (\d+) (s|min) ", told).groups()  # type: ignore[union-attr]
+    assert int(number) * (60 if unit == "min" else 1) >= seconds
+    assert (unit == "s") == (seconds <= 119)
+
+
 def test_the_window_runs_from_the_first_attempt_not_the_latest(agora, sleeps) -> None:
     """Slow failures, each shorter than the window, add up past it: the second one ends the call."""
     client = AgoraClient(

@@ -137,3 +137,15 @@ def test_persistent_gateway_timeout_gives_up_after_three_retries(
     assert [c.status for c in agora.calls()] == [504] * 4
     driver.command("get live na")  # the bot keeps serving
     assert "rec-bucket" in json.dumps(slack.wait_for("response_url", count=2)[1].params)
+
+
+def test_a_server_error_asking_for_a_long_pause_says_when_to_try_again(
+    driver, slack: FakeSlack, agora: AgoraEmulator
+) -> None:
+    """Agora's Retry-After is past a person's retry window: one attempt, and its wait is passed on."""
+    agora.inject(Fault(503, {"Retry-After": "600"}, "Service Unavailable"))
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "try again in 10 min (Agora asked recbot to wait that long)" in text
+    assert "try again later" not in text
+    assert [c.status for c in agora.calls()] == [503]
