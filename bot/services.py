@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import Audience
 from bot.agora import AgoraClient
+from bot.alarms import Alarms
 from bot.approvals import ApprovalService
 from bot.bulk_jobs import BulkJobs
 from bot.changes import ChangeService
@@ -64,6 +65,8 @@ class Services:
     metrics: Metrics
     # Set once the process has begun to stop: /readyz then says so, and a load balancer drains it.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # What a person waiting on something slow is told meanwhile (handlers/commands.py's `get`).
+    alarms: Alarms = field(default_factory=Alarms)
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -97,6 +100,7 @@ class Services:
         return report
 
     def close(self) -> None:
+        self.alarms.close()
         self.agora.close()
         self.store.close()
 

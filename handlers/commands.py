@@ -29,6 +29,8 @@ VERBS = frozenset(get_args(Verb))
 MODAL_VERBS = frozenset({"set", "bulk"})
 # Where recbot/app.py's middleware leaves a command's FirstAnswer in Bolt's context.
 FIRST_ANSWER = "recbot_first_answer"
+# A `get` still waiting on Agora after this long is told so; the answer then replaces that notice.
+SLOW_READ_SECONDS = 2.0
 
 
 def verb_label(text: str) -> str:
@@ -126,9 +128,9 @@ def answer(command: dict[str, Any], respond: Respond, client: WebClient, service
     return "ok"
 
 
-def reply(respond: Respond, blocks: list[dict[str, Any]]) -> None:
+def reply(respond: Respond, blocks: list[dict[str, Any]], text: str | None = None) -> None:
     """Answer the person who typed the command, and nobody else."""
-    fallback = blocks[0]["text"]["text"][:300] if blocks and "text" in blocks[0] else "recbot"
+    fallback = text or (blocks[0]["text"]["text"][:300] if blocks and "text" in blocks[0] else "recbot")
     respond(blocks=blocks, text=fallback, response_type="ephemeral")
 
 
@@ -161,14 +163,23 @@ def replace(respond: Respond, blocks: list[dict[str, Any]], text: str | None = N
 
 
 def show_config(parsed: Command, services: Services, respond: Respond) -> CommandOutcome:
-    """Read the live config and answer the user alone with its summary."""
+    """Read the live config and answer the user alone with its summary; when Agora is slow,
+    say so meanwhile, and answer in place of that."""
     assert parsed.target is not None
-    try:
-        config = services.read_config(parsed.target)
-    except AgoraError as exc:
-        reply(respond, messages.error(exc.user_message()))
-        return agora_outcome(exc)
     target = parsed.target
+    slow = services.alarms.after(
+        SLOW_READ_SECONDS, lambda: reply(respond, summary.slow_read(target), summary.summary_text(target))
+    )
+    failure: AgoraError | None = None
+    try:
+        config = services.read_config(target)
+    except AgoraError as exc:
+        failure = exc
+    finally:  # whatever happens, no notice after the answer; an answer after a notice replaces it
+        answer_with = replace if slow.cancel() else reply
+    if failure is not None:
+        answer_with(respond, messages.error(failure.user_message()))
+        return agora_outcome(failure)
     known = services.switches.book.known(target.app_id, target.entry_point)
     waiting = services.store.requests.open_request_for(Target.every_region(target.app_id, target.entry_point))
     switch = switch_blocks.summary_blocks(known, target, services.sealer, services.switches.needs_approval, waiting)
@@ -178,11 +189,7 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> Comman
         return messages.escape(services.switches.command(*words, app_id=target.app_id))
 
     tasks = switch_blocks.tasks_blocks(services.store.switches.stream_tasks_of(target), target, stop)
-    respond(
-        blocks=summary.summary(target, config) + switch + tasks,
-        text=summary.summary_text(target),
-        response_type="ephemeral",
-    )
+    answer_with(respond, summary.summary(target, config) + switch + tasks, summary.summary_text(target))
     return "ok"
 
 

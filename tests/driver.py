@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from bot.agora import AgoraClient
 from bot.metrics_listener import MetricsListener, metrics_wsgi
 from bot.server import finish, make_http_server
 from bot.services import Services, build_services
@@ -150,3 +151,14 @@ class SlackDriver:
 
 def start_bot(settings: Any, agora_client: Any, sweep_seconds: float = 0.1) -> RunningBot:
     return RunningBot(build_services(settings, agora=agora_client), sweep_seconds)
+
+
+def bot_with_agora_timing(settings: Any, **timing: float) -> RunningBot:
+    """A bot whose Agora client has `timing` of its own (read_timeout, backoff_base, retry_window)."""
+    client = AgoraClient(
+        base_url=settings.AGORA_API_URL,
+        customer_id=settings.AGORA_CUSTOMER_ID,
+        customer_secret=settings.AGORA_CUSTOMER_SECRET.get_secret_value(),
+        **timing,
+    )
+    return start_bot(settings, client)

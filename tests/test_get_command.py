@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
-from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY
+from handlers.blocks import summary
+from handlers.commands import SLOW_READ_SECONDS
+from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY, SIGNING_SECRET
+from tests.driver import SlackDriver, bot_with_agora_timing
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
 
@@ -149,3 +153,36 @@ def test_a_server_error_asking_for_a_long_pause_says_when_to_try_again(
     assert "try again in 10 min (Agora asked recbot to wait that long)" in text
     assert "try again later" not in text
     assert [c.status for c in agora.calls()] == [503]
+
+
+def test_a_slow_agora_is_told_of_and_the_answer_replaces_that_notice(driver, slack, agora) -> None:
+    agora.get_delay = SLOW_READ_SECONDS + 1.0
+    driver.command("get live na")
+    notice, answer = slack.wait_for("response_url", count=2)
+    assert notice.params["blocks"][0]["block_id"] == summary.BLOCK_SLOW_READ
+    assert "Agora is slow to answer; still reading live (na, app " in json.dumps(notice.params)
+    assert notice.params["response_type"] == "ephemeral" and "replace_original" not in notice.params
+    assert "rec-bucket" in json.dumps(answer.params)
+    assert answer.params["replace_original"] is True and answer.params["response_type"] == "ephemeral"
+    assert len(agora.calls()) == 1
+
+
+def test_a_quick_answer_is_the_only_one(driver, slack, agora) -> None:
+    driver.command("get live na")
+    assert "rec-bucket" in answer_text(slack)
+    time.sleep(SLOW_READ_SECONDS + 0.5)  # past the time the notice would have been posted
+    (answer,) = slack.wait_for("response_url")
+    assert "replace_original" not in answer.params
+
+
+def test_a_slow_failure_replaces_the_notice(settings, slack, agora) -> None:
+    bot = bot_with_agora_timing(settings, retry_window=0.1)  # one attempt: the 503 is the answer
+    try:
+        agora.inject(Fault(503, message="Service Unavailable", delay=SLOW_READ_SECONDS + 1.0, method="GET"))
+        SlackDriver(bot.url, SIGNING_SECRET, slack.response_url()).command("get live na")
+        notice, answer = slack.wait_for("response_url", count=2)
+        assert "still reading" in json.dumps(notice.params)
+        assert "Agora is not answering properly right now (Service Unavailable)" in json.dumps(answer.params)
+        assert answer.params["replace_original"] is True
+    finally:
+        bot.stop()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.agora import AgoraClient
 from handlers.blocks import approval_card as card
 from tests.approval_helpers import click, request_storage_change, text_of
-from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SIGNING_SECRET
-from tests.driver import SlackDriver, start_bot
+from tests.conftest import APP_ID, SIGNING_SECRET
+from tests.driver import SlackDriver, bot_with_agora_timing
 from tests.fakes.agora import Fault
 
 
@@ -31,14 +30,6 @@ def test_slack_connection_drop_is_retried_and_delivered(driver, slack, agora) ->
         "chat.postMessage",
     ]
     assert posted.params["channel"] == "CAPPROVE"
-
-
-def bot_with_agora_timing(settings, **timing: float):
-    """A bot whose Agora client has `timing` of its own (read_timeout, backoff_base, retry_window)."""
-    client = AgoraClient(
-        base_url=settings.AGORA_API_URL, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, **timing
-    )
-    return start_bot(settings, client)
 
 
 @pytest.fixture

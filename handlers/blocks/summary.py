@@ -68,3 +68,15 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
 def summary_text(target: Target) -> str:
     """Notification fallback text."""
     return f"Recording configuration of {escape(target.entry_point)} ({target.region})"
+
+
+BLOCK_SLOW_READ = "summary_slow_read"
+
+
+def slow_read(target: Target) -> list[dict[str, Any]]:
+    """Shown while Agora is slow to answer a `get`; the answer replaces it."""
+    text = (
+        f":hourglass_flowing_sand: Agora is slow to answer; still reading {escape(target.describe())}. "
+        "This message will be replaced by the configuration, or by why there is none, within about 20 seconds."
+    )
+    return [{"type": "section", "block_id": BLOCK_SLOW_READ, "text": {"type": "mrkdwn", "text": text}}]

@@ -1,0 +1,124 @@
+"""bot/alarms.py: a callback runs once its time comes, off the caller's thread and in its
+context, unless cancelled first; cancel() tells whether it ran."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+
+import pytest
+
+from bot.alarms import RESOLUTION_SECONDS, Alarms
+
+who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+@pytest.fixture
+def alarms():
+    alarms = Alarms()
+    yield alarms
+    alarms.close()
+
+
+def test_a_callback_runs_once_its_time_comes_on_another_thread_in_the_setters_context(alarms) -> None:
+    ran: list[tuple[float, str, str]] = []
+    done = threading.Event()
+    who.set("alice")
+    set_at = time.monotonic()
+
+    def note() -> None:
+        ran.append((time.monotonic() - set_at, who.get(), threading.current_thread().name))
+        done.set()
+
+    alarm = alarms.after(0.2, note)
+    assert done.wait(5)
+    ((after, context, thread),) = ran
+    assert after >= 0.2 and context == "alice" and thread != threading.current_thread().name
+    assert alarm.cancel() is True  # it ran
+    assert ran == [(after, context, thread)]
+
+
+def test_a_cancelled_alarm_never_runs(alarms) -> None:
+    ran = []
+    alarm = alarms.after(0.1, lambda: ran.append("late"))
+    assert alarm.cancel() is False
+    time.sleep(0.1 + 4 * RESOLUTION_SECONDS)
+    assert ran == [] and alarm.cancel() is False
+
+
+def test_cancelling_a_running_alarm_waits_for_it_and_says_it_ran(alarms) -> None:
+    started, release = threading.Event(), threading.Event()
+    steps = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+        steps.append("callback done")
+
+    alarm = alarms.after(0.0, slow)
+    assert started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert alarm.cancel() is True
+    steps.append("cancel returned")
+    assert steps == ["callback done", "cancel returned"]
+
+
+def test_a_failing_callback_counts_as_not_run_and_is_logged_without_its_message(alarms, caplog) -> None:
+    done = threading.Event()
+
+    def fail() -> None:
+        done.set()
+        raise ValueError("secret-in-the-message")
+
+    caplog.set_level(logging.ERROR, logger="bot.alarms")
+    alarm = alarms.after(0.0, fail)
+    assert done.wait(5)
+    alarms.close()  # waits for the callback to end
+    assert alarm.cancel() is False
+    assert "ValueError" in caplog.text and "test_alarms.py" in caplog.text
+    assert "secret-in-the-message" not in caplog.text
+
+
+def test_a_slow_callback_holds_back_no_other(alarms) -> None:
+    release, quick = threading.Event(), threading.Event()
+    alarms.after(0.0, lambda: release.wait(5))
+    alarms.after(0.05, quick.set)
+    try:
+        assert quick.wait(5)
+    finally:
+        release.set()
+
+
+def test_alarms_run_in_the_order_of_their_times_whatever_the_order_they_were_set_in() -> None:
+    alarms = Alarms(runners=1)
+    ran: list[str] = []
+    try:
+        for name, seconds in (("third", 0.7), ("first", 0.1), ("second", 0.4)):
+            alarms.after(seconds, lambda name=name: ran.append(name))
+        deadline = time.monotonic() + 5
+        while len(ran) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        alarms.close()
+    assert ran == ["first", "second", "third"]
+
+
+def test_a_sooner_alarm_set_while_the_clock_waits_for_a_later_one_is_not_held_back(alarms) -> None:
+    alarms.after(30.0, lambda: None)
+    soon = threading.Event()
+    time.sleep(0.05)  # the thread now waits for the 30 s one
+    alarms.after(0.05, soon.set)
+    assert soon.wait(2)
+
+
+def test_close_drops_what_is_not_due_and_later_alarms_never_run() -> None:
+    alarms = Alarms()
+    ran = []
+    pending = alarms.after(0.2, lambda: ran.append("pending"))
+    alarms.close()
+    after_close = alarms.after(0.0, lambda: ran.append("after close"))
+    time.sleep(0.2 + 4 * RESOLUTION_SECONDS)
+    assert ran == []
+    assert pending.cancel() is False and after_close.cancel() is False
