@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.logs import failure_frames
-
 log = logging.getLogger(__name__)
 
 # An alarm may run this much late: the thread wakes at most 20 times a second, however many
@@ -40,9 +38,11 @@ class Alarm:
             self._state = "running"
             try:
                 self._context.run(self._callback)
-            except Exception as exc:  # noqa: BLE001 - its caller is a pool thread; where it failed is logged
+            except Exception as exc:  # noqa: BLE001 - its caller is a pool thread, which would drop it unseen
                 self._state = "failed"
-                log.error("an alarm's callback failed: %s", failure_frames(exc))
+                # Its type alone: an exception's message may quote a secret.
+                name = getattr(self._callback, "__qualname__", "?")
+                log.error("the alarm's callback %s raised %s", name, type(exc).__qualname__)
             else:
                 self._state = "ran"
 

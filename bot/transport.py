@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,9 +20,12 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from requests.utils import get_auth_from_url, get_environ_proxies, prepend_scheme_if_needed
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from bot import __version__
+from bot.alarms import Alarms
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,75 @@ class Answer:
         return self.body.decode("utf-8", "replace")
 
 
+# The alarms and seconds within which the answer of the call being sent must be whole: urllib3's
+# read timeout is for each read, so an answer trickling in a byte at a time would never end.
+_answer_within: ContextVar[tuple[Alarms, float] | None] = ContextVar("recbot_answer_within", default=None)
+
+
+def _hang_up(sock: Any) -> None:
+    """End every read and write on `sock` (of a TLS one too: its socket underneath)."""
+    while not isinstance(sock, socket.socket) and sock is not None:
+        sock = getattr(sock, "socket", None)  # urllib3's TLS within TLS (an https proxy) wraps one
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:  # already closed: the answer ended meanwhile
+            pass
+
+
+class _WholeAnswerInTime:
+    """A connection that hangs up on an answer not read whole within the call's time
+    (`_answer_within`); what the read then raises becomes urllib3's read timeout."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        within = _answer_within.get()
+        if within is None:
+            return super().getresponse()  # type: ignore[misc]
+        alarms, seconds = within
+        sock = self.sock
+        late = alarms.after(seconds, lambda: _hang_up(sock))
+        try:
+            answer = super().getresponse()  # type: ignore[misc]
+        except Exception:
+            if late.cancel():
+                raise _not_whole(seconds) from None
+            raise
+        # Hung up on, it may still have been read "whole": http.client takes the end of the
+        # connection for the end of the headers, and of a body of no stated length.
+        if late.cancel():
+            raise _not_whole(seconds)
+        return answer
+
+
+def _not_whole(seconds: float) -> urllib3.exceptions.ReadTimeoutError:
+    return urllib3.exceptions.ReadTimeoutError(
+        None,  # type: ignore[arg-type]
+        None,
+        f"the answer was not whole within {seconds:g} s",
+    )
+
+
+class _HTTPConnection(_WholeAnswerInTime, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WholeAnswerInTime, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 def _ca_settings() -> dict[str, str]:
     """The CA bundle requests would use: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else certifi's."""
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
@@ -65,12 +139,14 @@ def _ca_settings() -> dict[str, str]:
 
 class Transport:
     """Kept connections to any origin; `connect_retries` tries a connection that could not be
-    made again (then nothing was sent), nothing else is ever sent twice."""
+    made again (then nothing was sent), nothing else is ever sent twice. An answer must be
+    whole within `read_timeout` of the request sent, not only come in reads that each took less."""
 
     def __init__(
         self, *, connect_timeout: float, read_timeout: float, pool_size: int = 64, connect_retries: int = 0
     ) -> None:
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._answer_within = (Alarms(runners=1), read_timeout)
         self._retries: Retry | bool = (
             Retry(total=connect_retries, connect=connect_retries, read=0, status=0, other=0, allowed_methods=None)
             if connect_retries
@@ -118,9 +194,11 @@ class Transport:
             # Also on an https:// origin's CONNECT, all its proxy sees of the call.
             to_proxy = urllib3.make_headers(user_agent=USER_AGENT, proxy_basic_auth=credentials)
             manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=to_proxy, **settings)
+            manager.pool_classes_by_scheme = _POOLS
             self._managers.append(manager)
             return manager, True
         manager = urllib3.PoolManager(**settings)
+        manager.pool_classes_by_scheme = _POOLS
         self._managers.append(manager)
         return manager.connection_from_url(origin), False
 
@@ -129,15 +207,19 @@ class Transport:
         parts = urlsplit(url)
         opener, proxied = self._route(parts.scheme, parts.netloc)
         target = url if proxied else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        answer = opener.urlopen(
-            method,
-            target,
-            body=body,
-            headers={"user-agent": USER_AGENT, **headers},  # make_headers' spelling: one header through a proxy
-            timeout=self._timeout,
-            retries=self._retries,
-            redirect=False,
-        )
+        timing = _answer_within.set(self._answer_within)
+        try:
+            answer = opener.urlopen(
+                method,
+                target,
+                body=body,
+                headers={"user-agent": USER_AGENT, **headers},  # make_headers' spelling: one header through a proxy
+                timeout=self._timeout,
+                retries=self._retries,
+                redirect=False,
+            )
+        finally:
+            _answer_within.reset(timing)
         return Answer(answer.status, answer.reason or "", answer.headers, answer.data)
 
     def close(self) -> None:
@@ -146,3 +228,4 @@ class Transport:
                 manager.clear()
             self._managers.clear()
             self._routes.clear()
+        self._answer_within[0].close()

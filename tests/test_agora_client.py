@@ -37,6 +37,7 @@ from bot.signing import body_digest, sign, signing_string
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
 from tests.fake_time import FakeTime
 from tests.fakes.agora import AgoraEmulator, Fault
+from tests.fakes.http import TricklingServer
 
 LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
 
@@ -156,6 +157,26 @@ def hurried(agora: AgoraEmulator, sleeps: list[float], window: float = 0.2) -> A
         retry_window=window,
         sleep=sleeps.append,
     )
+
+
+def test_an_agora_that_trickles_its_answer_is_a_timeout_after_one_read_timeout(sleeps) -> None:
+    """Headers at once, then a byte every 50 ms: each read is quick, the answer never whole."""
+    body = b'{"mp4Config": {"enabled": true}, "hlsConfig": {"enabled": false}}' + b" " * 400
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    trickling = TricklingServer(answer + body, len(answer), every=0.05)
+    client = AgoraClient(
+        base_url=trickling.url, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, read_timeout=0.3
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(AgoraUnavailable) as raised:
+            client.get_config(LIVE)
+        person_waited = time.monotonic() - started
+    finally:
+        client.close()
+        trickling.stop()
+    assert raised.value.upstream_message == "timed out"
+    assert person_waited < 5.0  # four attempts of 0.3 s and backoff, not 4 x 23 s of trickle
 
 
 def test_a_persons_call_is_not_sent_again_once_a_timeout_outlasted_the_retry_window(agora, sleeps) -> None:

@@ -10,6 +10,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,14 @@ from cryptography.x509.oid import NameOID
 
 from bot import __version__
 from bot.transport import Transport, TransportError, _ca_settings, timed_out
-from tests.fakes.http import CROWDED_CONNECT_TIMEOUT, HANG_UP, LoopbackServer, SilentServer, crowded
+from tests.fakes.http import (
+    CROWDED_CONNECT_TIMEOUT,
+    HANG_UP,
+    LoopbackServer,
+    SilentServer,
+    TricklingServer,
+    crowded,
+)
 
 
 class Recorder:
@@ -191,6 +199,46 @@ def test_an_upstream_that_never_answers_times_out(no_proxy_settings: None) -> No
         client.close()
         silent.stop()
     assert timed_out(raised.value)
+
+
+TRICKLED_BODY = b'{"mp4Config": {"enabled": true}, "padding": "' + b"x" * 200 + b'"}'
+TRICKLED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(TRICKLED_BODY)
+    + TRICKLED_BODY
+)
+
+
+@pytest.mark.parametrize(
+    "at_once", [TRICKLED.index(b"\r\n\r\n") + 4, TRICKLED.index(b"\r\n") + 2, 0], ids=["body", "headers", "status"]
+)
+def test_an_answer_that_trickles_in_ends_as_a_timeout_once_its_time_is_up(at_once: int, no_proxy_settings) -> None:
+    """A byte every 50 ms never trips a 0.5 s read timeout: the whole answer must be in within it."""
+    trickling = TricklingServer(TRICKLED, at_once, every=0.05)  # 230+ bytes: 12 s or more in all
+    client = transport(read=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("GET", trickling.url + "/config", headers={})
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        trickling.stop()
+    assert timed_out(raised.value)
+    assert 0.5 <= took < 3.0
+
+
+def test_an_answer_trickling_in_within_its_time_is_read_whole(no_proxy_settings: None) -> None:
+    body = b'{"ok": true}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    trickling = TricklingServer(answer, len(answer) - len(body), every=0.02)  # 12 bytes in about 0.25 s
+    client = transport(read=3.0)
+    try:
+        got = client.send("GET", trickling.url + "/x", headers={})
+        again = client.send("GET", trickling.url + "/x", headers={})  # the kept connection still works
+    finally:
+        client.close()
+        trickling.stop()
+    assert got.json() == again.json() == {"ok": True}
 
 
 def test_a_refused_connection_is_no_timeout(no_proxy_settings: None) -> None:
@@ -368,10 +416,10 @@ class TlsServer:
             )
         )
         self.recorder = Recorder()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, key_file)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert_file, key_file)
         server = self.recorder._server._server
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = self.context.wrap_socket(server.socket, server_side=True)
         self.url = self.recorder.url.replace("http://", "https://")
 
     def stop(self) -> None:
@@ -399,6 +447,26 @@ def test_https_trusts_only_the_ca_bundle(
     finally:
         tls.stop()
     assert [r[1] for r in tls.recorder.requests] == ["/trusted"]
+
+
+def test_an_https_answer_that_trickles_in_ends_as_a_timeout_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_proxy_settings: None
+) -> None:
+    tls = TlsServer(tmp_path)  # its certificate and key; its own server is not used
+    tls.stop()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.cert_file))
+    trickling = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05, tls=tls.context)
+    client, url = transport(read=0.5), trickling.url
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("GET", url + "/config", headers={})
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        trickling.stop()
+    assert url.startswith("https://") and timed_out(raised.value)
+    assert 0.5 <= took < 3.0
 
 
 @pytest.mark.parametrize("connect_retries", [0, 1])

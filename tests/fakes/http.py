@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -94,6 +95,57 @@ class SilentServer:
         self._socket.close()
         for connection in self._held:
             connection.close()
+
+
+class TricklingServer:
+    """Answers every request on 127.0.0.1 with `answer`: its first `at_once` bytes at once, then
+    one byte every `every` seconds, until the client hangs up: an upstream that never quite stops."""
+
+    def __init__(self, answer: bytes, at_once: int, every: float = 0.05, tls: ssl.SSLContext | None = None) -> None:
+        self._answer, self._at_once, self._every = answer, at_once, every
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._scheme = "https" if tls else "http"
+        if tls is not None:
+            self._socket = tls.wrap_socket(self._socket, server_side=True)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._socket.getsockname()[:2]
+        return f"{self._scheme}://{host}:{port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except ssl.SSLError:
+                continue  # a client that did not trust the certificate
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            while True:  # request after request on a kept connection
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    received += chunk
+                try:
+                    connection.sendall(self._answer[: self._at_once])
+                    for i in range(self._at_once, len(self._answer)):
+                        if self._stopped.wait(self._every):
+                            return
+                        connection.sendall(self._answer[i : i + 1])
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._socket.close()
 
 
 # A connect timeout for calls to a `crowded` listener. Linux sends a connection's SYN at once and
