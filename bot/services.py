@@ -36,6 +36,7 @@ from bot.metrics import Metrics
 from bot.models import RecordingConfig, Target
 from bot.probe import Prober
 from bot.ratelimit import Limiter, TokenBucket
+from bot.respond import ResponsePool
 from bot.seal import Sealer, resolve_seal_key
 from bot.settings import Settings, is_sqlite
 from bot.shared_budget import SharedBudget
@@ -67,6 +68,8 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     # What a person waiting on something slow is told meanwhile (handlers/commands.py's `get`).
     alarms: Alarms = field(default_factory=Alarms)
+    # The kept connections every answer on a response_url goes through (recbot/app.py).
+    responses: ResponsePool = field(default_factory=ResponsePool)
 
     def read_config(self, target: Target) -> RecordingConfig:
         """The live configuration (AgoraError if unreadable); a target read for the first time is remembered."""
@@ -101,6 +104,7 @@ class Services:
 
     def close(self) -> None:
         self.alarms.close()
+        self.responses.close()
         self.agora.close()
         self.store.close()
 

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from bot.agora import sent_a_change
 from bot.background import Background, Periodic
 from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
-from bot.respond import FirstAnswer, PooledRespond, ResponsePool
+from bot.respond import FirstAnswer, PooledRespond
 from bot.server import take_arrival
 from bot.services import Services, metered_copy, slack_client
 from bot.store.values import JobRow, RequestRow, utcnow
@@ -113,7 +113,7 @@ def create_app(services: Services) -> App:
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
-    answers, metrics = ResponsePool(), services.metrics
+    answers, metrics = services.responses, services.metrics
 
     @app.middleware
     def tag_request(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
