@@ -21,41 +21,44 @@ RESOLUTION_SECONDS = 0.05
 
 
 class Alarm:
-    """One callback at one time. `cancel()` tells whether it ran, waiting for it when it is
-    running, so that whoever cancels knows what a person has already been shown."""
+    """One callback at one time. `cancel()` tells whether it went off, waiting for it when it is
+    running, so that whoever cancels knows what may already have been done (a person told)."""
 
     def __init__(self, callback: Callable[[], None]) -> None:
         self._callback = callback
         self._context = contextvars.copy_context()  # the request id of whoever set it, in its log lines
         self._lock = threading.Lock()
-        self._state = "waiting"  # then running, and ran, failed or cancelled
+        self._state = "waiting"  # then running and went off, or cancelled
 
     def fire(self) -> None:
-        """Run the callback, unless it was cancelled (or has run) already."""
+        """Run the callback, unless it was cancelled (or has gone off) already."""
         with self._lock:
             if self._state != "waiting":
                 return
             self._state = "running"
             try:
-                self._context.run(self._callback)
-            except Exception as exc:  # noqa: BLE001 - its caller is a pool thread, which would drop it unseen
-                self._state = "failed"
-                # Its type alone: an exception's message may quote a secret.
-                name = getattr(self._callback, "__qualname__", "?")
-                log.error("the alarm's callback %s raised %s", name, type(exc).__qualname__)
-            else:
-                self._state = "ran"
+                self._context.run(self._call)
+            finally:
+                self._state = "went off"
+
+    def _call(self) -> None:
+        try:
+            self._callback()
+        except Exception as exc:  # noqa: BLE001 - its caller is a pool thread, which would drop it unseen
+            # Its type alone: an exception's message may quote a secret.
+            name = getattr(self._callback, "__qualname__", "?")
+            log.error("the alarm's callback %s raised %s", name, type(exc).__qualname__)
 
     @property
     def waiting(self) -> bool:
         return self._state == "waiting"
 
     def cancel(self) -> bool:
-        """Keep it from running; True when it had run (to the end, without raising)."""
+        """Keep it from going off; True when it had (its callback called, whatever that did)."""
         with self._lock:
             if self._state == "waiting":
                 self._state = "cancelled"
-            return self._state == "ran"
+            return self._state == "went off"
 
 
 class Alarms:

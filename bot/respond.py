@@ -29,8 +29,10 @@ class ResponsePool:
     def __init__(self) -> None:
         self._transport = Transport(connect_timeout=3.05, read_timeout=10.0, connect_retries=1)
 
-    def post(self, url: str, message: dict[str, Any]) -> WebhookResponse:
-        answer = self._transport.send("POST", url, body=json.dumps(message).encode(), headers=HEADERS)
+    def post(self, url: str, message: dict[str, Any], read_timeout: float | None = None) -> WebhookResponse:
+        """POST `message` to `url`; Slack's answer is waited for 10 s, or `read_timeout`."""
+        body = json.dumps(message).encode()
+        answer = self._transport.send("POST", url, body=body, headers=HEADERS, read_timeout=read_timeout)
         return WebhookResponse(url=url, status_code=answer.status, body=answer.text, headers=dict(answer.headers))
 
     def close(self) -> None:
@@ -61,9 +63,9 @@ class PooledRespond(Respond):
         self._pool = pool
         self._first = first
 
-    def _post(self, message: dict[str, Any]) -> WebhookResponse:
+    def _post(self, message: dict[str, Any], read_timeout: float | None = None) -> WebhookResponse:
         assert self.response_url is not None
-        answer = self._pool.post(self.response_url, message)
+        answer = self._pool.post(self.response_url, message, read_timeout)
         if self._first is not None and 200 <= answer.status_code < 300:
             self._first.answered()
         return answer
@@ -80,11 +82,14 @@ class PooledRespond(Respond):
         unfurl_media: bool | None = None,
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        read_timeout: float | None = None,
     ) -> WebhookResponse:
+        """Bolt's arguments; `read_timeout` waits that long for Slack's answer instead of 10 s."""
         if self.response_url is None:
             raise ValueError("respond is unsupported here as there is no response_url")
         if isinstance(text, dict):
-            return self._post(_message(**text))
+            return self._post(_message(**text), read_timeout)
         return self._post(
             _message(
                 text,
@@ -98,6 +103,7 @@ class PooledRespond(Respond):
                 thread_ts,
                 metadata,
             ),
+            read_timeout,
         )
 
 

@@ -202,19 +202,32 @@ class Transport:
         self._managers.append(manager)
         return manager.connection_from_url(origin), False
 
-    def send(self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str]) -> Answer:
-        """Send one request and read its answer; TransportError when none came."""
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str],
+        read_timeout: float | None = None,
+    ) -> Answer:
+        """Send one request and read its answer (within `read_timeout`, when given, instead of the
+        transport's); TransportError when none came."""
         parts = urlsplit(url)
         opener, proxied = self._route(parts.scheme, parts.netloc)
         target = url if proxied else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        timing = _answer_within.set(self._answer_within)
+        timeout, within = self._timeout, self._answer_within
+        if read_timeout is not None:
+            timeout = urllib3.Timeout(connect=self._timeout.connect_timeout, read=read_timeout)
+            within = (within[0], read_timeout)
+        timing = _answer_within.set(within)
         try:
             answer = opener.urlopen(
                 method,
                 target,
                 body=body,
                 headers={"user-agent": USER_AGENT, **headers},  # make_headers' spelling: one header through a proxy
-                timeout=self._timeout,
+                timeout=timeout,
                 retries=self._retries,
                 redirect=False,
             )

@@ -31,6 +31,8 @@ MODAL_VERBS = frozenset({"set", "bulk"})
 FIRST_ANSWER = "recbot_first_answer"
 # A `get` still waiting on Agora after this long is told so; the answer then replaces that notice.
 SLOW_READ_SECONDS = 2.0
+# Slack's answer to that notice is waited for this long at most: the answer waits for it.
+SLOW_READ_NOTICE_TIMEOUT = 3.0
 
 
 def verb_label(text: str) -> str:
@@ -167,15 +169,19 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> Comman
     say so meanwhile, and answer in place of that."""
     assert parsed.target is not None
     target = parsed.target
-    slow = services.alarms.after(
-        SLOW_READ_SECONDS, lambda: reply(respond, summary.slow_read(target), summary.summary_text(target))
-    )
+
+    def tell_slow() -> None:
+        blocks, text = summary.slow_read(target), summary.slow_read_text(target)
+        # A command's respond is recbot's PooledRespond (recbot/app.py), which takes a read_timeout.
+        respond(blocks=blocks, text=text, response_type="ephemeral", read_timeout=SLOW_READ_NOTICE_TIMEOUT)  # type: ignore[call-arg]
+
+    slow = services.alarms.after(SLOW_READ_SECONDS, tell_slow)
     failure: AgoraError | None = None
     try:
         config = services.read_config(target)
     except AgoraError as exc:
         failure = exc
-    finally:  # whatever happens, no notice after the answer; an answer after a notice replaces it
+    finally:  # whatever happens, no notice after the answer; an answer after a notice (or a try) replaces it
         answer_with = replace if slow.cancel() else reply
     if failure is not None:
         answer_with(respond, messages.error(failure.user_message()))

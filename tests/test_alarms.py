@@ -36,7 +36,7 @@ def test_a_callback_runs_once_its_time_comes_on_another_thread_in_the_setters_co
     assert done.wait(5)
     ((after, context, thread),) = ran
     assert after >= 0.2 and context == "alice" and thread != threading.current_thread().name
-    assert alarm.cancel() is True  # it ran
+    assert alarm.cancel() is True  # it went off
     assert ran == [(after, context, thread)]
 
 
@@ -48,7 +48,7 @@ def test_a_cancelled_alarm_never_runs(alarms) -> None:
     assert ran == [] and alarm.cancel() is False
 
 
-def test_cancelling_a_running_alarm_waits_for_it_and_says_it_ran(alarms) -> None:
+def test_cancelling_a_running_alarm_waits_for_it_and_says_it_went_off(alarms) -> None:
     started, release = threading.Event(), threading.Event()
     steps = []
 
@@ -65,20 +65,32 @@ def test_cancelling_a_running_alarm_waits_for_it_and_says_it_ran(alarms) -> None
     assert steps == ["callback done", "cancel returned"]
 
 
-def test_a_failing_callback_counts_as_not_run_and_is_logged_without_its_message(alarms, caplog) -> None:
+def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_without_its_message(alarms, caplog) -> None:
     done = threading.Event()
+    seen: list[str] = []
+
+    class Who(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            seen.append(who.get())
+            return True
 
     def fail() -> None:
         done.set()
         raise ValueError("secret-in-the-message")
 
     caplog.set_level(logging.ERROR, logger="bot.alarms")
-    alarm = alarms.after(0.0, fail)
-    assert done.wait(5)
-    alarms.close()  # waits for the callback to end
-    assert alarm.cancel() is False
+    logging.getLogger("bot.alarms").addFilter(who_filter := Who())
+    try:
+        who.set("bob")
+        alarm = alarms.after(0.0, fail)
+        assert done.wait(5)
+        alarms.close()  # waits for the callback to end
+    finally:
+        logging.getLogger("bot.alarms").removeFilter(who_filter)
+    assert alarm.cancel() is True
     assert "the alarm's callback test_a_failing_callback" in caplog.text and "raised ValueError" in caplog.text
     assert "secret-in-the-message" not in caplog.text
+    assert seen == ["bob"]  # the log line carries the request id of whoever set the alarm
 
 
 def test_a_slow_callback_holds_back_no_other(alarms) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from handlers.blocks import summary
+from handlers.blocks import messages, summary
 from handlers.commands import SLOW_READ_SECONDS
 from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY, SIGNING_SECRET
 from tests.driver import SlackDriver, bot_with_agora_timing
@@ -160,7 +160,8 @@ def test_a_slow_agora_is_told_of_and_the_answer_replaces_that_notice(driver, sla
     driver.command("get live na")
     notice, answer = slack.wait_for("response_url", count=2)
     assert notice.params["blocks"][0]["block_id"] == summary.BLOCK_SLOW_READ
-    assert "Agora is slow to answer; still reading live (na, app " in json.dumps(notice.params)
+    assert f"Still reading the configuration of `live` (na, app `{APP_ID}`) from Agora" in json.dumps(notice.params)
+    assert notice.params["text"] == "Still reading the configuration of live (na) from Agora"
     assert notice.params["response_type"] == "ephemeral" and "replace_original" not in notice.params
     assert "rec-bucket" in json.dumps(answer.params)
     assert answer.params["replace_original"] is True and answer.params["response_type"] == "ephemeral"
@@ -181,8 +182,35 @@ def test_a_slow_failure_replaces_the_notice(settings, slack, agora) -> None:
         agora.inject(Fault(503, message="Service Unavailable", delay=SLOW_READ_SECONDS + 1.0, method="GET"))
         SlackDriver(bot.url, SIGNING_SECRET, slack.response_url()).command("get live na")
         notice, answer = slack.wait_for("response_url", count=2)
-        assert "still reading" in json.dumps(notice.params)
+        assert "Still reading" in json.dumps(notice.params)
         assert "Agora is not answering properly right now (Service Unavailable)" in json.dumps(answer.params)
         assert answer.params["replace_original"] is True
     finally:
         bot.stop()
+
+
+def test_a_notice_slack_is_slow_to_take_holds_the_answer_back_three_seconds_at_most(driver, slack, agora) -> None:
+    """Slack takes the notice but answers it 6 s late: the answer goes once the notice's 3 s are up,
+    replacing it (it may well have landed), not once Slack answered it."""
+    agora.get_delay = SLOW_READ_SECONDS + 0.5
+    slack.after["response_url"] = lambda call: (
+        time.sleep(6.0)
+        if "blocks" in call.params and (call.params["blocks"][0].get("block_id") == summary.BLOCK_SLOW_READ)
+        else None
+    )
+    sent = time.monotonic()
+    driver.command("get live na")
+    notice, answer = slack.wait_for("response_url", count=2, timeout=20)
+    answered_after = time.monotonic() - sent
+    assert notice.params["blocks"][0]["block_id"] == summary.BLOCK_SLOW_READ
+    assert "rec-bucket" in json.dumps(answer.params) and answer.params["replace_original"] is True
+    assert answered_after < SLOW_READ_SECONDS + 6.0  # before Slack answered the notice
+
+
+def test_names_in_the_notice_are_inert_code(driver, slack, agora) -> None:
+    agora.put(APP_ID, "*bold*_it_:skull:", "na", {"mp4Config": {"enabled": True}})
+    agora.get_delay = SLOW_READ_SECONDS + 0.5
+    driver.command("get *bold*_it_:skull: na")
+    notice, _answer = slack.wait_for("response_url", count=2)
+    shown = notice.params["blocks"][0]["text"]["text"]
+    assert messages.code("*bold*_it_:skull:") in shown

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.catalog import API_REGIONS, geography_mismatch, region_label
 from bot.models import RecordingConfig, Target, describe_storage, fingerprint, is_set
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import code, escape
 
 BLOCK_TITLE = "summary_title"
 BLOCK_FIELDS = "summary_fields"
@@ -73,10 +73,17 @@ def summary_text(target: Target) -> str:
 BLOCK_SLOW_READ = "summary_slow_read"
 
 
+def slow_read_text(target: Target) -> str:
+    """The notification text of `slow_read`."""
+    return f"Still reading the configuration of {escape(target.entry_point)} ({target.region}) from Agora"
+
+
 def slow_read(target: Target) -> list[dict[str, Any]]:
-    """Shown while Agora is slow to answer a `get`; the answer replaces it."""
+    """Shown while a `get` waits long for Agora (or for recbot's own rate limit): the answer
+    follows, and replaces it where Slack lets a command's answer be replaced."""
     text = (
-        f":hourglass_flowing_sand: Agora is slow to answer; still reading {escape(target.describe())}. "
-        "This message will be replaced by the configuration, or by why there is none, within about 20 seconds."
+        f":hourglass_flowing_sand: Still reading the configuration of {code(target.entry_point)} "
+        f"({target.region}, app {code(target.app_id)}) from Agora; it is taking longer than usual. "
+        "The answer follows within about 20 seconds."
     )
     return [{"type": "section", "block_id": BLOCK_SLOW_READ, "text": {"type": "mrkdwn", "text": text}}]
