@@ -67,15 +67,25 @@ class AgoraError(Exception):
         """`try again in N s` when Agora said how long to wait (Retry-After), else `otherwise`."""
         if self.retry_in is None:
             return otherwise
+        if not 0 < self.retry_in <= _LONGEST_WAIT_TOLD:
+            return otherwise  # none, or too long to be meant (a misconfigured proxy): not repeated
         seconds = math.ceil(self.retry_in)
-        if not seconds:
-            return otherwise
-        wait = f"{seconds} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
-        return f"try again in {wait} (Agora asked recbot to wait that long)"
+        return f"try again in {_wait_words(seconds)} (Agora asked recbot to wait that long)"
 
     def user_message(self) -> str:
         """What a person should read, and what they can do about it."""
         return f"Agora answered {self.status}: {self.upstream_message or 'no detail given'}."
+
+
+_LONGEST_WAIT_TOLD = 7 * 24 * 3600  # seconds
+
+
+def _wait_words(seconds: int) -> str:
+    """A wait in the unit a person reads it in, rounded up: 90 s, 15 min, 3 h, 2 days."""
+    for unit, size, below in (("s", 1, 120), ("min", 60, 120 * 60), ("h", 3600, 48 * 3600)):
+        if seconds < below:
+            return f"{math.ceil(seconds / size)} {unit}"
+    return f"{math.ceil(seconds / 86400)} days"
 
 
 class AgoraBadRequest(AgoraError):
@@ -412,7 +422,7 @@ class AgoraClient:
                 if delay is not None:
                     continue
                 if attempt < self._max_retries:  # a person's call past its window: told Agora's wait
-                    raise self._not_sent_again(uncertain)
+                    raise uncertain or AgoraRateLimited(_upstream_message(response), 429, retry_after)
             elif response.status in RETRY_STATUSES and (resend or response.status == 429):
                 delay = self._retry_in(attempt, retry_after, wait_limit, first_sent)
                 if delay is not None:
