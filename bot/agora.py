@@ -246,13 +246,33 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         return None
 
 
-def _upstream_message(response: Answer) -> str:
+# A value shorter than this is not looked for in Agora's words: it would match ordinary text.
+_SHORTEST_HIDDEN = 4
+
+
+def _upstream_message(response: Answer, hidden: tuple[str, ...] = ()) -> str:
+    """What Agora said of a failure, shown to people: without any of the `hidden` values it
+    was sent (a 400 may quote the request's storage keys back)."""
     try:
         body = response.json()
     except ValueError:
         return response.reason
     message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:300] if message else response.reason
+    if not message:
+        return response.reason
+    said = str(message)
+    for secret in hidden:
+        if len(secret) >= _SHORTEST_HIDDEN:
+            said = said.replace(secret, "[redacted]")
+    return said[:300]
+
+
+def _secrets_sent(payload: dict[str, Any] | None) -> tuple[str, ...]:
+    """The storage keys a request body carries (only a storage change has them)."""
+    storage = (payload or {}).get("storageConfig")
+    if not isinstance(storage, dict):
+        return ()
+    return tuple(value for key in ("secretKey", "accessKey") if isinstance(value := storage.get(key), str))
 
 
 class AgoraClient:
@@ -379,6 +399,7 @@ class AgoraClient:
         resend: bool = True,
     ) -> Any:
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        hidden = (*_secrets_sent(payload), self._customer_secret)
         uncertain: AgoraError | None = None  # an earlier attempt that may have reached Agora and landed
         first_sent = 0.0
         for attempt in range(self._max_retries + 1):
@@ -422,16 +443,16 @@ class AgoraClient:
                 if delay is not None:
                     continue
                 if attempt < self._max_retries:  # a person's call past its window: told Agora's wait
-                    raise uncertain or AgoraRateLimited(_upstream_message(response), 429, retry_after)
+                    raise uncertain or AgoraRateLimited(_upstream_message(response, hidden), 429, retry_after)
             elif response.status in RETRY_STATUSES and (resend or response.status == 429):
                 delay = self._retry_in(attempt, retry_after, wait_limit, first_sent)
                 if delay is not None:
                     if response.status != 429:
-                        uncertain = AgoraUnavailable(_upstream_message(response), response.status)
+                        uncertain = AgoraUnavailable(_upstream_message(response, hidden), response.status)
                     self._sleep(delay)
                     continue
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
-            raise error(_upstream_message(response), response.status, retry_after)
+            raise error(_upstream_message(response, hidden), response.status, retry_after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _not_sent_again(self, uncertain: AgoraError | None) -> AgoraError:

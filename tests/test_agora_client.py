@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import math
 import re
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from urllib3 import HTTPHeaderDict
 
 import bot.agora
 from bot.agora import (
@@ -30,11 +32,14 @@ from bot.agora import (
     AgoraUnavailable,
     AgoraUnknownApp,
     _retry_after,
+    _secrets_sent,
+    _upstream_message,
     config_path,
 )
-from bot.models import FormatConfig, RecordingConfig, Target
+from bot.models import FormatConfig, RecordingConfig, StorageConfig, Target
 from bot.ratelimit import TokenBucket
 from bot.signing import body_digest, sign, signing_string
+from bot.transport import Answer
 from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
 from tests.fake_time import FakeTime
 from tests.fakes.agora import AgoraEmulator, Fault
@@ -536,3 +541,32 @@ def test_credentials_that_cannot_be_sent_are_told_as_such_and_never_retried(
     finally:
         odd.close()
     assert sleeps == [] and agora.calls() == []
+
+
+def test_agoras_words_never_carry_back_the_keys_or_the_secret_recbot_sent(client, agora) -> None:
+    """A 400 quoting the request's storage keys (or a 503 quoting the customer secret) is shown
+    without them: Agora's words go to Slack."""
+    storage = StorageConfig(vendor=1, region=0, bucket="hw-bucket", access_key="AKIAEXAMPLE", secret_key=SECRET_KEY)
+    change = RecordingConfig(storage_config=storage)
+    agora.inject(Fault(400, message=f"invalid secretKey {SECRET_KEY} for accessKey AKIAEXAMPLE", method="PATCH"))
+    with pytest.raises(AgoraBadRequest) as refused:
+        client.set_config(LIVE, change)
+    shown = refused.value.user_message() + str(refused.value)
+    assert SECRET_KEY not in shown and "AKIAEXAMPLE" not in shown
+    assert "invalid secretKey [redacted] for accessKey [redacted]" in refused.value.user_message()
+    agora.inject(*[Fault(503, message=f"upstream said {CUSTOMER_SECRET}")] * 4)
+    with pytest.raises(AgoraUnavailable) as failed:
+        client.get_config(LIVE)
+    assert CUSTOMER_SECRET not in failed.value.user_message() + str(failed.value)
+
+
+@given(
+    st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ23456789/+", min_size=16, max_size=40),
+    st.text(max_size=100),
+    st.text(max_size=100),
+)
+def test_a_key_sent_is_never_in_what_agora_said_whatever_surrounds_it(secret: str, before: str, after: str) -> None:
+    said = json.dumps({"message": f"{before}{secret}{after}{secret}"}).encode()
+    answer = Answer(400, "Bad Request", HTTPHeaderDict(), said)
+    payload = {"storageConfig": {"secretKey": secret, "accessKey": "AKIA0000"}}
+    assert secret not in _upstream_message(answer, _secrets_sent(payload))
