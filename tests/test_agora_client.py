@@ -15,7 +15,7 @@ from email.utils import format_datetime
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from urllib3 import HTTPHeaderDict
 
@@ -36,6 +36,7 @@ from bot.agora import (
     _upstream_message,
     config_path,
 )
+from bot.applying import refusal
 from bot.models import FormatConfig, RecordingConfig, StorageConfig, Target
 from bot.ratelimit import TokenBucket
 from bot.signing import body_digest, sign, signing_string
@@ -234,13 +235,39 @@ UNITS = {"s": 1, "min": 60, "h": 3600, "days": 86400}
 
 
 @given(st.floats(min_value=0.001, max_value=7 * 86400, allow_nan=False))
+@example(59.5)
+@example(60.0)
+@example(119.0)
+@example(119.5)
+@example(7199.0)
+@example(7200.0)
+@example(172799.0)
+@example(172800.0)
 def test_any_wait_agora_asks_for_is_told_rounded_up_in_the_unit_a_person_reads(seconds: float) -> None:
-    """Never shorter than Agora's wait, nor a unit longer than the wait's: 119 s, 119 min, 47 h, 7 days."""
+    """Never shorter than Agora's wait: seconds below 2 min, minutes below 2 h, hours below 2 days."""
     told = AgoraUnavailable("Service Unavailable", 503, retry_in=seconds).user_message()
     number, unit = re.search(r"try again in (\d+) (s|min|h|days) ", told).groups()  # type: ignore[union-attr]
+    whole = math.ceil(seconds)
+    expected = "s" if whole < 120 else "min" if whole < 7200 else "h" if whole < 172800 else "days"
+    assert unit == expected
     assert int(number) * UNITS[unit] >= seconds
-    assert (int(number) - 1) * UNITS[unit] < math.ceil(seconds)  # rounded up by less than one unit
-    assert 1 <= int(number) <= (7 if unit == "days" else 120)
+    assert (int(number) - 1) * UNITS[unit] < whole  # rounded up by less than one unit
+
+
+def test_a_rate_limit_says_how_long_agora_asked_for_when_it_did() -> None:
+    assert AgoraRateLimited("slow down", 429, retry_in=600).user_message() == (
+        "Agora is rate-limiting recbot right now. Nothing was changed; "
+        "try again in 10 min (Agora asked recbot to wait that long)."
+    )
+
+
+def test_a_refused_change_names_agoras_wait_or_a_minute() -> None:
+    told = refusal("The switch was not changed.", AgoraRateLimited("slow down", 429, retry_in=600))
+    assert told == (
+        "The switch was not changed. Agora is rate-limiting recbot right now; "
+        "try again in 10 min (Agora asked recbot to wait that long)."
+    )
+    assert refusal("Not changed.", AgoraRateLimited("slow down", 429)).endswith("; try again in a minute.")
 
 
 @pytest.mark.parametrize("seconds", [7 * 86400 + 1, 1e20, math.inf])

@@ -95,12 +95,59 @@ def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_withou
 
 def test_a_slow_callback_holds_back_no_other(alarms) -> None:
     release, quick = threading.Event(), threading.Event()
-    alarms.after(0.0, lambda: release.wait(5))
+    alarms.after(0.0, lambda: release.wait(10))
     alarms.after(0.05, quick.set)
     try:
-        assert quick.wait(5)
+        assert quick.wait(2)  # long before the first one lets go
     finally:
         release.set()
+
+
+def test_an_alarm_is_late_by_its_resolution_at_most_not_by_a_second(alarms) -> None:
+    went_off = threading.Event()
+    set_at = time.monotonic()
+    alarms.after(0.2, went_off.set)
+    assert went_off.wait(5)
+    assert time.monotonic() - set_at < 0.2 + RESOLUTION_SECONDS + 0.4  # a loaded machine's scheduling on top
+
+
+def test_a_cancelled_alarm_that_is_fired_anyway_does_not_run(alarms) -> None:
+    """The clock may pop an alarm just as it is cancelled: fire() looks again."""
+    ran = []
+    alarm = alarms.after(60.0, lambda: ran.append("late"))
+    assert alarm.cancel() is False
+    alarm.fire()
+    assert ran == [] and alarm.cancel() is False
+
+
+def test_alarms_due_at_the_same_time_all_run() -> None:
+    """Equal times are ordered by when they were set (alarms themselves do not compare)."""
+    alarms = Alarms(runners=1, clock=lambda: 100.0)
+    ran: list[int] = []
+    done = threading.Event()
+    try:
+        for n in range(3):
+            alarms.after(0.0, lambda n=n: ran.append(n))
+        alarms.after(0.0, done.set)
+        assert done.wait(5)
+    finally:
+        alarms.close()
+    assert ran == [0, 1, 2]
+
+
+def test_close_waits_for_a_callback_that_is_running() -> None:
+    alarms = Alarms()
+    started, finished = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    alarms.after(0.0, slow)
+    assert started.wait(5)
+    alarms.close()
+    assert finished.is_set()
 
 
 def test_alarms_run_in_the_order_of_their_times_whatever_the_order_they_were_set_in() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from handlers.blocks import messages, summary
 from handlers.commands import SLOW_READ_SECONDS
 from tests.conftest import ACCESS_KEY, APP_ID, CUSTOMER_SECRET, SECRET_KEY, SIGNING_SECRET
@@ -207,10 +209,21 @@ def test_a_notice_slack_is_slow_to_take_holds_the_answer_back_three_seconds_at_m
     assert answered_after < SLOW_READ_SECONDS + 6.0  # before Slack answered the notice
 
 
-def test_names_in_the_notice_are_inert_code(driver, slack, agora) -> None:
-    agora.put(APP_ID, "*bold*_it_:skull:", "na", {"mp4Config": {"enabled": True}})
+@pytest.mark.parametrize("name", ["*bold*_it_:skull:", "a&b<c>"])
+def test_names_in_the_notice_are_inert(driver, slack, agora, name: str) -> None:
+    agora.put(APP_ID, name, "na", {"mp4Config": {"enabled": True}})
     agora.get_delay = SLOW_READ_SECONDS + 0.5
-    driver.command("get *bold*_it_:skull: na")
-    notice, _answer = slack.wait_for("response_url", count=2)
-    shown = notice.params["blocks"][0]["text"]["text"]
-    assert messages.code("*bold*_it_:skull:") in shown
+    driver.command(f"get {name} na")
+    notice, answer = slack.wait_for("response_url", count=2)
+    assert messages.code(name) in notice.params["blocks"][0]["text"]["text"]
+    assert notice.params["text"] == f"Still reading the configuration of {messages.escape(name)} (na) from Agora"
+    assert answer.params["text"] == f"Recording configuration of {messages.escape(name)} (na)"
+
+
+def test_a_stopped_bot_sets_off_no_more_alarms(settings, agora) -> None:
+    bot = bot_with_agora_timing(settings)
+    bot.stop()
+    ran: list[str] = []
+    alarm = bot.services.alarms.after(0.0, lambda: ran.append("after the stop"))
+    time.sleep(0.3)
+    assert ran == [] and alarm.cancel() is False
