@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.metrics import Metrics, status_class
 from bot.models import RecordingConfig, Target
 from bot.ratelimit import Limiter, Reporting
+from bot.redaction import hide
 from bot.signing import sign
 from bot.transport import Answer, Transport, TransportError, timed_out
 
@@ -246,25 +247,16 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         return None
 
 
-# A value shorter than this is not looked for in Agora's words: it would match ordinary text.
-_SHORTEST_HIDDEN = 4
-
-
 def _upstream_message(response: Answer, hidden: tuple[str, ...] = ()) -> str:
-    """What Agora said of a failure, shown to people: without any of the `hidden` values it
-    was sent (a 400 may quote the request's storage keys back)."""
+    """What Agora said of a failure (its message, else its status line's words), shown to people,
+    logged and stored: without any of the `hidden` values it was sent, quoted in any form (a 400
+    may quote the request's storage keys back)."""
     try:
         body = response.json()
     except ValueError:
-        return response.reason
+        body = None
     message = body.get("message") if isinstance(body, dict) else None
-    if not message:
-        return response.reason
-    said = str(message)
-    for secret in hidden:
-        if len(secret) >= _SHORTEST_HIDDEN:
-            said = said.replace(secret, "[redacted]")
-    return said[:300]
+    return hide(str(message) if message else response.reason, hidden)[:300]
 
 
 def _secrets_sent(payload: dict[str, Any] | None) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import select
 
@@ -28,7 +29,10 @@ SECRETS = {
     "refused": ("LEAKCANARY-ACCESS-DDDD4444", "LEAKCANARY-SECRET with space"),
     "typed": ("LEAKCANARY-ACCESS-EEEE5555", "LEAKCANARY-SECRET-typed-ww"),
     "probed": ("LEAKCANARY-ACCESS-FFFF6666", "LEAKCANARY-SECRET-probed-vv"),
+    "quoted": ("LEAKCANARY-ACCESS-GGGG7777", "LEAKCANARY-SECRET/quoted+uu"),
 }
+# How Agora quotes the keys of the refused change back in its words: upper-cased, URL-encoded.
+QUOTED_BACK = (SECRETS["quoted"][1].upper(), quote(SECRETS["quoted"][1], safe=""), SECRETS["quoted"][0].lower())
 
 
 def request(driver: SlackDriver, slack, user: str, keys: tuple[str, str]) -> None:
@@ -93,6 +97,14 @@ def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog,
         modal = {**asked.params["view"], "id": "VREJ"}
         driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "no"}}})
         slack.wait_for("chat.update", where=lambda c: "Rejected" in text_of(c))
+        # a request Agora refuses, quoting its keys back in its words
+        agora.inject(Fault(400, message=f"bad keys {QUOTED_BACK[0]} {QUOTED_BACK[1]} {QUOTED_BACK[2]}", method="PATCH"))
+        request(driver, slack, "UALICE", SECRETS["quoted"])
+        card_call = slack.wait_for("chat.postMessage", count=3, where=lambda c: c.params.get("channel") == "CAPPROVE")[
+            2
+        ]
+        click(driver, card_call, "UBOB", card.ACTION_APPROVE)
+        slack.wait_for("chat.update", where=lambda c: "Failed" in text_of(c) and "bad keys [redacted]" in text_of(c))
         driver.command("history live na")
         driver.command("pending")
         slack.wait_for("response_url", count=6)
@@ -125,9 +137,9 @@ def test_no_secret_leaks_from_any_flow(settings_overrides, slack, agora, caplog,
     finally:
         bot.stop()
 
-    assert [r["state"] for r in rows if "state" in r] == ["applied", "rejected", "expired"]
+    assert [r["state"] for r in rows if "state" in r] == ["applied", "rejected", "failed", "expired"]
     assert agora.config(APP_ID, "live", "na")["storageConfig"]["secretKey"] == SECRETS["approved"][1]
-    secrets = [s for pair in SECRETS.values() for s in pair] + [SECRET_KEY, ACCESS_KEY, CUSTOMER_SECRET]
+    secrets = [s for pair in SECRETS.values() for s in pair] + [SECRET_KEY, ACCESS_KEY, CUSTOMER_SECRET, *QUOTED_BACK]
     logs = "\n".join(
         record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
         for record in caplog.records
