@@ -12,9 +12,10 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import certifi
@@ -28,6 +29,7 @@ from bot import __version__
 from bot.alarms import Alarms
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Who is calling, for whoever reads Agora's (or a proxy's) logs: not urllib3's default.
 USER_AGENT = f"recbot/{__version__}"
@@ -37,8 +39,11 @@ TransportError = urllib3.exceptions.HTTPError
 
 
 def timed_out(exc: TransportError) -> bool:
-    """Whether no answer came in time (urllib3 files a refused connection under its timeouts too)."""
+    """Whether no answer came in time (urllib3 files a refused connection under its timeouts too,
+    and whatever happened on a call through a proxy under the proxy's errors)."""
     reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    while isinstance(reason, urllib3.exceptions.ProxyError) and reason.original_error is not None:
+        reason = reason.original_error
     return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
         reason, urllib3.exceptions.NewConnectionError
     )
@@ -80,19 +85,20 @@ def _hang_up(sock: Any) -> None:
 
 class _WholeAnswerInTime:
     """A connection that hangs up on an answer not read whole within the call's time
-    (`_answer_within`); what the read then raises becomes urllib3's read timeout."""
+    (`_answer_within`): the origin's, and a proxy's to CONNECT; what the read then raises
+    becomes urllib3's read timeout."""
 
     sock: Any
 
-    def getresponse(self) -> Any:
+    def _in_time(self, read: Callable[[], _T]) -> _T:
         within = _answer_within.get()
         if within is None:
-            return super().getresponse()  # type: ignore[misc]
+            return read()
         alarms, seconds = within
         sock = self.sock
         late = alarms.after(seconds, lambda: _hang_up(sock))
         try:
-            answer = super().getresponse()  # type: ignore[misc]
+            answer = read()
         except Exception:
             if late.cancel():
                 raise _not_whole(seconds) from None
@@ -102,6 +108,12 @@ class _WholeAnswerInTime:
         if late.cancel():
             raise _not_whole(seconds)
         return answer
+
+    def _tunnel(self) -> None:
+        self._in_time(super()._tunnel)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        return self._in_time(super().getresponse)  # type: ignore[misc]
 
 
 def _not_whole(seconds: float) -> urllib3.exceptions.ReadTimeoutError:

@@ -241,6 +241,44 @@ def test_an_answer_trickling_in_within_its_time_is_read_whole(no_proxy_settings:
     assert got.json() == again.json() == {"ok": True}
 
 
+def through_proxy(monkeypatch: pytest.MonkeyPatch, variable: str, proxy: TricklingServer) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, proxy.url)
+
+
+def test_a_proxy_trickling_its_answer_to_connect_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tunnel to an https origin is read while connecting: it must be whole in time too."""
+    established = b"HTTP/1.1 200 Connection established\r\nVia: " + b"x" * 100 + b"\r\n\r\n"
+    proxy = TricklingServer(established, 0, every=0.05)  # about 7 s in all
+    through_proxy(monkeypatch, "HTTPS_PROXY", proxy)
+    client = transport(read=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("GET", "https://agora.invalid/config", headers={})  # never reached: the proxy is
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        proxy.stop()
+    assert timed_out(raised.value)
+    assert took < 3.0
+
+
+def test_an_answer_trickling_in_through_a_proxy_is_told_as_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3 files what happens on a call through a proxy under the proxy's errors."""
+    proxy = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05)
+    through_proxy(monkeypatch, "HTTP_PROXY", proxy)
+    client = transport(read=0.5)
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("GET", "http://agora.invalid/config", headers={})
+    finally:
+        client.close()
+        proxy.stop()
+    assert timed_out(raised.value)
+
+
 def test_a_refused_connection_is_no_timeout(no_proxy_settings: None) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
