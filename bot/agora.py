@@ -82,10 +82,11 @@ _LONGEST_WAIT_TOLD = 7 * 24 * 3600  # seconds
 
 
 def _wait_words(seconds: int) -> str:
-    """A wait in the unit a person reads it in, rounded up: 90 s, 15 min, 3 h, 2 days."""
-    for unit, size, below in (("s", 1, 120), ("min", 60, 120 * 60), ("h", 3600, 48 * 3600)):
-        if seconds < below:
-            return f"{math.ceil(seconds / size)} {unit}"
+    """A wait in the unit a person reads it in, rounded up: 90 s, 15 min, 3 h, 2 days (never
+    120 min or 48 h: the next unit then)."""
+    for unit, size, fewer_than in (("s", 1, 120), ("min", 60, 120), ("h", 3600, 48)):
+        if (count := math.ceil(seconds / size)) < fewer_than:
+            return f"{count} {unit}"
     return f"{math.ceil(seconds / 86400)} days"
 
 

@@ -16,9 +16,14 @@ from prometheus_client import Histogram
 from slack_bolt.context.respond import Respond
 from slack_sdk.webhook import WebhookResponse
 
-from bot.transport import Transport
+from bot.transport import Transport, TransportError
 
 HEADERS = {"Content-Type": "application/json;charset=utf-8"}
+
+
+class AnswerUnconfirmed(Exception):
+    """Slack did not confirm an answer on a response_url (no answer in time, or the connection
+    failed once the answer was sent): the person may have it, or not. Slack's side, not recbot's."""
 
 
 class ResponsePool:
@@ -65,7 +70,10 @@ class PooledRespond(Respond):
 
     def _post(self, message: dict[str, Any], read_timeout: float | None = None) -> WebhookResponse:
         assert self.response_url is not None
-        answer = self._pool.post(self.response_url, message, read_timeout)
+        try:
+            answer = self._pool.post(self.response_url, message, read_timeout)
+        except TransportError:
+            raise AnswerUnconfirmed from None  # the URL is a credential of sorts: not in the message
         if self._first is not None and 200 <= answer.status_code < 300:
             self._first.answered()
         return answer

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
 from bot.logs import failure_frames, new_request_id, request_id
+from bot.respond import AnswerUnconfirmed
 from bot.services import Services
 from handlers.blocks import edit_form, messages
 from handlers.notify import Notifier
@@ -33,9 +34,13 @@ def register(app: App, services: Services) -> None:
         ref = request_id.get()
         if ref == "-":
             ref = new_request_id()
-        # Neither the message nor the payload: either may hold what someone typed into a key field.
-        log.error("listener failed (ref %s): %s", ref, failure_frames(error))
-        text = messages.went_wrong(ref, sent_a_change.get())
+        if isinstance(error, AnswerUnconfirmed):  # Slack's trouble: told directly, not on that response_url
+            log.warning("Slack did not confirm an answer on a response_url (ref %s); telling the person directly", ref)
+            text, respond = messages.answer_unconfirmed(ref, sent_a_change.get()), None
+        else:
+            # Neither the message nor the payload: either may hold what someone typed into a key field.
+            log.error("listener failed (ref %s): %s", ref, failure_frames(error))
+            text = messages.went_wrong(ref, sent_a_change.get())
         try:
             return _answer(body, text, respond, client, services, acked=response is None)
         except Exception as failed:  # noqa: BLE001 - the person could not be told; the log says so, and where

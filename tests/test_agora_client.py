@@ -239,8 +239,12 @@ UNITS = {"s": 1, "min": 60, "h": 3600, "days": 86400}
 @example(60.0)
 @example(119.0)
 @example(119.5)
+@example(7140.0)
+@example(7141.0)
 @example(7199.0)
 @example(7200.0)
+@example(169200.0)
+@example(169201.0)
 @example(172799.0)
 @example(172800.0)
 def test_any_wait_agora_asks_for_is_told_rounded_up_in_the_unit_a_person_reads(seconds: float) -> None:
@@ -248,7 +252,8 @@ def test_any_wait_agora_asks_for_is_told_rounded_up_in_the_unit_a_person_reads(s
     told = AgoraUnavailable("Service Unavailable", 503, retry_in=seconds).user_message()
     number, unit = re.search(r"try again in (\d+) (s|min|h|days) ", told).groups()  # type: ignore[union-attr]
     whole = math.ceil(seconds)
-    expected = "s" if whole < 120 else "min" if whole < 7200 else "h" if whole < 172800 else "days"
+    minutes, hours = math.ceil(seconds / 60), math.ceil(seconds / 3600)
+    expected = "s" if whole < 120 else "min" if minutes < 120 else "h" if hours < 48 else "days"
     assert unit == expected
     assert int(number) * UNITS[unit] >= seconds
     assert (int(number) - 1) * UNITS[unit] < whole  # rounded up by less than one unit

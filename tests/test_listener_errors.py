@@ -137,3 +137,21 @@ def test_the_frames_of_a_chained_failure_name_each_exception_and_no_message() ->
     assert lines[0] == "KeyError" and "ValueError" in lines and lines.index("ValueError") > 1
     assert any("in read_key" in line for line in lines) and any("in use_key" in line for line in lines)
     assert all(line.startswith('  File "') for line in lines if line not in ("KeyError", "ValueError"))
+
+
+def test_an_answer_slack_did_not_confirm_is_told_as_slacks_trouble_directly(driver, slack, bot, caplog) -> None:
+    """The answer's connection is dropped once it was sent: it may have been shown, or not. The
+    person hears so by a direct message, not "something went wrong on recbot's side"."""
+    caplog.set_level(logging.INFO)
+    slack.hang_ups["response_url"] = 1
+    driver.command("get live na")
+    (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "UALICE")
+    said = text_of(told)
+    assert "Slack did not confirm that recbot's answer reached you (ref " in said
+    assert "Nothing was sent to Agora; if you do not see the answer above, run the command again." in said
+    assert "recbot's side" not in said
+    assert [c.method for c in slack.calls if c.method.startswith("response_url")] == ["response_url:dropped"]
+    bot.drain()
+    (ref,) = REF.findall(said)
+    (record,) = [r for r in caplog.records if r.name == "handlers.errors" and ref in r.getMessage()]
+    assert record.levelno == logging.WARNING and "did not confirm" in record.getMessage()

@@ -55,6 +55,18 @@ def error(text: str) -> list[dict[str, Any]]:
     return text_blocks(f":x: {escape(text)}")
 
 
+def answer_unconfirmed(ref: str, sent_to_agora: bool) -> str:
+    """What a person is told when Slack did not confirm recbot's answer to them: it may be
+    there or not, and what recbot did meanwhile."""
+    done = (
+        "A change was sent to Agora: check whether it is in effect with `/recording get` before you run the "
+        "command again."
+        if sent_to_agora
+        else "Nothing was sent to Agora; if you do not see the answer above, run the command again."
+    )
+    return f"Slack did not confirm that recbot's answer reached you (ref {ref}). {done}"
+
+
 def went_wrong(ref: str, sent_to_agora: bool) -> str:
     """What a person is told when recbot failed unexpectedly while doing what they asked:
     what it left behind, as far as recbot knows, and the reference its log carries."""
