@@ -134,7 +134,7 @@ def _unanswered(exc: AgoraUnavailable) -> str:
     """What Agora did with a PATCH it never acknowledged, after every retry."""
     if exc.status is not None:
         detail = f": {exc.upstream_message}" if exc.upstream_message else ""
-        return f"Agora answered the change with a server error ({exc.status}{detail}) on every attempt"
+        return f"Agora answered the change with a server error ({exc.status}{detail})"
     return f"Agora did not answer the change ({exc.upstream_message or 'no answer'})"
 
 
@@ -148,7 +148,7 @@ def _not_in_effect(unanswered: AgoraUnavailable | None, as_before: bool) -> str:
     if as_before:
         return (
             f"The change was not applied: {_unanswered(unanswered)}, and reading it back shows the "
-            "configuration as it was. Try again later."
+            f"configuration as it was: {unanswered.when_to_retry('try again later')}."
         )
     return (
         f"{_unanswered(unanswered)}, and the configuration read back is neither the change nor what it was "

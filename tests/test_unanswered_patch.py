@@ -1,4 +1,4 @@
-"""A PATCH Agora answers with a server error on every attempt may or may not have landed:
+"""A PATCH Agora answers with a server error (on every attempt) may or may not have landed:
 the person is told Agora's status, and the read-back says which (applied, not applied), or
 that nobody knows yet and how to check."""
 
@@ -13,7 +13,7 @@ from tests.fakes.agora import Fault
 from tests.test_change_flow import final_view_text, open_form, state
 
 EVERY_ATTEMPT = 4  # the client's first try and three retries
-SERVER_ERROR = "Agora answered the change with a server error (503: upstream overloaded) on every attempt"
+SERVER_ERROR = "Agora answered the change with a server error (503: upstream overloaded)"
 
 
 def server_errors(applies: bool = False) -> list[Fault]:
@@ -31,7 +31,7 @@ def submitted(driver, slack, agora, *faults: Fault) -> str:
 def test_a_patch_answered_5xx_and_read_back_as_before_was_not_applied(driver, slack, agora) -> None:
     shown = submitted(driver, slack, agora, *server_errors())
     assert f"The change was not applied: {SERVER_ERROR}" in shown
-    assert "reading it back shows the configuration as it was. Try again later." in shown
+    assert "reading it back shows the configuration as it was: try again later." in shown
     assert "not in effect" not in shown
     assert len(agora.calls("PATCH")) == EVERY_ATTEMPT
     assert agora.config(APP_ID, "live", "na")["hlsConfig"] == {"enabled": False}
@@ -77,3 +77,13 @@ def test_an_approved_change_answered_5xx_tells_the_requester_what_the_read_back_
     bot.drain()
     (row,) = bot.services.store.requests.in_state(outcome.lower())
     assert row.result is not None and words in row.result
+
+
+def test_a_patch_answered_5xx_asking_for_a_long_pause_says_when_to_try_again(driver, slack, agora) -> None:
+    """A person's change is sent once when Agora asks for an hour: the wait is passed on."""
+    shown = submitted(driver, slack, agora, Fault(503, {"Retry-After": "3600"}, "upstream overloaded", method="PATCH"))
+    assert f"The change was not applied: {SERVER_ERROR}, and reading it back shows the configuration as it was: " in (
+        shown
+    )
+    assert "try again in 60 min (Agora asked recbot to wait that long)." in shown
+    assert len(agora.calls("PATCH")) == 1
