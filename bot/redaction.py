@@ -12,6 +12,9 @@ from urllib.parse import quote
 REDACTED = "[redacted]"
 # A quote shorter than this is left: it would match ordinary words, and says little of a key.
 SHORTEST_QUOTE = 8
+# A secret shorter than this is not looked for at all (it would match nearly any text); a
+# secret shorter than SHORTEST_QUOTE is hidden where it is quoted whole.
+SHORTEST_SECRET = 4
 
 
 def _forms(secret: str) -> set[str]:
@@ -21,13 +24,14 @@ def _forms(secret: str) -> set[str]:
 
 def hide(text: str, secrets: Iterable[str]) -> str:
     """`text` with every run that quotes one of `secrets` (SHORTEST_QUOTE characters of it or
-    more, in any case and form) replaced with REDACTED."""
+    more, or the whole of a shorter one, in any case and form) replaced with REDACTED."""
     pieces = {
-        form[i : i + SHORTEST_QUOTE]
+        form[i : i + size]
         for secret in secrets
-        if len(secret) >= SHORTEST_QUOTE
+        if len(secret) >= SHORTEST_SECRET
         for form in _forms(secret)
-        for i in range(len(form) - SHORTEST_QUOTE + 1)
+        for size in [min(SHORTEST_QUOTE, len(form))]
+        for i in range(len(form) - size + 1)
     }
     if not pieces:
         return text

@@ -630,3 +630,29 @@ def test_words_that_quote_no_key_are_shown_as_agora_wrote_them(secret: str, word
     """Nothing but a quote is hidden: these words share no character with any key."""
     said = json.dumps({"message": words}).encode()
     assert _upstream_message(Answer(400, "Bad Request", HTTPHeaderDict(), said), (secret,)) == words
+
+
+@pytest.mark.parametrize(("secret", "hidden"), [("k3Y9", True), ("k3Y9zz7", True), ("k3Y", False)])
+def test_a_short_secret_is_hidden_where_quoted_whole_and_one_under_four_characters_is_not(secret, hidden) -> None:
+    said = json.dumps({"message": f"bad key {secret} here"}).encode()
+    shown = _upstream_message(Answer(400, "Bad Request", HTTPHeaderDict(), said), (secret,))
+    assert shown == ("bad key [redacted] here" if hidden else f"bad key {secret} here")
+
+
+def test_a_key_quoted_where_agoras_words_are_cut_leaves_no_part_of_it() -> None:
+    secret = "wJalrXUtnFEMIK7MDENGbPxRfiCY"
+    said = json.dumps({"message": "x" * 290 + secret}).encode()
+    shown = _upstream_message(Answer(400, "Bad Request", HTTPHeaderDict(), said), (secret,))
+    assert not any(secret[i : i + 4] in shown for i in range(len(secret) - 3))
+
+
+def test_a_429_after_a_change_that_may_have_landed_is_told_as_uncertain(agora) -> None:
+    """A 503 may have applied the PATCH; the 429 on its retry, past the window, must not hide that:
+    the caller reads back instead of saying nothing changed."""
+    time = FakeTime()
+    client = limited_client(agora, TokenBucket(1000, clock=time.clock, sleep=time.sleep))
+    agora.inject(Fault(503, method="PATCH"), Fault(429, {"Retry-After": "60"}, method="PATCH"))
+    with pytest.raises(AgoraUnavailable) as raised:
+        client.set_config(LIVE, RecordingConfig(mp4=FormatConfig(enabled=True)))
+    assert raised.value.status == 503
+    assert [c.status for c in agora.calls()] == [503, 429]

@@ -65,7 +65,10 @@ def test_cancelling_a_running_alarm_waits_for_it_and_says_it_went_off(alarms) ->
     assert steps == ["callback done", "cancel returned"]
 
 
-def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_without_its_message(alarms, caplog) -> None:
+@pytest.mark.parametrize("kind", [ValueError, OSError, RuntimeError])
+def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_without_its_message(
+    alarms, caplog, kind: type[Exception]
+) -> None:
     done = threading.Event()
     seen: list[str] = []
 
@@ -76,7 +79,7 @@ def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_withou
 
     def fail() -> None:
         done.set()
-        raise ValueError("secret-in-the-message")
+        raise kind("secret-in-the-message")
 
     caplog.set_level(logging.ERROR, logger="bot.alarms")
     logging.getLogger("bot.alarms").addFilter(who_filter := Who())
@@ -88,7 +91,7 @@ def test_a_failing_callback_went_off_and_is_logged_in_its_setters_context_withou
     finally:
         logging.getLogger("bot.alarms").removeFilter(who_filter)
     assert alarm.cancel() is True
-    assert "the alarm's callback test_a_failing_callback" in caplog.text and "raised ValueError" in caplog.text
+    assert "the alarm's callback test_a_failing_callback" in caplog.text and f"raised {kind.__name__}" in caplog.text
     assert "secret-in-the-message" not in caplog.text
     assert seen == ["bob"]  # the log line carries the request id of whoever set the alarm
 

@@ -227,6 +227,34 @@ def test_an_answer_that_trickles_in_ends_as_a_timeout_once_its_time_is_up(at_onc
     assert 0.5 <= took < 3.0
 
 
+def test_a_calls_own_read_timeout_bounds_its_whole_answer(no_proxy_settings: None) -> None:
+    """A shorter time for one call (a notice's 3 s) holds for a trickle too, not only for silence."""
+    trickling = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05)
+    client = transport(read=10.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            client.send("POST", trickling.url + "/response/r1", body=b"{}", headers={}, read_timeout=0.5)
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        trickling.stop()
+    assert timed_out(raised.value) and took < 3.0
+
+
+def test_a_closed_transport_leaves_no_alarm_thread_behind(no_proxy_settings: None) -> None:
+    trickling = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05)
+    client = transport(read=0.3)
+    try:
+        with pytest.raises(TransportError):
+            client.send("GET", trickling.url + "/config", headers={})  # its alarm went off: the threads are up
+    finally:
+        client.close()
+        trickling.stop()
+    clocks = [t for t in threading.enumerate() if getattr(t, "_target", None) == client._answer_within[0]._keep_time]
+    assert clocks == []
+
+
 def test_an_answer_trickling_in_within_its_time_is_read_whole(no_proxy_settings: None) -> None:
     body = b'{"ok": true}'
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
