@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
+# Cancelled alarms are swept out of the heap once there are more than this, and more than live ones.
+SWEEP_AT = 100
 # An alarm may run this much late: the thread wakes at most 20 times a second, however many
 # alarms are set (a busy recbot sets one per `get`, and nearly all are cancelled).
 RESOLUTION_SECONDS = 0.05
@@ -24,9 +26,10 @@ class Alarm:
     """One callback at one time. `cancel()` tells whether it went off, waiting for it when it is
     running, so that whoever cancels knows what may already have been done (a person told)."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-        self._context = contextvars.copy_context()  # the request id of whoever set it, in its log lines
+    def __init__(self, callback: Callable[[], None], on_cancel: Callable[[], None] = lambda: None) -> None:
+        self._callback: Callable[[], None] | None = callback
+        self._context: contextvars.Context | None = contextvars.copy_context()  # the setter's request id, for logs
+        self._on_cancel = on_cancel
         self._lock = threading.Lock()
         self._state = "waiting"  # then running and went off, or cancelled
 
@@ -36,17 +39,19 @@ class Alarm:
             if self._state != "waiting":
                 return
             self._state = "running"
+            assert self._context is not None and self._callback is not None
             try:
-                self._context.run(self._call)
+                self._context.run(self._call, self._callback)
             finally:
                 self._state = "went off"
 
-    def _call(self) -> None:
+    @staticmethod
+    def _call(callback: Callable[[], None]) -> None:
         try:
-            self._callback()
+            callback()
         except Exception as exc:  # noqa: BLE001 - its caller is a pool thread, which would drop it unseen
             # Its type alone: an exception's message may quote a secret.
-            name = getattr(self._callback, "__qualname__", "?")
+            name = getattr(callback, "__qualname__", "?")
             log.error("the alarm's callback %s raised %s", name, type(exc).__qualname__)
 
     @property
@@ -58,6 +63,9 @@ class Alarm:
         with self._lock:
             if self._state == "waiting":
                 self._state = "cancelled"
+                # What the callback holds (a socket, a request's context) goes now, not at its time.
+                self._callback = self._context = None
+                self._on_cancel()
             return self._state == "went off"
 
 
@@ -73,14 +81,21 @@ class Alarms:
         self._runners = ThreadPoolExecutor(runners, thread_name_prefix="alarm")
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._cancelled = 0  # alarms cancelled but still in _due, till their time or a sweep
 
     def after(self, seconds: float, callback: Callable[[], None]) -> Alarm:
         """`callback()` in `seconds`, on a thread of this pool, unless the alarm is cancelled first."""
-        alarm = Alarm(callback)
+        alarm = Alarm(callback, self._count_cancelled)
         with self._changed:
             if self._closed:
                 alarm.cancel()
                 return alarm
+            if self._cancelled > SWEEP_AT and 2 * self._cancelled > len(self._due):
+                # Nearly every alarm is cancelled (a get's, a call's once answered): they would
+                # wait out their time in the heap, as many as the calls of the last 10 s.
+                self._due = [due for due in self._due if due[2].waiting]
+                heapq.heapify(self._due)
+                self._cancelled = 0
             heapq.heappush(self._due, (self._clock() + seconds, next(self._order), alarm))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._keep_time, name="alarms", daemon=True)
@@ -88,6 +103,9 @@ class Alarms:
             elif self._due[0][2] is alarm:  # sooner than the one the thread waits for
                 self._changed.notify()
         return alarm
+
+    def _count_cancelled(self) -> None:
+        self._cancelled += 1  # read under _changed; a count missed in a race only delays a sweep
 
     def _keep_time(self) -> None:
         with self._changed:
@@ -103,6 +121,8 @@ class Alarms:
                     _when, _order, alarm = heapq.heappop(self._due)
                     if alarm.waiting:  # fire() looks again, under the alarm's lock
                         self._runners.submit(alarm.fire)
+                    else:
+                        self._cancelled = max(0, self._cancelled - 1)
 
     def close(self) -> None:
         with self._changed:

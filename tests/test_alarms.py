@@ -4,9 +4,11 @@ context, unless cancelled first; cancel() tells whether it ran."""
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -184,3 +186,26 @@ def test_close_drops_what_is_not_due_and_later_alarms_never_run() -> None:
     time.sleep(0.2 + 4 * RESOLUTION_SECONDS)
     assert ran == []
     assert pending.cancel() is False and after_close.cancel() is False
+
+
+def test_cancelled_alarms_do_not_pile_up_till_their_time(alarms) -> None:
+    """A busy recbot sets and cancels an alarm per call: thousands within one timeout."""
+    for _ in range(5000):
+        alarms.after(10.0, lambda: None).cancel()
+    live = [alarms.after(10.0, lambda: None) for _ in range(10)]
+    assert len(alarms._due) < 1000  # not the 5010 set; a sweep keeps about as many cancelled as live
+    assert all(alarm.waiting for alarm in live)
+
+
+def test_a_cancelled_alarm_lets_go_of_what_its_callback_holds_at_once(alarms) -> None:
+    class Held:
+        def __call__(self) -> None: ...
+
+    held = Held()
+    kept = weakref.ref(held)
+    alarm = alarms.after(60.0, held)
+    del held
+    assert kept() is not None  # the alarm holds it while it waits
+    alarm.cancel()
+    gc.collect()
+    assert kept() is None
