@@ -34,6 +34,50 @@ SQLITE_POOL_SIZE = 16
 SQLITE_POOL_OVERFLOW = 48
 
 
+class Commits:
+    """How many commits this process has made to one SQLite file, on any engine: a read taken
+    at one count is still the database's answer while the count stands (kept.py)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()  # an increment lost to a race could take the count back
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self) -> None:
+        with self._lock:
+            self._count += 1
+
+
+_commits_of_file: dict[Path, Commits] = {}
+_commits_guard = threading.Lock()
+
+
+def commits_of(database_url: str) -> Commits | None:
+    """The commit count of the SQLite file of `database_url`, shared by every engine of this
+    process on it; None for PostgreSQL (other instances write it too) and in-memory SQLite."""
+    path = sqlite_path(database_url)
+    return None if path is None else _commits_of_path(path)
+
+
+def _commits_of_path(path: Path) -> Commits:
+    with _commits_guard:
+        return _commits_of_file.setdefault(path.resolve(), Commits())
+
+
+class CountingConnection(sqlite3.Connection):
+    """A SQLite connection that counts each commit once it is done, so that no read begun after
+    the count moved can have missed it. Every write of recbot commits (no autocommit anywhere)."""
+
+    commits: Commits
+
+    def commit(self) -> None:
+        super().commit()
+        self.commits.add()
+
+
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -55,7 +99,17 @@ def make_engine(database_url: str, connect_timeout: int = 10, *, read_only: bool
     elif path is not None:
         # One process on a local file: a kept connection is never dropped under it (no ping), and
         # a burst of readers finds connections kept, not one opened and closed per read.
-        engine = create_engine(database_url, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
+        commits = _commits_of_path(path)
+        engine = create_engine(
+            database_url,
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_OVERFLOW,
+            connect_args={"factory": CountingConnection},
+        )
+
+        @event.listens_for(engine, "connect")
+        def count_commits(dbapi_connection: CountingConnection, _record: object) -> None:
+            dbapi_connection.commits = commits
     else:
         engine = create_engine(database_url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":

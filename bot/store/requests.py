@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.lifecycle import ENDED_STATES, OPEN_STATES, next_state
 from bot.models import EVERY_REGION, FieldChange, Target
 from bot.store.engine import aware
+from bot.store.kept import kept_reads
 from bot.store.schema import approvals, change_requests, changes_json, open_key
 from bot.store.values import REQUEST_KINDS, CardRef, ProbeNote, RequestRow, TargetBusy, Vote, utcnow
 
@@ -26,6 +27,7 @@ class RequestStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._kept = kept_reads(engine)
 
     def create(
         self,
@@ -87,7 +89,7 @@ class RequestStore:
 
     def open_request_for(self, target: Target) -> RequestRow | None:
         """The open request of `target` (one at most), or None."""
-        return self._open_for(target)
+        return self._kept.read(("open", open_key(target)), lambda: self._open_for(target))
 
     def _open_for(self, target: Target) -> RequestRow | None:
         with self.engine.connect() as conn:

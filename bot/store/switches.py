@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.models import Target
 from bot.store.engine import SWITCH_LOCK, SharedLocks, aware
+from bot.store.kept import kept_reads
 from bot.store.schema import recording_switches, stream_tasks, where_target
 from bot.store.values import StreamTaskRow, SwitchBusy, SwitchRow, utcnow
 
@@ -40,9 +41,13 @@ class SwitchStore:
     def __init__(self, engine: Engine, locks: SharedLocks) -> None:
         self.engine = engine
         self._locks = locks
+        self._kept = kept_reads(engine)
 
     def state(self, app_id: str, entry_point: str) -> SwitchRow | None:
         """What recbot knows of the entry point's switch; None: never set through recbot."""
+        return self._kept.read(("state", app_id, entry_point), lambda: self._state(app_id, entry_point))
+
+    def _state(self, app_id: str, entry_point: str) -> SwitchRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(_STATE, {"app_id": app_id, "entry_point": entry_point}).mappings().first()
         return _switch_row(r) if r is not None else None
@@ -130,9 +135,14 @@ class SwitchStore:
 
     def stream_tasks_of(self, target: Target) -> list[StreamTaskRow]:
         """The stream tasks recbot lists for one entry point in one region, newest first."""
+        return list(
+            self._kept.read(("tasks", target.app_id, target.entry_point, target.region), lambda: self._tasks_of(target))
+        )
+
+    def _tasks_of(self, target: Target) -> tuple[StreamTaskRow, ...]:
         where = {"app_id": target.app_id, "entry_point": target.entry_point, "region": target.region}
         with self.engine.connect() as conn:
-            return [_stream_task(r) for r in conn.execute(_TASKS_OF, where).mappings()]
+            return tuple(_stream_task(r) for r in conn.execute(_TASKS_OF, where).mappings())
 
 
 def _stream_task(r: Any) -> StreamTaskRow:

@@ -1,0 +1,183 @@
+"""Reads kept until the next commit (bot/store/kept.py): a `/recording get`'s store reads are
+answered from memory while nothing was committed since, and from the database after any
+commit of this process, on any engine of the same SQLite file; never kept on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from bot.models import Target
+from bot.store import open_store
+from bot.store.engine import Commits, commits_of, make_engine
+from bot.store.kept import KeptReads, kept_reads
+from bot.store.values import SwitchRow, utcnow
+from tests.conftest import APP_ID
+
+
+class Counted:
+    """A query that says how often it ran and answers what `value` holds now."""
+
+    def __init__(self, value: object = "first") -> None:
+        self.value = value
+        self.runs = 0
+
+    def __call__(self) -> object:
+        self.runs += 1
+        return self.value
+
+
+def test_an_answer_is_kept_until_a_commit() -> None:
+    commits = Commits()
+    reads, query = KeptReads(commits), Counted()
+    assert [reads.read("k", query) for _ in range(3)] == ["first"] * 3
+    assert query.runs == 1
+    query.value = "second"
+    commits.add()
+    assert reads.read("k", query) == "second" and query.runs == 2
+    assert reads.read("k", query) == "second" and query.runs == 2
+
+
+def test_keys_are_kept_apart() -> None:
+    reads = KeptReads(Commits())
+    assert reads.read(("state", "a"), lambda: 1) == 1
+    assert reads.read(("state", "b"), lambda: 2) == 2
+    assert reads.read(("state", "a"), lambda: 3) == 1
+
+
+def test_without_a_commit_count_every_read_queries() -> None:
+    reads, query = KeptReads(None), Counted()
+    for _ in range(3):
+        reads.read("k", query)
+    assert query.runs == 3
+
+
+def test_an_answer_read_while_a_commit_was_made_is_not_kept_as_current() -> None:
+    """The commit may have landed after the query read the row: only a read begun after
+    it may be kept."""
+    commits = Commits()
+    reads = KeptReads(commits)
+
+    def query_meanwhile_committed() -> str:
+        commits.add()
+        return "maybe before the commit"
+
+    assert reads.read("k", query_meanwhile_committed) == "maybe before the commit"
+    after = Counted("after the commit")
+    assert reads.read("k", after) == "after the commit" and after.runs == 1
+    assert reads.read("k", after) == "after the commit" and after.runs == 1
+
+
+def test_past_its_bound_everything_kept_is_let_go() -> None:
+    reads = KeptReads(Commits(), at_most=3)
+    for key in range(3):
+        reads.read(key, lambda: "kept")
+    reads.read("fourth", lambda: "kept")
+    again = Counted()
+    assert reads.read(0, again) == "first" and again.runs == 1
+
+
+@given(
+    st.lists(st.one_of(st.tuples(st.just("read"), st.integers(0, 3)), st.tuples(st.just("write"), st.integers(0, 3))))
+)
+def test_every_read_answers_what_the_database_holds_now(steps: list[tuple[str, int]]) -> None:
+    """Whatever the order of reads and committed writes, a read answers the latest write."""
+    database: dict[int, int] = {}
+    commits = Commits()
+    reads = KeptReads(commits)
+    for version, (step, key) in enumerate(steps):
+        if step == "write":
+            database[key] = version
+            commits.add()
+        else:
+            assert reads.read(key, lambda key=key: database.get(key)) == database.get(key)
+
+
+def test_the_count_never_goes_back_under_concurrent_commits() -> None:
+    commits = Commits()
+    threads = [threading.Thread(target=lambda: [commits.add() for _ in range(2000)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert commits.count == 8000
+
+
+def test_a_commit_on_any_engine_of_the_file_counts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    first, second = make_engine(url), make_engine(url)
+    counted = commits_of(url)
+    assert counted is not None
+    try:
+        with first.begin() as conn:
+            conn.execute(text("create table t (x integer)"))
+        before = counted.count
+        with second.begin() as conn:
+            conn.execute(text("insert into t values (1)"))
+        assert counted.count > before
+        before = counted.count
+        with first.connect() as conn:  # a read, or a write rolled back, commits nothing
+            conn.execute(text("select * from t")).all()
+            conn.execute(text("insert into t values (2)"))
+            conn.rollback()
+        assert counted.count == before
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_nothing_is_kept_on_postgresql_or_a_read_only_file(tmp_path: Path) -> None:
+    assert commits_of("postgresql://recbot@127.0.0.1:1/none") is None
+    assert commits_of("sqlite://") is None
+    path = tmp_path / "ro.db"
+    make_engine(f"sqlite:///{path}").dispose()
+    read_only = make_engine(f"sqlite:///{path}", read_only=True)
+    query = Counted()
+    reads = kept_reads(read_only)
+    reads.read("k", query)
+    reads.read("k", query)
+    assert query.runs == 2
+
+
+def test_the_stores_answer_what_was_written_through_another_engine(tmp_path: Path) -> None:
+    """A get's three reads (the switch, the open request, stream tasks), each kept, then
+    answered anew after writes made by a second store on the same file."""
+    url = f"sqlite:///{tmp_path / 'recbot.db'}"
+    reading, writing = open_store(url), open_store(url)
+    target = Target(app_id=APP_ID, entry_point="live", region="na")
+    every_region = Target.every_region(APP_ID, "live")
+    try:
+        assert reading.switches.state(APP_ID, "live") is None
+        assert reading.switches.stream_tasks_of(target) == []
+        assert reading.requests.open_request_for(every_region) is None
+
+        writing.switches.put(SwitchRow(APP_ID, "live", False, "switch", "set", "UALICE", utcnow()))
+        writing.switches.add_stream_task(target, "s1", "UALICE")
+        writing.requests.create(
+            request_id="r1",
+            target=every_region,
+            requester="UALICE",
+            expires_at=utcnow() + timedelta(hours=1),
+            base_digest="",
+            sealed_patch=None,
+            changes=[],
+            kind="switch",
+        )
+        state = reading.switches.state(APP_ID, "live")
+        assert state is not None and state.enabled is False
+        assert [task.stream for task in reading.switches.stream_tasks_of(target)] == ["s1"]
+        request = reading.requests.open_request_for(every_region)
+        assert request is not None and request.id == "r1"
+
+        writing.switches.remove_stream_task(target, "s1")
+        assert writing.requests.transition("r1", "pending", "expire")
+        assert reading.switches.stream_tasks_of(target) == []
+        assert reading.requests.open_request_for(every_region) is None
+    finally:
+        reading.close()
+        writing.close()
