@@ -42,6 +42,7 @@ from bot.settings import (
     Mode,
     Settings,
     SettingsError,
+    cleartext_upstreams,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
@@ -468,23 +469,23 @@ def doctor(
         for problem in exc.problems:
             show(Check("Settings", "FAIL", problem))
     unread = [Check("Settings", "warn", name.text) for name in unread_names()]
+    cleartext = [Check("Upstreams", "warn", w) for w in (cleartext_upstreams(settings) if settings else [])]
     arguments = listen_problems(host, str(port))
     for problem in arguments:
         show(Check("Command line", "FAIL", problem))
     if settings is None or arguments:
-        for check in unread:  # beside what may be missing because of them
+        for check in unread + cleartext:  # beside what may be missing because of them
             show(check)
         where = "the settings (in .env or the environment)" if settings is None else ""
         where += (" and " if where and arguments else "") + ("--host and --port" if arguments else "")
         print(f"Fix {where} as said above, then run the doctor again.", file=out)
         return 1
     show(Check("Settings", "ok", "all present and valid"))
-    for check in unread:
-        show(check)
     rate = check_rate_limit(settings)
-    if rate is not None:
-        show(rate)
-    results = run_checks(checks_for(settings, mode, host, int(port)), show) + ([rate] if rate else []) + unread
+    warnings = unread + cleartext + ([rate] if rate else [])
+    for check in warnings:
+        show(check)
+    results = run_checks(checks_for(settings, mode, host, int(port)), show) + warnings
     failed = sum(c.failed for c in results)
     warned = sum(c.status == "warn" for c in results)
     print(f"{len(results) + 1 - failed - warned} ok, {warned} warning(s), {failed} failed", file=out)

@@ -237,6 +237,41 @@ def check_url(url: str) -> str:
     return url
 
 
+def is_this_machine(host: str) -> bool:
+    """`localhost`, or an address whose traffic never leaves the machine: loopback (127.0.0.0/8,
+    ::1, and 127.x written as IPv6) or unspecified (0.0.0.0, ::, which a connection takes as this one)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+# What crosses the network in every call to each upstream, in clear over http://.
+_CARRIED = {
+    "AGORA_API_URL": "the storage access and secret keys of every change (in the PATCH's body)",
+    "SLACK_API_URL": "the bot token (every call's Authorization header)",
+}
+
+
+def cleartext_upstreams(settings: Settings) -> list[str]:
+    """A warning for each upstream URL that is http:// to a host other than this machine (an
+    emulator in a container, say): what its calls carry would cross the network unencrypted."""
+    warnings = []
+    for name, url in (("AGORA_API_URL", settings.AGORA_API_URL), ("SLACK_API_URL", settings.SLACK_API_URL)):
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not is_this_machine(parts.hostname or ""):
+            warnings.append(
+                f"{name} is http:// to {parts.hostname}, not this machine: {_CARRIED[name]} would cross the "
+                "network unencrypted; use https:// unless that host is an emulator on a network you trust"
+            )
+    return warnings
+
+
 class Settings(BaseSettings):
     """Everything recbot reads from its environment. Secrets are SecretStr."""
 

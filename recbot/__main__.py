@@ -27,6 +27,7 @@ from bot.settings import (
     Mode,
     Settings,
     SettingsError,
+    cleartext_upstreams,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
@@ -96,6 +97,8 @@ def start(mode: Mode, host: str, port: str) -> None:
     configure_logging(settings.RECBOT_LOG_FORMAT, known_secrets(settings))
     for name in unread:
         logging.getLogger("recbot").warning("%s", name.text)
+    for warning in cleartext_upstreams(settings):
+        logging.getLogger("recbot").warning("%s", warning)
     if mode == "http":
         unusable = cannot_listen(host, int(port))
         if unusable:

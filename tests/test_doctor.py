@@ -346,3 +346,19 @@ def test_drift_without_the_list_counts_what_it_can(settings_overrides, slack, ag
     code, checks = run_doctor(watched(settings_overrides, RECBOT_DRIFT_ALL="true"))
     assert code == 1 and checks["Agora"].startswith("FAIL")
     assert checks["Drift watch"].startswith("ok: a pass over 0 target(s) (without the entry points")
+
+
+def test_an_upstream_warned_of_is_one_warning_more(
+    settings_overrides, slack, agora, approvers_seen, monkeypatch
+) -> None:
+    """The doctor's full run counts what bot.settings.cleartext_upstreams finds (its own tests
+    say what that is; an http:// upstream off this machine cannot be reached from a test)."""
+    warning = "AGORA_API_URL is http:// to elsewhere"
+    monkeypatch.setattr("bot.doctor.cleartext_upstreams", lambda settings: [warning])
+    out = io.StringIO()
+    code = doctor(
+        "http", "127.0.0.1", free_port(), out, load=lambda m: load_settings(m, _env_file=None, **settings_overrides)
+    )
+    lines = out.getvalue().splitlines()
+    assert code == 0 and f"[warn] Upstreams: {warning}" in lines, lines
+    assert lines[-1].endswith("1 warning(s), 0 failed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import string
 from pathlib import Path
@@ -13,7 +14,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import bot.settings
-from bot.settings import Settings, SettingsError, how_to_fix, load_settings, unread_names
+from bot.settings import (
+    Settings,
+    SettingsError,
+    cleartext_upstreams,
+    how_to_fix,
+    is_this_machine,
+    load_settings,
+    unread_names,
+)
 from tests.conftest import CUSTOMER_SECRET
 
 
@@ -264,6 +273,54 @@ def test_an_override_url_that_cannot_be_used_is_a_settings_error(settings_overri
 def test_usable_urls_are_accepted(settings_overrides, name, url) -> None:
     settings = load_settings(_env_file=None, **{**settings_overrides, name: url})
     assert getattr(settings, name).rstrip("/") == url.rstrip("/")
+
+
+@given(st.ip_addresses(v=4))
+@example(ipaddress.IPv4Address("127.0.0.1"))
+@example(ipaddress.IPv4Address("128.0.0.1"))
+@example(ipaddress.IPv4Address("0.0.0.0"))
+def test_only_addresses_that_stay_on_this_machine_count_as_it(address: ipaddress.IPv4Address) -> None:
+    """Written as IPv4, as IPv4 within IPv6, or bracketed by no one: the same answer."""
+    stays = address in ipaddress.ip_network("127.0.0.0/8") or address == ipaddress.IPv4Address("0.0.0.0")
+    assert is_this_machine(str(address)) is stays
+    assert is_this_machine(f"::ffff:{address}") is stays
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "localhost.", "::1", "::", "127.8.9.10"])
+def test_loopback_names_are_this_machine(host: str) -> None:
+    assert is_this_machine(host)
+
+
+@pytest.mark.parametrize("host", ["localhost.example.com", "mylocalhost", "::2", "2001:db8::1", "10.0.0.5", "agora"])
+def test_other_hosts_are_not(host: str) -> None:
+    assert not is_this_machine(host)
+
+
+@pytest.mark.parametrize(
+    ("agora_url", "slack_url", "warned"),
+    [
+        ("https://api.agora.io", "https://slack.com/api/", []),
+        ("http://127.0.0.1:9", "http://localhost:8080/api/", []),
+        ("http://[::1]:9", "http://0.0.0.0:9/api/", []),
+        ("https://agora-emulator:8443", "http://10.1.2.3:8080/api/", ["SLACK_API_URL"]),
+        ("http://agora-emulator:8080", "https://slack.com/api/", ["AGORA_API_URL"]),
+        ("http://agora.internal.example", "http://slack.internal.example/api/", ["AGORA_API_URL", "SLACK_API_URL"]),
+    ],
+)
+def test_an_upstream_reached_in_clear_across_the_network_is_warned_of(
+    settings_overrides, agora_url, slack_url, warned
+) -> None:
+    urls = {"AGORA_API_URL": agora_url, "SLACK_API_URL": slack_url}
+    settings = load_settings(_env_file=None, **{**settings_overrides, **urls})
+    warnings = cleartext_upstreams(settings)
+    assert [w.split(" ", 1)[0] for w in warnings] == warned
+    for warning in warnings:
+        assert "use https://" in warning and "unencrypted" in warning
+    if "AGORA_API_URL" in warned:
+        assert warnings[0].startswith(f"AGORA_API_URL is http:// to {agora_url.split('//')[1].split(':')[0]}, not this")
+        assert "storage access and secret keys" in warnings[0]
+    for value in (CUSTOMER_SECRET, settings_overrides["SLACK_BOT_TOKEN"]):
+        assert all(value not in w for w in warnings)
 
 
 def test_a_database_url_with_a_broken_port_is_refused(settings_overrides) -> None:

@@ -226,6 +226,27 @@ def test_a_misspelt_name_is_named_beside_the_setting_it_leaves_missing(env, tmp_
     assert SIGNING_SECRET not in doctor.stdout + doctor.stderr
 
 
+def test_an_agora_reached_in_clear_across_the_network_is_warned_of_at_start_and_by_the_doctor(env, tmp_path) -> None:
+    """Warned of, not refused (an emulator in a container is http:// on purpose); nothing is
+    sent there to say so: this start stops at its port, taken, and the doctor at --port."""
+    env["AGORA_API_URL"] = "http://agora-emulator.example:8080"
+    warning = (
+        "AGORA_API_URL is http:// to agora-emulator.example, not this machine: the storage access and secret "
+        "keys of every change (in the PATCH's body) would cross the network unencrypted"
+    )
+    with refusing_port() as taken:
+        done = cli(["--http", "--port", str(taken)], tmp_path, env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (logged,) = [line for line in done.stderr.splitlines() if "AGORA_API_URL is http://" in line]
+    assert "WARNING" in logged and warning in logged
+    assert done.stderr.strip().splitlines()[-1].startswith("recbot cannot start: ")
+    doctor = cli(["doctor", "--http", "--port", "99999"], tmp_path, env, timeout=60)
+    assert any(line.startswith(f"[warn] Upstreams: {warning}") for line in doctor.stdout.splitlines()), doctor.stdout
+    env["AGORA_API_URL"] = "http://127.0.0.1:9"
+    doctor = cli(["doctor", "--http", "--port", "99999"], tmp_path, env, timeout=60)
+    assert "Upstreams" not in doctor.stdout
+
+
 @contextmanager
 def refusing_port() -> Iterator[int]:
     """A loopback port that refuses connections while the caller runs: bound, never listening,
