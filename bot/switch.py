@@ -87,7 +87,7 @@ class SwitchBook:
         as unknown, so a crash mid-call leaves "unknown", not a claim."""
         lifted: tuple[SwitchRow, SwitchRow] | None = None
         with self._switches.lock(app_id, entry_point):
-            previous = self.known(app_id, entry_point)
+            previous = self._switches.state(app_id, entry_point, kept=False)
             change = SwitchChange(previous)
             ahead = previous is None or previous.enabled is not enabled
 
@@ -123,7 +123,7 @@ class SwitchBook:
     def interrupted(self, app_id: str, entry_point: str, wanted: bool, actor: str, request_id: str) -> None:
         """A change found half-done after a stop: unknown, unless it could not have changed anything."""
         with self._switches.lock(app_id, entry_point):
-            previous = self.known(app_id, entry_point)
+            previous = self._switches.state(app_id, entry_point, kept=False)
             if previous is not None and previous.enabled is wanted:
                 return
             self._switches.put(

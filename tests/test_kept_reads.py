@@ -4,17 +4,19 @@ commit of this process, on any engine of the same SQLite file; never kept on Pos
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bot.models import Target
 from bot.store import open_store
-from bot.store.engine import Commits, commits_of, make_engine
+from bot.store.engine import Commits, DatabaseInUse, commits_of, make_engine, only_process
 from bot.store.kept import KeptReads, kept_reads
 from bot.store.values import SwitchRow, utcnow
 from tests.conftest import APP_ID
@@ -181,3 +183,33 @@ def test_the_stores_answer_what_was_written_through_another_engine(tmp_path: Pat
     finally:
         reading.close()
         writing.close()
+
+
+def test_a_second_recbot_through_a_symlink_to_the_file_is_refused(tmp_path: Path) -> None:
+    """One process writes the file, whatever name it is reached by: the kept reads rely on it."""
+    real, alias = tmp_path / "recbot.db", tmp_path / "alias.db"
+    alias.symlink_to(real)
+    (tmp_path / "linked").symlink_to(tmp_path, target_is_directory=True)
+    with only_process(f"sqlite:///{real}"):
+        for other in (alias, tmp_path / "linked" / "recbot.db"):
+            with pytest.raises(DatabaseInUse), only_process(f"sqlite:///{other}"):
+                pass
+    with only_process(f"sqlite:///{alias}"):  # and the other way round
+        with pytest.raises(DatabaseInUse), only_process(f"sqlite:///{real}"):
+            pass
+
+
+def test_a_switch_change_is_decided_on_the_database_not_on_what_is_kept(tmp_path: Path) -> None:
+    """A write made outside this process (by hand) is not counted: what is shown may lag until
+    the next commit, but a change of the switch reads the row as it is."""
+    url = f"sqlite:///{tmp_path / 'recbot.db'}"
+    store = open_store(url)
+    try:
+        store.switches.put(SwitchRow(APP_ID, "live", False, "switch", "set", "UALICE", utcnow()))
+        assert store.switches.state(APP_ID, "live").wanted is False  # type: ignore[union-attr]
+        with sqlite3.connect(tmp_path / "recbot.db") as by_hand:  # uncounted
+            by_hand.execute("update recording_switches set wanted = 1, actor = 'UHAND'")
+        assert store.switches.state(APP_ID, "live").actor == "UALICE"  # type: ignore[union-attr]
+        assert store.switches.state(APP_ID, "live", kept=False).actor == "UHAND"  # type: ignore[union-attr]
+    finally:
+        store.close()

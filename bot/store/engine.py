@@ -161,7 +161,9 @@ def only_process(database_url: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    lock = Path(f"{path}.lock")
+    # Beside the file itself: a start through a symlink to it is the same database (and a
+    # second writer would leave the other's kept reads, kept.py, behind).
+    lock = Path(f"{path.resolve()}.lock")
     with lock.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

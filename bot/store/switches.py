@@ -43,8 +43,11 @@ class SwitchStore:
         self._locks = locks
         self._kept = kept_reads(engine)
 
-    def state(self, app_id: str, entry_point: str) -> SwitchRow | None:
-        """What recbot knows of the entry point's switch; None: never set through recbot."""
+    def state(self, app_id: str, entry_point: str, *, kept: bool = True) -> SwitchRow | None:
+        """What recbot knows of the entry point's switch; None: never set through recbot.
+        `kept=False` reads the database whatever is kept: what a change is decided on."""
+        if not kept:
+            return self._state(app_id, entry_point)
         return self._kept.read(("state", app_id, entry_point), lambda: self._state(app_id, entry_point))
 
     def _state(self, app_id: str, entry_point: str) -> SwitchRow | None:
