@@ -17,7 +17,7 @@ from sqlalchemy import text
 from bot.models import Target
 from bot.store import open_store
 from bot.store.engine import Commits, DatabaseInUse, commits_of, make_engine, only_process
-from bot.store.kept import KeptReads, kept_reads
+from bot.store.kept import KEPT_SECONDS, KeptReads, kept_reads
 from bot.store.values import SwitchRow, utcnow
 from tests.conftest import APP_ID
 
@@ -43,6 +43,20 @@ def test_an_answer_is_kept_until_a_commit() -> None:
     commits.add()
     assert reads.read("k", query) == "second" and query.runs == 2
     assert reads.read("k", query) == "second" and query.runs == 2
+
+
+def test_an_answer_is_kept_for_five_seconds_at_most() -> None:
+    """A write no commit of this process counted (a hand edit) shows within KEPT_SECONDS."""
+    now = [100.0]
+    reads, query = KeptReads(Commits(), clock=lambda: now[0]), Counted()
+    reads.read("k", query)
+    now[0] += KEPT_SECONDS - 0.01
+    reads.read("k", query)
+    assert query.runs == 1
+    now[0] += 0.01
+    query.value = "edited by hand"
+    assert reads.read("k", query) == "edited by hand" and query.runs == 2
+    assert reads.read("k", query) == "edited by hand" and query.runs == 2
 
 
 def test_keys_are_kept_apart() -> None:
@@ -200,8 +214,8 @@ def test_a_second_recbot_through_a_symlink_to_the_file_is_refused(tmp_path: Path
 
 
 def test_a_switch_change_is_decided_on_the_database_not_on_what_is_kept(tmp_path: Path) -> None:
-    """A write made outside this process (by hand) is not counted: what is shown may lag until
-    the next commit, but a change of the switch reads the row as it is."""
+    """A write made outside this process (by hand) is not counted: what is shown may lag (5 s at
+    most), but a change of the switch reads the row as it is."""
     url = f"sqlite:///{tmp_path / 'recbot.db'}"
     store = open_store(url)
     try:
