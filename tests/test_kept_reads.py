@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot.models import Target
 from bot.store import open_store
@@ -227,3 +227,103 @@ def test_a_switch_change_is_decided_on_the_database_not_on_what_is_kept(tmp_path
         assert store.switches.state(APP_ID, "live", kept=False).actor == "UHAND"  # type: ignore[union-attr]
     finally:
         store.close()
+
+
+def test_each_key_answers_for_its_own_rows_alone(tmp_path: Path) -> None:
+    """With no commit between them, reads of neighbouring keys (another app, entry point or
+    region) each answer their own rows, not one kept for another."""
+    store = open_store(f"sqlite:///{tmp_path / 'recbot.db'}")
+    a_live, a_live_eu = (
+        Target(app_id="A", entry_point="live", region="na"),
+        Target(app_id="A", entry_point="live", region="eu"),
+    )
+    a_other, b_live = (
+        Target(app_id="A", entry_point="other", region="na"),
+        Target(app_id="B", entry_point="live", region="na"),
+    )
+    try:
+        for app_id, entry_point, wanted in (("A", "live", True), ("B", "live", False), ("A", "other", False)):
+            store.switches.put(
+                SwitchRow(app_id, entry_point, wanted, "switch", "set", f"U{app_id}{entry_point}", utcnow())
+            )
+        for stream, target in zip(("s1", "s2", "s3", "s4"), (a_live, a_live_eu, a_other, b_live), strict=True):
+            store.switches.add_stream_task(target, stream, "UALICE")
+        for request_id, target in (("r1", Target.every_region("A", "live")), ("r2", Target.every_region("A", "other"))):
+            store.requests.create(
+                request_id=request_id,
+                target=target,
+                requester="UALICE",
+                expires_at=utcnow() + timedelta(hours=1),
+                base_digest="",
+                sealed_patch=None,
+                changes=[],
+                kind="switch",
+            )
+        for _ in range(2):  # answered by the database, then from what is kept
+            assert [store.switches.state(a, e).actor for a, e in (("A", "live"), ("B", "live"), ("A", "other"))] == [  # type: ignore[union-attr]
+                "UAlive",
+                "UBlive",
+                "UAother",
+            ]
+            assert store.switches.state("B", "other") is None
+            tasks = [
+                [t.stream for t in store.switches.stream_tasks_of(t)] for t in (a_live, a_live_eu, a_other, b_live)
+            ]
+            assert tasks == [["s1"], ["s2"], ["s3"], ["s4"]]
+            opened = [
+                store.requests.open_request_for(Target.every_region(a, e))
+                for a, e in (("A", "live"), ("A", "other"), ("B", "live"))
+            ]
+            assert [r.id if r else None for r in opened] == ["r1", "r2", None]
+            assert store.requests.open_request_for(a_live) is None  # one region: not the every-region request
+    finally:
+        store.close()
+
+
+def test_what_a_read_returns_is_the_callers_to_change(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'recbot.db'}")
+    target = Target(app_id=APP_ID, entry_point="live", region="na")
+    try:
+        store.switches.add_stream_task(target, "s1", "UALICE")
+        store.switches.stream_tasks_of(target).clear()
+        assert [t.stream for t in store.switches.stream_tasks_of(target)] == ["s1"]
+    finally:
+        store.close()
+
+
+def test_a_read_made_while_a_commit_lands_is_read_again_after_it(tmp_path: Path) -> None:
+    """The count moves once the commit has landed: a read taken as the COMMIT starts (which
+    sees the row as it was) is not kept past it."""
+    url = f"sqlite:///{tmp_path / 'recbot.db'}"
+    reading, writing = open_store(url), open_store(url)
+    seen: list[SwitchRow | None] = []
+
+    def read_on_commit(statement: str) -> None:
+        if statement == "COMMIT":
+            seen.append(reading.switches.state(APP_ID, "live"))
+
+    event.listen(
+        writing.engine, "connect", lambda dbapi_connection, _: dbapi_connection.set_trace_callback(read_on_commit)
+    )
+    writing.engine.dispose()  # its connections from now on are traced
+    try:
+        writing.switches.put(SwitchRow(APP_ID, "live", False, "switch", "set", "UALICE", utcnow()))
+        assert seen == [None]  # read as the commit began: the row not there yet
+        state = reading.switches.state(APP_ID, "live")
+        assert state is not None and state.actor == "UALICE"
+    finally:
+        reading.close()
+        writing.close()
+
+
+def test_a_file_named_two_ways_has_one_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert commits_of("sqlite:///r.db") is commits_of(f"sqlite:///{tmp_path}/r.db")
+    relative, absolute = open_store("sqlite:///r.db"), open_store(f"sqlite:///{tmp_path}/r.db")
+    try:
+        assert relative.switches.state(APP_ID, "live") is None
+        absolute.switches.put(SwitchRow(APP_ID, "live", False, "switch", "set", "UALICE", utcnow()))
+        assert relative.switches.state(APP_ID, "live") is not None
+    finally:
+        relative.close()
+        absolute.close()
