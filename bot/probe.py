@@ -6,9 +6,11 @@ decided in bot/probe_verdicts.py; this module only talks to the SDKs."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -119,6 +121,10 @@ class Prober:
         within the timeout for the whole check. Never raises: anything unexpected is a verdict."""
         began = self._clock()
         result = self._check(storage)
+        sdk = _SDK_OF_AZURE if storage.vendor == Vendor.AZURE else _SDK_OF_S3
+        if sdk not in _frozen_after and sdk in sys.modules:  # the first check that loaded it
+            _frozen_after.add(sdk)
+            _freeze_what_lives_on()
         vendor = vendor_key(storage.vendor)
         self._metrics.storage_checks.labels(vendor=vendor, outcome=result.verdict).inc()
         self._metrics.storage_check_seconds.labels(vendor=vendor).observe(max(0.0, self._clock() - began))
@@ -279,6 +285,20 @@ class Prober:
             if exc.errno == socket.EAI_NONAME:
                 raise _Found(refused("NoSuchAccount", AZURE_REFUSALS)) from None
             raise _Found(Finding("unreachable", "name lookup failed")) from None
+
+
+# The storage SDKs, imported at the first check of their kind (see _s3_client), and those whose
+# first check (which also loads a service model) has been frozen since.
+_SDK_OF_S3, _SDK_OF_AZURE = "boto3", "azure.storage.blob"
+_frozen_after: set[str] = set()
+
+
+def _freeze_what_lives_on() -> None:
+    """What loading an SDK made (its modules, a service model) lives as long as the process: it
+    is moved out of the collector's generations, as start-up's state is, so that full
+    collections do not walk it (11-16 ms each after an S3 check, against none before)."""
+    gc.collect()
+    gc.freeze()
 
 
 def vendor_key(vendor: int) -> str:

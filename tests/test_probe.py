@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -19,6 +22,10 @@ S3_VENDORS = [v for v in Vendor if v != Vendor.AZURE]
 # A bucket name each vendor accepts (Tencent's carry the APPID).
 BUCKET = "probe-bucket"
 BUCKETS = {v: f"{BUCKET}-1250000000" if v == Vendor.TENCENT else BUCKET for v in S3_VENDORS}
+ROOT = Path(__file__).resolve().parent.parent
+# Objects the collector tracks after a first S3 check in a new process, start-up frozen: a few
+# dozen with what the check loaded frozen, about 49,000 without.
+TRACKED_AT_MOST = 5_000
 
 
 def storage(vendor: Vendor, bucket: str, access: str, secret: str) -> StorageConfig:
@@ -297,3 +304,35 @@ def test_an_azure_account_dns_does_not_know_is_no_such_account(error, verdict, c
         )
     else:
         assert "could not reach" in result.summary() and "name lookup failed" in result.summary()
+
+
+def test_what_the_first_check_loads_is_kept_out_of_full_collections(s3, writer) -> None:
+    """In a new process (start-up state frozen, as recbot/serve.py does), an S3 check imports
+    boto3 and loads its model: that is frozen too, so a full collection walks what requests
+    make, not the SDK. A second check freezes nothing more."""
+    script = (
+        "import gc, sys\n"
+        "from bot.catalog import Vendor\n"
+        "from bot.models import StorageConfig\n"
+        "from bot.probe import Prober\n"
+        "check = StorageConfig(vendor=Vendor.AMAZON_S3, region=0, bucket='probe-bucket',\n"
+        "                      access_key=sys.argv[2], secret_key=sys.argv[3])\n"
+        "gc.collect(); gc.freeze()\n"
+        "prober = Prober(s3_endpoint=sys.argv[1])\n"
+        "first = prober.probe(check).verdict\n"
+        "tracked, frozen = len(gc.get_objects()), gc.get_freeze_count()\n"
+        "second = prober.probe(check).verdict\n"
+        "print(first, second, 'boto3' in sys.modules, tracked, frozen, gc.get_freeze_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, s3.url, writer.access, writer.secret],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second, loaded, tracked, frozen, frozen_after_second = done.stdout.split()
+    assert (first, second, loaded) == ("ok", "ok", "True"), done.stdout
+    assert int(tracked) < TRACKED_AT_MOST, f"{tracked} objects left for every full collection to walk"
+    assert int(frozen_after_second) <= int(frozen), "a second check froze more"
