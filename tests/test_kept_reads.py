@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,12 @@ from hypothesis import strategies as st
 from sqlalchemy import event, text
 
 from bot.models import Target
-from bot.store import Store, open_store
+from bot.store import open_store
 from bot.store.engine import Commits, DatabaseInUse, commits_of, make_engine, only_process
 from bot.store.kept import KEPT_SECONDS, KeptReads, kept_reads
 from bot.store.values import SwitchRow, utcnow
 from tests.conftest import APP_ID
+from tests.test_switch_store import new_switch_request
 
 
 class Counted:
@@ -32,20 +32,6 @@ class Counted:
     def __call__(self) -> object:
         self.runs += 1
         return self.value
-
-
-def open_pause_request(store: Store, request_id: str, target: Target) -> None:
-    """A switch request of `target` (every region) waiting for approval for an hour."""
-    store.requests.create(
-        request_id=request_id,
-        target=target,
-        requester="UALICE",
-        expires_at=utcnow() + timedelta(hours=1),
-        base_digest="",
-        sealed_patch=None,
-        changes=[],
-        kind="switch",
-    )
 
 
 def test_an_answer_is_kept_until_a_commit() -> None:
@@ -188,7 +174,7 @@ def test_the_stores_answer_what_was_written_through_another_engine(tmp_path: Pat
 
         writing.switches.put(SwitchRow(APP_ID, "live", False, "switch", "set", "UALICE", utcnow()))
         writing.switches.add_stream_task(target, "s1", "UALICE")
-        open_pause_request(writing, "r1", every_region)
+        new_switch_request(writing, "r1", target=every_region)
         state = reading.switches.state(APP_ID, "live")
         assert state is not None and state.enabled is False
         assert [task.stream for task in reading.switches.stream_tasks_of(target)] == ["s1"]
@@ -254,7 +240,7 @@ def test_each_key_answers_for_its_own_rows_alone(tmp_path: Path) -> None:
         for stream, target in zip(("s1", "s2", "s3", "s4"), (a_live, a_live_eu, a_other, b_live), strict=True):
             store.switches.add_stream_task(target, stream, "UALICE")
         for request_id, target in (("r1", Target.every_region("A", "live")), ("r2", Target.every_region("A", "other"))):
-            open_pause_request(store, request_id, target)
+            new_switch_request(store, request_id, target=target)
         for _ in range(2):  # answered by the database, then from what is kept
             assert [store.switches.state(a, e).actor for a, e in (("A", "live"), ("B", "live"), ("A", "other"))] == [  # type: ignore[union-attr]
                 "UAlive",

@@ -22,10 +22,16 @@ LIVE_AS_A_WHOLE = Target.every_region("A", "live")
 SWITCH_CHANGES = [FieldChange("Custom recording, every stream", "on", "paused")]
 
 
-def new_switch_request(store: Store, request_id: str = "s1", enabled: bool = False):  # noqa: F811
+def new_switch_request(
+    store: Store,  # noqa: F811 - not the fixture: any store
+    request_id: str = "s1",
+    enabled: bool = False,
+    target: Target = LIVE_AS_A_WHOLE,
+):
+    """A pause (or resume) request of `target`, every region, waiting for approval for an hour."""
     return store.requests.create(
         request_id=request_id,
-        target=LIVE_AS_A_WHOLE,
+        target=target,
         requester="UALICE",
         expires_at=utcnow() + timedelta(hours=1),
         base_digest="",

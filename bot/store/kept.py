@@ -1,6 +1,7 @@
-"""Reads kept until the next commit (and KEPT_SECONDS at most): what every `/recording get` reads beside Agora's answer
-(the switch, an open request, stream tasks) changes seldom, and reading it was a quarter of a
-get's CPU under load (each SQLite step lets go of the GIL, and ten busy threads take it in turn).
+"""Reads kept until the next commit (and KEPT_SECONDS at most): what every `/recording get`
+reads beside Agora's answer (the switch, an open request, stream tasks) changes seldom, and
+reading it was a quarter of a get's CPU under load (each SQLite step lets go of the GIL, and
+ten busy threads take it in turn).
 Only on the embedded SQLite, which one process writes (engine.only_process), so that this
 process's commit count says whether a kept answer still stands; on PostgreSQL every read goes
 to the database, which other instances write."""
