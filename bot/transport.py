@@ -1,20 +1,19 @@
-"""recbot's own HTTP calls (Agora's API, Slack's response_url) on urllib3, requests' engine,
-directly: requests prepares, merges and wraps every call, half of what a call cost recbot's
-CPU, and that CPU is what the next command's ack waits behind (issue 17's profile).
-Connections are kept per origin; the operator's proxy and CA-bundle settings are read from
-the environment once per origin, as requests reads them; redirects are never followed,
-since where recbot connects comes from its settings alone."""
+"""recbot's own HTTP calls (Agora's API, Slack's response_url): directly on kept connections
+(bot/wire.py), or through the operator's proxy on urllib3's ProxyManager. Not through
+requests, which prepares, merges and wraps every call: half of what a call cost recbot's CPU,
+and that CPU is what the next command's ack waits behind (issue 17's profile). The proxy and
+CA-bundle settings are read from the environment once per origin, as requests reads them;
+redirects are never followed, since where recbot connects comes from its settings alone."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from bot import __version__
 from bot.alarms import Alarms
+from bot.wire import Answer, Origin
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -47,24 +47,6 @@ def timed_out(exc: TransportError) -> bool:
     return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
         reason, urllib3.exceptions.NewConnectionError
     )
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer, read whole. `headers` is case-insensitive."""
-
-    status: int
-    reason: str
-    headers: urllib3.HTTPHeaderDict
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON (ValueError when it is not)."""
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
 
 
 # The alarms and seconds within which the answer of the call being sent must be whole: urllib3's
@@ -149,6 +131,15 @@ def _ca_settings() -> dict[str, str]:
     return {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
 
 
+def tls_context() -> ssl.SSLContext:
+    """Certificates checked against the CA bundle requests would use, TLS 1.2 at least, HTTP/1.1."""
+    bundle = _ca_settings()
+    context = ssl.create_default_context(cafile=bundle.get("ca_certs"), capath=bundle.get("ca_cert_dir"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 class Transport:
     """Kept connections to any origin; `connect_retries` tries a connection that could not be
     made again (then nothing was sent), nothing else is ever sent twice. An answer must be
@@ -164,10 +155,10 @@ class Transport:
             if connect_retries
             else False
         )
+        self._connect_retries = connect_retries
         self._pool_size = pool_size
-        # By origin: its proxy (which takes the whole URL), or its own pool (the path alone).
-        self._routes: dict[str, tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]] = {}
-        self._managers: list[urllib3.PoolManager] = []
+        # By origin: its proxy (which takes the whole URL), or its own kept connections (the path alone).
+        self._routes: dict[str, urllib3.ProxyManager | Origin] = {}
         self._lock = threading.Lock()
 
     def prepare(self, url: str) -> None:
@@ -185,7 +176,7 @@ class Transport:
                 type(exc).__name__,
             )
 
-    def _route(self, scheme: str, netloc: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]:
+    def _route(self, scheme: str, netloc: str) -> urllib3.ProxyManager | Origin:
         origin = f"{scheme}://{netloc}"
         route = self._routes.get(origin)
         if route is None:
@@ -195,24 +186,31 @@ class Transport:
                     route = self._routes[origin] = self._new_route(origin, scheme)
         return route
 
-    def _new_route(self, origin: str, scheme: str) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, bool]:
-        settings: dict[str, Any] = {"maxsize": self._pool_size, "cert_reqs": "CERT_REQUIRED", **_ca_settings()}
+    def _new_route(self, origin: str, scheme: str) -> urllib3.ProxyManager | Origin:
         proxies = get_environ_proxies(origin)  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, as requests reads them
         proxy = proxies.get(scheme) or proxies.get("all")
-        if proxy:
-            proxy = prepend_scheme_if_needed(proxy, "http")  # "proxy:3128" means http://, as for requests
-            username, password = get_auth_from_url(proxy)  # credentials in the URL, sent as requests sends them
-            credentials = f"{username}:{password}" if username else None
-            # Also on an https:// origin's CONNECT, all its proxy sees of the call.
-            to_proxy = urllib3.make_headers(user_agent=USER_AGENT, proxy_basic_auth=credentials)
-            manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=to_proxy, **settings)
-            manager.pool_classes_by_scheme = _POOLS
-            self._managers.append(manager)
-            return manager, True
-        manager = urllib3.PoolManager(**settings)
+        if not proxy:
+            parts = urlsplit(origin)
+            if scheme not in ("http", "https") or parts.hostname is None:
+                raise urllib3.exceptions.LocationValueError(f"recbot cannot call {scheme}:// origins")
+            return Origin(
+                parts.hostname,
+                parts.port or (443 if scheme == "https" else 80),
+                connect_timeout=self._timeout.connect_timeout,  # type: ignore[arg-type]
+                read_timeout=self._timeout.read_timeout,  # type: ignore[arg-type]
+                tls=tls_context() if scheme == "https" else None,
+                pool_size=self._pool_size,
+                connect_retries=self._connect_retries,
+            )
+        settings: dict[str, Any] = {"maxsize": self._pool_size, "cert_reqs": "CERT_REQUIRED", **_ca_settings()}
+        proxy = prepend_scheme_if_needed(proxy, "http")  # "proxy:3128" means http://, as for requests
+        username, password = get_auth_from_url(proxy)  # credentials in the URL, sent as requests sends them
+        credentials = f"{username}:{password}" if username else None
+        # Also on an https:// origin's CONNECT, all its proxy sees of the call.
+        to_proxy = urllib3.make_headers(user_agent=USER_AGENT, proxy_basic_auth=credentials)
+        manager = urllib3.ProxyManager(proxy, proxy_headers=to_proxy, **settings)
         manager.pool_classes_by_scheme = _POOLS
-        self._managers.append(manager)
-        return manager.connection_from_url(origin), False
+        return manager
 
     def send(
         self,
@@ -226,19 +224,34 @@ class Transport:
         """Send one request and read its answer (within `read_timeout`, when given, instead of the
         transport's); TransportError when none came."""
         parts = urlsplit(url)
-        opener, proxied = self._route(parts.scheme, parts.netloc)
-        target = url if proxied else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        route = self._route(parts.scheme, parts.netloc)
+        headers = {"user-agent": USER_AGENT, **headers}
+        if isinstance(route, Origin):
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            return route.send(method, target, body=body, headers=headers, read_timeout=read_timeout)
+        return self._through_proxy(route, method, url, body, headers, read_timeout)
+
+    def _through_proxy(
+        self,
+        proxy: urllib3.ProxyManager,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        read_timeout: float | None,
+    ) -> Answer:
+        """Through urllib3's proxy manager: its whole answer in time by an alarm that hangs up."""
         timeout, within = self._timeout, self._answer_within
         if read_timeout is not None:
             timeout = urllib3.Timeout(connect=self._timeout.connect_timeout, read=read_timeout)
             within = (within[0], read_timeout)
         timing = _answer_within.set(within)
         try:
-            answer = opener.urlopen(
+            answer = proxy.urlopen(
                 method,
-                target,
+                url,
                 body=body,
-                headers={"user-agent": USER_AGENT, **headers},  # make_headers' spelling: one header through a proxy
+                headers=headers,  # "user-agent", make_headers' spelling: one header through a proxy
                 timeout=timeout,
                 retries=self._retries,
                 redirect=False,
@@ -249,8 +262,7 @@ class Transport:
 
     def close(self) -> None:
         with self._lock:
-            for manager in self._managers:
-                manager.clear()
-            self._managers.clear()
-            self._routes.clear()
+            routes, self._routes = list(self._routes.values()), {}
+        for route in routes:
+            route.clear() if isinstance(route, urllib3.ProxyManager) else route.close()
         self._answer_within[0].close()

@@ -242,15 +242,18 @@ def test_a_calls_own_read_timeout_bounds_its_whole_answer(no_proxy_settings: Non
     assert timed_out(raised.value) and took < 3.0
 
 
-def test_a_closed_transport_leaves_no_alarm_thread_behind(no_proxy_settings: None) -> None:
-    trickling = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05)
+def test_a_closed_transport_leaves_no_alarm_thread_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a proxy (urllib3) an alarm hangs up on a late answer; direct calls need none."""
+    proxy = TricklingServer(TRICKLED, TRICKLED.index(b"\r\n\r\n") + 4, every=0.05)
+    through_proxy(monkeypatch, "HTTP_PROXY", proxy)
     client = transport(read=0.3)
     try:
         with pytest.raises(TransportError):
-            client.send("GET", trickling.url + "/config", headers={})  # its alarm went off: the threads are up
+            client.send("GET", "http://agora.invalid/config", headers={})  # its alarm went off: the threads are up
+        assert [t for t in threading.enumerate() if getattr(t, "_target", None) == client._answer_within[0]._keep_time]
     finally:
         client.close()
-        trickling.stop()
+        proxy.stop()
     clocks = [t for t in threading.enumerate() if getattr(t, "_target", None) == client._answer_within[0]._keep_time]
     assert clocks == []
 

@@ -1,0 +1,391 @@
+"""HTTP/1.1 to one origin on kept connections, without a proxy: how recbot's own calls (Agora's
+API, Slack's response_url) go when no proxy is set for the origin (bot/transport.py routes them).
+
+Why not http.client under urllib3: it reads every answer's headers with the email package, and
+urllib3 around it polls the socket and sets its timeout twice per call. Each of those socket calls
+lets go of the GIL, and under load every let-go queues the call behind the other threads. On a
+`get` at concurrency 10 that was 0.7 ms of recbot's 2.1 ms of CPU per command (issue 17). Here a
+call is one send and, as a rule, one receive.
+
+What is read is what RFC 9112 allows: a status line and header fields (1xx answers skipped), then
+a body of Content-Length, chunked, or up to the close. Failures are urllib3's exception classes,
+as on the proxied route, so that callers tell a timeout from a failed connection one way."""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
+
+MAX_HEAD_BYTES = 64 * 1024  # a status line and its header fields, as http.client allows
+MAX_BODY_BYTES = 64 * 1024 * 1024  # Agora's longest answer (an app's entry points) is a few hundred KB
+# A kept connection idle for longer than this is looked at before it is used (the server may have
+# closed it meanwhile); one used within it is taken as open. Servers keep an idle connection for
+# seconds at least (nginx 75 s, Node 5 s), and a server closing one as a call goes out is told as
+# a dropped connection, as urllib3 tells it.
+LOOK_AFTER_IDLE_SECONDS = 1.0
+# Slack within which the socket's timeout is left as it is rather than set again (a system call).
+_TIMEOUT_SLACK = 0.05
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_NOT_IN_VALUE = re.compile(r"[\x00\r\n]")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
+_BODY_EXPECTED = frozenset({"PATCH", "POST", "PUT"})  # sent with Content-Length: 0 when empty
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, read whole. `headers` is case-insensitive."""
+
+    status: int
+    reason: str
+    headers: urllib3.HTTPHeaderDict
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError when it is not)."""
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def request_bytes(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The whole request. ValueError, before anything is sent, for a target or a header HTTP/1.1
+    cannot carry (a line break, a character beyond Latin-1); its message quotes no value."""
+    if not _TOKEN.fullmatch(method) or _NOT_IN_TARGET.search(target) or not target:
+        raise ValueError("the method or the request target cannot be sent")
+    lines = [f"{method} {target} HTTP/1.1"]
+    named = set()
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or _NOT_IN_VALUE.search(value):
+            raise ValueError(f"the header {name[:40]!r} cannot be sent (a line break or a NUL in it)")
+        lines.append(f"{name}: {value}")
+        named.add(name.lower())
+    if "host" not in named:
+        lines.insert(1, f"Host: {host}")
+    if "accept-encoding" not in named:
+        lines.append("Accept-Encoding: identity")  # a body read as it was sent, as http.client asks
+    if body or method in _BODY_EXPECTED:
+        lines.append(f"Content-Length: {len(body or b'')}")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("a header holds a character beyond Latin-1, which HTTP/1.1 cannot carry") from None
+    return head + (body or b"")
+
+
+class _Connection:
+    """One kept connection and what it has received past the last answer (nothing, as a rule)."""
+
+    __slots__ = ("buffer", "idle_since", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self.buffer = b""
+        self.idle_since = 0.0
+
+    def closed_by_peer(self) -> bool:
+        """Whether an idle connection can be read from: the server closed it (or sent what it
+        should not have); either way it cannot carry a request."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _late(what: str, within: float) -> ReadTimeoutError:
+    return ReadTimeoutError(None, None, f"{what}: the answer was not whole within {within:g} s")  # type: ignore[arg-type]
+
+
+def _aborted(exc: OSError) -> ProtocolError:
+    """A connection that failed within a call: the request may have arrived."""
+    return ProtocolError("Connection aborted.", f"{type(exc).__name__}: {exc.strerror or 'no detail'}")
+
+
+class _Exchange:
+    """Reads one answer from a connection, whole by `deadline` (time.monotonic())."""
+
+    def __init__(self, connection: _Connection, deadline: float, read_timeout: float, what: str) -> None:
+        self._connection = connection
+        self._deadline = deadline
+        self._read_timeout = read_timeout
+        self._what = what
+
+    def _fill(self) -> bool:
+        """Receive more into the buffer; False at the end of the connection."""
+        connection = self._connection
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._late()
+        if connection.timeout is None or left < connection.timeout - _TIMEOUT_SLACK:
+            connection.sock.settimeout(left)
+            connection.timeout = left
+        try:
+            chunk = connection.sock.recv(65536)
+        except TimeoutError:
+            raise self._late() from None
+        if not chunk:
+            return False
+        connection.buffer += chunk
+        return True
+
+    def _late(self) -> ReadTimeoutError:
+        return _late(self._what, self._read_timeout)
+
+    def head(self) -> tuple[int, str, urllib3.HTTPHeaderDict, bool]:
+        """The status, reason and headers of the final (non-1xx) answer, and whether it is HTTP/1.1."""
+        while True:
+            connection = self._connection
+            searched = 0
+            while (end := connection.buffer.find(b"\r\n\r\n", searched, MAX_HEAD_BYTES + 4)) < 0:
+                if len(connection.buffer) > MAX_HEAD_BYTES:
+                    raise ProtocolError(f"{self._what}: the answer's header is over {MAX_HEAD_BYTES} bytes")
+                searched = max(0, len(connection.buffer) - 3)
+                if not self._fill():
+                    if connection.buffer:
+                        raise ProtocolError(f"{self._what}: the connection ended within the answer's header")
+                    raise ProtocolError(
+                        "Connection aborted.", ConnectionResetError(f"{self._what}: closed without an answer")
+                    )
+            head, connection.buffer = connection.buffer[:end], connection.buffer[end + 4 :]
+            status_line, *fields = head.split(b"\r\n")
+            matched = _STATUS_LINE.fullmatch(status_line)
+            if matched is None:
+                raise ProtocolError(f"{self._what}: not an HTTP/1.x status line")
+            status = int(matched[2])
+            if 100 <= status < 200 and status != 101:
+                continue  # 100 Continue, 103 Early Hints: the answer follows
+            pairs: list[list[str]] = []
+            for field in fields:
+                text = field.decode("latin-1")
+                if text[:1] in (" ", "\t") and pairs:  # an obsolete folded line: the last value goes on
+                    pairs[-1][1] += " " + text.strip(" \t")
+                    continue
+                name, colon, value = text.partition(":")
+                if not colon or not _TOKEN.fullmatch(name):
+                    raise ProtocolError(f"{self._what}: a malformed header field in the answer")
+                pairs.append([name, value.strip(" \t")])
+            headers = urllib3.HTTPHeaderDict()
+            for name, value in pairs:
+                headers.add(name, value)
+            return status, (matched[3] or b"").decode("latin-1"), headers, matched[1] == b"1"
+
+    def exactly(self, size: int) -> bytes:
+        connection = self._connection
+        while len(connection.buffer) < size:
+            if not self._fill():
+                raise ProtocolError(f"{self._what}: the connection ended within the answer's body")
+        taken, connection.buffer = connection.buffer[:size], connection.buffer[size:]
+        return taken
+
+    def line(self) -> bytes:
+        connection = self._connection
+        while (end := connection.buffer.find(b"\r\n")) < 0:
+            if len(connection.buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError(f"{self._what}: a chunk's size line is over {MAX_HEAD_BYTES} bytes")
+            if not self._fill():
+                raise ProtocolError(f"{self._what}: the connection ended within a chunked body")
+        taken, connection.buffer = connection.buffer[:end], connection.buffer[end + 2 :]
+        return taken
+
+    def chunked(self) -> bytes:
+        parts: list[bytes] = []
+        size_so_far = 0
+        while True:
+            matched = _CHUNK_SIZE.fullmatch(self.line())
+            if matched is None:
+                raise ProtocolError(f"{self._what}: a malformed chunk size")
+            size = int(matched[1], 16)
+            if size == 0:
+                while self.line():  # trailer fields, ignored, up to the empty line
+                    pass
+                return b"".join(parts)
+            size_so_far += size
+            if size_so_far > MAX_BODY_BYTES:
+                raise ProtocolError(f"{self._what}: the answer is over {MAX_BODY_BYTES} bytes")
+            parts.append(self.exactly(size))
+            if self.exactly(2) != b"\r\n":
+                raise ProtocolError(f"{self._what}: a chunk not ended by CRLF")
+
+    def to_the_end(self) -> bytes:
+        connection = self._connection
+        while self._fill():
+            if len(connection.buffer) > MAX_BODY_BYTES:
+                raise ProtocolError(f"{self._what}: the answer is over {MAX_BODY_BYTES} bytes")
+        taken, connection.buffer = connection.buffer, b""
+        return taken
+
+
+def _content_length(headers: urllib3.HTTPHeaderDict, what: str) -> int | None:
+    values = {value.strip() for value in ",".join(headers.getlist("content-length")).split(",") if value.strip()}
+    if not values:
+        return None
+    if len(values) > 1 or not next(iter(values)).isdigit():
+        raise ProtocolError(f"{what}: an invalid Content-Length in the answer")
+    length = int(next(iter(values)))
+    if length > MAX_BODY_BYTES:
+        raise ProtocolError(f"{what}: the answer is over {MAX_BODY_BYTES} bytes")
+    return length
+
+
+def read_answer(exchange: _Exchange, method: str, what: str) -> tuple[Answer, bool]:
+    """The whole answer, and whether its connection may carry another request."""
+    status, reason, headers, http11 = exchange.head()
+    tokens = {token.strip().lower() for token in ",".join(headers.getlist("connection")).split(",")}
+    keep = (http11 and "close" not in tokens) or (not http11 and "keep-alive" in tokens)
+    if method == "HEAD" or status in (204, 304):
+        body = b""
+    elif headers.get("transfer-encoding"):
+        codings = [c.strip().lower() for c in headers["transfer-encoding"].split(",")]
+        if codings[-1] == "chunked":
+            body = exchange.chunked()
+        else:
+            body, keep = exchange.to_the_end(), False
+        keep = keep and "content-length" not in headers  # both: a message smuggled past someone
+    elif (length := _content_length(headers, what)) is not None:
+        body = exchange.exactly(length)
+    else:
+        body, keep = exchange.to_the_end(), False
+    return Answer(status, reason, headers, body), keep
+
+
+class Origin:
+    """Kept connections to one origin, for any number of threads; `tls` for https. A connection
+    that could not be made is tried again `connect_retries` times (then nothing was sent);
+    nothing else is ever sent twice. An answer must be whole within the read timeout of the
+    request sent, not only come in reads that each took less."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        tls: ssl.SSLContext | None = None,
+        pool_size: int = 64,
+        connect_retries: int = 0,
+    ) -> None:
+        self._host, self._port = host, port
+        self._tls = tls
+        default_port = 443 if tls else 80
+        shown = f"[{host}]" if ":" in host else host
+        self.host_header = shown if port == default_port else f"{shown}:{port}"
+        self._what = f"{'https' if tls else 'http'}://{self.host_header}"
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        self._pool_size, self._connect_retries = pool_size, connect_retries
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(
+        self, method: str, target: str, *, body: bytes | None, headers: dict[str, str], read_timeout: float | None
+    ) -> Answer:
+        """One request and its whole answer; urllib3's HTTPError (its subclasses) when none came."""
+        message = request_bytes(method, target, self.host_header, headers, body)
+        within = self._read_timeout if read_timeout is None else read_timeout
+        connection = self._take()
+        try:
+            if connection.timeout != within:
+                connection.sock.settimeout(within)
+                connection.timeout = within
+            try:
+                connection.sock.sendall(message)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server may have answered before it stopped reading (a 413): read that
+            exchange = _Exchange(connection, time.monotonic() + within, within, self._what)
+            answer, keep = read_answer(exchange, method, self._what)
+        except TimeoutError:
+            connection.close()
+            raise _late(self._what, within) from None
+        except ssl.SSLError as exc:
+            connection.close()
+            raise SSLError(f"{self._what}: {exc.reason or type(exc).__name__}") from None
+        except OSError as exc:
+            connection.close()
+            raise _aborted(exc) from None
+        except BaseException:
+            connection.close()
+            raise
+        if keep and not connection.buffer:
+            self._give_back(connection)
+        else:
+            connection.close()
+        return answer
+
+    def _take(self) -> _Connection:
+        while True:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                return self._connect()
+            fresh = time.monotonic() - connection.idle_since <= LOOK_AFTER_IDLE_SECONDS
+            if fresh or not connection.closed_by_peer():
+                return connection
+            connection.close()
+
+    def _give_back(self, connection: _Connection) -> None:
+        connection.idle_since = time.monotonic()
+        with self._lock:
+            if not self._closed and len(self._idle) < self._pool_size:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def _connect(self) -> _Connection:
+        for attempt in range(self._connect_retries + 1):
+            try:
+                sock = socket.create_connection((self._host, self._port), timeout=self._connect_timeout)
+            except TimeoutError:
+                failure: Exception = ConnectTimeoutError(
+                    f"{self._what}: no connection within {self._connect_timeout:g} s"
+                )
+            except OSError as exc:
+                failure = NewConnectionError(None, f"{self._what}: {exc.strerror or type(exc).__name__}")  # type: ignore[arg-type]
+            else:
+                break
+            if attempt == self._connect_retries:
+                raise failure
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the request goes in one send anyway
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)  # under the connect timeout
+            except TimeoutError:
+                sock.close()
+                raise ConnectTimeoutError(
+                    f"{self._what}: no TLS handshake within {self._connect_timeout:g} s"
+                ) from None
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                sock.close()
+                raise SSLError(f"{self._what}: {getattr(exc, 'reason', None) or type(exc).__name__}") from None
+            except OSError as exc:
+                sock.close()
+                raise _aborted(exc) from None
+        return _Connection(sock, self._connect_timeout)
+
+    def close(self) -> None:
+        """Close the idle connections; one in use is closed when its answer is in."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()

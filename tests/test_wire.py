@@ -1,0 +1,344 @@
+"""bot/wire.py, recbot's HTTP/1.1 on kept connections: every way an answer may be framed is read
+whole and nothing past it; a connection is kept only when its answer says it may be; a request
+HTTP/1.1 cannot carry is refused before anything is sent. Against scripted servers on 127.0.0.1,
+and (the framing, for all inputs) against a socket that hands out the answer in given pieces."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.transport import TransportError, timed_out
+from bot.wire import MAX_HEAD_BYTES, Origin, _Connection, _Exchange, read_answer, request_bytes
+
+
+class ScriptedServer:
+    """On 127.0.0.1: reads each request whole (head and Content-Length body), answers it with the
+    next of `answers`; `close_after` hangs up after that many answers on a connection."""
+
+    def __init__(self, answers: list[bytes], close_after: int | None = None) -> None:
+        self.answers = answers
+        self.close_after = close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self._socket.getsockname()[1]
+
+    def origin(self, **kwargs: float) -> Origin:
+        return Origin(
+            "127.0.0.1",
+            self.port,
+            connect_timeout=kwargs.get("connect", 2.0),
+            read_timeout=kwargs.get("read", 2.0),
+        )
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(connection)
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            self._answer(connection)
+        except OSError:
+            pass  # stopped, or the client hung up
+
+    def _answer(self, connection: socket.socket) -> None:
+        answered = 0
+        received = b""
+        while True:
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                received += chunk
+            head, _, received = received.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            while len(received) < length:
+                received += connection.recv(65536)
+            self.requests.append(head + b"\r\n\r\n" + received[:length])
+            received = received[length:]
+            connection.sendall(self.answers[min(len(self.requests), len(self.answers)) - 1])
+            answered += 1
+            if self.close_after is not None and answered >= self.close_after:
+                connection.close()
+                return
+
+    def stop(self) -> None:
+        self._socket.close()
+        for connection in self._held:
+            connection.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[list[ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def serve(servers: list[ScriptedServer], *answers: bytes, close_after: int | None = None) -> ScriptedServer:
+    server = ScriptedServer(list(answers), close_after)
+    servers.append(server)
+    return server
+
+
+OK_BODY = b'{"ok": true}'
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK_BODY), OK_BODY)
+
+
+def test_answers_of_content_length_keep_their_connection(scripted: list[ScriptedServer]) -> None:
+    server = serve(scripted, OK)
+    origin = server.origin()
+    try:
+        answers = [origin.send("GET", f"/n/{n}", body=None, headers={}, read_timeout=None) for n in range(3)]
+    finally:
+        origin.close()
+    assert [a.json() for a in answers] == [{"ok": True}] * 3
+    assert server.connections == 1
+    assert [r.split(b" ")[1] for r in server.requests] == [b"/n/0", b"/n/1", b"/n/2"]
+
+
+def test_the_request_names_the_origin_asks_for_no_encoding_and_carries_its_length(
+    scripted: list[ScriptedServer],
+) -> None:
+    server = serve(scripted, OK)
+    origin = server.origin()
+    try:
+        origin.send("PATCH", "/x?y=1", body=b'{"a":1}', headers={"X-Test": "v"}, read_timeout=None)
+        origin.send("PUT", "/empty", body=None, headers={"host": "signed.example"}, read_timeout=None)
+    finally:
+        origin.close()
+    first, second = server.requests
+    assert first.startswith(b"PATCH /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
+    assert b"\r\nX-Test: v\r\n" in first and b"\r\nAccept-Encoding: identity\r\n" in first
+    assert b"\r\nContent-Length: 7\r\n" in first and first.endswith(b'\r\n\r\n{"a":1}')
+    # A signed request's own host header is the one sent; a PUT without a body says it has none.
+    assert b"\r\nhost: signed.example\r\n" in second and b"Host: 127.0.0.1" not in second
+    assert b"\r\nContent-Length: 0\r\n" in second
+
+
+def test_a_chunked_answer_is_read_whole_and_its_connection_kept(scripted: list[ScriptedServer]) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;name=value\r\n{"ok"\r\n8\r\n: true}\n\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    server = serve(scripted, chunked)
+    origin = server.origin()
+    try:
+        answers = [origin.send("GET", "/c", body=None, headers={}, read_timeout=None) for _ in range(2)]
+    finally:
+        origin.close()
+    assert [a.body for a in answers] == [b'{"ok": true}\n'] * 2
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
+        b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n" + OK_BODY + b"HTTP/1.1 200 OK\r\n",  # more than one answer
+    ],
+    ids=["connection-close", "http-1.0", "bytes-past-the-answer"],
+)
+def test_a_connection_is_not_used_again_when_its_answer_says_so(scripted: list[ScriptedServer], answer: bytes) -> None:
+    server = serve(scripted, answer)
+    origin = server.origin()
+    try:
+        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
+    finally:
+        origin.close()
+    assert bodies == [OK_BODY, OK_BODY]
+    assert server.connections == 2
+
+
+def test_an_answer_without_a_length_ends_with_its_connection(scripted: list[ScriptedServer]) -> None:
+    server = serve(scripted, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", close_after=1)
+    origin = server.origin()
+    try:
+        answers = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None) for _ in range(2)]
+    finally:
+        origin.close()
+    assert [a.text for a in answers] == ["all of it"] * 2
+    assert server.connections == 2
+
+
+def test_interim_answers_are_passed_over_and_204_has_no_body(scripted: list[ScriptedServer]) -> None:
+    server = serve(
+        scripted,
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK,
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        OK,
+    )
+    origin = server.origin()
+    try:
+        answers = [origin.send("POST", "/x", body=b"{}", headers={}, read_timeout=None) for _ in range(3)]
+    finally:
+        origin.close()
+    assert [(a.status, a.body) for a in answers] == [(200, OK_BODY), (204, b""), (200, OK_BODY)]
+    assert server.connections == 1
+
+
+def test_a_kept_connection_the_server_closed_while_idle_is_replaced(
+    scripted: list[ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looked at once idle past LOOK_AFTER_IDLE_SECONDS: the call goes on a new connection."""
+    monkeypatch.setattr("bot.wire.LOOK_AFTER_IDLE_SECONDS", 0.0)
+    server = serve(scripted, OK, close_after=1)  # the server hangs up on every connection after one answer
+    origin = server.origin()
+    try:
+        first = origin.send("GET", "/1", body=None, headers={}, read_timeout=None)
+        time.sleep(0.1)  # its end has arrived
+        second = origin.send("GET", "/2", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert first.body == second.body == OK_BODY
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+def test_a_kept_connection_used_at_once_is_not_looked_at_and_its_loss_is_a_failed_call(
+    scripted: list[ScriptedServer],
+) -> None:
+    """Within LOOK_AFTER_IDLE_SECONDS no system call looks at it: a server that hung up meanwhile
+    makes that call fail as a dropped connection (not a timeout), and is not sent it again."""
+    server = serve(scripted, OK, close_after=1)
+    origin = server.origin()
+    try:
+        origin.send("GET", "/1", body=None, headers={}, read_timeout=None)
+        time.sleep(0.1)
+        with pytest.raises(TransportError) as raised:
+            origin.send("POST", "/2", body=b"{}", headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert not timed_out(raised.value)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    ],
+    ids=["two-lengths", "negative-length", "not-http", "no-colon", "bad-chunk", "huge-head", "cut-short"],
+)
+def test_a_malformed_answer_fails_the_call_as_no_timeout(scripted: list[ScriptedServer], answer: bytes) -> None:
+    server = serve(scripted, answer, close_after=1)
+    origin = server.origin()
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert not timed_out(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-A", "line\nbreak"), ("X-A", "cr\rhere"), ("X-A", "nul\x00"), ("X A", "v"), ("X-A", "\u2713")],
+)
+def test_a_header_http_cannot_carry_is_refused_and_its_value_not_quoted(name: str, value: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        request_bytes("GET", "/x", "h", {name: value}, None)
+    assert value not in str(raised.value)
+
+
+@pytest.mark.parametrize("target", ["/a b", "/a\r\nX: y", "", "/\x7f"])
+def test_a_target_http_cannot_carry_is_refused(target: str) -> None:
+    with pytest.raises(ValueError):
+        request_bytes("GET", target, "h", {}, None)
+
+
+FIELD_NAME = st.text(
+    alphabet="!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1
+)
+FIELD_VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"))
+
+
+@given(st.dictionaries(FIELD_NAME, FIELD_VALUE, max_size=6), st.binary(max_size=200))
+def test_every_sendable_header_goes_out_as_given(headers: dict[str, str], body: bytes) -> None:
+    message = request_bytes("POST", "/p", "origin.example", headers, body)
+    head, _, sent_body = message.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    sent = [tuple(line.split(": ", 1)) for line in lines]
+    assert all((name, value) in sent for name, value in headers.items())
+    assert sent_body == body
+
+
+class PiecesSocket:
+    """What `_Exchange` reads from: the given pieces, one per receive, then the end."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = list(pieces)
+
+    def recv(self, size: int) -> bytes:
+        return self._pieces.pop(0) if self._pieces else b""
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+
+def cut(data: bytes, at: list[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(p % (len(data) + 1) for p in at)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+def read(pieces: list[bytes]) -> tuple[bytes, bool, bytes]:
+    connection = _Connection(PiecesSocket(pieces), 10.0)  # type: ignore[arg-type]
+    answer, keep = read_answer(_Exchange(connection, time.monotonic() + 10, 10.0, "test"), "GET", "test")
+    return answer.body, keep, connection.buffer
+
+
+@given(
+    st.binary(max_size=3000), st.lists(st.integers(min_value=1, max_value=400), max_size=12), st.lists(st.integers())
+)
+def test_a_chunked_body_is_read_whole_however_it_is_chunked_and_cut(
+    body: bytes, sizes: list[int], cuts: list[int]
+) -> None:
+    chunks, rest = [], body
+    for size in sizes:
+        chunks.append(rest[:size])
+        rest = rest[size:]
+    chunks = [c for c in [*chunks, rest] if c]
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    assert read(cut(wire, cuts)) == (body, True, b"")
+
+
+@given(st.binary(max_size=3000), st.lists(st.integers()))
+def test_a_body_of_content_length_is_read_exactly_however_it_is_cut(body: bytes, cuts: list[int]) -> None:
+    """Bytes past it stay unread or in the buffer (so that the connection is not used again)."""
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    got, keep, past = read(cut(wire + b"NEXT", cuts))
+    assert (got, keep) == (body, True) and b"NEXT".startswith(past)
