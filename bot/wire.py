@@ -2,14 +2,16 @@
 API, Slack's response_url) go when no proxy is set for the origin (bot/transport.py routes them).
 
 Why not http.client under urllib3: it reads every answer's headers with the email package, and
-urllib3 around it polls the socket and sets its timeout twice per call. Each of those socket calls
-lets go of the GIL, and under load every let-go queues the call behind the other threads. On a
-`get` at concurrency 10 that was 0.7 ms of recbot's 2.1 ms of CPU per command (issue 17). Here a
-call is one send and, as a rule, one receive.
+urllib3 around it sets the socket's timeout twice per call. Each socket call lets go of the GIL,
+and under load every let-go queues the call behind the other threads. On a `get` at concurrency
+10 that was 0.7 ms of recbot's 2.1 ms of CPU per command (issue 17). Here a call is a poll of the
+kept connection (has the server closed it?), one send and, as a rule, one receive.
 
-What is read is what RFC 9112 allows: a status line and header fields (1xx answers skipped), then
-a body of Content-Length, chunked, or up to the close. Failures are urllib3's exception classes,
-as on the proxied route, so that callers tell a timeout from a failed connection one way."""
+What is read is what RFC 9112 allows: a status line and header fields (1xx answers skipped; bare
+LFs taken for line ends), then a body of Content-Length, chunked, or up to the close, decoded
+from gzip or deflate if a server used one unasked (as urllib3 does). Failures are urllib3's
+exception classes, as on the proxied route, so that callers tell a timeout from a failed
+connection one way."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +31,6 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, Protocol
 
 MAX_HEAD_BYTES = 64 * 1024  # a status line and its header fields, as http.client allows
 MAX_BODY_BYTES = 64 * 1024 * 1024  # Agora's longest answer (an app's entry points) is a few hundred KB
-# A kept connection idle for longer than this is looked at before it is used (the server may have
-# closed it meanwhile); one used within it is taken as open. Servers keep an idle connection for
-# seconds at least (nginx 75 s, Node 5 s), and a server closing one as a call goes out is told as
-# a dropped connection, as urllib3 tells it.
-LOOK_AFTER_IDLE_SECONDS = 1.0
 # Slack within which the socket's timeout is left as it is rather than set again (a system call).
 _TIMEOUT_SLACK = 0.05
 
@@ -40,7 +38,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _NOT_IN_VALUE = re.compile(r"[\x00\r\n]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII digits alone ("²" is a digit to str.isdigit)
 _BODY_EXPECTED = frozenset({"PATCH", "POST", "PUT"})  # sent with Content-Length: 0 when empty
 
 
@@ -90,20 +89,21 @@ def request_bytes(method: str, target: str, host: str, headers: dict[str, str], 
 class _Connection:
     """One kept connection and what it has received past the last answer (nothing, as a rule)."""
 
-    __slots__ = ("buffer", "idle_since", "sock", "timeout")
+    __slots__ = ("buffer", "sock", "timeout")
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
         self.timeout = timeout
-        self.buffer = b""
-        self.idle_since = 0.0
+        self.buffer = bytearray()
 
     def closed_by_peer(self) -> bool:
-        """Whether an idle connection can be read from: the server closed it (or sent what it
-        should not have); either way it cannot carry a request."""
+        """Whether an idle connection can be read from: the server closed it, or sent what nobody
+        asked for (a 408 as it hung up); either way it cannot carry a request."""
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
-        return bool(select.select([self.sock], [], [], 0)[0])
+        poller = select.poll()  # not select(): a descriptor past 1024 is fine
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         try:
@@ -113,7 +113,7 @@ class _Connection:
 
 
 def _late(what: str, within: float) -> ReadTimeoutError:
-    return ReadTimeoutError(None, None, f"{what}: the answer was not whole within {within:g} s")  # type: ignore[arg-type]
+    return ReadTimeoutError(what, None, f"the answer was not whole within {within:g} s")  # type: ignore[arg-type]
 
 
 def _aborted(exc: OSError) -> ProtocolError:
@@ -126,6 +126,7 @@ class _Exchange:
 
     def __init__(self, connection: _Connection, deadline: float, read_timeout: float, what: str) -> None:
         self._connection = connection
+        self._buffer = connection.buffer
         self._deadline = deadline
         self._read_timeout = read_timeout
         self._what = what
@@ -145,29 +146,37 @@ class _Exchange:
             raise self._late() from None
         if not chunk:
             return False
-        connection.buffer += chunk
+        self._buffer += chunk  # a bytearray: appending costs the chunk, not the whole answer again
         return True
 
     def _late(self) -> ReadTimeoutError:
         return _late(self._what, self._read_timeout)
 
+    def _take(self, size: int, skip: int = 0) -> bytes:
+        taken = bytes(self._buffer[:size])
+        del self._buffer[: size + skip]
+        return taken
+
+    def _head_end(self) -> tuple[int, int]:
+        """Where the header block ends and how long its end is (CRLF CRLF, or bare LFs, which
+        RFC 9112 lets a recipient take for line ends); (-1, 0) while not received."""
+        ends = [(at, len(mark)) for mark in (b"\r\n\r\n", b"\n\n", b"\n\r\n") if (at := self._buffer.find(mark)) >= 0]
+        return min(ends) if ends else (-1, 0)
+
     def head(self) -> tuple[int, str, urllib3.HTTPHeaderDict, bool]:
         """The status, reason and headers of the final (non-1xx) answer, and whether it is HTTP/1.1."""
         while True:
-            connection = self._connection
-            searched = 0
-            while (end := connection.buffer.find(b"\r\n\r\n", searched, MAX_HEAD_BYTES + 4)) < 0:
-                if len(connection.buffer) > MAX_HEAD_BYTES:
+            while (found := self._head_end())[0] < 0 or found[0] > MAX_HEAD_BYTES:
+                if len(self._buffer) > MAX_HEAD_BYTES:
                     raise ProtocolError(f"{self._what}: the answer's header is over {MAX_HEAD_BYTES} bytes")
-                searched = max(0, len(connection.buffer) - 3)
                 if not self._fill():
-                    if connection.buffer:
+                    if self._buffer:
                         raise ProtocolError(f"{self._what}: the connection ended within the answer's header")
                     raise ProtocolError(
                         "Connection aborted.", ConnectionResetError(f"{self._what}: closed without an answer")
                     )
-            head, connection.buffer = connection.buffer[:end], connection.buffer[end + 4 :]
-            status_line, *fields = head.split(b"\r\n")
+            end, mark = found
+            status_line, *fields = [line.rstrip(b"\r") for line in self._take(end, mark).split(b"\n")]
             matched = _STATUS_LINE.fullmatch(status_line)
             if matched is None:
                 raise ProtocolError(f"{self._what}: not an HTTP/1.x status line")
@@ -190,22 +199,18 @@ class _Exchange:
             return status, (matched[3] or b"").decode("latin-1"), headers, matched[1] == b"1"
 
     def exactly(self, size: int) -> bytes:
-        connection = self._connection
-        while len(connection.buffer) < size:
+        while len(self._buffer) < size:
             if not self._fill():
                 raise ProtocolError(f"{self._what}: the connection ended within the answer's body")
-        taken, connection.buffer = connection.buffer[:size], connection.buffer[size:]
-        return taken
+        return self._take(size)
 
     def line(self) -> bytes:
-        connection = self._connection
-        while (end := connection.buffer.find(b"\r\n")) < 0:
-            if len(connection.buffer) > MAX_HEAD_BYTES:
-                raise ProtocolError(f"{self._what}: a chunk's size line is over {MAX_HEAD_BYTES} bytes")
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                raise ProtocolError(f"{self._what}: a line of a chunked body is over {MAX_HEAD_BYTES} bytes")
             if not self._fill():
                 raise ProtocolError(f"{self._what}: the connection ended within a chunked body")
-        taken, connection.buffer = connection.buffer[:end], connection.buffer[end + 2 :]
-        return taken
+        return self._take(end, 1).rstrip(b"\r")
 
     def chunked(self) -> bytes:
         parts: list[bytes] = []
@@ -223,28 +228,52 @@ class _Exchange:
             if size_so_far > MAX_BODY_BYTES:
                 raise ProtocolError(f"{self._what}: the answer is over {MAX_BODY_BYTES} bytes")
             parts.append(self.exactly(size))
-            if self.exactly(2) != b"\r\n":
-                raise ProtocolError(f"{self._what}: a chunk not ended by CRLF")
+            if self.line():
+                raise ProtocolError(f"{self._what}: a chunk not ended by a line end")
 
     def to_the_end(self) -> bytes:
-        connection = self._connection
         while self._fill():
-            if len(connection.buffer) > MAX_BODY_BYTES:
+            if len(self._buffer) > MAX_BODY_BYTES:
                 raise ProtocolError(f"{self._what}: the answer is over {MAX_BODY_BYTES} bytes")
-        taken, connection.buffer = connection.buffer, b""
-        return taken
+        return self._take(len(self._buffer))
 
 
 def _content_length(headers: urllib3.HTTPHeaderDict, what: str) -> int | None:
     values = {value.strip() for value in ",".join(headers.getlist("content-length")).split(",") if value.strip()}
     if not values:
         return None
-    if len(values) > 1 or not next(iter(values)).isdigit():
+    (value,) = values if len(values) == 1 else (None,)
+    if value is None or not _DIGITS.fullmatch(value):
         raise ProtocolError(f"{what}: an invalid Content-Length in the answer")
-    length = int(next(iter(values)))
+    length = int(value)
     if length > MAX_BODY_BYTES:
         raise ProtocolError(f"{what}: the answer is over {MAX_BODY_BYTES} bytes")
     return length
+
+
+def _decoded(body: bytes, headers: urllib3.HTTPHeaderDict, what: str) -> bytes:
+    """The body as sent before a gzip or deflate coding (a server may use one, asked for none, as
+    urllib3 reads it too), no larger than MAX_BODY_BYTES; other codings are left as they are."""
+    coding = headers.get("content-encoding", "").strip().lower()
+    if coding not in ("gzip", "x-gzip", "deflate") or not body:
+        return body
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if coding != "deflate" else zlib.MAX_WBITS)
+    try:
+        plain = decoder.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        if coding != "deflate":
+            raise ProtocolError(f"{what}: a {coding} body that does not decode") from None
+        plain = _raw_deflate(body, what)  # "deflate" sent without its zlib wrapper, as some servers do
+    if len(plain) > MAX_BODY_BYTES:
+        raise ProtocolError(f"{what}: the answer is over {MAX_BODY_BYTES} bytes decoded")
+    return plain
+
+
+def _raw_deflate(body: bytes, what: str) -> bytes:
+    try:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        raise ProtocolError(f"{what}: a deflate body that does not decode") from None
 
 
 def read_answer(exchange: _Exchange, method: str, what: str) -> tuple[Answer, bool]:
@@ -265,7 +294,7 @@ def read_answer(exchange: _Exchange, method: str, what: str) -> tuple[Answer, bo
         body = exchange.exactly(length)
     else:
         body, keep = exchange.to_the_end(), False
-    return Answer(status, reason, headers, body), keep
+    return Answer(status, reason, headers, _decoded(body, headers, what)), keep
 
 
 class Origin:
@@ -308,11 +337,12 @@ class Origin:
             if connection.timeout != within:
                 connection.sock.settimeout(within)
                 connection.timeout = within
+            exchange = _Exchange(connection, time.monotonic() + within, within, self._what)
+            sent_whole = True
             try:
                 connection.sock.sendall(message)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the server may have answered before it stopped reading (a 413): read that
-            exchange = _Exchange(connection, time.monotonic() + within, within, self._what)
+                sent_whole = False  # the server may have answered before it stopped reading (a 413): read that
             answer, keep = read_answer(exchange, method, self._what)
         except TimeoutError:
             connection.close()
@@ -326,25 +356,28 @@ class Origin:
         except BaseException:
             connection.close()
             raise
-        if keep and not connection.buffer:
+        if keep and sent_whole and not connection.buffer:
             self._give_back(connection)
         else:
             connection.close()
         return answer
 
     def _take(self) -> _Connection:
+        """An idle connection the server has not closed (looked at with one poll), or a new one."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
                 return self._connect()
-            fresh = time.monotonic() - connection.idle_since <= LOOK_AFTER_IDLE_SECONDS
-            if fresh or not connection.closed_by_peer():
+            try:
+                usable = not connection.closed_by_peer()
+            except (OSError, ValueError):
+                usable = False
+            if usable:
                 return connection
             connection.close()
 
     def _give_back(self, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
         with self._lock:
             if not self._closed and len(self._idle) < self._pool_size:
                 self._idle.append(connection)
@@ -360,7 +393,8 @@ class Origin:
                     f"{self._what}: no connection within {self._connect_timeout:g} s"
                 )
             except OSError as exc:
-                failure = NewConnectionError(None, f"{self._what}: {exc.strerror or type(exc).__name__}")  # type: ignore[arg-type]
+                # Named by the origin where urllib3 names its connection object.
+                failure = NewConnectionError(self._what, exc.strerror or type(exc).__name__)  # type: ignore[arg-type]
             else:
                 break
             if attempt == self._connect_retries:
