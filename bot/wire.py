@@ -64,7 +64,7 @@ class Answer:
 def request_bytes(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
     """The whole request. ValueError, before anything is sent, for a target or a header HTTP/1.1
     cannot carry (a line break, a character beyond Latin-1); its message quotes no value."""
-    if not _TOKEN.fullmatch(method) or _NOT_IN_TARGET.search(target) or not target:
+    if not _TOKEN.fullmatch(method) or not target or not target.isascii() or _NOT_IN_TARGET.search(target):
         raise ValueError("the method or the request target cannot be sent")
     lines = [f"{method} {target} HTTP/1.1"]
     named = set()

@@ -8,17 +8,21 @@ from __future__ import annotations
 import gzip
 import itertools
 import socket
+import ssl
+import struct
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
+import urllib3
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.transport import TransportError, timed_out
+from bot.transport import Transport, TransportError, timed_out, tls_context
 from bot.wire import MAX_HEAD_BYTES, Origin, _Connection, _Exchange, read_answer, request_bytes
+from tests.fakes.http import TricklingServer
 
 
 class ScriptedServer:
@@ -429,3 +433,363 @@ def test_a_coded_body_that_would_decode_past_the_cap_is_refused(monkeypatch: pyt
     with pytest.raises(TransportError) as raised:
         read([gzipped(1001)])
     assert not timed_out(raised.value)
+
+
+def test_callers_host_and_accept_encoding_of_any_case_are_not_doubled() -> None:
+    head = request_bytes("GET", "/x", "origin.example", {"Host": "signed.example", "ACCEPT-ENCODING": "gzip"}, None)
+    text = head.decode("latin-1").lower()
+    assert text.count("\r\nhost:") == 1 and text.count("\r\naccept-encoding:") == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_an_empty_body_that_is_expected_is_sent_as_content_length_0(method: str) -> None:
+    assert b"\r\nContent-Length: 0\r\n" in request_bytes(method, "/x", "h", {}, None)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "HEAD"])
+def test_a_request_without_a_body_says_no_length(method: str) -> None:
+    assert b"content-length" not in request_bytes(method, "/x", "h", {}, None).lower()
+
+
+@pytest.mark.parametrize("method", ["GET /", "GET\r\n", "G(T"])
+def test_a_method_http_cannot_carry_is_refused(method: str) -> None:
+    with pytest.raises(ValueError):
+        request_bytes(method, "/x", "h", {}, None)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tls", "expected"),
+    [
+        ("a.example", 80, False, "a.example"),
+        ("a.example", 443, True, "a.example"),
+        ("a.example", 8443, True, "a.example:8443"),
+        ("::1", 8080, False, "[::1]:8080"),
+        ("::1", 80, False, "[::1]"),
+    ],
+)
+def test_the_host_header_names_the_port_only_when_not_the_default(host, port, tls, expected) -> None:
+    origin = Origin(host, port, connect_timeout=1, read_timeout=1, tls=ssl.create_default_context() if tls else None)
+    assert origin.host_header == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 12\r\n\r\n"
+        + b"c\r\n"
+        + OK_BODY
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["Close-capitalised", "chunked-and-content-length"],
+)
+def test_more_answers_that_end_their_connection(scripted, answer: bytes) -> None:
+    server = serve(scripted, answer)
+    origin = server.origin()
+    try:
+        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
+    finally:
+        origin.close()
+    assert bodies == [OK_BODY, OK_BODY] and server.connections == 2
+
+
+def test_an_http_1_0_answer_saying_keep_alive_keeps_its_connection(scripted) -> None:
+    server = serve(scripted, b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 12\r\n\r\n" + OK_BODY)
+    origin = server.origin()
+    try:
+        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
+    finally:
+        origin.close()
+    assert bodies == [OK_BODY, OK_BODY] and server.connections == 1
+
+
+def test_a_body_not_chunked_but_transfer_coded_ends_with_its_connection(scripted) -> None:
+    server = serve(scripted, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nall of it", close_after=1)
+    origin = server.origin()
+    try:
+        answers = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None) for _ in range(2)]
+    finally:
+        origin.close()
+    assert [a.body for a in answers] == [b"all of it"] * 2 and server.connections == 2
+
+
+def test_a_304_and_an_answer_to_head_have_no_body_and_keep_their_connection(scripted) -> None:
+    server = serve(
+        scripted,
+        b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n',
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",  # HEAD: the length of the body a GET would get
+        OK,
+    )
+    origin = server.origin(read=1.0)
+    try:
+        first = origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+        second = origin.send("HEAD", "/x", body=None, headers={}, read_timeout=None)
+        third = origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert [(a.status, a.body) for a in (first, second, third)] == [(304, b""), (200, b""), (200, OK_BODY)]
+    assert server.connections == 1
+
+
+def test_an_obsolete_folded_header_line_continues_its_value() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nX-Long: one\r\n \t two\r\nContent-Length: 2\r\n\r\nok"
+    connection = _Connection(PiecesSocket([answer]), 10.0)  # type: ignore[arg-type]
+    got, _ = read_answer(_Exchange(connection, time.monotonic() + 10, 10.0, "t"), "GET", "t")
+    assert got.headers["x-long"] == "one two" and got.body == b"ok"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",  # whitespace before the colon
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",  # no CRLF after the data
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok",  # a Latin-1 "digit" int() refuses
+    ],
+    ids=["space-before-colon", "chunk-without-crlf", "superscript-length"],
+)
+def test_more_malformed_answers_fail_the_call_as_no_timeout(scripted, answer: bytes) -> None:
+    server = serve(scripted, answer, close_after=1)
+    origin = server.origin()
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert not timed_out(raised.value)
+
+
+def test_a_huge_head_on_a_connection_left_open_fails_at_once_as_no_timeout(scripted) -> None:
+    server = serve(scripted, b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD_BYTES + 10))  # never ends, never closes
+    origin = server.origin(read=3.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    assert not timed_out(raised.value) and time.monotonic() - started < 2.0
+
+
+def test_a_content_length_over_the_limit_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr("bot.wire.MAX_BODY_BYTES", 10)
+    with pytest.raises(TransportError):
+        read([b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", b"x" * 11])
+
+
+class RecordingSocket(PiecesSocket):
+    def __init__(self, pieces: list[bytes]) -> None:
+        super().__init__(pieces)
+        self.timeouts: list[float] = []
+
+    def settimeout(self, timeout: float) -> None:
+        self.timeouts.append(timeout)
+
+
+def test_each_receive_waits_no_longer_than_the_time_left() -> None:
+    sock = RecordingSocket([OK])
+    connection = _Connection(sock, 10.0)  # type: ignore[arg-type]
+    read_answer(_Exchange(connection, time.monotonic() + 0.5, 10.0, "t"), "GET", "t")
+    assert sock.timeouts and 0 < sock.timeouts[-1] <= 0.5
+
+
+def test_an_answer_begun_past_its_deadline_is_a_timeout() -> None:
+    connection = _Connection(RecordingSocket([OK]), 10.0)  # type: ignore[arg-type]
+    with pytest.raises(TransportError) as raised:
+        read_answer(_Exchange(connection, time.monotonic() - 0.5, 1.0, "t"), "GET", "t")
+    assert timed_out(raised.value)
+
+
+def delayed_server(delay: float, answer: bytes = OK) -> tuple[socket.socket, list[socket.socket]]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def run() -> None:
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            held.append(c)
+
+            def each(c: socket.socket = c) -> None:
+                try:
+                    while c.recv(65536):
+                        time.sleep(delay)
+                        c.sendall(answer)
+                except OSError:
+                    pass
+
+            threading.Thread(target=each, daemon=True).start()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener, held
+
+
+def test_an_answer_slower_than_the_connect_timeout_but_within_the_read_timeout_is_read() -> None:
+    listener, held = delayed_server(0.6)
+    origin = Origin("127.0.0.1", listener.getsockname()[1], connect_timeout=0.3, read_timeout=3.0)
+    try:
+        assert origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body == OK_BODY
+        # a call with a short time of its own, then one with the origin's: its socket is not left short
+        origin.send("GET", "/x", body=None, headers={}, read_timeout=2.0)
+        assert origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body == OK_BODY
+    finally:
+        origin.close()
+        listener.close()
+        for c in held:
+            c.close()
+
+
+def test_the_whole_answer_deadline_is_the_read_timeout_not_more() -> None:
+    """A byte every 0.1 s from the start: with read 1.0 the call ends at 1.0 s, not at twice that."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+    trickling = TricklingServer(answer, 0, every=0.1)
+    origin = Origin("127.0.0.1", int(trickling.url.rsplit(":", 1)[1]), connect_timeout=1.0, read_timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+        took = time.monotonic() - started
+    finally:
+        origin.close()
+        trickling.stop()
+    assert timed_out(raised.value) and 1.0 <= took < 1.8
+
+
+def test_a_request_the_server_does_not_read_in_time_is_a_timeout() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (in the kernel), never reads
+    origin = Origin("127.0.0.1", listener.getsockname()[1], connect_timeout=1.0, read_timeout=0.5)
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("POST", "/x", body=b"x" * (64 * 1024 * 1024), headers={}, read_timeout=None)
+    finally:
+        origin.close()
+        listener.close()
+    assert timed_out(raised.value)
+
+
+def test_a_connection_reset_within_a_call_is_no_timeout() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset() -> None:
+        c, _ = listener.accept()
+        c.recv(65536)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # an RST, not a FIN
+
+    threading.Thread(target=reset, daemon=True).start()
+    origin = Origin("127.0.0.1", listener.getsockname()[1], connect_timeout=1.0, read_timeout=2.0)
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+        listener.close()
+    assert not timed_out(raised.value)
+
+
+def test_an_early_answer_to_a_request_not_read_whole_is_read() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        c, _ = listener.accept()
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += c.recv(65536)
+        c.sendall(b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)
+        c.close()  # the unread body: an RST
+
+    threading.Thread(target=refuse, daemon=True).start()
+    origin = Origin("127.0.0.1", listener.getsockname()[1], connect_timeout=1.0, read_timeout=3.0)
+    try:
+        answer = origin.send("POST", "/x", body=b"x" * (32 * 1024 * 1024), headers={}, read_timeout=None)
+    finally:
+        origin.close()
+        listener.close()
+    assert answer.status == 413
+
+
+def test_a_tls_handshake_that_never_comes_is_a_timeout() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # TCP only: never a ServerHello
+    port = listener.getsockname()[1]
+    origin = Origin("127.0.0.1", port, connect_timeout=0.3, read_timeout=1.0, tls=ssl.create_default_context())
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+        listener.close()
+    assert timed_out(raised.value)
+
+
+def test_close_closes_the_idle_connections_and_one_in_use_when_its_answer_is_in(scripted) -> None:
+    server = serve(scripted, OK)
+    origin = server.origin()
+    origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    idle = origin._idle[0].sock
+    origin.close()
+    assert idle.fileno() == -1
+    origin.send("GET", "/x", body=None, headers={}, read_timeout=None)  # after close: not kept
+    assert origin._idle == []
+
+
+def test_no_more_connections_are_kept_than_the_pool_holds(scripted) -> None:
+    server = serve(scripted, OK)
+    origin = Origin("127.0.0.1", server.port, connect_timeout=2.0, read_timeout=2.0, pool_size=1)
+    first, second = origin._take(), origin._take()
+    try:
+        origin._give_back(first)
+        origin._give_back(second)
+        assert origin._idle == [first] and second.sock.fileno() == -1
+    finally:
+        origin.close()
+
+
+def test_tls_context_checks_names_and_wants_tls_1_2() -> None:
+    context = tls_context()
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_direct_routes_go_to_the_schemes_port_and_carry_the_transports_settings(monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = Transport(connect_timeout=1.0, read_timeout=2.0, pool_size=3)
+    try:
+        https, http = client._route("https", "agora.example"), client._route("http", "agora.example")
+        assert (https._port, http._port, https._pool_size) == (443, 80, 3)
+    finally:
+        client.close()
+
+
+def test_an_origin_of_another_scheme_is_not_called(scripted, monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "FTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    server = serve(scripted, OK)
+    client = Transport(connect_timeout=1.0, read_timeout=2.0)
+    try:
+        with pytest.raises(urllib3.exceptions.LocationValueError):
+            client.send("GET", f"ftp://127.0.0.1:{server.port}/x", headers={})
+    finally:
+        client.close()
+    assert server.connections == 0
+
+
+def test_closing_a_transport_closes_its_kept_connections(scripted, monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = serve(scripted, OK)
+    client = Transport(connect_timeout=1.0, read_timeout=2.0)
+    client.send("GET", f"http://127.0.0.1:{server.port}/x", headers={})
+    kept = client._routes[f"http://127.0.0.1:{server.port}"]._idle[0].sock
+    client.close()
+    assert kept.fileno() == -1
+
+
+@pytest.mark.parametrize("target", ["/caf\u00e9", "/\u2713"])
+def test_a_target_beyond_ascii_is_refused_before_anything_is_sent(target: str) -> None:
+    with pytest.raises(ValueError, match="request target"):
+        request_bytes("GET", target, "h", {}, None)
