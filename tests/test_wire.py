@@ -14,6 +14,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import urllib3
@@ -21,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.transport import Transport, TransportError, timed_out, tls_context
-from bot.wire import MAX_HEAD_BYTES, Origin, _Connection, _Exchange, read_answer, request_bytes
+from bot.wire import MAX_HEAD_BYTES, Answer, Origin, _Connection, _Exchange, read_answer, request_bytes
 from tests.fakes.http import TricklingServer
 
 
@@ -68,6 +69,20 @@ class ScriptedServer:
 
     def _answer(self, connection: socket.socket) -> None:
         answered = 0
+        for request in self._each_request(connection):
+            self.requests.append(request)
+            self._reply(connection)
+            answered += 1
+            if self.close_after is not None and answered >= self.close_after:
+                connection.close()
+                return
+
+    def _reply(self, connection: socket.socket) -> None:
+        connection.sendall(self.answers[min(len(self.requests), len(self.answers)) - 1])
+
+    @staticmethod
+    def _each_request(connection: socket.socket) -> Iterator[bytes]:
+        """Each request as it arrives whole (its head, and a body of its Content-Length)."""
         received = b""
         while True:
             while b"\r\n\r\n" not in received:
@@ -76,23 +91,12 @@ class ScriptedServer:
                     return
                 received += chunk
             head, _, received = received.partition(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                ),
-                0,
-            )
+            lines = head.lower().split(b"\r\n")
+            length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
             while len(received) < length:
                 received += connection.recv(65536)
-            self.requests.append(head + b"\r\n\r\n" + received[:length])
+            yield head + b"\r\n\r\n" + received[:length]
             received = received[length:]
-            connection.sendall(self.answers[min(len(self.requests), len(self.answers)) - 1])
-            answered += 1
-            if self.close_after is not None and answered >= self.close_after:
-                connection.close()
-                return
 
     def stop(self) -> None:
         self._socket.close()
@@ -112,6 +116,26 @@ def serve(servers: list[ScriptedServer], *answers: bytes, close_after: int | Non
     server = ScriptedServer(list(answers), close_after)
     servers.append(server)
     return server
+
+
+def send_each(server: ScriptedServer, count: int, method: str = "GET", body: bytes | None = None) -> list[Answer]:
+    """`count` calls to `server` on one Origin, closed after."""
+    origin = server.origin()
+    try:
+        return [origin.send(method, "/x", body=body, headers={}, read_timeout=None) for _ in range(count)]
+    finally:
+        origin.close()
+
+
+def failure(server: ScriptedServer, **timeouts: float) -> TransportError:
+    """What one call to `server` raises (it must raise)."""
+    origin = server.origin(**timeouts)
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+    return raised.value
 
 
 OK_BODY = b'{"ok": true}'
@@ -155,11 +179,7 @@ def test_a_chunked_answer_is_read_whole_and_its_connection_kept(scripted: list[S
         b'5;name=value\r\n{"ok"\r\n8\r\n: true}\n\r\n0\r\nX-Trailer: t\r\n\r\n'
     )
     server = serve(scripted, chunked)
-    origin = server.origin()
-    try:
-        answers = [origin.send("GET", "/c", body=None, headers={}, read_timeout=None) for _ in range(2)]
-    finally:
-        origin.close()
+    answers = send_each(server, 2)
     assert [a.body for a in answers] == [b'{"ok": true}\n'] * 2
     assert server.connections == 1
 
@@ -170,27 +190,23 @@ def test_a_chunked_answer_is_read_whole_and_its_connection_kept(scripted: list[S
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
         b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
         b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n" + OK_BODY + b"HTTP/1.1 200 OK\r\n",  # more than one answer
+        b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 12\r\n\r\nc\r\n"
+        + OK_BODY
+        + b"\r\n0\r\n\r\n",
     ],
-    ids=["connection-close", "http-1.0", "bytes-past-the-answer"],
+    ids=["connection-close", "http-1.0", "bytes-past-the-answer", "Close-capitalised", "chunked-and-content-length"],
 )
 def test_a_connection_is_not_used_again_when_its_answer_says_so(scripted: list[ScriptedServer], answer: bytes) -> None:
     server = serve(scripted, answer)
-    origin = server.origin()
-    try:
-        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
-    finally:
-        origin.close()
+    bodies = [a.body for a in send_each(server, 2)]
     assert bodies == [OK_BODY, OK_BODY]
     assert server.connections == 2
 
 
 def test_an_answer_without_a_length_ends_with_its_connection(scripted: list[ScriptedServer]) -> None:
     server = serve(scripted, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", close_after=1)
-    origin = server.origin()
-    try:
-        answers = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None) for _ in range(2)]
-    finally:
-        origin.close()
+    answers = send_each(server, 2)
     assert [a.text for a in answers] == ["all of it"] * 2
     assert server.connections == 2
 
@@ -202,11 +218,7 @@ def test_interim_answers_are_passed_over_and_204_has_no_body(scripted: list[Scri
         b"HTTP/1.1 204 No Content\r\n\r\n",
         OK,
     )
-    origin = server.origin()
-    try:
-        answers = [origin.send("POST", "/x", body=b"{}", headers={}, read_timeout=None) for _ in range(3)]
-    finally:
-        origin.close()
+    answers = send_each(server, 3, "POST", b"{}")
     assert [(a.status, a.body) for a in answers] == [(200, OK_BODY), (204, b""), (200, OK_BODY)]
     assert server.connections == 1
 
@@ -230,21 +242,11 @@ def test_a_kept_connection_the_server_closed_is_replaced_before_a_request_goes_o
 class UnaskedAnswerServer(ScriptedServer):
     """Answers every request, then, a moment later, sends one more answer nobody asked for."""
 
-    def _answer(self, connection: socket.socket) -> None:
-        received = b""
-        while True:
-            while b"\r\n\r\n" not in received:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return
-                received += chunk
-            head, _, received = received.partition(b"\r\n\r\n")
-            self.requests.append(head)
-            n = len(self.requests)
-            body = b'{"n": %d}' % n
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.05)
-            connection.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    def _reply(self, connection: socket.socket) -> None:
+        body = b'{"n": %d}' % len(self.requests)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.05)
+        connection.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_calls(scripted: list[ScriptedServer]) -> None:
@@ -276,6 +278,8 @@ def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_calls(scripted: 
         b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 4401 + b"\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
     ],
     ids=[
         "two-lengths",
@@ -289,17 +293,14 @@ def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_calls(scripted: 
         "4401-digits",
         "not-gzip",
         "over-the-cap",
+        "space-before-colon",
+        "chunk-without-line-end",
     ],
 )
 def test_a_malformed_answer_fails_the_call_as_no_timeout(scripted: list[ScriptedServer], answer: bytes) -> None:
     server = serve(scripted, answer, close_after=1)
-    origin = server.origin()
-    try:
-        with pytest.raises(TransportError) as raised:
-            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
-    assert not timed_out(raised.value)
+    error = failure(server)
+    assert not timed_out(error)
 
 
 @pytest.mark.parametrize(
@@ -388,11 +389,7 @@ def test_bare_line_feeds_end_lines_as_rfc_9112_lets_a_recipient_read_them(script
         b"HTTP/1.1 200 OK\nContent-Length: 12\n\n" + OK_BODY,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\n\n5\nhello\n0\n\n",
     )
-    origin = server.origin()
-    try:
-        answers = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None) for _ in range(2)]
-    finally:
-        origin.close()
+    answers = send_each(server, 2)
     assert [a.body for a in answers] == [OK_BODY, b"hello"]
 
 
@@ -414,11 +411,7 @@ def test_a_coded_body_sent_unasked_is_read_as_it_was_before_the_coding(
         b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n%s"
         % (coding.encode(), len(coded), coded),
     )
-    origin = server.origin()
-    try:
-        answer = origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
+    (answer,) = send_each(server, 1)
     assert answer.json() == {"ok": True}
 
 
@@ -472,44 +465,15 @@ def test_the_host_header_names_the_port_only_when_not_the_default(host, port, tl
     assert origin.host_header == expected
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 12\r\n\r\n" + OK_BODY,
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 12\r\n\r\n"
-        + b"c\r\n"
-        + OK_BODY
-        + b"\r\n0\r\n\r\n",
-    ],
-    ids=["Close-capitalised", "chunked-and-content-length"],
-)
-def test_more_answers_that_end_their_connection(scripted, answer: bytes) -> None:
-    server = serve(scripted, answer)
-    origin = server.origin()
-    try:
-        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
-    finally:
-        origin.close()
-    assert bodies == [OK_BODY, OK_BODY] and server.connections == 2
-
-
 def test_an_http_1_0_answer_saying_keep_alive_keeps_its_connection(scripted) -> None:
     server = serve(scripted, b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 12\r\n\r\n" + OK_BODY)
-    origin = server.origin()
-    try:
-        bodies = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None).body for _ in range(2)]
-    finally:
-        origin.close()
+    bodies = [a.body for a in send_each(server, 2)]
     assert bodies == [OK_BODY, OK_BODY] and server.connections == 1
 
 
 def test_a_body_not_chunked_but_transfer_coded_ends_with_its_connection(scripted) -> None:
     server = serve(scripted, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nall of it", close_after=1)
-    origin = server.origin()
-    try:
-        answers = [origin.send("GET", "/x", body=None, headers={}, read_timeout=None) for _ in range(2)]
-    finally:
-        origin.close()
+    answers = send_each(server, 2)
     assert [a.body for a in answers] == [b"all of it"] * 2 and server.connections == 2
 
 
@@ -538,36 +502,10 @@ def test_an_obsolete_folded_header_line_continues_its_value() -> None:
     assert got.headers["x-long"] == "one two" and got.body == b"ok"
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",  # whitespace before the colon
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",  # no CRLF after the data
-        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok",  # a Latin-1 "digit" int() refuses
-    ],
-    ids=["space-before-colon", "chunk-without-crlf", "superscript-length"],
-)
-def test_more_malformed_answers_fail_the_call_as_no_timeout(scripted, answer: bytes) -> None:
-    server = serve(scripted, answer, close_after=1)
-    origin = server.origin()
-    try:
-        with pytest.raises(TransportError) as raised:
-            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
-    assert not timed_out(raised.value)
-
-
 def test_a_huge_head_on_a_connection_left_open_fails_at_once_as_no_timeout(scripted) -> None:
     server = serve(scripted, b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD_BYTES + 10))  # never ends, never closes
-    origin = server.origin(read=3.0)
     started = time.monotonic()
-    try:
-        with pytest.raises(TransportError) as raised:
-            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
-    assert not timed_out(raised.value) and time.monotonic() - started < 2.0
+    assert not timed_out(failure(server, read=3.0)) and time.monotonic() - started < 2.0
 
 
 def test_a_content_length_over_the_limit_is_refused(monkeypatch) -> None:
@@ -668,6 +606,18 @@ def test_a_request_the_server_does_not_read_in_time_is_a_timeout() -> None:
     assert timed_out(raised.value)
 
 
+def failure_at(listener: socket.socket, **options: Any) -> TransportError:
+    """What one GET to whatever listens on `listener` raises (it must raise); both closed after."""
+    origin = Origin("127.0.0.1", listener.getsockname()[1], **{"connect_timeout": 1.0, "read_timeout": 2.0, **options})
+    try:
+        with pytest.raises(TransportError) as raised:
+            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
+    finally:
+        origin.close()
+        listener.close()
+    return raised.value
+
+
 def test_a_connection_reset_within_a_call_is_no_timeout() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
 
@@ -678,14 +628,7 @@ def test_a_connection_reset_within_a_call_is_no_timeout() -> None:
         c.close()  # an RST, not a FIN
 
     threading.Thread(target=reset, daemon=True).start()
-    origin = Origin("127.0.0.1", listener.getsockname()[1], connect_timeout=1.0, read_timeout=2.0)
-    try:
-        with pytest.raises(TransportError) as raised:
-            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
-        listener.close()
-    assert not timed_out(raised.value)
+    assert not timed_out(failure_at(listener))
 
 
 def test_an_early_answer_to_a_request_not_read_whole_is_read() -> None:
@@ -713,15 +656,7 @@ def test_an_early_answer_to_a_request_not_read_whole_is_read() -> None:
 
 def test_a_tls_handshake_that_never_comes_is_a_timeout() -> None:
     listener = socket.create_server(("127.0.0.1", 0))  # TCP only: never a ServerHello
-    port = listener.getsockname()[1]
-    origin = Origin("127.0.0.1", port, connect_timeout=0.3, read_timeout=1.0, tls=ssl.create_default_context())
-    try:
-        with pytest.raises(TransportError) as raised:
-            origin.send("GET", "/x", body=None, headers={}, read_timeout=None)
-    finally:
-        origin.close()
-        listener.close()
-    assert timed_out(raised.value)
+    assert timed_out(failure_at(listener, connect_timeout=0.3, tls=ssl.create_default_context()))
 
 
 def test_close_closes_the_idle_connections_and_one_in_use_when_its_answer_is_in(scripted) -> None:
