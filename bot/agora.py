@@ -22,7 +22,7 @@ from bot.models import RecordingConfig, Target
 from bot.ratelimit import Limiter, Reporting
 from bot.redaction import hide
 from bot.signing import sign
-from bot.transport import Answer, Transport, TransportError, timed_out
+from bot.transport import Answer, Transport, TransportError, timed_out, untrusted_certificate
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,18 @@ class AgoraUnavailable(AgoraError):
         return (
             "Agora is not answering properly right now "
             f"({self.upstream_message or 'no detail'}). Nothing was changed; {self.when_to_retry('try again later')}."
+        )
+
+
+class AgoraUntrusted(AgoraUnavailable):
+    """The TLS certificate shown for AGORA_API_URL (by Agora, or by a proxy on the way) is not one
+    the CA bundle vouches for: nothing was sent, and trying again will not help."""
+
+    def user_message(self) -> str:
+        return (
+            "recbot does not trust the TLS certificate it was shown for Agora's API, so nothing was sent. "
+            "If a proxy or gateway re-signs traffic, ask whoever runs recbot to set REQUESTS_CA_BUNDLE to "
+            "its CA bundle (`./run doctor` checks)."
         )
 
 
@@ -408,6 +420,9 @@ class AgoraClient:
                 response = self._send(method, path, body)
             except TransportError as exc:
                 self._count(method, None)
+                if untrusted_certificate(exc):
+                    log.warning("agora %s %s: its TLS certificate is not trusted (REQUESTS_CA_BUNDLE)", method, what)
+                    raise uncertain or AgoraUntrusted("TLS certificate not trusted") from None
                 reason = "timed out" if timed_out(exc) else "connection failed"
                 log.warning("agora %s %s %s (attempt %d)", method, what, reason, attempt + 1)
                 delay = self._retry_in(attempt, None, wait_limit, first_sent)

@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
-from bot.agora import AgoraClient, AgoraError, AgoraNotFound, AgoraUnauthorized, AgoraUnavailable
+from bot.agora import (
+    AgoraClient,
+    AgoraError,
+    AgoraNotFound,
+    AgoraUnauthorized,
+    AgoraUnavailable,
+    AgoraUntrusted,
+)
 from bot.catalog import API_REGIONS
 from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
@@ -198,6 +205,13 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
             "FAIL",
             "Agora rejected AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET (401): set them to a Customer ID and "
             "Customer Secret from Agora Console > Developer Toolkit > RESTful API",
+        ), None
+    except AgoraUntrusted:
+        return Check(
+            "Agora",
+            "FAIL",
+            f"the TLS certificate shown for {settings.AGORA_API_URL} is not one recbot trusts: if a proxy or "
+            "gateway re-signs traffic, set REQUESTS_CA_BUNDLE to its CA bundle",
         ), None
     except AgoraUnavailable as exc:
         if exc.status is not None:  # Agora's own trouble: nothing in recbot's settings to fix

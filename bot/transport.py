@@ -38,15 +38,28 @@ USER_AGENT = f"recbot/{__version__}"
 TransportError = urllib3.exceptions.HTTPError
 
 
+def _cause(exc: TransportError) -> BaseException:
+    """What happened, under urllib3's wrappers: its retries' and a proxy's errors."""
+    reason: BaseException = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+    while isinstance(reason, urllib3.exceptions.ProxyError) and reason.original_error is not None:
+        reason = reason.original_error
+    return reason
+
+
 def timed_out(exc: TransportError) -> bool:
     """Whether no answer came in time (urllib3 files a refused connection under its timeouts too,
     and whatever happened on a call through a proxy under the proxy's errors)."""
-    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
-    while isinstance(reason, urllib3.exceptions.ProxyError) and reason.original_error is not None:
-        reason = reason.original_error
+    reason = _cause(exc)
     return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
         reason, urllib3.exceptions.NewConnectionError
     )
+
+
+def untrusted_certificate(exc: TransportError) -> bool:
+    """Whether the call failed on a TLS certificate the CA bundle does not vouch for (or that names
+    another host): nothing was sent, and sending again will not help."""
+    reason = _cause(exc)
+    return isinstance(reason, urllib3.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason)
 
 
 # The alarms and seconds within which the answer of the call being sent must be whole: urllib3's

@@ -31,6 +31,7 @@ from bot.agora import (
     AgoraUnauthorized,
     AgoraUnavailable,
     AgoraUnknownApp,
+    AgoraUntrusted,
     _retry_after,
     _secrets_sent,
     _upstream_message,
@@ -45,6 +46,7 @@ from tests.conftest import APP_ID, CUSTOMER_ID, CUSTOMER_SECRET, SECRET_KEY
 from tests.fake_time import FakeTime
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.http import TricklingServer
+from tests.test_transport import TlsServer
 
 LIVE = Target(app_id=APP_ID, entry_point="live", region="na")
 
@@ -656,3 +658,26 @@ def test_a_429_after_a_change_that_may_have_landed_is_told_as_uncertain(agora) -
         client.set_config(LIVE, RecordingConfig(mp4=FormatConfig(enabled=True)))
     assert raised.value.status == 503
     assert [c.status for c in agora.calls()] == [503, 429]
+
+
+def test_an_untrusted_certificate_is_told_as_such_once_and_not_tried_again(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    """Sending again cannot help a certificate the CA bundle does not vouch for; the person is told
+    what to set (REQUESTS_CA_BUNDLE), not to try again later."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    tls = TlsServer(tmp_path)
+    client = AgoraClient(
+        base_url=tls.url, customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, sleep=sleeps.append
+    )
+    try:
+        with pytest.raises(AgoraUntrusted) as raised:
+            client.get_config(LIVE)
+    finally:
+        client.close()
+        tls.stop()
+    assert tls.recorder.connections == 1 and sleeps == [] and tls.recorder.requests == []
+    told = raised.value.user_message()
+    assert "TLS certificate" in told and "REQUESTS_CA_BUNDLE" in told and "try again" not in told
+    assert CUSTOMER_SECRET not in told

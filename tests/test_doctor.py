@@ -26,6 +26,7 @@ from tests.fakes.agora import Fault
 from tests.fakes.http import SilentServer
 from tests.legacy_schema import rebuild
 from tests.storage_servers import free_port
+from tests.test_transport import TlsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,6 +136,20 @@ def test_agora_failing_on_its_side_is_not_blamed_on_the_settings(settings_overri
     assert code == 1 and checks["Agora"].startswith("FAIL")
     assert "answered 503 (Service Unavailable): Agora's side is failing; run doctor again later" in checks["Agora"]
     assert "check the network" not in checks["Agora"]
+
+
+def test_an_untrusted_certificate_at_agora_names_the_setting_that_fixes_it(
+    settings_overrides, slack, agora, approvers_seen, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    tls = TlsServer(tmp_path)
+    try:
+        code, checks = run_doctor({**settings_overrides, "AGORA_API_URL": tls.url})
+    finally:
+        tls.stop()
+    assert code == 1 and checks["Agora"].startswith("FAIL")
+    assert "TLS certificate" in checks["Agora"] and "REQUESTS_CA_BUNDLE" in checks["Agora"]
 
 
 def test_database_reports_pending_migrations_without_applying_them(settings_overrides, slack, agora) -> None:

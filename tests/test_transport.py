@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot import __version__
-from bot.transport import Transport, TransportError, _ca_settings, timed_out
+from bot.transport import Transport, TransportError, _ca_settings, timed_out, untrusted_certificate
 from tests.fakes.http import (
     CROWDED_CONNECT_TIMEOUT,
     HANG_UP,
@@ -320,7 +320,7 @@ def test_a_refused_connection_is_no_timeout(no_proxy_settings: None) -> None:
                 client.send("POST", f"http://127.0.0.1:{port}/x", body=b"{}", headers={})
         finally:
             client.close()
-        assert not timed_out(raised.value)
+        assert not timed_out(raised.value) and not untrusted_certificate(raised.value)
 
 
 def test_a_request_whose_answer_was_lost_is_not_sent_again(no_proxy_settings: None) -> None:
@@ -505,10 +505,11 @@ def test_https_trusts_only_the_ca_bundle(
         monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
         monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
         refusing = transport()
-        with pytest.raises(TransportError):
+        with pytest.raises(TransportError) as raised:
             refusing.send("GET", tls.url + "/secret", headers={})
         refusing.close()
         assert tls.recorder.requests == []
+        assert untrusted_certificate(raised.value) and not timed_out(raised.value)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.cert_file))
         trusting = transport()
         assert trusting.send("GET", tls.url + "/trusted", headers={}).status == 200
