@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 import socket
 import ssl
 import struct
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from bot.transport import Transport, TransportError, timed_out, tls_context
 from bot.wire import MAX_HEAD_BYTES, Answer, Origin, _Connection, _Exchange, read_answer, request_bytes
-from tests.fakes.http import TricklingServer
+from tests.fakes.http import LoopbackServer, TricklingServer
 
 
 class ScriptedServer:
@@ -728,3 +729,36 @@ def test_closing_a_transport_closes_its_kept_connections(scripted, monkeypatch) 
 def test_a_target_beyond_ascii_is_refused_before_anything_is_sent(target: str) -> None:
     with pytest.raises(ValueError, match="request target"):
         request_bytes("GET", target, "h", {}, None)
+
+
+def test_many_threads_over_a_small_pool_each_get_their_own_answer_round_after_round() -> None:
+    """The pool's race (take, give back, close the one past its size) run many times: sixteen
+    threads on a pool of four, twenty rounds, every answer the one its own request asked for."""
+
+    def echo(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, json.dumps({"path": path, "body": body.decode()}).encode()
+
+    echoing = LoopbackServer(echo).start()
+    port = int(echoing.url.rsplit(":", 1)[1])
+    origin = Origin("127.0.0.1", port, connect_timeout=2.0, read_timeout=5.0, pool_size=4)
+    wrong: list[tuple[int, int, object]] = []
+
+    def call(round_number: int, n: int) -> None:
+        asked = f"{round_number}-{n}"
+        got = origin.send("POST", f"/n/{asked}", body=asked.encode(), headers={}, read_timeout=None).json()
+        if got != {"path": f"/n/{asked}", "body": asked}:
+            wrong.append((round_number, n, got))
+
+    try:
+        for round_number in range(20):
+            threads = [threading.Thread(target=call, args=(round_number, n)) for n in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(origin._idle) <= 4
+    finally:
+        origin.close()
+        echoing.stop()
+    assert wrong == []
+    assert origin._idle == []
