@@ -57,6 +57,9 @@ class RunningBot:
         self._closing = True
         self.server.close()
         self._thread.join(timeout=5)
+        # As serve_http does: each of waitress's threads keeps its last request, and through it
+        # this app and its services, until the dispatcher ends it.
+        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         finish(self.app, self.services, self.sweeper, self.metrics)
 
 
