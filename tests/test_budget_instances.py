@@ -103,15 +103,20 @@ SCAN_ENTRY_POINTS = 12
 def test_three_instances_scanning_at_once_share_the_rate_and_people_go_first(shared_settings, slack, agora) -> None:
     """Each round all three instances run `list all` at once, and a person asks
     `get` on each of them in turn while the scans run. Every round: no 429, every
-    read made once, together at least 90% of the configured rate (Agora's own
-    timestamps), each `get` answered with the configuration, and between a
+    read made once, each `get` answered with the configuration, and between a
     `get` asking for its token and getting it, no more background calls were
-    given a token, on all three instances together, than one lease holds."""
+    given a token, on all three instances together, than one lease holds.
+    Together the reads reach at least 90% of the configured rate over the rounds,
+    and 75% in each (Agora's own timestamps): a stall of the machine (the
+    database's disk, another process) costs its length times the rate, less the
+    bucket's 6 tokens, whatever the budget does, so 0.6 s is 13% of a round's 4 s
+    but 3% of the loop's 16 s."""
     per_scan = fleet(agora, SCAN_ENTRY_POINTS)
     grants: list[Grant] = []
     bots, budgets = zip(*(start_instance(shared_settings, grants) for _ in range(INSTANCES)), strict=True)
     drivers = [SlackDriver(b.url, SIGNING_SECRET, slack.response_url()) for b in bots]
     lease = budgets[0].lease_size
+    spans: list[tuple[int, float]] = []  # each round's reads after its first, and the seconds they took
     try:
         for round_no in range(ROUNDS):
             where = f"round {round_no}"
@@ -133,7 +138,8 @@ def test_three_instances_scanning_at_once_share_the_rate_and_people_go_first(sha
             assert agora.rate_limited == 0, where
             received = reads(agora)
             assert len(received) == INSTANCES * (per_scan + 1), where  # the scans' reads and the gets', none again
-            assert per_second(received) >= 0.9 * RATE, f"{where}: {per_second(received):.1f}/s"
+            assert per_second(received) >= 0.75 * RATE, f"{where}: {per_second(received):.1f}/s"
+            spans.append((len(received) - 1, received[-1].at - received[0].at))
             people = sorted((g for g in grants if g.lane == "person" and g.asked >= asked_from), key=lambda g: g.asked)
             assert len(people) == INSTANCES, where  # the gets (the lists of entry points were asked before)
             for person in people:
@@ -143,6 +149,9 @@ def test_three_instances_scanning_at_once_share_the_rate_and_people_go_first(sha
     finally:
         for bot in bots:
             bot.stop()
+    rates = ", ".join(f"{reads / seconds:.1f}" for reads, seconds in spans)
+    combined = sum(reads for reads, _ in spans) / sum(seconds for _, seconds in spans)
+    assert combined >= 0.9 * RATE, f"{combined:.1f}/s over the rounds ({rates})"
 
 
 def test_a_429_seen_by_one_instance_pauses_every_instance(shared_settings, slack, agora) -> None:
