@@ -189,6 +189,40 @@ class AgoraUntrusted(AgoraUnavailable):
         )
 
 
+class AgoraRedirected(AgoraError):
+    """A 3xx: the address recbot calls (AGORA_API_URL) sends it elsewhere. recbot follows no
+    redirect, since only its settings choose where it connects: nothing was done, and trying
+    again will not help. `location`: the scheme and host it was sent to, when one was given."""
+
+    def __init__(self, upstream_message: str, status: int, location: str | None) -> None:
+        super().__init__(upstream_message, status)
+        self.location = location
+
+    def user_message(self) -> str:
+        return (
+            f"Agora's API answered {self.status}, sending recbot to another address, which recbot does not "
+            "follow: nothing was changed. Ask whoever runs recbot to check AGORA_API_URL (`./run doctor` checks)."
+        )
+
+
+def redirected_to(location: str | None) -> str | None:
+    """The scheme and host of a redirect's Location, when it names an http(s) one: all an operator
+    needs to mend AGORA_API_URL, and nothing of its path, query or user to repeat."""
+    try:
+        parts = urlsplit((location or "").strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+            return None
+    except ValueError:  # a port out of range, or a host that is not one
+        return None
+    if "@" in parts.netloc:
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if origin.isascii() and origin.isprintable() else None
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
 _BY_STATUS: dict[int, type[AgoraError]] = {
     400: AgoraBadRequest,
     401: AgoraUnauthorized,
@@ -459,6 +493,9 @@ class AgoraClient:
                         uncertain = AgoraUnavailable(_upstream_message(response, hidden), response.status)
                     self._sleep(delay)
                     continue
+            if response.status in REDIRECTS:
+                location = redirected_to(response.headers.get("Location"))
+                raise AgoraRedirected(_upstream_message(response, hidden), response.status, location)
             error = _BY_STATUS.get(response.status, AgoraUnavailable)
             raise error(_upstream_message(response, hidden), response.status, retry_after)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -27,6 +27,7 @@ from bot.agora import (
     AgoraClient,
     AgoraError,
     AgoraNotFound,
+    AgoraRedirected,
     AgoraUnauthorized,
     AgoraUnavailable,
     AgoraUntrusted,
@@ -212,6 +213,14 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
             "FAIL",
             f"the TLS certificate shown for {settings.AGORA_API_URL} is not one recbot trusts: if a proxy or "
             "gateway re-signs traffic, set REQUESTS_CA_BUNDLE to its CA bundle",
+        ), None
+    except AgoraRedirected as exc:
+        to = f" to {exc.location}" if exc.location else ""
+        return Check(
+            "Agora",
+            "FAIL",
+            f"{settings.AGORA_API_URL} answered {exc.status}, a redirect{to}, which recbot does not follow: "
+            "set AGORA_API_URL to the address Agora's API answers at",
         ), None
     except AgoraUnavailable as exc:
         if exc.status is not None:  # Agora's own trouble: nothing in recbot's settings to fix

@@ -28,6 +28,7 @@ from bot.agora import (
     AgoraNotFound,
     AgoraPaused,
     AgoraRateLimited,
+    AgoraRedirected,
     AgoraUnauthorized,
     AgoraUnavailable,
     AgoraUnknownApp,
@@ -105,6 +106,47 @@ def test_client_errors_are_typed_and_not_retried(client, agora, status, error) -
         client.get_config(LIVE)
     assert caught.value.upstream_message == "upstream says no"
     assert len(agora.calls()) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_nor_sent_again_and_names_the_setting(client, agora, sleeps, status) -> None:
+    before = agora.config(APP_ID, "live", "na")
+    agora.inject(Fault(status, {"Location": "https://elsewhere.example:8443/dev/v1/x?token=abc"}, method="PATCH"))
+    with pytest.raises(AgoraRedirected) as caught:
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
+    assert len(agora.calls()) == 1 and sleeps == []
+    assert caught.value.status == status and caught.value.location == "https://elsewhere.example:8443"
+    assert "AGORA_API_URL" in caught.value.user_message() and "nothing was changed" in caught.value.user_message()
+    assert agora.config(APP_ID, "live", "na") == before
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (None, None),
+        ("", None),
+        ("/dev/v1/elsewhere", None),  # relative: the same host, nothing to show
+        ("http://api.example", "http://api.example"),
+        ("  https://[2001:db8::1]:8443/p  ", "https://[2001:db8::1]:8443"),
+        ("https://user:secret@api.example/", None),
+        ("javascript:alert(1)", None),
+        ("ftp://api.example/", None),
+        ("https://api.example:99999/", None),
+        ("https://api.example:0/", None),
+        ("https://bücher.example/", None),
+        ("https://api.example\x07/", None),
+    ],
+)
+def test_only_an_http_origin_of_a_redirect_is_kept(location, shown) -> None:
+    assert bot.agora.redirected_to(location) == shown
+
+
+@given(st.text())
+def test_what_is_kept_of_any_location_is_an_http_origin_and_nothing_more(location: str) -> None:
+    kept = bot.agora.redirected_to(location)
+    if kept is not None:
+        assert re.fullmatch(r"https?://[!-~]+", kept) and "@" not in kept
+        assert not any(mark in kept.split("://", 1)[1] for mark in "/?#")
 
 
 def test_a_404_is_logged_at_debug_and_retries_and_failures_at_warning(client, agora, caplog) -> None:

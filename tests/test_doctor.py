@@ -138,6 +138,16 @@ def test_agora_failing_on_its_side_is_not_blamed_on_the_settings(settings_overri
     assert "check the network" not in checks["Agora"]
 
 
+def test_an_agora_api_url_that_redirects_names_the_setting_and_where_it_points(
+    settings_overrides, slack, agora, approvers_seen
+) -> None:
+    agora.inject(Fault(301, {"Location": "https://api.example:8443/dev/v1/projects?x=1"}, "Moved Permanently"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and checks["Agora"].startswith("FAIL")
+    assert "answered 301, a redirect to https://api.example:8443, which recbot does not follow" in checks["Agora"]
+    assert "set AGORA_API_URL" in checks["Agora"] and "run doctor again later" not in checks["Agora"]
+
+
 def test_an_untrusted_certificate_at_agora_names_the_setting_that_fixes_it(
     settings_overrides, slack, agora, approvers_seen, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,14 @@ def test_unauthorized_says_credentials_are_wrong(driver, slack: FakeSlack, agora
     assert len(agora.calls()) == 1  # 401 is not retried
 
 
+def test_a_redirect_says_nothing_changed_and_names_the_setting(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.inject(Fault(308, {"Location": "https://elsewhere.example/"}, "Permanent Redirect"))
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "AGORA_API_URL" in text and "does not follow" in text and "try again later" not in text
+    assert len(agora.calls()) == 1  # a redirect is an answer: not sent again, and not followed
+
+
 def test_not_found_says_no_such_entry_point(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
     driver.command("get nosuch na")
     assert "No such entry point" in answer_text(slack)
