@@ -471,7 +471,7 @@ class AgoraClient:
                 # traceback, nor be retried as a network failure.
                 raise AgoraCredentialsUnusable("credentials cannot be sent") from None
             self._count(method, response.status)
-            if response.status == 200:
+            if 200 <= response.status < 300:  # documented as 200; a DELETE's 204 is success too
                 return self._json(response)
             # A 404 is an answer, not a failure: a region an entry point has no configuration in (a scan
             # meets hundreds), or a mistyped name, which the caller is told of; it is never retried.

@@ -82,6 +82,13 @@ def test_a_configuration_answer_with_none_of_its_objects_is_unexpected_not_all_o
     assert caught.value.upstream_message == "unexpected answer (no mp4Config, hlsConfig or storageConfig in it)"
 
 
+def test_a_configuration_answered_204_without_a_body_is_unexpected_not_all_off(client, agora) -> None:
+    agora.inject(Fault(204, method="GET"))
+    with pytest.raises(AgoraUnavailable, match="no mp4Config, hlsConfig or storageConfig"):
+        client.get_config(LIVE)
+    assert len(agora.calls()) == 1
+
+
 def test_a_configuration_of_one_object_is_read_with_the_others_unset(client, agora) -> None:
     agora.put(APP_ID, "mp4only", "na", {"mp4Config": {"enabled": True}})
     config = client.get_config(Target(app_id=APP_ID, entry_point="mp4only", region="na"))

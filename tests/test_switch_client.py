@@ -85,6 +85,18 @@ def test_unknown_entry_points_and_tasks_are_404(client, agora) -> None:
     assert missing.value.upstream_message == "task not found"
 
 
+@pytest.mark.parametrize("status", [201, 202, 204])
+def test_any_success_status_is_success_for_the_switch_and_the_streams(client, agora, status) -> None:
+    """Agora documents 200; a DELETE's 204 No Content (or a 201, 202) is no server error."""
+    agora.inject(*[Fault(status, applies=True, method=method) for method in ("PATCH", "PUT", "DELETE")])
+    client.set_switch(APP_ID, "live", False)
+    client.start_stream(LIVE, "cam-1")
+    assert agora.tasks == {(APP_ID, "live", "na", "cam-1")}
+    client.stop_stream(LIVE, "cam-1")
+    assert agora.tasks == set() and not agora.switch(APP_ID, "live")
+    assert [c.status for c in agora.calls()] == [status] * 3  # each sent once
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(400, AgoraBadRequest), (401, AgoraUnauthorized), (404, AgoraNotFound)],

@@ -36,7 +36,10 @@ class LoopbackServer:
                 self.send_response(status)
                 for name, value in out_headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(out)))
+                if status in (204, 304):
+                    out = b""  # neither has a body (RFC 9110), nor a 204 a Content-Length
+                if status != 204:
+                    self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 try:
                     self.wfile.write(out)
