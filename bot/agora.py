@@ -191,8 +191,8 @@ class AgoraUntrusted(AgoraUnavailable):
 
 class AgoraRedirected(AgoraError):
     """A 3xx: the address recbot calls (AGORA_API_URL) sends it elsewhere. recbot follows no
-    redirect, since only its settings choose where it connects: nothing was done, and trying
-    again will not help. `location`: the scheme and host it was sent to, when one was given."""
+    redirect, since only its settings choose where it connects: the call was not carried out, and
+    trying again will not help. `location`: the scheme and host it was sent to, when one was given."""
 
     def __init__(self, upstream_message: str, status: int, location: str | None) -> None:
         super().__init__(upstream_message, status)
@@ -201,8 +201,13 @@ class AgoraRedirected(AgoraError):
     def user_message(self) -> str:
         return (
             f"Agora's API answered {self.status}, sending recbot to another address, which recbot does not "
-            "follow: nothing was changed. Ask whoever runs recbot to check AGORA_API_URL (`./run doctor` checks)."
+            "follow. Ask whoever runs recbot to check AGORA_API_URL (`./run doctor` checks)."
         )
+
+
+_ORIGIN = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?"
+)
 
 
 def redirected_to(location: str | None) -> str | None:
@@ -210,14 +215,12 @@ def redirected_to(location: str | None) -> str | None:
     needs to mend AGORA_API_URL, and nothing of its path, query or user to repeat."""
     try:
         parts = urlsplit((location or "").strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if not _ORIGIN.fullmatch(origin) or parts.port == 0:
             return None
-    except ValueError:  # a port out of range, or a host that is not one
+    except ValueError:  # a port out of range
         return None
-    if "@" in parts.netloc:
-        return None
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return origin if origin.isascii() and origin.isprintable() else None
+    return origin
 
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -274,7 +277,8 @@ class EntryPointList(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    entry_points: list[EntryPoint] = Field(default_factory=list, alias="entryPointList")
+    # Required: an answer without it (an empty 2xx) must not read as an app with no entry points.
+    entry_points: list[EntryPoint] = Field(alias="entryPointList")
 
 
 def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -395,7 +399,8 @@ class AgoraClient:
             config = RecordingConfig.model_validate(data)
         except ValidationError as exc:
             raise AgoraUnavailable(f"unexpected answer ({exc.error_count()} invalid fields)") from None
-        if not config.model_fields_set:  # shown, it would read as recording off with no storage
+        if config.mp4_config is None and config.hls_config is None and config.storage_config is None:
+            # None of them, or each null: shown, it would read as recording off with no storage.
             raise AgoraUnavailable("unexpected answer (no mp4Config, hlsConfig or storageConfig in it)")
         return config
 
@@ -493,6 +498,9 @@ class AgoraClient:
                         uncertain = AgoraUnavailable(_upstream_message(response, hidden), response.status)
                     self._sleep(delay)
                     continue
+            if uncertain is not None and method != "GET":
+                # An earlier attempt may have landed, and no later answer says it did not: read it back.
+                raise uncertain
             if response.status in REDIRECTS:
                 location = redirected_to(response.headers.get("Location"))
                 raise AgoraRedirected(_upstream_message(response, hidden), response.status, location)

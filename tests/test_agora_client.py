@@ -74,7 +74,9 @@ def test_get_parses_config(client: AgoraClient) -> None:
     assert config.storage_config is not None and config.storage_config.bucket == "rec-bucket"
 
 
-@pytest.mark.parametrize("answer", [{}, {"message": "surprise"}])
+@pytest.mark.parametrize(
+    "answer", [{}, {"message": "surprise"}, {"mp4Config": None, "hlsConfig": None, "storageConfig": None}]
+)
 def test_a_configuration_answer_with_none_of_its_objects_is_unexpected_not_all_off(client, agora, answer) -> None:
     agora.put(APP_ID, "odd", "na", answer)
     with pytest.raises(AgoraUnavailable) as caught:
@@ -87,6 +89,13 @@ def test_a_configuration_answered_204_without_a_body_is_unexpected_not_all_off(c
     with pytest.raises(AgoraUnavailable, match="no mp4Config, hlsConfig or storageConfig"):
         client.get_config(LIVE)
     assert len(agora.calls()) == 1
+
+
+@pytest.mark.parametrize("status", [200, 202, 204])
+def test_a_list_of_entry_points_answered_without_its_list_is_unexpected_not_empty(client, agora, status) -> None:
+    agora.inject(Fault(status, method="GET"))  # {"message": ...}, or no body at all for a 204
+    with pytest.raises(AgoraUnavailable, match="unexpected answer"):
+        client.list_entry_points(APP_ID)
 
 
 def test_a_configuration_of_one_object_is_read_with_the_others_unset(client, agora) -> None:
@@ -123,8 +132,28 @@ def test_a_redirect_is_not_followed_nor_sent_again_and_names_the_setting(client,
         client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
     assert len(agora.calls()) == 1 and sleeps == []
     assert caught.value.status == status and caught.value.location == "https://elsewhere.example:8443"
-    assert "AGORA_API_URL" in caught.value.user_message() and "nothing was changed" in caught.value.user_message()
+    assert "AGORA_API_URL" in caught.value.user_message() and "does not follow" in caught.value.user_message()
     assert agora.config(APP_ID, "live", "na") == before
+
+
+@pytest.mark.parametrize(
+    "final", [Fault(302, {"Location": "https://elsewhere.example/"}), Fault(400), Fault(404), Fault(401)]
+)
+def test_a_change_that_may_have_landed_is_uncertain_whatever_the_next_attempt_is_told(client, agora, final) -> None:
+    """A 503 that applied the change, then a final answer that would say it did not: the caller must
+    read back, not tell a person nothing changed."""
+    agora.inject(Fault(503, applies=True, method="PATCH"), Fault(final.status, final.headers, method="PATCH"))
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)))
+    assert type(caught.value) is AgoraUnavailable and caught.value.status == 503
+    assert agora.config(APP_ID, "live", "na")["mp4Config"] == {"enabled": False}  # it had landed
+
+
+def test_a_read_is_told_what_its_last_answer_said(client, agora) -> None:
+    """A read changes nothing, so a 503 before a 404 leaves a 404: no such entry point."""
+    agora.inject(Fault(503, method="GET"), Fault(404, message="no such entry point", method="GET"))
+    with pytest.raises(AgoraNotFound):
+        client.get_config(LIVE)
 
 
 @pytest.mark.parametrize(
@@ -142,6 +171,12 @@ def test_a_redirect_is_not_followed_nor_sent_again_and_names_the_setting(client,
         ("https://api.example:0/", None),
         ("https://bücher.example/", None),
         ("https://api.example\x07/", None),
+        ("https://ho st/", None),
+        ("https://api.example:/", None),
+        ("http://<!channel>/", None),
+        ("https://a.example%0d%0aX-Evil:1/", None),
+        ("https://" + "a" * 300 + ".example/", None),
+        ("//api.example/", None),
     ],
 )
 def test_only_an_http_origin_of_a_redirect_is_kept(location, shown) -> None:
