@@ -30,6 +30,7 @@ from bot.agora import (
     AgoraCredentialsUnusable,
     AgoraError,
     AgoraNotFound,
+    AgoraRedirected,
     AgoraUnauthorized,
     AgoraUnavailable,
 )
@@ -330,6 +331,10 @@ class JobRunner:
         job; no proper answer leaves it for a reconcile, up to MAX_ATTEMPTS."""
         if refuses_credentials(exc):
             self._pause(at, f"Agora refused recbot's credentials ({exc.status or 'not sent'}); paused.")
+        elif isinstance(exc, AgoraRedirected):  # every target would be sent the same way
+            self._pause(
+                at, f"Agora's API answered {exc.status}, a redirect recbot does not follow; check AGORA_API_URL."
+            )
         elif isinstance(exc, AgoraBadRequest | AgoraNotFound) or (exc.status or 0) in range(400, 429):
             self._record(at.job, t, "fail", f"Refused by Agora: {exc.user_message()}")
         else:

@@ -109,6 +109,21 @@ def test_a_target_agora_answers_404_for_fails_and_the_job_goes_on(services, agor
     assert agora.patches() == {key(t): 1 for t in planned if t != gone}
 
 
+def test_a_redirect_pauses_the_job_naming_the_setting_and_sends_nothing_more(services, agora) -> None:
+    planned = targets(12)
+    new_job(services, agora, planned)
+    agora.inject(*[Fault(307, {"Location": "https://elsewhere.example/"}, method="PATCH")] * 50)
+    with working(services.jobs):
+        wait_until(lambda: state(services) == "paused", "the job was not paused")
+        row = services.store.jobs.get("j1")
+        assert row is not None and row.reason is not None and "check AGORA_API_URL" in row.reason
+        time.sleep(1.0)  # targets claimed with the redirected one finish
+        sent = len(agora.calls("PATCH"))
+        time.sleep(1.5)
+        assert len(agora.calls("PATCH")) == sent  # nothing more is sent while it is paused
+    assert sent < len(planned) and agora.landed() == {}
+
+
 def test_a_401_pauses_the_job_and_once_resumed_every_target_lands_once(services, agora, monkeypatch) -> None:
     monkeypatch.setattr(bot.jobs, "STRANDED_AFTER", timedelta(seconds=1))
     planned = targets(12)
