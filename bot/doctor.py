@@ -31,6 +31,7 @@ from bot.agora import (
     AgoraUnauthorized,
     AgoraUnavailable,
     AgoraUntrusted,
+    redirected_to,
 )
 from bot.catalog import API_REGIONS
 from bot.metrics_listener import METRICS_FIX, on_slack_port, url
@@ -215,7 +216,8 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
             "gateway re-signs traffic, set REQUESTS_CA_BUNDLE to its CA bundle",
         ), None
     except AgoraRedirected as exc:
-        to = f" to {exc.location}" if exc.location else ""
+        same_host = exc.location == redirected_to(settings.AGORA_API_URL)
+        to = "" if exc.location is None else " to another path" if same_host else f" to {exc.location}"
         return Check(
             "Agora",
             "FAIL",

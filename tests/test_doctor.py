@@ -148,6 +148,19 @@ def test_an_agora_api_url_that_redirects_names_the_setting_and_where_it_points(
     assert "set AGORA_API_URL" in checks["Agora"] and "run doctor again later" not in checks["Agora"]
 
 
+@pytest.mark.parametrize(
+    ("location", "said"),
+    [(None, "a redirect, which"), ("/elsewhere", "a redirect, which"), ("{own}/v2/x", "a redirect to another path,")],
+)
+def test_a_redirect_to_nowhere_named_or_within_agora_api_url_names_no_host(
+    settings_overrides, slack, agora, approvers_seen, location, said
+) -> None:
+    headers = {} if location is None else {"Location": location.format(own=agora.url)}
+    agora.inject(Fault(302, headers, "Found"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and f"answered 302, {said}" in checks["Agora"] and "set AGORA_API_URL" in checks["Agora"]
+
+
 def test_an_untrusted_certificate_at_agora_names_the_setting_that_fixes_it(
     settings_overrides, slack, agora, approvers_seen, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
