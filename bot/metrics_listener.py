@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from waitress.server import create_server
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer, create_server
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,18 @@ def waitress_map(server: Any) -> dict[int, Any]:
     return server.map if hasattr(server, "map") else server._map  # several listening sockets, or one
 
 
+def stop_serving(server: Any, *, cancel_pending: bool, timeout: float) -> None:
+    """Stop accepting, let the requests under way finish (up to `timeout`), then close the wake-up
+    pipe. waitress's own close() closes the pipe first: a request finishing after it writes its
+    wake-up byte to the pipe's old descriptor, which by then may be another file or connection."""
+    listeners = [s for s in waitress_map(server).values() if isinstance(s, BaseWSGIServer)]
+    for listener in listeners:
+        wasyncore.dispatcher.close(listener)  # the listening socket alone
+    server.task_dispatcher.shutdown(cancel_pending=cancel_pending, timeout=timeout)
+    for listener in listeners:
+        listener.trigger.close()
+
+
 def serve_until(server: Any, stop: threading.Event, tick: float = 0.2) -> None:
     """Run waitress's loop (what `server.run()` runs) until `stop` is set, looking at it every
     `tick` seconds: a stop raised into the loop could be caught by waitress's own handlers."""
@@ -130,8 +143,7 @@ class MetricsListener:
         """Stop accepting, let a scrape under way finish, end the loop, and hang up on connections
         kept open (Prometheus keeps one): the loop served them on, and a stop waited 5 s for it."""
         self._closing = True
-        self._server.close()
-        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        stop_serving(self._server, cancel_pending=True, timeout=5)
         self._stopped.set()
         if self._thread.ident is not None:
             self._thread.join(timeout=5)

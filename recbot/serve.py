@@ -14,7 +14,7 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot import __version__
-from bot.metrics_listener import METRICS_FIX, MetricsListener, address, metrics_wsgi, serve_until, url
+from bot.metrics_listener import METRICS_FIX, MetricsListener, address, metrics_wsgi, serve_until, stop_serving, url
 from bot.server import (
     EVENTS_PATH,
     HOST_FIX,
@@ -104,8 +104,7 @@ def serve_http(app: App, services: Services, host: str, port: int) -> None:
         serve_until(server, services.stopping)
     finally:
         services.stopping.set()
-        server.close()
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=30)
+        stop_serving(server, cancel_pending=False, timeout=30)
         finish(app, services, sweeper, metrics)
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import requests
 
 from bot.agora import AgoraClient
-from bot.metrics_listener import MetricsListener, metrics_wsgi
+from bot.metrics_listener import MetricsListener, metrics_wsgi, stop_serving
 from bot.server import finish, make_http_server
 from bot.services import Services, build_services
 from recbot.app import create_app, start_background
@@ -55,11 +55,10 @@ class RunningBot:
     def stop(self) -> None:
         """As on SIGTERM: stop accepting, then let acked listeners finish."""
         self._closing = True
-        self.server.close()
-        self._thread.join(timeout=5)
-        # As serve_http does: each of waitress's threads keeps its last request, and through it
+        # As serve_http does; each of waitress's threads keeps its last request, and through it
         # this app and its services, until the dispatcher ends it.
-        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        stop_serving(self.server, cancel_pending=False, timeout=5)
+        self._thread.join(timeout=5)
         finish(self.app, self.services, self.sweeper, self.metrics)
 
 
