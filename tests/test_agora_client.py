@@ -133,7 +133,23 @@ def test_a_redirect_is_not_followed_nor_sent_again_and_names_the_setting(client,
     assert len(agora.calls()) == 1 and sleeps == []
     assert caught.value.status == status and caught.value.location == "https://elsewhere.example:8443"
     assert "AGORA_API_URL" in caught.value.user_message() and "does not follow" in caught.value.user_message()
+    assert f"answered {status}" in caught.value.user_message()
     assert agora.config(APP_ID, "live", "na") == before
+
+
+def test_a_redirect_is_told_as_such_to_a_call_that_is_never_sent_again(client, agora) -> None:
+    agora.inject(Fault(307, {"Location": "https://elsewhere.example/"}, method="PATCH"))
+    with pytest.raises(AgoraRedirected):
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)), resend=False)
+    assert len(agora.calls()) == 1
+
+
+@pytest.mark.parametrize("status", [300, 304])
+def test_a_3xx_that_sends_nowhere_else_is_not_a_redirect(client, agora, status) -> None:
+    agora.inject(Fault(status, method="PATCH"))
+    with pytest.raises(AgoraUnavailable) as caught:
+        client.set_config(LIVE, RecordingConfig(mp4_config=FormatConfig(enabled=False)), resend=False)
+    assert type(caught.value) is AgoraUnavailable and caught.value.status == status
 
 
 @pytest.mark.parametrize(
@@ -177,6 +193,9 @@ def test_a_read_is_told_what_its_last_answer_said(client, agora) -> None:
         ("https://a.example%0d%0aX-Evil:1/", None),
         ("https://" + "a" * 300 + ".example/", None),
         ("//api.example/", None),
+        ("http:///dev/v1", None),
+        ("https://:8443/", None),
+        ("https://api.example  ", "https://api.example"),
     ],
 )
 def test_only_an_http_origin_of_a_redirect_is_kept(location, shown) -> None:

@@ -28,6 +28,19 @@ def submitted(driver, slack, agora, *faults: Fault) -> str:
     return final_view_text(slack)
 
 
+def test_a_patch_answered_with_a_redirect_was_not_applied_and_says_which_setting(driver, slack, agora) -> None:
+    shown = submitted(driver, slack, agora, Fault(307, {"Location": "https://elsewhere.example/"}, method="PATCH"))
+    assert "The change was not applied" in shown and "AGORA_API_URL" in shown
+    assert "server error" not in shown and len(agora.calls("PATCH")) == 1
+
+
+def test_a_patch_answered_5xx_that_landed_then_a_redirect_is_read_back_and_told_applied(driver, slack, agora) -> None:
+    redirect = Fault(302, {"Location": "https://elsewhere.example/"}, method="PATCH")
+    shown = submitted(driver, slack, agora, Fault(503, applies=True, method="PATCH"), redirect)
+    assert "Change applied" in shown and "reading it back shows the change in effect" in shown
+    assert agora.config(APP_ID, "live", "na")["hlsConfig"] == {"enabled": True}
+
+
 def test_a_patch_answered_5xx_and_read_back_as_before_was_not_applied(driver, slack, agora) -> None:
     shown = submitted(driver, slack, agora, *server_errors())
     assert f"The change was not applied: {SERVER_ERROR}" in shown
