@@ -199,9 +199,10 @@ class AgoraRedirected(AgoraError):
         self.location = location
 
     def user_message(self) -> str:
+        said = f" ({self.upstream_message})" if self.upstream_message else ""
         return (
-            f"Agora's API answered {self.status}, sending recbot to another address, which recbot does not "
-            "follow. Ask whoever runs recbot to check AGORA_API_URL (`./run doctor` checks)."
+            f"Agora's API answered {self.status}{said}, sending recbot to another address, which recbot does "
+            "not follow. Ask whoever runs recbot to check AGORA_API_URL (`./run doctor` checks)."
         )
 
 
