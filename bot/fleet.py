@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
-from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound
+from bot.agora import INTERACTIVE_WAIT_SECONDS, AgoraClient, AgoraError, AgoraNotFound, AgoraRedirected
 from bot.fleet_rows import FleetRow, Scan, kept_rows, restored
 from bot.models import Target
 from bot.store.fleet_scans import FleetScans
@@ -49,6 +49,8 @@ def read_row(agora: AgoraClient, app_id: str, name: str, region: str) -> FleetRo
         return FleetRow(name, region, target, config=agora.get_config(target, wait_limit=None))
     except AgoraNotFound:
         return FleetRow(name, region, target, missing=True)
+    except AgoraRedirected as exc:  # every read goes the same way: the row names what to mend
+        return FleetRow(name, region, target, error=f"Agora answered {exc.status}, a redirect: check AGORA_API_URL")
     except AgoraError as exc:
         return FleetRow(name, region, target, error=f"Agora answered {exc.status or 'nothing usable'}")
 
