@@ -37,6 +37,10 @@ def register(app: App, services: Services) -> None:
             ack(response_action="update", view=edit_form.message_view(edit_form.UNREADABLE))
             return
         proposal, errors = edit_form.to_proposal(values)
+        if values.region_of_another_vendor and edit_form.BLOCK_REGION in errors:  # that list is still shown: redrawn
+            redrawn = edit_form.form_view(metadata, services.sealer, values, edit_form.current_block_of(view), errors)
+            ack(response_action="update", view=redrawn)
+            return
         if errors or proposal is None:
             ack(response_action="errors", errors=errors)
             return

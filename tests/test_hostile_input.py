@@ -9,8 +9,11 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from bot.catalog import CATALOG
 from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
@@ -224,3 +227,34 @@ def test_oversized_body_is_refused_before_parsing(driver, unchanged) -> None:
 
 def test_json_content_type_garbage(driver, unchanged) -> None:
     assert signed_raw(driver, b"{not json", content_type="application/json").status_code == 400
+
+
+def test_a_region_picked_from_another_vendors_list_is_never_taken_for_this_vendors(driver, slack, bot, agora) -> None:
+    """The vendor was changed to Huawei Cloud, but the form still showed Amazon S3's regions
+    (its redraw failed, or Submit came first): code 15 there is another region than Huawei's 15."""
+    view = open_form(driver, slack)
+    values = state(change=True, vendor=7, region=15, bucket="rec-bucket", access="AKIA12345678", secret="S" * 40)
+    values[form.BLOCK_REGION] = {form.region_action_id(1): {"selected_option": {"value": "15"}}}
+    before, calls = store_counts(bot), len(agora.calls())
+    body = driver.submit("UALICE", view, values).json()
+    assert body["response_action"] == "update"  # drawn anew: Huawei Cloud's list, nothing chosen in it
+    (region,) = [b for b in body["view"]["blocks"] if b.get("block_id") == form.BLOCK_REGION]
+    assert region["element"]["action_id"] == form.region_action_id(7) and "initial_option" not in region["element"]
+    assert "picked from another vendor's list: choose one of Huawei Cloud's" in json.dumps(body["view"])
+    bot.drain()
+    assert store_counts(bot) == before and len(agora.calls()) == calls
+    # Picked from Huawei Cloud's own list, the same code is read as Huawei's region 15.
+    values[form.BLOCK_REGION] = {form.region_action_id(7): {"selected_option": {"value": "15"}}}
+    assert driver.submit("UALICE", view, values).json()["response_action"] == "update"
+    (posted,) = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == "CAPPROVE")
+    assert "(15)" in text_of(posted) and "Huawei" in text_of(posted)
+
+
+@given(chosen=st.sampled_from(sorted(CATALOG)), listed=st.sampled_from(sorted(CATALOG)), data=st.data())
+def test_a_region_counts_only_from_the_chosen_vendors_list(chosen, listed, data) -> None:
+    regions = CATALOG[listed].regions
+    code = data.draw(st.sampled_from([r.code for r in regions]) if regions else st.integers(0, 30))
+    values = state(change=True, vendor=int(chosen), region=code)
+    values[form.BLOCK_REGION] = {form.region_action_id(int(listed)): {"selected_option": {"value": str(code)}}}
+    read = form.read_values({"values": values})
+    assert (read.region, read.region_of_another_vendor) == ((code, False) if chosen == listed else (None, True))

@@ -101,6 +101,10 @@ class FormValues:
     bucket: str = ""
     access_key: str = ""
     secret_key: str = ""
+    # A region was picked from another vendor's list: the form had not been redrawn for the
+    # vendor chosen since (its views.update failed, or Submit came first). Its code means
+    # another region in this vendor's list, so it is never read as one.
+    region_of_another_vendor: bool = False
 
     @classmethod
     def from_config(cls, config: RecordingConfig) -> FormValues:
@@ -310,6 +314,11 @@ def _field_hints(vendor: int | None) -> tuple[str | None, str, str]:
     return info.bucket_rule.explain(info.name), f"{access} {ACCESS_HINT}", f"{secret} {UNMASKED_HINT}"
 
 
+def region_action_id(vendor: int | None) -> str:
+    """The region select's action id: it names the vendor whose list it shows."""
+    return f"{ACTION_REGION}_{vendor}"
+
+
 def _region_block(values: FormValues) -> dict[str, Any]:
     if values.vendor is None or values.vendor not in CATALOG:
         return {"type": "context", "block_id": BLOCK_REGION, "elements": [_text("Choose a vendor to see its regions.")]}
@@ -324,7 +333,7 @@ def _region_block(values: FormValues) -> dict[str, Any]:
     select: dict[str, Any] = {
         # The action id names the vendor, so a region picked for another vendor never carries over.
         "type": "static_select",
-        "action_id": f"{ACTION_REGION}_{info.vendor.value}",
+        "action_id": region_action_id(info.vendor.value),
         "options": options,
     }
     chosen = info.region(values.region) if values.region is not None else None
@@ -388,6 +397,10 @@ def read_values(state: Any) -> FormValues:
         first = next(iter(block.values()))
         return first if isinstance(first, dict) else {}
 
+    def action_id(block_id: str) -> str | None:
+        block = values.get(block_id)
+        return next(iter(block), None) if isinstance(block, dict) else None
+
     def checked(block_id: str) -> set[str]:
         options = action(block_id).get("selected_options")
         if not isinstance(options, list) or not all(isinstance(o, dict) for o in options):
@@ -401,12 +414,15 @@ def read_values(state: Any) -> FormValues:
         return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4 else None
 
     formats = checked(BLOCK_FORMATS)
+    vendor, region = selected_int(BLOCK_VENDOR), selected_int(BLOCK_REGION)
+    picked_elsewhere = region is not None and action_id(BLOCK_REGION) != region_action_id(vendor)
     return FormValues(
         mp4=MP4 in formats,
         hls=HLS in formats,
         change_storage=CHANGE in checked(BLOCK_CHANGE_STORAGE),
-        vendor=selected_int(BLOCK_VENDOR),
-        region=selected_int(BLOCK_REGION),
+        vendor=vendor,
+        region=None if picked_elsewhere else region,
+        region_of_another_vendor=picked_elsewhere,
         bucket=read_text(state, BLOCK_BUCKET),
         access_key=read_text(state, BLOCK_ACCESS_KEY),
         secret_key=read_text(state, BLOCK_SECRET_KEY),
@@ -444,6 +460,8 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
     info = vendor_info(values.vendor) if values.vendor is not None and values.vendor in CATALOG else None
     if info and info.has_regions and values.region is None:
         errors[BLOCK_REGION] = f"Choose one of {info.name}'s regions."
+        if values.region_of_another_vendor:
+            errors[BLOCK_REGION] = f"The region was picked from another vendor's list: choose one of {info.name}'s."
     if values.access_key and values.access_key == values.secret_key:
         errors[BLOCK_SECRET_KEY] = "The access key and the secret key are the same: paste each in its own field."
     if errors:
