@@ -22,7 +22,7 @@ from bot.drift import DriftWatch
 from bot.lifecycle import START, next_state
 from bot.metrics import Metrics
 from bot.models import FieldChange, RecordingConfig, Target, diff
-from bot.outcome import Outcome
+from bot.outcome import SENT_TO_APPROVERS, Outcome
 from bot.probe import Prober
 from bot.seal import Sealer, SealError
 from bot.store.audit import AuditLog
@@ -124,7 +124,7 @@ class ApprovalService:
         log.info("change request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
             "needs_approval",
-            "This change needs a second person's approval. It has been sent to the approvers; "
+            f"This change needs a second person's approval. {SENT_TO_APPROVERS}; "
             "you will be told the outcome. Nothing was sent to Agora yet.",
             safe_diff,
             replace(row, announce_token=claim),
@@ -157,8 +157,8 @@ class ApprovalService:
         log.info("switch request %s opened for %s by %s", row.id, target.describe(), requester)
         return Outcome(
             "needs_approval",
-            f"This {verb(enabled)} needs a second person's approval (RECBOT_APPROVAL_FOR=all). It has been sent "
-            f"to the approvers; once approved, {consequence(enabled, target.entry_point, app_named)} "
+            f"This {verb(enabled)} needs a second person's approval (RECBOT_APPROVAL_FOR=all). {SENT_TO_APPROVERS}; "
+            f"once approved, {consequence(enabled, target.entry_point, app_named)} "
             "Nothing was sent to Agora yet.",
             changes,
             replace(row, announce_token=claim),

@@ -3,11 +3,18 @@ diff. Shared by every service that changes something in Agora, and by the listen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from bot.models import FieldChange
 from bot.store.values import RequestRow
+
+# A new request's words say where it went; when no approval card could be posted, the second.
+SENT_TO_APPROVERS = "It has been sent to the approvers"
+NO_CARD_YET = (
+    "It is open, but no approval card could be posted yet, so no approver has seen it (recbot tries again "
+    "every sweep, and tells you once it is posted)"
+)
 
 OutcomeKind = Literal["applied", "no_change", "stale", "needs_approval", "refused", "failed", "storage_refused"]
 
@@ -25,3 +32,8 @@ class Outcome:
     request: RequestRow | None = None
     field: str | None = None
     mentions: tuple[str, ...] = ()
+
+    def without_cards(self) -> Outcome:
+        """This new request's outcome when none of its approval cards could be posted: its words
+        no longer say it was sent to the approvers."""
+        return replace(self, message=self.message.replace(SENT_TO_APPROVERS, NO_CARD_YET))

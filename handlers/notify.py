@@ -80,19 +80,20 @@ class Notifier:
             cards.append(CardRef(posted["channel"], posted["ts"]))
         return cards
 
-    def post_cards(self, row: RequestRow) -> None:
+    def post_cards(self, row: RequestRow) -> bool:
         """To the approval channel, or to each approver directly when none is set, by whoever
         opened the request (`row.announce_token`, its claim on posting them). If none could be
-        posted, the requester is told: every sweep tries again (repost_cards)."""
+        posted, the requester is told, and False is returned: every sweep tries again (repost_cards)."""
         token = row.announce_token or self._services.store.announcements.claim_cards(row.id)
         if token is None:
-            return  # a sweep is posting them right now
+            return True  # a sweep is posting them right now
         posted = self._post_cards(row, token)
         # Whoever moved the request while the cards were being posted found no cards to update;
         # and the homes show it either way (an approver can decide it there, card or not).
         self.refresh_cards(row.id, shown=row.version)
         if not posted:
             self.tell(row.requester, approval_card.no_card_notice(row))
+        return bool(posted)
 
     def repost_cards(self, row: RequestRow, stale_claims_before: datetime | None = None) -> bool:
         """The sweep's: post the cards of a pending request that has none, once across every

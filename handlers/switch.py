@@ -42,7 +42,7 @@ def run_command(parsed: Command, user: str, services: Services, client: WebClien
         outcome = services.switches.stream(parsed.target, parsed.stream, parsed.enabled, user)
     else:
         outcome = services.switches.switch(parsed.target.app_id, parsed.target.entry_point, parsed.enabled, user)
-    _announce(outcome, Notifier(client, services))  # first: when the answer says "sent to the approvers", it was
+    outcome = _announce(outcome, Notifier(client, services))  # first: the answer says whether the cards went out
     _respond(respond, outcome, services, parsed.target.app_id, parsed.target.entry_point, replace=True)
     return outcome.kind
 
@@ -60,12 +60,14 @@ def _respond(
     )
 
 
-def _announce(outcome: Outcome, notifier: Notifier) -> None:
-    """A new request goes to the approvers; anything else Agora was sent shows on the homes."""
+def _announce(outcome: Outcome, notifier: Notifier) -> Outcome:
+    """A new request goes to the approvers; anything else Agora was sent shows on the homes.
+    The outcome, its words saying so when no approval card could be posted."""
     if outcome.request is not None:
-        notifier.post_cards(outcome.request)
-    elif outcome.kind in ("applied", "no_change", "failed"):
+        return outcome if notifier.post_cards(outcome.request) else outcome.without_cards()
+    if outcome.kind in ("applied", "no_change", "failed"):
         notifier.refresh_homes()
+    return outcome
 
 
 def _tell_home(notifier: Notifier, user: str, outcome: Outcome) -> None:
@@ -102,7 +104,7 @@ def register(app: App, services: Services) -> None:
             return
         enabled = action.get("action_id") == blocks.ACTION_RESUME
         outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
-        _announce(outcome, Notifier(client, services))
+        outcome = _announce(outcome, Notifier(client, services))
         _respond(respond, outcome, services, target.app_id, target.entry_point, replace=False)
 
     app.action(blocks.ACTION_PAUSE)(switch_clicked)
@@ -124,7 +126,7 @@ def register(app: App, services: Services) -> None:
             return
         enabled = action.get("action_id") == blocks.ACTION_HOME_RESUME
         outcome = services.switches.switch(target.app_id, target.entry_point, enabled, user)
-        _announce(outcome, notifier)
+        outcome = _announce(outcome, notifier)
         _tell_home(notifier, user, outcome)
 
     app.action(blocks.ACTION_HOME_RESUME)(switch_from_home)
@@ -144,5 +146,5 @@ def register(app: App, services: Services) -> None:
             notifier.publish_home(user, NOT_REQUESTER, "refused")
             return
         outcome = services.switches.stream(found[0], found[1], False, user)
-        _announce(outcome, notifier)
+        outcome = _announce(outcome, notifier)
         _tell_home(notifier, user, outcome)

@@ -51,8 +51,8 @@ def register(app: App, services: Services) -> None:
             again = edit_form.storage_refused_view(metadata, services.sealer, values, current, outcome)
             client.views_update(view_id=view["id"], view=again)
             return
-        if outcome.request is not None:
-            Notifier(client, services).post_cards(outcome.request)
+        if outcome.request is not None and not Notifier(client, services).post_cards(outcome.request):
+            outcome = outcome.without_cards()
         client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
 
     @app.view(approval_card.CALLBACK_REJECT)

@@ -39,13 +39,15 @@ def dms(slack: FakeSlack, words: str, user: str = "UALICE") -> list[Call]:
     return [c for c in slack.of("chat.postMessage") if c.params["channel"] == user and words in text_of(c)]
 
 
-def open_request(driver: SlackDriver, slack: FakeSlack, entry_point: str = "live") -> None:
-    """Submit a storage change (it needs approval) and wait for the form's answer."""
+def open_request(driver: SlackDriver, slack: FakeSlack, entry_point: str = "live") -> str:
+    """Submit a storage change (it needs approval); the form's answer."""
     view = open_form(driver, slack, text=f"set {entry_point} na")
     updates = len(slack.of("views.update"))
     values = state(change=True, vendor=7, region=0, bucket="hw-bucket", access=NEW_ACCESS, secret=NEW_SECRET)
     driver.submit("UALICE", view, values)
-    assert "approval" in json.dumps(slack.wait_for("views.update", count=updates + 1)[-1].params)
+    answer = json.dumps(slack.wait_for("views.update", count=updates + 1)[-1].params)
+    assert "approval" in answer
+    return answer
 
 
 @pytest.fixture
@@ -68,7 +70,8 @@ def run_sweep(bot: RunningBot) -> None:
 def test_a_card_slack_refused_is_posted_by_a_later_sweep_once(quiet_driver, quiet_bot, slack, agora) -> None:
     open_home(quiet_driver, slack, "UCAROL")
     slack.refused_channels["CAPPROVE"] = "channel_not_found"
-    open_request(quiet_driver, slack)
+    answer = open_request(quiet_driver, slack)
+    assert "no approval card could be posted yet" in answer and "sent to the approvers" not in answer
     (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
     assert NO_CARD in text_of(told) and TRY_AGAIN in text_of(told) and "live (na, app APPID01)" in text_of(told)
     quiet_bot.drain()

@@ -220,6 +220,14 @@ class TestThroughApproval:
         history = said(run(driver, slack, "history live na"))
         assert all(event in history for event in ("requested", "approved", "applied", row.id))
 
+    def test_a_pause_whose_card_could_not_be_posted_does_not_say_it_was_sent(self, driver, slack, bot) -> None:
+        slack.refused_channels["CAPPROVE"] = "channel_not_found"
+        reply = said(run(driver, slack, "pause live"))
+        assert "needs a second person's approval" in reply and "no approval card could be posted yet" in reply
+        assert "sent to the approvers" not in reply and PAUSED_WORDS in reply
+        bot.drain()
+        assert [row.state for row in bot.services.store.requests.open_requests()] == ["pending"]
+
     def test_a_resume_is_a_change_too_and_one_open_switch_request_per_entry_point(self, driver, slack, agora, bot):
         run(driver, slack, "resume live")
         (held,) = bot.services.store.requests.open_requests()
