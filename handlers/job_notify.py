@@ -24,7 +24,7 @@ from bot.services import Services
 from bot.store.values import CardRef, JobRow, utcnow
 from handlers.blocks import job_progress
 from handlers.bulk import refresh_job_cards
-from handlers.notify import SLACK_FAILURES, Notifier, _lasting, _why, job_control
+from handlers.notify import SLACK_FAILURES, Notifier, _lasting, job_control, why_failed
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class JobNotifier:
             )
         except SLACK_FAILURES as exc:
             progress.release_post(job.id, token)
-            log.error("could not post the progress message of job %s: %s", job.id, _why(exc))
+            log.error("could not post the progress message of job %s: %s", job.id, why_failed(exc))
             return
         progress.posted(job.id, token, CardRef(posted["channel"], posted["ts"]), self._clock())
         self._write(job.id, shown=job.version, forced=True)  # it may have moved while it was posted
@@ -157,7 +157,7 @@ class JobNotifier:
                     blocks=job_progress.progress_blocks(view, self._services.sealer),
                 )
             except SLACK_FAILURES as exc:
-                log.error("could not update the progress message of job %s: %s", job_id, _why(exc))
+                log.error("could not update the progress message of job %s: %s", job_id, why_failed(exc))
                 return _lasting(exc)
             shown = job.version
         log.warning("job %s kept moving; its progress message was left at version %s", job_id, shown)
@@ -225,7 +225,7 @@ class JobNotifier:
                 initial_comment=job_progress.end_notice(view),
             )
         except SLACK_FAILURES as exc:
-            log.error("could not send the outcome of job %s to its requester: %s", job.id, _why(exc))
+            log.error("could not send the outcome of job %s to its requester: %s", job.id, why_failed(exc))
             return _lasting(exc)
         return True
 
@@ -238,7 +238,7 @@ class JobNotifier:
         try:
             self._client.chat_postMessage(channel=job.requester, text=job_progress.paused_notice(job))
         except SLACK_FAILURES as exc:
-            log.error("could not tell the requester that job %s paused: %s", job.id, _why(exc))
+            log.error("could not tell the requester that job %s paused: %s", job.id, why_failed(exc))
 
     def _refresh_homes(self, job_id: str) -> None:
         """The homes of the requester and approvers who opened theirs: their jobs list changed."""

@@ -75,7 +75,7 @@ class Notifier:
             try:
                 posted = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks(channel))
             except SLACK_FAILURES as exc:
-                log.error("could not post the card of %s to %s: %s", what, channel, _why(exc))
+                log.error("could not post the card of %s to %s: %s", what, channel, why_failed(exc))
                 continue
             cards.append(CardRef(posted["channel"], posted["ts"]))
         return cards
@@ -142,7 +142,7 @@ class Notifier:
                         blocks=self._card(row, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
-                    log.error("could not update a card of request %s: %s", row.id, _why(exc))
+                    log.error("could not update a card of request %s: %s", row.id, why_failed(exc))
                     written = written and _lasting(exc)
             shown = row.version
         log.warning("the cards of request %s kept moving; left at version %s", request_id, shown)
@@ -181,7 +181,7 @@ class Notifier:
                 channel=row.requester, text=approval_card.card_text(row), blocks=approval_card.requester_notice(row)
             )
         except SLACK_FAILURES as exc:
-            log.error("could not tell the requester of %s: %s", row.id, _why(exc))
+            log.error("could not tell the requester of %s: %s", row.id, why_failed(exc))
             return _lasting(exc)
         return True
 
@@ -207,7 +207,7 @@ class Notifier:
                         blocks=drift_card.card(alert, self._services.sealer, ref.channel),
                     )
                 except SLACK_FAILURES as exc:
-                    log.error("could not update a card of drift alert %s: %s", alert_id, _why(exc))
+                    log.error("could not update a card of drift alert %s: %s", alert_id, why_failed(exc))
             shown = alert.version
         self.refresh_homes()
 
@@ -241,13 +241,13 @@ class Notifier:
         try:
             self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))
         except SLACK_FAILURES as exc:
-            log.error("could not publish the home of %s: %s", user, _why(exc))
+            log.error("could not publish the home of %s: %s", user, why_failed(exc))
 
     def tell(self, user: str, text: str) -> None:
         try:
             self._client.chat_postMessage(channel=user, text=text)
         except SLACK_FAILURES as exc:
-            log.error("could not message %s: %s", user, _why(exc))
+            log.error("could not message %s: %s", user, why_failed(exc))
 
     def approvals_line(self, row: RequestRow) -> str:
         return f"{len(row.approvers)} of {self._services.approvals.required_approvals} approvals"
@@ -272,6 +272,6 @@ def _lasting(exc: Exception) -> bool:
     return isinstance(exc, SlackApiError) and exc.response.get("error") in LASTING_ERRORS
 
 
-def _why(exc: Exception) -> str:
+def why_failed(exc: Exception) -> str:
     """Slack's error code, or the kind of failure; never a payload."""
     return str(exc.response.get("error")) if isinstance(exc, SlackApiError) else type(exc).__name__

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from bot.approvals import Refused
 from bot.services import Services
 from handlers.blocks import approval_card, edit_form
-from handlers.notify import GroupLookup, Notifier
+from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier, why_failed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,12 @@ def register(app: App, services: Services) -> None:
             return
         if outcome.request is not None and not Notifier(client, services).post_cards(outcome.request):
             outcome = outcome.without_cards()
-        client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
+        try:
+            client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
+        except SLACK_FAILURES as exc:  # how it ended is known: told directly, not as recbot's failure
+            log.warning("could not show the outcome on the form (%s); telling the requester directly", why_failed(exc))
+            text = edit_form.outcome_text(metadata.target, outcome)
+            Notifier(client, services).tell(requester, f"Slack did not let recbot update your form. {text}")
 
     @app.view(approval_card.CALLBACK_REJECT)
     def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

@@ -163,6 +163,28 @@ def test_hls_on_with_storage_untouched_patches_once_without_storage(driver, slac
     assert len(agora.calls("GET")) == 3  # form, stale check, read-back
 
 
+@pytest.mark.parametrize("storage", [False, True])
+def test_an_outcome_slack_would_not_show_on_the_form_is_sent_to_the_person(driver, slack, agora, bot, storage) -> None:
+    """How it ended is known: 'something went wrong, try again' would be wrong (the change is in
+    effect, or the request open, and a second try is refused as busy)."""
+    view = open_form(driver, slack)
+    slack.errors["views.update"] = "internal_error"
+    values = state(mp4=True, hls=True)
+    if storage:
+        values = state(change=True, vendor=7, region=0, bucket="hw-bucket", access="AK" + "1" * 10, secret="S" * 30)
+    driver.submit("UALICE", view, values)
+    (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UALICE")
+    text = told.params["text"]
+    assert text.startswith("Slack did not let recbot update your form.") and "went wrong" not in text
+    if storage:
+        (row,) = bot.services.store.requests.open_requests()
+        assert "needs a second person's approval" in text and "S" * 30 not in text
+        assert "Nothing was sent to Agora yet" in text and agora.calls("PATCH") == []
+    else:
+        assert "Change applied and confirmed" in text and "HLS recording: off → on" in text
+        assert len(agora.calls("PATCH")) == 1
+
+
 def test_submit_without_change_sends_nothing(driver, slack, agora, bot) -> None:
     view = open_form(driver, slack)
     driver.submit("UALICE", view, state(mp4=True, hls=False))

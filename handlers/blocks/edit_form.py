@@ -491,6 +491,11 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
 
 def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     """The modal after submit: what happened, and the change before -> after."""
+    return _said(outcome_text(target, outcome))
+
+
+def outcome_text(target: Target, outcome: Outcome) -> str:
+    """What happened, and the change before -> after, in mrkdwn: the modal's, or a message's."""
     icon = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}.get(
         outcome.kind, ":x:"
     )
@@ -500,4 +505,4 @@ def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
     lines += [f"• {escape(c.label)}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
     if outcome.request is not None and outcome.request.probe is not None:
         lines.append(f"Storage check: {escape(outcome.request.probe.summary)}")
-    return _said("\n".join(lines))
+    return "\n".join(lines)
