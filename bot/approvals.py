@@ -24,6 +24,7 @@ from bot.metrics import Metrics
 from bot.models import FieldChange, RecordingConfig, Target, diff
 from bot.outcome import SENT_TO_APPROVERS, Outcome
 from bot.probe import Prober
+from bot.redaction import hide
 from bot.seal import Sealer, SealError
 from bot.store.audit import AuditLog
 from bot.store.requests import RequestStore
@@ -268,7 +269,17 @@ class ApprovalService:
             raise Refused("To withdraw your own request, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
+        reason = hide(reason, self._keys_of(row))  # "wrong key: <the key>" would show it on the card and DM
         return self._decide(row, "reject", user, reason, reason=reason)
+
+    def _keys_of(self, row: RequestRow) -> list[str]:
+        """The storage keys a request carries (none when it carries none, or cannot be opened)."""
+        try:
+            storage = self._patch(row).storage_config if row.sealed_patch is not None else None
+        except Unreadable:
+            return []
+        keys = (storage.access_key, storage.secret_key) if storage is not None else ()
+        return [key.get_secret_value() for key in keys if key is not None]
 
     def cancel(self, request_id: str, user: str) -> RequestRow:
         row = self.pending_request(request_id)

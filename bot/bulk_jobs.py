@@ -21,7 +21,8 @@ from bot.fleet import Fleet
 from bot.metrics import Metrics
 from bot.models import StorageConfig
 from bot.probe import Prober
-from bot.seal import Sealer
+from bot.redaction import hide
+from bot.seal import Sealer, SealError
 from bot.store.job_approvals import JobApprovals
 from bot.store.jobs import JobStore
 from bot.store.values import CardRef, JobRow, Vote, utcnow
@@ -240,7 +241,15 @@ class BulkJobs:
             raise Refused("To withdraw your own fleet-wide change, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
-        return self._decide(job, "reject", user, reason)
+        return self._decide(job, "reject", user, hide(reason, self._keys_of(job)))  # as for one request
+
+    def _keys_of(self, job: JobRow) -> list[str]:
+        """The storage keys a job carries (none when it carries none, or they cannot be opened)."""
+        try:
+            keys = json.loads(self._sealer.unseal(job.sealed_secrets)) if job.sealed_secrets is not None else []
+        except (SealError, ValueError):
+            return []
+        return [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
 
     def cancel(self, job_id: str, user: str) -> JobRow:
         job = self.pending_job(job_id)

@@ -69,8 +69,9 @@ def register(app: App, services: Services) -> None:
                 response_action="update", view=edit_form.message_view(":x: This form is not genuine; nothing was done.")
             )
             return
-        if not reason:
-            ack(response_action="errors", errors={approval_card.BLOCK_REASON: "Say why, so the requester can fix it."})
+        if not reason or len(reason) > approval_card.MAX_REASON:
+            why = "Say why, so the requester can fix it." if not reason else approval_card.REASON_TOO_LONG
+            ack(response_action="errors", errors={approval_card.BLOCK_REASON: why})
             return
         user = body["user"]["id"]
         is_approver = services.approvers.includes(user, GroupLookup(client))

@@ -121,6 +121,29 @@ def test_reject_asks_for_a_reason_and_sends_nothing(driver, slack, agora, bot) -
     assert row.sealed_patch is None and row.decided_by == "UBOB"
 
 
+def test_a_reason_quoting_the_requests_keys_shows_neither_and_a_long_one_is_refused(
+    driver, slack, agora, bot, caplog
+) -> None:
+    posted = request_storage_change(driver, slack)
+    click(driver, posted, "UBOB", card.ACTION_REJECT)
+    (opened,) = slack.wait_for("views.open", count=2)[1:]
+    modal = {**opened.params["view"], "id": "VREJECT"}
+    long = driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "x" * 501}}}).json()
+    assert long["response_action"] == "errors" and "at most 500 characters" in long["errors"][card.BLOCK_REASON]
+    assert bot.services.store.requests.open_requests()[0].state == "pending"
+    said = f"the secret {NEW_SECRET} and access key {NEW_ACCESS.lower()} are a test pair"
+    driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": said}}})
+    notice = requester_notice(slack)
+    assert "the secret [redacted] and access key [redacted] are a test pair" in notice
+    bot.drain()
+    (row,) = bot.services.store.requests.in_state("rejected")
+    history = [json.dumps(e.detail) for e in bot.services.store.audit.history(row.target)]
+    assert any("a test pair" in h for h in history) and "a test pair" in (row.reason or "")
+    shown = [ended_card(slack, posted), notice, row.reason or "", *history, caplog.text]
+    assert not any(NEW_SECRET in text or NEW_ACCESS.lower() in text.lower() for text in shown)
+    assert agora.calls("PATCH") == []
+
+
 def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
     click(driver, posted, "UMALLORY", card.ACTION_REJECT)  # the reason modal opens for whoever sees the card

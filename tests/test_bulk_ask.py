@@ -243,6 +243,25 @@ def test_an_approver_rejects_with_a_reason(drive, slack, agora, running) -> None
     assert "already rejected by <@UBOB>" in replies(slack)[-1] and agora.patches() == {}
 
 
+def test_a_reason_quoting_the_jobs_keys_shows_neither_and_a_long_one_is_refused(drive, slack, agora, running) -> None:
+    fleet(agora)
+    posted = ask(drive, slack)
+    (job,) = all_jobs(running)
+    click(drive, posted, "UBOB", job_card.ACTION_REJECT)
+    modal = slack.wait_for("views.open", count=2)[-1]
+    view = slack.view(modal.params["_view_id"])
+    long = drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": "x" * 501}}})
+    assert "at most 500 characters" in long.json()["errors"][job_card.BLOCK_REASON]
+    assert running.services.bulk.get(job.id).state == "pending"
+    said = f"secret {NEW_SECRET} with {NEW_ACCESS} is the test pair"
+    drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": said}}})
+    running.drain()
+    ended = running.services.bulk.get(job.id)
+    assert ended.state == "rejected" and ended.reason == "secret [redacted] with [redacted] is the test pair"
+    seen = [shown(slack, posted), *(json.dumps(d.params) for d in dms(slack))]
+    assert "is the test pair" in seen[0] and not any(NEW_SECRET in t or NEW_ACCESS in t for t in seen)
+
+
 def test_only_the_requester_cancels_while_it_is_pending(drive, slack, agora, running) -> None:
     fleet(agora)
     posted = ask(drive, slack)

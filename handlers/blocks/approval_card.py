@@ -26,6 +26,7 @@ CALLBACK_REJECT = "request_reject_reason"
 BLOCK_REASON = "reject_reason"
 ACTION_REASON = "reject_reason_input"
 MAX_REASON = 500
+REASON_TOO_LONG = f"Say it in at most {MAX_REASON} characters."
 
 OUTCOME_ICONS = {
     "applied": ":white_check_mark:",

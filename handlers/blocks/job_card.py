@@ -32,6 +32,7 @@ CALLBACK_REJECT = "job_card_reject_reason"
 BLOCK_REASON = "job_card_reject_reason"
 ACTION_REASON = "job_card_reject_reason_input"
 MAX_REASON = 500
+REASON_TOO_LONG = f"Say it in at most {MAX_REASON} characters."
 FIRST_ROWS = 10  # rows of the plan on its card; the CSV has every one
 NAMED_UNREADABLE = 10
 
