@@ -53,11 +53,12 @@ def register(app: App, services: Services) -> None:
             return
         if outcome.request is not None and not Notifier(client, services).post_cards(outcome.request):
             outcome = outcome.without_cards()
+        asked = proposal.storage
         try:
-            client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome))
+            client.views_update(view_id=view["id"], view=edit_form.outcome_view(metadata.target, outcome, asked))
         except SLACK_FAILURES as exc:  # how it ended is known: told directly, not as recbot's failure
             log.warning("could not show the outcome on the form (%s); telling the requester directly", why_failed(exc))
-            text = edit_form.outcome_text(metadata.target, outcome)
+            text = edit_form.outcome_text(metadata.target, outcome, asked)
             Notifier(client, services).tell(requester, f"Slack did not let recbot update your form. {text}")
 
     @app.view(approval_card.CALLBACK_REJECT)

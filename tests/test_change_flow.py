@@ -177,12 +177,38 @@ def test_an_outcome_slack_would_not_show_on_the_form_is_sent_to_the_person(drive
     text = told.params["text"]
     assert text.startswith("Slack did not let recbot update your form.") and "went wrong" not in text
     if storage:
-        (row,) = bot.services.store.requests.open_requests()
+        assert len(bot.services.store.requests.open_requests()) == 1
         assert "needs a second person's approval" in text and "S" * 30 not in text
         assert "Nothing was sent to Agora yet" in text and agora.calls("PATCH") == []
     else:
         assert "Change applied and confirmed" in text and "HLS recording: off → on" in text
         assert len(agora.calls("PATCH")) == 1
+
+
+@pytest.mark.parametrize(
+    ("vendor", "region", "warned"),
+    [(7, 0, "CN_North_1 (0) is outside North America"), (1, 0, None), (5, None, None)],
+)
+def test_a_bucket_outside_the_entry_points_geography_is_warned_of_not_refused(
+    driver, slack, agora, bot, vendor, region, warned
+) -> None:
+    view = open_form(driver, slack)  # set live na
+    region_block = blocks_by_id(view)[form.BLOCK_REGION]
+    assert "Agora advises a region in North America" in region_block["hint"]["text"]
+    keys = {"bucket": "rec-bucket", "access": "AK" + "1" * 10, "secret": "S" * 30}
+    if vendor == 5:  # Azure: a container, and its storage account as the access key
+        keys = {"bucket": "azc", "access": "a" * 8, "secret": "S" * 8}
+    values = state(change=True, vendor=vendor, region=region, **keys)
+    assert driver.submit("UALICE", view, values).json()["response_action"] == "update"
+    text = final_view_text(slack)
+    assert "needs a second person's approval" in text  # asked for all the same
+    assert (
+        (warned in text and "Agora advises storage in the same geography" in text)
+        if warned
+        else (":warning:" not in text)
+    )
+    bot.drain()
+    assert len(bot.services.store.requests.open_requests()) == 1
 
 
 def test_submit_without_change_sends_nothing(driver, slack, agora, bot) -> None:

@@ -8,11 +8,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.catalog import CATALOG, Vendor, vendor_info
+from bot.catalog import API_REGIONS, CATALOG, Vendor, vendor_info
 from bot.changes import Proposal
 from bot.models import (
     MAX_BUCKET_LENGTH,
     RecordingConfig,
+    StorageConfig,
     Target,
     TypedStorageConfig,
     describe_storage,
@@ -24,6 +25,7 @@ from bot.observation import Observation
 from bot.outcome import Outcome
 from bot.seal import Sealer
 from handlers.blocks.messages import escape, escape_keeping_mentions
+from handlers.blocks.summary import geography_warning
 
 CALLBACK_EDIT = "recording_edit"
 TITLE = "Recording settings"
@@ -261,7 +263,7 @@ def form_view(
             "label": _text("Vendor"),
             "element": vendor_select,
         },
-        _region_block(values),
+        _region_block(values, metadata.target.region),
         # A bucket read from Agora longer than the field holds is not offered: Slack refuses such a form.
         _plain_input(
             BLOCK_BUCKET,
@@ -319,7 +321,7 @@ def region_action_id(vendor: int | None) -> str:
     return f"{ACTION_REGION}_{vendor}"
 
 
-def _region_block(values: FormValues) -> dict[str, Any]:
+def _region_block(values: FormValues, api_region: str) -> dict[str, Any]:
     if values.vendor is None or values.vendor not in CATALOG:
         return {"type": "context", "block_id": BLOCK_REGION, "elements": [_text("Choose a vendor to see its regions.")]}
     info = vendor_info(values.vendor)
@@ -344,6 +346,8 @@ def _region_block(values: FormValues) -> dict[str, Any]:
         "block_id": BLOCK_REGION,
         "optional": True,
         "label": _text(f"{info.name} region"),
+        # Where the storage region should be: a warning after submit when it is not, never a refusal.
+        "hint": _text(f"Agora advises a region in {API_REGIONS[api_region]}, where this entry point records."),
         "element": select,
     }
 
@@ -489,13 +493,14 @@ def to_proposal(values: FormValues) -> tuple[Proposal | None, dict[str, str]]:
     return Proposal(mp4=values.mp4, hls=values.hls, storage=storage), {}
 
 
-def outcome_view(target: Target, outcome: Outcome) -> dict[str, Any]:
+def outcome_view(target: Target, outcome: Outcome, storage: StorageConfig | None = None) -> dict[str, Any]:
     """The modal after submit: what happened, and the change before -> after."""
-    return _said(outcome_text(target, outcome))
+    return _said(outcome_text(target, outcome, storage))
 
 
-def outcome_text(target: Target, outcome: Outcome) -> str:
-    """What happened, and the change before -> after, in mrkdwn: the modal's, or a message's."""
+def outcome_text(target: Target, outcome: Outcome, storage: StorageConfig | None = None) -> str:
+    """What happened, and the change before -> after, in mrkdwn: the modal's, or a message's;
+    with the `storage` asked for, a warning when its region sits outside the entry point's."""
     icon = {"applied": ":white_check_mark:", "no_change": ":information_source:", "needs_approval": ":lock:"}.get(
         outcome.kind, ":x:"
     )
@@ -505,4 +510,7 @@ def outcome_text(target: Target, outcome: Outcome) -> str:
     lines += [f"• {escape(c.label)}: {escape(c.before)} → {escape(c.after)}" for c in outcome.changes]
     if outcome.request is not None and outcome.request.probe is not None:
         lines.append(f"Storage check: {escape(outcome.request.probe.summary)}")
+    warning = geography_warning(target.region, storage.vendor, storage.region) if storage is not None else None
+    if warning and outcome.kind in ("applied", "needs_approval"):
+        lines.append(warning)
     return "\n".join(lines)

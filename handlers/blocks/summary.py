@@ -47,22 +47,21 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
             "fields": [{"type": "mrkdwn", "text": f} for f in fields],
         },
     ]
-    if storage and geography_mismatch(target.region, storage.vendor, storage.region):
-        blocks.append(
-            {
-                "type": "context",
-                "block_id": BLOCK_WARNING,
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f":warning: The bucket's region {region_label(storage.vendor, storage.region)} "
-                        f"is outside {API_REGIONS[target.region]} (API region `{target.region}`). "
-                        "Agora advises storage in the same geography for reliable uploads.",
-                    }
-                ],
-            }
-        )
+    warning = geography_warning(target.region, storage.vendor, storage.region) if storage else None
+    if warning:
+        blocks.append({"type": "context", "block_id": BLOCK_WARNING, "elements": [{"type": "mrkdwn", "text": warning}]})
     return blocks
+
+
+def geography_warning(api_region: str, vendor: int, region: int) -> str | None:
+    """The warning where a bucket's region sits outside the entry point's API region (Agora
+    advises the same geography; it is a warning, never a refusal); None where it does not."""
+    if not geography_mismatch(api_region, vendor, region):
+        return None
+    return (
+        f":warning: The bucket's region {region_label(vendor, region)} is outside {API_REGIONS[api_region]} "
+        f"(API region `{api_region}`). Agora advises storage in the same geography for reliable uploads."
+    )
 
 
 def summary_text(target: Target) -> str:
