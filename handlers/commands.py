@@ -184,7 +184,7 @@ def show_config(parsed: Command, services: Services, respond: Respond) -> Comman
     finally:  # whatever happens, no notice after the answer; an answer after a notice (or a try) replaces it
         answer_with = replace if slow.cancel() else reply
     if failure is not None:
-        answer_with(respond, messages.error(failure.user_message()))
+        answer_with(respond, messages.error(f"{target.describe()}: {failure.user_message()}"))  # what was read
         return agora_outcome(failure)
     known = services.switches.book.known(target.app_id, target.entry_point)
     waiting = services.store.requests.open_request_for(Target.every_region(target.app_id, target.entry_point))
@@ -241,7 +241,7 @@ def fill_edit_form(
     try:
         config = services.read_config(target)
     except AgoraError as exc:
-        new_view = edit_form.message_view(f":x: {exc.user_message()}")
+        new_view = edit_form.message_view(f":x: {target.describe()}: {exc.user_message()}")
         outcome = agora_outcome(exc)
     else:
         metadata = edit_form.FormMetadata(target, services.changes.digest(config))

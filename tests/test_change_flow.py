@@ -107,7 +107,7 @@ def test_expired_trigger_is_explained_and_agora_is_not_asked(driver, slack, agor
 def test_read_failure_is_explained_in_the_modal(driver, slack, agora) -> None:
     driver.command("set nosuch na")
     (update,) = slack.wait_for("views.update")
-    assert "No such entry point" in json.dumps(update.params["view"])
+    assert f"nosuch (na, app {APP_ID}): No such entry point" in json.dumps(update.params["view"])
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_a_redirect_says_nothing_changed_and_names_the_setting(driver, slack: Fa
 
 def test_not_found_says_no_such_entry_point(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
     driver.command("get nosuch na")
-    assert "No such entry point" in answer_text(slack)
+    assert f"nosuch (na, app {APP_ID}): No such entry point" in answer_text(slack)  # what was looked up
 
 
 def test_rate_limited_then_ok_is_retried(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
