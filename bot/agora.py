@@ -107,6 +107,21 @@ class AgoraUnauthorized(AgoraError):
         )
 
 
+class AgoraForbidden(AgoraError):
+    """A 403, which Agora does not document: it knew the credentials and refused them this call
+    (a project they have no access to, a service not enabled). Not sent again; nothing landed."""
+
+    status = 403
+
+    def user_message(self) -> str:
+        said = f" ({self.upstream_message})" if self.upstream_message else ""
+        return (
+            f"Agora refused recbot access (403){said}: the Customer ID in AGORA_CUSTOMER_ID may have no access "
+            "to this App ID's project, or the service may not be enabled for it. Ask whoever runs recbot to "
+            "check in Agora Console (`./run doctor` checks)."
+        )
+
+
 class AgoraCredentialsUnusable(AgoraError):
     """The credentials hold a character no HTTP header can carry: nothing was sent."""
 
@@ -230,6 +245,7 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _BY_STATUS: dict[int, type[AgoraError]] = {
     400: AgoraBadRequest,
     401: AgoraUnauthorized,
+    403: AgoraForbidden,
     404: AgoraNotFound,
     429: AgoraRateLimited,
 }

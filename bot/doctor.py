@@ -26,6 +26,7 @@ from bot.access import is_group
 from bot.agora import (
     AgoraClient,
     AgoraError,
+    AgoraForbidden,
     AgoraNotFound,
     AgoraRedirected,
     AgoraUnauthorized,
@@ -207,6 +208,14 @@ def _list_entry_points(settings: Settings) -> tuple[Check, list[str] | None]:
             "FAIL",
             "Agora rejected AGORA_CUSTOMER_ID / AGORA_CUSTOMER_SECRET (401): set them to a Customer ID and "
             "Customer Secret from Agora Console > Developer Toolkit > RESTful API",
+        ), None
+    except AgoraForbidden as exc:
+        said = f" ({exc.upstream_message})" if exc.upstream_message else ""
+        return Check(
+            "Agora",
+            "FAIL",
+            f"Agora refused AGORA_CUSTOMER_ID access to App ID {app} (403){said}: check in Agora Console that "
+            "this Customer ID belongs to the account that owns the project",
         ), None
     except AgoraUntrusted:
         return Check(

@@ -29,6 +29,7 @@ from bot.agora import (
     AgoraClient,
     AgoraCredentialsUnusable,
     AgoraError,
+    AgoraForbidden,
     AgoraNotFound,
     AgoraRedirected,
     AgoraUnauthorized,
@@ -104,7 +105,7 @@ def as_asked(live: RecordingConfig, public: dict[str, Any]) -> bool:
 
 def refuses_credentials(exc: AgoraError) -> bool:
     """Agora refused recbot itself (401, 403), or the credentials could not be sent."""
-    return isinstance(exc, AgoraUnauthorized | AgoraCredentialsUnusable) or exc.status == 403
+    return isinstance(exc, AgoraUnauthorized | AgoraForbidden | AgoraCredentialsUnusable)
 
 
 def may_have_landed(exc: AgoraError) -> bool:

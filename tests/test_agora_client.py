@@ -25,6 +25,7 @@ from bot.agora import (
     AgoraBusy,
     AgoraClient,
     AgoraCredentialsUnusable,
+    AgoraForbidden,
     AgoraNotFound,
     AgoraPaused,
     AgoraRateLimited,
@@ -114,7 +115,7 @@ def test_patch_sends_signed_json_body(client: AgoraClient, agora: AgoraEmulator)
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(400, AgoraBadRequest), (401, AgoraUnauthorized), (404, AgoraNotFound)],
+    [(400, AgoraBadRequest), (401, AgoraUnauthorized), (403, AgoraForbidden), (404, AgoraNotFound)],
 )
 def test_client_errors_are_typed_and_not_retried(client, agora, status, error) -> None:
     agora.inject(Fault(status, message="upstream says no"))

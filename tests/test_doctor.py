@@ -138,6 +138,16 @@ def test_agora_failing_on_its_side_is_not_blamed_on_the_settings(settings_overri
     assert "check the network" not in checks["Agora"]
 
 
+def test_agora_refusing_access_names_the_customer_id_not_a_retry(settings_overrides, slack, agora, approvers_seen):
+    agora.inject(Fault(403, message="no access to project"))
+    code, checks = run_doctor(settings_overrides)
+    assert code == 1 and checks["Agora"].startswith("FAIL")
+    assert (
+        "refused AGORA_CUSTOMER_ID access to App ID" in checks["Agora"] and "(no access to project)" in checks["Agora"]
+    )
+    assert "again later" not in checks["Agora"]
+
+
 def test_an_agora_api_url_that_redirects_names_the_setting_and_where_it_points(
     settings_overrides, slack, agora, approvers_seen
 ) -> None:

@@ -122,6 +122,14 @@ def test_a_redirect_says_nothing_changed_and_names_the_setting(driver, slack: Fa
     assert len(agora.calls()) == 1  # a redirect is an answer: not sent again, and not followed
 
 
+def test_forbidden_says_who_to_ask_and_is_not_sent_again(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
+    agora.inject(Fault(403, message="Forbidden"))
+    driver.command("get live na")
+    text = answer_text(slack)
+    assert "Agora refused recbot access (403) (Forbidden)" in text and "AGORA_CUSTOMER_ID" in text
+    assert "try again" not in text and len(agora.calls()) == 1
+
+
 def test_not_found_says_no_such_entry_point(driver, slack: FakeSlack, agora: AgoraEmulator) -> None:
     driver.command("get nosuch na")
     assert f"nosuch (na, app {APP_ID}): No such entry point" in answer_text(slack)  # what was looked up

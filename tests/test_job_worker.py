@@ -124,6 +124,15 @@ def test_a_redirect_pauses_the_job_naming_the_setting_and_sends_nothing_more(ser
     assert sent < len(planned) and agora.landed() == {}
 
 
+def test_a_403_pauses_the_job_as_a_401_does(services, agora) -> None:
+    new_job(services, agora, targets(6))
+    agora.inject(Fault(403, message="Forbidden", method="PATCH"))
+    with working(services.jobs):
+        wait_until(lambda: state(services) == "paused", "the job was not paused")
+        row = services.store.jobs.get("j1")
+        assert row is not None and row.reason is not None and "refused recbot's credentials (403)" in row.reason
+
+
 def test_a_401_pauses_the_job_and_once_resumed_every_target_lands_once(services, agora, monkeypatch) -> None:
     monkeypatch.setattr(bot.jobs, "STRANDED_AFTER", timedelta(seconds=1))
     planned = targets(12)
