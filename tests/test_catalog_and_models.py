@@ -78,9 +78,14 @@ key_text = st.text(
 
 @given(key=key_text, junk=st.sampled_from([" ", "\n", "\t", "\x00", "\u200b"]))
 def test_typed_keys_with_spaces_or_control_characters_are_refused_without_echo(key: str, junk: str) -> None:
-    with pytest.raises(ValidationError, match="Keys must not contain") as caught:
-        TypedStorageConfig(vendor=Vendor.GOOGLE, bucket="b", access_key=key, secret_key=key[:6] + junk + key[6:])
-    assert key[6:] not in str(caught.value)
+    def refusal(access: str, secret: str) -> str:
+        with pytest.raises(ValidationError, match="Keys must not contain") as caught:
+            TypedStorageConfig(vendor=Vendor.GOOGLE, bucket="b", access_key=access, secret_key=secret)
+        return str(caught.value)
+
+    # Word for word what any other key gets: nothing of it is echoed (a part of it may well be a
+    # word of the refusal, "ecret_" say, which is why this does not look for the key in the text).
+    assert refusal(key, key[:6] + junk + key[6:]) == refusal("A" * 12, "B" * 6 + junk + "C" * 6)
 
 
 @given(access=key_text, secret=key_text)
@@ -152,6 +157,20 @@ def test_each_vendors_bucket_rule(vendor: Vendor, accepted: list[str], refused: 
     rule = vendor_info(vendor).bucket_rule
     assert [name for name in accepted if not rule.allows(name)] == []
     assert [name for name in refused if rule.allows(name)] == []
+
+
+@given(vendor=vendors, data=st.data())
+def test_a_name_refused_for_a_reserved_beginning_or_ending_is_told_which(vendor, data) -> None:
+    """The words a refusal shows name every reserved beginning and ending: 'xn--bucket' or
+    'foo-s3alias' looks valid by the rest of the words."""
+    info = vendor_info(vendor)
+    rule = info.bucket_rule
+    reserved = [*rule.reserved_prefixes, *rule.reserved_suffixes]
+    if not reserved:
+        return
+    part = data.draw(st.sampled_from(reserved))
+    name = part + "bucket" if part in rule.reserved_prefixes else "bucket" + part
+    assert not rule.allows(name) and f"'{part}'" in rule.explain(info.name)
 
 
 def test_azure_account_and_key_rules() -> None:
