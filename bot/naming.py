@@ -38,15 +38,24 @@ class NameRule:
         return not (self.not_ip and re.fullmatch(r"[0-9]+(\.[0-9]+){3}", value))
 
     def explain(self, vendor_name: str) -> str:
-        """What is valid, naming the vendor: the form's hint and every refusal say this."""
-        return f"{vendor_name} {self.what} are {self.words}."
+        """What is valid, naming the vendor: the form's hint and every refusal say this, the
+        reserved beginnings and endings included (a name they refuse would look valid otherwise)."""
+        words = self.words
+        if self.reserved_prefixes:
+            words += ", not starting with " + _either(self.reserved_prefixes)
+        if self.reserved_suffixes:
+            words += ", not ending with " + _either(self.reserved_suffixes)
+        return f"{vendor_name} {self.what} are {words}."
+
+
+def _either(parts: tuple[str, ...]) -> str:
+    quoted = [f"'{part}'" for part in parts]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def dashed(what: str = "bucket names", *, reserved_prefixes: tuple[str, ...] = ()) -> NameRule:
     """The rule most vendors without '.' in names share: 3-63 of a-z, 0-9 and '-'."""
     words = "3-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-    if reserved_prefixes:
-        words += ", not starting with " + " or ".join(f"'{p}'" for p in reserved_prefixes)
     return NameRule(what, r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", words, reserved_prefixes=reserved_prefixes)
 
 
