@@ -9,13 +9,14 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.agora import sent_a_change
 from bot.logs import failure_frames, new_request_id, request_id
 from bot.respond import AnswerUnconfirmed
 from bot.services import Services
 from handlers.blocks import edit_form, messages
-from handlers.notify import Notifier
+from handlers.notify import Notifier, why_failed
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ def register(app: App, services: Services) -> None:
         if isinstance(error, AnswerUnconfirmed):  # Slack's trouble: told directly, not on that response_url
             log.warning("Slack did not confirm an answer on a response_url (ref %s); telling the person directly", ref)
             text, respond = messages.answer_unconfirmed(ref, sent_a_change.get()), None
+        elif isinstance(error, SlackApiError):  # Slack's word, not recbot's failure
+            log.warning("Slack refused a call (ref %s): %s at %s", ref, why_failed(error), failure_frames(error))
+            text = messages.slack_refused(ref, why_failed(error), sent_a_change.get())
         else:
             # Neither the message nor the payload: either may hold what someone typed into a key field.
             log.error("listener failed (ref %s): %s", ref, failure_frames(error))

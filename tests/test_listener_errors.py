@@ -155,3 +155,16 @@ def test_an_answer_slack_did_not_confirm_is_told_as_slacks_trouble_directly(driv
     (ref,) = REF.findall(said)
     (record,) = [r for r in caplog.records if r.name == "handlers.errors" and ref in r.getMessage()]
     assert record.levelno == logging.WARNING and "did not confirm" in record.getMessage()
+
+
+def test_slack_refusing_to_fill_the_form_is_told_as_slacks_not_recbots(driver, slack, bot, caplog) -> None:
+    slack.errors["views.update"] = "internal_error"  # the loading modal opens; filling it is refused
+    driver.command("set live na")
+    (answer,) = slack.wait_for("response_url")
+    said = text_of(answer)
+    assert "Slack refused recbot's update (internal_error)" in said and "Nothing was sent to Agora; try again" in said
+    assert "recbot's side" not in said and answer.params["response_type"] == "ephemeral"
+    (ref,) = REF.findall(said)
+    bot.drain()
+    (record,) = [r for r in caplog.records if r.name == "handlers.errors" and ref in r.getMessage()]
+    assert record.levelno == logging.WARNING and "internal_error" in record.getMessage()

@@ -67,6 +67,17 @@ def answer_unconfirmed(ref: str, sent_to_agora: bool) -> str:
     return f"Slack did not confirm that recbot's answer reached you (ref {ref}). {done}"
 
 
+def slack_refused(ref: str, error: str, sent_to_agora: bool) -> str:
+    """What a person is told when Slack refused a call recbot made while doing what they asked
+    (a form it could not update, say): Slack's word for it, and what recbot left behind."""
+    done = (
+        "A change was sent to Agora: check whether it is in effect with `/recording get` before you try again."
+        if sent_to_agora
+        else "Nothing was sent to Agora; try again."
+    )
+    return f"Slack refused recbot's update ({error}) (ref {ref}). {done}"
+
+
 def went_wrong(ref: str, sent_to_agora: bool) -> str:
     """What a person is told when recbot failed unexpectedly while doing what they asked:
     what it left behind, as far as recbot knows, and the reference its log carries."""
