@@ -220,17 +220,25 @@ def test_two_approvals_are_needed_and_a_repeat_vote_is_refused(drive, slack, ago
     assert len(agora.patches()) == 7 and set(agora.patches().values()) == {1}
 
 
-def test_an_approver_rejects_with_a_reason(drive, slack, agora, running) -> None:
+def reject_modal(drive, slack, agora, running) -> tuple[Any, Any, dict[str, Any]]:
+    """A job asked for, and an approver's click on its Reject: its card, the job, the reason modal."""
     fleet(agora)
     posted = ask(drive, slack)
     (job,) = all_jobs(running)
     click(drive, posted, "UBOB", job_card.ACTION_REJECT)
     modal = slack.wait_for("views.open", count=2)[-1]
-    view = slack.view(modal.params["_view_id"])
-    empty = drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": " "}}})
+    return posted, job, slack.view(modal.params["_view_id"])
+
+
+def reason(text: str) -> dict[str, Any]:
+    return {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": text}}}
+
+
+def test_an_approver_rejects_with_a_reason(drive, slack, agora, running) -> None:
+    posted, job, view = reject_modal(drive, slack, agora, running)
+    empty = drive.submit("UBOB", view, reason(" "))
     assert "Say why" in empty.json()["errors"][job_card.BLOCK_REASON]
-    reason = {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": "wrong bucket <!channel>"}}}
-    assert drive.submit("UBOB", view, reason).status_code == 200
+    assert drive.submit("UBOB", view, reason("wrong bucket <!channel>")).status_code == 200
     running.drain()
     ended = running.services.bulk.get(job.id)
     assert ended.state == "rejected" and ended.sealed_secrets is None and ended.decided_by == "UBOB"
@@ -244,17 +252,11 @@ def test_an_approver_rejects_with_a_reason(drive, slack, agora, running) -> None
 
 
 def test_a_reason_quoting_the_jobs_keys_shows_neither_and_a_long_one_is_refused(drive, slack, agora, running) -> None:
-    fleet(agora)
-    posted = ask(drive, slack)
-    (job,) = all_jobs(running)
-    click(drive, posted, "UBOB", job_card.ACTION_REJECT)
-    modal = slack.wait_for("views.open", count=2)[-1]
-    view = slack.view(modal.params["_view_id"])
-    long = drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": "x" * 501}}})
+    posted, job, view = reject_modal(drive, slack, agora, running)
+    long = drive.submit("UBOB", view, reason("x" * 501))
     assert "at most 500 characters" in long.json()["errors"][job_card.BLOCK_REASON]
     assert running.services.bulk.get(job.id).state == "pending"
-    said = f"secret {NEW_SECRET} with {NEW_ACCESS} is the test pair"
-    drive.submit("UBOB", view, {job_card.BLOCK_REASON: {job_card.ACTION_REASON: {"value": said}}})
+    drive.submit("UBOB", view, reason(f"secret {NEW_SECRET} with {NEW_ACCESS} is the test pair"))
     running.drain()
     ended = running.services.bulk.get(job.id)
     assert ended.state == "rejected" and ended.reason == "secret [redacted] with [redacted] is the test pair"
