@@ -92,6 +92,16 @@ def test_mention_injection_in_names_is_escaped(driver, slack, agora) -> None:
     assert "<!channel>" not in json.dumps(rendered)  # private_metadata alone keeps the name: Slack never shows it
 
 
+def test_markup_in_a_bucket_or_name_from_agora_is_shown_inert(driver, slack, agora) -> None:
+    """Agora may hold what recbot would never let anyone type: shown as code spans, it turns
+    nothing bold and a backtick ends no span early."""
+    config = {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "bucket": "*bold*_it_~x~"}}
+    agora.put(APP_ID, "a`b*c", "na", config)
+    driver.command("get a`b*c na")
+    reply = text_of(slack.wait_for("response_url")[0])
+    assert "`*bold*_it_~x~`" in reply and "Recording configuration of `a\u02cbb*c`" in reply
+
+
 def form_state(**overrides: Any) -> dict[str, Any]:
     values = state(change=True, vendor=1, region=0, bucket="b", access="AKIA1234", secret="S3CRET")
     for block, action_value in overrides.items():

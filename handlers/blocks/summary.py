@@ -27,7 +27,7 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
         f"*HLS recording*\n{_on_off(config.hls)}",
         f"*Storage vendor*\n{shown['vendor']}",
         f"*Storage region*\n{shown['region']}",
-        f"*Bucket*\n{escape(shown['bucket'])}",
+        f"*Bucket*\n{code(shown['bucket']) if storage and storage.bucket else shown['bucket']}",  # inert, as typed
         f"*Access key*\n{fingerprint(storage.access_key if storage else None)}",
         f"*Secret key*\n{'set' if storage and is_set(storage.secret_key) else 'not set'}",
     ]
@@ -37,8 +37,8 @@ def summary(target: Target, config: RecordingConfig) -> list[dict[str, Any]]:
             "block_id": BLOCK_TITLE,
             "text": {
                 "type": "mrkdwn",
-                "text": f"*Recording configuration of `{escape(target.entry_point)}`*\n"
-                f"API region `{target.region}` ({API_REGIONS[target.region]}), App ID `{escape(target.app_id)}`",
+                "text": f"*Recording configuration of {code(target.entry_point)}*\n"
+                f"API region `{target.region}` ({API_REGIONS[target.region]}), App ID {code(target.app_id)}",
             },
         },
         {
