@@ -9,9 +9,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import ValidationError
@@ -24,12 +25,15 @@ from bot.observation import Observation, changes_between, observe, under_key_of
 from bot.store.audit import AuditLog
 from bot.store.drift import DriftStore
 from bot.store.requests import RequestStore
-from bot.store.values import AlertRow
+from bot.store.values import AlertRow, utcnow
 
 log = logging.getLogger(__name__)
 
 # Reads in flight at once; the shared rate limiter sets the pace, as for the fleet.
 WATCH_WORKERS = 8
+# An open alert still without a card this long after it was seen: its posting failed (Slack
+# refused, or was down), not under way in the process that ran its pass; a pass posts it again.
+UNPOSTED_AFTER = timedelta(minutes=2)
 OUTSIDE = "outside"  # the audit actor of a change nobody in recbot made
 
 
@@ -39,7 +43,8 @@ class AlertClosed(Exception):
 
 @dataclass(frozen=True)
 class AlertMove:
-    """Something one watch pass did to an alert, for whoever announces it."""
+    """Something one watch pass did to an alert, for whoever announces it ("opened": post its
+    cards, also for an alert whose cards could not be posted before)."""
 
     kind: Literal["opened", "ended"]
     alert: AlertRow
@@ -138,10 +143,12 @@ class DriftWatch:
         with self._passes_lock:
             return self._passes_lock.wait_for(lambda: self._passes >= count, timeout)
 
-    def run(self) -> list[AlertMove]:
-        """One watch pass, if no other process is running one; the alert moves it made.
-        Counted when this process ran it (done) or could not (failed: the lock or the list
-        of targets could not be had); a pass left to the process holding the lock is not."""
+    def run(self, announce: Callable[[AlertMove], None] | None = None) -> list[AlertMove]:
+        """One watch pass, if no other process is running one; the alert moves it made, each
+        given to `announce` while the pass still holds the watch lock (so an alert whose cards
+        are being posted again is not also posted by another process's pass). Counted when this
+        process ran it (done) or could not (failed: the lock or the list of targets could not be
+        had); a pass left to the process holding the lock is not."""
         moves: list[AlertMove] = []
         started = time.monotonic()
         try:
@@ -151,6 +158,10 @@ class DriftWatch:
                     with ThreadPoolExecutor(WATCH_WORKERS, thread_name_prefix="drift") as pool:
                         for found in pool.map(self._check, targets):
                             moves += found
+                    moves += self._unposted()
+                    if announce is not None:
+                        for move in moves:
+                            announce(move)
         except Exception:
             self._ran("failed", started)
             raise
@@ -160,6 +171,13 @@ class DriftWatch:
             self._passes += 1
             self._passes_lock.notify_all()
         return moves
+
+    def _unposted(self) -> list[AlertMove]:
+        """Open alerts whose cards could not be posted: announced again, as if opened now (only
+        the process holding the watch lock asks, so each is posted by one process)."""
+        seen_before = utcnow() - UNPOSTED_AFTER
+        cardless = [a for a in self._store.open_alerts() if not a.cards and a.detected_at < seen_before]
+        return [AlertMove("opened", alert) for alert in cardless]
 
     def _ran(self, outcome: str, started: float) -> None:
         self._metrics.drift_passes.labels(outcome=outcome).inc()

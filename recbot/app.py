@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
 from bot.background import Background, Periodic
+from bot.drift import AlertMove
 from bot.logs import ContextExecutor, failure_frames, new_request_id, request_id
 from bot.respond import FirstAnswer, PooledRespond
 from bot.server import take_arrival
@@ -246,12 +247,15 @@ def sweep_asked_jobs(services: Services, client: WebClient) -> None:
 
 
 def watch_pass(services: Services, notifier: Notifier) -> None:
-    """One drift watch pass (if no other process runs one); announce what it did."""
-    for move in services.drift.run():
+    """One drift watch pass (if no other process runs one), announcing what it did as it ends."""
+
+    def announce(move: AlertMove) -> None:
         if move.kind == "opened":
             notifier.post_alert(move.alert)
         else:
             notifier.refresh_alert(move.alert.id)
+
+    services.drift.run(announce)
 
 
 def start_background(app: App, services: Services, sweep_seconds: float = SWEEP_SECONDS) -> Background:

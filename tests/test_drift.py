@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot import drift as bot_drift
 from bot.settings import Settings, load_settings
 from handlers.blocks import approval_card
 from handlers.blocks import drift_card as card
@@ -100,6 +102,25 @@ def test_a_change_outside_recbot_is_announced_once_masked_and_in_history(driver,
     (reply,) = slack.wait_for("response_url", count=answered + 1)[answered:]
     assert "changed outside recbot" in text_of(reply) and "console-bucket" in text_of(reply)
     assert agora.calls("PATCH") == []
+
+
+def test_an_alert_whose_card_slack_refused_is_posted_by_a_later_pass_once(driver, slack, agora, bot, monkeypatch):
+    remember(driver, slack, bot)
+    slack.errors["chat.postMessage"] = "internal_error"
+    agora.put(APP_ID, "live", "na", OUTSIDE_CHANGE)
+    settle(bot, passes=3)
+    (alert,) = bot.services.store.drift.open_alerts()
+    assert alert.cards == [] and len(alerts(slack)) == 1 and "_ts" not in alerts(slack)[0].params  # refused
+    settle(bot, passes=3)  # too young to be taken for one whose posting failed: not tried again yet
+    assert len(alerts(slack)) == 1
+    monkeypatch.setattr(bot_drift, "UNPOSTED_AFTER", timedelta(0))
+    del slack.errors["chat.postMessage"]
+    posted = wait_alert(slack, bot, count=2)
+    settle(bot, passes=5)
+    assert len(alerts(slack)) == 2 and "_ts" in posted.params  # posted once more, and only once
+    assert "Bucket: rec-bucket → console-bucket" in card_shown(slack, posted)
+    (alert,) = bot.services.store.drift.open_alerts()
+    assert [(c.channel, c.ts) for c in alert.cards] == [("CAPPROVE", posted.params["_ts"])]
 
 
 def test_no_key_of_either_side_reaches_slack_logs_or_the_database(driver, slack, agora, bot, caplog) -> None:
