@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from bot.settings import Settings
 from bot.store.schema import drift_alerts
@@ -305,3 +307,24 @@ def test_the_fullest_home_stays_within_slacks_limits(switch_status: str) -> None
     assert len(view["blocks"]) <= 100 and view_problems(view) == []
     cancels = [b for b in view["blocks"] if b.get("accessory", {}).get("action_id") == home_blocks.ACTION_CANCEL]
     assert len(cancels) == home_blocks.MAX_OWN
+
+
+# Lines of any length up to a long name's, drawn by length (hypothesis seldom draws long text),
+# long ones as often as not, so that a listing often outgrows the section.
+_length = st.one_of(st.integers(0, 400), st.integers(300, 400))
+_lines = st.lists(st.builds(lambda c, n: c * n, st.sampled_from("ab`*<@"), _length), max_size=40)
+
+
+@given(lines=_lines)
+@example(lines=["`" + "x" * 380 + "`"] * 20)  # 20 names of about 380 characters: 8 fit
+def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lines: list[str]) -> None:
+    text = home_blocks.listing("b", lines, "nothing")["text"]["text"]
+    assert len(text) <= home_blocks.MAX_SECTION
+    if not lines:
+        assert text == "nothing"
+        return
+    shown = text.split("\n")
+    whole = len(shown) - 1 if shown[-1].startswith("…and ") else len(shown)
+    assert shown[:whole] == lines[:whole]  # the first lines, each whole
+    assert whole <= home_blocks.MAX_LINES
+    assert (shown[-1] == f"…and {len(lines) - whole} more") if whole < len(lines) else whole == len(lines)

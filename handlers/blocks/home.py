@@ -64,8 +64,21 @@ def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
 
 
-def _listing(block_id: str, lines: list[str], empty: str) -> dict[str, Any]:
-    shown = lines[:MAX_LINES] + ([f"…and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else [])
+MAX_SECTION = 3000  # Slack's limit on a section's text
+
+
+def listing(block_id: str, lines: list[str], empty: str) -> dict[str, Any]:
+    """At most MAX_LINES whole lines, as many as fit in one section with the count of the rest:
+    a line cut in the middle (a name's code span left open) or a count cut off says nothing."""
+    shown: list[str] = []
+    for line in lines[:MAX_LINES]:
+        rest = len(lines) - len(shown) - 1
+        room = MAX_SECTION - len("\n".join([*shown, line])) - (len(f"\n…and {rest} more") if rest else 0)
+        if room < 0:
+            break
+        shown.append(line)
+    if len(shown) < len(lines):
+        shown.append(f"…and {len(lines) - len(shown)} more")
     return _section(block_id, "\n".join(shown) if shown else empty)
 
 
@@ -155,7 +168,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
     blocks += _own_blocks(content.own, sealer, content.required)
     blocks.append(_header("Changed outside recbot"))
     blocks.append(
-        _listing(
+        listing(
             BLOCK_ALERTS,
             [
                 f"• {target_name(a.target)}, seen {approval_card.when(a.detected_at)}: "
@@ -167,10 +180,10 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
     )
     blocks += switch_blocks.home_blocks(content.paused, content.streams, sealer, content.pause_needs_approval)
     blocks.append(_header("Fleet-wide jobs"))
-    blocks.append(_listing(BLOCK_JOBS, job_progress.home_lines(content.jobs), "No fleet-wide jobs lately."))
+    blocks.append(listing(BLOCK_JOBS, job_progress.home_lines(content.jobs), "No fleet-wide jobs lately."))
     blocks.append(_header("Latest changes"))
     blocks.append(
-        _listing(
+        listing(
             BLOCK_LATEST,
             [f"• {target_name(e.target)} " + event_line(e) for e in content.latest],
             "Nothing recorded yet.",
