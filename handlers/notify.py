@@ -242,6 +242,8 @@ class Notifier:
             self._client.views_publish(user_id=user, view=home.home_view(content, services.sealer, notice, kind))
         except SLACK_FAILURES as exc:
             log.error("could not publish the home of %s: %s", user, why_failed(exc))
+            if notice is not None:  # the answer to something they did there: told directly instead
+                self.tell(user, f"{home.notice_icon(kind)} {notice}")
 
     def tell(self, user: str, text: str) -> None:
         try:

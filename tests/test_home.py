@@ -155,6 +155,25 @@ def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, b
     assert agora.calls("PATCH") == [] and bot.services.store.requests.get(row.id).state == "pending"
 
 
+def test_a_home_slack_will_not_publish_tells_the_clicker_directly(driver, slack, agora, bot) -> None:
+    request_storage_change(driver, slack, user="UBOB")
+    (row,) = bot.services.store.requests.open_requests()
+    open_home(driver, slack, "UBOB")
+    open_home(driver, slack, "UCAROL")  # an approver whose home is drawn again, with no notice for her
+    slack.errors["views.publish"] = "internal_error"
+    own_button = {
+        "action_id": home_blocks.ACTION_APPROVE,
+        "type": "button",
+        "value": approval_card.button_value(row, bot.services.sealer),
+    }
+    click_home(driver, slack, "UBOB", own_button)
+    (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UBOB")
+    assert "cannot approve your own request" in told.params["text"]
+    bot.drain()
+    assert bot.services.store.requests.get(row.id).state == "pending"
+    assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UCAROL"] == []  # nothing to tell
+
+
 def test_reject_from_home_asks_for_a_reason_then_rejects(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
     (row,) = bot.services.store.requests.open_requests()

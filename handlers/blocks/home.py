@@ -40,6 +40,11 @@ NOTICE_ICONS = {
 }
 
 
+def notice_icon(kind: str) -> str:
+    """The mark before a notice line, by how what it reports ended."""
+    return NOTICE_ICONS.get(kind, ":warning:")
+
+
 @dataclass(frozen=True)
 class HomeContent:
     """Everything one person's home shows; `waiting` is None for someone who is not an approver."""
@@ -154,7 +159,7 @@ def home_view(content: HomeContent, sealer: Sealer, notice: str | None = None, k
     with a mark for how it ended (`kind`: an outcome's kind, "info", or anything else for a failure)."""
     blocks: list[dict[str, Any]] = []
     if notice:
-        blocks.append(_section(BLOCK_NOTICE, f"{NOTICE_ICONS.get(kind, ':warning:')} {notice}"))
+        blocks.append(_section(BLOCK_NOTICE, f"{notice_icon(kind)} {notice}"))
     if content.waiting is not None:
         blocks.append(_header(f"Waiting for your approval ({len(content.waiting)})"))
         for row in content.waiting[:MAX_WAITING]:
