@@ -263,12 +263,18 @@ class ApprovalService:
         event = "confirm" if outcome.kind == "applied" else "fail"
         return self._end(row, event, row.decided_by or "recbot", outcome.message)
 
-    def reject(self, request_id: str, user: str, reason: str, *, is_approver: bool) -> RequestRow:
+    def rejectable(self, request_id: str, user: str, *, is_approver: bool) -> RequestRow:
+        """The pending request `user` may reject; Refused, saying why, if they may not (asked
+        before the reason is, so that nobody types one for nothing)."""
         row = self.pending_request(request_id)
         if user == row.requester:
             raise Refused("To withdraw your own request, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
+        return row
+
+    def reject(self, request_id: str, user: str, reason: str, *, is_approver: bool) -> RequestRow:
+        row = self.rejectable(request_id, user, is_approver=is_approver)
         reason = hide(reason, self._keys_of(row))  # "wrong key: <the key>" would show it on the card and DM
         return self._decide(row, "reject", user, reason, reason=reason)
 

@@ -235,12 +235,18 @@ class BulkJobs:
         left = [job for job in self._jobs.in_state("approved") if job.updated_at < before]
         return [self.get(job.id) for job in left if self.start(job.id)]
 
-    def reject(self, job_id: str, user: str, reason: str, *, is_approver: bool) -> JobRow:
+    def rejectable(self, job_id: str, user: str, *, is_approver: bool) -> JobRow:
+        """The pending job `user` may reject; Refused, saying why, if they may not (asked before
+        the reason is)."""
         job = self.pending_job(job_id)
         if user == job.requester:
             raise Refused("To withdraw your own fleet-wide change, use Cancel.")
         if not is_approver:
             raise Refused("Only the approvers named in RECBOT_APPROVERS can reject changes.")
+        return job
+
+    def reject(self, job_id: str, user: str, reason: str, *, is_approver: bool) -> JobRow:
+        job = self.rejectable(job_id, user, is_approver=is_approver)
         return self._decide(job, "reject", user, hide(reason, self._keys_of(job)))  # as for one request
 
     def _keys_of(self, job: JobRow) -> list[str]:

@@ -64,7 +64,10 @@ def register(app: App, services: Services) -> None:
     def reject(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """Ask for a reason first; the rejection happens when the reason is submitted."""
         ack()
-        row = _decide(body, respond, services, services.approvals.pending_request)
+        user = body["user"]["id"]
+        is_approver = services.approvers.includes(user, GroupLookup(client))
+        rejectable = services.approvals.rejectable
+        row = _decide(body, respond, services, lambda rid: rejectable(rid, user, is_approver=is_approver))
         if row is not None:
             client.views_open(trigger_id=body["trigger_id"], view=approval_card.reject_modal(row, services.sealer))
 
@@ -302,8 +305,9 @@ def register_home(app: App, services: Services) -> None:
         ack()
         user = body["user"]["id"]
         request_id = home.read_button_value((body.get("actions") or [{}])[0].get("value"), services.sealer)
+        is_approver = services.approvers.includes(user, GroupLookup(client))
         try:
-            row = services.approvals.pending_request(request_id or "")
+            row = services.approvals.rejectable(request_id or "", user, is_approver=is_approver)
         except Refused as refusal:
             Notifier(client, services).publish_home(user, str(refusal), "refused")
             return

@@ -125,8 +125,10 @@ def register(app: App, services: Services) -> None:
         job_id = _genuine_job(body, services, respond)
         if job_id is None:
             return
+        user = body["user"]["id"]
+        is_approver = services.approvers.includes(user, GroupLookup(client))
         try:
-            job = services.bulk.pending_job(job_id)
+            job = services.bulk.rejectable(job_id, user, is_approver=is_approver)
         except Refused as refusal:
             _tell(respond, str(refusal))
             return

@@ -146,11 +146,17 @@ def test_a_reason_quoting_the_requests_keys_shows_neither_and_a_long_one_is_refu
 
 def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, agora, bot) -> None:
     posted = request_storage_change(driver, slack)
-    click(driver, posted, "UMALLORY", card.ACTION_REJECT)  # the reason modal opens for whoever sees the card
+    refusals = (("UMALLORY", "Only the approvers"), ("UALICE", "To withdraw your own request, use Cancel"))
+    for count, (who, refusal) in enumerate(refusals, start=1):
+        click(driver, posted, who, card.ACTION_REJECT)  # refused at once: nobody types a reason for nothing
+        assert refusal in ephemeral_replies(slack, count)[-1]
+    bot.drain()
+    assert len(slack.of("views.open")) == 1  # the form's alone
+    click(driver, posted, "UBOB", card.ACTION_REJECT)
     (opened,) = slack.wait_for("views.open", count=2)[1:]
     modal = {**opened.params["view"], "id": opened.params["_view_id"]}
     reason = {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "I do not like it"}}}
-    answer = driver.submit("UMALLORY", modal, reason).json()
+    answer = driver.submit("UMALLORY", modal, reason).json()  # an approver's modal, submitted by another
     assert answer["response_action"] == "update" and "Only the approvers" in json.dumps(answer["view"])
     bot.drain()
     (row,) = bot.services.store.requests.open_requests()

@@ -221,10 +221,16 @@ def test_two_approvals_are_needed_and_a_repeat_vote_is_refused(drive, slack, ago
 
 
 def reject_modal(drive, slack, agora, running) -> tuple[Any, Any, dict[str, Any]]:
-    """A job asked for, and an approver's click on its Reject: its card, the job, the reason modal."""
+    """A job asked for, and an approver's click on its Reject (the requester's and a
+    non-approver's refused at once, no reason asked): its card, the job, the reason modal."""
     fleet(agora)
     posted = ask(drive, slack)
     (job,) = all_jobs(running)
+    for who, refusal in (("UALICE", "use Cancel"), ("UMALLORY", "Only the approvers")):
+        told = len(slack.of("response_url"))
+        click(drive, posted, who, job_card.ACTION_REJECT)
+        assert refusal in slack.wait_for("response_url", count=told + 1)[-1].params["text"]
+    assert len(slack.of("views.open")) == 1  # the modal the job was asked in
     click(drive, posted, "UBOB", job_card.ACTION_REJECT)
     modal = slack.wait_for("views.open", count=2)[-1]
     return posted, job, slack.view(modal.params["_view_id"])
