@@ -22,7 +22,7 @@ from bot.services import Services
 from bot.store.values import CardRef, RequestRow
 from handlers.blocks import approval_card, drift_card, edit_form, fleet, home, picker
 from handlers.commands import fill_edit_form, open_edit_form, replace, show_config
-from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier
+from handlers.notify import SLACK_FAILURES, GroupLookup, Notifier, file_not_taken, why_failed
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def register_fleet(app: App, services: Services) -> None:
                 initial_comment="The list you asked for; keys are masked, as in Slack.",
             )
         except SLACK_FAILURES as exc:
-            log.error("could not send the fleet CSV: %s", type(exc).__name__)
-            tell(respond, "Slack did not take the file; try again in a minute.")
+            log.error("could not send the fleet CSV: %s", why_failed(exc))
+            tell(respond, file_not_taken(exc))
             return
         tell(respond, "Sent: the CSV is in your direct messages with recbot.")
 

@@ -269,6 +269,37 @@ def job_control(services: Services, clock: Callable[[], datetime] = utcnow) -> J
     return JobControl(services.store.jobs, services.store.job_progress, ttl_seconds=ttl, clock=clock)
 
 
+# Slack errors saying the app or the workspace does not let recbot send someone a file.
+FILE_REFUSALS = frozenset(
+    {
+        "missing_scope",
+        "not_allowed_token_type",
+        "restricted_action",
+        "no_permission",
+        "file_uploads_disabled",
+        "file_uploads_except_images_disabled",
+        "channel_not_found",
+        "cannot_dm_bot",
+        "user_disabled",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+    }
+)
+
+
+def file_not_taken(exc: Exception) -> str:
+    """What a person is told when Slack did not take a file recbot sent them: a refusal that
+    trying again cannot mend is said to be one, with what to check."""
+    code = why_failed(exc)
+    if isinstance(exc, SlackApiError) and code in FILE_REFUSALS:
+        return (
+            f"Slack refused the file ({code}); trying again will not help. Ask whoever runs recbot to check that "
+            "the app has the files:write and im:write scopes (app.yaml) and that the workspace lets apps send files."
+        )
+    return f"Slack did not take the file ({code}); try again in a minute."
+
+
 def _lasting(exc: Exception) -> bool:
     """Whether a Slack failure will be the same if tried again later."""
     return isinstance(exc, SlackApiError) and exc.response.get("error") in LASTING_ERRORS

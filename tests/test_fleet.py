@@ -8,6 +8,7 @@ import io
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -156,6 +157,21 @@ def test_the_csv_goes_to_the_users_direct_messages_masked(driver, slack, agora, 
     assert "'=HYPERLINK(1),na,on,off,Amazon S3,EU_WEST_1 (4),rec-bucket,...1234,set,ok" in sent["content"]
     assert ACCESS_KEY not in sent["content"] and SECRET_KEY not in sent["content"]
     assert "in your direct messages" in text_of_params(slack.of("response_url")[-1].params)
+
+
+@pytest.mark.parametrize(
+    ("method", "error", "said"),
+    [
+        ("files.getUploadURLExternal", "missing_scope", "Slack refused the file (missing_scope); trying again"),
+        ("conversations.open", "restricted_action", "check that the app has the files:write and im:write scopes"),
+        ("files.getUploadURLExternal", "internal_error", "Slack did not take the file (internal_error); try again in"),
+    ],
+)
+def test_a_csv_slack_did_not_take_says_whether_trying_again_helps(driver, slack, agora, bot, method, error, said):
+    table = listing(driver, slack, bot)[-1]
+    slack.errors[method] = error
+    click_page(driver, bot, table, "Download CSV")
+    assert said in text_of_params(slack.of("response_url")[-1].params)
 
 
 def buttons(table: dict[str, Any]) -> list[dict[str, Any]]:
