@@ -42,7 +42,12 @@ DECISIONS = ("approve", "reject")  # the moves whose wait since the request's cr
 
 class Refused(Exception):
     """An action is not allowed, or another click or process made it first;
-    the message is for the person who tried, alone."""
+    the message is for the person who tried, alone. `mentions`: the people its words
+    name (`<@U…>`), shown as mentions where everything else in it is escaped."""
+
+    def __init__(self, message: str, mentions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.mentions = mentions
 
 
 class Unreadable(Exception):

@@ -165,7 +165,8 @@ class BulkJobs:
         raise Refused(
             f"{len(taken)} of the targets this would change are in job `{first.id}`{also}, asked by "
             f"<@{first.requester}> and {first.state}: one job at a time per target. Wait for it to end, or "
-            "cancel it (`/recording jobs`), then ask again. Nothing was planned."
+            "cancel it (`/recording jobs`), then ask again. Nothing was planned.",
+            mentions=(first.requester,),
         )
 
     def _check_storage(self, plan: Plan) -> list[str]:

@@ -192,7 +192,8 @@ def ask(request: BulkRequest, user: str, services: Services, client: WebClient) 
     try:
         planned = services.bulk.ask(request, user)
     except (PlanError, Refused) as exc:
-        client.chat_update(**where, text=str(exc)[:300], blocks=messages.error(str(exc)))
+        said = messages.escape_keeping_mentions(str(exc), exc.mentions if isinstance(exc, Refused) else ())
+        client.chat_update(**where, text=str(exc)[:300], blocks=messages.text_blocks(f":x: {said}"))
         return
     plan = planned.plan
     blocks = job_card.plan_card(plan, planned.job, planned.note, services.sealer)

@@ -311,6 +311,19 @@ def test_more_targets_than_a_job_takes_are_refused_saying_how_to_narrow_it(drive
     assert all_jobs(running) == [] and cards(slack) == [] and agora.calls("PATCH") == []
 
 
+def test_a_second_job_over_the_same_targets_is_refused_naming_who_asked_the_first(drive, slack, agora, running):
+    fleet(agora)
+    ask(drive, slack)
+    view = open_bulk(drive, slack, "UDAVE")
+    drive.submit("UDAVE", view, bulk_state(**ROTATION))
+    refused = plan_update(slack, "UDAVE").params
+    said = refused["blocks"][0]["text"]["text"]
+    assert "asked by <@UALICE> and pending: one job at a time per target" in said  # a mention, not escaped text
+    assert "&lt;@" not in said and "Nothing was planned" in said
+    running.drain()
+    assert len(all_jobs(running)) == 1
+
+
 def test_a_plan_with_nothing_to_change_makes_no_job(drive, slack, agora, running) -> None:
     fleet(agora)
     view = open_bulk(drive, slack)
