@@ -100,6 +100,9 @@ def test_markup_in_a_bucket_or_name_from_agora_is_shown_inert(driver, slack, ago
     driver.command("get a`b*c na")
     reply = text_of(slack.wait_for("response_url")[0])
     assert "`*bold*_it_~x~`" in reply and "Recording configuration of `a\u02cbb*c`" in reply
+    driver.command("history a`b*c na")
+    history = text_of(slack.wait_for("response_url", count=2)[1])
+    assert f"No recorded changes for `a\u02cbb*c` (na, app `{APP_ID}`)" in history
 
 
 def form_state(**overrides: Any) -> dict[str, Any]:

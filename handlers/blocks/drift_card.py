@@ -7,7 +7,7 @@ from typing import Any
 from bot.seal import Sealer
 from bot.store.values import AlertRow
 from handlers.blocks.approval_card import when
-from handlers.blocks.messages import escape
+from handlers.blocks.messages import escape, target_name
 
 ACTION_ACKNOWLEDGE = "drift_acknowledge"
 ACTION_REVERT = "drift_revert"
@@ -56,7 +56,7 @@ def card(alert: AlertRow, sealer: Sealer, channel: str) -> list[dict[str, Any]]:
             "block_id": BLOCK_SUMMARY,
             "text": {
                 "type": "mrkdwn",
-                "text": f":rotating_light: *Changed outside recbot:* *{escape(alert.target.describe())}*\n"
+                "text": f":rotating_light: *Changed outside recbot:* {target_name(alert.target)}\n"
                 f"Seen {when(alert.detected_at)}. No recbot request made this change, so it had no approval.",
             },
         },

@@ -8,13 +8,13 @@ from bot.drift import OUTSIDE
 from bot.models import Target
 from bot.store.values import AuditEvent, RequestRow
 from bot.switching import UNANSWERED
-from handlers.blocks.messages import escape, text_blocks
+from handlers.blocks.messages import escape, target_name, text_blocks
 
 
 def history(target: Target, events: list[AuditEvent]) -> list[dict[str, Any]]:
     if not events:
-        return text_blocks(f"No recorded changes for *{escape(target.describe())}*.")
-    lines = [f"*Latest {len(events)} events for {escape(target.describe())}*"]
+        return text_blocks(f"No recorded changes for {target_name(target)}.")
+    lines = [f"*Latest {len(events)} events for* {target_name(target)}"]
     lines += [f"• {event_line(event)}" for event in events]
     return _chunked(lines)
 
@@ -62,7 +62,7 @@ def pending(rows: list[RequestRow]) -> list[dict[str, Any]]:
     lines = [f"*{len(rows)} open change request(s)*"]
     for row in rows:
         lines.append(
-            f"• `{row.id}` *{escape(row.target.describe())}* by <@{row.requester}>, {row.state}, "
+            f"• `{row.id}` {target_name(row.target)} by <@{row.requester}>, {row.state}, "
             f"{len(row.approvers)} approval(s), expires {row.expires_at:%Y-%m-%d %H:%M} UTC"
         )
     return _chunked(lines)
