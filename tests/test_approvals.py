@@ -131,7 +131,7 @@ def test_a_reason_quoting_the_requests_keys_shows_neither_and_a_long_one_is_refu
     long = driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "x" * 501}}}).json()
     assert long["response_action"] == "errors" and "at most 500 characters" in long["errors"][card.BLOCK_REASON]
     assert bot.services.store.requests.open_requests()[0].state == "pending"
-    said = f"the secret {NEW_SECRET} and access key {NEW_ACCESS.lower()} are a test pair"
+    said = f"the secret {NEW_SECRET} and access key {NEW_ACCESS.lower()} are a test pair".ljust(500, ".")  # the most
     driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": said}}})
     notice = requester_notice(slack)
     assert "the secret [redacted] and access key [redacted] are a test pair" in notice

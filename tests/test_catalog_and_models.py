@@ -173,6 +173,13 @@ def test_a_name_refused_for_a_reserved_beginning_or_ending_is_told_which(vendor,
     assert not rule.allows(name) and f"'{part}'" in rule.explain(info.name)
 
 
+def test_the_reserved_names_read_as_a_sentence() -> None:
+    words = vendor_info(Vendor.AMAZON_S3).bucket_rule.explain("Amazon S3")
+    assert "not starting with 'xn--', 'sthree-' or 'amzn-s3-demo-'" in words
+    assert words.endswith("not ending with '-s3alias', '--ol-s3', '.mrap' or '--x-s3'.")
+    assert vendor_info(Vendor.KINGSOFT).bucket_rule.explain("Kingsoft Cloud").endswith("not starting with 'kss'.")
+
+
 def test_azure_account_and_key_rules() -> None:
     info = vendor_info(Vendor.AZURE)
     assert info.access_key_rule.allows("devstoreaccount1") and info.access_key_rule.allows("abc")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from handlers.blocks import edit_form as form
-from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY
+from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY
 from tests.driver import SlackDriver
 from tests.fakes.agora import AgoraEmulator, Fault
 from tests.fakes.slack import FakeSlack
@@ -180,6 +180,7 @@ def test_an_outcome_slack_would_not_show_on_the_form_is_sent_to_the_person(drive
         assert len(bot.services.store.requests.open_requests()) == 1
         assert "needs a second person's approval" in text and "S" * 30 not in text
         assert "Nothing was sent to Agora yet" in text and agora.calls("PATCH") == []
+        assert "CN_North_1 (0) is outside North America" in text  # the form's warning too
     else:
         assert "Change applied and confirmed" in text and "HLS recording: off → on" in text
         assert len(agora.calls("PATCH")) == 1
@@ -209,6 +210,19 @@ def test_a_bucket_outside_the_entry_points_geography_is_warned_of_not_refused(
     )
     bot.drain()
     assert len(bot.services.store.requests.open_requests()) == 1
+
+
+def test_the_region_hint_names_the_entry_points_geography_and_a_stale_form_warns_of_nothing(
+    driver, slack, agora, bot
+) -> None:
+    agora.put(APP_ID, "live", "eu", LIVE_CONFIG)
+    view = open_form(driver, slack, text="set live eu")
+    assert "Agora advises a region in Europe" in blocks_by_id(view)[form.BLOCK_REGION]["hint"]["text"]
+    agora.put(APP_ID, "live", "eu", {**LIVE_CONFIG, "hlsConfig": {"enabled": True}})  # changed since it opened
+    values = state(change=True, vendor=7, region=0, bucket="rec-bucket", access="AK" + "1" * 10, secret="S" * 30)
+    driver.submit("UALICE", view, values)
+    text = final_view_text(slack)
+    assert "changed since you opened the form" in text and ":warning:" not in text and "same geography" not in text
 
 
 def test_submit_without_change_sends_nothing(driver, slack, agora, bot) -> None:

@@ -67,13 +67,14 @@ def test_one_failing_region_among_many_is_marked_and_the_rest_is_read(driver, sl
     assert "(eu) :x: read failed: Agora answered 503" in rows[3]
 
 
-def test_a_redirected_read_names_the_setting_to_check(driver, slack, agora, bot) -> None:
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirected_read_names_the_setting_to_check(driver, slack, agora, bot, status) -> None:
     agora.put(APP_ID, "live", "eu", LIVE_CONFIG)
-    agora.inject(Fault(302, headers={"Location": "https://elsewhere.example/x"}, path="/regions/eu"))
+    agora.inject(Fault(status, headers={"Location": "https://elsewhere.example/x"}, path="/regions/eu"))
     table = listing(driver, slack, bot, "list all")[-1]
     rows = [text_of_params(r) for r in rows_of(table)]
     assert [("read failed" in r) for r in rows] == [False, True]  # na eu
-    assert "(eu) :x: read failed: Agora answered 302, a redirect: check AGORA_API_URL" in rows[1]
+    assert f"(eu) :x: read failed: Agora answered {status}, a redirect: check AGORA_API_URL" in rows[1]
     assert "elsewhere" not in text_of_params(table)
     assert len([c for c in agora.calls("GET") if c.path.endswith("/regions/eu")]) == 1  # not followed, not tried again
 

@@ -271,3 +271,6 @@ def test_a_region_counts_only_from_the_chosen_vendors_list(chosen, listed, data)
     values[form.BLOCK_REGION] = {form.region_action_id(int(listed)): {"selected_option": {"value": str(code)}}}
     read = form.read_values({"values": values})
     assert (read.region, read.region_of_another_vendor) == ((code, False) if chosen == listed else (None, True))
+    values[form.BLOCK_REGION] = {form.region_action_id(int(listed)): {"selected_option": None}}  # none picked
+    nothing = form.read_values({"values": values})
+    assert (nothing.region, nothing.region_of_another_vendor) == (None, False)
