@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
+from bot.seal import Sealer
 from bot.store.schema import change_requests
 from bot.store.values import utcnow
 from handlers.blocks import approval_card as card
@@ -142,6 +144,22 @@ def test_a_reason_quoting_the_requests_keys_shows_neither_and_a_long_one_is_refu
     shown = [ended_card(slack, posted), notice, row.reason or "", *history, caplog.text]
     assert not any(NEW_SECRET in text or NEW_ACCESS.lower() in text.lower() for text in shown)
     assert agora.calls("PATCH") == []
+
+
+def test_a_request_whose_keys_cannot_be_opened_can_still_be_rejected(driver, slack, agora, bot) -> None:
+    posted = request_storage_change(driver, slack)
+    (row,) = bot.services.store.requests.open_requests()
+    other = Sealer(Fernet.generate_key()).seal("{}")  # sealed under another RECBOT_SEAL_KEY
+    with bot.services.store.engine.begin() as conn:
+        conn.execute(change_requests.update().where(change_requests.c.id == row.id).values(sealed_patch=other))
+    click(driver, posted, "UBOB", card.ACTION_REJECT)
+    (opened,) = slack.wait_for("views.open", count=2)[1:]
+    modal = {**opened.params["view"], "id": opened.params["_view_id"]}
+    driver.submit("UBOB", modal, {card.BLOCK_REASON: {card.ACTION_REASON: {"value": "wrong bucket"}}})
+    assert "wrong bucket" in requester_notice(slack)
+    bot.drain()
+    ended = bot.services.store.requests.get(row.id)
+    assert ended.state == "rejected" and ended.reason == "wrong bucket" and ended.sealed_patch is None
 
 
 def test_a_non_approver_cannot_reject_through_the_reason_modal(driver, slack, agora, bot) -> None:

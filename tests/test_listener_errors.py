@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.logs import failure_frames
 from handlers.blocks import approval_card as card
@@ -92,6 +93,21 @@ def test_an_approval_that_fails_after_the_patch_says_the_change_was_sent(
     bot.drain()
     assert len(agora.calls("PATCH")) == 1
     assert_logged_where(caplog, said, "bot/applying.py", "in apply_change", "handlers/actions.py", "in approve")
+
+
+def test_slack_refusing_a_call_after_the_patch_says_the_change_was_sent(driver, slack, agora, bot, monkeypatch):
+    posted = request_storage_change(driver, slack)
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise SlackApiError("refused", {"ok": False, "error": "internal_error"})
+
+    monkeypatch.setattr(bot.services.drift, "applied", refused)  # after the PATCH, as above
+    click(driver, posted, "UBOB", card.ACTION_APPROVE)
+    (answer,) = slack.wait_for("response_url")
+    said = text_of(answer)
+    assert "Slack refused recbot's update (internal_error)" in said and "A change was sent to Agora" in said
+    bot.drain()
+    assert len(agora.calls("PATCH")) == 1
 
 
 def test_a_home_button_that_fails_says_so_on_the_home(driver, slack, bot, monkeypatch, caplog) -> None:

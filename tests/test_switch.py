@@ -220,9 +220,13 @@ class TestThroughApproval:
         history = said(run(driver, slack, "history live na"))
         assert all(event in history for event in ("requested", "approved", "applied", row.id))
 
-    def test_a_pause_whose_card_could_not_be_posted_does_not_say_it_was_sent(self, driver, slack, bot) -> None:
+    @pytest.mark.parametrize("by", ["command", "button"])
+    def test_a_pause_whose_card_could_not_be_posted_does_not_say_it_was_sent(self, driver, slack, bot, by) -> None:
         slack.refused_channels["CAPPROVE"] = "channel_not_found"
-        reply = said(run(driver, slack, "pause live"))
+        if by == "command":
+            reply = said(run(driver, slack, "pause live"))
+        else:  # the Pause button under a get's answer
+            reply = said(click_get_button(driver, slack, run(driver, slack, "get live na"), switch_blocks.ACTION_PAUSE))
         assert "needs a second person's approval" in reply and "no approval card could be posted yet" in reply
         assert "sent to the approvers" not in reply and PAUSED_WORDS in reply
         bot.drain()

@@ -116,14 +116,22 @@ class TestThroughApproval:
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
         return {**settings_overrides, "RECBOT_APPROVAL_FOR": "all"}
 
-    def test_resume_from_the_home_is_a_request(self, driver, slack, agora, bot) -> None:
+    @pytest.mark.parametrize("card_posted", [True, False])
+    def test_resume_from_the_home_is_a_request(self, driver, slack, agora, bot, card_posted) -> None:
         # As an earlier, approved pause left it.
         with bot.services.switches.book.changing(APP_ID, "live", False, "switch", "UALICE") as change:
             change.landed()
+        if not card_posted:
+            slack.refused_channels["CAPPROVE"] = "channel_not_found"
         home = open_home(driver, slack, "UDAVE")
         click_home(driver, slack, "UDAVE", block(home, "home_paused_0")["accessory"])
         bot.drain()
         assert "needs a second person's approval" in shown(slack.home("UDAVE")) and switch_calls(agora) == []
+        notice = shown(slack.home("UDAVE"))
+        assert ("sent to the approvers" in notice) is card_posted
+        assert ("no approval card could be posted yet" in notice) is not card_posted
+        if not card_posted:
+            return
         (card,) = slack.of("chat.postMessage")
         assert card.params["channel"] == "CAPPROVE" and "asks to *resume*" in shown(card.params)
 
