@@ -60,7 +60,8 @@ def eta_words(seconds: float) -> str:
 def progress_line(job: JobRow, counts: dict[str, int], now: datetime) -> str:
     """ "412/800 applied, 3 failed, 2 stale, about 9 s left": out of the targets to change (those
     already as asked are named apart); the time left from the pace since it started, only while
-    it runs and once a target is done."""
+    it runs, once a target is done and while some are still to send (the last ones in flight may
+    wait for a read-back far longer than the pace says: they are counted instead)."""
     unchanged, skipped = counts.get("unchanged", 0), counts.get("skipped", 0)
     applied, failed, stale = counts.get("applied", 0), counts.get("failed", 0), counts.get("stale", 0)
     total = sum(counts.values()) - unchanged
@@ -73,8 +74,11 @@ def progress_line(job: JobRow, counts: dict[str, int], now: datetime) -> str:
     if job.state in ENDED_JOB_STATES and counts.get("in_flight", 0):  # sent before it ended, not answered yet
         parts.append(_count(counts["in_flight"], "still in flight"))
     if job.state == "running" and job.started_at is not None and done and left:
-        elapsed = max((now - job.started_at).total_seconds(), 0.0)
-        parts.append(eta_words(elapsed / done * left))
+        if counts.get("planned", 0):
+            elapsed = max((now - job.started_at).total_seconds(), 0.0)
+            parts.append(eta_words(elapsed / done * left))
+        else:  # sent, not settled: its answer under way, or (Agora failed to answer) a read-back to come
+            parts.append(_count(counts["in_flight"], "in flight"))
     return ", ".join(parts)
 
 
