@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.settings import Settings
 from bot.store.schema import drift_alerts
-from handlers.blocks import approval_card
+from handlers.blocks import approval_card, messages
 from handlers.blocks import home as home_blocks
 from handlers.notify import Notifier
 from recbot.app import watch_pass
@@ -334,7 +334,7 @@ def test_the_fullest_home_stays_within_slacks_limits(switch_status: str) -> None
 
 # Lines of any length up to a long name's, drawn by length (hypothesis seldom draws long text),
 # long ones as often as not, so that a listing often outgrows the section.
-_length = st.one_of(st.integers(0, 400), st.integers(300, 400))
+_length = st.one_of(st.integers(1, 400), st.integers(300, 400))  # no line is empty
 _lines = st.lists(st.builds(lambda c, n: c * n, st.sampled_from("ab`*<@"), _length), max_size=40)
 
 
@@ -342,7 +342,7 @@ _lines = st.lists(st.builds(lambda c, n: c * n, st.sampled_from("ab`*<@"), _leng
 @example(lines=["`" + "x" * 380 + "`"] * 20)  # 20 names of about 380 characters: 8 fit
 def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lines: list[str]) -> None:
     text = home_blocks.listing("b", lines, "nothing")["text"]["text"]
-    assert len(text) <= home_blocks.MAX_SECTION
+    assert len(text) <= messages.MAX_SECTION
     if not lines:
         assert text == "nothing"
         return
@@ -351,3 +351,13 @@ def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lin
     assert shown[:whole] == lines[:whole]  # the first lines, each whole
     assert whole <= home_blocks.MAX_LINES
     assert (shown[-1] == f"…and {len(lines) - whole} more") if whole < len(lines) else whole == len(lines)
+
+
+@given(lines=_lines, most=st.integers(1, 20), limit=st.integers(200, 3000))
+def test_fitting_keeps_whole_lines_in_order_within_the_limit_and_counts_the_rest(lines, most, limit) -> None:
+    text = messages.fitting(lines, most, lambda n: f"…and {n} more in the CSV.", limit=limit)
+    assert len(text) <= limit or (len(lines) > 0 and text == f"…and {len(lines)} more in the CSV.")
+    shown = text.split("\n") if text else []
+    whole = len(shown) - 1 if shown and shown[-1].startswith("…and ") else len(shown)
+    assert shown[:whole] == lines[:whole] and whole <= most
+    assert (shown[-1] == f"…and {len(lines) - whole} more in the CSV.") if whole < len(lines) else whole == len(lines)

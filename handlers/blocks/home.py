@@ -11,7 +11,7 @@ from bot.seal import Sealer
 from bot.store.values import AlertRow, AuditEvent, RequestRow, StreamTaskRow, SwitchRow
 from handlers.blocks import approval_card, drift_card, job_progress
 from handlers.blocks import switch as switch_blocks
-from handlers.blocks.messages import target_name
+from handlers.blocks.messages import fitting, target_name
 from handlers.blocks.requests import event_line
 
 CALLBACK_HOME = "recbot_home"
@@ -69,22 +69,10 @@ def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
 
 
-MAX_SECTION = 3000  # Slack's limit on a section's text
-
-
 def listing(block_id: str, lines: list[str], empty: str) -> dict[str, Any]:
-    """At most MAX_LINES whole lines, as many as fit in one section with the count of the rest:
-    a line cut in the middle (a name's code span left open) or a count cut off says nothing."""
-    shown: list[str] = []
-    for line in lines[:MAX_LINES]:
-        rest = len(lines) - len(shown) - 1
-        room = MAX_SECTION - len("\n".join([*shown, line])) - (len(f"\n…and {rest} more") if rest else 0)
-        if room < 0:
-            break
-        shown.append(line)
-    if len(shown) < len(lines):
-        shown.append(f"…and {len(lines) - len(shown)} more")
-    return _section(block_id, "\n".join(shown) if shown else empty)
+    """At most MAX_LINES whole lines, as many as fit in one section, and the count of the rest."""
+    text = fitting(lines, MAX_LINES, lambda n: f"…and {n} more")
+    return _section(block_id, text or empty)
 
 
 def _waiting_blocks(row: RequestRow, sealer: Sealer, required: int) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from bot.job_control import mover
 from bot.seal import Sealer
 from bot.store.values import JobRow
 from handlers.blocks.approval_card import when
-from handlers.blocks.messages import code, escape, escape_keeping_mentions
+from handlers.blocks.messages import code, escape, escape_keeping_mentions, fitting
 
 # Prefixed job_card_: a running job's progress message (handlers/blocks/job_progress.py) has job_ ids of its own.
 ACTION_APPROVE = "job_card_approve"
@@ -104,19 +104,17 @@ def plan_card(plan: Plan, job: JobRow | None, note: str, sealer: Sealer) -> list
     blocks = [_section(BLOCK_SUMMARY, head)]
     changing = plan.changing
     if changing:
-        more = len(changing) - FIRST_ROWS
-        lines = [_row_line(row) for row in changing[:FIRST_ROWS]]
-        tail = f"\n…and {more} more: every row is in the CSV." if more > 0 else ""
-        blocks.append(_section(BLOCK_ROWS, "*Would change*\n" + "\n".join(lines)[: 2900 - len(tail)] + tail))
+        head = "*Would change*"
+        lines = [_row_line(row) for row in changing]
+        rows = fitting(lines, FIRST_ROWS, lambda n: f"…and {n} more: every row is in the CSV.", limit=2899 - len(head))
+        blocks.append(_section(BLOCK_ROWS, f"{head}\n{rows}"))
     if plan.unreadable:
+        head = "*Could not be read* (left out of the job)"
         named = [
-            f"• {code(lost.name)} ({lost.region or EVERY_REGION_ASKED}): {escape(lost.why)}"
-            for lost in plan.unreadable[:NAMED_UNREADABLE]
+            f"• {code(lost.name)} ({lost.region or EVERY_REGION_ASKED}): {escape(lost.why)}" for lost in plan.unreadable
         ]
-        more = len(plan.unreadable) - NAMED_UNREADABLE
-        tail = f"\n…and {more} more in the CSV." if more > 0 else ""
-        text = "*Could not be read* (left out of the job)\n" + "\n".join(named)[: 2900 - len(tail)] + tail
-        blocks.append(_section(BLOCK_UNREADABLE, text))
+        text = fitting(named, NAMED_UNREADABLE, lambda n: f"…and {n} more in the CSV.", limit=2899 - len(head))
+        blocks.append(_section(BLOCK_UNREADABLE, f"{head}\n{text}"))
     if job is None:
         blocks.append(_context(BLOCK_STATUS, f":information_source: {escape(note)}"))
         return blocks

@@ -5,7 +5,7 @@ mark up, whoever wrote it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot import switch
@@ -91,3 +91,22 @@ def went_wrong(ref: str, sent_to_agora: bool) -> str:
         f"Something went wrong on recbot's side; nothing was sent to Agora (ref {ref}). Try again; "
         "if it happens again, give whoever runs recbot the reference."
     )
+
+
+MAX_SECTION = 3000  # Slack's limit on a section's text
+
+
+def fitting(lines: list[str], most: int, rest: Callable[[int], str], limit: int = MAX_SECTION) -> str:
+    """At most `most` of `lines`, each whole, as many as fit in `limit` characters together with
+    `rest(n)`, the line that counts the n left out (none when none is): a line cut in the middle
+    (a name's code span left open) or a count cut off would say nothing of what is missing."""
+    shown: list[str] = []
+    for line in lines[:most]:
+        left = len(lines) - len(shown) - 1
+        needed = len("\n".join([*shown, line])) + (len("\n" + rest(left)) if left else 0)
+        if needed > limit:
+            break
+        shown.append(line)
+    if len(shown) < len(lines):
+        shown.append(rest(len(lines) - len(shown)))
+    return "\n".join(shown)
