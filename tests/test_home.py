@@ -354,6 +354,7 @@ def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lin
 
 
 @given(lines=_lines, most=st.integers(1, 20), limit=st.integers(200, 3000))
+@example(lines=["a" * 100] * 3, most=3, limit=301)  # the third line would need 302: one character too many
 def test_fitting_keeps_whole_lines_in_order_within_the_limit_and_counts_the_rest(lines, most, limit) -> None:
     text = messages.fitting(lines, most, lambda n: f"…and {n} more in the CSV.", limit=limit)
     assert len(text) <= limit or (len(lines) > 0 and text == f"…and {len(lines)} more in the CSV.")
