@@ -72,10 +72,21 @@ class Plan:
     def already(self) -> int:
         return sum(row.unchanged for row in self.rows)
 
+    @property
+    def silenced(self) -> int:
+        """Targets that record now and would record nothing once changed (MP4 and HLS both off):
+        likely a mistake, worth a word before it is approved."""
+        change = self.request.change
+        return sum(_records(row.seen) and not _records(new_config(row.seen, change)) for row in self.changing)
+
     def planned(self, digest_key: bytes) -> list[PlannedTarget]:
         """The job store's target rows: what each target was seen as, with no secret (the keys as
         a keyed digest, bot/observation.py), to tell at apply time whether it changed since."""
         return [PlannedTarget(row.target, asdict(observe(row.seen, digest_key)), row.unchanged) for row in self.rows]
+
+
+def _records(config: RecordingConfig) -> bool:
+    return config.mp4 or config.hls
 
 
 def plan_row(target: Target, seen: RecordingConfig, request: BulkRequest) -> PlanRow:

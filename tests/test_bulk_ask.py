@@ -325,6 +325,18 @@ def test_a_second_job_over_the_same_targets_is_refused_naming_who_asked_the_firs
     assert len(all_jobs(running)) == 1
 
 
+@pytest.mark.parametrize("hls", [form.UNCHANGED, form.ON])
+def test_a_plan_that_would_stop_recording_says_so(drive, slack, agora, running, hls) -> None:
+    fleet(agora)  # each records MP4, not HLS
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(mp4=form.OFF, hls=hls))
+    said = json.dumps(plan_update(slack).params)
+    warned = "7 of them record now and would record nothing once changed (MP4 and HLS off)" in said
+    assert warned is (hls == form.UNCHANGED)  # HLS on instead: still recording, nothing to say
+    running.drain()
+    assert len(all_jobs(running)) == 1  # warned, not refused
+
+
 def test_a_plan_with_nothing_to_change_makes_no_job(drive, slack, agora, running) -> None:
     fleet(agora)
     view = open_bulk(drive, slack)

@@ -26,6 +26,7 @@ BLOCK_SUMMARY = "job_card_summary"
 BLOCK_PLAN = "job_card_plan"
 BLOCK_ROWS = "job_card_rows"
 BLOCK_UNREADABLE = "job_card_unreadable"
+BLOCK_SILENCED = "job_card_silenced"
 BLOCK_STATUS = "job_card_status"
 BLOCK_BUTTONS = "job_card_buttons"
 CALLBACK_REJECT = "job_card_reject_reason"
@@ -108,6 +109,9 @@ def plan_card(plan: Plan, job: JobRow | None, note: str, sealer: Sealer) -> list
         lines = [_row_line(row) for row in changing]
         rows = fitting(lines, FIRST_ROWS, lambda n: f"…and {n} more: every row is in the CSV.", limit=2899 - len(head))
         blocks.append(_section(BLOCK_ROWS, f"{head}\n{rows}"))
+    if plan.silenced:
+        said = f":warning: {plan.silenced} of them record now and would record nothing once changed (MP4 and HLS off)."
+        blocks.append(_context(BLOCK_SILENCED, said))
     if plan.unreadable:
         head = "*Could not be read* (left out of the job)"
         named = [
