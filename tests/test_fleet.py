@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from slack_sdk.errors import SlackApiError
 
 from bot import fleet as fleet_scan
 from bot.catalog import Vendor
@@ -18,6 +19,7 @@ from bot.fleet import FORMULA_LEADS, KEPT_SCANS, SCAN_TTL_SECONDS, Fleet, FleetR
 from bot.models import FormatConfig, RecordingConfig, StorageConfig
 from handlers.blocks import fleet
 from handlers.blocks.bulk_form import BLOCK_CHANGE_THESE
+from handlers.notify import FILE_REFUSALS, file_not_taken
 from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY, fast_agora
 from tests.fakes.agora import Fault
 
@@ -173,6 +175,12 @@ def test_a_csv_slack_did_not_take_says_whether_trying_again_helps(driver, slack,
     slack.errors[method] = error
     click_page(driver, bot, table, "Download CSV")
     assert said in text_of_params(slack.of("response_url")[-1].params)
+
+
+@pytest.mark.parametrize("code", sorted(FILE_REFUSALS))
+def test_each_refusal_of_a_file_is_told_as_lasting(code: str) -> None:
+    said = file_not_taken(SlackApiError("refused", {"ok": False, "error": code}))
+    assert f"Slack refused the file ({code}); trying again will not help" in said
 
 
 def buttons(table: dict[str, Any]) -> list[dict[str, Any]]:

@@ -152,6 +152,10 @@ def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, b
     click_home(driver, slack, "UBOB", {**own_button, "action_id": home_blocks.ACTION_REJECT})
     bot.drain()
     assert "To withdraw your own request, use Cancel" in shown(slack.home("UBOB"))
+    open_home(driver, slack, "UMALLORY")
+    click_home(driver, slack, "UMALLORY", {**own_button, "action_id": home_blocks.ACTION_REJECT})
+    bot.drain()
+    assert "Only the approvers named in RECBOT_APPROVERS can reject changes" in shown(slack.home("UMALLORY"))
     assert slack.of("views.open")[1:] == []  # no reason asked of someone who may not reject (the form's alone)
     click_home(driver, slack, "UBOB", {**own_button, "value": f"{row.id}.forged"})
     bot.drain()
@@ -172,7 +176,7 @@ def test_a_home_slack_will_not_publish_tells_the_clicker_directly(driver, slack,
     }
     click_home(driver, slack, "UBOB", own_button)
     (told,) = slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == "UBOB")
-    assert "cannot approve your own request" in told.params["text"]
+    assert told.params["text"].startswith(":warning: ") and "cannot approve your own request" in told.params["text"]
     bot.drain()
     assert bot.services.store.requests.get(row.id).state == "pending"
     assert [c for c in slack.of("chat.postMessage") if c.params["channel"] == "UCAROL"] == []  # nothing to tell
@@ -339,10 +343,12 @@ _lines = st.lists(st.builds(lambda c, n: c * n, st.sampled_from("ab`*<@"), _leng
 
 
 @given(lines=_lines)
-@example(lines=["`" + "x" * 380 + "`"] * 20)  # 20 names of about 380 characters: 8 fit
+@example(lines=["`" + "x" * 380 + "`"] * 20)  # 20 names of 382 characters: 7 fit, with the count
+@example(lines=["x"] * 16)  # one line more than MAX_LINES
+@example(lines=["x"] * 20)
 def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lines: list[str]) -> None:
     text = home_blocks.listing("b", lines, "nothing")["text"]["text"]
-    assert len(text) <= messages.MAX_SECTION
+    assert len(text) <= messages.MAX_SECTION == 3000  # Slack's limit on a section's text
     if not lines:
         assert text == "nothing"
         return
@@ -351,6 +357,9 @@ def test_a_listing_shows_whole_lines_within_slacks_limit_and_counts_the_rest(lin
     assert shown[:whole] == lines[:whole]  # the first lines, each whole
     assert whole <= home_blocks.MAX_LINES
     assert (shown[-1] == f"…and {len(lines) - whole} more") if whole < len(lines) else whole == len(lines)
+    if whole < min(len(lines), home_blocks.MAX_LINES):  # as many as fit: the next one would not
+        rest = len(lines) - whole - 1
+        assert len("\n".join(lines[: whole + 1])) + (len(f"\n…and {rest} more") if rest else 0) > 3000
 
 
 @given(lines=_lines, most=st.integers(1, 20), limit=st.integers(200, 3000))

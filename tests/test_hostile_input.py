@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.catalog import CATALOG
+from bot.models import RecordingConfig, Target
 from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
 from handlers.blocks import edit_form as form
+from handlers.blocks import summary
 from tests.approval_helpers import click, request_storage_change, text_of
 from tests.conftest import APP_ID, LIVE_CONFIG
 from tests.test_change_flow import open_form, state
@@ -103,6 +105,21 @@ def test_markup_in_a_bucket_or_name_from_agora_is_shown_inert(driver, slack, ago
     driver.command("history a`b*c na")
     history = text_of(slack.wait_for("response_url", count=2)[1])
     assert f"No recorded changes for `a\u02cbb*c` (na, app `{APP_ID}`)" in history
+    view = open_form(driver, slack, text="set a`b*c na")
+    driver.submit("UALICE", view, state(mp4=True, hls=True))  # a direct change: one event
+    slack.wait_for("views.update", count=2)  # the form, then its answer
+    driver.command("history a`b*c na")
+    history = text_of(slack.wait_for("response_url", count=3)[2])
+    assert f"*Latest 1 events for* `a\u02cbb*c` (na, app `{APP_ID}`)" in history
+
+
+def test_the_summary_shows_an_app_id_inert_and_an_empty_bucket_as_not_set() -> None:
+    config = RecordingConfig.model_validate(
+        {**LIVE_CONFIG, "storageConfig": {**LIVE_CONFIG["storageConfig"], "bucket": ""}}
+    )
+    blocks = summary.summary(Target(app_id="a`b*c", entry_point="live", region="na"), config)
+    text = json.dumps(blocks, ensure_ascii=False)
+    assert "App ID `a\u02cbb*c`" in text and "*Bucket*\\nnot set" in text
 
 
 def form_state(**overrides: Any) -> dict[str, Any]:

@@ -367,6 +367,8 @@ def test_the_progress_figures_and_their_time_left() -> None:
     assert progress_line(job(started=started), none_done, now) == "0/10 applied, 0 failed, 0 stale, 2 already as asked"
     last = counts(applied=10, failed=1, in_flight=1)  # one Agora did not answer: read back later
     assert progress_line(job(started=started), last, now) == "10/12 applied, 1 failed, 0 stale, 1 in flight"
+    one_to_send = counts(applied=10, planned=1, in_flight=1)
+    assert progress_line(job(started=started), one_to_send, now).endswith("s left")
     ended = counts(applied=5, skipped=4, in_flight=1)
     assert progress_line(job("cancelled", started), ended, now) == (
         "5/10 applied, 0 failed, 0 stale, 4 not sent, 1 still in flight"
