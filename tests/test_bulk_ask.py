@@ -41,6 +41,7 @@ from tests.bulk_helpers import (
 )
 from tests.conftest import ACCESS_KEY, APP_ID, SECRET_KEY, SIGNING_SECRET, fast_agora
 from tests.driver import RunningBot, SlackDriver, start_bot
+from tests.fakes.agora import Fault
 from tests.fakes.slack import FakeSlack
 from tests.test_job_worker import wait_until
 
@@ -335,6 +336,18 @@ def test_a_plan_that_would_stop_recording_says_so(drive, slack, agora, running, 
     assert warned is (hls == form.UNCHANGED)  # HLS on instead: still recording, nothing to say
     running.drain()
     assert len(all_jobs(running)) == 1  # warned, not refused
+
+
+def test_agoras_words_in_a_plan_that_failed_are_shown_inert(drive, slack, agora, running) -> None:
+    fleet(agora)
+    agora.inject(Fault(400, message="<!channel> *look* <https://x.example|here>", path="/fls/entry_points"))
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(**ROTATION))
+    said = plan_update(slack).params["blocks"][0]["text"]["text"]
+    assert "Nothing was planned: the entry points could not be listed" in said
+    assert "&lt;!channel&gt;" in said and "<!channel>" not in said and "<https://" not in said
+    running.drain()
+    assert all_jobs(running) == []
 
 
 def test_a_plan_with_nothing_to_change_makes_no_job(drive, slack, agora, running) -> None:

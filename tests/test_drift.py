@@ -123,6 +123,16 @@ def test_an_alert_whose_card_slack_refused_is_posted_by_a_later_pass_once(driver
     assert [(c.channel, c.ts) for c in alert.cards] == [("CAPPROVE", posted.params["_ts"])]
 
 
+def test_the_alert_names_the_entry_point_inert(driver, slack, agora, bot) -> None:
+    agora.put(APP_ID, "a*b`c", "na", LIVE_CONFIG)
+    driver.command("get a*b`c na")  # remembered from now on
+    slack.wait_for("response_url")
+    settle(bot)
+    agora.put(APP_ID, "a*b`c", "na", OUTSIDE_CHANGE)
+    headline = wait_alert(slack, bot).params["blocks"][0]["text"]["text"]
+    assert f"*Changed outside recbot:* `a*b\u02cbc` (na, app `{APP_ID}`)" in headline
+
+
 def test_no_key_of_either_side_reaches_slack_logs_or_the_database(driver, slack, agora, bot, caplog) -> None:
     """Remember, drift, acknowledge, drift again, open the revert form: then scan every surface."""
     caplog.set_level(logging.DEBUG)
