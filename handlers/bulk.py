@@ -20,7 +20,7 @@ from bot.commands import Command
 from bot.services import Services
 from bot.store.values import CardRef, JobRow, Vote
 from handlers.blocks import bulk_form, edit_form, job_card, messages
-from handlers.notify import MAX_CARD_PASSES, SLACK_FAILURES, GroupLookup
+from handlers.notify import MAX_CARD_PASSES, SLACK_FAILURES, GroupLookup, file_not_taken
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,10 @@ def ask(request: BulkRequest, user: str, services: Services, client: WebClient) 
         post_job_cards(client, services, planned.job)
 
 
+PLAN_CSV_LOST = "the plan card above has the counts."
+JOB_CSV_LATER = "the plan card above has the counts, and the job's outcome CSV names every target when it ends."
+
+
 def _send_csv(client: WebClient, user: str, content: str, job: JobRow | None) -> None:
     """The whole plan as a file in the requester's direct messages (theirs alone)."""
     name = job.id if job is not None else "not-made"
@@ -217,6 +221,14 @@ def _send_csv(client: WebClient, user: str, content: str, job: JobRow | None) ->
         )
     except SLACK_FAILURES as exc:
         log.error("could not send the plan's CSV of job %s: %s", name, type(exc).__name__)
+        # The plan card says how many targets would change; the CSV names them, so its loss is told.
+        said = file_not_taken(exc, PLAN_CSV_LOST if job is None else JOB_CSV_LATER)
+        try:
+            client.chat_postMessage(
+                channel=user, text=said, blocks=messages.text_blocks(f":warning: The plan's CSV was not sent. {said}")
+            )
+        except SLACK_FAILURES as again:
+            log.error("could not tell that the plan's CSV of job %s was not sent: %s", name, type(again).__name__)
 
 
 def _destinations(client: WebClient, services: Services, requester: str) -> list[str]:

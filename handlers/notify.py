@@ -288,16 +288,16 @@ FILE_REFUSALS = frozenset(
 )
 
 
-def file_not_taken(exc: Exception) -> str:
+def file_not_taken(exc: Exception, otherwise: str = "try again in a minute.") -> str:
     """What a person is told when Slack did not take a file recbot sent them: a refusal that
-    trying again cannot mend is said to be one, with what to check."""
+    trying again cannot mend is said to be one, with what to check; else `otherwise`, what to do."""
     code = why_failed(exc)
     if isinstance(exc, SlackApiError) and code in FILE_REFUSALS:
         return (
             f"Slack refused the file ({code}); trying again will not help. Ask whoever runs recbot to check that "
             "the app has the files:write and im:write scopes (app.yaml) and that the workspace lets apps send files."
         )
-    return f"Slack did not take the file ({code}); try again in a minute."
+    return f"Slack did not take the file ({code}); {otherwise}"
 
 
 def _lasting(exc: Exception) -> bool:

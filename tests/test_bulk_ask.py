@@ -360,6 +360,27 @@ def test_a_plan_with_nothing_to_change_makes_no_job(drive, slack, agora, running
     assert all_jobs(running) == [] and cards(slack) == []
 
 
+@pytest.mark.parametrize(
+    ("error", "values", "said"),
+    [
+        ("internal_error", ROTATION, "(internal_error); the plan card above has the counts, and the job's outcome CSV"),
+        ("missing_scope", ROTATION, "(missing_scope); trying again will not help"),
+        ("internal_error", {"mp4": form.ON}, "(internal_error); the plan card above has the counts."),  # no job
+    ],
+)
+def test_a_plan_csv_slack_did_not_take_is_told_in_the_dm(drive, slack, agora, running, error, values, said) -> None:
+    fleet(agora)
+    slack.errors["files.getUploadURLExternal"] = error
+    view = open_bulk(drive, slack)
+    drive.submit("UALICE", view, bulk_state(**values))
+    plan_update(slack)
+    running.drain()
+    told = [json.dumps(d.params) for d in dms(slack) if "CSV was not sent" in json.dumps(d.params)]
+    assert len(told) == 1 and said in told[0], [d.params for d in dms(slack)]
+    assert ("outcome CSV" in told[0]) is (values is ROTATION and error == "internal_error")
+    assert len(all_jobs(running)) == (1 if values is ROTATION else 0)  # the plan stands; only its file is lost
+
+
 def test_unreadable_targets_are_named_on_the_plan(drive, slack, agora, running) -> None:
     fleet(agora)
     view = open_bulk(drive, slack)
