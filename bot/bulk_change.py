@@ -83,6 +83,17 @@ class NewStorage(StrictModel):
 StorageChange = Annotated[KeepStorage | NewKeys | NewStorage, Field(discriminator="kind")]
 
 
+def stored_keys(sealed_keys: str | None) -> list[str]:
+    """The keys `Change.stored` gave to seal, from their unsealed text: access and secret key,
+    none when it gave none; ValueError if the text is not such a list."""
+    if sealed_keys is None:
+        return []
+    keys = json.loads(sealed_keys)
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        raise ValueError("not a list of keys")
+    return keys
+
+
 class Change(StrictModel):
     """What to change in every target: MP4 and HLS on or off (None: unchanged), and storage."""
 
@@ -121,7 +132,7 @@ class Change(StrictModel):
         try:
             storage = dict(public["storage"])
             if storage["kind"] != "unchanged":
-                access, secret = json.loads(sealed_keys or "null")
+                access, secret = stored_keys(sealed_keys)
                 storage |= {"access_key": access, "secret_key": secret}
                 if storage["kind"] == "storage":
                     fields = ("vendor", "region", "bucket", "access_key", "secret_key")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.approvals import Refused
-from bot.bulk_change import BulkRequest
+from bot.bulk_change import BulkRequest, stored_keys
 from bot.bulk_plan import Plan, destinations, make_plan, summary
 from bot.catalog import region_label, vendor_name
 from bot.fleet import Fleet
@@ -253,10 +253,9 @@ class BulkJobs:
     def _keys_of(self, job: JobRow) -> list[str]:
         """The storage keys a job carries (none when it carries none, or they cannot be opened)."""
         try:
-            keys = json.loads(self._sealer.unseal(job.sealed_secrets)) if job.sealed_secrets is not None else []
+            return stored_keys(self._sealer.unseal(job.sealed_secrets) if job.sealed_secrets is not None else None)
         except (SealError, ValueError):
             return []
-        return [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
 
     def cancel(self, job_id: str, user: str) -> JobRow:
         job = self.pending_job(job_id)
