@@ -37,12 +37,14 @@ class TooManyTargets(PlanError):
 @dataclass(frozen=True)
 class PlanRow:
     """A matched target: its configuration as read (keys only as SecretStr), what the change
-    would make of it, masked, and whether it is already as asked."""
+    would make of it, masked, whether it is already as asked, and whether the change would
+    leave it recording nothing though it records now."""
 
     target: Target
     seen: RecordingConfig
     changes: tuple[FieldChange, ...]
     unchanged: bool
+    silenced: bool
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,7 @@ class Plan:
     def silenced(self) -> int:
         """Targets that record now and would record nothing once changed (MP4 and HLS both off):
         likely a mistake, worth a word before it is approved."""
-        change = self.request.change
-        return sum(_records(row.seen) and not _records(new_config(row.seen, change)) for row in self.changing)
+        return sum(row.silenced for row in self.changing)
 
     def planned(self, digest_key: bytes) -> list[PlannedTarget]:
         """The job store's target rows: what each target was seen as, with no secret (the keys as
@@ -92,7 +93,8 @@ def _records(config: RecordingConfig) -> bool:
 def plan_row(target: Target, seen: RecordingConfig, request: BulkRequest) -> PlanRow:
     """One matched target, sorted: already as asked, or what would change."""
     after = new_config(seen, request.change)
-    return PlanRow(target, seen, tuple(diff(seen, after)), is_empty(patch_for(seen, request.change)))
+    silenced = _records(seen) and not _records(after)
+    return PlanRow(target, seen, tuple(diff(seen, after)), is_empty(patch_for(seen, request.change)), silenced)
 
 
 def make_plan(fleet: Fleet, request: BulkRequest, max_targets: int = MAX_TARGETS) -> Plan:
