@@ -110,6 +110,7 @@ class ApprovalService:
         """Open a pending request; its keys are sealed, its diff and probe note are safe to show.
         The request handed back carries the claim on posting its cards (`announce_token`)."""
         safe_diff = diff(live, expected_after(live, patch))
+        storage = patch.storage_config
         claim = secrets.token_hex(8)
         try:
             row = self._requests.create(
@@ -121,6 +122,7 @@ class ApprovalService:
                 sealed_patch=self._sealer.seal(json.dumps(patch.wire_json())),
                 changes=safe_diff,
                 probe=probe,
+                spec={"storage": {"vendor": storage.vendor, "region": storage.region}} if storage else None,
                 card_claim=claim,
             )
         except TargetBusy as busy:

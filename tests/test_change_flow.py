@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from handlers.blocks import approval_card
 from handlers.blocks import edit_form as form
 from tests.conftest import ACCESS_KEY, APP_ID, LIVE_CONFIG, SECRET_KEY
 from tests.driver import SlackDriver
@@ -210,6 +211,14 @@ def test_a_bucket_outside_the_entry_points_geography_is_warned_of_not_refused(
     )
     bot.drain()
     assert len(bot.services.store.requests.open_requests()) == 1
+    # The approvers' card says it too: they are the second pair of eyes.
+    (card,) = [c for c in slack.of("chat.postMessage") if c.params.get("channel") == "CAPPROVE"]
+    shown = {b.get("block_id"): json.dumps(b) for b in card.params["blocks"]}
+    assert (
+        (warned in shown.get(approval_card.BLOCK_GEOGRAPHY, ""))
+        if warned
+        else (approval_card.BLOCK_GEOGRAPHY not in shown)
+    )
 
 
 def test_the_region_hint_names_the_entry_points_geography_and_a_stale_form_warns_of_nothing(

@@ -140,6 +140,34 @@ def test_a_row_with_unreadable_fields_is_read_with_its_problem(store: Store) -> 
     assert row.changes == [] and row.cards == [] and row.requester == "UALICE"
 
 
+@pytest.mark.parametrize(
+    ("kind", "spec", "storage_at"),
+    [
+        ("config", {"storage": {"vendor": 1, "region": 7}}, (1, 7)),
+        ("config", None, None),  # a change that sets no storage
+        ("config", {"storage": {"vendor": "1", "region": 7}}, None),  # not as recbot writes it: ignored
+        ("config", {"storage": {"vendor": True, "region": 7}}, None),
+        ("config", {"storage": [1, 7]}, None),
+        ("switch", {"enabled": True, "storage": {"vendor": 1, "region": 7}}, None),  # a switch has no storage
+    ],
+)
+def test_where_a_requests_new_storage_is_reads_back_only_as_written(store: Store, kind, spec, storage_at) -> None:
+    """The card's geography warning reads it; a value not as written is no warning, never an error."""
+    store.requests.create(
+        request_id="r1",
+        target=TARGET,
+        requester="UALICE",
+        expires_at=utcnow() + timedelta(hours=1),
+        base_digest="d" * 32,
+        sealed_patch=b"ciphertext",
+        changes=CHANGES,
+        kind=kind,
+        spec=spec,
+    )
+    (row,) = store.requests.open_requests()
+    assert row.storage_at == storage_at and row.problem is None
+
+
 def test_cards_and_queries(store: Store) -> None:
     new_request(store)
     store.requests.set_cards("r1", [CardRef("C1", "1.2")])

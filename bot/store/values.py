@@ -59,7 +59,9 @@ class RequestRow:
     problem: str | None = None
     probe: ProbeNote | None = None
     kind: str = "config"
-    spec: dict[str, Any] | None = None  # a switch's {"enabled": bool}; a config's patch is sealed instead
+    # A switch's {"enabled": bool}; a configuration's patch is sealed instead, and its spec is
+    # only where its new storage is, {"storage": {"vendor": int, "region": int}}, if it sets one.
+    spec: dict[str, Any] | None = None
     # Only on the row handed to whoever opened or ended the request: their claim on announcing
     # it (posting its cards; announcing its end).
     announce_token: str | None = None
@@ -67,6 +69,15 @@ class RequestRow:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def storage_at(self) -> tuple[int, int] | None:
+        """The vendor and region of the storage a configuration request sets (None: it sets none)."""
+        storage = (self.spec or {}).get("storage") if self.kind == "config" else None
+        if not isinstance(storage, dict):
+            return None
+        vendor, region = storage.get("vendor"), storage.get("region")
+        return (vendor, region) if type(vendor) is int and type(region) is int else None
 
 
 class Vote(Enum):

@@ -9,6 +9,7 @@ from bot.seal import Sealer
 from bot.store.values import RequestRow
 from bot.switch import consequence, verb
 from handlers.blocks.messages import escape
+from handlers.blocks.summary import geography_warning
 
 ACTION_APPROVE = "request_approve"
 ACTION_REJECT = "request_reject"
@@ -17,6 +18,7 @@ BLOCK_SUMMARY = "request_summary"
 BLOCK_DIFF = "request_diff"
 BLOCK_STATUS = "request_status"
 BLOCK_PROBE = "request_storage_check"
+BLOCK_GEOGRAPHY = "request_geography"
 PROBE_ICONS = {"ok": ":white_check_mark:", "refused": ":x:", "unreachable": ":warning:"}
 BLOCK_BUTTONS = "request_buttons"
 BLOCK_SWITCH = "request_switch"
@@ -122,6 +124,12 @@ def card(
         line = f"{PROBE_ICONS.get(row.probe.verdict, ':warning:')} Storage check: {escape(row.probe.summary)}"
         blocks.append(
             {"type": "context", "block_id": BLOCK_PROBE, "elements": [{"type": "mrkdwn", "text": line[:3000]}]}
+        )
+    where = row.storage_at
+    warning = geography_warning(row.target.region, *where) if where is not None else None
+    if warning:
+        blocks.append(
+            {"type": "context", "block_id": BLOCK_GEOGRAPHY, "elements": [{"type": "mrkdwn", "text": warning}]}
         )
     if row.state == "pending":
         approved = ", ".join(f"<@{u}>" for u in row.approvers) or "nobody yet"
