@@ -360,7 +360,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_ids(cls, v: object) -> object:
         if isinstance(v, str):
-            return tuple(part.strip() for part in v.split(",") if part.strip())
+            ids = tuple(part.strip() for part in v.split(",") if part.strip())
+            if not ids and v.strip():
+                # Commas alone would read as unset, which lets everyone in: a list meant to limit fails open.
+                raise Problem("has commas but no ID: list the IDs, comma-separated, or leave it empty to unset it")
+            return ids
         return v
 
     @field_validator("RECBOT_APPROVERS", "RECBOT_REQUESTERS")

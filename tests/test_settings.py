@@ -59,6 +59,10 @@ def test_socket_mode_needs_the_app_token_in_the_same_list(settings_overrides) ->
         ("RECBOT_APPROVERS", "UBOB,ubob", "user ID (U..., W...) or user-group ID (S...)"),
         ("RECBOT_REQUESTERS", "C0123", "user ID"),
         ("RECBOT_ALLOWED_CHANNELS", "U123", "channel ID (C..., G..., D...)"),
+        # Commas alone would read as unset: everyone may request, in every channel.
+        ("RECBOT_REQUESTERS", ", ,", "has commas but no ID: list the IDs"),
+        ("RECBOT_ALLOWED_CHANNELS", ",,", "has commas but no ID"),
+        ("RECBOT_APPROVERS", " , ", "has commas but no ID"),
         ("RECBOT_APPROVAL_CHANNEL", "#approvals", "channel ID (C... or G...)"),
         ("DATABASE_URL", "mysql://root@localhost/recbot", "sqlite:/// (the embedded store) or postgresql://"),
         ("DATABASE_URL", "postgresql://db.internal/recbot", "RECBOT_SEAL_KEY is required with a shared"),
