@@ -39,13 +39,18 @@ from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
 from bot.seal import key_file_for
 from bot.server import (
+    BOT_USER_OAUTH_ADVICE,
     EVENTS_PATH,
+    StartupError,
     cannot_listen,
     database_problem,
     in_use,
     listen_problems,
+    not_slacks_answer,
     slack_error,
+    slack_refusal,
     slack_trouble,
+    socket_mode_url,
 )
 from bot.services import slack_unreachable
 from bot.settings import (
@@ -58,6 +63,7 @@ from bot.settings import (
     sqlite_file_problem,
     unread_names,
 )
+from bot.slack_web import NoRedirectWebClient
 from bot.store import migrations
 from bot.store.engine import make_engine, sqlite_unwritable
 from bot.store.schema import change_requests, jobs, observed_configs
@@ -92,15 +98,19 @@ class Check:
 
 def _slack(token: str, settings: Settings) -> WebClient:
     """A client that answers within CHECK_TIMEOUT and retries nothing."""
-    return WebClient(token=token, base_url=settings.SLACK_API_URL, timeout=CHECK_TIMEOUT, retry_handlers=[])
+    return NoRedirectWebClient(token=token, base_url=settings.SLACK_API_URL, timeout=CHECK_TIMEOUT, retry_handlers=[])
 
 
-def _slack_failure(exc: Exception, settings: Settings, fix: str) -> str:
-    """What went wrong, and what to fix: the setting when Slack refused it, waiting when Slack is
-    rate-limiting or failing, the network when it did not answer."""
+NETWORK_FIX = "check the network and SLACK_API_URL"
+
+
+def _slack_failure(exc: Exception, settings: Settings, method: str, fix: str) -> str:
+    """What went wrong, and what to fix: Slack's error and `fix`, waiting when Slack is rate-limiting
+    or failing, SLACK_API_URL when what answered is not Slack, the network when nothing did."""
     if isinstance(exc, SlackApiError):
-        return slack_trouble(exc) or f"Slack said {slack_error(exc)}: {fix}"
-    return slack_unreachable(settings.SLACK_API_URL, exc, "check the network and SLACK_API_URL")
+        problem = slack_trouble(exc) or not_slacks_answer(exc, "SLACK_BOT_TOKEN", method)
+        return problem or f"Slack said {slack_error(exc)}: {fix}"
+    return slack_unreachable(settings.SLACK_API_URL, exc, NETWORK_FIX)
 
 
 SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)
@@ -109,29 +119,23 @@ SLACK_FAILURES = (SlackApiError, SlackClientError, OSError)
 def check_bot_token(settings: Settings) -> Check:
     try:
         answer = _slack(settings.SLACK_BOT_TOKEN.get_secret_value(), settings).auth_test()
+    except SlackApiError as exc:  # in a start's words
+        return Check(
+            "Slack bot token", "FAIL", slack_refusal(exc, "SLACK_BOT_TOKEN", "auth.test", BOT_USER_OAUTH_ADVICE)
+        )
     except SLACK_FAILURES as exc:
-        return Check("Slack bot token", "FAIL", _slack_failure(exc, settings, "check SLACK_BOT_TOKEN"))
+        return Check("Slack bot token", "FAIL", slack_unreachable(settings.SLACK_API_URL, exc, NETWORK_FIX))
     return Check("Slack bot token", "ok", f"bot {answer.get('user')} in workspace {answer.get('team')}")
 
 
 def check_app_token(settings: Settings) -> Check:
-    """Socket Mode: the App-Level Token opens a connection URL (nothing connects to it)."""
+    """Socket Mode: the App-Level Token opens a connection URL (nothing connects to it), as a start asks."""
     assert settings.SLACK_APP_TOKEN is not None
+    token = settings.SLACK_APP_TOKEN.get_secret_value()
     try:
-        _slack(settings.SLACK_APP_TOKEN.get_secret_value(), settings).apps_connections_open(
-            app_token=settings.SLACK_APP_TOKEN.get_secret_value()
-        )
-    except SLACK_FAILURES as exc:
-        return Check(
-            "Slack Socket Mode",
-            "FAIL",
-            _slack_failure(
-                exc,
-                settings,
-                "SLACK_APP_TOKEN must be an App-Level Token with connections:write "
-                "(Basic Information > App-Level Tokens), and Socket Mode must be on",
-            ),
-        )
+        socket_mode_url(token, settings.SLACK_API_URL, _slack(token, settings))
+    except StartupError as exc:
+        return Check("Slack Socket Mode", "FAIL", str(exc))
     return Check("Slack Socket Mode", "ok", "the app token opens a Socket Mode connection")
 
 
@@ -398,7 +402,9 @@ def check_approvers(settings: Settings) -> Check:
         try:
             people |= set(client.usergroups_users_list(usergroup=group)["users"])
         except SLACK_FAILURES as exc:
-            unreadable.append(f"{group} ({_slack_failure(exc, settings, 'check the usergroups:read scope')})")
+            unreadable.append(
+                f"{group} ({_slack_failure(exc, settings, 'usergroups.users.list', 'check the usergroups:read scope')})"
+            )
     groups = f"; could not read group(s) {', '.join(unreadable)}" if unreadable else ""
     grouped = " with groups counted as their members" if any(map(is_group, ids)) else ""
     count = f"{len(people)} approver(s){grouped}, {needed} needed"
@@ -425,6 +431,7 @@ def check_approval_channel(settings: Settings) -> Check:
             + _slack_failure(
                 exc,
                 settings,
+                "conversations.info",
                 "it may be private without the bot in it (invite it), or the app lacks "
                 "the channels:read and groups:read scopes (reinstall it from app.yaml)",
             ),

@@ -31,12 +31,14 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from sqlalchemy.exc import SQLAlchemyError
 from waitress.server import create_server
 
+from bot.agora import redirected_to
 from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
 from bot.metrics_listener import MetricsListener, address, bracketed
 from bot.services import MeteredWebClient, Services, slack_client, slack_unreachable
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
+from bot.slack_web import NoRedirectWebClient
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +201,7 @@ def socket_mode_handler(app: App, app_token: str, api_url: str, metrics: Metrics
     """Socket Mode over the WebSocket URL that `apps.connections.open` returns; with `metrics`, its
     calls of apps.connections.open and its reconnects are counted, and its connection shown."""
     if metrics is None:
-        return GuardedSocketModeHandler(app, app_token, WebClient(token=app_token, base_url=api_url))
+        return GuardedSocketModeHandler(app, app_token, NoRedirectWebClient(token=app_token, base_url=api_url))
     web_client = MeteredWebClient(metrics, token=app_token, base_url=api_url)
     handler = GuardedSocketModeHandler(app, app_token, web_client, metrics)
     client = handler.client
@@ -303,6 +305,7 @@ TOKEN_ERRORS = frozenset(
 RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 SLACK_TROUBLE = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
 _SLACK_ERROR = re.compile(r"[a-z_]{1,64}")
+SLACK_API_URL_FIX = "Set SLACK_API_URL to Slack's Web API, https://slack.com/api/ (or the proxy that stands in for it)"
 BOT_USER_OAUTH_ADVICE = (
     "copy the Bot User OAuth Token (xoxb-...) from OAuth & Permissions, after installing the app to the workspace"
 )
@@ -329,14 +332,33 @@ def slack_trouble(exc: SlackApiError) -> str | None:
 
 
 def slack_refusal(exc: SlackApiError, setting: str, method: str, fix: str) -> str:
-    """Why Slack refused `method` with the token in `setting`: the token only when Slack says so."""
-    trouble = slack_trouble(exc)
+    """Why Slack refused `method` with the token in `setting`: the token only when Slack says so;
+    SLACK_API_URL when what answered was a redirect (not followed) or not Slack's API at all."""
+    trouble = slack_trouble(exc) or not_slacks_answer(exc, setting, method)
     if trouble:
         return trouble
     error = slack_error(exc)
     if error in TOKEN_ERRORS:
         return f"Slack rejected {setting} ({error}): {fix}"
     return f"Slack answered {method} with {error}: check {setting} ({fix}), or try again in a minute"
+
+
+def not_slacks_answer(exc: SlackApiError, setting: str, method: str) -> str | None:
+    """`<what>: <how to fix>` naming SLACK_API_URL when what answered `method` was a redirect (not
+    followed: it would carry the token in `setting` elsewhere) or not Slack's API at all (no error
+    code of Slack's: a proxy's page, a 404 of a wrong path); None when it was Slack."""
+    status = exc.response.status_code
+    if 300 <= status < 400:
+        headers = exc.response.headers or {}
+        location = redirected_to(next((v for k, v in headers.items() if k.lower() == "location"), None))
+        return (
+            f"SLACK_API_URL answered {method} with a redirect{f' to {location}' if location else ''} (HTTP {status}), "
+            f"which recbot does not follow: it would carry {setting} there. {SLACK_API_URL_FIX}"
+        )
+    error = slack_error(exc)
+    if error.startswith("HTTP "):
+        return f"what answered {method} at SLACK_API_URL is not Slack's Web API ({error}). {SLACK_API_URL_FIX}"
+    return None
 
 
 def _unsendable(setting: str) -> StartupError:
@@ -377,9 +399,10 @@ def verify_bot_token(settings: Settings) -> None:
         raise StartupError(slack_unreachable(settings.SLACK_API_URL, exc)) from None
 
 
-def socket_mode_url(app_token: str, api_url: str) -> str:
-    """The WebSocket URL of a new Socket Mode connection, or StartupError saying why there is none."""
-    client = WebClient(token=app_token, base_url=api_url, timeout=10)
+def socket_mode_url(app_token: str, api_url: str, client: WebClient | None = None) -> str:
+    """The WebSocket URL of a new Socket Mode connection, or StartupError saying why there is none;
+    asked with `client` when given (doctor's answers sooner and retries nothing)."""
+    client = client or NoRedirectWebClient(token=app_token, base_url=api_url, timeout=10)
     try:
         answer = client.apps_connections_open(app_token=app_token)
     except SlackApiError as exc:

@@ -40,6 +40,7 @@ from bot.respond import ResponsePool
 from bot.seal import Sealer, resolve_seal_key
 from bot.settings import Settings, is_sqlite
 from bot.shared_budget import SharedBudget
+from bot.slack_web import NoRedirectWebClient
 from bot.store import Store, open_store
 from bot.store.engine import make_engine
 from bot.store.gauges import read_gauges
@@ -148,7 +149,7 @@ class CountingRateLimitHandler(RateLimitErrorRetryHandler):
         return super().can_retry(state=state, request=request, response=response, error=error)
 
 
-class MeteredWebClient(WebClient):
+class MeteredWebClient(NoRedirectWebClient):
     """A WebClient counting each API call once, retries included, by method and how it ended."""
 
     def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
@@ -221,7 +222,7 @@ def slack_client(settings: Settings, metrics: Metrics | None = None) -> WebClien
     }
     if metrics is None:
         limits = RateLimitErrorRetryHandler(max_retry_count=2)
-        return WebClient(**options, retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), limits])
+        return NoRedirectWebClient(**options, retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), limits])
     counted = CountingRateLimitHandler(metrics, max_retry_count=2)
     return MeteredWebClient(
         metrics, **options, retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), counted]

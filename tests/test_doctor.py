@@ -93,15 +93,22 @@ def test_a_misspelt_name_is_one_warning_more_shown_once_after_the_settings(
 
 
 def test_socket_mode_checks_the_app_token_with_slack(settings_overrides, slack, agora, approvers_seen) -> None:
-    slack.app_token = "xapp-1-right"
+    slack.app_token, slack.socket_url = "xapp-1-right", "wss://wss-primary.slack.com/link/?ticket=1"
     code, checks = run_doctor({**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-right"}, mode="socket")
     assert code == 0 and checks["Slack Socket Mode"].startswith("ok:")
     code, checks = run_doctor({**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-wrong"}, mode="socket")
-    assert (
-        code == 1
-        and "invalid_auth" in checks["Slack Socket Mode"]
-        and "connections:write" in checks["Slack Socket Mode"]
-    )
+    assert code == 1 and checks["Slack Socket Mode"] == (
+        "FAIL: Slack rejected SLACK_APP_TOKEN (invalid_auth): generate an App-Level Token with connections:write "
+        "under Basic Information > App-Level Tokens, and turn Socket Mode on"
+    )  # a start's very words
+
+
+def test_an_answer_without_a_connection_url_fails_as_a_start_refuses_it(
+    settings_overrides, slack, agora, approvers_seen
+) -> None:
+    slack.app_token = "xapp-1-right"  # the fake's answer has no url: doctor said ok, and a start then refused
+    code, checks = run_doctor({**settings_overrides, "SLACK_APP_TOKEN": "xapp-1-right"}, mode="socket")
+    assert code == 1 and "answered apps.connections.open without a connection URL" in checks["Slack Socket Mode"]
 
 
 def test_settings_problems_are_the_same_list_as_at_start(settings_overrides) -> None:

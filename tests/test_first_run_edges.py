@@ -18,12 +18,16 @@ from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
 
 from bot.agora import AgoraClient, AgoraError, AgoraUnauthorized
 from bot.doctor import doctor
+from bot.metrics import Metrics
 from bot.seal import SealError, resolve_seal_key
 from bot.server import StartupError, socket_mode_url, verify_bot_token
+from bot.services import metered_copy
 from bot.settings import SettingsError, how_to_fix, load_settings
+from bot.slack_web import NoRedirectWebClient
 from handlers.blocks import edit_form as form
 from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, SIGNING_SECRET
 from tests.driver import SlackDriver
@@ -309,7 +313,7 @@ def test_a_rate_limited_start_says_so(env, tmp_path, slack) -> None:
     ("error", "says"),
     [
         ("service_unavailable", "Slack is unavailable (service_unavailable)"),
-        ("invalid_auth", "Slack said invalid_auth"),
+        ("invalid_auth", "Slack rejected SLACK_BOT_TOKEN (invalid_auth): copy the Bot User OAuth Token"),
     ],
 )
 def test_doctor_tells_slacks_trouble_from_a_bad_token(settings_overrides, slack, agora, error, says) -> None:
@@ -383,6 +387,76 @@ def test_an_answer_without_a_connection_url_is_a_one_line_refusal(slack: FakeSla
             socket_mode_url(APP_TOKEN, answers_ok_alone.url + "/api/")
     finally:
         answers_ok_alone.stop()
+
+
+@pytest.fixture
+def elsewhere() -> Any:
+    """A server that records what reaches it: where a redirect from SLACK_API_URL points."""
+    reached: list[dict[str, str]] = []
+
+    def record(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        reached.append(headers)
+        return 200, {"Content-Type": "application/json"}, b'{"ok": true, "url": "wss://x.example/", "team": "Evil"}'
+
+    server = LoopbackServer(record).start()
+    server.reached = reached  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def redirecting(to: str, status: int = 302) -> LoopbackServer:
+    return LoopbackServer(lambda *_: (status, {"Location": to + "/api/auth.test"}, b"")).start()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_from_slack_api_url_is_not_followed_and_names_the_setting(
+    env, tmp_path, settings_overrides, elsewhere, status
+) -> None:
+    """urllib would carry the token's Authorization header on to the redirect's target."""
+    portal = redirecting(elsewhere.url, status)
+    try:
+        said = f"SLACK_API_URL answered auth.test with a redirect to {elsewhere.url} (HTTP {status}), which"
+        (line,) = refused(HTTP, {**env, "SLACK_API_URL": portal.url + "/api/"}, tmp_path)
+        assert said in line and "it would carry SLACK_BOT_TOKEN there" in line and "https://slack.com/api/" in line
+        _, checks = run_doctor({**settings_overrides, "SLACK_API_URL": portal.url + "/api/"})
+        assert checks["Slack bot token"].startswith("FAIL") and said in checks["Slack bot token"]
+        with pytest.raises(StartupError, match="redirect"):
+            socket_mode_url(APP_TOKEN, portal.url + "/api/")
+    finally:
+        portal.stop()
+    assert elsewhere.reached == []  # no token went there, nor anything else
+
+
+def test_the_listeners_clients_follow_no_redirect_directly_or_through_a_proxy(elsewhere) -> None:
+    portal = redirecting(elsewhere.url)
+    try:
+        clients = [
+            metered_copy(NoRedirectWebClient(token=BOT_TOKEN, base_url=portal.url + "/api/"), Metrics()),
+            NoRedirectWebClient(token=BOT_TOKEN, base_url="http://slack.invalid/api/", proxy=portal.url),
+        ]
+        for client in clients:
+            with pytest.raises(SlackApiError) as refused_call:
+                client.chat_postMessage(channel="C1", text="hi")
+            assert refused_call.value.response.status_code == 302
+    finally:
+        portal.stop()
+    assert elsewhere.reached == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(404, b"<html>Not Found</html>"), (200, b"<html>Sign in to continue</html>")]
+)
+def test_an_answer_that_is_not_slacks_names_slack_api_url(env, tmp_path, settings_overrides, status, body) -> None:
+    """A wrong path, or a proxy's login page: not the token's fault."""
+    page = LoopbackServer(lambda *_: (status, {"Content-Type": "text/html"}, body)).start()
+    try:
+        said = f"what answered auth.test at SLACK_API_URL is not Slack's Web API (HTTP {status}). Set SLACK_API_URL"
+        (line,) = refused(HTTP, {**env, "SLACK_API_URL": page.url + "/api/"}, tmp_path)
+        assert said in line and "SLACK_BOT_TOKEN" not in line
+        _, checks = run_doctor({**settings_overrides, "SLACK_API_URL": page.url + "/api/"})
+        assert said in checks["Slack bot token"] and "SLACK_BOT_TOKEN" not in checks["Slack bot token"]
+    finally:
+        page.stop()
 
 
 def test_socket_mode_never_falls_back_to_serving_http(env, tmp_path, slack: FakeSlack) -> None:
