@@ -18,8 +18,8 @@ from typing import Literal, TextIO
 from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import func, inspect, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
@@ -37,7 +37,7 @@ from bot.agora import (
 from bot.catalog import API_REGIONS
 from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
-from bot.seal import key_file_for
+from bot.seal import key_file_for, missing_key
 from bot.server import (
     BOT_USER_OAUTH_ADVICE,
     EVENTS_PATH,
@@ -64,9 +64,9 @@ from bot.settings import (
     unread_names,
 )
 from bot.slack_web import NoRedirectWebClient
-from bot.store import migrations
+from bot.store import migrations, sealed_rows
 from bot.store.engine import make_engine, sqlite_unwritable
-from bot.store.schema import change_requests, jobs, observed_configs
+from bot.store.schema import observed_configs
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
 CHECK_TIMEOUT = 2
@@ -350,32 +350,17 @@ def check_database(settings: Settings) -> Check:
                 todo = migrations.pending(conn)
             except migrations.UnknownRevision as exc:
                 return Check("Database", "FAIL", str(exc))
-            sealed = _sealed_rows(conn) if key_missing else 0
+            sealed = sealed_rows(conn) if key_missing else 0
     except SQLAlchemyError as exc:
         return Check("Database", "FAIL", database_problem(settings.DATABASE_URL, exc))
     finally:
         engine.dispose()
-    if sealed:
-        return Check(
-            "Database",
-            "FAIL",
-            f"its seal key {key} is missing, and {sealed} open request(s) or job(s) are sealed with it: a start "
-            "would make a new key, and they could never be applied; restore the key from its backup",
-        )
+    if sealed and key is not None:
+        return Check("Database", "FAIL", f"a start would refuse: {missing_key(key, sealed)}")
     applies = "; ".join(f"{revision} {title}" for revision, title in todo)
     plan = f"a start applies {len(todo)} revision(s): {applies}" if todo else "up to date"
     keyed = f"; the seal key {key} does not exist, and nothing is sealed yet: a start makes it" if key_missing else ""
     return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}{keyed}")
-
-
-def _sealed_rows(conn: Connection) -> int:
-    """How many rows hold secrets sealed with the seal key (open requests and jobs)."""
-    found = inspect(conn)
-    count = 0
-    for table, column in ((change_requests, change_requests.c.sealed_patch), (jobs, jobs.c.sealed_secrets)):
-        if found.has_table(table.name) and column.name in {c["name"] for c in found.get_columns(table.name)}:
-            count += conn.execute(select(func.count()).select_from(table).where(column.is_not(None))).scalar_one()
-    return count
 
 
 def check_rate_limit(settings: Settings) -> Check | None:

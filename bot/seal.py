@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -70,9 +71,20 @@ def key_file_for(database_url: str) -> Path | None:
     return Path(url.database + ".key")
 
 
-def resolve_seal_key(configured: str | None, database_url: str) -> bytes:
+def missing_key(path: Path, sealed: int) -> str:
+    """The words for a seal key file that is gone while `sealed` rows were sealed with it."""
+    return (
+        f"its seal key {path} is missing, and {sealed} open request(s) or job(s) are sealed with it: a new key "
+        "could never open them; restore the key from its backup (if it is lost for good, set RECBOT_SEAL_KEY "
+        "to a new key, and those requests and jobs fail as unreadable)"
+    )
+
+
+def resolve_seal_key(configured: str | None, database_url: str, sealed: Callable[[], int] = lambda: 0) -> bytes:
     """The configured key, or on the embedded SQLite default one generated
-    once into a 0600 file beside the database (logged, never printed)."""
+    once into a 0600 file beside the database (logged, never printed). A key is not made
+    where `sealed()` rows wait for the missing one (a database restored without its key):
+    SealError, saying so."""
     if configured:
         return configured.encode()
     path = key_file_for(database_url)
@@ -86,6 +98,9 @@ def resolve_seal_key(configured: str | None, database_url: str) -> bytes:
     try:
         if path.exists():
             return path.read_bytes().strip()
+        waiting = sealed()
+        if waiting:
+            raise SealError(missing_key(path, waiting))
         key = Fernet.generate_key()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:

@@ -41,7 +41,7 @@ from bot.seal import Sealer, resolve_seal_key
 from bot.settings import Settings, is_sqlite
 from bot.shared_budget import SharedBudget
 from bot.slack_web import NoRedirectWebClient
-from bot.store import Store, open_store
+from bot.store import Store, count_sealed, open_store
 from bot.store.engine import make_engine
 from bot.store.gauges import read_gauges
 from bot.switch import SwitchBook
@@ -257,7 +257,7 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     else:
         agora.report_to(metrics)  # a client made elsewhere counts into this process's metrics too
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL))
+    sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL, lambda: count_sealed(settings.DATABASE_URL)))
     store = open_store(settings.DATABASE_URL)
     metrics.watch_database(lambda: read_gauges(store.engine), OPEN_STATES, JOB_STATES)
     prober = Prober(

@@ -33,7 +33,7 @@ from bot.settings import (
     sqlite_file_problem,
     unread_names,
 )
-from bot.store import migrations
+from bot.store import count_sealed, migrations
 from bot.store.engine import DatabaseInUse, make_engine, only_process, sqlite_path, sqlite_unwritable
 from recbot.app import create_app
 from recbot.serve import serve_http, serve_socket_mode
@@ -175,7 +175,8 @@ def _migrate(settings: Settings, out: TextIO) -> int:
         key = key_file_for(settings.DATABASE_URL)
         made = settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists()
         configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-        resolve_seal_key(configured, settings.DATABASE_URL)  # as a start would: doctor then finds the pair
+        # As a start would: doctor then finds the pair.
+        resolve_seal_key(configured, settings.DATABASE_URL, lambda: count_sealed(settings.DATABASE_URL))
         engine = make_engine(settings.DATABASE_URL)
         try:
             with engine.connect() as conn:

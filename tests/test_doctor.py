@@ -197,7 +197,7 @@ def test_database_reports_pending_migrations_without_applying_them(settings_over
     rebuild(store.engine, "v1")  # as recbot's first release left it
     code, checks = run_doctor(settings_overrides)
     assert code == 1 and "1 open request(s) or job(s) are sealed with it" in checks["Database"]
-    assert checks["Database"].endswith("restore the key from its backup")
+    assert "restore the key from its backup" in checks["Database"]
     resolve_seal_key(None, settings_overrides["DATABASE_URL"])
     _, checks = run_doctor(settings_overrides)
     head = migrations.head()

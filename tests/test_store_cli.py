@@ -24,6 +24,7 @@ from bot.store.engine import make_engine
 from tests.legacy_schema import LAYOUTS, build
 from tests.test_budget_instances import start_process
 from tests.test_doctor import cli, run_doctor
+from tests.test_startup import refused as refused_start
 
 HTTP = ["--http", "--host", "127.0.0.1", "--port", "0"]
 DOCTOR = ["doctor", *HTTP]
@@ -86,10 +87,29 @@ def test_doctor_on_a_missing_key_says_what_a_start_does(settings_overrides, slac
     build(engine, "v7")  # two requests, one of them open with its patch sealed
     engine.dispose()
     code, checks = run_doctor(settings_overrides)
-    assert code == 1 and checks["Database"] == (
-        f"FAIL: its seal key {database}.key is missing, and 1 open request(s) or job(s) are sealed with it: a start "
-        "would make a new key, and they could never be applied; restore the key from its backup"
-    )
+    assert code == 1 and checks["Database"] == f"FAIL: a start would refuse: {MISSING_KEY.format(database=database)}"
+
+
+MISSING_KEY = (
+    "its seal key {database}.key is missing, and 1 open request(s) or job(s) are sealed with it: a new key could "
+    "never open them; restore the key from its backup (if it is lost for good, set RECBOT_SEAL_KEY to a new key, "
+    "and those requests and jobs fail as unreadable)"
+)
+
+
+def test_a_database_restored_without_its_key_is_refused_by_migrate_and_a_start(env, database, tmp_path, slack):
+    """They made a new key: the open request could never be applied, and doctor then said ok."""
+    engine = make_engine(env["DATABASE_URL"])
+    build(engine, "v7")  # two requests, one of them open with its patch sealed
+    engine.dispose()
+    said = MISSING_KEY.format(database=database)
+    assert one_line(cli(["migrate"], tmp_path, env), "recbot cannot migrate: ") == f"recbot cannot migrate: {said}"
+    (line,) = refused_start(["--http", "--host", "127.0.0.1", "--port", "0"], env, tmp_path)
+    assert line == f"recbot cannot start: {said}"
+    assert not Path(f"{database}.key").exists()
+    # The way out when the key is lost for good: a key of its own, with which the old request cannot be opened.
+    done = cli(["migrate"], tmp_path, env | {"RECBOT_SEAL_KEY": Fernet.generate_key().decode()})
+    assert done.returncode == 0, done.stderr
 
 
 # 2 and 6: a revision recbot cannot upgrade from is one line with what to do, everywhere; values escaped.

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
 
 from bot.store import migrations
 from bot.store.announcements import AnnouncementStore
 from bot.store.audit import AuditLog
 from bot.store.drift import DriftStore
-from bot.store.engine import SharedLocks, make_engine
+from bot.store.engine import SharedLocks, make_engine, sqlite_path
 from bot.store.fleet_scans import FleetScans
 from bot.store.homes import HomeViewers
 from bot.store.job_approvals import JobApprovals
 from bot.store.job_progress import JobProgressStore
 from bot.store.jobs import JobStore
 from bot.store.requests import RequestStore
+from bot.store.schema import change_requests, jobs
 from bot.store.switches import SwitchStore
 
 
@@ -68,3 +69,27 @@ def open_store(database_url: str) -> Store:
         job_progress=JobProgressStore(engine),
         fleet_scans=FleetScans(engine),
     )
+
+
+def sealed_rows(conn: Connection) -> int:
+    """How many rows hold secrets sealed with the seal key (open requests and jobs), in a
+    database of any revision (a table or column it has not yet counts none)."""
+    found = inspect(conn)
+    count = 0
+    for table, column in ((change_requests, change_requests.c.sealed_patch), (jobs, jobs.c.sealed_secrets)):
+        if found.has_table(table.name) and column.name in {c["name"] for c in found.get_columns(table.name)}:
+            count += conn.execute(select(func.count()).select_from(table).where(column.is_not(None))).scalar_one()
+    return count
+
+
+def count_sealed(database_url: str) -> int:
+    """sealed_rows of the database at `database_url`, opened read-only; 0 where it does not exist yet."""
+    path = sqlite_path(database_url)
+    if path is not None and not path.exists():
+        return 0
+    engine = make_engine(database_url, read_only=True)
+    try:
+        with engine.connect() as conn:
+            return sealed_rows(conn)
+    finally:
+        engine.dispose()
