@@ -275,6 +275,21 @@ class TestExpiry:
         assert bot.services.store.requests.in_state("expired")[0].sealed_patch is None
 
 
+class TestNoApprovers:
+    """RECBOT_APPROVERS unset (doctor fails it; a start does not): nobody may approve, not everyone."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**settings_overrides, "RECBOT_APPROVERS": ""}
+
+    def test_nobody_may_approve(self, driver, slack, agora, bot) -> None:
+        posted = request_storage_change(driver, slack)
+        click(driver, posted, "UBOB", card.ACTION_APPROVE)
+        assert "Only the approvers" in ephemeral_replies(slack, 1)[0]
+        bot.drain()
+        assert agora.calls("PATCH") == [] and len(bot.services.store.requests.open_requests()) == 1
+
+
 class TestTwoApprovals:
     @pytest.fixture
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:

@@ -157,6 +157,10 @@ def test_home_buttons_refuse_the_requester_and_forgeries(driver, slack, agora, b
     bot.drain()
     assert "Only the approvers named in RECBOT_APPROVERS can reject changes" in shown(slack.home("UMALLORY"))
     assert slack.of("views.open")[1:] == []  # no reason asked of someone who may not reject (the form's alone)
+    # A genuine Approve button in the hands of someone who is not (or no longer) an approver.
+    click_home(driver, slack, "UMALLORY", own_button)
+    bot.drain()
+    assert "Only the approvers" in shown(slack.home("UMALLORY"))
     click_home(driver, slack, "UBOB", {**own_button, "value": f"{row.id}.forged"})
     bot.drain()
     assert "not a genuine recbot button" in shown(slack.home("UBOB"))

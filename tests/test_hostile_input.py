@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.catalog import CATALOG
+from bot.inbound import is_handled
 from bot.models import RecordingConfig, Target
 from bot.store.schema import audit_events, change_requests
 from handlers.blocks import approval_card as card
@@ -216,6 +217,13 @@ def signed_raw(driver, body: bytes, content_type: str = "application/x-www-form-
     return driver.post(body, content_type=content_type)
 
 
+COMMAND = {
+    "command": "/recording",
+    "text": "get live na",
+    "user_id": "UALICE",
+    "trigger_id": "t1",
+    "response_url": "https://hooks.slack.com/commands/T1/1/x",
+}
 MALFORMED_BODIES = [
     b"payload=not-json",
     b"payload=%5B1%2C2%5D",
@@ -235,12 +243,29 @@ MALFORMED_BODIES = [
     urlencode({"payload": json.dumps({"type": "view_closed", "view": {"callback_id": form.CALLBACK_EDIT}})}).encode(),
     urlencode({"payload": json.dumps({"type": "something_new"})}).encode(),
     b"command=%2Frecording&text=get+li",
+    # Whole commands but for one field: another command, a response_url recbot would not post to.
+    urlencode({**COMMAND, "command": "/other"}).encode(),
+    urlencode({**COMMAND, "response_url": "ftp://hooks.example/x"}).encode(),
+    urlencode({**COMMAND, "user_id": ""}).encode(),
+    urlencode(
+        {"payload": json.dumps({"type": "block_actions", "user": {"id": ""}, "actions": [{"action_id": "a"}]})}
+    ).encode(),
     b"command=%2Frecording",
     b"\xff\xfe\x00garbage\x80\x81",
     b"payload=" + b"%FF%FE" * 10,
     b'{"type": "event_callback", "event": {"type": "app_mention"}}',
     b"",
 ]
+
+
+def test_the_whole_command_of_malformed_bodies_is_otherwise_accepted(driver, slack) -> None:
+    """COMMAND itself is handled: the bodies made from it are refused for the field they change."""
+    assert signed_raw(driver, urlencode(COMMAND).encode()).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["hello", "disconnect", "something_new", ""])
+def test_an_envelope_type_recbot_does_not_handle_is_not_handled(kind: str) -> None:
+    assert not is_handled(kind, {"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "a"}]})
 
 
 @pytest.mark.parametrize("body", MALFORMED_BODIES)

@@ -23,7 +23,7 @@ from bot.models import Target
 from bot.seal import Sealer
 from bot.store import Store, open_store
 from bot.store.schema import job_targets, jobs
-from bot.store.values import PlannedTarget, utcnow
+from bot.store.values import PlannedTarget, Vote, utcnow
 
 SECRET = "sk-very-secret-0123456789"
 CHANGE = {"storage": "new keys", "access_key": "...9876", "bucket": "rec-eu"}
@@ -129,6 +129,17 @@ def test_a_job_moves_by_the_table_as_compare_and_set(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         wins = list(pool.map(lambda _: store.jobs.transition("j1", "running", "pause"), range(16)))
     assert wins.count(True) == 1
+
+
+def test_a_jobs_votes_are_its_own(store: Store) -> None:
+    """Two approvals needed: a vote on another job does not count towards this one's."""
+    new_job(store, "ja", state="pending")
+    new_job(store, "jb", state="pending")
+    now = utcnow()
+    assert store.job_approvals.add("jb", "UBOB", now=now, required=2) == Vote.COUNTED
+    assert store.job_approvals.add("ja", "UCAROL", now=now, required=2) == Vote.COUNTED
+    assert store.jobs.get("ja").state == "pending"
+    assert store.job_approvals.add("ja", "UBOB", now=now, required=2) == Vote.COMPLETED
 
 
 def test_jobs_waiting_on_a_person_past_their_expiry_are_due(store: Store) -> None:

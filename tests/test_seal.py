@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 
@@ -71,3 +73,17 @@ def test_invalid_key_is_refused_without_echo() -> None:
     with pytest.raises(SealError) as caught:
         Sealer(b"not-a-fernet-key-but-secret")
     assert "not-a-fernet-key-but-secret" not in str(caught.value)
+
+
+def test_a_tag_is_128_bits_and_one_character_short_is_refused() -> None:
+    """A button's or metadata's tag is what makes it unforgeable: short, it could be guessed."""
+    value = SEALER.signed("button", "r1")
+    tag = value.rpartition(".")[2]
+    assert len(tag) == 32 and int(tag, 16) >= 0  # 32 hex digits
+    assert SEALER.read_signed("button", value[:-1]) is None
+
+
+def test_the_tag_key_is_not_the_digest_key() -> None:
+    """A tag must not be a config digest's prefix: the two keys are derived apart."""
+    text = "button:r1"
+    assert SEALER.tag(text) != hmac.new(SEALER.digest_key, text.encode(), hashlib.sha256).hexdigest()[:32]
