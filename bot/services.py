@@ -41,9 +41,9 @@ from bot.seal import Sealer, resolve_seal_key
 from bot.settings import Settings, is_sqlite
 from bot.shared_budget import SharedBudget
 from bot.slack_web import NoRedirectWebClient
-from bot.store import Store, count_sealed, open_store
+from bot.store import DatabaseFileGone, Store, count_sealed, open_store
 from bot.store.engine import make_engine
-from bot.store.gauges import read_gauges
+from bot.store.gauges import DatabaseReadings, read_gauges
 from bot.switch import SwitchBook
 from bot.switching import SwitchService
 
@@ -88,6 +88,8 @@ class Services:
             self.store.ping()
         except SQLAlchemyError:
             return {"ok": False, "database": "unreachable"}
+        except DatabaseFileGone:
+            return {"ok": False, "database": "replaced"}  # the SQLite file under recbot: restart it
         return {"ok": True, "database": "ok"}
 
     def readiness(self, socket_connected: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -259,7 +261,12 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
     seal_key = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
     sealer = Sealer(resolve_seal_key(seal_key, settings.DATABASE_URL, lambda: count_sealed(settings.DATABASE_URL)))
     store = open_store(settings.DATABASE_URL)
-    metrics.watch_database(lambda: read_gauges(store.engine), OPEN_STATES, JOB_STATES)
+
+    def gauges() -> DatabaseReadings:
+        store.check_file()  # reads of a deleted or replaced SQLite file still answer: it is down all the same
+        return read_gauges(store.engine)
+
+    metrics.watch_database(gauges, OPEN_STATES, JOB_STATES)
     prober = Prober(
         settings.RECBOT_STORAGE_PROBE,
         s3_endpoint=settings.RECBOT_STORAGE_ENDPOINT_OVERRIDE,

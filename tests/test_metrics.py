@@ -3,6 +3,7 @@ build's info and the database's gauges; /healthz and /readyz beside it; nothing 
 
 from __future__ import annotations
 
+import sqlite3
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,6 +62,39 @@ def test_a_database_that_does_not_answer_leaves_its_gauges_out_not_the_scrape(bo
     assert found.value("recbot_database_up") == 0
     assert "recbot_change_requests_open" not in found.families
     assert "recbot_agora_requests" in found.families
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_file_deleted_or_replaced_under_recbot_is_down_on_every_probe(bot, how) -> None:
+    """Reads still come from the file recbot opened; its writes fail. SELECT 1 said ok."""
+    path = Path(bot.services.settings.DATABASE_URL.removeprefix("sqlite:///"))
+    copy = path.with_suffix(".copy")
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # a restore from a backup, made while recbot runs
+    if how == "deleted":
+        path.unlink()
+    else:
+        copy.replace(path)
+    base = bot.metrics_url.removesuffix("/metrics")
+    for probe in ("/healthz", "/readyz"):
+        answer = requests.get(base + probe, timeout=5)
+        assert answer.status_code == 503 and answer.json() == {"ok": False, "database": "replaced"}
+    assert requests.get(bot.url + "/healthz", timeout=5).status_code == 503
+    assert scrape(bot.metrics_url).value("recbot_database_up") == 0
+
+
+def test_a_sqlite_file_another_process_holds_locked_is_down_on_the_probes_as_on_the_metric(bot) -> None:
+    """SELECT 1 reads no file: /healthz said ok while the scrape said the database was down."""
+    path = Path(bot.services.settings.DATABASE_URL.removeprefix("sqlite:///"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        answer = requests.get(bot.metrics_url.removesuffix("/metrics") + "/healthz", timeout=30)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer.status_code == 503 and answer.json() == {"ok": False, "database": "unreachable"}
+    assert requests.get(bot.url + "/healthz", timeout=30).json() == {"ok": True, "database": "ok"}  # free again
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ composition root and tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
@@ -27,9 +28,22 @@ from bot.store.schema import change_requests, jobs
 from bot.store.switches import SwitchStore
 
 
+class DatabaseFileGone(Exception):
+    """The embedded SQLite's file was deleted or replaced while recbot had it open: reads still
+    come from the old file, writes fail."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()  # through a symlink, as SQLite opens it
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 @dataclass(frozen=True)
 class Store:
-    """Every repository, on one engine."""
+    """Every repository, on one engine; `file` is the embedded SQLite's, as opened."""
 
     engine: Engine
     requests: RequestStore
@@ -42,10 +56,20 @@ class Store:
     job_approvals: JobApprovals
     job_progress: JobProgressStore
     fleet_scans: FleetScans
+    file: tuple[Path, tuple[int, int] | None] | None = None
 
     def ping(self) -> None:
+        """SQLAlchemyError when the database does not answer a read of a table (SQLite's `SELECT 1`
+        reads no file, and so passed with the file locked by another process); DatabaseFileGone
+        when the SQLite file is no longer the one opened."""
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT count(*) FROM alembic_version"))
+        self.check_file()
+
+    def check_file(self) -> None:
+        """DatabaseFileGone when the embedded SQLite's file was deleted or replaced since it was opened."""
+        if self.file is not None and _identity(self.file[0]) != self.file[1]:
+            raise DatabaseFileGone(f"{self.file[0]} was deleted or replaced while recbot had it open")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -56,7 +80,9 @@ def open_store(database_url: str) -> Store:
     engine = make_engine(database_url)
     migrations.upgrade(engine)
     locks = SharedLocks(engine)
+    path = sqlite_path(database_url)
     return Store(
+        file=(path, _identity(path)) if path is not None else None,
         engine=engine,
         requests=RequestStore(engine),
         announcements=AnnouncementStore(engine),
