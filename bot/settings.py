@@ -426,6 +426,8 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, v: str) -> str:
+        if not v.isprintable():  # a newline would name a file, and split the lines that show it into a forged one
+            raise Problem("contains a control character (a line break, a tab): set it again, on one line")
         if not v.startswith(DATABASE_SCHEMES):
             raise Problem("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
         try:

@@ -65,6 +65,8 @@ def test_socket_mode_needs_the_app_token_in_the_same_list(settings_overrides) ->
         ("RECBOT_APPROVERS", " , ", "has commas but no ID"),
         ("RECBOT_APPROVAL_CHANNEL", "#approvals", "channel ID (C... or G...)"),
         ("DATABASE_URL", "mysql://root@localhost/recbot", "sqlite:/// (the embedded store) or postgresql://"),
+        ("DATABASE_URL", "sqlite:////tmp/x\nERROR forged line.db", "contains a control character"),
+        ("DATABASE_URL", "sqlite:///recbot\t.db", "contains a control character"),
         ("DATABASE_URL", "postgresql://db.internal/recbot", "RECBOT_SEAL_KEY is required with a shared"),
         ("RECBOT_SEAL_KEY", "too-short", "not a valid key"),
     ],
