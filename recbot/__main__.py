@@ -1,11 +1,28 @@
 """`python -m recbot [--http] [--host H] [--port N]` runs recbot; `python -m recbot doctor` checks
 a start first; `python -m recbot migrate [--sql]` upgrades the database (or prints the SQL of it)."""
 
+# ruff: noqa: E402 - the imports come after the Ctrl-C handler that covers their loading
 from __future__ import annotations
+
+import signal
+import sys
+
+STOPPED_WHILE_STARTING = "recbot stopped while starting (Ctrl-C): nothing was served, nothing is left half done"
+
+
+def _stopped_while_loading(signum: int, frame: object) -> None:
+    print(STOPPED_WHILE_STARTING, file=sys.stderr)
+    raise SystemExit(130)
+
+
+# Ctrl-C while the imports below load (a second or more) is one line too, not a traceback; a
+# SIGINT the process was started ignoring (in the background) stays ignored.
+_CTRL_C_HANDLED = __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _CTRL_C_HANDLED:
+    signal.signal(signal.SIGINT, _stopped_while_loading)
 
 import argparse
 import logging
-import sys
 from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -210,10 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recbot cannot start: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the start got far enough to stop cleanly (recbot/serve.py)
-        print("recbot stopped while starting (Ctrl-C): nothing was served, nothing is left half done", file=sys.stderr)
+        print(STOPPED_WHILE_STARTING, file=sys.stderr)
         return 130
     return 0
 
 
 if __name__ == "__main__":
+    if _CTRL_C_HANDLED:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: Ctrl-C is a KeyboardInterrupt again
     sys.exit(main())

@@ -275,6 +275,36 @@ sys.exit(recbot.__main__.main(sys.argv[1:]))
     assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())  # nothing made on disk yet
 
 
+def test_ctrl_c_while_recbot_loads_is_one_line_not_a_traceback(env, tmp_path) -> None:
+    program = """
+import os, runpy, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see the test above)
+
+class HalfwayThroughTheImports:
+    def find_spec(self, name, path=None, target=None):
+        if name == "bot.store":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, HalfwayThroughTheImports())
+sys.argv = ["recbot", *sys.argv[1:]]
+runpy.run_module("recbot", run_name="__main__", alter_sys=True)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program, "--http", "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "recbot stopped while starting (Ctrl-C): nothing was served, nothing is left half done"
+    ]
+
+
 def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:
     port = free_port()
     env["RECBOT_METRICS_ADDR"] = f"127.0.0.1:{port}"
