@@ -132,7 +132,7 @@ class Metrics:
         )
         self.ack_seconds = Histogram(
             "recbot_ack_seconds",
-            "From a Slack request's arrival to its ack, by kind (command, action, view, event).",
+            "From a Slack request's arrival to its ack, by kind (command, action, view, options, event).",
             ["kind"],
             buckets=LATENCY_BUCKETS,
             registry=r,

@@ -331,7 +331,8 @@ def build_services(settings: Settings, *, agora: AgoraClient | None = None) -> S
         max_targets=settings.RECBOT_BULK_MAX_TARGETS,
         metrics=metrics,
     )
-    store.jobs.on_skipped = metrics.bulk_targets.labels(outcome="skipped").inc
+    # Labelled when first counted: a series of a family shows once it has one (the README's rule).
+    store.jobs.on_skipped = lambda count: metrics.bulk_targets.labels(outcome="skipped").inc(count)
     return Services(
         settings=settings,
         agora=agora,

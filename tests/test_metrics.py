@@ -32,6 +32,9 @@ def test_a_scrape_has_every_family_and_the_databases_gauges(bot) -> None:
     assert found.value("recbot_bulk_jobs", state="running") == 0
     families = {"recbot_commands", "recbot_agora_requests", "recbot_slack_api_calls", "recbot_ack_seconds"}
     assert families <= found.families
+    # A labelled series shows once counted, recbot_applies_total's alone from the start (the README's rule).
+    text = requests.get(bot.metrics_url, timeout=5).text
+    assert 'recbot_applies_total{outcome="failed"} 0.0' in text and "recbot_bulk_targets_total{" not in text
 
 
 def test_the_probes_answer_beside_the_metrics(bot) -> None:
