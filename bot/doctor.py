@@ -37,7 +37,7 @@ from bot.agora import (
 from bot.catalog import API_REGIONS
 from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
-from bot.seal import key_file_for, missing_key
+from bot.seal import Sealer, SealError, key_file_for, missing_key, resolve_seal_key
 from bot.server import (
     BOT_USER_OAUTH_ADVICE,
     EVENTS_PATH,
@@ -64,7 +64,7 @@ from bot.settings import (
     unread_names,
 )
 from bot.slack_web import NoRedirectWebClient
-from bot.store import migrations, sealed_rows
+from bot.store import a_sealed_value, migrations, sealed_rows
 from bot.store.engine import make_engine, sqlite_unwritable
 from bot.store.schema import observed_configs
 
@@ -351,16 +351,37 @@ def check_database(settings: Settings) -> Check:
             except migrations.UnknownRevision as exc:
                 return Check("Database", "FAIL", str(exc))
             sealed = sealed_rows(conn) if key_missing else 0
+            sample = None if key_missing else a_sealed_value(conn)
     except SQLAlchemyError as exc:
         return Check("Database", "FAIL", database_problem(settings.DATABASE_URL, exc))
     finally:
         engine.dispose()
     if sealed and key is not None:
         return Check("Database", "FAIL", f"a start would refuse: {missing_key(key, sealed)}")
+    if sample is not None:
+        mismatch = _other_key(settings, sample)
+        if mismatch:
+            return Check("Database", "FAIL", mismatch)
     applies = "; ".join(f"{revision} {title}" for revision, title in todo)
     plan = f"a start applies {len(todo)} revision(s): {applies}" if todo else "up to date"
     keyed = f"; the seal key {key} does not exist, and nothing is sealed yet: a start makes it" if key_missing else ""
     return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}{keyed}")
+
+
+def _other_key(settings: Settings, sealed: bytes) -> str | None:
+    """Why this seal key cannot open what the database holds sealed (another instance's key, or
+    a key file restored from elsewhere); None when it opens it."""
+    configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+    try:
+        Sealer(resolve_seal_key(configured, settings.DATABASE_URL)).unseal(sealed)
+    except SealError:
+        where = "RECBOT_SEAL_KEY" if configured else f"the seal key {key_file_for(settings.DATABASE_URL)}"
+        return (
+            f"open requests or jobs in it were sealed with another key than {where}: they could not be applied, "
+            "and approval buttons made with that key read as forged; give every instance the key that sealed "
+            "them (one RECBOT_SEAL_KEY for all), or restore its key file"
+        )
+    return None
 
 
 def check_rate_limit(settings: Settings) -> Check | None:

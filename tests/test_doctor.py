@@ -200,6 +200,10 @@ def test_database_reports_pending_migrations_without_applying_them(settings_over
     assert "restore the key from its backup" in checks["Database"]
     resolve_seal_key(None, settings_overrides["DATABASE_URL"])
     _, checks = run_doctor(settings_overrides)
+    assert "sealed with another key than the seal key" in checks["Database"]  # a new key opens nothing old
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE change_requests SET sealed_patch = NULL"))  # the request given up
+    _, checks = run_doctor(settings_overrides)
     head = migrations.head()
     with store.engine.connect() as conn:
         todo = [revision for revision, _ in migrations.pending(conn)]

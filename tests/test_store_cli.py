@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
+from bot.models import Target
+from bot.seal import Sealer
 from bot.store import migrations, open_store
 from bot.store.engine import make_engine
+from bot.store.values import utcnow
 from tests.legacy_schema import LAYOUTS, build
 from tests.test_budget_instances import start_process
 from tests.test_doctor import cli, run_doctor
@@ -88,6 +92,32 @@ def test_doctor_on_a_missing_key_says_what_a_start_does(settings_overrides, slac
     engine.dispose()
     code, checks = run_doctor(settings_overrides)
     assert code == 1 and checks["Database"] == f"FAIL: a start would refuse: {MISSING_KEY.format(database=database)}"
+
+
+def test_doctor_fails_a_seal_key_that_cannot_open_what_is_sealed(settings_overrides, slack, agora, tmp_path) -> None:
+    """Two instances with different keys: one's approval buttons read as forged on the other, and
+    requests sealed by one can never be applied by the other. Doctor said ok."""
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    store = open_store(settings_overrides["DATABASE_URL"])
+    store.requests.create(
+        request_id="r1",
+        target=Target(app_id="A", entry_point="live", region="na"),
+        requester="UALICE",
+        expires_at=utcnow() + timedelta(hours=1),
+        base_digest="d" * 32,
+        sealed_patch=Sealer(first.encode()).seal("{}"),
+        changes=[],
+    )
+    store.close()
+    code, checks = run_doctor({**settings_overrides, "RECBOT_SEAL_KEY": second})
+    assert code == 1 and checks["Database"] == (
+        "FAIL: open requests or jobs in it were sealed with another key than RECBOT_SEAL_KEY: they could not be "
+        "applied, and approval buttons made with that key read as forged; give every instance the key that sealed "
+        "them (one RECBOT_SEAL_KEY for all), or restore its key file"
+    )
+    assert second not in str(checks) and first not in str(checks)
+    code, checks = run_doctor({**settings_overrides, "RECBOT_SEAL_KEY": first})
+    assert checks["Database"].startswith("ok")
 
 
 MISSING_KEY = (

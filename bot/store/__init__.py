@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Column, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from bot.store import migrations
@@ -97,15 +98,31 @@ def open_store(database_url: str) -> Store:
     )
 
 
-def sealed_rows(conn: Connection) -> int:
-    """How many rows hold secrets sealed with the seal key (open requests and jobs), in a
-    database of any revision (a table or column it has not yet counts none)."""
+def _sealed_columns(conn: Connection) -> list[tuple[Table, Column[Any]]]:
+    """The columns holding sealed secrets that a database of any revision has yet."""
     found = inspect(conn)
-    count = 0
-    for table, column in ((change_requests, change_requests.c.sealed_patch), (jobs, jobs.c.sealed_secrets)):
-        if found.has_table(table.name) and column.name in {c["name"] for c in found.get_columns(table.name)}:
-            count += conn.execute(select(func.count()).select_from(table).where(column.is_not(None))).scalar_one()
-    return count
+    return [
+        (table, column)
+        for table, column in ((change_requests, change_requests.c.sealed_patch), (jobs, jobs.c.sealed_secrets))
+        if found.has_table(table.name) and column.name in {c["name"] for c in found.get_columns(table.name)}
+    ]
+
+
+def sealed_rows(conn: Connection) -> int:
+    """How many rows hold secrets sealed with the seal key (open requests and jobs)."""
+    return sum(
+        conn.execute(select(func.count()).select_from(table).where(column.is_not(None))).scalar_one()
+        for table, column in _sealed_columns(conn)
+    )
+
+
+def a_sealed_value(conn: Connection) -> bytes | None:
+    """One value sealed with the seal key (an open request's or job's), to try a key on; None: none."""
+    for table, column in _sealed_columns(conn):
+        found = conn.execute(select(column).select_from(table).where(column.is_not(None)).limit(1)).scalar()
+        if found is not None:
+            return bytes(found)
+    return None
 
 
 def count_sealed(database_url: str) -> int:
