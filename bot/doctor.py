@@ -166,6 +166,10 @@ def check_metrics_listener(settings: Settings, slack_port: tuple[str, int] | Non
     the Slack-facing `slack_port` (HTTP mode's --host and --port) fails, as a start refuses it."""
     name = "Metrics listener"
     if settings.RECBOT_METRICS_ADDR is None:
+        if slack_port:  # HTTP mode: the Slack-facing port answers the probes all the same
+            return Check(
+                name, "ok", "off (RECBOT_METRICS_ADDR=off): no /metrics; /healthz and /readyz on the Slack port"
+            )
         return Check(name, "ok", "off (RECBOT_METRICS_ADDR=off): no /metrics, /healthz or /readyz")
     clash = slack_port and on_slack_port(settings.RECBOT_METRICS_ADDR, *slack_port)
     if clash:

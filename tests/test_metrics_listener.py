@@ -383,8 +383,15 @@ def test_doctor_checks_the_metrics_address(settings_overrides, slack, agora) -> 
     assert (
         checks["Metrics listener"] == f"ok: recbot will serve /metrics, /healthz and /readyz on http://127.0.0.1:{port}"
     )
-    _, checks = run_doctor({**settings_overrides, "RECBOT_METRICS_ADDR": "off"})
-    assert checks["Metrics listener"].startswith("ok: off (RECBOT_METRICS_ADDR=off)")
+    _, checks = run_doctor({**settings_overrides, "RECBOT_METRICS_ADDR": "off"})  # HTTP mode: probes stay
+    assert (
+        checks["Metrics listener"]
+        == "ok: off (RECBOT_METRICS_ADDR=off): no /metrics; /healthz and /readyz on the Slack port"
+    )
+    _, checks = run_doctor(
+        {**settings_overrides, "RECBOT_METRICS_ADDR": "off", "SLACK_APP_TOKEN": "xapp-1-x"}, "socket"
+    )
+    assert checks["Metrics listener"] == "ok: off (RECBOT_METRICS_ADDR=off): no /metrics, /healthz or /readyz"
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         taken_overrides = {
