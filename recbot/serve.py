@@ -38,8 +38,9 @@ def freeze_start_up() -> None:
 
 
 def stop_on_signals(stopping: threading.Event) -> None:
-    """From now on SIGTERM and SIGINT set `stopping` (what /readyz reports, and what ends the
-    serving loop), however far the start has got; a further one while stopping is only logged.
+    """From now on SIGTERM, SIGINT and SIGHUP (the terminal closed; unless started ignoring it,
+    as under nohup) set `stopping` (what /readyz reports, and what ends the serving loop),
+    however far the start has got; a further one while stopping is only logged.
     Installed before the metrics listener, so a stop that follows a probe of /readyz is clean.
     Nothing is raised from the handler: waitress's loop catches what its handlers run into, and
     a stop raised there could be swallowed."""
@@ -53,6 +54,8 @@ def stop_on_signals(stopping: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, received)
     signal.signal(signal.SIGINT, received)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, received)
 
 
 def start_metrics(

@@ -56,6 +56,7 @@ from recbot.__main__ import main
 
 SIGNAL = signal.Signals[sys.argv[1]]
 WHEN = sys.argv[2]
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal: a run under nohup would inherit it ignored
 
 def signal_after(function):
     def call(*args, **kwargs):
@@ -179,7 +180,7 @@ def test_http_mode_serves_metrics_on_its_own_address(env, tmp_path) -> None:
     assert ready == {"ok": True, "database": "ok"}  # no WebSocket to wait for
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signal_once_metrics_answer_stops_either_mode_cleanly_and_another_while_stopping_is_noted(
     signal_name: str, env, slack: FakeSlack, tmp_path
 ) -> None:
