@@ -18,8 +18,8 @@ from typing import Literal, TextIO
 from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.access import is_group
@@ -41,6 +41,7 @@ from bot.seal import Sealer, SealError, key_file_for, missing_key, resolve_seal_
 from bot.server import (
     BOT_USER_OAUTH_ADVICE,
     EVENTS_PATH,
+    POSTGRESQL_FIXES,
     StartupError,
     cannot_listen,
     database_problem,
@@ -355,11 +356,15 @@ def check_database(settings: Settings) -> Check:
             except migrations.UnknownRevision as exc:
                 return Check("Database", "FAIL", str(exc))
             sealed = sealed_rows(conn) if key_missing else 0
+            refusal = _cannot_create(conn) if todo and conn.dialect.name == "postgresql" else None
             sample = None if key_missing else a_sealed_value(conn)
     except SQLAlchemyError as exc:
         return Check("Database", "FAIL", database_problem(settings.DATABASE_URL, exc))
     finally:
         engine.dispose()
+    if refusal:
+        fix = POSTGRESQL_FIXES[refusal]
+        return Check("Database", "FAIL", f"a start would refuse: cannot use the database at {shown} ({refusal}): {fix}")
     if sealed and key is not None:
         return Check("Database", "FAIL", f"a start would refuse: {missing_key(key, sealed)}")
     if sample is not None:
@@ -370,6 +375,17 @@ def check_database(settings: Settings) -> Check:
     plan = f"a start applies {len(todo)} revision(s): {applies}" if todo else "up to date"
     keyed = f"; the seal key {key} does not exist, and nothing is sealed yet: a start makes it" if key_missing else ""
     return Check("Database", "ok", f"{shown}: {where.describe()}, head {head}; {plan}{keyed}")
+
+
+def _cannot_create(conn: Connection) -> str | None:
+    """Why a start could not create recbot's tables on this PostgreSQL, as psycopg names the
+    error a start meets (a key of POSTGRESQL_FIXES); None when it could. Asked, not tried:
+    doctor opens the database to read only."""
+    query = text("SELECT current_schema(), has_schema_privilege(current_schema(), 'CREATE')")
+    schema, may = conn.execute(query).one()
+    if schema is None:
+        return "InvalidSchemaName"
+    return None if may else "InsufficientPrivilege"
 
 
 def _other_key(settings: Settings, sealed: bytes) -> str | None:

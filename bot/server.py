@@ -369,18 +369,36 @@ def _unsendable(setting: str) -> StartupError:
     )
 
 
+# What PostgreSQL's refusals mean for recbot, by psycopg's name for them (SQLSTATE 42501, 3F000).
+POSTGRESQL_FIXES = {
+    "InsufficientPrivilege": (
+        "the user in DATABASE_URL may not create or write recbot's tables; grant it (e.g. make it the "
+        "database's owner, or GRANT CREATE, USAGE ON SCHEMA public TO it), or change DATABASE_URL"
+    ),
+    "InvalidSchemaName": (
+        "the schema recbot is to use (search_path in DATABASE_URL's options) does not exist: create it, "
+        "or change DATABASE_URL"
+    ),
+}
+
+
 def database_problem(database_url: str, exc: SQLAlchemyError) -> str:
     """`<what>: <how to fix>` for a database recbot could not use (a start's, migrate's and doctor's
     words), with what the driver said where it tells what to fix: SQLite's own words (they
     hold no secret), or the PostgreSQL database that does not exist."""
     orig = getattr(exc, "orig", None) or exc
     said = " ".join(str(orig).split())
-    missing = re.search(r'database "([^"]{1,128})" does not exist', said)
+    shown = shown_database_url(database_url)
+    missing = re.search(r'(database|role) "([^"]{1,128})" does not exist', said)
     if missing:
+        what, name = missing.groups()
+        create = "createdb" if what == "database" else "createuser"
         return (
-            f"the database {missing.group(1)!r} does not exist on the server of {shown_database_url(database_url)}: "
-            "create it (e.g. createdb), or change DATABASE_URL"
+            f"the {what} {name!r} does not exist on the server of {shown}: create it (e.g. {create}), "
+            "or change DATABASE_URL"
         )
+    if type(orig).__name__ in POSTGRESQL_FIXES:
+        return f"cannot use the database at {shown} ({type(orig).__name__}): {POSTGRESQL_FIXES[type(orig).__name__]}"
     reason = type(orig).__name__
     if isinstance(orig, sqlite3.Error) and said:
         reason += f": {said[:200]}"

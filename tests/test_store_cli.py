@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from bot.seal import Sealer
 from bot.store import migrations, open_store
 from bot.store.engine import make_engine
 from bot.store.values import utcnow
+from tests.conftest import POSTGRES_URL
 from tests.legacy_schema import LAYOUTS, build
 from tests.test_budget_instances import start_process
 from tests.test_doctor import cli, run_doctor
@@ -270,6 +272,43 @@ def test_a_postgresql_database_that_does_not_exist_is_named(env, postgres_url, t
     env = env | {"DATABASE_URL": f"{server}/recbot_nowhere", "RECBOT_SEAL_KEY": Fernet.generate_key().decode()}
     line = one_line(cli(["migrate"], tmp_path, env), "recbot cannot migrate: the database 'recbot_nowhere' does not")
     assert line.endswith("create it (e.g. createdb), or change DATABASE_URL")
+
+
+@pytest.fixture
+def stranger(postgres_url: str) -> Iterator[str]:
+    """A role that may log in and see the test's schema, but not create in it."""
+    import psycopg
+
+    name, schema = f"recbot_stranger_{uuid.uuid4().hex[:8]}", postgres_url.rsplit("%3D", 1)[1]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{name}"')
+            admin.execute(f'DROP ROLE "{name}"')
+
+
+def test_postgresqls_refusals_say_what_to_fix_not_that_the_server_may_be_down(
+    env, postgres_url, stranger, tmp_path
+) -> None:
+    """They said "check DATABASE_URL and that the server is running", with the error's class name."""
+    as_user = lambda user: postgres_url.replace("//postgres@", f"//{user}@", 1)  # noqa: E731
+    key = {"RECBOT_SEAL_KEY": Fernet.generate_key().decode()}
+    nowhere = postgres_url.split("?")[0] + "?options=-csearch_path%3Dno_such_schema"
+    cases = {
+        as_user("nobody_here"): "the role 'nobody_here' does not exist on the server of",
+        as_user(stranger): "(InsufficientPrivilege): the user in DATABASE_URL may not create or write",
+        nowhere: "(InvalidSchemaName): the schema recbot is to use",
+    }
+    for url, said in cases.items():
+        line = one_line(cli(["migrate"], tmp_path, env | key | {"DATABASE_URL": url}), "recbot cannot migrate: ")
+        assert said in line and "that the server is running" not in line, line
+        # doctor said "ok ... a start applies 12 revision(s)" for the last two
+        checked = database_line(cli(DOCTOR, tmp_path, env | key | {"DATABASE_URL": url}))
+        assert checked.startswith("[FAIL] Database: ") and said in checked, checked
 
 
 # 7: nothing to apply is said; options that do not apply are refused; a start logs no Alembic chatter.
