@@ -361,9 +361,13 @@ class Settings(BaseSettings):
     def _split_ids(cls, v: object) -> object:
         if isinstance(v, str):
             ids = tuple(part.strip() for part in v.split(",") if part.strip())
-            if not ids and v.strip():
-                # Commas alone would read as unset, which lets everyone in: a list meant to limit fails open.
-                raise Problem("has commas but no ID: list the IDs, comma-separated, or leave it empty to unset it")
+            if not ids and v:
+                # Read as unset, commas, spaces or an invisible character alone would let everyone in:
+                # a list meant to limit would fail open.
+                raise Problem(
+                    "has no ID, only commas, spaces or invisible characters: list the IDs, comma-separated, "
+                    "or leave it empty (NAME=) to unset it"
+                )
             return ids
         return v
 

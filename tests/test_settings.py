@@ -60,9 +60,13 @@ def test_socket_mode_needs_the_app_token_in_the_same_list(settings_overrides) ->
         ("RECBOT_REQUESTERS", "C0123", "user ID"),
         ("RECBOT_ALLOWED_CHANNELS", "U123", "channel ID (C..., G..., D...)"),
         # Commas alone would read as unset: everyone may request, in every channel.
-        ("RECBOT_REQUESTERS", ", ,", "has commas but no ID: list the IDs"),
-        ("RECBOT_ALLOWED_CHANNELS", ",,", "has commas but no ID"),
-        ("RECBOT_APPROVERS", " , ", "has commas but no ID"),
+        ("RECBOT_REQUESTERS", ", ,", "has no ID, only commas, spaces or invisible characters: list the IDs"),
+        ("RECBOT_ALLOWED_CHANNELS", ",,", "has no ID"),
+        ("RECBOT_APPROVERS", " , ", "has no ID"),
+        ("RECBOT_REQUESTERS", "\u00a0", "has no ID"),  # a no-break space pasted alone
+        ("RECBOT_ALLOWED_CHANNELS", "\u3000", "has no ID"),
+        ("RECBOT_REQUESTERS", "\x1f", "has no ID"),
+        ("RECBOT_REQUESTERS", "   ", "has no ID"),
         ("RECBOT_APPROVAL_CHANNEL", "#approvals", "channel ID (C... or G...)"),
         ("DATABASE_URL", "mysql://root@localhost/recbot", "sqlite:/// (the embedded store) or postgresql://"),
         ("DATABASE_URL", "sqlite:////tmp/x\nERROR forged line.db", "contains a control character"),
