@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urljoin
 
 from prometheus_client import Counter
 from slack_bolt import App
@@ -36,9 +37,9 @@ from bot.background import Background
 from bot.inbound import check_request, is_handled
 from bot.metrics import Metrics
 from bot.metrics_listener import MetricsListener, address, bracketed
-from bot.services import MeteredWebClient, Services, slack_client, slack_unreachable
+from bot.services import MeteredWebClient, Services, slack_client, slack_proxy_variable, slack_unreachable
 from bot.settings import Settings, database_unusable, is_host_name, is_ip_address, is_port, shown_database_url
-from bot.slack_web import NoRedirectWebClient
+from bot.slack_web import NoRedirectWebClient, unlogged_answers
 
 log = logging.getLogger(__name__)
 
@@ -347,17 +348,25 @@ def not_slacks_answer(exc: SlackApiError, setting: str, method: str) -> str | No
     """`<what>: <how to fix>` naming SLACK_API_URL when what answered `method` was a redirect (not
     followed: it would carry the token in `setting` elsewhere) or not Slack's API at all (no error
     code of Slack's: a proxy's page, a 404 of a wrong path); None when it was Slack."""
-    status = exc.response.status_code
+    status, asked = exc.response.status_code, exc.response.api_url
+    proxy = slack_proxy_variable(asked)
+    # Through a proxy, the proxy may be what answered: it is named, and checked first.
+    where, fix = (
+        (f"SLACK_API_URL (through the proxy in {proxy})", f"Check that proxy, or: {SLACK_API_URL_FIX}")
+        if proxy
+        else ("SLACK_API_URL", SLACK_API_URL_FIX)
+    )
     if 300 <= status < 400:
         headers = exc.response.headers or {}
-        location = redirected_to(next((v for k, v in headers.items() if k.lower() == "location"), None))
+        said = next((v for k, v in headers.items() if k.lower() == "location"), None)
+        location = redirected_to(urljoin(asked, said)) if said else None  # a relative one names the same host
         return (
-            f"SLACK_API_URL answered {method} with a redirect{f' to {location}' if location else ''} (HTTP {status}), "
-            f"which recbot does not follow: it would carry {setting} there. {SLACK_API_URL_FIX}"
+            f"{where} answered {method} with a redirect{f' to {location}' if location else ''} (HTTP {status}), "
+            f"which recbot does not follow: it would carry {setting} there. {fix}"
         )
     error = slack_error(exc)
     if error.startswith("HTTP "):
-        return f"what answered {method} at SLACK_API_URL is not Slack's Web API ({error}). {SLACK_API_URL_FIX}"
+        return f"what answered {method} at {where} is not Slack's Web API ({error}). {fix}"
     return None
 
 
@@ -408,7 +417,8 @@ def database_problem(database_url: str, exc: SQLAlchemyError) -> str:
 def verify_bot_token(settings: Settings) -> None:
     """auth.test with the bot token, or StartupError saying why Slack refused it."""
     try:
-        slack_client(settings).auth_test()
+        with unlogged_answers():
+            slack_client(settings).auth_test()
     except SlackApiError as exc:
         raise StartupError(slack_refusal(exc, "SLACK_BOT_TOKEN", "auth.test", BOT_USER_OAUTH_ADVICE)) from None
     except UnicodeError:
@@ -422,7 +432,8 @@ def socket_mode_url(app_token: str, api_url: str, client: WebClient | None = Non
     asked with `client` when given (doctor's answers sooner and retries nothing)."""
     client = client or NoRedirectWebClient(token=app_token, base_url=api_url, timeout=10)
     try:
-        answer = client.apps_connections_open(app_token=app_token)
+        with unlogged_answers():
+            answer = client.apps_connections_open(app_token=app_token)
     except SlackApiError as exc:
         raise StartupError(slack_refusal(exc, "SLACK_APP_TOKEN", "apps.connections.open", APP_LEVEL_ADVICE)) from None
     except UnicodeError:

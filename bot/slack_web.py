@@ -4,7 +4,10 @@ SLACK_API_URL). A redirect is Slack's answer as it stands: a SlackApiError with 
 
 from __future__ import annotations
 
+import logging
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.request import HTTPRedirectHandler, HTTPSHandler, ProxyHandler, Request
 
@@ -31,3 +34,16 @@ class NoRedirectWebClient(WebClient):
                 return {"status": resp.code, "headers": resp.headers, "body": resp.read()}
             charset = resp.headers.get_content_charset() or "utf-8"
             return {"status": resp.code, "headers": resp.headers, "body": resp.read().decode(charset)}
+
+
+@contextmanager
+def unlogged_answers() -> Iterator[None]:
+    """slack_sdk logs an answer it cannot read as JSON as an ERROR, quoting its start, before it
+    raises: where recbot says what went wrong in one line of its own (a start's checks), that line
+    would be a second one, quoting whatever answered."""
+    sdk = logging.getLogger("slack_sdk.web.base_client")
+    was, sdk.disabled = sdk.disabled, True
+    try:
+        yield
+    finally:
+        sdk.disabled = was

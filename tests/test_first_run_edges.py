@@ -453,10 +453,40 @@ def test_an_answer_that_is_not_slacks_names_slack_api_url(env, tmp_path, setting
         said = f"what answered auth.test at SLACK_API_URL is not Slack's Web API (HTTP {status}). Set SLACK_API_URL"
         (line,) = refused(HTTP, {**env, "SLACK_API_URL": page.url + "/api/"}, tmp_path)
         assert said in line and "SLACK_BOT_TOKEN" not in line
+        # One line: not slack_sdk's own besides it, quoting the page.
+        assert cli(HTTP, tmp_path, {**env, "SLACK_API_URL": page.url + "/api/"}).stderr.splitlines() == [line]
         _, checks = run_doctor({**settings_overrides, "SLACK_API_URL": page.url + "/api/"})
         assert said in checks["Slack bot token"] and "SLACK_BOT_TOKEN" not in checks["Slack bot token"]
     finally:
         page.stop()
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ((302, {"Location": "http://127.0.0.1:9/login"}, b""), "with a redirect to http://127.0.0.1:9 (HTTP 302)"),
+        ((200, {"Content-Type": "text/html"}, b"<html>Proxy login</html>"), "is not Slack's Web API (HTTP 200)"),
+    ],
+)
+def test_a_proxy_that_answers_itself_is_named_not_only_slack_api_url(env, tmp_path, slack, answer, said) -> None:
+    """The proxy (HTTPS_PROXY) may be what answered: the operator is sent to it first."""
+    proxy = LoopbackServer(lambda *_: answer).start()
+    try:
+        direct = {"NO_PROXY": "", "no_proxy": "", "HTTPS_PROXY": proxy.url}
+        (line,) = refused(HTTP, {**env, **direct}, tmp_path)
+    finally:
+        proxy.stop()
+    assert said in line and "SLACK_API_URL (through the proxy in HTTPS_PROXY)" in line and "Check that proxy" in line
+    assert proxy.url not in line.replace("http://127.0.0.1:9", "")  # the proxy's value is never shown
+
+
+def test_a_relative_redirect_is_named_by_the_host_it_stays_on(env, tmp_path, elsewhere) -> None:
+    portal = LoopbackServer(lambda *_: (302, {"Location": "/other/api/auth.test"}, b"")).start()
+    try:
+        (line,) = refused(HTTP, {**env, "SLACK_API_URL": portal.url + "/api/"}, tmp_path)
+    finally:
+        portal.stop()
+    assert f"with a redirect to {portal.url} (HTTP 302)" in line
 
 
 def test_socket_mode_never_falls_back_to_serving_http(env, tmp_path, slack: FakeSlack) -> None:
