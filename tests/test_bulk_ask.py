@@ -381,6 +381,17 @@ def test_a_plan_csv_slack_did_not_take_is_told_in_the_dm(drive, slack, agora, ru
     assert len(all_jobs(running)) == (1 if values is ROTATION else 0)  # the plan stands; only its file is lost
 
 
+def test_the_approval_card_is_posted_when_neither_the_csv_nor_the_word_of_it_reaches_the_dm(
+    drive, slack, agora, running
+) -> None:
+    fleet(agora)
+    slack.errors["files.getUploadURLExternal"] = "internal_error"
+    # From the upload on, the requester's DM refuses posts: the word that the CSV was lost fails too.
+    slack.before["files.getUploadURLExternal"] = lambda _: slack.refused_channels.update(UALICE="channel_not_found")
+    posted = ask(drive, slack)
+    assert "Approvals: 0 of 1" in shown(slack, posted) and len(all_jobs(running)) == 1
+
+
 def test_unreadable_targets_are_named_on_the_plan(drive, slack, agora, running) -> None:
     fleet(agora)
     view = open_bulk(drive, slack)

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.approvals import Refused
-from bot.bulk_change import BulkRequest
+from bot.bulk_change import BulkRequest, stored_keys
 from bot.bulk_jobs import BulkJobs
 from bot.bulk_plan import TooManyTargets
 from bot.models import fingerprint
@@ -168,6 +168,17 @@ def test_the_approval_rules_of_one_change_and_a_start_made_once(services, agora)
     with pytest.raises(Refused, match="already approved by <@UCAROL> and is being applied"):
         bulk.approve(job.id, "UDAVE", is_approver=True)
     assert not bulk.start(job.id) and bulk.start_approved() == []  # started once, never again
+
+
+def test_a_job_that_carries_no_keys_is_rejected_as_any_other(services, agora) -> None:
+    """Its reason has no keys to hide: nothing is sealed, and nothing is opened to find them."""
+    fleet(agora)
+    bulk = service(services, Clock())
+    job = bulk.ask(HLS_ON, "UALICE").job
+    assert job is not None and job.sealed_secrets is None
+    ended = bulk.reject(job.id, "UBOB", "not now", is_approver=True)
+    assert (ended.state, ended.reason) == ("rejected", "not now")
+    assert stored_keys(None) == []
 
 
 def test_reject_and_cancel_end_it_and_delete_its_keys(services, agora) -> None:

@@ -433,3 +433,16 @@ def test_no_key_appears_in_the_csv_summary_reprs_stored_change_or_errors(
         assert "Keys must not contain spaces" in str(spaced.value)
         said.append(str(spaced.value))
     assert not [secret for secret in secrets for text in said if secret in text]
+
+
+def test_only_a_target_that_records_now_counts_as_left_recording_nothing() -> None:
+    keys = {"kind": "keys", "access_key": NEW_ACCESS, "secret_key": NEW_SECRET}
+    request = ask(change={"mp4": False, "storage": keys}, vendor=1, bucket="rec-eu")
+    recording = RecordingConfig.model_validate(stored())  # MP4 on, HLS off
+    silent = RecordingConfig.model_validate({**stored(), "mp4Config": {"enabled": False}})  # records nothing now
+    rows = [
+        plan_row(Target(app_id=APP_ID, entry_point=name, region="na"), seen, request)
+        for name, seen in (("recording", recording), ("silent", silent))
+    ]
+    assert [(row.silenced, row.unchanged) for row in rows] == [(True, False), (False, False)]  # both change keys
+    assert Plan(request, tuple(rows), ()).silenced == 1

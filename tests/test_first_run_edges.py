@@ -457,6 +457,8 @@ def test_an_answer_that_is_not_slacks_names_slack_api_url(env, tmp_path, setting
         assert cli(HTTP, tmp_path, {**env, "SLACK_API_URL": page.url + "/api/"}).stderr.splitlines() == [line]
         _, checks = run_doctor({**settings_overrides, "SLACK_API_URL": page.url + "/api/"})
         assert said in checks["Slack bot token"] and "SLACK_BOT_TOKEN" not in checks["Slack bot token"]
+        channel = f"conversations.info at SLACK_API_URL is not Slack's Web API (HTTP {status})"
+        assert channel in checks["Approval channel"] and "scope" not in checks["Approval channel"]
     finally:
         page.stop()
 

@@ -276,8 +276,7 @@ sys.exit(recbot.__main__.main(sys.argv[1:]))
     assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())  # nothing made on disk yet
 
 
-def test_ctrl_c_while_recbot_loads_is_one_line_not_a_traceback(env, tmp_path) -> None:
-    program = """
+LOADING_INTERRUPTED = """
 import os, runpy, signal, sys
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see the test above)
@@ -292,6 +291,10 @@ sys.meta_path.insert(0, HalfwayThroughTheImports())
 sys.argv = ["recbot", *sys.argv[1:]]
 runpy.run_module("recbot", run_name="__main__", alter_sys=True)
 """
+
+
+def test_ctrl_c_while_recbot_loads_is_one_line_not_a_traceback(env, tmp_path) -> None:
+    program = LOADING_INTERRUPTED
     done = subprocess.run(
         [sys.executable, "-c", program, "--http", "--host", "127.0.0.1", "--port", str(free_port())],
         cwd=tmp_path,
@@ -304,6 +307,21 @@ runpy.run_module("recbot", run_name="__main__", alter_sys=True)
     assert done.stderr.strip().splitlines() == [
         "recbot stopped while starting (Ctrl-C): nothing was served, nothing is left half done"
     ]
+
+
+def test_a_ctrl_c_the_process_was_started_ignoring_stays_ignored_while_recbot_loads(env, tmp_path) -> None:
+    """Started in the background by a script (`cmd &`), SIGINT is ignored: a Ctrl-C meant for the
+    foreground program must not end recbot. migrate runs on and finishes."""
+    program = LOADING_INTERRUPTED.replace("signal.default_int_handler)", "signal.SIG_IGN)")
+    done = subprocess.run(
+        [sys.executable, "-c", program, "migrate"],
+        cwd=tmp_path,
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "upgraded from" in done.stdout, done.stderr
 
 
 def test_socket_mode_is_ready_while_connected_and_counts_a_reconnect(env, slack: FakeSlack, tmp_path) -> None:

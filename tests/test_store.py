@@ -11,7 +11,7 @@ import pytest
 
 from bot.models import FieldChange, Target
 from bot.observation import Observation
-from bot.store import Store, open_store
+from bot.store import Store, count_sealed, open_store, sealed_rows
 from bot.store.schema import change_requests
 from bot.store.values import CardRef, TargetBusy, Vote, utcnow
 from tests.conftest import POSTGRES_URL
@@ -74,6 +74,21 @@ def test_ending_frees_the_target_and_purges_the_secrets(store: Store) -> None:
     row = store.requests.get("r1")
     assert row.sealed_patch is None and row.reason == "no" and not row.is_open
     new_request(store, "r2")  # the target is free again
+
+
+def test_the_sealed_rows_are_the_open_requests_and_jobs_that_hold_keys(store: Store) -> None:
+    """What a start counts before it would make a new seal key: ended requests hold none."""
+    from tests.test_jobs_store import new_job
+
+    for number in range(4):
+        new_request(store, f"r{number}", Target(app_id="A", entry_point=f"ep{number}", region="na"))
+    assert store.requests.transition("r0", "pending", "reject", reason="no")
+    assert store.requests.transition("r1", "pending", "cancel")
+    assert store.requests.transition("r2", "pending", "cancel")
+    new_job(store, "j1", state="pending")  # a key rotation awaiting approval: its keys sealed
+    with store.engine.connect() as conn:
+        assert sealed_rows(conn) == 2  # r3 and j1
+    assert count_sealed(str(store.engine.url)) == 2
 
 
 def test_concurrent_transitions_have_one_winner(store: Store) -> None:
