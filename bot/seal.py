@@ -76,7 +76,7 @@ def missing_key(path: Path, sealed: int) -> str:
     return (
         f"its seal key {path} is missing, and {sealed} open request(s) or job(s) are sealed with it: a new key "
         "could never open them; restore the key from its backup (if it is lost for good, set RECBOT_SEAL_KEY "
-        "to a new key, and those requests and jobs fail as unreadable)"
+        "to a new key: those can then never be applied, so cancel them)"
     )
 
 

@@ -124,8 +124,8 @@ def test_doctor_fails_a_seal_key_that_cannot_open_what_is_sealed(settings_overri
 
 MISSING_KEY = (
     "its seal key {database}.key is missing, and 1 open request(s) or job(s) are sealed with it: a new key could "
-    "never open them; restore the key from its backup (if it is lost for good, set RECBOT_SEAL_KEY to a new key, "
-    "and those requests and jobs fail as unreadable)"
+    "never open them; restore the key from its backup (if it is lost for good, set RECBOT_SEAL_KEY to a new key: "
+    "those can then never be applied, so cancel them)"
 )
 
 
