@@ -20,6 +20,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,8 +31,10 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from waitress import serve
 
+from bench.lean_http import LeanServer
 from tests.conftest import APP_ID, BOT_TOKEN, CUSTOMER_ID, CUSTOMER_SECRET, LIVE_CONFIG, SIGNING_SECRET
 from tests.fakes.agora import AgoraEmulator
+from tests.fakes.http import Handler, LoopbackServer, Server
 from tests.fakes.slack import FakeSlack
 
 
@@ -43,8 +46,8 @@ class TimedSlack(FakeSlack):
     apps work, and the whole list at every poll was CPU taken from them, growing with the run.
     GET /_collect collects this process's garbage, which the client asks for between batches."""
 
-    def __init__(self, bot_token: str) -> None:
-        super().__init__(bot_token)
+    def __init__(self, bot_token: str, server: Callable[[Handler], Server] = LoopbackServer) -> None:
+        super().__init__(bot_token, server)
         self.answers: list[tuple[str, float, str]] = []
 
     def answered(self, since: int = 0) -> list[tuple[str, float, str]]:
@@ -79,8 +82,11 @@ class TimedSlack(FakeSlack):
 
 
 def fakes(entry_points: int = 1) -> None:
-    slack = TimedSlack(BOT_TOKEN).start()
-    instant = AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
+    # Slack and the Agora that answers at once on one thread each (bench.lean_http: the threaded
+    # server cost the apps that call them CPU on the shared cores); the slow Agora keeps a thread
+    # per connection, since its GETs wait 2.5 s.
+    slack = TimedSlack(BOT_TOKEN, LeanServer).start()
+    instant = AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET, LeanServer).start()
     slow = AgoraEmulator(CUSTOMER_ID, CUSTOMER_SECRET).start()
     slow.get_delay = 2.5
     slow.put(APP_ID, "live", "na", LIVE_CONFIG)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from tests.fakes.http import HANG_UP, LoopbackServer
+from tests.fakes.http import HANG_UP, Handler, LoopbackServer, Server
 
 LIST_PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points$")
 PATH = re.compile(r"^/v1/projects/([^/]+)/fls/entry_points/([^/]+)/settings/record/custom/regions/([^/]+)$")
@@ -75,7 +75,9 @@ class Fault:
 
 
 class AgoraEmulator:
-    def __init__(self, customer_id: str, customer_secret: str) -> None:
+    def __init__(
+        self, customer_id: str, customer_secret: str, server: Callable[[Handler], Server] = LoopbackServer
+    ) -> None:
         self.customer_id = customer_id
         self.customer_secret = customer_secret
         self.configs: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -91,7 +93,7 @@ class AgoraEmulator:
         # method -> run with the request once it was served, before its answer is sent (the answer "in flight")
         self.after: dict[str, Callable[[Received], None]] = {}
         self._lock = threading.Lock()
-        self._server = LoopbackServer(self._handle)
+        self._server = server(self._handle)
 
     @property
     def url(self) -> str:

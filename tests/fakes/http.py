@@ -10,9 +10,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 HANG_UP = 0  # a status for `handle` to return: close the connection without an answer
 Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
+
+
+class Server(Protocol):
+    """What a fake serves its `handle` on: LoopbackServer here, bench.lean_http's in the benches."""
+
+    @property
+    def url(self) -> str: ...
+    def start(self) -> Server: ...
+    def stop(self) -> None: ...
 
 
 class LoopbackServer:

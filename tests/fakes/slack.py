@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.fakes.blockkit import message_problems, view_problems
-from tests.fakes.http import HANG_UP, LoopbackServer
+from tests.fakes.http import HANG_UP, Handler, LoopbackServer, Server
 
 MESSAGE_METHODS = {"chat.postMessage", "chat.postEphemeral", "chat.update", "response_url"}
 
@@ -28,7 +28,7 @@ class Call:
 
 
 class FakeSlack:
-    def __init__(self, bot_token: str) -> None:
+    def __init__(self, bot_token: str, server: Callable[[Handler], Server] = LoopbackServer) -> None:
         self.bot_token = bot_token
         self.calls: list[Call] = []
         self.problems: list[str] = []
@@ -50,7 +50,7 @@ class FakeSlack:
         self.files: dict[str, dict[str, Any]] = {}  # file id -> {"content", "channel", ...} once completed
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
-        self._server = LoopbackServer(self._handle)
+        self._server = server(self._handle)
 
     @property
     def api_url(self) -> str:
