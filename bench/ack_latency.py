@@ -12,8 +12,8 @@ same job as recbot's `get` (`bench.processes plain`: signed Agora GET, answer on
 response_url, written as Bolt's docs write one). Signed commands go to each in
 alternating batches, so drift of the machine hits all alike.
 
-- ack: from sending a request to reading its HTTP response (Slack's view of the ack);
-- answer: from sending it to the Slack fake receiving the post on its response_url
+- ack: from connecting to reading the last byte of the HTTP response (Slack's view of the ack);
+- answer: from connecting to the Slack fake receiving the post on its response_url
   (both on the system-wide monotonic clock).
 
 `--paced` sends `get live na` at fixed rates to a recbot with the default
@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,7 +338,7 @@ def ms(value: float) -> str:
 
 def report(samples: dict[str, Samples]) -> None:
     print(
-        f"  {'':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11} {'CPU/command':>12}"
+        f"  {'(ms)':16} {'ack p50':>9} {'ack p99':>9} {'answer p50':>11} {'answer p99':>11} {'CPU/command':>12}"
         f" {'machine CPU/command':>20}"
     )
     for name, s in samples.items():
@@ -388,20 +389,70 @@ def views_open(processes: Processes, runs: int) -> list[float]:
     return times
 
 
+def at_least(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, `least` or more (refused before any process starts)."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}")
+        return value
+
+    return whole
+
+
+def rates(text: str) -> list[float]:
+    """An argparse type: commands per second, comma-separated and above 0 ("" for none)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give rates as numbers, e.g. 10,50") from None
+    if any(not value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every rate must be above 0")
+    return values
+
+
 def arguments(description: str | None = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="commands per app")
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--requests", type=at_least(1), default=2000, help="commands per app: whole batches")
+    parser.add_argument("--concurrency", type=at_least(1), default=10)
+    parser.add_argument("--batch", type=at_least(1), default=100)
     parser.add_argument("--command", default="get live na", help="the /recording text to send (try: help)")
     return parser
 
 
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments, with --requests checked against --batch: commands go in whole batches, and a
+    figure labelled 150 commands must not be of 100."""
+    args = parser.parse_args()
+    if args.requests % args.batch:
+        parser.error(f"--requests {args.requests} is not a whole number of batches of {args.batch} (--batch)")
+    return args
+
+
+TARGETS = (("ack p99 / bare", 1.5), ("ack p99 / plain", 0.5), ("answer p99 / plain", 0.5))
+
+
+def verdicts(figures: tuple[float, float, float]) -> str:
+    """Each of issue 17's targets, met or missed by these ratios."""
+    return "; ".join(
+        f"{name} {value:.2f} (target {most}: {'met' if value <= most else 'MISSED'})"
+        for (name, most), value in zip(TARGETS, figures, strict=True)
+    )
+
+
 def main() -> None:
     parser = arguments()
-    parser.add_argument("--paced", default="10,50", help="rates (commands/s) for the limiter queue; empty: skip")
-    parser.add_argument("--opens", type=int, default=30, help="/recording set runs for the views.open timing")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--paced", type=rates, default="10,50", help="rates (commands/s) for the limiter queue; empty: skip"
+    )
+    parser.add_argument(
+        "--opens", type=at_least(0), default=30, help="/recording set runs for the views.open timing (0: skip)"
+    )
+    args = parse(parser)
     processes = Processes()
     try:
         contenders = [
@@ -414,14 +465,11 @@ def main() -> None:
         print(f"{args.requests} signed `/recording {args.command}` per app, concurrency {args.concurrency}")
         report(samples)
         if samples["recbot"].answers:
-            to_bare, to_plain, answer_to_plain = ratios(samples["recbot"], samples["bare bolt"], samples["plain bolt"])
-            print(
-                f"  recbot ack p99 / bare {to_bare:.2f}, / plain {to_plain:.2f}; "
-                f"answer p99 / plain {answer_to_plain:.2f}"
-            )
+            figures = ratios(samples["recbot"], samples["bare bolt"], samples["plain bolt"])
+            print(f"  recbot: {verdicts(figures)}")
         if args.paced:
             limited = processes.recbot("limited")  # the default AGORA_RATE_LIMIT
-            for rate in (float(r) for r in args.paced.split(",")):
+            for rate in args.paced:
                 s = paced(processes, limited, rate, 10.0)
                 print(
                     f"default AGORA_RATE_LIMIT, {rate:g} commands/s for 10 s: "

@@ -19,12 +19,25 @@ command (why, is not known), so an even number of runs weighs both alike.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.ack_latency import ROOT, Processes, Samples, arguments, measure, percentile, ratios, report, warm_up
+from bench.ack_latency import (
+    ROOT,
+    Processes,
+    Samples,
+    arguments,
+    at_least,
+    measure,
+    parse,
+    percentile,
+    ratios,
+    report,
+    warm_up,
+)
 
 
 def own_figures(samples: Samples) -> tuple[float, float]:
@@ -55,12 +68,15 @@ def main() -> None:
     parser.add_argument("ref", help="a commit, branch or tag to compare the working tree with")
     parser.add_argument(
         "--runs",
-        type=int,
+        type=at_least(1),
         default=4,
         help="measurements, each alternating all four apps (even: each build starts first as often)",
     )
-    args = parser.parse_args()
-    commit = git("rev-parse", "--verify", args.ref + "^{commit}")
+    args = parse(parser)
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", args.ref + "^{commit}")
+    except subprocess.CalledProcessError:
+        parser.error(f"{args.ref!r} is not a commit here (try HEAD, HEAD~1 or a commit's hash)")
     label = f"{args.ref} ({commit[:8]})"
     scratch = Path(tempfile.mkdtemp(prefix="recbot-compare-"))
     tree = scratch / "ref"
@@ -107,6 +123,7 @@ def main() -> None:
     finally:
         processes.close()
         git("worktree", "remove", "--force", str(tree))
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

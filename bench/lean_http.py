@@ -2,10 +2,10 @@
 
 The fakes stand for Slack's and Agora's servers, which in production run on other machines.
 On the bench's two shared cores the tests' threaded server (a thread per connection,
-http.server's header parsing) spent about 1 ms of CPU per recbot command on them, a
+http.server's header parsing) spent 0.80-0.88 ms of CPU per recbot command on them, a
 quarter of the machine's: CPU taken from whichever app was measured, and only from the
 apps that call the fakes (the ack-only app calls none). This serves the same
-`handle(method, path, headers, body)` for a fraction of that. Content-Length bodies only
+`handle(method, path, headers, body)` for 0.47-0.74 ms (README, Speed). Content-Length bodies only
 (what recbot, requests and slack_sdk send); not for the tests, whose fakes also hang up,
 trickle and wait on purpose.
 """

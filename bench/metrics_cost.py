@@ -17,7 +17,18 @@ import threading
 
 import requests
 
-from bench.ack_latency import Processes, Samples, arguments, free_port, measure, percentile, report, warm_up
+from bench.ack_latency import (
+    Processes,
+    Samples,
+    arguments,
+    at_least,
+    free_port,
+    measure,
+    parse,
+    percentile,
+    report,
+    warm_up,
+)
 
 
 class Scraper:
@@ -62,9 +73,9 @@ def on_off(on: Samples, off: Samples) -> str:
 
 def main() -> None:
     parser = arguments(__doc__)
-    parser.add_argument("--runs", type=int, default=3, help="measurements, each alternating the two recbots")
+    parser.add_argument("--runs", type=at_least(1), default=3, help="measurements, each alternating the two recbots")
     parser.add_argument("--scrape-every", type=float, default=15.0, help="seconds between scrapes (0: none)")
-    args = parser.parse_args()
+    args = parse(parser)
     processes = Processes()
     scraper = None
     try:
