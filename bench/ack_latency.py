@@ -31,6 +31,7 @@ import argparse
 import gc
 import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -410,8 +411,8 @@ def rates(text: str) -> list[float]:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give rates as numbers, e.g. 10,50") from None
-    if any(not value > 0 for value in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every rate must be above 0")
+    if any(not 0 < value < math.inf for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every rate must be a number above 0")
     return values
 
 

@@ -31,6 +31,7 @@ class LeanServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -42,15 +43,23 @@ class LeanServer:
         return self
 
     def stop(self) -> None:
-        self._listener.close()
+        """Stop serving: the thread ends within a tenth of a second and closes every connection."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        else:
+            self._listener.close()
 
     def _serve(self) -> None:
-        while True:
-            for key, _events in self._selector.select():
+        while not self._stopping.is_set():
+            for key, _events in self._selector.select(0.1):
                 if key.fileobj is self._listener:
                     self._accept()
                 else:
                     self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
 
     def _accept(self) -> None:
         while True:
@@ -77,13 +86,21 @@ class LeanServer:
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length") or 0)
-            if len(buffer) < end + 4 + length:
+            request_line = lines[0].split(" ")
+            length = headers.get("content-length") or "0"
+            if len(request_line) != 3 or not length.isdigit():
+                self._close(conn)  # not a request this server reads: that connection ends, no other
                 return
-            body = bytes(buffer[end + 4 : end + 4 + length])
-            del buffer[: end + 4 + length]
-            method, target, _version = lines[0].split(" ", 2)
-            status, out_headers, out = self._handle(method, target, headers, body)
+            if len(buffer) < end + 4 + int(length):
+                return
+            body = bytes(buffer[end + 4 : end + 4 + int(length)])
+            del buffer[: end + 4 + int(length)]
+            method, target, _version = request_line
+            try:
+                status, out_headers, out = self._handle(method, target, headers, body)
+            except Exception:  # noqa: BLE001 - as http.server does: that connection ends, the server goes on
+                self._close(conn)
+                return
             if status == HANG_UP:
                 self._close(conn)
                 return

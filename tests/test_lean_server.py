@@ -22,6 +22,8 @@ def echo(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[
         return HANG_UP, {}, b""
     if path == "/empty":
         return 204, {}, b""
+    if path == "/raise":
+        raise RuntimeError("a fake's own bug")
     return 200, {"X-Seen": headers.get("x-mark", "")}, f"{method} {path} {body.decode()}".encode()
 
 
@@ -116,3 +118,34 @@ def test_the_fakes_serve_recbots_clients_on_it(settings: Settings) -> None:
     finally:
         emulator.stop()
         slack.stop()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NONSENSE\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nContent-Length: many\r\n\r\n",
+        b"GET /raise HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_what_it_cannot_read_or_answer_ends_that_connection_and_no_other(
+    served: LeanServer, request_bytes: bytes
+) -> None:
+    with connect(served) as bystander, connect(served) as sock:
+        sock.sendall(request_bytes)
+        assert sock.recv(10) == b""
+        bystander.sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answers(bystander, 1)[0].endswith(b"GET /still ")
+
+
+def test_stop_ends_its_thread_and_closes_its_connections() -> None:
+    server = LeanServer(echo).start()
+    with connect(server) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        read_answers(sock, 1)
+        server.stop()
+        assert not server._thread.is_alive()
+        assert sock.recv(10) == b""  # the kept connection was closed, not left open
+    with pytest.raises(OSError):
+        connect(server)
