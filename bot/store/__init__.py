@@ -63,9 +63,9 @@ class Store:
         """SQLAlchemyError when the database does not answer a read of a table (SQLite's `SELECT 1`
         reads no file, and so passed with the file locked by another process); DatabaseFileGone
         when the SQLite file is no longer the one opened."""
+        self.check_file()  # first: a connection opened since a deletion makes a new, empty file there
         with self.engine.connect() as conn:
             conn.execute(text("SELECT count(*) FROM alembic_version"))
-        self.check_file()
 
     def check_file(self) -> None:
         """DatabaseFileGone when the embedded SQLite's file was deleted or replaced since it was opened."""
