@@ -88,7 +88,7 @@ class LeanServer:
                 headers[name.strip().lower()] = value.strip()
             request_line = lines[0].split(" ")
             length = headers.get("content-length") or "0"
-            if len(request_line) != 3 or not length.isdigit():
+            if len(request_line) != 3 or not (length.isascii() and length.isdigit()):
                 self._close(conn)  # not a request this server reads: that connection ends, no other
                 return
             if len(buffer) < end + 4 + int(length):

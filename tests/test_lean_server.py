@@ -126,6 +126,7 @@ def test_the_fakes_serve_recbots_clients_on_it(settings: Settings) -> None:
         b"NONSENSE\r\n\r\n",
         b"POST /x HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
         b"POST /x HTTP/1.1\r\nContent-Length: many\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",  # a digit to str.isdigit, not to int()
         b"GET /raise HTTP/1.1\r\n\r\n",
     ],
 )
