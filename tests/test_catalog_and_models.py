@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 
 import pytest
@@ -115,6 +116,23 @@ def test_target_refuses_exactly_what_could_escape_a_path_segment(entry_point: st
         assert bad, f"{entry_point!r} is a harmless name and was refused"
     else:
         assert not bad, f"{entry_point!r} was accepted"
+
+
+def test_the_space_or_control_test_is_that_of_unicode_categories_on_every_code_point() -> None:
+    from bot.models import _has_space_or_control
+
+    def by_category(ch: str) -> bool:
+        return ch.isspace() or unicodedata.category(ch).startswith("C")
+
+    differ = [
+        hex(code) for code in range(sys.maxunicode + 1) if _has_space_or_control(chr(code)) != by_category(chr(code))
+    ]
+    assert differ == []
+    assert (
+        _has_space_or_control("live\u202e")
+        and _has_space_or_control("a b")
+        and not _has_space_or_control("l\u00efve-2")
+    )
 
 
 def test_geography() -> None:
