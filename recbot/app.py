@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Histogram
-from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 
 from bot.agora import sent_a_change
@@ -114,29 +115,39 @@ def create_app(services: Services) -> App:
         listener_executor=ContextExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="listener"),
     )
 
-    answers, metrics = services.responses, services.metrics
+    app.use(TagRequest(services))
+    register(app, services)  # with the error handler, handlers/errors.py
+    return app
 
-    @app.middleware
-    def tag_request(context: BoltContext, body: dict[str, Any], next: Callable[[], None]) -> None:
+
+class TagRequest(Middleware):
+    """The first middleware of every request: its id and arrival, a Slack client that counts its
+    calls, the ack kept given (and acked here when the kind is acked on arrival), and answers on
+    response_url through recbot's pool. A Middleware, not a function: Bolt calls a function
+    middleware with arguments built for it, every kind of payload parsed, on every request."""
+
+    def __init__(self, services: Services) -> None:
+        self._answers, self._metrics = services.responses, services.metrics
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        context, metrics = req.context, self._metrics
         request_id.set(new_request_id())
         sent_a_change.set(False)
         arrived = take_arrival()  # noted by the HTTP gate or the Socket Mode handler
-        kind = request_kind(body)
+        kind = request_kind(req.body)
         context["client"] = metered_copy(context.client, metrics)  # Bolt's own per-request client counts nothing
-        if context.ack.response is None:  # made, not given, by Bolt's argument injection
+        if context.ack.response is None:  # made here, not given (BoltContext.ack makes one when asked)
             context["ack"] = KeptAck((metrics.ack_seconds.labels(kind=kind), arrived) if kind else None)
         first = None
         if kind == "command":
-            first = FirstAnswer(metrics.answer_seconds.labels(verb=verb_label(body.get("text") or "")), arrived)
+            first = FirstAnswer(metrics.answer_seconds.labels(verb=verb_label(req.body.get("text") or "")), arrived)
             context[FIRST_ANSWER] = first
         if kind in ACKED_ON_ARRIVAL:
             context.ack()
         if context.response_url:
-            context["respond"] = PooledRespond(response_url=context.response_url, pool=answers, first=first)
+            context["respond"] = PooledRespond(response_url=context.response_url, pool=self._answers, first=first)
         next()
-
-    register(app, services)  # with the error handler, handlers/errors.py
-    return app
+        return None  # as a function middleware returns: Bolt goes on with the listeners
 
 
 def orphan_age_at_start(services: Services) -> timedelta:
