@@ -75,7 +75,11 @@ class DatabaseCollector(Collector):
         try:
             readings = self._read()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database does
-            log.warning("metrics: the database did not answer (%s); its gauges are left out", type(exc).__name__)
+            # Not "did not answer": a deleted or replaced SQLite file answers from the old file.
+            log.warning(
+                "metrics: the database's gauges are left out of this scrape (%s; /healthz says why)",
+                type(exc).__name__,
+            )
             up.add_metric([], 0)
             yield up
             return

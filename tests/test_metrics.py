@@ -13,8 +13,9 @@ import requests
 
 from bot import __version__
 from bot import server as bot_server
-from bot.metrics import status_class
+from bot.metrics import DatabaseCollector, status_class
 from bot.server import note_arrival, take_arrival
+from bot.store import DatabaseFileGone
 from tests.conftest import fast_agora
 from tests.driver import start_bot
 from tests.metrics_helpers import scrape
@@ -90,6 +91,22 @@ def test_a_sqlite_file_deleted_or_replaced_under_recbot_is_down_on_every_probe(b
         assert answer.status_code == 503 and answer.json() == {"ok": False, "database": "replaced"}
     assert requests.get(bot.url + "/healthz", timeout=5).status_code == 503
     assert scrape(bot.metrics_url).value("recbot_database_up") == 0
+
+
+def test_a_scrape_without_the_database_says_its_gauges_are_left_out_and_where_to_look(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replaced file answers from the old one, so "the database did not answer" was wrong for it;
+    the warning names the failure's kind and where to read what happened, never its message."""
+
+    def read() -> None:
+        raise DatabaseFileGone("/srv/recbot.db was deleted or replaced while recbot had it open")
+
+    families = list(DatabaseCollector(read, ["pending"], ["running"]).collect())  # type: ignore[arg-type]
+    assert [(f.name, [s.value for s in f.samples]) for f in families] == [("recbot_database_up", [0])]
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: the database's gauges are left out of this scrape (DatabaseFileGone; /healthz says why)"
+    ]
 
 
 def test_a_sqlite_file_another_process_holds_locked_is_down_on_the_probes_as_on_the_metric(bot) -> None:
