@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -272,13 +272,65 @@ def cleartext_upstreams(settings: Settings) -> list[str]:
     return warnings
 
 
-class Settings(BaseSettings):
-    """Everything recbot reads from its environment. Secrets are SecretStr."""
+class DatabaseSettings(BaseSettings):
+    """The database and its seal key: all that `recbot migrate` reads, so that whoever upgrades the
+    schema or prints its SQL (a DBA, a deploy job) needs no Slack or Agora credential."""
 
     model_config = SettingsConfigDict(
         env_file=ENV_FILE, env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", case_sensitive=True
     )
     MODE: ClassVar[Mode] = "http"
+
+    DATABASE_URL: str = "sqlite:///recbot.db"
+    # Validated even when unset: a shared database needs one (see _seal_key).
+    RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
+
+    # check_fields=False: the credentials but the seal key are Settings' fields, checked there by this.
+    @field_validator(*CREDENTIALS, mode="before", check_fields=False)
+    @classmethod
+    def _printable_ascii(cls, v: object) -> object:
+        # Before the fields' own checks: "must start with xoxb-" would hide an invisible first character.
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        found = credential_problem(raw) if isinstance(raw, str) else None
+        if found:
+            raise Problem(found)
+        return v
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if not v.isprintable():  # a newline would name a file, and split the lines that show it into a forged one
+            raise Problem("contains a control character (a line break, a tab): set it again, on one line")
+        if not v.startswith(DATABASE_SCHEMES):
+            raise Problem("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
+        try:
+            url = make_url(v)
+            port = url.port
+        except (ArgumentError, ValueError):
+            raise Problem("is not a database URL") from None
+        if port is not None and not 1 <= port <= 65535:
+            raise Problem("has a port that is not a number from 1 to 65535")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            # recbot keeps open requests, the audit log and what it watches: all would be lost at exit.
+            raise Problem("names no file (an in-memory SQLite database loses every request and the audit log at exit)")
+        return v
+
+    @field_validator("RECBOT_SEAL_KEY")
+    @classmethod
+    def _seal_key(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            if str(info.data.get("DATABASE_URL", "")).startswith(("postgresql://", "postgres://")):
+                raise Problem("is required with a shared (PostgreSQL) database")
+            return None
+        try:
+            Fernet(v.get_secret_value().encode())
+        except ValueError:
+            raise Problem("is not a valid key (44 url-safe base64 characters)") from None
+        return v
+
+
+class Settings(DatabaseSettings):
+    """Everything recbot reads from its environment. Secrets are SecretStr."""
 
     SLACK_BOT_TOKEN: SecretStr
     SLACK_SIGNING_SECRET: SecretStr = Field(min_length=1)
@@ -300,9 +352,6 @@ class Settings(BaseSettings):
     RECBOT_REQUEST_TTL_SECONDS: int = Field(default=86400, ge=1, le=MAX_REQUEST_TTL)
     # A fleet-wide job's targets at most: a bigger one is refused before anything is asked of anyone.
     RECBOT_BULK_MAX_TARGETS: int = Field(default=2000, ge=1)
-    DATABASE_URL: str = "sqlite:///recbot.db"
-    # Validated even when unset: a shared database needs one (see _seal_key).
-    RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
     RECBOT_LOG_FORMAT: Literal["text", "json"] = "text"
     RECBOT_STORAGE_PROBE: Literal["require", "warn", "off"] = "require"
     RECBOT_STORAGE_PROBE_TIMEOUT_SECONDS: float = Field(
@@ -317,16 +366,6 @@ class Settings(BaseSettings):
     RECBOT_DRIFT_ALL: bool = False
     # /metrics, /healthz and /readyz, never on the Slack-facing listener; None: off (set to off, or empty).
     RECBOT_METRICS_ADDR: Annotated[tuple[str, int] | None, NoDecode] = ("127.0.0.1", 9464)
-
-    @field_validator(*CREDENTIALS, mode="before")
-    @classmethod
-    def _printable_ascii(cls, v: object) -> object:
-        # Before the fields' own checks: "must start with xoxb-" would hide an invisible first character.
-        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
-        found = credential_problem(raw) if isinstance(raw, str) else None
-        if found:
-            raise Problem(found)
-        return v
 
     @field_validator("SLACK_BOT_TOKEN")
     @classmethod
@@ -426,38 +465,6 @@ class Settings(BaseSettings):
     @classmethod
     def _metrics_addr(cls, v: object) -> object:
         return listen_address(v) if isinstance(v, str) else v
-
-    @field_validator("DATABASE_URL")
-    @classmethod
-    def _database_url(cls, v: str) -> str:
-        if not v.isprintable():  # a newline would name a file, and split the lines that show it into a forged one
-            raise Problem("contains a control character (a line break, a tab): set it again, on one line")
-        if not v.startswith(DATABASE_SCHEMES):
-            raise Problem("must start with sqlite:/// (the embedded store) or postgresql:// (shared)")
-        try:
-            url = make_url(v)
-            port = url.port
-        except (ArgumentError, ValueError):
-            raise Problem("is not a database URL") from None
-        if port is not None and not 1 <= port <= 65535:
-            raise Problem("has a port that is not a number from 1 to 65535")
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-            # recbot keeps open requests, the audit log and what it watches: all would be lost at exit.
-            raise Problem("names no file (an in-memory SQLite database loses every request and the audit log at exit)")
-        return v
-
-    @field_validator("RECBOT_SEAL_KEY")
-    @classmethod
-    def _seal_key(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        if v is None or not v.get_secret_value():
-            if str(info.data.get("DATABASE_URL", "")).startswith(("postgresql://", "postgres://")):
-                raise Problem("is required with a shared (PostgreSQL) database")
-            return None
-        try:
-            Fernet(v.get_secret_value().encode())
-        except ValueError:
-            raise Problem("is not a valid key (44 url-safe base64 characters)") from None
-        return v
 
 
 def shown_database_url(database_url: str) -> str:
@@ -711,7 +718,19 @@ def _env_file_of(overrides: dict[str, object]) -> Path | None:
 def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
     """Read the settings for `mode`, or raise one SettingsError naming every
     problem and how to fix it; values are never echoed, so no secret is printed."""
-    model = SocketModeSettings if mode == "socket" else Settings
+    return _load(SocketModeSettings if mode == "socket" else Settings, mode, overrides)
+
+
+def load_database_settings(**overrides: object) -> DatabaseSettings:
+    """Read DATABASE_URL and RECBOT_SEAL_KEY alone (what `recbot migrate` needs), as `load_settings`
+    reads them: from the environment and .env, every problem in one SettingsError."""
+    return _load(DatabaseSettings, "http", overrides)
+
+
+_Loaded = TypeVar("_Loaded", bound=DatabaseSettings)
+
+
+def _load(model: type[_Loaded], mode: Mode, overrides: dict[str, object]) -> _Loaded:
     env_file = _env_file_of(overrides)
     if env_file is not None and env_file.is_dir():  # pydantic-settings would skip it without a word
         raise SettingsError([f"{env_file} is a folder: make it a file (or remove it, and set the environment)"])
@@ -727,7 +746,7 @@ def load_settings(mode: Mode = "http", **overrides: object) -> Settings:
         raise SettingsError(
             [f"{env_file} is not a file (a pipe or a device): make it a file (or remove it, and set the environment)"]
         )
-    if "RECBOT_METRICS_ADDR" not in overrides and _metrics_addr_emptied(env_file):
+    if issubclass(model, Settings) and "RECBOT_METRICS_ADDR" not in overrides and _metrics_addr_emptied(env_file):
         overrides["RECBOT_METRICS_ADDR"] = "off"  # empty turns it off (the settings ignore empty values)
     try:
         return model(**overrides)  # type: ignore[arg-type]

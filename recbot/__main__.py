@@ -41,10 +41,12 @@ from bot.server import (
 )
 from bot.services import Services, build_services
 from bot.settings import (
+    DatabaseSettings,
     Mode,
     Settings,
     SettingsError,
     cleartext_upstreams,
+    load_database_settings,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
@@ -152,9 +154,10 @@ def start(mode: Mode, host: str, port: str) -> None:
 def migrate(sql: bool, out: TextIO) -> int:
     """Upgrade the database to the head revision before a rollout, making the seal key as a
     start would, or with `sql` print the SQL of that upgrade for a DBA to review, creating
-    and writing nothing. Every problem is one line on stderr (exit code 2)."""
+    and writing nothing. Reads DATABASE_URL and RECBOT_SEAL_KEY alone. Every problem is one
+    line on stderr (exit code 2)."""
     try:
-        settings = load_settings("http")
+        settings = load_database_settings()
     except SettingsError as exc:
         for line in exc.problems:
             print(f"recbot cannot migrate: {line}", file=sys.stderr)
@@ -170,7 +173,7 @@ def migrate(sql: bool, out: TextIO) -> int:
     return 2
 
 
-def _print_sql(settings: Settings, out: TextIO) -> int:
+def _print_sql(settings: DatabaseSettings, out: TextIO) -> int:
     """The SQL from where the database stands, read read-only; from the start if it does not exist yet."""
     unusable = sqlite_file_problem(settings.DATABASE_URL)
     if unusable:
@@ -184,7 +187,7 @@ def _print_sql(settings: Settings, out: TextIO) -> int:
     return 0
 
 
-def _migrate(settings: Settings, out: TextIO) -> int:
+def _migrate(settings: DatabaseSettings, out: TextIO) -> int:
     unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
     if unusable:
         raise StartupError(unusable)

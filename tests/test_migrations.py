@@ -338,10 +338,38 @@ def test_migrate_upgrades_before_a_rollout_and_sql_prints_it_applying_nothing(
         engine.dispose()
 
 
-def test_migrate_says_what_is_wrong_with_the_settings_and_touches_nothing(tmp_path: Path) -> None:
-    refused = cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}"})
-    assert refused.returncode == 2 and "recbot cannot migrate: " in refused.stderr
-    assert "SLACK_BOT_TOKEN" in refused.stderr and not (tmp_path / "recbot.db").exists()
+def test_migrate_reads_the_database_settings_alone(tmp_path: Path) -> None:
+    """A DBA or a deploy job has the database's URL, not the bot's Slack and Agora credentials;
+    those it does not read at all, so a broken one stops nothing either."""
+    database = tmp_path / "recbot.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}", "SLACK_BOT_TOKEN": "not-a-token", "AGORA_RATE_LIMIT": "lots"}
+    printed = cli(["migrate", "--sql"], tmp_path, env)
+    assert printed.returncode == 0, printed.stderr
+    assert "CREATE TABLE change_requests" in printed.stdout and not database.exists()
+    done = cli(["migrate"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert f"upgraded from no revision (empty) to revision {migrations.head()}" in done.stdout
+    assert f"made the seal key {database}.key (mode 0600)" in done.stdout
+    with make_engine(f"sqlite:///{database}").connect() as conn:
+        assert migrations.position(conn) == migrations.Position(migrations.head())
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"DATABASE_URL": "sqlite:///"}, "DATABASE_URL names no file"),
+        ({"DATABASE_URL": "mysql://db/recbot"}, "DATABASE_URL must start with sqlite:///"),
+        ({"DATABASE_URL": "postgresql://db.invalid/recbot"}, "RECBOT_SEAL_KEY is required with a shared"),
+        ({"RECBOT_SEAL_KEY": "\u200bsecret-key-pasted"}, "RECBOT_SEAL_KEY contains a character that is not printable"),
+        ({"RECBOT_SEAL_KEY": "short-secret-key"}, "RECBOT_SEAL_KEY is not a valid key"),
+    ],
+)
+def test_migrate_says_what_is_wrong_with_the_database_settings_and_touches_nothing(
+    tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    refused = cli(["migrate"], tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'recbot.db'}", **env})
+    assert refused.returncode == 2 and f"recbot cannot migrate: {said}" in refused.stderr
+    assert "secret-key" not in refused.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_a_database_a_newer_recbot_upgraded_is_refused_at_start_and_left_alone(
