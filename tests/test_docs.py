@@ -87,7 +87,7 @@ def layout() -> dict[str, set[str]]:
 
 
 def files_in(folder: str) -> set[str]:
-    return {p.name for p in (ROOT / folder).iterdir() if p.is_file() and p.suffix in (".py", ".sh")}
+    return {p.name for p in (ROOT / folder).iterdir() if p.is_file() and p.suffix in (".py", ".sh", ".md")}
 
 
 def test_the_layout_names_every_file_and_no_other() -> None:
