@@ -66,7 +66,7 @@ from bot.settings import (
 )
 from bot.slack_web import NoRedirectWebClient
 from bot.store import a_sealed_value, migrations, sealed_rows
-from bot.store.engine import make_engine, sqlite_unwritable
+from bot.store.engine import make_engine, sqlite_in_use, sqlite_unwritable
 from bot.store.schema import observed_configs
 
 # Each upstream call gives up after this; the doctor as a whole after DEADLINE.
@@ -338,7 +338,11 @@ def check_database(settings: Settings) -> Check:
     url = make_url(settings.DATABASE_URL)
     shown = shown_database_url(settings.DATABASE_URL)
     # What a start refuses, in its words.
-    unusable = sqlite_file_problem(settings.DATABASE_URL) or sqlite_unwritable(settings.DATABASE_URL)
+    unusable = (
+        sqlite_file_problem(settings.DATABASE_URL)
+        or sqlite_unwritable(settings.DATABASE_URL)
+        or sqlite_in_use(settings.DATABASE_URL)
+    )
     if unusable:
         return Check("Database", "FAIL", unusable)
     key = key_file_for(settings.DATABASE_URL) if settings.RECBOT_SEAL_KEY is None else None

@@ -19,6 +19,7 @@ from bot.doctor import doctor
 from bot.seal import resolve_seal_key
 from bot.settings import Mode, Settings, load_settings
 from bot.store import Store, migrations, open_store
+from bot.store.engine import DatabaseInUse, only_process
 from bot.store.schema import observed_configs
 from bot.store.values import utcnow
 from tests.conftest import APP_ID
@@ -234,6 +235,26 @@ def test_a_database_a_newer_recbot_upgraded_fails_and_one_up_to_date_is_ok(setti
         "a newer recbot upgraded it; run that recbot, or restore the backup taken before that upgrade"
     )
     store.close()
+
+
+def test_a_sqlite_file_another_recbot_runs_on_fails_in_the_words_of_the_start_it_would_refuse(
+    settings_overrides, slack, agora
+) -> None:
+    url = settings_overrides["DATABASE_URL"]
+    open_store(url).close()
+    resolve_seal_key(None, url)
+    path = Path(url.removeprefix("sqlite:///"))
+    with only_process(url):  # as a running recbot holds it
+        code, checks = run_doctor(settings_overrides)
+        with pytest.raises(DatabaseInUse) as refused:
+            with only_process(url):
+                pass
+    assert code == 1 and checks["Database"] == f"FAIL: {refused.value}"
+    assert f"another recbot is running on the SQLite file {path}" in checks["Database"]
+    code, checks = run_doctor(settings_overrides)  # stopped: the lock file stays, held by nobody
+    assert Path(f"{path.resolve()}.lock").exists() and checks["Database"].startswith("ok"), checks["Database"]
+    with only_process(url):  # doctor's own look let go of it
+        pass
 
 
 def test_an_unreachable_postgresql_fails(settings_overrides, slack, agora, unused_port) -> None:

@@ -151,6 +151,20 @@ class DatabaseInUse(Exception):
     """Another recbot holds the embedded SQLite file."""
 
 
+def _lock_of(path: Path) -> Path:
+    # Beside the file itself: a start through a symlink to it is the same database (and a
+    # second writer would leave the other's kept reads, kept.py, behind).
+    return Path(f"{path.resolve()}.lock")
+
+
+def _in_use(path: Path, lock: Path) -> str:
+    return (
+        f"another recbot is running on the SQLite file {path} (it holds {lock}): the embedded SQLite "
+        "serves one process; stop the other, or run several instances on one PostgreSQL "
+        "(README, Several instances)"
+    )
+
+
 @contextmanager
 def only_process(database_url: str) -> Iterator[None]:
     """On SQLite, an exclusive lock on `<database>.lock` while the caller runs: the embedded store
@@ -161,19 +175,35 @@ def only_process(database_url: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    # Beside the file itself: a start through a symlink to it is the same database (and a
-    # second writer would leave the other's kept reads, kept.py, behind).
-    lock = Path(f"{path.resolve()}.lock")
+    lock = _lock_of(path)
     with lock.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatabaseInUse(
-                f"another recbot is running on the SQLite file {path} (it holds {lock}): the embedded SQLite "
-                "serves one process; stop the other, or run several instances on one PostgreSQL "
-                "(README, Several instances)"
-            ) from None
+            raise DatabaseInUse(_in_use(path, lock)) from None
         yield
+
+
+def sqlite_in_use(database_url: str) -> str | None:
+    """Why a start would be refused because another process runs on this SQLite file, in the
+    start's words; None when none does, or for PostgreSQL. Creates nothing: a lock file that does
+    not exist is held by nobody. Holds a shared lock for the instant of the test, during which a
+    start at that very moment would be refused as if one ran (rerunning it starts)."""
+    path = sqlite_path(database_url)
+    if path is None:
+        return None
+    lock = _lock_of(path)
+    try:
+        descriptor = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _in_use(path, lock)
+    finally:
+        os.close(descriptor)  # and with it the shared lock
+    return None
 
 
 def aware(value: datetime) -> datetime:
