@@ -272,9 +272,9 @@ def cleartext_upstreams(settings: Settings) -> list[str]:
     return warnings
 
 
-class DatabaseSettings(BaseSettings):
-    """The database and its seal key: all that `recbot migrate` reads, so that whoever upgrades the
-    schema or prints its SQL (a DBA, a deploy job) needs no Slack or Agora credential."""
+class DatabaseUrlSettings(BaseSettings):
+    """DATABASE_URL alone: all that `recbot migrate --sql` reads, so that a DBA printing the SQL of
+    an upgrade is given neither the bot's credentials nor the seal key that opens stored secrets."""
 
     model_config = SettingsConfigDict(
         env_file=ENV_FILE, env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore", case_sensitive=True
@@ -282,19 +282,6 @@ class DatabaseSettings(BaseSettings):
     MODE: ClassVar[Mode] = "http"
 
     DATABASE_URL: str = "sqlite:///recbot.db"
-    # Validated even when unset: a shared database needs one (see _seal_key).
-    RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
-
-    # check_fields=False: the credentials but the seal key are Settings' fields, checked there by this.
-    @field_validator(*CREDENTIALS, mode="before", check_fields=False)
-    @classmethod
-    def _printable_ascii(cls, v: object) -> object:
-        # Before the fields' own checks: "must start with xoxb-" would hide an invisible first character.
-        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
-        found = credential_problem(raw) if isinstance(raw, str) else None
-        if found:
-            raise Problem(found)
-        return v
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -310,9 +297,31 @@ class DatabaseSettings(BaseSettings):
             raise Problem("is not a database URL") from None
         if port is not None and not 1 <= port <= 65535:
             raise Problem("has a port that is not a number from 1 to 65535")
+        if url.get_backend_name() == "sqlite" and url.query:
+            # recbot opens the file itself: a query (mode=memory, uri=true) would be ignored or break that.
+            raise Problem("has a query (?...), which recbot does not pass on to SQLite", "remove the query")
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             # recbot keeps open requests, the audit log and what it watches: all would be lost at exit.
             raise Problem("names no file (an in-memory SQLite database loses every request and the audit log at exit)")
+        return v
+
+
+class DatabaseSettings(DatabaseUrlSettings):
+    """The database and its seal key: all that `recbot migrate` reads, so that whoever upgrades the
+    schema (a DBA, a deploy job) needs no Slack or Agora credential."""
+
+    # Validated even when unset: a shared database needs one (see _seal_key).
+    RECBOT_SEAL_KEY: SecretStr | None = Field(default=None, validate_default=True)
+
+    # check_fields=False: the credentials but the seal key are Settings' fields, checked there by this.
+    @field_validator(*CREDENTIALS, mode="before", check_fields=False)
+    @classmethod
+    def _printable_ascii(cls, v: object) -> object:
+        # Before the fields' own checks: "must start with xoxb-" would hide an invisible first character.
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        found = credential_problem(raw) if isinstance(raw, str) else None
+        if found:
+            raise Problem(found)
         return v
 
     @field_validator("RECBOT_SEAL_KEY")
@@ -488,16 +497,21 @@ def sqlite_file_problem(database_url: str) -> str | None:
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
     path = Path(url.database)
-    if path.is_dir() or url.database.endswith("/"):
-        return (
-            f"DATABASE_URL names the folder {path}, not a file: add the file's name, "
-            f"e.g. sqlite:///{path / 'recbot.db'}"
-        )
-    folder = path.resolve().parent
-    if folder.exists() and not folder.is_dir():
-        return f"{folder} is a file, not a folder: change DATABASE_URL"
-    if not folder.is_dir():
-        return f"folder {folder} does not exist: create it or change DATABASE_URL"
+    try:
+        if path.is_dir() or url.database.endswith("/"):
+            return (
+                f"DATABASE_URL names the folder {path}, not a file: add the file's name, "
+                f"e.g. sqlite:///{path / 'recbot.db'}"
+            )
+        if path.exists() and not path.is_file():  # SQLite would wait on a pipe forever, or write beside a device
+            return f"DATABASE_URL names {path}, which is not a file (a pipe, a device or a socket): change DATABASE_URL"
+        folder = path.resolve().parent
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder: change DATABASE_URL"
+        if not folder.is_dir():
+            return f"folder {folder} does not exist: create it or change DATABASE_URL"
+    except OSError as exc:  # a name too long, a loop of links
+        return f"DATABASE_URL names a path the system refuses ({exc.strerror or type(exc).__name__}): change it"
     return None
 
 
@@ -727,7 +741,12 @@ def load_database_settings(**overrides: object) -> DatabaseSettings:
     return _load(DatabaseSettings, "http", overrides)
 
 
-_Loaded = TypeVar("_Loaded", bound=DatabaseSettings)
+def load_database_url(**overrides: object) -> DatabaseUrlSettings:
+    """Read DATABASE_URL alone (what `recbot migrate --sql` needs), as `load_settings` reads it."""
+    return _load(DatabaseUrlSettings, "http", overrides)
+
+
+_Loaded = TypeVar("_Loaded", bound=DatabaseUrlSettings)
 
 
 def _load(model: type[_Loaded], mode: Mode, overrides: dict[str, object]) -> _Loaded:

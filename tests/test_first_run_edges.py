@@ -205,8 +205,13 @@ def test_no_password_survives_the_shown_database_url(password: str) -> None:
             "e.g. sqlite:///{tmp}/folder/recbot.db",
         ),
         ("{tmp}/a-file/recbot.db", "{tmp}/a-file is a file, not a folder: change DATABASE_URL"),
+        (
+            "{tmp}/a-pipe",
+            "DATABASE_URL names {tmp}/a-pipe, which is not a file (a pipe, a device or a socket): change DATABASE_URL",
+        ),
+        ("{tmp}/" + "a" * 300 + ".db", "DATABASE_URL names a path the system refuses (File name too long): change it"),
     ],
-    ids=["missing-folder", "missing-folders", "folder-with-slash", "folder", "file-as-folder"],
+    ids=["missing-folder", "missing-folders", "folder-with-slash", "folder", "file-as-folder", "pipe", "too-long"],
 )
 def test_a_sqlite_path_that_cannot_be_a_file_is_refused_before_anything_is_created(
     env,
@@ -216,6 +221,7 @@ def test_a_sqlite_path_that_cannot_be_a_file_is_refused_before_anything_is_creat
 ) -> None:
     (tmp_path / "folder").mkdir()
     (tmp_path / "a-file").write_text("not a folder")
+    os.mkfifo(tmp_path / "a-pipe")  # SQLite would wait on it forever
     env["DATABASE_URL"] = "sqlite:///" + database.format(tmp=tmp_path)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     (line,) = refused(HTTP, env, tmp_path)
@@ -223,6 +229,19 @@ def test_a_sqlite_path_that_cannot_be_a_file_is_refused_before_anything_is_creat
     assert "server" not in line
     assert doctor_failures(HTTP, env, tmp_path) == [line.removeprefix("recbot cannot start: ")]
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # no folder, no key, no database
+
+
+@pytest.mark.parametrize("url", ["sqlite:///file:x.db?mode=memory&uri=true", "sqlite:///recbot.db?timeout=1"])
+def test_a_sqlite_url_with_a_query_is_refused_by_the_settings(env, tmp_path, url) -> None:
+    """It ended in a TypeError's traceback (mode=memory&uri=true), after a seal key was made."""
+    env["DATABASE_URL"] = url
+    (line,) = refused(HTTP, env, tmp_path)
+    assert line == (
+        "recbot cannot start: DATABASE_URL has a query (?...), which recbot does not pass on to SQLite: "
+        "remove the query"
+    )
+    assert doctor_failures(HTTP, env, tmp_path) == [line.removeprefix("recbot cannot start: ")]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
