@@ -37,7 +37,7 @@ from bot.agora import (
 from bot.catalog import API_REGIONS
 from bot.metrics_listener import METRICS_FIX, on_slack_port, url
 from bot.models import Target
-from bot.seal import Sealer, SealError, key_file_for, missing_key, resolve_seal_key
+from bot.seal import SealError, key_file_for, missing_key, other_key, resolve_seal_key
 from bot.server import (
     BOT_USER_OAUTH_ADVICE,
     EVENTS_PATH,
@@ -372,7 +372,12 @@ def check_database(settings: Settings) -> Check:
     if sealed and key is not None:
         return Check("Database", "FAIL", f"a start would refuse: {missing_key(key, sealed)}")
     if sample is not None:
-        mismatch = _other_key(settings, sample)
+        configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
+        try:
+            key_now = resolve_seal_key(configured, settings.DATABASE_URL)  # the file exists: it makes none
+        except SealError as exc:  # the file cannot be read
+            return Check("Database", "FAIL", str(exc))
+        mismatch = other_key(key_now, configured is not None, settings.DATABASE_URL, sample)
         if mismatch:
             return Check("Database", "FAIL", mismatch)
     applies = "; ".join(f"{revision} {title}" for revision, title in todo)
@@ -390,22 +395,6 @@ def _cannot_create(conn: Connection) -> str | None:
     if schema is None:
         return "InvalidSchemaName"
     return None if may else "InsufficientPrivilege"
-
-
-def _other_key(settings: Settings, sealed: bytes) -> str | None:
-    """Why this seal key cannot open what the database holds sealed (another instance's key, or
-    a key file restored from elsewhere); None when it opens it."""
-    configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
-    try:
-        Sealer(resolve_seal_key(configured, settings.DATABASE_URL)).unseal(sealed)
-    except SealError:
-        where = "RECBOT_SEAL_KEY" if configured else f"the seal key {key_file_for(settings.DATABASE_URL)}"
-        return (
-            f"open requests or jobs in it were sealed with another key than {where}: they could not be applied, "
-            "and approval buttons made with that key read as forged; give every instance the key that sealed "
-            "them (one RECBOT_SEAL_KEY for all), or restore its key file"
-        )
-    return None
 
 
 def check_rate_limit(settings: Settings) -> Check | None:

@@ -80,6 +80,22 @@ def missing_key(path: Path, sealed: int) -> str:
     )
 
 
+def other_key(key: bytes, configured: bool, database_url: str, sealed: bytes) -> str | None:
+    """Why `key` cannot open `sealed`, a value the database holds sealed (another instance's key,
+    or a key file restored from elsewhere), as `<what>: <how to fix>`; None when it opens it.
+    `configured`: the key is RECBOT_SEAL_KEY's, not the file's beside the database."""
+    try:
+        Sealer(key).unseal(sealed)
+    except SealError:
+        where = "RECBOT_SEAL_KEY" if configured else f"the seal key {key_file_for(database_url)}"
+        return (
+            f"open requests or jobs in it were sealed with another key than {where}: they could not be applied, "
+            "and approval buttons made with that key read as forged; give every instance the key that sealed "
+            "them (one RECBOT_SEAL_KEY for all), or restore its key file"
+        )
+    return None
+
+
 def resolve_seal_key(configured: str | None, database_url: str, sealed: Callable[[], int] = lambda: 0) -> bytes:
     """The configured key, or on the embedded SQLite default one generated
     once into a 0600 file beside the database (logged, never printed). A key is not made

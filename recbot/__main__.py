@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.doctor import doctor
 from bot.logs import configure_logging
 from bot.metrics_listener import METRICS_FIX, on_slack_port
-from bot.seal import SealError, key_file_for, resolve_seal_key
+from bot.seal import SealError, key_file_for, other_key, resolve_seal_key
 from bot.server import (
     StartupError,
     cannot_listen,
@@ -42,17 +42,19 @@ from bot.server import (
 from bot.services import Services, build_services
 from bot.settings import (
     DatabaseSettings,
+    DatabaseUrlSettings,
     Mode,
     Settings,
     SettingsError,
     cleartext_upstreams,
     load_database_settings,
+    load_database_url,
     load_settings,
     shown_database_url,
     sqlite_file_problem,
     unread_names,
 )
-from bot.store import count_sealed, migrations
+from bot.store import a_sealed_value, count_sealed, migrations
 from bot.store.engine import DatabaseInUse, make_engine, only_process, sqlite_path, sqlite_unwritable
 from recbot.app import create_app
 from recbot.serve import serve_http, serve_socket_mode
@@ -151,21 +153,29 @@ def start(mode: Mode, host: str, port: str) -> None:
         raise StartupError(str(exc)) from None
 
 
+# What migrate reads; a name one typo from these would leave it on another database (the default).
+MIGRATE_READS = ("DATABASE_URL", "RECBOT_SEAL_KEY")
+
+
 def migrate(sql: bool, out: TextIO) -> int:
     """Upgrade the database to the head revision before a rollout, making the seal key as a
     start would, or with `sql` print the SQL of that upgrade for a DBA to review, creating
-    and writing nothing. Reads DATABASE_URL and RECBOT_SEAL_KEY alone. Every problem is one
-    line on stderr (exit code 2)."""
+    and writing nothing. Reads DATABASE_URL and RECBOT_SEAL_KEY alone (`sql`: DATABASE_URL),
+    and refuses where a name one typo from them is set, or one of them twice in .env: which
+    database is meant is then not sure. Every problem is one line on stderr (exit code 2)."""
+    unsure = [u.text for u in unread_names() if u.meant in MIGRATE_READS]
     try:
-        settings = load_database_settings()
+        settings: DatabaseUrlSettings = load_database_url() if sql else load_database_settings()
     except SettingsError as exc:
-        for line in exc.problems:
-            print(f"recbot cannot migrate: {line}", file=sys.stderr)
+        unsure = exc.problems + unsure
+    for line in unsure:
+        print(f"recbot cannot migrate: {line}", file=sys.stderr)
+    if unsure:
         return 2
     try:
-        if sql:
-            return _print_sql(settings, out)
-        return _migrate(settings, out)
+        if isinstance(settings, DatabaseSettings):
+            return _migrate(settings, out)
+        return _print_sql(settings, out)
     except (migrations.UnknownRevision, migrations.OfflineUnsafe, SealError, DatabaseInUse, StartupError) as exc:
         print(f"recbot cannot migrate: {exc}", file=sys.stderr)
     except SQLAlchemyError as exc:
@@ -173,7 +183,7 @@ def migrate(sql: bool, out: TextIO) -> int:
     return 2
 
 
-def _print_sql(settings: DatabaseSettings, out: TextIO) -> int:
+def _print_sql(settings: DatabaseUrlSettings, out: TextIO) -> int:
     """The SQL from where the database stands, read read-only; from the start if it does not exist yet."""
     unusable = sqlite_file_problem(settings.DATABASE_URL)
     if unusable:
@@ -196,11 +206,15 @@ def _migrate(settings: DatabaseSettings, out: TextIO) -> int:
         made = settings.RECBOT_SEAL_KEY is None and key is not None and not key.exists()
         configured = settings.RECBOT_SEAL_KEY.get_secret_value() if settings.RECBOT_SEAL_KEY else None
         # As a start would: doctor then finds the pair.
-        resolve_seal_key(configured, settings.DATABASE_URL, lambda: count_sealed(settings.DATABASE_URL))
+        sealing = resolve_seal_key(configured, settings.DATABASE_URL, lambda: count_sealed(settings.DATABASE_URL))
         engine = make_engine(settings.DATABASE_URL)
         try:
             with engine.connect() as conn:
                 before = migrations.position(conn)
+                sample = a_sealed_value(conn)
+            wrong = other_key(sealing, configured is not None, settings.DATABASE_URL, sample) if sample else None
+            if wrong:  # the upgrade would pass, and the instances then fail every sealed request
+                raise StartupError(wrong)
             migrations.upgrade(engine)
         finally:
             engine.dispose()

@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select, text
 
+from bot.seal import Sealer
 from bot.store import migrations, open_store
 from bot.store.engine import make_engine
 from bot.store.schema import agora_budget, metadata
@@ -311,9 +312,21 @@ def test_migrate_upgrades_before_a_rollout_and_sql_prints_it_applying_nothing(
     engine = make_engine(url)
     build(engine, "v3")
     env = {**{k: str(v) for k, v in settings_overrides.items()}, "DATABASE_URL": url}
-    # Its open request is sealed: without a key given, migrate refuses to make a new one over it.
+    # Its open request is sealed: without a key given, migrate refuses to make a new one over it,
+    # and with a key that does not open it, upgrades nothing either.
+    key = Fernet.generate_key().decode()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE change_requests SET sealed_patch = :sealed"), {"sealed": Sealer(key.encode()).seal("{}")}
+        )
     env["RECBOT_SEAL_KEY"] = Fernet.generate_key().decode()
     try:
+        refused = cli(["migrate"], tmp_path, env)
+        assert refused.returncode == 2 and "sealed with another key than RECBOT_SEAL_KEY" in refused.stderr
+        assert env["RECBOT_SEAL_KEY"] not in refused.stderr + refused.stdout
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position("0003", legacy_version=3)  # nothing applied
+        env["RECBOT_SEAL_KEY"] = key
         printed = cli(["migrate", "--sql"], tmp_path, env)
         assert printed.returncode == 0, printed.stderr
         sql = printed.stdout
@@ -334,6 +347,34 @@ def test_migrate_upgrades_before_a_rollout_and_sql_prints_it_applying_nothing(
         again = cli(["migrate"], tmp_path, env)
         assert again.returncode == 0 and f"already at revision {migrations.head()}" in again.stdout
         assert len(_rows(url, "change_requests", ["id"])) == 2
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("sql", [False, True], ids=["migrate", "sql"])
+def test_migrate_refuses_a_name_one_typo_from_what_it_reads(tmp_path: Path, sql: bool) -> None:
+    """DATABSE_URL left DATABASE_URL at its default: a deploy job upgraded a new SQLite file beside
+    it, said so, exited 0, and the database it meant was never upgraded."""
+    (tmp_path / ".env").write_text(f"DATABSE_URL=sqlite:///{tmp_path / 'meant.db'}\n")
+    refused = cli(["migrate", *(["--sql"] if sql else [])], tmp_path, {})
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        "recbot cannot migrate: DATABSE_URL in .env is not a name recbot reads: if it is meant as DATABASE_URL, "
+        "rename it\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
+def test_migrate_sql_reads_no_seal_key_even_for_a_shared_database(new_url: Urls, tmp_path: Path) -> None:
+    """A DBA reviewing the SQL is not handed the key that opens the credentials stored in it."""
+    url = new_url()
+    printed = cli(["migrate", "--sql"], tmp_path, {"DATABASE_URL": url})
+    assert printed.returncode == 0, printed.stderr
+    assert "CREATE TABLE change_requests" in printed.stdout
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert migrations.position(conn) == migrations.Position(None)  # nothing applied
     finally:
         engine.dispose()
 
