@@ -162,7 +162,9 @@ def migrate(sql: bool, out: TextIO) -> int:
     start would, or with `sql` print the SQL of that upgrade for a DBA to review, creating
     and writing nothing. Reads DATABASE_URL and RECBOT_SEAL_KEY alone (`sql`: DATABASE_URL),
     and refuses where a name one typo from them is set, or one of them twice in .env: which
-    database is meant is then not sure. Every problem is one line on stderr (exit code 2)."""
+    database is meant is then not sure. Every problem is one line on stderr (exit code 2); a seal
+    key that does not open what is sealed is a warning there (a new key is the way out when the
+    old one is lost for good)."""
     unsure = [u.text for u in unread_names() if u.meant in MIGRATE_READS]
     try:
         settings: DatabaseUrlSettings = load_database_url() if sql else load_database_settings()
@@ -213,8 +215,6 @@ def _migrate(settings: DatabaseSettings, out: TextIO) -> int:
                 before = migrations.position(conn)
                 sample = a_sealed_value(conn)
             wrong = other_key(sealing, configured is not None, settings.DATABASE_URL, sample) if sample else None
-            if wrong:  # the upgrade would pass, and the instances then fail every sealed request
-                raise StartupError(wrong)
             migrations.upgrade(engine)
         finally:
             engine.dispose()
@@ -223,6 +223,8 @@ def _migrate(settings: DatabaseSettings, out: TextIO) -> int:
     print(f"{shown_database_url(settings.DATABASE_URL)}: {done} revision {head}", file=out)
     if made:
         print(f"made the seal key {key} (mode 0600): back it up, separately from the database", file=out)
+    if wrong:  # not refused: a new key is the way out when the old one is lost for good (bot/seal.py)
+        print(f"recbot migrate: warning: {wrong}; if that key is lost for good, cancel them", file=sys.stderr)
     return 0
 
 
