@@ -20,6 +20,8 @@ from bot.settings import (
     cleartext_upstreams,
     how_to_fix,
     is_this_machine,
+    load_database_settings,
+    load_database_url,
     load_settings,
     unread_names,
 )
@@ -335,9 +337,23 @@ def test_an_upstream_reached_in_clear_across_the_network_is_warned_of(
 
 def test_a_database_url_with_a_broken_port_is_refused(settings_overrides) -> None:
     key = Fernet.generate_key().decode()
-    for url in ("postgresql://db:port/recbot", "postgresql://db:99999/recbot"):
+    for url in ("postgresql://db:port/recbot", "postgresql://db:99999/recbot", "postgresql://db:65536/recbot"):
         (line,) = problems(**{**settings_overrides, "DATABASE_URL": url, "RECBOT_SEAL_KEY": key})
         assert line.startswith("DATABASE_URL ") and line.endswith(how_to_fix("DATABASE_URL", "http"))
+    for url in ("postgresql://db:1/recbot", "postgresql://db:65535/recbot"):  # the bounds, kept
+        assert load_settings(_env_file=None, **{**settings_overrides, "DATABASE_URL": url, "RECBOT_SEAL_KEY": key})
+
+
+def test_a_shared_database_without_a_seal_key_is_refused_by_every_loader(settings_overrides, monkeypatch) -> None:
+    """The key is checked when not given at all (its default), not only when given empty."""
+    monkeypatch.delenv("RECBOT_SEAL_KEY", raising=False)
+    given = {k: v for k, v in settings_overrides.items() if k != "RECBOT_SEAL_KEY"}
+    said = "RECBOT_SEAL_KEY is required with a shared (PostgreSQL) database: " + how_to_fix("RECBOT_SEAL_KEY", "http")
+    assert problems(**{**given, "DATABASE_URL": "postgresql://db/recbot"}) == [said]
+    with pytest.raises(SettingsError) as caught:
+        load_database_settings(_env_file=None, DATABASE_URL="postgresql://db/recbot")
+    assert caught.value.problems == [said]
+    assert load_database_url(_env_file=None, DATABASE_URL="postgresql://db/recbot").DATABASE_URL  # --sql needs none
 
 
 @pytest.mark.parametrize(
